@@ -1,0 +1,217 @@
+//! Typed payloads (`data`) of every event type SpendSignoff emits, one
+//! struct per `spend.<noun>.<verb>.v1` type. schemas/events/ holds the JSON
+//! Schema of each; a test checks every sample here against its schema, so
+//! the code and the published contract cannot drift apart.
+
+use serde::{Deserialize, Serialize};
+
+use crate::money::Money;
+
+/// Every event type, with the file name of its JSON Schema under
+/// schemas/events/.
+pub const EVENT_TYPES: &[&str] = &[
+    DraftProposed::TYPE,
+    PolicyEvaluated::TYPE,
+    ApprovalGranted::TYPE,
+    ChangePushed::TYPE,
+    ChangeRolledBack::TYPE,
+    ReadPerformed::TYPE,
+    SecurityAlert::TYPE,
+    CardFrozen::TYPE,
+    LedgerCheckpointed::TYPE,
+];
+
+/// The `data` of an event; the variant decides the envelope's `type`.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+#[serde(untagged)]
+pub enum EventData {
+    DraftProposed(DraftProposed),
+    PolicyEvaluated(PolicyEvaluated),
+    ApprovalGranted(ApprovalGranted),
+    ChangePushed(ChangePushed),
+    ChangeRolledBack(ChangeRolledBack),
+    ReadPerformed(ReadPerformed),
+    SecurityAlert(SecurityAlert),
+    CardFrozen(CardFrozen),
+    LedgerCheckpointed(LedgerCheckpointed),
+}
+
+macro_rules! typed {
+    ($($variant:ident => $ty:literal),* $(,)?) => {
+        $(impl $variant { pub const TYPE: &'static str = $ty; })*
+        impl EventData {
+            pub fn event_type(&self) -> &'static str {
+                match self { $(EventData::$variant(_) => $variant::TYPE),* }
+            }
+            /// Parses `data` of the given type; unknown types are an error.
+            pub fn from_json(event_type: &str, data: &str) -> Result<Self, String> {
+                match event_type {
+                    $($ty => serde_json::from_str(data).map(EventData::$variant).map_err(|e| e.to_string()),)*
+                    other => Err(format!("unknown event type {other:?}")),
+                }
+            }
+        }
+    };
+}
+
+typed! {
+    DraftProposed => "spend.draft.proposed.v1",
+    PolicyEvaluated => "spend.policy.evaluated.v1",
+    ApprovalGranted => "spend.approval.granted.v1",
+    ChangePushed => "spend.change.pushed.v1",
+    ChangeRolledBack => "spend.change.rolled_back.v1",
+    ReadPerformed => "spend.read.performed.v1",
+    SecurityAlert => "spend.security.alert.v1",
+    CardFrozen => "spend.card.frozen.v1",
+    LedgerCheckpointed => "spend.ledger.checkpointed.v1",
+}
+
+/// One field of a before→after diff.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FieldDiff {
+    pub path: String,
+    pub before: serde_json::Value,
+    pub after: serde_json::Value,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftProposed {
+    pub draft_id: String,
+    pub account_id: String,
+    /// `budget`, `bid`, `status` or `payment`.
+    pub kind: String,
+    pub diff: Vec<FieldDiff>,
+    pub spend_impact: Money,
+    pub rationale: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Reason {
+    pub code: String,
+    pub message: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Outcome {
+    Deny,
+    AutoApprove,
+    RequireApproval,
+    RequireDualApproval,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyEvaluated {
+    pub draft_id: String,
+    pub outcome: Outcome,
+    pub reasons: Vec<Reason>,
+    /// Content hash of the SPEND.md version that decided.
+    pub policy_version: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalGranted {
+    pub draft_id: String,
+    pub approval_id: String,
+    /// Which approval this is (1, or 2 under dual control).
+    pub step: u32,
+    /// The passkey credential that asserted it.
+    pub credential_id: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangePushed {
+    pub change_id: String,
+    pub draft_id: String,
+    pub platform: String,
+    /// Idempotency key sent to the platform.
+    pub idempotency_key: String,
+    pub diff: Vec<FieldDiff>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeRolledBack {
+    pub change_id: String,
+    pub rollback_of: String,
+    pub diff: Vec<FieldDiff>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ReadPerformed {
+    /// The tool or RPC, e.g. `list_campaigns`.
+    pub operation: String,
+    pub account_id: Option<String>,
+    pub result_count: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct SecurityAlert {
+    /// Machine-readable, e.g. `scope.denied`, `ip_not_allowed`.
+    pub reason: String,
+    /// The agent key id involved (never the key itself).
+    pub key_id: Option<String>,
+    /// The client address as the gateway saw it.
+    pub address: Option<String>,
+    pub detail: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardFrozen {
+    pub card_id: String,
+    pub reason: String,
+}
+
+/// Published to the ledger stream (`SPEND_LEDGER`), not the event stream.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LedgerCheckpointed {
+    pub origin: String,
+    pub tree_size: u64,
+    pub root_hash_b64: String,
+    /// The exact signed checkpoint body.
+    pub body: String,
+    pub signature_b64: String,
+    pub key_id: String,
+}
+
+/// One valid sample of every event type, for schema conformance tests.
+#[doc(hidden)]
+pub fn samples() -> Vec<EventData> {
+    let usd = |m| Money::new(m, "USD").unwrap();
+    let diff = vec![FieldDiff { path: "campaign/c1/daily_budget".into(), before: serde_json::json!({"minor_units": 5000, "currency": "USD"}), after: serde_json::json!({"minor_units": 7500, "currency": "USD"}) }];
+    vec![
+        EventData::DraftProposed(DraftProposed { draft_id: "d1".into(), account_id: "act_1".into(), kind: "budget".into(), diff: diff.clone(), spend_impact: usd(2500), rationale: "ROAS is 4x".into() }),
+        EventData::PolicyEvaluated(PolicyEvaluated { draft_id: "d1".into(), outcome: Outcome::RequireApproval, reasons: vec![Reason { code: "approval.threshold".into(), message: "over 25 USD".into() }], policy_version: "sha256:00".into() }),
+        EventData::ApprovalGranted(ApprovalGranted { draft_id: "d1".into(), approval_id: "a1".into(), step: 1, credential_id: "cred".into() }),
+        EventData::ChangePushed(ChangePushed { change_id: "c1".into(), draft_id: "d1".into(), platform: "sandbox".into(), idempotency_key: "d1".into(), diff: diff.clone() }),
+        EventData::ChangeRolledBack(ChangeRolledBack { change_id: "c2".into(), rollback_of: "c1".into(), diff }),
+        EventData::ReadPerformed(ReadPerformed { operation: "list_campaigns".into(), account_id: Some("act_1".into()), result_count: 3 }),
+        EventData::SecurityAlert(SecurityAlert { reason: "scope.denied".into(), key_id: Some("key_1".into()), address: None, detail: "mcp.approve is never granted to agents".into() }),
+        EventData::CardFrozen(CardFrozen { card_id: "card_1".into(), reason: "incident".into() }),
+        EventData::LedgerCheckpointed(LedgerCheckpointed { origin: "spendsignoff/ledger".into(), tree_size: 1, root_hash_b64: "AA==".into(), body: "o\n1\nAA==\n".into(), signature_b64: "AA==".into(), key_id: "k".into() }),
+    ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_type_parses_back_from_its_own_json() {
+        for s in samples() {
+            let json = serde_json::to_string(&s).unwrap();
+            assert_eq!(EventData::from_json(s.event_type(), &json).unwrap(), s);
+        }
+        assert_eq!(samples().len(), EVENT_TYPES.len());
+    }
+}

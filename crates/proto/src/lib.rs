@@ -1,0 +1,11 @@
+//! Generated gRPC contracts for every SpendSignoff service
+//! (proto/spendsignoff/v1). Services convert these types at their edges
+//! (`TryFrom`) so domain code never sees protobuf types.
+#![allow(clippy::all)]
+
+pub mod v1 {
+    tonic::include_proto!("spendsignoff.v1");
+}
+
+/// Encoded file descriptor set for gRPC reflection.
+pub const FILE_DESCRIPTOR_SET: &[u8] = tonic::include_file_descriptor_set!("spendsignoff_descriptor");

