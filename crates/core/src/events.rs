@@ -139,6 +139,7 @@ pub struct ChangePushed {
 #[serde(deny_unknown_fields)]
 pub struct ChangeRolledBack {
     pub change_id: String,
+    pub draft_id: String,
     pub rollback_of: String,
     pub diff: Vec<FieldDiff>,
 }
@@ -194,7 +195,7 @@ pub fn samples() -> Vec<EventData> {
         EventData::PolicyEvaluated(PolicyEvaluated { draft_id: "d1".into(), outcome: Outcome::RequireApproval, reasons: vec![Reason { code: "approval.threshold".into(), message: "over 25 USD".into() }], policy_version: "sha256:00".into() }),
         EventData::ApprovalGranted(ApprovalGranted { draft_id: "d1".into(), approval_id: "a1".into(), step: 1, credential_id: "cred".into() }),
         EventData::ChangePushed(ChangePushed { change_id: "c1".into(), draft_id: "d1".into(), platform: "sandbox".into(), idempotency_key: "d1".into(), diff: diff.clone() }),
-        EventData::ChangeRolledBack(ChangeRolledBack { change_id: "c2".into(), rollback_of: "c1".into(), diff }),
+        EventData::ChangeRolledBack(ChangeRolledBack { change_id: "c2".into(), draft_id: "d1".into(), rollback_of: "c1".into(), diff }),
         EventData::ReadPerformed(ReadPerformed { operation: "list_campaigns".into(), account_id: Some("act_1".into()), result_count: 3 }),
         EventData::SecurityAlert(SecurityAlert { reason: "scope.denied".into(), key_id: Some("key_1".into()), address: None, detail: "mcp.approve is never granted to agents".into() }),
         EventData::CardFrozen(CardFrozen { card_id: "card_1".into(), reason: "incident".into() }),

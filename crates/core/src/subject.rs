@@ -24,6 +24,23 @@ pub fn aggregate_subject(prefix: &str, org: &str, aggregate: &str, id: &str) -> 
     Ok(format!("{prefix}.{org}.{aggregate}.{id}"))
 }
 
+/// The envelope `subject` of an aggregate instance: `<aggregate>/<id>`.
+pub fn envelope_subject(aggregate: &str, id: &str) -> String {
+    format!("{aggregate}/{id}")
+}
+
+/// True when a stream subject `<prefix>.<org>.<aggregate>.<id>` carries an
+/// event of `org` whose envelope subject is `<aggregate>/<id>`: an event
+/// published on another organisation's or aggregate's subject is refused.
+pub fn matches_envelope(stream_subject: &str, org: &str, envelope_subject: &str) -> bool {
+    let Some((aggregate, id)) = envelope_subject.split_once('/') else { return false };
+    if ![org, aggregate, id].iter().all(|t| is_valid_token(t)) {
+        return false;
+    }
+    let tail = format!(".{org}.{aggregate}.{id}");
+    stream_subject.len() > tail.len() && stream_subject.ends_with(&tail)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -34,5 +51,14 @@ mod tests {
         assert!(aggregate_subject("spend.evt", "acme.*", "draft", "d1").is_err());
         assert!(aggregate_subject("spend.evt", "acme", "draft", ">").is_err());
         assert!(aggregate_subject("spend.evt", "", "draft", "d1").is_err());
+    }
+
+    #[test]
+    fn an_event_must_sit_on_its_own_org_and_aggregate_subject() {
+        assert!(matches_envelope("spend.evt.acme.draft.d1", "acme", "draft/d1"));
+        assert!(!matches_envelope("spend.evt.other.draft.d1", "acme", "draft/d1"));
+        assert!(!matches_envelope("spend.evt.acme.draft.d2", "acme", "draft/d1"));
+        assert!(!matches_envelope("acme.draft.d1", "acme", "draft/d1"));
+        assert!(!matches_envelope("spend.evt.acme.draft.d1", "acme", "draft.d1"));
     }
 }

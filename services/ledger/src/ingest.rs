@@ -1,0 +1,304 @@
+//! The ingest loop: consume every event in stream order, hash it into the
+//! tree, project it (rows and position in one transaction), acknowledge it,
+//! and cover it with a signed checkpoint within the configured delay.
+//!
+//! Failure handling, in the order things can go wrong:
+//! - the event log or the database is down: wait and retry with backoff,
+//!   logging once per outage, then catch up; nothing is acknowledged before
+//!   it is committed;
+//! - a crash anywhere: on restart the tree is rebuilt from the projection,
+//!   redelivered events at or below the committed position are skipped, and
+//!   checkpoints are recomputed from the same leaves, so roots are identical
+//!   to an uninterrupted run;
+//! - a malformed payload: projected as rejected with its reason, and still
+//!   a leaf of the tree.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use chrono::Utc;
+use spend_core::events::{EventData, Outcome};
+use spend_core::{Actor, Envelope};
+use spend_eventlog::{Append, EventLog, StartAt, StoredMessage};
+use spend_signer::Signer;
+use tokio::sync::watch;
+use tokio::time::Instant;
+
+use crate::export::checkpoint_body;
+use crate::merkle::{CompactRange, leaf_hash};
+use crate::store::{CheckpointRow, EventRow, Store, TxRow};
+use crate::{LedgerConfig, SharedState, validate};
+
+pub(crate) struct Ingest {
+    pub config: LedgerConfig,
+    pub events: Arc<dyn EventLog>,
+    pub checkpoints: Arc<dyn EventLog>,
+    pub store: Arc<dyn Store>,
+    pub signer: Arc<dyn Signer>,
+    pub state: Arc<SharedState>,
+}
+
+/// Retries an operation while it fails transiently (logging once per
+/// outage), until the shutdown signal fires. Evaluates to
+/// `Result<Option<T>, E>`: `Ok(None)` means shutdown came first. A macro
+/// rather than a function taking a closure, because the futures must stay
+/// `Send` for the spawned task.
+macro_rules! retry {
+    ($what:expr, $shutdown:expr, $transient:expr, $op:expr) => {{
+        let mut delay = Duration::from_millis(100);
+        let mut failing_since: Option<Instant> = None;
+        loop {
+            match $op {
+                Ok(v) => {
+                    if let Some(since) = failing_since {
+                        tracing::info!(what = $what, after_s = since.elapsed().as_secs_f64(), "recovered");
+                    }
+                    break Ok(Some(v));
+                }
+                Err(e) if ($transient)(&e) => {
+                    if failing_since.is_none() {
+                        tracing::warn!(what = $what, error = %e, "unavailable; retrying until it is back");
+                        failing_since = Some(Instant::now());
+                    } else {
+                        tracing::debug!(what = $what, error = %e, "still unavailable");
+                    }
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = $shutdown.changed() => break Ok(None),
+                    }
+                    delay = (delay * 2).min(Duration::from_secs(2));
+                }
+                Err(e) => break Err(e),
+            }
+        }
+    }};
+}
+
+fn db_transient(e: &crate::store::StoreError) -> bool {
+    e.is_transient()
+}
+
+/// The status a transaction moves to with this event, if any.
+fn transaction_row(idx: u64, accepted: &validate::Accepted<'_>) -> Option<TxRow> {
+    let env = &accepted.envelope;
+    let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
+    let (draft_id, status, account, money) = match data {
+        EventData::DraftProposed(d) => (d.draft_id, "proposed", Some(d.account_id), Some(d.spend_impact)),
+        EventData::PolicyEvaluated(p) => {
+            let status = match p.outcome {
+                Outcome::Deny => "declined",
+                Outcome::AutoApprove => "approved",
+                Outcome::RequireApproval | Outcome::RequireDualApproval => "pending_approval",
+            };
+            (p.draft_id, status, None, None)
+        }
+        EventData::ApprovalGranted(a) => (a.draft_id, "approved", None, None),
+        EventData::ChangePushed(c) => (c.draft_id, "completed", None, None),
+        EventData::ChangeRolledBack(c) => (c.draft_id, "rolled_back", None, None),
+        _ => return None,
+    };
+    Some(TxRow {
+        idx,
+        draft_id,
+        status: status.to_string(),
+        org: env.org.to_string(),
+        account_id: account,
+        amount_minor: money.as_ref().map(|m| m.minor_units),
+        currency: money.map(|m| m.currency),
+        event_time: env.time,
+    })
+}
+
+/// Turns a delivered message into its projected row (and transaction row).
+pub(crate) fn project(idx: u64, m: &StoredMessage) -> (EventRow, Option<TxRow>) {
+    let leaf = leaf_hash(&m.payload);
+    let mut row = EventRow {
+        idx,
+        seq: m.seq,
+        subject: m.subject.clone(),
+        msg_id: m.msg_id.clone(),
+        payload: m.payload.to_vec(),
+        leaf_hash: leaf,
+        stored_at: m.time,
+        event_id: None,
+        event_type: None,
+        org: None,
+        event_time: None,
+        reject_reason: None,
+    };
+    match validate::classify(&m.subject, &m.payload) {
+        Ok(acc) => {
+            row.event_id = Some(acc.envelope.id.to_string());
+            row.event_type = Some(acc.envelope.event_type.to_string());
+            row.org = Some(acc.envelope.org.to_string());
+            row.event_time = Some(acc.time());
+            let tx = transaction_row(idx, &acc);
+            (row, tx)
+        }
+        Err(reason) => {
+            tracing::warn!(seq = m.seq, subject = %m.subject, %reason, "malformed payload recorded as rejected");
+            row.reject_reason = Some(reason);
+            (row, None)
+        }
+    }
+}
+
+impl Ingest {
+    pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+        let store = self.store.clone();
+        let Some(()) = retry!("database", shutdown, db_transient, store.migrate().await)? else { return Ok(()) };
+        let Some(position) = retry!("database", shutdown, db_transient, store.position().await)? else { return Ok(()) };
+        let Some(leaves) = retry!("database", shutdown, db_transient, store.leaf_hashes().await)? else { return Ok(()) };
+        let Some(latest) = retry!("database", shutdown, db_transient, store.latest_checkpoint().await)? else { return Ok(()) };
+        let mut range = CompactRange::new();
+        leaves.iter().for_each(|h| range.push(*h));
+        tracing::info!(position, leaves = leaves.len(), "ledger state loaded");
+        {
+            let mut tree = self.state.tree.write().await;
+            tree.leaves = leaves;
+            tree.position = position;
+            tree.checkpoint = latest.clone();
+        }
+        let mut checkpointed = latest.as_ref().map(|c| c.tree_size).unwrap_or(0);
+        let mut published = 0u64;
+        let events = self.events.clone();
+        let consumer_name = self.config.consumer.clone();
+        let Some(mut consumer) = retry!("event log", shutdown, |e: &spend_eventlog::LogError| e.is_transient(), events.durable_consumer(&consumer_name, StartAt::Beginning).await)? else { return Ok(()) };
+        let max_delay = Duration::from_millis(self.config.checkpoint_max_delay_ms);
+        // Sign at half the allowed delay, leaving the other half for the
+        // signer, the database and a slow batch.
+        let sign_after = max_delay / 2;
+        let mut uncovered_since: Option<Instant> = (range.size() > checkpointed).then(Instant::now);
+        let mut position = position;
+        let mut fetch_backoff = Duration::from_millis(100);
+        loop {
+            if *shutdown.borrow() {
+                break;
+            }
+            let wait = match uncovered_since {
+                Some(t) => sign_after.saturating_sub(t.elapsed()).clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                None => Duration::from_millis(250),
+            };
+            let batch = tokio::select! {
+                b = consumer.fetch(self.config.batch_size, wait) => b,
+                _ = shutdown.changed() => break,
+            };
+            let batch = match batch {
+                Ok(b) => {
+                    fetch_backoff = Duration::from_millis(100);
+                    b
+                }
+                Err(e) => {
+                    tracing::warn!(error = %e, "fetching from the event log failed; retrying");
+                    tokio::time::sleep(fetch_backoff).await;
+                    fetch_backoff = (fetch_backoff * 2).min(Duration::from_secs(2));
+                    continue;
+                }
+            };
+            let mut rows = Vec::with_capacity(batch.len());
+            let mut txs = Vec::new();
+            let mut last = position;
+            for m in &batch {
+                if m.seq <= last {
+                    continue; // redelivered: already projected
+                }
+                if m.seq != last + 1 {
+                    anyhow::bail!("stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue", m.seq);
+                }
+                let (row, tx) = project(range.size() + rows.len() as u64, m);
+                rows.push(row);
+                txs.extend(tx);
+                last = m.seq;
+            }
+            if !rows.is_empty() {
+                let Some(()) = retry!("database", shutdown, db_transient, store.commit(&rows, &txs, last).await)? else { break };
+                {
+                    let mut tree = self.state.tree.write().await;
+                    for r in &rows {
+                        range.push(r.leaf_hash);
+                        tree.leaves.push(r.leaf_hash);
+                    }
+                    tree.position = last;
+                }
+                position = last;
+                uncovered_since.get_or_insert_with(Instant::now);
+            }
+            if let Some(m) = batch.last() {
+                if let Err(e) = consumer.ack_through(m.seq.min(position)).await {
+                    // Unacknowledged events come back and are skipped.
+                    tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
+                }
+            }
+            let due = range.size() > checkpointed
+                && (range.size() - checkpointed >= self.config.checkpoint_max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
+            if due {
+                let Some(cp) = self.checkpoint(&range, &mut shutdown).await? else { break };
+                checkpointed = cp.tree_size;
+                uncovered_since = None;
+                self.state.tree.write().await.checkpoint = Some(cp.clone());
+                if self.publish(&cp).await {
+                    published = cp.tree_size;
+                }
+            } else if checkpointed > published {
+                if let Some(cp) = self.state.tree.read().await.checkpoint.clone() {
+                    if self.publish(&cp).await {
+                        published = cp.tree_size;
+                    }
+                }
+            }
+        }
+        // Graceful stop: cover what was ingested before leaving.
+        if range.size() > checkpointed {
+            let (_tx, mut never) = watch::channel(false);
+            if let Ok(Some(cp)) = tokio::time::timeout(Duration::from_secs(5), self.checkpoint(&range, &mut never)).await.unwrap_or(Ok(None)) {
+                self.publish(&cp).await;
+            }
+        }
+        tracing::info!(position, leaves = range.size(), "ledger ingest stopped");
+        Ok(())
+    }
+
+    async fn checkpoint(&self, range: &CompactRange, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Option<CheckpointRow>> {
+        let root = range.root();
+        let body = checkpoint_body(&self.config.origin, range.size(), &root);
+        let signer = self.signer.clone();
+        let Some(signature) = retry!("signer", shutdown, |e: &spend_signer::SignerError| matches!(e, spend_signer::SignerError::Unavailable(_)), signer.sign(body.as_bytes()).await)? else {
+            return Ok(None);
+        };
+        let cp = CheckpointRow { tree_size: range.size(), origin: self.config.origin.clone(), root_hash: root, body, signature, key_id: self.signer.key_id().to_string(), signed_at: Utc::now() };
+        let store = self.store.clone();
+        let Some(()) = retry!("database", shutdown, db_transient, store.insert_checkpoint(&cp).await)? else { return Ok(None) };
+        tracing::debug!(tree_size = cp.tree_size, "checkpoint signed");
+        Ok(Some(cp))
+    }
+
+    /// Publishes a checkpoint to the ledger stream; false if it must be
+    /// retried later (the database copy is the record either way).
+    async fn publish(&self, cp: &CheckpointRow) -> bool {
+        use base64::Engine;
+        let b64 = base64::engine::general_purpose::STANDARD;
+        let id = cp.tree_size.to_string();
+        let env = Envelope::new(
+            "spendsignoff/ledger",
+            "spendsignoff",
+            Actor::service("ledger"),
+            spend_core::subject::envelope_subject("checkpoint", &id),
+            EventData::LedgerCheckpointed(spend_core::events::LedgerCheckpointed {
+                origin: cp.origin.clone(),
+                tree_size: cp.tree_size,
+                root_hash_b64: b64.encode(cp.root_hash),
+                body: cp.body.clone(),
+                signature_b64: b64.encode(&cp.signature),
+                key_id: cp.key_id.clone(),
+            }),
+        );
+        let subject = format!("{}.spendsignoff.checkpoint.{id}", self.config.ledger_subject_prefix);
+        match self.checkpoints.append(Append::new(subject, format!("checkpoint-{}-{id}", self.config.origin.replace(['/', '.', ' '], "_")), env.to_bytes())).await {
+            Ok(_) => true,
+            Err(e) => {
+                tracing::warn!(error = %e, tree_size = cp.tree_size, "publishing the checkpoint to the ledger stream failed; will retry");
+                false
+            }
+        }
+    }
+}

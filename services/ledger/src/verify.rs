@@ -1,0 +1,233 @@
+//! Offline verification of an export (`spend ledger verify`): recomputes
+//! every leaf hash and every checkpoint root, checks every checkpoint
+//! signature, and names the first bad index on tamper.
+//!
+//! What is checked, per line:
+//! - events: consecutive indexes; `seq = index + 1` (the event stream never
+//!   deletes, so its sequence numbers have no gaps); the payload decodes and
+//!   hashes to `leaf_hash_b64`; the ledger's verdict is reproduced (an
+//!   accepted event must sit on its own org/aggregate subject; a rejected
+//!   one must be rejected for the stated reason);
+//! - checkpoints: the body parses, its size is the number of leaves so far,
+//!   its root equals the recomputed root, its origin never changes, and its
+//!   signature verifies with a key the auditor supplied;
+//! - the export ends on a checkpoint, so every event is signed for.
+//!
+//! Lines are parsed and hashed on all cores in chunks; the tree is folded
+//! in order on one.
+
+use std::collections::HashMap;
+use std::io::BufRead;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD as B64;
+
+use crate::export::{Line, parse_body};
+use crate::merkle::{CompactRange, Hash, leaf_hash};
+use crate::validate;
+
+/// Verifying keys by key id; a key loaded without an id accepts any id.
+#[derive(Default)]
+pub struct KeyRing {
+    by_id: HashMap<String, spend_signer::Verifier>,
+    any: Vec<spend_signer::Verifier>,
+}
+
+impl KeyRing {
+    /// Adds a key from a PEM file's text. A `key-id: <id>` line before the
+    /// PEM block (as `spend ledger public-key` prints) pins the key id.
+    pub fn add_pem(&mut self, text: &str) -> Result<(), String> {
+        let key_id = text.lines().find_map(|l| l.strip_prefix("key-id:")).map(|s| s.trim().to_string());
+        let start = text.find("-----BEGIN").ok_or("no PEM block (-----BEGIN PUBLIC KEY-----) found")?;
+        let v = spend_signer::Verifier::from_pem(&text[start..]).map_err(|e| e.to_string())?;
+        match key_id {
+            Some(id) => {
+                self.by_id.insert(id, v);
+            }
+            None => self.any.push(v),
+        }
+        Ok(())
+    }
+
+    fn verify(&self, key_id: &str, body: &[u8], sig: &[u8]) -> Result<(), String> {
+        if let Some(k) = self.by_id.get(key_id) {
+            return if k.verify(body, sig) { Ok(()) } else { Err(format!("signature does not verify with key {key_id}")) };
+        }
+        if self.any.is_empty() {
+            return Err(format!("no public key for key id {key_id:?}"));
+        }
+        if self.any.iter().any(|k| k.verify(body, sig)) { Ok(()) } else { Err("signature does not verify with the given public key".into()) }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Report {
+    pub events: u64,
+    pub checkpoints: u64,
+    /// The first index in the export (non-zero for a partial export).
+    pub first_index: u64,
+    pub tree_size: u64,
+    pub root: Hash,
+    pub origin: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match .index { Some(i) => format!("first bad index {i} (line {}): {}", .line, .reason), None => format!("line {}: {}", .line, .reason) })]
+pub struct Failure {
+    /// The first leaf index that cannot be trusted.
+    pub index: Option<u64>,
+    /// 1-based line number in the export.
+    pub line: u64,
+    pub reason: String,
+}
+
+enum Item {
+    Frontier { size: u64, hashes: Vec<Hash> },
+    Event { index: u64, leaf: Hash },
+    Checkpoint { body: String, sig: Vec<u8>, key_id: String },
+    Bad { index_hint: Option<u64>, reason: String },
+}
+
+fn item(line: &[u8]) -> Item {
+    let bad = |index_hint, reason: String| Item::Bad { index_hint, reason };
+    let parsed: Line<'_> = match serde_json::from_slice(line) {
+        Ok(l) => l,
+        Err(e) => return bad(None, format!("not a valid export line: {e}")),
+    };
+    match parsed {
+        Line::Frontier { tree_size, hashes_b64 } => {
+            let hashes: Result<Vec<Hash>, _> = hashes_b64.iter().map(|h| B64.decode(h).ok().and_then(|v| v.try_into().ok()).ok_or(())).collect();
+            match hashes {
+                Ok(hashes) => Item::Frontier { size: tree_size, hashes },
+                Err(()) => bad(Some(tree_size), "frontier hash is not base64 SHA-256".into()),
+            }
+        }
+        Line::Event { index, seq, subject, payload_b64, leaf_hash_b64, rejected } => {
+            if seq != index.wrapping_add(1) {
+                return bad(Some(index), format!("seq {seq} does not match index {index} (seq must be index + 1)"));
+            }
+            let Ok(payload) = B64.decode(payload_b64.as_bytes()) else {
+                return bad(Some(index), "payload_b64 is not valid base64".into());
+            };
+            let leaf = leaf_hash(&payload);
+            if let Some(h) = leaf_hash_b64 {
+                if B64.decode(h.as_bytes()).ok().as_deref() != Some(&leaf[..]) {
+                    return bad(Some(index), "payload does not hash to leaf_hash_b64".into());
+                }
+            }
+            match rejected {
+                None if !validate::subject_consistent(&subject, &payload) => {
+                    return bad(Some(index), format!("subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"));
+                }
+                None => {}
+                Some(reason) => match validate::classify(&subject, &payload) {
+                    Ok(_) => return bad(Some(index), "the event is marked rejected but is valid".into()),
+                    Err(r) if r != reason => return bad(Some(index), format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
+                    Err(_) => {}
+                },
+            }
+            Item::Event { index, leaf }
+        }
+        Line::Checkpoint { body, signature_b64, key_id } => match B64.decode(signature_b64.as_bytes()) {
+            Ok(sig) => Item::Checkpoint { body: body.into_owned(), sig, key_id: key_id.into_owned() },
+            Err(_) => bad(None, "signature_b64 is not valid base64".into()),
+        },
+    }
+}
+
+/// Verifies an export read from `reader`. `progress(lines)` is called per
+/// chunk for a progress display.
+pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<Report, Failure> {
+    const CHUNK: usize = 16 * 1024;
+    let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
+    let mut range: Option<CompactRange> = None;
+    let mut first_index = 0u64;
+    let (mut events, mut checkpoints, mut line_no) = (0u64, 0u64, 0u64);
+    let mut covered = 0u64; // tree size of the last checkpoint
+    let mut origin: Option<String> = None;
+    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
+    loop {
+        lines.clear();
+        while lines.len() < CHUNK {
+            let mut buf = Vec::new();
+            match reader.read_until(b'\n', &mut buf) {
+                Ok(0) => break,
+                Ok(_) => {
+                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+                        buf.pop();
+                    }
+                    lines.push(buf);
+                }
+                Err(e) => return Err(Failure { index: None, line: line_no + lines.len() as u64 + 1, reason: format!("reading the export: {e}") }),
+            }
+        }
+        if lines.is_empty() {
+            break;
+        }
+        let per = lines.len().div_ceil(threads);
+        let items: Vec<Item> = std::thread::scope(|s| {
+            let handles: Vec<_> = lines.chunks(per).map(|c| s.spawn(move || c.iter().map(|l| if l.is_empty() { Item::Bad { index_hint: None, reason: "empty line".into() } } else { item(l) }).collect::<Vec<_>>())).collect();
+            handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
+        });
+        for it in items {
+            line_no += 1;
+            let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
+            let fail = |index: Option<u64>, reason: String| Failure { index, line: line_no, reason };
+            match it {
+                Item::Bad { index_hint, reason } => {
+                    // Name the index the line should have held.
+                    let index = index_hint.map(|h| h.min(next_index)).unwrap_or(next_index);
+                    return Err(fail(Some(index), reason));
+                }
+                Item::Frontier { size, hashes } => {
+                    if range.is_some() {
+                        return Err(fail(Some(next_index), "a frontier line may only start an export".into()));
+                    }
+                    range = Some(CompactRange::from_frontier(size, hashes).map_err(|e| fail(Some(size), e))?);
+                    first_index = size;
+                    covered = size;
+                }
+                Item::Event { index, leaf } => {
+                    let r = range.get_or_insert_with(CompactRange::new);
+                    if index != r.size() {
+                        return Err(fail(Some(r.size()), format!("expected index {}, found {index}", r.size())));
+                    }
+                    r.push(leaf);
+                    events += 1;
+                }
+                Item::Checkpoint { body, sig, key_id } => {
+                    let r = range.get_or_insert_with(CompactRange::new);
+                    // A bad checkpoint means one of the leaves it alone
+                    // covers (or the checkpoint itself) was changed.
+                    let first_uncovered = covered.min(r.size().saturating_sub(1));
+                    let (o, size, root) = parse_body(&body).map_err(|e| fail(Some(first_uncovered), e))?;
+                    if size != r.size() {
+                        return Err(fail(Some(first_uncovered.min(size)), format!("checkpoint for tree size {size} follows {} events", r.size())));
+                    }
+                    if root != r.root() {
+                        return Err(fail(Some(first_uncovered), format!("recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed", size - 1)));
+                    }
+                    match &origin {
+                        Some(prev) if prev != o => return Err(fail(Some(first_uncovered), format!("checkpoint origin {o:?} differs from {prev:?}"))),
+                        Some(_) => {}
+                        None => origin = Some(o.to_string()),
+                    }
+                    keys.verify(&key_id, body.as_bytes(), &sig).map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
+                    covered = size;
+                    checkpoints += 1;
+                }
+            }
+        }
+        progress(line_no);
+    }
+    let Some(range) = range else {
+        return Err(Failure { index: None, line: 0, reason: "the export is empty".into() });
+    };
+    if checkpoints == 0 {
+        return Err(Failure { index: Some(first_index), line: line_no, reason: "the export has no signed checkpoint".into() });
+    }
+    if covered != range.size() {
+        return Err(Failure { index: Some(covered), line: line_no, reason: format!("events {covered}..{} are not covered by a signed checkpoint (the export was cut short?)", range.size() - 1) });
+    }
+    Ok(Report { events, checkpoints, first_index, tree_size: range.size(), root: range.root(), origin: origin.unwrap_or_default() })
+}
