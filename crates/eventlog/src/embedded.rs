@@ -68,6 +68,9 @@ struct Index {
 struct Inner {
     file: File,
     index: Index,
+    /// Held (exclusively locked) for as long as the log is open, so a second
+    /// process cannot append to the same file.
+    _lock: File,
 }
 
 /// A durable single-file event log. Cheap to clone.
@@ -97,6 +100,9 @@ impl EmbeddedLog {
 
     fn open_blocking(config: &EmbeddedConfig) -> Result<Inner, LogError> {
         std::fs::create_dir_all(config.dir.join("consumers")).map_err(|e| io_err("creating", &config.dir, e))?;
+        let lock_path = config.dir.join("LOCK");
+        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path).map_err(|e| io_err("opening", &lock_path, e))?;
+        lock.try_lock().map_err(|_| LogError::Unavailable(format!("the event log in {} is in use by another process (a running `spend dev`?)", config.dir.display())))?;
         let path = config.dir.join(LOG_FILE);
         let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(|e| io_err("opening", &path, e))?;
         let mut data = Vec::new();
@@ -144,7 +150,7 @@ impl EmbeddedLog {
             file.sync_all().map_err(|e| io_err("syncing", &path, e))?;
         }
         index.end = off as u64;
-        let mut inner = Inner { file, index };
+        let mut inner = Inner { file, index, _lock: lock };
         prune_ids(&mut inner.index, Utc::now().timestamp_nanos_opt().unwrap_or(0), config.duplicate_window);
         Ok(inner)
     }

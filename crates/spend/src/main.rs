@@ -1,1 +1,25 @@
-fn main() {}
+//! The `spend` binary: parses the command line and hands over to
+//! `spend_cli::run`. Exit codes: 0 success, 1 failure (including a failed
+//! verification), 2 bad usage.
+#![forbid(unsafe_code)]
+
+use clap::Parser;
+
+fn main() -> std::process::ExitCode {
+    let cli = spend_cli::Cli::parse();
+    let _telemetry = spend_core::telemetry::init(cli.log_filter());
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: starting the async runtime: {e}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(spend_cli::run(cli)) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}

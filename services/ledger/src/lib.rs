@@ -50,7 +50,9 @@ pub struct LedgerConfig {
     pub batch_size: usize,
     /// Durable consumer name on the event stream.
     pub consumer: String,
-    /// Subject prefix on the ledger stream (`SPEND_LEDGER`).
+    /// The stream checkpoints are published to.
+    pub stream: String,
+    /// Subject prefix on that stream.
     pub ledger_subject_prefix: String,
 }
 
@@ -63,6 +65,7 @@ impl Default for LedgerConfig {
             checkpoint_max_delay_ms: 1_000,
             batch_size: 2_000,
             consumer: "ledger".into(),
+            stream: "SPEND_LEDGER".into(),
             ledger_subject_prefix: "spend.ledger".into(),
         }
     }

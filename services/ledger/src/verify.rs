@@ -49,7 +49,8 @@ impl KeyRing {
         Ok(())
     }
 
-    fn verify(&self, key_id: &str, body: &[u8], sig: &[u8]) -> Result<(), String> {
+    /// Checks one signature by key id.
+    pub fn check(&self, key_id: &str, body: &[u8], sig: &[u8]) -> Result<(), String> {
         if let Some(k) = self.by_id.get(key_id) {
             return if k.verify(body, sig) { Ok(()) } else { Err(format!("signature does not verify with key {key_id}")) };
         }
@@ -212,7 +213,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                         Some(_) => {}
                         None => origin = Some(o.to_string()),
                     }
-                    keys.verify(&key_id, body.as_bytes(), &sig).map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
+                    keys.check(&key_id, body.as_bytes(), &sig).map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
                     covered = size;
                     checkpoints += 1;
                 }

@@ -1,0 +1,61 @@
+//! The whole `spend` configuration: defaults, then an optional TOML file
+//! (`--config`), then `SPEND__SECTION__KEY` environment variables. See
+//! docs/configuration.md.
+
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+use spend_eventlog::jetstream::JetStreamConfig;
+use spend_ledger::LedgerConfig;
+use spend_signer::KmsConfig;
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SpendConfig {
+    pub nats: JetStreamConfig,
+    pub database: DatabaseConfig,
+    pub kms: KmsConfig,
+    pub ledger: LedgerConfig,
+}
+
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct DatabaseConfig {
+    /// `postgres://user@host/db`; keep the password in the environment
+    /// (`SPEND__DATABASE__URL`), never in a file in version control.
+    pub url: String,
+}
+
+impl SpendConfig {
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
+        Ok(spend_core::config::load(file)?)
+    }
+
+    /// The JetStream settings of the ledger's checkpoint stream.
+    pub fn ledger_stream(&self) -> JetStreamConfig {
+        JetStreamConfig { stream: self.ledger.stream.clone(), subject_prefix: self.ledger.ledger_subject_prefix.clone(), ..self.nats.clone() }
+    }
+}
+
+/// The files of a `spend dev` data folder.
+pub struct DevPaths {
+    pub events: PathBuf,
+    pub ledger_stream: PathBuf,
+    pub database: PathBuf,
+    pub signing_key: PathBuf,
+}
+
+impl DevPaths {
+    pub fn new(dir: &Path) -> Self {
+        Self {
+            events: dir.join("events"),
+            ledger_stream: dir.join("ledger-stream"),
+            database: dir.join("ledger.db"),
+            signing_key: dir.join("keys").join("ledger-signing-key.pem"),
+        }
+    }
+
+    pub fn database_url(&self) -> String {
+        format!("sqlite://{}", self.database.display())
+    }
+}

@@ -1,0 +1,160 @@
+//! The `spend` command line: `spend dev` (everything on embedded defaults),
+//! `spend serve <service>` (one service on production backends), and the
+//! operator's and auditor's commands (`spend ledger …`,
+//! `spend transactions …`). Each command lives in `cmd/`; this file holds
+//! the argument definitions and the shared configuration.
+#![forbid(unsafe_code)]
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand};
+
+mod cmd;
+pub mod config;
+
+pub use config::SpendConfig;
+
+#[derive(Debug, Parser)]
+#[command(name = "spend", version, about = "SpendSignoff: AI agents read and draft; only a signed-in human spends.")]
+pub struct Cli {
+    /// Configuration file (TOML); `SPEND__SECTION__KEY` variables override it.
+    #[arg(long, global = true, env = "SPEND_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// More log output (repeat for more).
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+impl Cli {
+    pub fn log_filter(&self) -> &'static str {
+        let serving = matches!(self.command, Command::Dev(_) | Command::Serve { .. });
+        match (self.verbose, serving) {
+            (0, true) => "info,sqlx=warn,async_nats=warn",
+            (0, false) => "warn",
+            (1, _) => "info,sqlx=warn",
+            _ => "debug",
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the whole system on embedded defaults (no external service),
+    /// persisting under a data folder.
+    Dev(DevArgs),
+    /// Run one service with production backends from configuration.
+    Serve {
+        #[command(subcommand)]
+        service: Service,
+    },
+    /// Ledger tools for operators and auditors.
+    Ledger {
+        #[command(subcommand)]
+        command: LedgerCommand,
+    },
+    /// Drafts and payments from the ledger's projection, by current status.
+    Transactions(TransactionsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct DevArgs {
+    /// Where `spend dev` keeps its data; a restart keeps history.
+    #[arg(long, env = "SPEND_DATA_DIR", default_value = ".spend")]
+    pub data_dir: PathBuf,
+    /// The ledger's gRPC address.
+    #[arg(long, default_value = "127.0.0.1:7105")]
+    pub ledger_listen: String,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Service {
+    /// The ledger: Merkle tree, KMS-signed checkpoints, projection, proofs.
+    Ledger,
+}
+
+/// Where the ledger's data is: a `spend dev` data folder, or the configured
+/// production database and KMS key.
+#[derive(Debug, Args, Clone)]
+pub struct Source {
+    /// Read a `spend dev` data folder instead of the configured database.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LedgerCommand {
+    /// Write the export (JSON Lines, docs/export-format.md) to stdout or a file.
+    Export {
+        #[command(flatten)]
+        source: Source,
+        /// First leaf index, or a date/time (2026-01-01, RFC 3339) to start at.
+        #[arg(long)]
+        from: Option<String>,
+        /// Last leaf index (inclusive), or a date/time to end before; the
+        /// export ends at the last signed checkpoint in range.
+        #[arg(long)]
+        to: Option<String>,
+        /// Write here instead of stdout.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+    },
+    /// Print the checkpoint verifying key (SPKI PEM, with its key id).
+    PublicKey {
+        #[command(flatten)]
+        source: Source,
+    },
+    /// Verify an export offline: leaves, roots, signatures.
+    Verify {
+        /// The export file (`-` for stdin).
+        export: PathBuf,
+        /// Verifying key(s), SPKI PEM, as `spend ledger public-key` prints.
+        #[arg(long = "public-key", required = true)]
+        public_keys: Vec<PathBuf>,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Replay the event stream from JetStream, recompute the tree, and check
+    /// it against the latest signed checkpoint.
+    Replay {
+        /// Start at this stream sequence (default: the beginning).
+        #[arg(long)]
+        from_seq: Option<u64>,
+        /// Write every replayed event as JSON Lines here.
+        #[arg(long, short)]
+        output: Option<PathBuf>,
+        /// Verify checkpoint signatures with this key (SPKI PEM).
+        #[arg(long = "public-key")]
+        public_key: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct TransactionsArgs {
+    #[command(flatten)]
+    pub source: Source,
+    /// proposed, pending_approval, approved, declined, completed, rolled_back.
+    #[arg(long)]
+    pub status: Option<String>,
+    /// Only those whose status changed on or after this date/time.
+    #[arg(long)]
+    pub from: Option<String>,
+    #[arg(long)]
+    pub org: Option<String>,
+    /// Print JSON Lines instead of a table.
+    #[arg(long)]
+    pub json: bool,
+}
+
+pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
+    let config = SpendConfig::load(cli.config.as_deref())?;
+    match cli.command {
+        Command::Dev(args) => cmd::dev::run(config, args).await,
+        Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,
+        Command::Ledger { command } => cmd::ledger::run(config, command).await,
+        Command::Transactions(args) => cmd::transactions::run(config, args).await,
+    }
+}
