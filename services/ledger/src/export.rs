@@ -1,6 +1,7 @@
 //! The export format (docs/export-format.md): JSON Lines, in tree order.
 //!
 //! ```text
+//! {"kind":"header","format":"spendsignoff-ledger-export/v1","subject_prefix":"spend.evt"}
 //! {"kind":"frontier","tree_size":N,"hashes_b64":[..]}          (only when starting after index 0)
 //! {"kind":"event","index":i,"seq":s,"subject":..,"payload_b64":..,"leaf_hash_b64":..[,"rejected":reason]}
 //! {"kind":"checkpoint","body":..,"signature_b64":..,"key_id":..}  (right after the event completing its tree)
@@ -17,8 +18,14 @@ use crate::merkle::{CompactRange, Hash};
 use crate::store::{CheckpointRow, EventRow, Store, StoreError};
 
 #[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase")]
+#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
 pub enum Line<'a> {
+    Header {
+        #[serde(borrow)]
+        format: std::borrow::Cow<'a, str>,
+        #[serde(borrow)]
+        subject_prefix: std::borrow::Cow<'a, str>,
+    },
     Frontier {
         tree_size: u64,
         hashes_b64: Vec<String>,
@@ -43,6 +50,13 @@ pub enum Line<'a> {
         #[serde(borrow)]
         key_id: std::borrow::Cow<'a, str>,
     },
+}
+
+/// Names this export format in its header line.
+pub const FORMAT: &str = "spendsignoff-ledger-export/v1";
+
+pub fn header_line(subject_prefix: &str) -> String {
+    serde_json::to_string(&Line::Header { format: FORMAT.into(), subject_prefix: subject_prefix.into() }).expect("serializes")
 }
 
 pub fn event_line(e: &EventRow) -> String {
@@ -138,8 +152,10 @@ impl<W: std::io::Write + Send> LineSink for WriteSink<W> {
 }
 
 /// Writes the export for `plan`, calling `progress(events_written)`.
-pub async fn write(store: &dyn Store, plan: ExportPlan, out: &mut dyn LineSink, mut progress: impl FnMut(u64) + Send) -> Result<(), ExportError> {
+/// `subject_prefix` is the event stream's (`nats.subject_prefix`).
+pub async fn write(store: &dyn Store, plan: ExportPlan, subject_prefix: &str, out: &mut dyn LineSink, mut progress: impl FnMut(u64) + Send) -> Result<(), ExportError> {
     const PAGE: u32 = 5000;
+    out.line(header_line(subject_prefix)).await?;
     if plan.from > 0 {
         let mut range = CompactRange::new();
         let mut at = 0;

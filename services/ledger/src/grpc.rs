@@ -59,6 +59,7 @@ fn checkpoint(c: CheckpointRow) -> Checkpoint {
 
 struct LedgerService {
     store: Arc<dyn Store>,
+    subject_prefix: String,
     state: Arc<SharedState>,
 }
 
@@ -162,9 +163,10 @@ impl Ledger for LedgerService {
         })?;
         let (tx, rx) = tokio::sync::mpsc::channel(256);
         let store = self.store.clone();
+        let prefix = self.subject_prefix.clone();
         tokio::spawn(async move {
             let mut sink = ChannelSink(tx.clone());
-            if let Err(e) = export::write(store.as_ref(), plan, &mut sink, |_| {}).await {
+            if let Err(e) = export::write(store.as_ref(), plan, &prefix, &mut sink, |_| {}).await {
                 let _ = tx.send(Err(Status::internal(format!("export failed: {e}")))).await;
             }
         });
@@ -172,7 +174,7 @@ impl Ledger for LedgerService {
     }
 }
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, store: Arc<dyn Store>, state: Arc<SharedState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub(crate) async fn serve(listener: tokio::net::TcpListener, store: Arc<dyn Store>, subject_prefix: String, state: Arc<SharedState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()
@@ -188,7 +190,7 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, store: Arc<dyn Stor
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(LedgerServer::new(LedgerService { store, state }))
+        .add_service(LedgerServer::new(LedgerService { store, subject_prefix, state }))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

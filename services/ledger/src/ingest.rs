@@ -110,7 +110,7 @@ fn transaction_row(idx: u64, accepted: &validate::Accepted<'_>) -> Option<TxRow>
 }
 
 /// Turns a delivered message into its projected row (and transaction row).
-pub(crate) fn project(idx: u64, m: &StoredMessage) -> (EventRow, Option<TxRow>) {
+pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage) -> (EventRow, Option<TxRow>) {
     let leaf = leaf_hash(&m.payload);
     let mut row = EventRow {
         idx,
@@ -126,7 +126,7 @@ pub(crate) fn project(idx: u64, m: &StoredMessage) -> (EventRow, Option<TxRow>) 
         event_time: None,
         reject_reason: None,
     };
-    match validate::classify(&m.subject, &m.payload) {
+    match validate::classify(prefix, &m.subject, &m.payload) {
         Ok(acc) => {
             row.event_id = Some(acc.envelope.id.to_string());
             row.event_type = Some(acc.envelope.event_type.to_string());
@@ -179,8 +179,12 @@ impl Ingest {
                 Some(t) => sign_after.saturating_sub(t.elapsed()).clamp(Duration::from_millis(5), Duration::from_millis(250)),
                 None => Duration::from_millis(250),
             };
+            // A batch never crosses a checkpoint boundary, so checkpoints land
+            // exactly every `checkpoint_max_events` under load.
+            let room = self.config.checkpoint_max_events - (range.size() - checkpointed).min(self.config.checkpoint_max_events - 1);
+            let max = self.config.batch_size.min(room as usize);
             let batch = tokio::select! {
-                b = consumer.fetch(self.config.batch_size, wait) => b,
+                b = consumer.fetch(max, wait) => b,
                 _ = shutdown.changed() => break,
             };
             let batch = match batch {
@@ -205,7 +209,7 @@ impl Ingest {
                 if m.seq != last + 1 {
                     anyhow::bail!("stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue", m.seq);
                 }
-                let (row, tx) = project(range.size() + rows.len() as u64, m);
+                let (row, tx) = project(&self.config.subject_prefix, range.size() + rows.len() as u64, m);
                 rows.push(row);
                 txs.extend(tx);
                 last = m.seq;

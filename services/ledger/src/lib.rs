@@ -48,6 +48,9 @@ pub struct LedgerConfig {
     pub checkpoint_max_delay_ms: u64,
     /// Events fetched and projected per database transaction.
     pub batch_size: usize,
+    /// Subject prefix of the event stream; an event counts as valid only on
+    /// `<prefix>.<org>.<aggregate>.<id>` (set from `nats.subject_prefix`).
+    pub subject_prefix: String,
     /// Durable consumer name on the event stream.
     pub consumer: String,
     /// The stream checkpoints are published to.
@@ -64,6 +67,7 @@ impl Default for LedgerConfig {
             checkpoint_max_events: 10_000,
             checkpoint_max_delay_ms: 1_000,
             batch_size: 2_000,
+            subject_prefix: "spend.evt".into(),
             consumer: "ledger".into(),
             stream: "SPEND_LEDGER".into(),
             ledger_subject_prefix: "spend.ledger".into(),
@@ -152,7 +156,7 @@ impl Application {
         };
         let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone()));
         let mut grpc_stop = stop_rx.clone();
-        let grpc = grpc::serve(self.listener, self.deps.store.clone(), self.state.clone(), async move {
+        let grpc = grpc::serve(self.listener, self.deps.store.clone(), self.config.subject_prefix.clone(), self.state.clone(), async move {
             let _ = grpc_stop.wait_for(|s| *s).await;
         });
         let mut grpc_task = tokio::spawn(grpc);

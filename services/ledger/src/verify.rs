@@ -83,19 +83,26 @@ pub struct Failure {
 }
 
 enum Item {
+    Header { prefix: String },
     Frontier { size: u64, hashes: Vec<Hash> },
     Event { index: u64, leaf: Hash },
     Checkpoint { body: String, sig: Vec<u8>, key_id: String },
     Bad { index_hint: Option<u64>, reason: String },
 }
 
-fn item(line: &[u8]) -> Item {
+fn item(line: &[u8], prefix: Option<&str>) -> Item {
     let bad = |index_hint, reason: String| Item::Bad { index_hint, reason };
     let parsed: Line<'_> = match serde_json::from_slice(line) {
         Ok(l) => l,
         Err(e) => return bad(None, format!("not a valid export line: {e}")),
     };
     match parsed {
+        Line::Header { format, subject_prefix } => {
+            if format != crate::export::FORMAT {
+                return bad(Some(0), format!("unknown export format {format:?} (expected {:?})", crate::export::FORMAT));
+            }
+            Item::Header { prefix: subject_prefix.into_owned() }
+        }
         Line::Frontier { tree_size, hashes_b64 } => {
             let hashes: Result<Vec<Hash>, _> = hashes_b64.iter().map(|h| B64.decode(h).ok().and_then(|v| v.try_into().ok()).ok_or(())).collect();
             match hashes {
@@ -104,6 +111,9 @@ fn item(line: &[u8]) -> Item {
             }
         }
         Line::Event { index, seq, subject, payload_b64, leaf_hash_b64, rejected } => {
+            let Some(prefix) = prefix else {
+                return bad(Some(index), "the export does not start with a header line".into());
+            };
             if seq != index.wrapping_add(1) {
                 return bad(Some(index), format!("seq {seq} does not match index {index} (seq must be index + 1)"));
             }
@@ -117,11 +127,11 @@ fn item(line: &[u8]) -> Item {
                 }
             }
             match rejected {
-                None if !validate::subject_consistent(&subject, &payload) => {
+                None if !validate::subject_consistent(prefix, &subject, &payload) => {
                     return bad(Some(index), format!("subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"));
                 }
                 None => {}
-                Some(reason) => match validate::classify(&subject, &payload) {
+                Some(reason) => match validate::classify(prefix, &subject, &payload) {
                     Ok(_) => return bad(Some(index), "the event is marked rejected but is valid".into()),
                     Err(r) if r != reason => return bad(Some(index), format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
                     Err(_) => {}
@@ -147,6 +157,23 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
     let mut covered = 0u64; // tree size of the last checkpoint
     let mut origin: Option<String> = None;
     let mut lines: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
+    // The header line is read first: every event line depends on it.
+    let mut prefix: Option<String> = None;
+    {
+        let mut first = Vec::new();
+        reader.read_until(b'\n', &mut first).map_err(|e| Failure { index: None, line: 1, reason: format!("reading the export: {e}") })?;
+        while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
+            first.pop();
+        }
+        line_no = 1;
+        match item(&first, None) {
+            Item::Header { prefix: p } => prefix = Some(p),
+            Item::Bad { reason, .. } if first.is_empty() => return Err(Failure { index: None, line: 1, reason: if reason == "empty line" { "the export is empty".into() } else { reason } }),
+            Item::Bad { index_hint, reason } => return Err(Failure { index: Some(index_hint.unwrap_or(0)), line: 1, reason }),
+            _ => return Err(Failure { index: Some(0), line: 1, reason: "the export does not start with a header line".into() }),
+        }
+    }
+    let prefix = prefix.expect("set above");
     loop {
         lines.clear();
         while lines.len() < CHUNK {
@@ -167,7 +194,8 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         }
         let per = lines.len().div_ceil(threads);
         let items: Vec<Item> = std::thread::scope(|s| {
-            let handles: Vec<_> = lines.chunks(per).map(|c| s.spawn(move || c.iter().map(|l| if l.is_empty() { Item::Bad { index_hint: None, reason: "empty line".into() } } else { item(l) }).collect::<Vec<_>>())).collect();
+            let prefix = prefix.as_str();
+            let handles: Vec<_> = lines.chunks(per).map(|c| s.spawn(move || c.iter().map(|l| if l.is_empty() { Item::Bad { index_hint: None, reason: "empty line".into() } } else { item(l, Some(prefix)) }).collect::<Vec<_>>())).collect();
             handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
         });
         for it in items {
@@ -175,11 +203,11 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
             let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
             let fail = |index: Option<u64>, reason: String| Failure { index, line: line_no, reason };
             match it {
-                Item::Bad { index_hint, reason } => {
-                    // Name the index the line should have held.
-                    let index = index_hint.map(|h| h.min(next_index)).unwrap_or(next_index);
-                    return Err(fail(Some(index), reason));
+                Item::Bad { reason, .. } => {
+                    // Name the index this line stands at, whatever it claims.
+                    return Err(fail(Some(next_index), reason));
                 }
+                Item::Header { .. } => return Err(fail(Some(next_index), "a second header line".into())),
                 Item::Frontier { size, hashes } => {
                     if range.is_some() {
                         return Err(fail(Some(next_index), "a frontier line may only start an export".into()));
@@ -203,7 +231,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     let first_uncovered = covered.min(r.size().saturating_sub(1));
                     let (o, size, root) = parse_body(&body).map_err(|e| fail(Some(first_uncovered), e))?;
                     if size != r.size() {
-                        return Err(fail(Some(first_uncovered.min(size)), format!("checkpoint for tree size {size} follows {} events", r.size())));
+                        return Err(fail(Some(first_uncovered), format!("checkpoint for tree size {size} follows {} events", r.size())));
                     }
                     if root != r.root() {
                         return Err(fail(Some(first_uncovered), format!("recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed", size - 1)));

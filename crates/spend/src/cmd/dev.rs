@@ -22,7 +22,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.database).await.context("opening the SQLite projection")?);
     let signer = LocalSigner::load_or_create(&paths.signing_key).context("loading the dev signing key")?;
     let key_id = spend_signer::Signer::key_id(&signer).to_string();
-    let ledger_config = spend_ledger::LedgerConfig { listen: args.ledger_listen.clone(), ..config.ledger.clone() };
+    let ledger_config = spend_ledger::LedgerConfig { listen: args.ledger_listen.clone(), subject_prefix: config.nats.subject_prefix.clone(), ..config.ledger.clone() };
     let app = spend_ledger::Application::build(ledger_config, spend_ledger::Deps { events: Arc::new(events), checkpoints: Arc::new(checkpoints), store, signer: Arc::new(signer) }).await?;
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", app.local_addr());

@@ -51,13 +51,13 @@ pub async fn run(config: SpendConfig, command: LedgerCommand) -> anyhow::Result<
                 Some(path) => {
                     let file = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
                     let mut sink = WriteSink(std::io::BufWriter::new(file));
-                    let r = export::write(store.as_ref(), plan, &mut sink, |n| pb.set_position(n)).await;
+                    let r = export::write(store.as_ref(), plan, &config.nats.subject_prefix, &mut sink, |n| pb.set_position(n)).await;
                     sink.0.flush().context("writing the export")?;
                     r
                 }
                 None => {
                     let mut sink = WriteSink(std::io::BufWriter::with_capacity(1 << 16, std::io::stdout()));
-                    let r = export::write(store.as_ref(), plan, &mut sink, |n| pb.set_position(n)).await;
+                    let r = export::write(store.as_ref(), plan, &config.nats.subject_prefix, &mut sink, |n| pb.set_position(n)).await;
                     sink.0.flush().context("writing the export")?;
                     r
                 }

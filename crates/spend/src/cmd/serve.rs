@@ -44,8 +44,9 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let checkpoints = JetStreamLog::with_client(events.client().clone(), config.ledger_stream()).await.context("opening the ledger stream")?;
     let store = store::connect(&config.database.url).await.with_context(|| format!("opening the database {}", store::redact(&config.database.url)))?;
     let signer = KmsSigner::connect(&config.kms).await.context("connecting to KMS")?;
+    let ledger_config = spend_ledger::LedgerConfig { subject_prefix: config.nats.subject_prefix.clone(), ..config.ledger.clone() };
     let app = spend_ledger::Application::build(
-        config.ledger.clone(),
+        ledger_config,
         spend_ledger::Deps { events: Arc::new(events), checkpoints: Arc::new(checkpoints), store: Arc::from(store), signer: Arc::new(signer) },
     )
     .await?;

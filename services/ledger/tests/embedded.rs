@@ -1,0 +1,161 @@
+//! The ledger on embedded defaults (embedded log, SQLite, local key): what
+//! `spend dev` runs. Exports, tamper detection and rejected payloads.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use base64::Engine;
+use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
+use spend_eventlog::{Append, EventLog};
+use spend_ledger::export::{self, WriteSink};
+use spend_ledger::store::{SqliteStore, Store};
+use spend_ledger::verify::{self, KeyRing};
+use spend_ledger::{Deps, LedgerConfig};
+use spend_signer::{LocalSigner, Signer};
+
+struct Dev {
+    _dir: tempfile::TempDir,
+    log: EmbeddedLog,
+    store: Arc<dyn Store>,
+    keys: KeyRing,
+    running: common::Running,
+}
+
+async fn dev(config: LedgerConfig) -> Dev {
+    let dir = tempfile::tempdir().unwrap();
+    let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("events"))).await.unwrap();
+    let cps = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("ledger"))).await.unwrap();
+    let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("ledger.db")).await.unwrap());
+    let signer = LocalSigner::load_or_create(&dir.path().join("key.pem")).unwrap();
+    let mut keys = KeyRing::default();
+    let pem = spend_signer::spki_pem(&signer.public_key_der().await.unwrap()).unwrap();
+    keys.add_pem(&format!("key-id: {}\n{pem}", signer.key_id())).unwrap();
+    let running = common::start(config, Deps { events: Arc::new(log.clone()), checkpoints: Arc::new(cps), store: store.clone(), signer: Arc::new(signer) }).await;
+    Dev { _dir: dir, log, store, keys, running }
+}
+
+async fn export_all(store: &dyn Store, from: Option<u64>, to: Option<u64>) -> Vec<u8> {
+    let plan = export::plan(store, from, to).await.unwrap();
+    let mut sink = WriteSink(Vec::new());
+    export::write(store, plan, "spend.evt", &mut sink, |_| {}).await.unwrap();
+    sink.0
+}
+
+#[tokio::test]
+async fn every_single_flipped_byte_in_an_export_is_caught_and_named() {
+    let d = dev(LedgerConfig { checkpoint_max_events: 7, ..common::config() }).await;
+    common::publish(&d.log, "spend.evt", "acme", 0, 20).await;
+    // One malformed payload: it must be exported and verified like the rest.
+    d.log.append(Append::new("spend.evt.acme.draft.junk", "junk-1", "{not json")).await.unwrap();
+    common::publish(&d.log, "spend.evt", "acme", 20, 30).await;
+    d.running.wait_covered(31, Duration::from_secs(20)).await;
+    let bytes = export_all(d.store.as_ref(), None, None).await;
+    let report = verify::verify(&bytes[..], &d.keys, |_| {}).expect("an untouched export verifies");
+    assert_eq!((report.events, report.tree_size), (31, 31));
+    assert!(report.checkpoints >= 5, "checkpoints every 7 events");
+
+    // Which leaf range each line speaks for.
+    let mut spans = Vec::new(); // (start byte, end byte, Some(index) for events | None, covered-before, size)
+    let (mut at, mut covered) = (0usize, 0u64);
+    for line in bytes.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line).unwrap();
+        match v["kind"].as_str().unwrap() {
+            "event" => spans.push((at, at + line.len() + 1, Some(v["index"].as_u64().unwrap()), 0, 0)),
+            "header" => spans.push((at, at + line.len() + 1, None, 0, 0)),
+            _ => {
+                let size: u64 = v["body"].as_str().unwrap().split('\n').nth(1).unwrap().parse().unwrap();
+                spans.push((at, at + line.len() + 1, None, covered, size));
+                covered = size;
+            }
+        }
+        at += line.len() + 1;
+    }
+    for pos in 0..bytes.len() {
+        let mut t = bytes.clone();
+        t[pos] ^= 0x01;
+        let failure = verify::verify(&t[..], &d.keys, |_| {}).err().unwrap_or_else(|| panic!("flipping byte {pos} must fail verification: …{}…", String::from_utf8_lossy(&bytes[pos.saturating_sub(40)..(pos + 40).min(bytes.len())])));
+        let index = failure.index.unwrap_or_else(|| panic!("byte {pos}: no index named: {failure}"));
+        let span = spans.iter().find(|s| s.0 <= pos && pos < s.1).unwrap();
+        match span.2 {
+            Some(i) => assert_eq!(index, i, "byte {pos} in event {i}: {failure}"),
+            None => assert!(span.3 <= index && index <= span.4, "byte {pos} in checkpoint {}..{}: {failure}", span.3, span.4),
+        }
+    }
+    d.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn a_partial_export_starts_from_a_frontier_and_still_verifies() {
+    let d = dev(LedgerConfig { checkpoint_max_events: 10, ..common::config() }).await;
+    common::publish(&d.log, "spend.evt", "acme", 0, 45).await;
+    d.running.wait_covered(45, Duration::from_secs(20)).await;
+    let bytes = export_all(d.store.as_ref(), Some(13), Some(31)).await;
+    let second: serde_json::Value = serde_json::from_slice(bytes.split(|b| *b == b'\n').nth(1).unwrap()).unwrap();
+    assert_eq!(second["kind"], "frontier");
+    let report = verify::verify(&bytes[..], &d.keys, |_| {}).unwrap();
+    assert_eq!(report.first_index, 13);
+    // The export ends on the last checkpoint at or below index 31 + 1.
+    assert_eq!(report.tree_size % 10, 0);
+    assert!(report.tree_size <= 32 && report.tree_size > 13, "{report:?}");
+    // Cutting the last checkpoint off leaves events unsigned: refused.
+    let text = String::from_utf8(bytes).unwrap();
+    let cut: String = text.lines().take(text.lines().count() - 1).map(|l| format!("{l}\n")).collect();
+    let f = verify::verify(cut.as_bytes(), &d.keys, |_| {}).unwrap_err();
+    assert!(f.reason.contains("not covered"), "{f}");
+    // Nothing signed in range: a clear error.
+    let err = export::plan(d.store.as_ref(), Some(41), Some(43)).await.unwrap_err();
+    assert!(err.to_string().contains("no signed checkpoint"), "{err}");
+    d.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn malformed_payloads_are_recorded_as_rejected_and_still_covered() {
+    let d = dev(common::config()).await;
+    common::publish(&d.log, "spend.evt", "acme", 0, 3).await;
+    d.log.append(Append::new("spend.evt.acme.draft.x", "bad-1", vec![0xff, 0xfe, 0x00])).await.unwrap();
+    // A valid event of org "acme" forged onto org "other"'s subject.
+    let forged = common::event("spend.evt", "acme", 3);
+    d.log.append(Append::new("spend.evt.other.draft.d1", forged.msg_id.clone(), forged.payload.clone())).await.unwrap();
+    d.running.wait_covered(5, Duration::from_secs(10)).await;
+    let rows = d.store.events_by_index(0, 10, 10).await.unwrap();
+    assert_eq!(rows.len(), 5);
+    assert!(rows[..3].iter().all(|r| r.reject_reason.is_none()));
+    assert!(rows[3].reject_reason.as_deref().unwrap().contains("not a JSON event envelope"), "{:?}", rows[3].reject_reason);
+    assert!(rows[4].reject_reason.as_deref().unwrap().contains("not on its own subject"), "{:?}", rows[4].reject_reason);
+    assert_eq!(rows[3].payload, vec![0xff, 0xfe, 0x00], "the bytes are kept as given");
+    let report = verify::verify(&export_all(d.store.as_ref(), None, None).await[..], &d.keys, |_| {}).unwrap();
+    assert_eq!(report.tree_size, 5);
+    d.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn each_event_is_covered_by_a_signed_checkpoint_within_a_second() {
+    let d = dev(common::config()).await;
+    for i in 0..5 {
+        let started = std::time::Instant::now();
+        common::publish(&d.log, "spend.evt", "acme", i, i + 1).await;
+        d.running.wait_covered(i + 1, Duration::from_secs(5)).await;
+        let waited = started.elapsed();
+        assert!(waited < Duration::from_millis(1000), "event {i} waited {waited:?} for a signed checkpoint");
+    }
+    let cp = d.store.latest_checkpoint().await.unwrap().unwrap();
+    assert_eq!(cp.tree_size, 5);
+    assert_eq!(cp.body, format!("spendsignoff.test/ledger\n5\n{}\n", base64::engine::general_purpose::STANDARD.encode(cp.root_hash)));
+    d.running.stop().await.unwrap();
+}
+
+#[tokio::test]
+async fn the_projection_refuses_updates_and_deletes() {
+    let d = dev(common::config()).await;
+    common::publish(&d.log, "spend.evt", "acme", 0, 2).await;
+    d.running.wait_covered(2, Duration::from_secs(10)).await;
+    d.running.stop().await.unwrap();
+    let db = d._dir.path().join("ledger.db");
+    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
+    for sql in ["UPDATE ledger_events SET subject = 'x'", "DELETE FROM ledger_events", "DELETE FROM ledger_checkpoints", "UPDATE ledger_position SET seq = 0"] {
+        let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
+        assert!(err.to_string().contains("append-only"), "{sql}: {err}");
+    }
+}
