@@ -1,0 +1,311 @@
+//! The `spend` binary as operators and auditors use it: `spend dev`,
+//! `spend serve ledger` killed with SIGKILL mid-ingest, export → verify →
+//! tamper, transactions, replay, and clear errors for bad input.
+
+use std::path::Path;
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
+
+use spend_core::events::{ChangePushed, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
+use spend_core::{Actor, Envelope, Money};
+use spend_eventlog::jetstream::JetStreamLog;
+use spend_eventlog::{Append, EventLog};
+use spend_testkit::{Streams, TestDatabase};
+
+const SPEND: &str = env!("CARGO_BIN_EXE_spend");
+
+/// A `spend` command with a clean environment plus `env`.
+fn spend(env: &[(String, String)]) -> Command {
+    let mut c = Command::new(SPEND);
+    for (k, _) in std::env::vars() {
+        if k.starts_with("SPEND") || k.starts_with("AWS_") {
+            c.env_remove(k);
+        }
+    }
+    c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
+    c
+}
+
+fn run(env: &[(String, String)], args: &[&str]) -> Output {
+    spend(env).args(args).output().expect("runs spend")
+}
+
+fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+struct Setup {
+    streams: Streams,
+    db: TestDatabase,
+    env: Vec<(String, String)>,
+    log: JetStreamLog,
+}
+
+async fn setup() -> Setup {
+    let streams = Streams::new();
+    let db = TestDatabase::create().await;
+    let kms = spend_testkit::kms_client().await;
+    let (_, alias) = spend_testkit::kms_key(&kms).await;
+    let env: Vec<(String, String)> = [
+        ("SPEND__NATS__URL", streams.events.url.clone()),
+        ("SPEND__NATS__STREAM", streams.events.stream.clone()),
+        ("SPEND__NATS__SUBJECT_PREFIX", streams.events.subject_prefix.clone()),
+        ("SPEND__LEDGER__STREAM", streams.ledger.stream.clone()),
+        ("SPEND__LEDGER__LEDGER_SUBJECT_PREFIX", streams.ledger.subject_prefix.clone()),
+        ("SPEND__LEDGER__LISTEN", "127.0.0.1:0".into()),
+        ("SPEND__LEDGER__ORIGIN", "spendsignoff.test/ledger".into()),
+        ("SPEND__DATABASE__URL", db.url.clone()),
+        ("SPEND__KMS__KEY_ID", alias),
+        ("SPEND__KMS__ENDPOINT", spend_testkit::kms_endpoint()),
+        ("SPEND__KMS__REGION", "us-east-1".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("RUST_LOG", "warn".into()),
+    ]
+    .into_iter()
+    .map(|(k, v)| (k.to_string(), v))
+    .collect();
+    let log = JetStreamLog::connect(streams.events.clone()).await.unwrap();
+    Setup { streams, db, env, log }
+}
+
+/// Draft `n`'s life: proposed, evaluated, pushed (payments of n cents).
+fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
+    let draft = format!("draft{n}");
+    let subject = spend_core::subject::aggregate_subject(prefix, "acme", "draft", &draft).unwrap();
+    let mut datas = vec![
+        EventData::DraftProposed(DraftProposed {
+            draft_id: draft.clone(),
+            account_id: "act_1".into(),
+            kind: "payment".into(),
+            diff: vec![FieldDiff { path: "payment/amount".into(), before: serde_json::Value::Null, after: serde_json::json!(n) }],
+            spend_impact: Money::new(n as i64, "USD").unwrap(),
+            rationale: "monthly API bill".into(),
+        }),
+        EventData::PolicyEvaluated(PolicyEvaluated { draft_id: draft.clone(), outcome: Outcome::AutoApprove, reasons: vec![], policy_version: "sha256:1".into() }),
+    ];
+    if pushed {
+        datas.push(EventData::ChangePushed(ChangePushed { change_id: format!("c{n}"), draft_id: draft.clone(), platform: "sandbox".into(), idempotency_key: draft.clone(), diff: vec![] }));
+    }
+    datas
+        .into_iter()
+        .map(|d| {
+            let env = Envelope::new("spendsignoff/test", "acme", Actor::service("test"), format!("draft/{draft}"), d);
+            Append::new(subject.clone(), env.id.to_string(), env.to_bytes())
+        })
+        .collect()
+}
+
+async fn publish_lifecycles(s: &Setup, from: u64, to: u64) -> Vec<Vec<u8>> {
+    let mut payloads = Vec::new();
+    let mut batch = Vec::new();
+    for n in from..to {
+        batch.extend(lifecycle(&s.streams.events.subject_prefix, n, n % 2 == 0));
+        if batch.len() >= 999 || n + 1 == to {
+            payloads.extend(batch.iter().map(|a| a.payload.to_vec()));
+            for r in s.log.append_many(std::mem::take(&mut batch)).await {
+                r.unwrap();
+            }
+        }
+    }
+    payloads
+}
+
+async fn pg(url: &str) -> sqlx::PgPool {
+    sqlx::PgPool::connect(url).await.unwrap()
+}
+
+async fn wait_signed(pool: &sqlx::PgPool, n: i64, within: Duration) {
+    let deadline = tokio::time::Instant::now() + within;
+    loop {
+        let size: Option<i64> = sqlx::query_scalar("SELECT MAX(tree_size) FROM ledger_checkpoints").fetch_one(pool).await.unwrap_or(None);
+        if size == Some(n) {
+            return;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "only {size:?} of {n} events signed after {within:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn serve(env: &[(String, String)]) -> Child {
+    spend(env).args(["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
+}
+
+fn stop(mut child: Child) {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let deadline = std::time::Instant::now() + Duration::from_secs(15);
+    while std::time::Instant::now() < deadline {
+        if child.try_wait().unwrap().is_some() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    let _ = child.kill();
+    panic!("spend did not stop on SIGTERM within 15 s");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots() {
+    let s = setup().await;
+    let payloads = publish_lifecycles(&s, 0, 12_000).await; // 30,000 events
+    let total = payloads.len() as i64;
+    let pool = pg(&s.db.url).await;
+    let mut child = serve(&s.env);
+    // Kill it once it is part-way through.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
+    loop {
+        let pos: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position").fetch_one(&pool).await.unwrap_or(None);
+        if pos.unwrap_or(0) >= 4_000 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the ledger made no progress");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+    let at_kill: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_position").fetch_one(&pool).await.unwrap();
+    assert!(at_kill < total, "killed mid-ingest (at {at_kill} of {total})");
+
+    let child = serve(&s.env);
+    wait_signed(&pool, total, Duration::from_secs(180)).await;
+    stop(child);
+
+    // Nothing lost, nothing projected twice.
+    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as("SELECT idx, seq, payload FROM ledger_events ORDER BY idx").fetch_all(&pool).await.unwrap();
+    assert_eq!(rows.len() as i64, total);
+    for (i, (idx, seq, payload)) in rows.iter().enumerate() {
+        assert_eq!((*idx, *seq), (i as i64, i as i64 + 1));
+        assert_eq!(payload, &payloads[i], "event {i} is the published bytes");
+    }
+    // The same roots as an uninterrupted run: every checkpoint's root is
+    // the root of exactly the published events before it.
+    let cps: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT tree_size, root_hash FROM ledger_checkpoints ORDER BY tree_size").fetch_all(&pool).await.unwrap();
+    let leaves: Vec<_> = payloads.iter().map(|p| spend_ledger::merkle::leaf_hash(p)).collect();
+    for (size, root) in &cps {
+        assert_eq!(root.as_slice(), spend_ledger::merkle::root(&leaves[..*size as usize]).as_slice(), "root at {size}");
+    }
+    assert_eq!(cps.last().unwrap().0, total);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
+    let s = setup().await;
+    publish_lifecycles(&s, 0, 100).await; // 250 events, 50 completed
+    // A forged event on another org's subject: recorded, rejected, signed.
+    let forged = &lifecycle(&s.streams.events.subject_prefix, 999, false)[0];
+    s.log.append(Append::new(format!("{}.globex.draft.x", s.streams.events.subject_prefix), "forged", forged.payload.clone())).await.unwrap();
+    let pool = pg(&s.db.url).await;
+    let child = serve(&s.env);
+    wait_signed(&pool, 251, Duration::from_secs(60)).await;
+    stop(child);
+
+    let dir = tempfile::tempdir().unwrap();
+    let export = dir.path().join("export.jsonl");
+    let key = dir.path().join("key.pem");
+    let out = run(&s.env, &["ledger", "export", "--output", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(&s.env, &["ledger", "public-key"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert!(text(&out.stdout).contains("-----BEGIN PUBLIC KEY-----"));
+    std::fs::write(&key, &out.stdout).unwrap();
+    // openssl reads the key as printed (the key-id line is PEM explanatory text).
+    let o = Command::new("openssl").args(["pkey", "-pubin", "-noout", "-in"]).arg(&key).output().unwrap();
+    assert!(o.status.success(), "{}", text(&o.stderr));
+
+    let verify = |file: &Path| run(&[], &["ledger", "verify", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()]);
+    let out = verify(&export);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).starts_with("OK: 251 events"), "{}", text(&out.stdout));
+
+    let original = std::fs::read_to_string(&export).unwrap();
+    let line = original.lines().find(|l| l.contains("\"index\":137,")).unwrap();
+    let at = original.find(line).unwrap() + line.find("payload_b64").unwrap() + 40;
+    let mut bytes = original.into_bytes();
+    bytes[at] = if bytes[at] == b'x' { b'y' } else { b'x' };
+    let tampered = dir.path().join("tampered.jsonl");
+    std::fs::write(&tampered, &bytes).unwrap();
+    let out = verify(&tampered);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stdout).contains("first bad index 137"), "{}", text(&out.stdout));
+
+    let out = run(&s.env, &["transactions", "--status", "completed", "--from", "2026-01-01", "--json"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rows: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(rows.len(), 50);
+    assert!(rows.iter().all(|r| r["status"] == "completed" && r["currency"] == "USD"));
+    assert!(rows.iter().any(|r| r["draft_id"] == "draft42" && r["amount_minor"] == 42));
+    let out = run(&s.env, &["transactions", "--status", "approved"]);
+    assert!(text(&out.stdout).contains("draft41"), "{}", text(&out.stdout));
+
+    let out = run(&s.env, &["ledger", "replay", "--public-key", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(text(&out.stdout).contains("OK: the stream's first 251 events hash to the signed checkpoint root"), "{}", text(&out.stdout));
+}
+
+#[test]
+fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts() {
+    let dir = tempfile::tempdir().unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let addr = format!("127.0.0.1:{port}");
+    let start = || spend(&[]).args(["dev", "--data-dir", dir.path().to_str().unwrap(), "--ledger-listen", &addr]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let serving = || {
+        rt.block_on(async {
+            let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+            loop {
+                if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await {
+                    let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
+                    if let Ok(r) = h.check(tonic_health::pb::HealthCheckRequest { service: "spendsignoff.v1.Ledger".into() }).await {
+                        return r.into_inner().status() == tonic_health::pb::health_check_response::ServingStatus::Serving;
+                    }
+                }
+                if tokio::time::Instant::now() > deadline {
+                    return false;
+                }
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        })
+    };
+    let child = start();
+    assert!(serving(), "spend dev serves the ledger's health check");
+    stop(child);
+    let key = run(&[], &["ledger", "public-key", "--data-dir", dir.path().to_str().unwrap()]);
+    assert!(key.status.success(), "{}", text(&key.stderr));
+    let child = start();
+    assert!(serving(), "spend dev restarts on its data folder");
+    stop(child);
+    let again = run(&[], &["ledger", "public-key", "--data-dir", dir.path().to_str().unwrap()]);
+    assert_eq!(key.stdout, again.stdout, "the dev signing key survives a restart");
+    assert!(dir.path().join("events/events.log").exists() && dir.path().join("ledger.db").exists());
+}
+
+#[test]
+fn bad_input_gets_a_clear_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let cases: &[(&[&str], &str)] = &[
+        (&["ledger", "verify", "/nonexistent/export.jsonl", "--public-key", "/nonexistent/key.pem"], "reading public key /nonexistent/key.pem"),
+        (&["transactions", "--status", "paid", "--data-dir", "/nonexistent"], "is not a status; use one of"),
+        (&["transactions", "--from", "yesterday", "--data-dir", "/nonexistent"], "expected a date (2026-01-01)"),
+        (&["ledger", "export", "--data-dir", "/nonexistent"], "run `spend dev --data-dir /nonexistent` first"),
+        (&["serve", "ledger"], "no database configured"),
+    ];
+    for (args, expected) in cases {
+        let out = run(&[], args);
+        assert_eq!(out.status.code(), Some(1), "{args:?}");
+        assert!(text(&out.stderr).contains(expected), "{args:?}: {}", text(&out.stderr));
+    }
+    // A key that is not a key.
+    let bogus = dir.path().join("key.pem");
+    std::fs::write(&bogus, "hello").unwrap();
+    let empty = dir.path().join("e.jsonl");
+    std::fs::write(&empty, "").unwrap();
+    let out = run(&[], &["ledger", "verify", empty.to_str().unwrap(), "--public-key", bogus.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("no PEM block"), "{}", text(&out.stderr));
+    // An export that is not an export.
+    let out = Command::new(SPEND).args(["ledger", "verify", "--help"]).output().unwrap();
+    assert!(out.status.success());
+    let out = run(&[], &["ledger", "frobnicate"]);
+    assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
+    let out = run(&[("SPEND__LEDGER__CHECKPOINT_MAX_EVENTS".into(), "lots".into())], &["ledger", "verify", empty.to_str().unwrap(), "--public-key", bogus.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("configuration error"), "{}", text(&out.stderr));
+}
