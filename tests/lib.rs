@@ -48,7 +48,11 @@ impl Streams {
             ack_wait: Duration::from_secs(3),
             ..JetStreamConfig::default()
         };
-        let ledger = JetStreamConfig { stream: format!("T_LEDGER_{id}"), subject_prefix: format!("t{id}.ledger"), ..events.clone() };
+        let ledger = JetStreamConfig {
+            stream: format!("T_LEDGER_{id}"),
+            subject_prefix: format!("t{id}.ledger"),
+            ..events.clone()
+        };
         Self { events, ledger, id }
     }
 }
@@ -90,10 +94,18 @@ impl TestDatabase {
         use sqlx::Connection;
         let name = format!("spend_test_{}", unique());
         let admin = admin_database_url();
-        let mut conn = sqlx::PgConnection::connect(&admin).await.unwrap_or_else(|e| panic!("connecting to PostgreSQL at {admin}: {e} (run the suite with scripts/test.sh)"));
-        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\""))).execute(&mut conn).await.expect("create test database");
+        let mut conn = sqlx::PgConnection::connect(&admin)
+            .await
+            .unwrap_or_else(|e| panic!("connecting to PostgreSQL at {admin}: {e} (run the suite with scripts/test.sh)"));
+        sqlx::raw_sql(sqlx::AssertSqlSafe(format!("CREATE DATABASE \"{name}\"")))
+            .execute(&mut conn)
+            .await
+            .expect("create test database");
         let base = admin.rsplit_once('/').map(|(b, _)| b.to_string()).unwrap_or(admin.clone());
-        Self { url: format!("{base}/{name}"), name }
+        Self {
+            url: format!("{base}/{name}"),
+            name,
+        }
     }
 }
 
@@ -105,7 +117,9 @@ impl Drop for TestDatabase {
             rt.block_on(async {
                 use sqlx::Connection;
                 if let Ok(mut c) = sqlx::PgConnection::connect(&admin_database_url()).await {
-                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)"))).execute(&mut c).await;
+                    let _ = sqlx::raw_sql(sqlx::AssertSqlSafe(format!("DROP DATABASE IF EXISTS \"{name}\" WITH (FORCE)")))
+                        .execute(&mut c)
+                        .await;
                 }
             });
         })
@@ -135,9 +149,21 @@ pub async fn kms_key(client: &aws_sdk_kms::Client) -> (String, String) {
         .description("spendsignoff test checkpoint key")
         .send()
         .await
-        .unwrap_or_else(|e| panic!("creating a KMS key at {}: {} (run the suite with scripts/test.sh)", kms_endpoint(), aws_sdk_kms::error::DisplayErrorContext(&e)));
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating a KMS key at {}: {} (run the suite with scripts/test.sh)",
+                kms_endpoint(),
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        });
     let key_id = out.key_metadata().expect("metadata").key_id().to_string();
     let alias = format!("alias/spend-test-{}", unique());
-    client.create_alias().alias_name(&alias).target_key_id(&key_id).send().await.expect("create alias");
+    client
+        .create_alias()
+        .alias_name(&alias)
+        .target_key_id(&key_id)
+        .send()
+        .await
+        .expect("create alias");
     (key_id, alias)
 }

@@ -4,8 +4,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common", "ledger", "gateway", "policy", "approval", "executor"]
-        .map(|f| root.join(format!("spendsignoff/v1/{f}.proto")));
+    let files = ["common", "ledger", "gateway", "policy", "approval", "executor"].map(|f| root.join(format!("spendsignoff/v1/{f}.proto")));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = tonic_prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() {
@@ -13,7 +12,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     tonic_prost_build::configure()
         .file_descriptor_set_path(out.join("spendsignoff_descriptor.bin"))
-        .compile_with_config(config, &files, &[root.clone()])?;
+        .compile_with_config(config, &files, std::slice::from_ref(&root))?;
     println!("cargo:rerun-if-changed={}", root.display());
     Ok(())
 }

@@ -24,9 +24,11 @@ where
         }
         builder = builder.add_source(config::File::from(file));
     }
-    builder = builder.add_source(config::Environment::with_prefix("SPEND").prefix_separator("__").separator("__").try_parsing(true));
-    builder
-        .build()
-        .and_then(|c| c.try_deserialize())
-        .map_err(|e| ConfigError(e.to_string()))
+    builder = builder.add_source(
+        config::Environment::with_prefix("SPEND")
+            .prefix_separator("__")
+            .separator("__")
+            .try_parsing(true),
+    );
+    builder.build().and_then(|c| c.try_deserialize()).map_err(|e| ConfigError(e.to_string()))
 }

@@ -34,13 +34,22 @@ pub struct Actor {
 
 impl Actor {
     pub fn service(name: impl Into<String>) -> Self {
-        Self { kind: ActorKind::Service, id: name.into() }
+        Self {
+            kind: ActorKind::Service,
+            id: name.into(),
+        }
     }
     pub fn agent(key_id: impl Into<String>) -> Self {
-        Self { kind: ActorKind::Agent, id: key_id.into() }
+        Self {
+            kind: ActorKind::Agent,
+            id: key_id.into(),
+        }
     }
     pub fn human(user_id: impl Into<String>) -> Self {
-        Self { kind: ActorKind::Human, id: user_id.into() }
+        Self {
+            kind: ActorKind::Human,
+            id: user_id.into(),
+        }
     }
 }
 
@@ -156,19 +165,34 @@ impl<'a> RawEnvelope<'a> {
             return Err(EnvelopeError::Type(env.event_type.to_string()));
         }
         if env.id.get_version_num() != 7 {
-            return Err(EnvelopeError::Field { field: "id", reason: "must be a UUIDv7".into() });
+            return Err(EnvelopeError::Field {
+                field: "id",
+                reason: "must be a UUIDv7".into(),
+            });
         }
         if env.source.is_empty() {
-            return Err(EnvelopeError::Field { field: "source", reason: "must not be empty".into() });
+            return Err(EnvelopeError::Field {
+                field: "source",
+                reason: "must not be empty".into(),
+            });
         }
         if !crate::subject::is_valid_token(&env.org) {
-            return Err(EnvelopeError::Field { field: "org", reason: "must be a non-empty token of [A-Za-z0-9_-]".into() });
+            return Err(EnvelopeError::Field {
+                field: "org",
+                reason: "must be a non-empty token of [A-Za-z0-9_-]".into(),
+            });
         }
         if env.subject.is_empty() {
-            return Err(EnvelopeError::Field { field: "subject", reason: "must not be empty".into() });
+            return Err(EnvelopeError::Field {
+                field: "subject",
+                reason: "must not be empty".into(),
+            });
         }
         if env.actor.id.is_empty() {
-            return Err(EnvelopeError::Field { field: "actor.id", reason: "must not be empty".into() });
+            return Err(EnvelopeError::Field {
+                field: "actor.id",
+                reason: "must not be empty".into(),
+            });
         }
         Ok(env)
     }

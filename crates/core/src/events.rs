@@ -189,17 +189,71 @@ pub struct LedgerCheckpointed {
 #[doc(hidden)]
 pub fn samples() -> Vec<EventData> {
     let usd = |m| Money::new(m, "USD").unwrap();
-    let diff = vec![FieldDiff { path: "campaign/c1/daily_budget".into(), before: serde_json::json!({"minor_units": 5000, "currency": "USD"}), after: serde_json::json!({"minor_units": 7500, "currency": "USD"}) }];
+    let diff = vec![FieldDiff {
+        path: "campaign/c1/daily_budget".into(),
+        before: serde_json::json!({"minor_units": 5000, "currency": "USD"}),
+        after: serde_json::json!({"minor_units": 7500, "currency": "USD"}),
+    }];
     vec![
-        EventData::DraftProposed(DraftProposed { draft_id: "d1".into(), account_id: "act_1".into(), kind: "budget".into(), diff: diff.clone(), spend_impact: usd(2500), rationale: "ROAS is 4x".into() }),
-        EventData::PolicyEvaluated(PolicyEvaluated { draft_id: "d1".into(), outcome: Outcome::RequireApproval, reasons: vec![Reason { code: "approval.threshold".into(), message: "over 25 USD".into() }], policy_version: "sha256:00".into() }),
-        EventData::ApprovalGranted(ApprovalGranted { draft_id: "d1".into(), approval_id: "a1".into(), step: 1, credential_id: "cred".into() }),
-        EventData::ChangePushed(ChangePushed { change_id: "c1".into(), draft_id: "d1".into(), platform: "sandbox".into(), idempotency_key: "d1".into(), diff: diff.clone() }),
-        EventData::ChangeRolledBack(ChangeRolledBack { change_id: "c2".into(), draft_id: "d1".into(), rollback_of: "c1".into(), diff }),
-        EventData::ReadPerformed(ReadPerformed { operation: "list_campaigns".into(), account_id: Some("act_1".into()), result_count: 3 }),
-        EventData::SecurityAlert(SecurityAlert { reason: "scope.denied".into(), key_id: Some("key_1".into()), address: None, detail: "mcp.approve is never granted to agents".into() }),
-        EventData::CardFrozen(CardFrozen { card_id: "card_1".into(), reason: "incident".into() }),
-        EventData::LedgerCheckpointed(LedgerCheckpointed { origin: "spendsignoff/ledger".into(), tree_size: 1, root_hash_b64: "AA==".into(), body: "o\n1\nAA==\n".into(), signature_b64: "AA==".into(), key_id: "k".into() }),
+        EventData::DraftProposed(DraftProposed {
+            draft_id: "d1".into(),
+            account_id: "act_1".into(),
+            kind: "budget".into(),
+            diff: diff.clone(),
+            spend_impact: usd(2500),
+            rationale: "ROAS is 4x".into(),
+        }),
+        EventData::PolicyEvaluated(PolicyEvaluated {
+            draft_id: "d1".into(),
+            outcome: Outcome::RequireApproval,
+            reasons: vec![Reason {
+                code: "approval.threshold".into(),
+                message: "over 25 USD".into(),
+            }],
+            policy_version: "sha256:00".into(),
+        }),
+        EventData::ApprovalGranted(ApprovalGranted {
+            draft_id: "d1".into(),
+            approval_id: "a1".into(),
+            step: 1,
+            credential_id: "cred".into(),
+        }),
+        EventData::ChangePushed(ChangePushed {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+            platform: "sandbox".into(),
+            idempotency_key: "d1".into(),
+            diff: diff.clone(),
+        }),
+        EventData::ChangeRolledBack(ChangeRolledBack {
+            change_id: "c2".into(),
+            draft_id: "d1".into(),
+            rollback_of: "c1".into(),
+            diff,
+        }),
+        EventData::ReadPerformed(ReadPerformed {
+            operation: "list_campaigns".into(),
+            account_id: Some("act_1".into()),
+            result_count: 3,
+        }),
+        EventData::SecurityAlert(SecurityAlert {
+            reason: "scope.denied".into(),
+            key_id: Some("key_1".into()),
+            address: None,
+            detail: "mcp.approve is never granted to agents".into(),
+        }),
+        EventData::CardFrozen(CardFrozen {
+            card_id: "card_1".into(),
+            reason: "incident".into(),
+        }),
+        EventData::LedgerCheckpointed(LedgerCheckpointed {
+            origin: "spendsignoff/ledger".into(),
+            tree_size: 1,
+            root_hash_b64: "AA==".into(),
+            body: "o\n1\nAA==\n".into(),
+            signature_b64: "AA==".into(),
+            key_id: "k".into(),
+        }),
     ]
 }
 

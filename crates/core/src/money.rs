@@ -18,7 +18,10 @@ pub struct CurrencyError(pub String);
 impl Money {
     pub fn new(minor_units: i64, currency: &str) -> Result<Self, CurrencyError> {
         if currency.len() == 3 && currency.bytes().all(|b| b.is_ascii_uppercase()) {
-            Ok(Self { minor_units, currency: currency.to_string() })
+            Ok(Self {
+                minor_units,
+                currency: currency.to_string(),
+            })
         } else {
             Err(CurrencyError(currency.to_string()))
         }

@@ -18,7 +18,10 @@ pub fn is_valid_token(s: &str) -> bool {
 pub fn aggregate_subject(prefix: &str, org: &str, aggregate: &str, id: &str) -> Result<String, SubjectError> {
     for (what, value) in [("org", org), ("aggregate", aggregate), ("aggregate id", id)] {
         if !is_valid_token(value) {
-            return Err(SubjectError { what, value: value.to_string() });
+            return Err(SubjectError {
+                what,
+                value: value.to_string(),
+            });
         }
     }
     Ok(format!("{prefix}.{org}.{aggregate}.{id}"))
@@ -33,7 +36,9 @@ pub fn envelope_subject(aggregate: &str, id: &str) -> String {
 /// event of `org` whose envelope subject is `<aggregate>/<id>`: an event
 /// published on another organisation's or aggregate's subject is refused.
 pub fn matches_envelope(stream_subject: &str, org: &str, envelope_subject: &str) -> bool {
-    let Some((aggregate, id)) = envelope_subject.split_once('/') else { return false };
+    let Some((aggregate, id)) = envelope_subject.split_once('/') else {
+        return false;
+    };
     if ![org, aggregate, id].iter().all(|t| is_valid_token(t)) {
         return false;
     }

@@ -16,14 +16,21 @@ fn dir() -> PathBuf {
 
 fn load(name: &str) -> Value {
     let path = dir().join(name);
-    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()))).unwrap_or_else(|e| panic!("{}: {e}", path.display()))
+    serde_json::from_str(&std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display())))
+        .unwrap_or_else(|e| panic!("{}: {e}", path.display()))
 }
 
 fn validator(event_type: &str) -> Validator {
     jsonschema::draft202012::options()
         .should_validate_formats(true)
-        .with_resource(format!("{BASE}envelope.schema.json"), Draft::Draft202012.create_resource(load("envelope.schema.json")))
-        .with_resource(format!("{BASE}common.schema.json"), Draft::Draft202012.create_resource(load("common.schema.json")))
+        .with_resource(
+            format!("{BASE}envelope.schema.json"),
+            Draft::Draft202012.create_resource(load("envelope.schema.json")),
+        )
+        .with_resource(
+            format!("{BASE}common.schema.json"),
+            Draft::Draft202012.create_resource(load("common.schema.json")),
+        )
         .build(&load(&format!("{event_type}.json")))
         .unwrap_or_else(|e| panic!("schema for {event_type} does not compile: {e}"))
 }

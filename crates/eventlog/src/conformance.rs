@@ -62,7 +62,12 @@ pub async fn expected_subject_sequence_is_enforced(log: &dyn EventLog, prefix: &
     let results = futures::future::join_all((0..8).map(|i| log.append(msg(&s, &format!("race{i}")).expect_last_subject_seq(ok.seq)))).await;
     let wins = results.iter().filter(|r| r.is_ok()).count();
     assert_eq!(wins, 1, "{results:?}");
-    assert!(results.iter().filter_map(|r| r.as_ref().err()).all(|e| matches!(e, LogError::WrongLastSequence { .. })));
+    assert!(
+        results
+            .iter()
+            .filter_map(|r| r.as_ref().err())
+            .all(|e| matches!(e, LogError::WrongLastSequence { .. }))
+    );
 }
 
 /// A durable consumer resumes after its last ack and redelivers the rest.
@@ -108,7 +113,14 @@ pub async fn replay_from_sequence_time_and_live(log: &dyn EventLog, prefix: &str
     for i in 3..5 {
         log.append(msg(&s, &format!("r{i}"))).await.unwrap();
     }
-    let from_seq: Vec<_> = log.subscribe(StartAt::Sequence(2)).await.unwrap().take(4).map(|m| m.unwrap().seq).collect().await;
+    let from_seq: Vec<_> = log
+        .subscribe(StartAt::Sequence(2))
+        .await
+        .unwrap()
+        .take(4)
+        .map(|m| m.unwrap().seq)
+        .collect()
+        .await;
     assert_eq!(from_seq, vec![2, 3, 4, 5]);
     let mut from_time = log.subscribe(StartAt::Time(mid)).await.unwrap();
     assert_eq!(from_time.next().await.unwrap().unwrap().seq, 4);

@@ -50,7 +50,11 @@ pub struct EmbeddedConfig {
 
 impl EmbeddedConfig {
     pub fn new(dir: impl Into<PathBuf>) -> Self {
-        Self { dir: dir.into(), duplicate_window: Duration::from_secs(120), fsync: true }
+        Self {
+            dir: dir.into(),
+            duplicate_window: Duration::from_secs(120),
+            fsync: true,
+        }
     }
 }
 
@@ -95,20 +99,45 @@ impl EmbeddedLog {
             .map_err(|e| LogError::Internal(e.to_string()))??;
         let last = inner.index.records.len() as u64;
         let (tip, _) = watch::channel(last);
-        Ok(Self { inner: Arc::new(Mutex::new(inner)), config: Arc::new(config), tip })
+        Ok(Self {
+            inner: Arc::new(Mutex::new(inner)),
+            config: Arc::new(config),
+            tip,
+        })
     }
 
     fn open_blocking(config: &EmbeddedConfig) -> Result<Inner, LogError> {
         std::fs::create_dir_all(config.dir.join("consumers")).map_err(|e| io_err("creating", &config.dir, e))?;
         let lock_path = config.dir.join("LOCK");
-        let lock = OpenOptions::new().write(true).create(true).truncate(false).open(&lock_path).map_err(|e| io_err("opening", &lock_path, e))?;
-        lock.try_lock().map_err(|_| LogError::Unavailable(format!("the event log in {} is in use by another process (a running `spend dev`?)", config.dir.display())))?;
+        let lock = OpenOptions::new()
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&lock_path)
+            .map_err(|e| io_err("opening", &lock_path, e))?;
+        lock.try_lock().map_err(|_| {
+            LogError::Unavailable(format!(
+                "the event log in {} is in use by another process (a running `spend dev`?)",
+                config.dir.display()
+            ))
+        })?;
         let path = config.dir.join(LOG_FILE);
-        let mut file = OpenOptions::new().read(true).append(true).create(true).open(&path).map_err(|e| io_err("opening", &path, e))?;
+        let mut file = OpenOptions::new()
+            .read(true)
+            .append(true)
+            .create(true)
+            .open(&path)
+            .map_err(|e| io_err("opening", &path, e))?;
         let mut data = Vec::new();
         file.seek(SeekFrom::Start(0)).map_err(|e| io_err("reading", &path, e))?;
         file.read_to_end(&mut data).map_err(|e| io_err("reading", &path, e))?;
-        let mut index = Index { records: Vec::new(), times: Vec::new(), last_by_subject: HashMap::new(), recent_ids: HashMap::new(), end: 0 };
+        let mut index = Index {
+            records: Vec::new(),
+            times: Vec::new(),
+            last_by_subject: HashMap::new(),
+            recent_ids: HashMap::new(),
+            end: 0,
+        };
         let mut off = 0usize;
         while off < data.len() {
             let rest = &data[off..];
@@ -134,7 +163,11 @@ impl EmbeddedLog {
             let msg = decode(body).map_err(|e| LogError::Corrupt(format!("{}: record at offset {off}: {e}", path.display())))?;
             let expected = index.records.len() as u64 + 1;
             if msg.seq != expected {
-                return Err(LogError::Corrupt(format!("{}: record at offset {off} has sequence {}, expected {expected}", path.display(), msg.seq)));
+                return Err(LogError::Corrupt(format!(
+                    "{}: record at offset {off} has sequence {}, expected {expected}",
+                    path.display(),
+                    msg.seq
+                )));
             }
             index.records.push((off as u64, (HEADER + len) as u32));
             let nanos = msg.time.timestamp_nanos_opt().unwrap_or(i64::MAX);
@@ -194,7 +227,11 @@ impl EmbeddedLog {
             if let Some(expected) = m.expected_last_subject_seq
                 && expected != current
             {
-                results.push(Err(LogError::WrongLastSequence { subject: m.subject, expected, actual: current }));
+                results.push(Err(LogError::WrongLastSequence {
+                    subject: m.subject,
+                    expected,
+                    actual: current,
+                }));
                 continue;
             }
             let seq = first_new_seq + pending.len() as u64;
@@ -209,17 +246,23 @@ impl EmbeddedLog {
         if pending.is_empty() {
             return results;
         }
-        let write = inner.file.write_all(&buf).and_then(|_| if self.config.fsync { inner.file.sync_data() } else { Ok(()) });
+        let write = inner
+            .file
+            .write_all(&buf)
+            .and_then(|_| if self.config.fsync { inner.file.sync_data() } else { Ok(()) });
         if let Err(e) = write {
             // Nothing was acknowledged; cut back whatever part reached the
             // file so the next append starts on a record boundary.
             let end = inner.index.end;
             let _ = inner.file.set_len(end);
             let err = io_err("writing", &path, e);
-            return results.into_iter().map(|r| match r {
-                Ok(a) if !a.duplicate => Err(err.clone()),
-                other => other,
-            }).collect();
+            return results
+                .into_iter()
+                .map(|r| match r {
+                    Ok(a) if !a.duplicate => Err(err.clone()),
+                    other => other,
+                })
+                .collect();
         }
         for (off, len, t, subject, id) in pending {
             let seq = inner.index.records.len() as u64 + 1;
@@ -274,7 +317,9 @@ impl EmbeddedLog {
 
     async fn read(&self, seq: u64, max: usize) -> Result<Vec<StoredMessage>, LogError> {
         let this = self.clone();
-        tokio::task::spawn_blocking(move || this.read_blocking(seq, max)).await.map_err(|e| LogError::Internal(e.to_string()))?
+        tokio::task::spawn_blocking(move || this.read_blocking(seq, max))
+            .await
+            .map_err(|e| LogError::Internal(e.to_string()))?
     }
 
     fn consumer_path(&self, name: &str) -> PathBuf {
@@ -290,7 +335,10 @@ fn check_append(m: &Append) -> Result<(), LogError> {
         return Err(LogError::Rejected("subject or message id too long".into()));
     }
     if m.payload.len() > MAX_PAYLOAD {
-        return Err(LogError::Rejected(format!("payload of {} bytes exceeds the maximum of {MAX_PAYLOAD}", m.payload.len())));
+        return Err(LogError::Rejected(format!(
+            "payload of {} bytes exceeds the maximum of {MAX_PAYLOAD}",
+            m.payload.len()
+        )));
     }
     Ok(())
 }
@@ -321,18 +369,31 @@ fn decode(body: &[u8]) -> Result<StoredMessage, String> {
     let seq = u64::from_le_bytes(body.get(0..8).ok_or_else(short)?.try_into().unwrap());
     let nanos = i64::from_le_bytes(body.get(8..16).ok_or_else(short)?.try_into().unwrap());
     let slen = u16::from_le_bytes(body.get(16..18).ok_or_else(short)?.try_into().unwrap()) as usize;
-    let subject = std::str::from_utf8(body.get(18..18 + slen).ok_or_else(short)?).map_err(|e| e.to_string())?.to_string();
+    let subject = std::str::from_utf8(body.get(18..18 + slen).ok_or_else(short)?)
+        .map_err(|e| e.to_string())?
+        .to_string();
     let p = 18 + slen;
     let ilen = u16::from_le_bytes(body.get(p..p + 2).ok_or_else(short)?.try_into().unwrap()) as usize;
-    let id = std::str::from_utf8(body.get(p + 2..p + 2 + ilen).ok_or_else(short)?).map_err(|e| e.to_string())?.to_string();
+    let id = std::str::from_utf8(body.get(p + 2..p + 2 + ilen).ok_or_else(short)?)
+        .map_err(|e| e.to_string())?
+        .to_string();
     let payload = Bytes::copy_from_slice(&body[p + 2 + ilen..]);
-    Ok(StoredMessage { seq, subject, payload, time: Utc.timestamp_nanos(nanos), msg_id: (!id.is_empty()).then_some(id) })
+    Ok(StoredMessage {
+        seq,
+        subject,
+        payload,
+        time: Utc.timestamp_nanos(nanos),
+        msg_id: (!id.is_empty()).then_some(id),
+    })
 }
 
 #[async_trait]
 impl EventLog for EmbeddedLog {
     async fn append(&self, msg: Append) -> Result<AppendAck, LogError> {
-        self.append_many(vec![msg]).await.pop().unwrap_or_else(|| Err(LogError::Internal("no result".into())))
+        self.append_many(vec![msg])
+            .await
+            .pop()
+            .unwrap_or_else(|| Err(LogError::Internal("no result".into())))
     }
 
     async fn append_many(&self, msgs: Vec<Append>) -> Vec<Result<AppendAck, LogError>> {
@@ -347,7 +408,11 @@ impl EventLog for EmbeddedLog {
     async fn info(&self) -> Result<LogInfo, LogError> {
         let inner = self.lock();
         let n = inner.index.records.len() as u64;
-        Ok(LogInfo { last_seq: n, messages: n, backend: "embedded".into() })
+        Ok(LogInfo {
+            last_seq: n,
+            messages: n,
+            backend: "embedded".into(),
+        })
     }
 
     async fn last_subject_seq(&self, subject: &str) -> Result<u64, LogError> {
@@ -360,7 +425,10 @@ impl EventLog for EmbeddedLog {
         }
         let path = self.consumer_path(name);
         let acked = match std::fs::read_to_string(&path) {
-            Ok(s) => s.trim().parse::<u64>().map_err(|_| LogError::Corrupt(format!("{}: not a sequence number", path.display())))?,
+            Ok(s) => s
+                .trim()
+                .parse::<u64>()
+                .map_err(|_| LogError::Corrupt(format!("{}: not a sequence number", path.display())))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let acked = self.first_seq_at(start) - 1;
                 write_pos(&path, acked)?;
@@ -368,7 +436,13 @@ impl EventLog for EmbeddedLog {
             }
             Err(e) => return Err(io_err("reading", &path, e)),
         };
-        Ok(Box::new(EmbeddedConsumer { log: self.clone(), path, acked, next: acked + 1, tip: self.tip.subscribe() }))
+        Ok(Box::new(EmbeddedConsumer {
+            log: self.clone(),
+            path,
+            acked,
+            next: acked + 1,
+            tip: self.tip.subscribe(),
+        }))
     }
 
     async fn subscribe(&self, start: StartAt) -> Result<BoxStream<'static, Result<StoredMessage, LogError>>, LogError> {
@@ -441,7 +515,9 @@ impl Consumer for EmbeddedConsumer {
             return Ok(());
         }
         let path = self.path.clone();
-        tokio::task::spawn_blocking(move || write_pos(&path, seq)).await.map_err(|e| LogError::Internal(e.to_string()))??;
+        tokio::task::spawn_blocking(move || write_pos(&path, seq))
+            .await
+            .map_err(|e| LogError::Internal(e.to_string()))??;
         self.acked = seq;
         Ok(())
     }

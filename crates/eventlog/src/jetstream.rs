@@ -83,7 +83,9 @@ pub fn check_server_version(version: &str) -> Result<(u64, u64, u64), LogError> 
     };
     if v < MIN_SERVER_VERSION {
         let (a, b, c) = MIN_SERVER_VERSION;
-        return Err(LogError::Rejected(format!("nats-server {version} is too old: SpendSignoff needs {a}.{b}.{c} or newer (message dedup and expected-last-subject-sequence)")));
+        return Err(LogError::Rejected(format!(
+            "nats-server {version} is too old: SpendSignoff needs {a}.{b}.{c} or newer (message dedup and expected-last-subject-sequence)"
+        )));
     }
     Ok(v)
 }
@@ -125,11 +127,17 @@ pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> R
                 problems.push("it has age or size limits that would drop events");
             }
             if !problems.is_empty() {
-                return Err(LogError::Rejected(format!("existing stream {name} is not append-only: {}; fix it (deny_delete/deny_purge cannot be turned off once on, but can be turned on) or use another stream name", problems.join(", "))));
+                return Err(LogError::Rejected(format!(
+                    "existing stream {name} is not append-only: {}; fix it (deny_delete/deny_purge cannot be turned off once on, but can be turned on) or use another stream name",
+                    problems.join(", ")
+                )));
             }
             for subject in &config.subjects {
                 if !c.subjects.contains(subject) {
-                    return Err(LogError::Rejected(format!("existing stream {name} does not capture subject {subject} (it has {:?})", c.subjects)));
+                    return Err(LogError::Rejected(format!(
+                        "existing stream {name} does not capture subject {subject} (it has {:?})",
+                        c.subjects
+                    )));
                 }
             }
             Ok(s)
@@ -138,8 +146,13 @@ pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> R
             Ok(s) => Ok(s),
             Err(e) => match e.kind() {
                 // Created concurrently by another replica: use it.
-                CreateStreamErrorKind::JetStream(_) => js.get_stream(&name).await.map_err(|e2| LogError::Rejected(format!("creating stream {name}: {e}; then {e2}"))),
-                CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => Err(LogError::Unavailable(format!("creating stream {name}: {e}"))),
+                CreateStreamErrorKind::JetStream(_) => js
+                    .get_stream(&name)
+                    .await
+                    .map_err(|e2| LogError::Rejected(format!("creating stream {name}: {e}; then {e2}"))),
+                CreateStreamErrorKind::TimedOut | CreateStreamErrorKind::JetStreamUnavailable => {
+                    Err(LogError::Unavailable(format!("creating stream {name}: {e}")))
+                }
                 _ => Err(LogError::Rejected(format!("creating stream {name}: {e}"))),
             },
         },
@@ -183,12 +196,28 @@ impl JetStreamLog {
         };
         check_server_version(&info.version)?;
         if !info.jetstream {
-            return Err(LogError::Rejected(format!("nats-server {} at {} runs without JetStream (start it with -js)", info.version, config.url)));
+            return Err(LogError::Rejected(format!(
+                "nats-server {} at {} runs without JetStream (start it with -js)",
+                info.version, config.url
+            )));
         }
-        let js = jetstream::ContextBuilder::new().timeout(Duration::from_secs(5)).max_ack_inflight(4096).build(client.clone());
-        let stream = ensure_stream(&js, stream_config(&config.stream, vec![format!("{}.>", config.subject_prefix)], config.duplicate_window)).await?;
+        let js = jetstream::ContextBuilder::new()
+            .timeout(Duration::from_secs(5))
+            .max_ack_inflight(4096)
+            .build(client.clone());
+        let stream = ensure_stream(
+            &js,
+            stream_config(&config.stream, vec![format!("{}.>", config.subject_prefix)], config.duplicate_window),
+        )
+        .await?;
         tracing::info!(server = %info.version, stream = %config.stream, "event log on JetStream");
-        Ok(Self { client, js, stream, config, server_version: info.version })
+        Ok(Self {
+            client,
+            js,
+            stream,
+            config,
+            server_version: info.version,
+        })
     }
 
     pub fn client(&self) -> &async_nats::Client {
@@ -204,7 +233,11 @@ impl JetStreamLog {
     }
 
     async fn info_first_seq(&self) -> Result<u64, LogError> {
-        let info = self.stream.get_info().await.map_err(|e| LogError::Unavailable(format!("stream {} info: {e}", self.config.stream)))?;
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("stream {} info: {e}", self.config.stream)))?;
         Ok(info.state.first_sequence.max(1))
     }
 
@@ -213,7 +246,10 @@ impl JetStreamLog {
         if let Some(seq) = m.expected_last_subject_seq {
             p = p.expected_last_subject_sequence(seq);
         }
-        self.js.send_publish(m.subject.clone(), p).await.map_err(|e| LogError::Unavailable(format!("publishing to {}: {e}", m.subject)))
+        self.js
+            .send_publish(m.subject.clone(), p)
+            .await
+            .map_err(|e| LogError::Unavailable(format!("publishing to {}: {e}", m.subject)))
     }
 
     /// After a publish timed out, the message may be stored. Retrying with
@@ -230,7 +266,11 @@ impl JetStreamLog {
                 }
             }
         }
-        Err(LogError::WrongLastSequence { subject: m.subject.clone(), expected: m.expected_last_subject_seq.unwrap_or(0), actual: current })
+        Err(LogError::WrongLastSequence {
+            subject: m.subject.clone(),
+            expected: m.expected_last_subject_seq.unwrap_or(0),
+            actual: current,
+        })
     }
 
     async fn append_one(&self, m: &Append, first: jetstream::context::PublishAckFuture) -> Result<AppendAck, LogError> {
@@ -238,7 +278,12 @@ impl JetStreamLog {
         let mut retried = false;
         for attempt in 0..3 {
             match fut.await {
-                Ok(ack) => return Ok(AppendAck { seq: ack.sequence, duplicate: ack.duplicate }),
+                Ok(ack) => {
+                    return Ok(AppendAck {
+                        seq: ack.sequence,
+                        duplicate: ack.duplicate,
+                    });
+                }
                 Err(e) => match e.kind() {
                     PublishErrorKind::WrongLastSequence => return self.resolve_wrong_sequence(m, retried).await,
                     PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe if attempt < 2 => {
@@ -246,9 +291,16 @@ impl JetStreamLog {
                         retried = true;
                         fut = self.send(m).await?;
                     }
-                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => return Err(LogError::Unavailable(format!("publishing to {}: {e}", m.subject))),
+                    PublishErrorKind::TimedOut | PublishErrorKind::BrokenPipe => {
+                        return Err(LogError::Unavailable(format!("publishing to {}: {e}", m.subject)));
+                    }
                     PublishErrorKind::StreamNotFound => return Err(LogError::Rejected(format!("no stream captures subject {}", m.subject))),
-                    PublishErrorKind::MaxPayloadExceeded => return Err(LogError::Rejected(format!("payload of {} bytes is larger than the server allows", m.payload.len()))),
+                    PublishErrorKind::MaxPayloadExceeded => {
+                        return Err(LogError::Rejected(format!(
+                            "payload of {} bytes is larger than the server allows",
+                            m.payload.len()
+                        )));
+                    }
                     _ => return Err(LogError::Rejected(format!("publishing to {}: {e}", m.subject))),
                 },
             }
@@ -273,7 +325,8 @@ fn deliver_policy(start: StartAt) -> DeliverPolicy {
         StartAt::Beginning => DeliverPolicy::All,
         StartAt::Sequence(s) => DeliverPolicy::ByStartSequence { start_sequence: s.max(1) },
         StartAt::Time(t) => DeliverPolicy::ByStartTime {
-            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(t.timestamp_nanos_opt().unwrap_or(0) as i128).unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
+            start_time: time::OffsetDateTime::from_unix_timestamp_nanos(t.timestamp_nanos_opt().unwrap_or(0) as i128)
+                .unwrap_or(time::OffsetDateTime::UNIX_EPOCH),
         },
     }
 }
@@ -285,7 +338,11 @@ fn stored(m: &jetstream::Message) -> Result<StoredMessage, LogError> {
         subject: m.subject.to_string(),
         payload: m.payload.clone(),
         time: to_chrono(info.published),
-        msg_id: m.headers.as_ref().and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID)).map(|v| v.as_str().to_string()),
+        msg_id: m
+            .headers
+            .as_ref()
+            .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
+            .map(|v| v.as_str().to_string()),
     })
 }
 
@@ -317,8 +374,16 @@ impl EventLog for JetStreamLog {
     }
 
     async fn info(&self) -> Result<LogInfo, LogError> {
-        let info = self.stream.get_info().await.map_err(|e| LogError::Unavailable(format!("stream {} info: {e}", self.config.stream)))?;
-        Ok(LogInfo { last_seq: info.state.last_sequence, messages: info.state.messages, backend: format!("nats-server {}", self.server_version) })
+        let info = self
+            .stream
+            .get_info()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("stream {} info: {e}", self.config.stream)))?;
+        Ok(LogInfo {
+            last_seq: info.state.last_sequence,
+            messages: info.state.messages,
+            backend: format!("nats-server {}", self.server_version),
+        })
     }
 
     async fn last_subject_seq(&self, subject: &str) -> Result<u64, LogError> {
@@ -362,16 +427,28 @@ impl EventLog for JetStreamLog {
                 StartAt::Time(_) => 0,
             }
         };
-        Ok(Box::new(JetStreamConsumer { consumer, next, held: BTreeMap::new(), delivered: VecDeque::new(), name: name.to_string() }))
+        Ok(Box::new(JetStreamConsumer {
+            consumer,
+            next,
+            held: BTreeMap::new(),
+            delivered: VecDeque::new(),
+            name: name.to_string(),
+        }))
     }
 
     async fn subscribe(&self, start: StartAt) -> Result<BoxStream<'static, Result<StoredMessage, LogError>>, LogError> {
         let consumer = self
             .stream
-            .create_consumer(pull::OrderedConfig { deliver_policy: deliver_policy(start), ..Default::default() })
+            .create_consumer(pull::OrderedConfig {
+                deliver_policy: deliver_policy(start),
+                ..Default::default()
+            })
             .await
             .map_err(|e| LogError::Unavailable(format!("ordered consumer on {}: {e}", self.config.stream)))?;
-        let messages = consumer.messages().await.map_err(|e| LogError::Unavailable(format!("ordered consumer on {}: {e}", self.config.stream)))?;
+        let messages = consumer
+            .messages()
+            .await
+            .map_err(|e| LogError::Unavailable(format!("ordered consumer on {}: {e}", self.config.stream)))?;
         Ok(messages
             .map(|m| match m {
                 Ok(m) => stored(&m),
@@ -448,7 +525,9 @@ impl Consumer for JetStreamConsumer {
                 break;
             }
             let (_, m) = self.delivered.pop_front().expect("non-empty");
-            m.ack().await.map_err(|e| LogError::Unavailable(format!("ack on consumer {}: {e}", self.name)))?;
+            m.ack()
+                .await
+                .map_err(|e| LogError::Unavailable(format!("ack on consumer {}: {e}", self.name)))?;
         }
         Ok(())
     }

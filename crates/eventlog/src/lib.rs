@@ -41,7 +41,12 @@ pub struct Append {
 
 impl Append {
     pub fn new(subject: impl Into<String>, msg_id: impl Into<String>, payload: impl Into<Bytes>) -> Self {
-        Self { subject: subject.into(), payload: payload.into(), msg_id: msg_id.into(), expected_last_subject_seq: None }
+        Self {
+            subject: subject.into(),
+            payload: payload.into(),
+            msg_id: msg_id.into(),
+            expected_last_subject_seq: None,
+        }
     }
 
     pub fn expect_last_subject_seq(mut self, seq: u64) -> Self {

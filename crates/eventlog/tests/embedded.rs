@@ -4,14 +4,16 @@
 
 use std::io::Write;
 
+use futures::StreamExt;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::{Append, EventLog, LogError, StartAt};
-use futures::StreamExt;
 
 async fn fill(dir: &std::path::Path, n: usize) {
     let log = EmbeddedLog::open(EmbeddedConfig::new(dir)).await.unwrap();
     for i in 0..n {
-        log.append(Append::new(format!("spend.evt.o.draft.d{i}"), format!("id{i}"), format!("payload {i}"))).await.unwrap();
+        log.append(Append::new(format!("spend.evt.o.draft.d{i}"), format!("id{i}"), format!("payload {i}")))
+            .await
+            .unwrap();
     }
 }
 

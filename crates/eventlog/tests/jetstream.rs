@@ -12,12 +12,20 @@ use spend_testkit::Streams;
 async fn the_server_refuses_to_delete_or_purge_events() {
     let streams = Streams::new();
     let log = JetStreamLog::connect(streams.events.clone()).await.unwrap();
-    log.append(Append::new(format!("{}.o.draft.d1", streams.events.subject_prefix), "m1", "x")).await.unwrap();
+    log.append(Append::new(format!("{}.o.draft.d1", streams.events.subject_prefix), "m1", "x"))
+        .await
+        .unwrap();
     let stream = log.context().get_stream(&streams.events.stream).await.unwrap();
     let e = stream.delete_message(1).await.expect_err("delete refused");
-    assert!(matches!(e.kind(), DeleteMessageErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED), "{e}");
+    assert!(
+        matches!(e.kind(), DeleteMessageErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_MESSAGE_DELETE_FAILED),
+        "{e}"
+    );
     let e = stream.purge().await.expect_err("purge refused");
-    assert!(matches!(e.kind(), PurgeErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_PURGE_FAILED), "{e}");
+    assert!(
+        matches!(e.kind(), PurgeErrorKind::JetStream(j) if j.error_code() == ErrorCode::STREAM_PURGE_FAILED),
+        "{e}"
+    );
     assert_eq!(log.info().await.unwrap().last_seq, 1);
 }
 
@@ -34,7 +42,10 @@ async fn an_existing_stream_that_allows_deletes_is_refused() {
     .await
     .unwrap();
     let err = JetStreamLog::with_client(client, streams.events.clone()).await.err().expect("refused");
-    assert!(matches!(&err, LogError::Rejected(m) if m.contains("deny_delete is off") && m.contains("deny_purge is off")), "{err}");
+    assert!(
+        matches!(&err, LogError::Rejected(m) if m.contains("deny_delete is off") && m.contains("deny_purge is off")),
+        "{err}"
+    );
 }
 
 #[test]

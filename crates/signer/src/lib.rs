@@ -57,10 +57,14 @@ pub struct Verifier(VerifyingKey);
 
 impl Verifier {
     pub fn from_pem(pem: &str) -> Result<Self, SignerError> {
-        VerifyingKey::from_public_key_pem(pem.trim()).map(Self).map_err(|e| SignerError::InvalidKey(format!("not an SPKI PEM P-256 public key: {e}")))
+        VerifyingKey::from_public_key_pem(pem.trim())
+            .map(Self)
+            .map_err(|e| SignerError::InvalidKey(format!("not an SPKI PEM P-256 public key: {e}")))
     }
     pub fn from_der(der: &[u8]) -> Result<Self, SignerError> {
-        VerifyingKey::from_public_key_der(der).map(Self).map_err(|e| SignerError::InvalidKey(e.to_string()))
+        VerifyingKey::from_public_key_der(der)
+            .map(Self)
+            .map_err(|e| SignerError::InvalidKey(e.to_string()))
     }
     /// True when `der_sig` is a valid signature of `message`.
     pub fn verify(&self, message: &[u8], der_sig: &[u8]) -> bool {
@@ -77,7 +81,10 @@ pub struct LocalSigner {
 impl LocalSigner {
     /// Loads the key at `path`, creating it (mode 0600) when missing.
     pub fn load_or_create(path: &Path) -> Result<Self, SignerError> {
-        let err = |reason: String| SignerError::KeyFile { path: path.to_path_buf(), reason };
+        let err = |reason: String| SignerError::KeyFile {
+            path: path.to_path_buf(),
+            reason,
+        };
         let key = match std::fs::read_to_string(path) {
             Ok(pem) => SigningKey::from_pkcs8_pem(&pem).map_err(|e| err(format!("not a PKCS#8 PEM P-256 key: {e}")))?,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -121,7 +128,12 @@ impl Signer for LocalSigner {
         &self.key_id
     }
     async fn public_key_der(&self) -> Result<Vec<u8>, SignerError> {
-        Ok(self.key.verifying_key().to_public_key_der().map_err(|e| SignerError::InvalidKey(e.to_string()))?.to_vec())
+        Ok(self
+            .key
+            .verifying_key()
+            .to_public_key_der()
+            .map_err(|e| SignerError::InvalidKey(e.to_string()))?
+            .to_vec())
     }
 }
 
@@ -162,8 +174,15 @@ impl KmsSigner {
         if key_id.is_empty() {
             return Err(SignerError::Refused("no KMS key configured (kms.key_id / SPEND__KMS__KEY_ID)".into()));
         }
-        let desc = client.describe_key().key_id(key_id).send().await.map_err(|e| kms_err("DescribeKey", key_id, e))?;
-        let meta = desc.key_metadata().ok_or_else(|| SignerError::Refused(format!("DescribeKey {key_id}: no metadata")))?;
+        let desc = client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| kms_err("DescribeKey", key_id, e))?;
+        let meta = desc
+            .key_metadata()
+            .ok_or_else(|| SignerError::Refused(format!("DescribeKey {key_id}: no metadata")))?;
         if meta.key_spec() != Some(&aws_sdk_kms::types::KeySpec::EccNistP256) {
             return Err(SignerError::Refused(format!("key {key_id} is {:?}, expected ECC_NIST_P256", meta.key_spec())));
         }
@@ -181,7 +200,11 @@ where
     use aws_sdk_kms::error::SdkError;
     let transient = matches!(e, SdkError::TimeoutError(_) | SdkError::DispatchFailure(_) | SdkError::ResponseError(_));
     let msg = format!("{op} with key {key_id}: {}", aws_sdk_kms::error::DisplayErrorContext(&e));
-    if transient { SignerError::Unavailable(msg) } else { SignerError::Refused(msg) }
+    if transient {
+        SignerError::Unavailable(msg)
+    } else {
+        SignerError::Refused(msg)
+    }
 }
 
 #[async_trait]
@@ -189,7 +212,10 @@ impl Signer for KmsSigner {
     async fn sign(&self, message: &[u8]) -> Result<Vec<u8>, SignerError> {
         use aws_sdk_kms::types::{MessageType, SigningAlgorithmSpec};
         if message.len() > 4096 {
-            return Err(SignerError::Refused(format!("message of {} bytes exceeds KMS's 4096-byte RAW limit", message.len())));
+            return Err(SignerError::Refused(format!(
+                "message of {} bytes exceeds KMS's 4096-byte RAW limit",
+                message.len()
+            )));
         }
         let out = self
             .client
@@ -201,13 +227,23 @@ impl Signer for KmsSigner {
             .send()
             .await
             .map_err(|e| kms_err("Sign", &self.key_id, e))?;
-        out.signature().map(|b| b.as_ref().to_vec()).ok_or_else(|| SignerError::Refused("Sign returned no signature".into()))
+        out.signature()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| SignerError::Refused("Sign returned no signature".into()))
     }
     fn key_id(&self) -> &str {
         &self.key_id
     }
     async fn public_key_der(&self) -> Result<Vec<u8>, SignerError> {
-        let out = self.client.get_public_key().key_id(&self.key_id).send().await.map_err(|e| kms_err("GetPublicKey", &self.key_id, e))?;
-        out.public_key().map(|b| b.as_ref().to_vec()).ok_or_else(|| SignerError::Refused("GetPublicKey returned no key".into()))
+        let out = self
+            .client
+            .get_public_key()
+            .key_id(&self.key_id)
+            .send()
+            .await
+            .map_err(|e| kms_err("GetPublicKey", &self.key_id, e))?;
+        out.public_key()
+            .map(|b| b.as_ref().to_vec())
+            .ok_or_else(|| SignerError::Refused("GetPublicKey returned no key".into()))
     }
 }

@@ -18,7 +18,14 @@ fn openssl_verifies(spki_der: &[u8], sig: &[u8], msg: &[u8]) -> bool {
     std::fs::write(&k, spki_pem(spki_der).unwrap()).unwrap();
     std::fs::write(&s, sig).unwrap();
     std::fs::write(&m, msg).unwrap();
-    let out = Command::new("openssl").args(["dgst", "-sha256", "-verify"]).arg(&k).arg("-signature").arg(&s).arg(&m).output().expect("openssl is installed");
+    let out = Command::new("openssl")
+        .args(["dgst", "-sha256", "-verify"])
+        .arg(&k)
+        .arg("-signature")
+        .arg(&s)
+        .arg(&m)
+        .output()
+        .expect("openssl is installed");
     out.status.success()
 }
 
@@ -69,7 +76,13 @@ async fn kms_signs_raw_messages_that_p256_and_openssl_verify() {
 async fn kms_keys_that_cannot_sign_checkpoints_are_refused_at_start() {
     use aws_sdk_kms::types::{KeySpec, KeyUsageType};
     let client = spend_testkit::kms_client().await;
-    let rsa = client.create_key().key_spec(KeySpec::Rsa2048).key_usage(KeyUsageType::SignVerify).send().await.unwrap();
+    let rsa = client
+        .create_key()
+        .key_spec(KeySpec::Rsa2048)
+        .key_usage(KeyUsageType::SignVerify)
+        .send()
+        .await
+        .unwrap();
     let rsa_id = rsa.key_metadata().unwrap().key_id().to_string();
     let err = KmsSigner::from_client(client.clone(), &rsa_id).await.err().unwrap();
     assert!(err.to_string().contains("ECC_NIST_P256"), "{err}");

@@ -33,7 +33,11 @@ impl SpendConfig {
 
     /// The JetStream settings of the ledger's checkpoint stream.
     pub fn ledger_stream(&self) -> JetStreamConfig {
-        JetStreamConfig { stream: self.ledger.stream.clone(), subject_prefix: self.ledger.ledger_subject_prefix.clone(), ..self.nats.clone() }
+        JetStreamConfig {
+            stream: self.ledger.stream.clone(),
+            subject_prefix: self.ledger.ledger_subject_prefix.clone(),
+            ..self.nats.clone()
+        }
     }
 }
 

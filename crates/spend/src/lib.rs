@@ -64,9 +64,9 @@ pub struct DevArgs {
     /// Where `spend dev` keeps its data; a restart keeps history.
     #[arg(long, env = "SPEND_DATA_DIR", default_value = ".spend")]
     pub data_dir: PathBuf,
-    /// The ledger's gRPC address.
-    #[arg(long, default_value = "127.0.0.1:7105")]
-    pub ledger_listen: String,
+    /// The ledger's gRPC address (default: `ledger.listen`, 127.0.0.1:7105).
+    #[arg(long)]
+    pub ledger_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

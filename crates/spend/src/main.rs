@@ -7,7 +7,7 @@ use clap::Parser;
 
 fn main() -> std::process::ExitCode {
     let cli = spend_cli::Cli::parse();
-    let _telemetry = spend_core::telemetry::init(cli.log_filter());
+    spend_core::telemetry::init(cli.log_filter());
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => {

@@ -78,14 +78,29 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
             draft_id: draft.clone(),
             account_id: "act_1".into(),
             kind: "payment".into(),
-            diff: vec![FieldDiff { path: "payment/amount".into(), before: serde_json::Value::Null, after: serde_json::json!(n) }],
+            diff: vec![FieldDiff {
+                path: "payment/amount".into(),
+                before: serde_json::Value::Null,
+                after: serde_json::json!(n),
+            }],
             spend_impact: Money::new(n as i64, "USD").unwrap(),
             rationale: "monthly API bill".into(),
         }),
-        EventData::PolicyEvaluated(PolicyEvaluated { draft_id: draft.clone(), outcome: Outcome::AutoApprove, reasons: vec![], policy_version: "sha256:1".into() }),
+        EventData::PolicyEvaluated(PolicyEvaluated {
+            draft_id: draft.clone(),
+            outcome: Outcome::AutoApprove,
+            reasons: vec![],
+            policy_version: "sha256:1".into(),
+        }),
     ];
     if pushed {
-        datas.push(EventData::ChangePushed(ChangePushed { change_id: format!("c{n}"), draft_id: draft.clone(), platform: "sandbox".into(), idempotency_key: draft.clone(), diff: vec![] }));
+        datas.push(EventData::ChangePushed(ChangePushed {
+            change_id: format!("c{n}"),
+            draft_id: draft.clone(),
+            platform: "sandbox".into(),
+            idempotency_key: draft.clone(),
+            diff: vec![],
+        }));
     }
     datas
         .into_iter()
@@ -118,7 +133,10 @@ async fn pg(url: &str) -> sqlx::PgPool {
 async fn wait_signed(pool: &sqlx::PgPool, n: i64, within: Duration) {
     let deadline = tokio::time::Instant::now() + within;
     loop {
-        let size: Option<i64> = sqlx::query_scalar("SELECT MAX(tree_size) FROM ledger_checkpoints").fetch_one(pool).await.unwrap_or(None);
+        let size: Option<i64> = sqlx::query_scalar("SELECT MAX(tree_size) FROM ledger_checkpoints")
+            .fetch_one(pool)
+            .await
+            .unwrap_or(None);
         if size == Some(n) {
             return;
         }
@@ -128,7 +146,12 @@ async fn wait_signed(pool: &sqlx::PgPool, n: i64, within: Duration) {
 }
 
 fn serve(env: &[(String, String)]) -> Child {
-    spend(env).args(["serve", "ledger"]).stdout(Stdio::null()).stderr(Stdio::inherit()).spawn().unwrap()
+    spend(env)
+        .args(["serve", "ledger"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap()
 }
 
 fn stop(mut child: Child) {
@@ -154,7 +177,10 @@ async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots
     // Kill it once it is part-way through.
     let deadline = tokio::time::Instant::now() + Duration::from_secs(120);
     loop {
-        let pos: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position").fetch_one(&pool).await.unwrap_or(None);
+        let pos: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position")
+            .fetch_one(&pool)
+            .await
+            .unwrap_or(None);
         if pos.unwrap_or(0) >= 4_000 {
             break;
         }
@@ -163,7 +189,10 @@ async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots
     }
     child.kill().unwrap(); // SIGKILL
     child.wait().unwrap();
-    let at_kill: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_position").fetch_one(&pool).await.unwrap();
+    let at_kill: i64 = sqlx::query_scalar("SELECT COALESCE(MAX(seq), 0) FROM ledger_position")
+        .fetch_one(&pool)
+        .await
+        .unwrap();
     assert!(at_kill < total, "killed mid-ingest (at {at_kill} of {total})");
 
     let child = serve(&s.env);
@@ -171,7 +200,10 @@ async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots
     stop(child);
 
     // Nothing lost, nothing projected twice.
-    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as("SELECT idx, seq, payload FROM ledger_events ORDER BY idx").fetch_all(&pool).await.unwrap();
+    let rows: Vec<(i64, i64, Vec<u8>)> = sqlx::query_as("SELECT idx, seq, payload FROM ledger_events ORDER BY idx")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     assert_eq!(rows.len() as i64, total);
     for (i, (idx, seq, payload)) in rows.iter().enumerate() {
         assert_eq!((*idx, *seq), (i as i64, i as i64 + 1));
@@ -179,10 +211,17 @@ async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots
     }
     // The same roots as an uninterrupted run: every checkpoint's root is
     // the root of exactly the published events before it.
-    let cps: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT tree_size, root_hash FROM ledger_checkpoints ORDER BY tree_size").fetch_all(&pool).await.unwrap();
+    let cps: Vec<(i64, Vec<u8>)> = sqlx::query_as("SELECT tree_size, root_hash FROM ledger_checkpoints ORDER BY tree_size")
+        .fetch_all(&pool)
+        .await
+        .unwrap();
     let leaves: Vec<_> = payloads.iter().map(|p| spend_ledger::merkle::leaf_hash(p)).collect();
     for (size, root) in &cps {
-        assert_eq!(root.as_slice(), spend_ledger::merkle::root(&leaves[..*size as usize]).as_slice(), "root at {size}");
+        assert_eq!(
+            root.as_slice(),
+            spend_ledger::merkle::root(&leaves[..*size as usize]).as_slice(),
+            "root at {size}"
+        );
     }
     assert_eq!(cps.last().unwrap().0, total);
 }
@@ -193,7 +232,14 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
     publish_lifecycles(&s, 0, 100).await; // 250 events, 50 completed
     // A forged event on another org's subject: recorded, rejected, signed.
     let forged = &lifecycle(&s.streams.events.subject_prefix, 999, false)[0];
-    s.log.append(Append::new(format!("{}.globex.draft.x", s.streams.events.subject_prefix), "forged", forged.payload.clone())).await.unwrap();
+    s.log
+        .append(Append::new(
+            format!("{}.globex.draft.x", s.streams.events.subject_prefix),
+            "forged",
+            forged.payload.clone(),
+        ))
+        .await
+        .unwrap();
     let pool = pg(&s.db.url).await;
     let child = serve(&s.env);
     wait_signed(&pool, 251, Duration::from_secs(60)).await;
@@ -239,7 +285,11 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
 
     let out = run(&s.env, &["ledger", "replay", "--public-key", key.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).contains("OK: the stream's first 251 events hash to the signed checkpoint root"), "{}", text(&out.stdout));
+    assert!(
+        text(&out.stdout).contains("OK: the stream's first 251 events hash to the signed checkpoint root"),
+        "{}",
+        text(&out.stdout)
+    );
 }
 
 #[test]
@@ -247,7 +297,14 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let addr = format!("127.0.0.1:{port}");
-    let start = || spend(&[]).args(["dev", "--data-dir", dir.path().to_str().unwrap(), "--ledger-listen", &addr]).stdout(Stdio::null()).stderr(Stdio::null()).spawn().unwrap();
+    let start = || {
+        spend(&[])
+            .args(["dev", "--data-dir", dir.path().to_str().unwrap(), "--ledger-listen", &addr])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap()
+    };
     let rt = tokio::runtime::Runtime::new().unwrap();
     let serving = || {
         rt.block_on(async {
@@ -255,7 +312,12 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
             loop {
                 if let Ok(ch) = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect().await {
                     let mut h = tonic_health::pb::health_client::HealthClient::new(ch);
-                    if let Ok(r) = h.check(tonic_health::pb::HealthCheckRequest { service: "spendsignoff.v1.Ledger".into() }).await {
+                    if let Ok(r) = h
+                        .check(tonic_health::pb::HealthCheckRequest {
+                            service: "spendsignoff.v1.Ledger".into(),
+                        })
+                        .await
+                    {
                         return r.into_inner().status() == tonic_health::pb::health_check_response::ServingStatus::Serving;
                     }
                 }
@@ -283,10 +345,22 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
 fn bad_input_gets_a_clear_error() {
     let dir = tempfile::tempdir().unwrap();
     let cases: &[(&[&str], &str)] = &[
-        (&["ledger", "verify", "/nonexistent/export.jsonl", "--public-key", "/nonexistent/key.pem"], "reading public key /nonexistent/key.pem"),
-        (&["transactions", "--status", "paid", "--data-dir", "/nonexistent"], "is not a status; use one of"),
-        (&["transactions", "--from", "yesterday", "--data-dir", "/nonexistent"], "expected a date (2026-01-01)"),
-        (&["ledger", "export", "--data-dir", "/nonexistent"], "run `spend dev --data-dir /nonexistent` first"),
+        (
+            &["ledger", "verify", "/nonexistent/export.jsonl", "--public-key", "/nonexistent/key.pem"],
+            "reading public key /nonexistent/key.pem",
+        ),
+        (
+            &["transactions", "--status", "paid", "--data-dir", "/nonexistent"],
+            "is not a status; use one of",
+        ),
+        (
+            &["transactions", "--from", "yesterday", "--data-dir", "/nonexistent"],
+            "expected a date (2026-01-01)",
+        ),
+        (
+            &["ledger", "export", "--data-dir", "/nonexistent"],
+            "run `spend dev --data-dir /nonexistent` first",
+        ),
         (&["serve", "ledger"], "no database configured"),
     ];
     for (args, expected) in cases {
@@ -306,6 +380,9 @@ fn bad_input_gets_a_clear_error() {
     assert!(out.status.success());
     let out = run(&[], &["ledger", "frobnicate"]);
     assert_eq!(out.status.code(), Some(2), "usage errors exit 2");
-    let out = run(&[("SPEND__LEDGER__CHECKPOINT_MAX_EVENTS".into(), "lots".into())], &["ledger", "verify", empty.to_str().unwrap(), "--public-key", bogus.to_str().unwrap()]);
+    let out = run(
+        &[("SPEND__LEDGER__CHECKPOINT_MAX_EVENTS".into(), "lots".into())],
+        &["ledger", "verify", empty.to_str().unwrap(), "--public-key", bogus.to_str().unwrap()],
+    );
     assert!(text(&out.stderr).contains("configuration error"), "{}", text(&out.stderr));
 }

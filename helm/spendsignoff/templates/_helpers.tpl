@@ -70,7 +70,7 @@ RUST_LOG: {{ .Values.log.level | quote }}
 SPEND__LOG__FORMAT: {{ .Values.log.format | quote }}
 SPEND__NATS__URL: {{ .Values.nats.url | quote }}
 SPEND__NATS__STREAM: {{ .Values.nats.stream | quote }}
-SPEND__NATS__LEDGER_STREAM: {{ .Values.nats.ledgerStream | quote }}
+SPEND__LEDGER__STREAM: {{ .Values.nats.ledgerStream | quote }}
 SPEND__NATS__SUBJECT_PREFIX: {{ .Values.nats.subjectPrefix | quote }}
 SPEND__KMS__KEY_ID: {{ .Values.kms.keyId | quote }}
 SPEND__KMS__REGION: {{ .Values.kms.region | quote }}

@@ -56,7 +56,11 @@ pub enum Line<'a> {
 pub const FORMAT: &str = "spendsignoff-ledger-export/v1";
 
 pub fn header_line(subject_prefix: &str) -> String {
-    serde_json::to_string(&Line::Header { format: FORMAT.into(), subject_prefix: subject_prefix.into() }).expect("serializes")
+    serde_json::to_string(&Line::Header {
+        format: FORMAT.into(),
+        subject_prefix: subject_prefix.into(),
+    })
+    .expect("serializes")
 }
 
 pub fn event_line(e: &EventRow) -> String {
@@ -72,11 +76,20 @@ pub fn event_line(e: &EventRow) -> String {
 }
 
 pub fn checkpoint_line(c: &CheckpointRow) -> String {
-    serde_json::to_string(&Line::Checkpoint { body: c.body.as_str().into(), signature_b64: B64.encode(&c.signature).into(), key_id: c.key_id.as_str().into() }).expect("serializes")
+    serde_json::to_string(&Line::Checkpoint {
+        body: c.body.as_str().into(),
+        signature_b64: B64.encode(&c.signature).into(),
+        key_id: c.key_id.as_str().into(),
+    })
+    .expect("serializes")
 }
 
 pub fn frontier_line(range: &CompactRange) -> String {
-    serde_json::to_string(&Line::Frontier { tree_size: range.size(), hashes_b64: range.frontier().iter().map(|h| B64.encode(h)).collect() }).expect("serializes")
+    serde_json::to_string(&Line::Frontier {
+        tree_size: range.size(),
+        hashes_b64: range.frontier().iter().map(|h| B64.encode(h)).collect(),
+    })
+    .expect("serializes")
 }
 
 /// The signed body of a checkpoint (C2SP tlog-checkpoint).
@@ -94,7 +107,11 @@ pub fn parse_body(body: &str) -> Result<(&str, u64, Hash), String> {
         return Err("checkpoint origin is empty".into());
     }
     let size: u64 = size.parse().map_err(|_| format!("checkpoint tree size {size:?} is not a number"))?;
-    let root: Hash = B64.decode(root).ok().and_then(|v| v.try_into().ok()).ok_or_else(|| format!("checkpoint root {root:?} is not a base64 SHA-256 hash"))?;
+    let root: Hash = B64
+        .decode(root)
+        .ok()
+        .and_then(|v| v.try_into().ok())
+        .ok_or_else(|| format!("checkpoint root {root:?} is not a base64 SHA-256 hash"))?;
     Ok((origin, size, root))
 }
 
@@ -120,9 +137,16 @@ pub enum ExportError {
 /// checkpoint at or below `to_inclusive + 1`.
 pub async fn plan(store: &dyn Store, from: Option<u64>, to_inclusive: Option<u64>) -> Result<ExportPlan, ExportError> {
     let from = from.unwrap_or(0);
-    let latest = store.latest_checkpoint().await?.ok_or_else(|| ExportError::Range("the ledger has no signed checkpoint yet: nothing can be exported".into()))?;
+    let latest = store
+        .latest_checkpoint()
+        .await?
+        .ok_or_else(|| ExportError::Range("the ledger has no signed checkpoint yet: nothing can be exported".into()))?;
     let limit = to_inclusive.map(|t| t.saturating_add(1)).unwrap_or(u64::MAX).min(latest.tree_size);
-    let end = if limit == latest.tree_size { Some(latest.tree_size) } else { store.checkpoints(from, limit).await?.last().map(|c| c.tree_size) };
+    let end = if limit == latest.tree_size {
+        Some(latest.tree_size)
+    } else {
+        store.checkpoints(from, limit).await?.last().map(|c| c.tree_size)
+    };
     match end {
         Some(to) if to > from => Ok(ExportPlan { from, to }),
         _ => Err(ExportError::Range(format!(
@@ -153,7 +177,13 @@ impl<W: std::io::Write + Send> LineSink for WriteSink<W> {
 
 /// Writes the export for `plan`, calling `progress(events_written)`.
 /// `subject_prefix` is the event stream's (`nats.subject_prefix`).
-pub async fn write(store: &dyn Store, plan: ExportPlan, subject_prefix: &str, out: &mut dyn LineSink, mut progress: impl FnMut(u64) + Send) -> Result<(), ExportError> {
+pub async fn write(
+    store: &dyn Store,
+    plan: ExportPlan,
+    subject_prefix: &str,
+    out: &mut dyn LineSink,
+    mut progress: impl FnMut(u64) + Send,
+) -> Result<(), ExportError> {
     const PAGE: u32 = 5000;
     out.line(header_line(subject_prefix)).await?;
     if plan.from > 0 {

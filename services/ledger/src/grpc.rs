@@ -7,20 +7,23 @@ use std::sync::Arc;
 
 use spend_proto::v1::ledger_server::{Ledger, LedgerServer};
 use spend_proto::v1::{
-    Checkpoint, ConsistencyProofRequest, ConsistencyProofResponse, ExportLine, ExportRequest, InclusionProofRequest, InclusionProofResponse, LatestCheckpointRequest,
-    QueryEventsRequest, QueryEventsResponse, StoredEvent,
+    Checkpoint, ConsistencyProofRequest, ConsistencyProofResponse, ExportLine, ExportRequest, InclusionProofRequest, InclusionProofResponse,
+    LatestCheckpointRequest, QueryEventsRequest, QueryEventsResponse, StoredEvent,
 };
 use tokio_stream::Stream;
 use tokio_stream::wrappers::{ReceiverStream, TcpListenerStream};
 use tonic::{Request, Response, Status};
 
+use crate::SharedState;
 use crate::export::{self, ExportError, LineSink};
 use crate::merkle;
 use crate::store::{CheckpointRow, EventFilter, EventRow, Store, StoreError};
-use crate::SharedState;
 
 fn ts(t: chrono::DateTime<chrono::Utc>) -> prost_types::Timestamp {
-    prost_types::Timestamp { seconds: t.timestamp(), nanos: t.timestamp_subsec_nanos() as i32 }
+    prost_types::Timestamp {
+        seconds: t.timestamp(),
+        nanos: t.timestamp_subsec_nanos() as i32,
+    }
 }
 
 fn from_ts(t: &prost_types::Timestamp, field: &str) -> Result<chrono::DateTime<chrono::Utc>, Status> {
@@ -54,7 +57,15 @@ fn stored_event(e: EventRow) -> StoredEvent {
 }
 
 fn checkpoint(c: CheckpointRow) -> Checkpoint {
-    Checkpoint { origin: c.origin, tree_size: c.tree_size, root_hash: c.root_hash.to_vec(), body: c.body, signature: c.signature, key_id: c.key_id, signed_at: Some(ts(c.signed_at)) }
+    Checkpoint {
+        origin: c.origin,
+        tree_size: c.tree_size,
+        root_hash: c.root_hash.to_vec(),
+        body: c.body,
+        signature: c.signature,
+        key_id: c.key_id,
+        signed_at: Some(ts(c.signed_at)),
+    }
 }
 
 struct LedgerService {
@@ -74,7 +85,10 @@ impl LedgerService {
             return Err(Status::failed_precondition("the ledger has no signed checkpoint yet"));
         }
         if size > tree.leaves.len() as u64 {
-            return Err(Status::out_of_range(format!("tree size {size} is larger than the ledger ({} events)", tree.leaves.len())));
+            return Err(Status::out_of_range(format!(
+                "tree size {size} is larger than the ledger ({} events)",
+                tree.leaves.len()
+            )));
         }
         Ok(size)
     }
@@ -85,7 +99,10 @@ struct ChannelSink(tokio::sync::mpsc::Sender<Result<ExportLine, Status>>);
 #[tonic::async_trait]
 impl LineSink for ChannelSink {
     async fn line(&mut self, json: String) -> Result<(), ExportError> {
-        self.0.send(Ok(ExportLine { json })).await.map_err(|_| ExportError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")))
+        self.0
+            .send(Ok(ExportLine { json }))
+            .await
+            .map_err(|_| ExportError::Io(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "client went away")))
     }
 }
 
@@ -107,14 +124,22 @@ impl Ledger for LedgerService {
         };
         let rows = self.store.query_events(&filter).await.map_err(store_status)?;
         let next = (rows.len() as u32 == limit).then(|| rows.last().map(|e| e.idx)).flatten();
-        Ok(Response::new(QueryEventsResponse { events: rows.into_iter().map(stored_event).collect(), next_after_index: next }))
+        Ok(Response::new(QueryEventsResponse {
+            events: rows.into_iter().map(stored_event).collect(),
+            next_after_index: next,
+        }))
     }
 
     async fn latest_checkpoint(&self, _: Request<LatestCheckpointRequest>) -> Result<Response<Checkpoint>, Status> {
         let cp = self.state.tree.read().await.checkpoint.clone();
         let cp = match cp {
             Some(cp) => cp,
-            None => self.store.latest_checkpoint().await.map_err(store_status)?.ok_or_else(|| Status::not_found("the ledger has no signed checkpoint yet"))?,
+            None => self
+                .store
+                .latest_checkpoint()
+                .await
+                .map_err(store_status)?
+                .ok_or_else(|| Status::not_found("the ledger has no signed checkpoint yet"))?,
         };
         Ok(Response::new(checkpoint(cp)))
     }
@@ -174,7 +199,13 @@ impl Ledger for LedgerService {
     }
 }
 
-pub(crate) async fn serve(listener: tokio::net::TcpListener, store: Arc<dyn Store>, subject_prefix: String, state: Arc<SharedState>, shutdown: impl std::future::Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    store: Arc<dyn Store>,
+    subject_prefix: String,
+    state: Arc<SharedState>,
+    shutdown: impl std::future::Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
     let reflection_v1 = tonic_reflection::server::Builder::configure()

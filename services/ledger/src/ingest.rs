@@ -146,10 +146,18 @@ pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage) -> (EventRow, O
 impl Ingest {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let store = self.store.clone();
-        let Some(()) = retry!("database", shutdown, db_transient, store.migrate().await)? else { return Ok(()) };
-        let Some(position) = retry!("database", shutdown, db_transient, store.position().await)? else { return Ok(()) };
-        let Some(leaves) = retry!("database", shutdown, db_transient, store.leaf_hashes().await)? else { return Ok(()) };
-        let Some(latest) = retry!("database", shutdown, db_transient, store.latest_checkpoint().await)? else { return Ok(()) };
+        let Some(()) = retry!("database", shutdown, db_transient, store.migrate().await)? else {
+            return Ok(());
+        };
+        let Some(position) = retry!("database", shutdown, db_transient, store.position().await)? else {
+            return Ok(());
+        };
+        let Some(leaves) = retry!("database", shutdown, db_transient, store.leaf_hashes().await)? else {
+            return Ok(());
+        };
+        let Some(latest) = retry!("database", shutdown, db_transient, store.latest_checkpoint().await)? else {
+            return Ok(());
+        };
         let mut range = CompactRange::new();
         leaves.iter().for_each(|h| range.push(*h));
         tracing::info!(position, leaves = leaves.len(), "ledger state loaded");
@@ -163,7 +171,15 @@ impl Ingest {
         let mut published = 0u64;
         let events = self.events.clone();
         let consumer_name = self.config.consumer.clone();
-        let Some(mut consumer) = retry!("event log", shutdown, |e: &spend_eventlog::LogError| e.is_transient(), events.durable_consumer(&consumer_name, StartAt::Beginning).await)? else { return Ok(()) };
+        let Some(mut consumer) = retry!(
+            "event log",
+            shutdown,
+            |e: &spend_eventlog::LogError| e.is_transient(),
+            events.durable_consumer(&consumer_name, StartAt::Beginning).await
+        )?
+        else {
+            return Ok(());
+        };
         let max_delay = Duration::from_millis(self.config.checkpoint_max_delay_ms);
         // Sign at half the allowed delay, leaving the other half for the
         // signer, the database and a slow batch.
@@ -176,7 +192,9 @@ impl Ingest {
                 break;
             }
             let wait = match uncovered_since {
-                Some(t) => sign_after.saturating_sub(t.elapsed()).clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                Some(t) => sign_after
+                    .saturating_sub(t.elapsed())
+                    .clamp(Duration::from_millis(5), Duration::from_millis(250)),
                 None => Duration::from_millis(250),
             };
             // A batch never crosses a checkpoint boundary, so checkpoints land
@@ -207,7 +225,10 @@ impl Ingest {
                     continue; // redelivered: already projected
                 }
                 if m.seq != last + 1 {
-                    anyhow::bail!("stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue", m.seq);
+                    anyhow::bail!(
+                        "stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue",
+                        m.seq
+                    );
                 }
                 let (row, tx) = project(&self.config.subject_prefix, range.size() + rows.len() as u64, m);
                 rows.push(row);
@@ -215,7 +236,9 @@ impl Ingest {
                 last = m.seq;
             }
             if !rows.is_empty() {
-                let Some(()) = retry!("database", shutdown, db_transient, store.commit(&rows, &txs, last).await)? else { break };
+                let Some(()) = retry!("database", shutdown, db_transient, store.commit(&rows, &txs, last).await)? else {
+                    break;
+                };
                 {
                     let mut tree = self.state.tree.write().await;
                     for r in &rows {
@@ -254,7 +277,10 @@ impl Ingest {
         // Graceful stop: cover what was ingested before leaving.
         if range.size() > checkpointed {
             let (_tx, mut never) = watch::channel(false);
-            if let Ok(Some(cp)) = tokio::time::timeout(Duration::from_secs(5), self.checkpoint(&range, &mut never)).await.unwrap_or(Ok(None)) {
+            if let Ok(Some(cp)) = tokio::time::timeout(Duration::from_secs(5), self.checkpoint(&range, &mut never))
+                .await
+                .unwrap_or(Ok(None))
+            {
                 self.publish(&cp).await;
             }
         }
@@ -266,12 +292,28 @@ impl Ingest {
         let root = range.root();
         let body = checkpoint_body(&self.config.origin, range.size(), &root);
         let signer = self.signer.clone();
-        let Some(signature) = retry!("signer", shutdown, |e: &spend_signer::SignerError| matches!(e, spend_signer::SignerError::Unavailable(_)), signer.sign(body.as_bytes()).await)? else {
+        let Some(signature) = retry!(
+            "signer",
+            shutdown,
+            |e: &spend_signer::SignerError| matches!(e, spend_signer::SignerError::Unavailable(_)),
+            signer.sign(body.as_bytes()).await
+        )?
+        else {
             return Ok(None);
         };
-        let cp = CheckpointRow { tree_size: range.size(), origin: self.config.origin.clone(), root_hash: root, body, signature, key_id: self.signer.key_id().to_string(), signed_at: Utc::now() };
+        let cp = CheckpointRow {
+            tree_size: range.size(),
+            origin: self.config.origin.clone(),
+            root_hash: root,
+            body,
+            signature,
+            key_id: self.signer.key_id().to_string(),
+            signed_at: Utc::now(),
+        };
         let store = self.store.clone();
-        let Some(()) = retry!("database", shutdown, db_transient, store.insert_checkpoint(&cp).await)? else { return Ok(None) };
+        let Some(()) = retry!("database", shutdown, db_transient, store.insert_checkpoint(&cp).await)? else {
+            return Ok(None);
+        };
         tracing::debug!(tree_size = cp.tree_size, "checkpoint signed");
         Ok(Some(cp))
     }
@@ -297,7 +339,15 @@ impl Ingest {
             }),
         );
         let subject = format!("{}.spendsignoff.checkpoint.{id}", self.config.ledger_subject_prefix);
-        match self.checkpoints.append(Append::new(subject, format!("checkpoint-{}-{id}", self.config.origin.replace(['/', '.', ' '], "_")), env.to_bytes())).await {
+        match self
+            .checkpoints
+            .append(Append::new(
+                subject,
+                format!("checkpoint-{}-{id}", self.config.origin.replace(['/', '.', ' '], "_")),
+                env.to_bytes(),
+            ))
+            .await
+        {
             Ok(_) => true,
             Err(e) => {
                 tracing::warn!(error = %e, tree_size = cp.tree_size, "publishing the checkpoint to the ledger stream failed; will retry");

@@ -129,8 +129,15 @@ pub struct Application {
 impl Application {
     pub async fn build(config: LedgerConfig, deps: Deps) -> anyhow::Result<Self> {
         config.validate().map_err(anyhow::Error::msg)?;
-        let listener = tokio::net::TcpListener::bind(&config.listen).await.map_err(|e| anyhow::anyhow!("binding the ledger's gRPC listener on {}: {e}", config.listen))?;
-        Ok(Self { listener, config, deps, state: Arc::new(SharedState::default()) })
+        let listener = tokio::net::TcpListener::bind(&config.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("binding the ledger's gRPC listener on {}: {e}", config.listen))?;
+        Ok(Self {
+            listener,
+            config,
+            deps,
+            state: Arc::new(SharedState::default()),
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
@@ -156,9 +163,15 @@ impl Application {
         };
         let mut ingest_task = tokio::spawn(ingest.run(stop_rx.clone()));
         let mut grpc_stop = stop_rx.clone();
-        let grpc = grpc::serve(self.listener, self.deps.store.clone(), self.config.subject_prefix.clone(), self.state.clone(), async move {
-            let _ = grpc_stop.wait_for(|s| *s).await;
-        });
+        let grpc = grpc::serve(
+            self.listener,
+            self.deps.store.clone(),
+            self.config.subject_prefix.clone(),
+            self.state.clone(),
+            async move {
+                let _ = grpc_stop.wait_for(|s| *s).await;
+            },
+        );
         let mut grpc_task = tokio::spawn(grpc);
         tokio::pin!(shutdown);
         let result = tokio::select! {

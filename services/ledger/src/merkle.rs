@@ -50,7 +50,10 @@ impl CompactRange {
         if heights.len() != hashes.len() {
             return Err(format!("a tree of {size} leaves has {} frontier hashes, found {}", heights.len(), hashes.len()));
         }
-        Ok(Self { size, stack: heights.into_iter().zip(hashes).collect() })
+        Ok(Self {
+            size,
+            stack: heights.into_iter().zip(hashes).collect(),
+        })
     }
 
     pub fn size(&self) -> u64 {
@@ -234,7 +237,16 @@ mod tests {
     fn certificate_transparency_reference_roots() {
         // Reference vectors from the Certificate Transparency Go/C++ code
         // (merkle_tree_test): leaves are these byte strings.
-        let data: [&[u8]; 8] = [b"", b"\x00", b"\x10", b"\x20\x21", b"\x30\x31", b"\x40\x41\x42\x43", b"\x50\x51\x52\x53\x54\x55\x56\x57", b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f"];
+        let data: [&[u8]; 8] = [
+            b"",
+            b"\x00",
+            b"\x10",
+            b"\x20\x21",
+            b"\x30\x31",
+            b"\x40\x41\x42\x43",
+            b"\x50\x51\x52\x53\x54\x55\x56\x57",
+            b"\x60\x61\x62\x63\x64\x65\x66\x67\x68\x69\x6a\x6b\x6c\x6d\x6e\x6f",
+        ];
         let roots = [
             "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
             "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",

@@ -134,7 +134,10 @@ pub async fn connect(url: &str) -> Result<Box<dyn Store>, StoreError> {
     } else if let Some(path) = url.strip_prefix("sqlite://") {
         Ok(Box::new(SqliteStore::open(std::path::Path::new(path)).await?))
     } else {
-        Err(StoreError::Internal(format!("database url must start with postgres:// or sqlite://, got {:?}", redact(url))))
+        Err(StoreError::Internal(format!(
+            "database url must start with postgres:// or sqlite://, got {:?}",
+            redact(url)
+        )))
     }
 }
 
@@ -155,7 +158,8 @@ pub fn redact(url: &str) -> String {
 const EVENT_COLS: &str = "idx, seq, subject, msg_id, payload, leaf_hash, stored_at, event_id, event_type, org, event_time, reject_reason";
 
 fn to_hash(v: Vec<u8>) -> Result<Hash, StoreError> {
-    v.try_into().map_err(|v: Vec<u8>| StoreError::Internal(format!("stored hash has {} bytes, expected 32", v.len())))
+    v.try_into()
+        .map_err(|v: Vec<u8>| StoreError::Internal(format!("stored hash has {} bytes, expected 32", v.len())))
 }
 
 macro_rules! row_readers {
@@ -229,7 +233,11 @@ fn filter_sql(f: &EventFilter) -> (String, Vec<FilterArg>) {
         push("idx > ?", FilterArg::Int(v as i64));
     }
     let limit = f.limit.clamp(1, 1000);
-    let filter = if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let filter = if clauses.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {}", clauses.join(" AND "))
+    };
     (format!("SELECT {EVENT_COLS} FROM ledger_events {filter} ORDER BY idx LIMIT {limit}"), args)
 }
 
@@ -323,7 +331,9 @@ impl Store for PgStore {
     }
 
     async fn leaf_hashes(&self) -> Result<Vec<Hash>, StoreError> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx").fetch_all(&self.pool).await?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(to_hash).collect()
     }
 
@@ -388,7 +398,9 @@ impl Store for PgStore {
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(pg_rows::checkpoint_from).transpose()
     }
 
@@ -408,17 +420,22 @@ impl Store for PgStore {
     }
 
     async fn events_by_index(&self, from: u64, to: u64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3")))
-            .bind(from as i64)
-            .bind(to.min(i64::MAX as u64) as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
+        )))
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(pg_rows::event_from).collect()
     }
 
     async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1").bind(t).fetch_one(&self.pool).await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1")
+            .bind(t)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v.map(|v| v as u64))
     }
 
@@ -451,7 +468,11 @@ impl SqliteStore {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Full)
             .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new().max_connections(4).connect_with(opts).await.map_err(|e| StoreError::Internal(format!("opening {}: {e}", path.display())))?;
+        let pool = SqlitePoolOptions::new()
+            .max_connections(4)
+            .connect_with(opts)
+            .await
+            .map_err(|e| StoreError::Internal(format!("opening {}: {e}", path.display())))?;
         Ok(Self { pool })
     }
 }
@@ -469,7 +490,9 @@ impl Store for SqliteStore {
     }
 
     async fn leaf_hashes(&self) -> Result<Vec<Hash>, StoreError> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx").fetch_all(&self.pool).await?;
+        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx")
+            .fetch_all(&self.pool)
+            .await?;
         rows.into_iter().map(to_hash).collect()
     }
 
@@ -508,27 +531,35 @@ impl Store for SqliteStore {
                 .execute(&mut *tx)
                 .await?;
         }
-        sqlx::query("INSERT OR IGNORE INTO ledger_position (seq, committed_at) VALUES ($1, $2)").bind(position as i64).bind(Utc::now()).execute(&mut *tx).await?;
+        sqlx::query("INSERT OR IGNORE INTO ledger_position (seq, committed_at) VALUES ($1, $2)")
+            .bind(position as i64)
+            .bind(Utc::now())
+            .execute(&mut *tx)
+            .await?;
         tx.commit().await?;
         Ok(())
     }
 
     async fn insert_checkpoint(&self, cp: &CheckpointRow) -> Result<(), StoreError> {
-        sqlx::query("INSERT OR IGNORE INTO ledger_checkpoints (tree_size, origin, root_hash, body, signature, key_id, signed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)")
-            .bind(cp.tree_size as i64)
-            .bind(&cp.origin)
-            .bind(cp.root_hash.as_slice())
-            .bind(&cp.body)
-            .bind(&cp.signature)
-            .bind(&cp.key_id)
-            .bind(cp.signed_at)
-            .execute(&self.pool)
-            .await?;
+        sqlx::query(
+            "INSERT OR IGNORE INTO ledger_checkpoints (tree_size, origin, root_hash, body, signature, key_id, signed_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(cp.tree_size as i64)
+        .bind(&cp.origin)
+        .bind(cp.root_hash.as_slice())
+        .bind(&cp.body)
+        .bind(&cp.signature)
+        .bind(&cp.key_id)
+        .bind(cp.signed_at)
+        .execute(&self.pool)
+        .await?;
         Ok(())
     }
 
     async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1").fetch_optional(&self.pool).await?;
+        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+            .fetch_optional(&self.pool)
+            .await?;
         row.as_ref().map(sqlite_rows::checkpoint_from).transpose()
     }
 
@@ -548,17 +579,22 @@ impl Store for SqliteStore {
     }
 
     async fn events_by_index(&self, from: u64, to: u64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!("SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3")))
-            .bind(from as i64)
-            .bind(to.min(i64::MAX as u64) as i64)
-            .bind(limit as i64)
-            .fetch_all(&self.pool)
-            .await?;
+        let rows = sqlx::query(AssertSqlSafe(format!(
+            "SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
+        )))
+        .bind(from as i64)
+        .bind(to.min(i64::MAX as u64) as i64)
+        .bind(limit as i64)
+        .fetch_all(&self.pool)
+        .await?;
         rows.iter().map(sqlite_rows::event_from).collect()
     }
 
     async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1").bind(t).fetch_one(&self.pool).await?;
+        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1")
+            .bind(t)
+            .fetch_one(&self.pool)
+            .await?;
         Ok(v.map(|v| v as u64))
     }
 

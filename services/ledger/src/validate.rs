@@ -33,8 +33,14 @@ pub fn classify<'a>(prefix: &str, subject: &str, payload: &'a [u8]) -> Result<Ac
     let envelope = RawEnvelope::parse(payload).map_err(|e| format!("{e} (published on {subject:?})"))?;
     match own_subject(prefix, &envelope.org, &envelope.subject) {
         Some(own) if own == subject => Ok(Accepted { envelope }),
-        Some(own) => Err(format!("event of org {:?} was published on {subject:?}, not on its own subject {own:?}", envelope.org)),
-        None => Err(format!("event subject {:?} is not <aggregate>/<id> (published on {subject:?})", envelope.subject)),
+        Some(own) => Err(format!(
+            "event of org {:?} was published on {subject:?}, not on its own subject {own:?}",
+            envelope.org
+        )),
+        None => Err(format!(
+            "event subject {:?} is not <aggregate>/<id> (published on {subject:?})",
+            envelope.subject
+        )),
     }
 }
 

@@ -52,12 +52,20 @@ impl KeyRing {
     /// Checks one signature by key id.
     pub fn check(&self, key_id: &str, body: &[u8], sig: &[u8]) -> Result<(), String> {
         if let Some(k) = self.by_id.get(key_id) {
-            return if k.verify(body, sig) { Ok(()) } else { Err(format!("signature does not verify with key {key_id}")) };
+            return if k.verify(body, sig) {
+                Ok(())
+            } else {
+                Err(format!("signature does not verify with key {key_id}"))
+            };
         }
         if self.any.is_empty() {
             return Err(format!("no public key for key id {key_id:?}"));
         }
-        if self.any.iter().any(|k| k.verify(body, sig)) { Ok(()) } else { Err("signature does not verify with the given public key".into()) }
+        if self.any.iter().any(|k| k.verify(body, sig)) {
+            Ok(())
+        } else {
+            Err("signature does not verify with the given public key".into())
+        }
     }
 }
 
@@ -101,16 +109,28 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
             if format != crate::export::FORMAT {
                 return bad(Some(0), format!("unknown export format {format:?} (expected {:?})", crate::export::FORMAT));
             }
-            Item::Header { prefix: subject_prefix.into_owned() }
+            Item::Header {
+                prefix: subject_prefix.into_owned(),
+            }
         }
         Line::Frontier { tree_size, hashes_b64 } => {
-            let hashes: Result<Vec<Hash>, _> = hashes_b64.iter().map(|h| B64.decode(h).ok().and_then(|v| v.try_into().ok()).ok_or(())).collect();
+            let hashes: Result<Vec<Hash>, _> = hashes_b64
+                .iter()
+                .map(|h| B64.decode(h).ok().and_then(|v| v.try_into().ok()).ok_or(()))
+                .collect();
             match hashes {
                 Ok(hashes) => Item::Frontier { size: tree_size, hashes },
                 Err(()) => bad(Some(tree_size), "frontier hash is not base64 SHA-256".into()),
             }
         }
-        Line::Event { index, seq, subject, payload_b64, leaf_hash_b64, rejected } => {
+        Line::Event {
+            index,
+            seq,
+            subject,
+            payload_b64,
+            leaf_hash_b64,
+            rejected,
+        } => {
             let Some(prefix) = prefix else {
                 return bad(Some(index), "the export does not start with a header line".into());
             };
@@ -128,7 +148,10 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
             }
             match rejected {
                 None if !validate::subject_consistent(prefix, &subject, &payload) => {
-                    return bad(Some(index), format!("subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"));
+                    return bad(
+                        Some(index),
+                        format!("subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"),
+                    );
                 }
                 None => {}
                 Some(reason) => match validate::classify(prefix, &subject, &payload) {
@@ -140,7 +163,11 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
             Item::Event { index, leaf }
         }
         Line::Checkpoint { body, signature_b64, key_id } => match B64.decode(signature_b64.as_bytes()) {
-            Ok(sig) => Item::Checkpoint { body: body.into_owned(), sig, key_id: key_id.into_owned() },
+            Ok(sig) => Item::Checkpoint {
+                body: body.into_owned(),
+                sig,
+                key_id: key_id.into_owned(),
+            },
             Err(_) => bad(None, "signature_b64 is not valid base64".into()),
         },
     }
@@ -161,16 +188,38 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
     let mut prefix: Option<String> = None;
     {
         let mut first = Vec::new();
-        reader.read_until(b'\n', &mut first).map_err(|e| Failure { index: None, line: 1, reason: format!("reading the export: {e}") })?;
+        reader.read_until(b'\n', &mut first).map_err(|e| Failure {
+            index: None,
+            line: 1,
+            reason: format!("reading the export: {e}"),
+        })?;
         while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             first.pop();
         }
         line_no = 1;
         match item(&first, None) {
             Item::Header { prefix: p } => prefix = Some(p),
-            Item::Bad { reason, .. } if first.is_empty() => return Err(Failure { index: None, line: 1, reason: if reason == "empty line" { "the export is empty".into() } else { reason } }),
-            Item::Bad { index_hint, reason } => return Err(Failure { index: Some(index_hint.unwrap_or(0)), line: 1, reason }),
-            _ => return Err(Failure { index: Some(0), line: 1, reason: "the export does not start with a header line".into() }),
+            Item::Bad { reason, .. } if first.is_empty() => {
+                return Err(Failure {
+                    index: None,
+                    line: 1,
+                    reason: if reason == "empty line" { "the export is empty".into() } else { reason },
+                });
+            }
+            Item::Bad { index_hint, reason } => {
+                return Err(Failure {
+                    index: Some(index_hint.unwrap_or(0)),
+                    line: 1,
+                    reason,
+                });
+            }
+            _ => {
+                return Err(Failure {
+                    index: Some(0),
+                    line: 1,
+                    reason: "the export does not start with a header line".into(),
+                });
+            }
         }
     }
     let prefix = prefix.expect("set above");
@@ -186,7 +235,13 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     }
                     lines.push(buf);
                 }
-                Err(e) => return Err(Failure { index: None, line: line_no + lines.len() as u64 + 1, reason: format!("reading the export: {e}") }),
+                Err(e) => {
+                    return Err(Failure {
+                        index: None,
+                        line: line_no + lines.len() as u64 + 1,
+                        reason: format!("reading the export: {e}"),
+                    });
+                }
             }
         }
         if lines.is_empty() {
@@ -195,7 +250,25 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         let per = lines.len().div_ceil(threads);
         let items: Vec<Item> = std::thread::scope(|s| {
             let prefix = prefix.as_str();
-            let handles: Vec<_> = lines.chunks(per).map(|c| s.spawn(move || c.iter().map(|l| if l.is_empty() { Item::Bad { index_hint: None, reason: "empty line".into() } } else { item(l, Some(prefix)) }).collect::<Vec<_>>())).collect();
+            let handles: Vec<_> = lines
+                .chunks(per)
+                .map(|c| {
+                    s.spawn(move || {
+                        c.iter()
+                            .map(|l| {
+                                if l.is_empty() {
+                                    Item::Bad {
+                                        index_hint: None,
+                                        reason: "empty line".into(),
+                                    }
+                                } else {
+                                    item(l, Some(prefix))
+                                }
+                            })
+                            .collect::<Vec<_>>()
+                    })
+                })
+                .collect();
             handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
         });
         for it in items {
@@ -231,17 +304,27 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     let first_uncovered = covered.min(r.size().saturating_sub(1));
                     let (o, size, root) = parse_body(&body).map_err(|e| fail(Some(first_uncovered), e))?;
                     if size != r.size() {
-                        return Err(fail(Some(first_uncovered), format!("checkpoint for tree size {size} follows {} events", r.size())));
+                        return Err(fail(
+                            Some(first_uncovered),
+                            format!("checkpoint for tree size {size} follows {} events", r.size()),
+                        ));
                     }
                     if root != r.root() {
-                        return Err(fail(Some(first_uncovered), format!("recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed", size - 1)));
+                        return Err(fail(
+                            Some(first_uncovered),
+                            format!(
+                                "recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed",
+                                size - 1
+                            ),
+                        ));
                     }
                     match &origin {
                         Some(prev) if prev != o => return Err(fail(Some(first_uncovered), format!("checkpoint origin {o:?} differs from {prev:?}"))),
                         Some(_) => {}
                         None => origin = Some(o.to_string()),
                     }
-                    keys.check(&key_id, body.as_bytes(), &sig).map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
+                    keys.check(&key_id, body.as_bytes(), &sig)
+                        .map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
                     covered = size;
                     checkpoints += 1;
                 }
@@ -250,13 +333,35 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         progress(line_no);
     }
     let Some(range) = range else {
-        return Err(Failure { index: None, line: 0, reason: "the export is empty".into() });
+        return Err(Failure {
+            index: None,
+            line: 0,
+            reason: "the export is empty".into(),
+        });
     };
     if checkpoints == 0 {
-        return Err(Failure { index: Some(first_index), line: line_no, reason: "the export has no signed checkpoint".into() });
+        return Err(Failure {
+            index: Some(first_index),
+            line: line_no,
+            reason: "the export has no signed checkpoint".into(),
+        });
     }
     if covered != range.size() {
-        return Err(Failure { index: Some(covered), line: line_no, reason: format!("events {covered}..{} are not covered by a signed checkpoint (the export was cut short?)", range.size() - 1) });
+        return Err(Failure {
+            index: Some(covered),
+            line: line_no,
+            reason: format!(
+                "events {covered}..{} are not covered by a signed checkpoint (the export was cut short?)",
+                range.size() - 1
+            ),
+        });
     }
-    Ok(Report { events, checkpoints, first_index, tree_size: range.size(), root: range.root(), origin: origin.unwrap_or_default() })
+    Ok(Report {
+        events,
+        checkpoints,
+        first_index,
+        tree_size: range.size(),
+        root: range.root(),
+        origin: origin.unwrap_or_default(),
+    })
 }

@@ -32,8 +32,23 @@ async fn dev(config: LedgerConfig) -> Dev {
     let mut keys = KeyRing::default();
     let pem = spend_signer::spki_pem(&signer.public_key_der().await.unwrap()).unwrap();
     keys.add_pem(&format!("key-id: {}\n{pem}", signer.key_id())).unwrap();
-    let running = common::start(config, Deps { events: Arc::new(log.clone()), checkpoints: Arc::new(cps), store: store.clone(), signer: Arc::new(signer) }).await;
-    Dev { _dir: dir, log, store, keys, running }
+    let running = common::start(
+        config,
+        Deps {
+            events: Arc::new(log.clone()),
+            checkpoints: Arc::new(cps),
+            store: store.clone(),
+            signer: Arc::new(signer),
+        },
+    )
+    .await;
+    Dev {
+        _dir: dir,
+        log,
+        store,
+        keys,
+        running,
+    }
 }
 
 async fn export_all(store: &dyn Store, from: Option<u64>, to: Option<u64>) -> Vec<u8> {
@@ -45,7 +60,11 @@ async fn export_all(store: &dyn Store, from: Option<u64>, to: Option<u64>) -> Ve
 
 #[tokio::test]
 async fn every_single_flipped_byte_in_an_export_is_caught_and_named() {
-    let d = dev(LedgerConfig { checkpoint_max_events: 7, ..common::config() }).await;
+    let d = dev(LedgerConfig {
+        checkpoint_max_events: 7,
+        ..common::config()
+    })
+    .await;
     common::publish(&d.log, "spend.evt", "acme", 0, 20).await;
     // One malformed payload: it must be exported and verified like the rest.
     d.log.append(Append::new("spend.evt.acme.draft.junk", "junk-1", "{not json")).await.unwrap();
@@ -75,7 +94,12 @@ async fn every_single_flipped_byte_in_an_export_is_caught_and_named() {
     for pos in 0..bytes.len() {
         let mut t = bytes.clone();
         t[pos] ^= 0x01;
-        let failure = verify::verify(&t[..], &d.keys, |_| {}).err().unwrap_or_else(|| panic!("flipping byte {pos} must fail verification: …{}…", String::from_utf8_lossy(&bytes[pos.saturating_sub(40)..(pos + 40).min(bytes.len())])));
+        let failure = verify::verify(&t[..], &d.keys, |_| {}).err().unwrap_or_else(|| {
+            panic!(
+                "flipping byte {pos} must fail verification: …{}…",
+                String::from_utf8_lossy(&bytes[pos.saturating_sub(40)..(pos + 40).min(bytes.len())])
+            )
+        });
         let index = failure.index.unwrap_or_else(|| panic!("byte {pos}: no index named: {failure}"));
         let span = spans.iter().find(|s| s.0 <= pos && pos < s.1).unwrap();
         match span.2 {
@@ -88,7 +112,11 @@ async fn every_single_flipped_byte_in_an_export_is_caught_and_named() {
 
 #[tokio::test]
 async fn a_partial_export_starts_from_a_frontier_and_still_verifies() {
-    let d = dev(LedgerConfig { checkpoint_max_events: 10, ..common::config() }).await;
+    let d = dev(LedgerConfig {
+        checkpoint_max_events: 10,
+        ..common::config()
+    })
+    .await;
     common::publish(&d.log, "spend.evt", "acme", 0, 45).await;
     d.running.wait_covered(45, Duration::from_secs(20)).await;
     let bytes = export_all(d.store.as_ref(), Some(13), Some(31)).await;
@@ -114,16 +142,30 @@ async fn a_partial_export_starts_from_a_frontier_and_still_verifies() {
 async fn malformed_payloads_are_recorded_as_rejected_and_still_covered() {
     let d = dev(common::config()).await;
     common::publish(&d.log, "spend.evt", "acme", 0, 3).await;
-    d.log.append(Append::new("spend.evt.acme.draft.x", "bad-1", vec![0xff, 0xfe, 0x00])).await.unwrap();
+    d.log
+        .append(Append::new("spend.evt.acme.draft.x", "bad-1", vec![0xff, 0xfe, 0x00]))
+        .await
+        .unwrap();
     // A valid event of org "acme" forged onto org "other"'s subject.
     let forged = common::event("spend.evt", "acme", 3);
-    d.log.append(Append::new("spend.evt.other.draft.d1", forged.msg_id.clone(), forged.payload.clone())).await.unwrap();
+    d.log
+        .append(Append::new("spend.evt.other.draft.d1", forged.msg_id.clone(), forged.payload.clone()))
+        .await
+        .unwrap();
     d.running.wait_covered(5, Duration::from_secs(10)).await;
     let rows = d.store.events_by_index(0, 10, 10).await.unwrap();
     assert_eq!(rows.len(), 5);
     assert!(rows[..3].iter().all(|r| r.reject_reason.is_none()));
-    assert!(rows[3].reject_reason.as_deref().unwrap().contains("not a JSON event envelope"), "{:?}", rows[3].reject_reason);
-    assert!(rows[4].reject_reason.as_deref().unwrap().contains("not on its own subject"), "{:?}", rows[4].reject_reason);
+    assert!(
+        rows[3].reject_reason.as_deref().unwrap().contains("not a JSON event envelope"),
+        "{:?}",
+        rows[3].reject_reason
+    );
+    assert!(
+        rows[4].reject_reason.as_deref().unwrap().contains("not on its own subject"),
+        "{:?}",
+        rows[4].reject_reason
+    );
     assert_eq!(rows[3].payload, vec![0xff, 0xfe, 0x00], "the bytes are kept as given");
     let report = verify::verify(&export_all(d.store.as_ref(), None, None).await[..], &d.keys, |_| {}).unwrap();
     assert_eq!(report.tree_size, 5);
@@ -142,7 +184,13 @@ async fn each_event_is_covered_by_a_signed_checkpoint_within_a_second() {
     }
     let cp = d.store.latest_checkpoint().await.unwrap().unwrap();
     assert_eq!(cp.tree_size, 5);
-    assert_eq!(cp.body, format!("spendsignoff.test/ledger\n5\n{}\n", base64::engine::general_purpose::STANDARD.encode(cp.root_hash)));
+    assert_eq!(
+        cp.body,
+        format!(
+            "spendsignoff.test/ledger\n5\n{}\n",
+            base64::engine::general_purpose::STANDARD.encode(cp.root_hash)
+        )
+    );
     d.running.stop().await.unwrap();
 }
 
@@ -154,7 +202,12 @@ async fn the_projection_refuses_updates_and_deletes() {
     d.running.stop().await.unwrap();
     let db = d._dir.path().join("ledger.db");
     let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display())).await.unwrap();
-    for sql in ["UPDATE ledger_events SET subject = 'x'", "DELETE FROM ledger_events", "DELETE FROM ledger_checkpoints", "UPDATE ledger_position SET seq = 0"] {
+    for sql in [
+        "UPDATE ledger_events SET subject = 'x'",
+        "DELETE FROM ledger_events",
+        "DELETE FROM ledger_checkpoints",
+        "UPDATE ledger_position SET seq = 0",
+    ] {
         let err = sqlx::query(sql).execute(&pool).await.expect_err(sql);
         assert!(err.to_string().contains("append-only"), "{sql}: {err}");
     }

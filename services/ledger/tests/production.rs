@@ -38,7 +38,13 @@ async fn prod() -> Prod {
     let mut keys = KeyRing::default();
     let pem = spend_signer::spki_pem(&signer.public_key_der().await.unwrap()).unwrap();
     keys.add_pem(&format!("key-id: {}\n{pem}", signer.key_id())).unwrap();
-    Prod { streams, db, events, signer, keys }
+    Prod {
+        streams,
+        db,
+        events,
+        signer,
+        keys,
+    }
 }
 
 impl Prod {
@@ -52,16 +58,29 @@ impl Prod {
     }
 
     async fn start(&self, config: LedgerConfig, db_url: &str) -> (common::Running, Arc<dyn Store>) {
-        let checkpoints = JetStreamLog::with_client(self.events.client().clone(), self.streams.ledger.clone()).await.unwrap();
+        let checkpoints = JetStreamLog::with_client(self.events.client().clone(), self.streams.ledger.clone())
+            .await
+            .unwrap();
         let store: Arc<dyn Store> = Arc::new(PgStore::connect(db_url).await.unwrap());
-        let running = common::start(config, Deps { events: Arc::new(self.events.clone()), checkpoints: Arc::new(checkpoints), store: store.clone(), signer: self.signer.clone() }).await;
+        let running = common::start(
+            config,
+            Deps {
+                events: Arc::new(self.events.clone()),
+                checkpoints: Arc::new(checkpoints),
+                store: store.clone(),
+                signer: self.signer.clone(),
+            },
+        )
+        .await;
         (running, store)
     }
 
     async fn export(&self, store: &dyn Store) -> Vec<u8> {
         let plan = export::plan(store, None, None).await.unwrap();
         let mut sink = WriteSink(Vec::new());
-        export::write(store, plan, &self.streams.events.subject_prefix, &mut sink, |_| {}).await.unwrap();
+        export::write(store, plan, &self.streams.events.subject_prefix, &mut sink, |_| {})
+            .await
+            .unwrap();
         sink.0
     }
 }
@@ -108,7 +127,13 @@ async fn proofs_queries_health_and_reflection_over_grpc() {
 
     let channel = tonic::transport::Endpoint::from_shared(url.clone()).unwrap().connect().await.unwrap();
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
-    let status = health.check(tonic_health::pb::HealthCheckRequest { service: "spendsignoff.v1.Ledger".into() }).await.unwrap().into_inner();
+    let status = health
+        .check(tonic_health::pb::HealthCheckRequest {
+            service: "spendsignoff.v1.Ledger".into(),
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(status.status(), tonic_health::pb::health_check_response::ServingStatus::Serving);
 
     let mut ledger = LedgerClient::connect(url).await.unwrap();
@@ -118,18 +143,31 @@ async fn proofs_queries_health_and_reflection_over_grpc() {
     let root: merkle::Hash = cp.root_hash.clone().try_into().unwrap();
 
     for index in [0u64, 17, 39] {
-        let proof = ledger.inclusion_proof(InclusionProofRequest { index, tree_size: 0 }).await.unwrap().into_inner();
+        let proof = ledger
+            .inclusion_proof(InclusionProofRequest { index, tree_size: 0 })
+            .await
+            .unwrap()
+            .into_inner();
         let path: Vec<merkle::Hash> = proof.audit_path.iter().map(|h| h.clone().try_into().unwrap()).collect();
         let leaf: merkle::Hash = proof.leaf_hash.clone().try_into().unwrap();
         assert!(merkle::verify_inclusion(index, 40, &leaf, &path, &root), "inclusion of {index}");
     }
-    let c = ledger.consistency_proof(ConsistencyProofRequest { old_size: 13, new_size: 0 }).await.unwrap().into_inner();
+    let c = ledger
+        .consistency_proof(ConsistencyProofRequest { old_size: 13, new_size: 0 })
+        .await
+        .unwrap()
+        .into_inner();
     let proof: Vec<merkle::Hash> = c.proof.iter().map(|h| h.clone().try_into().unwrap()).collect();
     assert!(merkle::verify_consistency(13, 40, &c.old_root.clone().try_into().unwrap(), &root, &proof));
     let err = ledger.inclusion_proof(InclusionProofRequest { index: 40, tree_size: 0 }).await.unwrap_err();
     assert_eq!(err.code(), tonic::Code::OutOfRange);
 
-    let q = |org: &str, t: &str, limit| QueryEventsRequest { org: org.into(), r#type: t.into(), limit, ..Default::default() };
+    let q = |org: &str, t: &str, limit| QueryEventsRequest {
+        org: org.into(),
+        r#type: t.into(),
+        limit,
+        ..Default::default()
+    };
     let globex = ledger.query_events(q("globex", "", 100)).await.unwrap().into_inner();
     assert_eq!(globex.events.len(), 10);
     assert!(globex.events.iter().all(|e| e.org == "globex" && e.index >= 30));
@@ -137,24 +175,43 @@ async fn proofs_queries_health_and_reflection_over_grpc() {
     assert_eq!(pushed.events.len(), 10);
     let page = ledger.query_events(q("acme", "", 20)).await.unwrap().into_inner();
     assert_eq!(page.events.len(), 20);
-    let next = ledger.query_events(QueryEventsRequest { after_index: page.next_after_index, ..q("acme", "", 20) }).await.unwrap().into_inner();
+    let next = ledger
+        .query_events(QueryEventsRequest {
+            after_index: page.next_after_index,
+            ..q("acme", "", 20)
+        })
+        .await
+        .unwrap()
+        .into_inner();
     assert_eq!(next.events.first().unwrap().index, 20);
     assert_eq!(next.events.len(), 10);
 
     // Reflection answers on v1alpha (what grpcurl speaks) and lists the
     // ledger and health services.
     {
+        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_client::ServerReflectionClient;
         use tonic_reflection::pb::v1alpha::server_reflection_request::MessageRequest;
         use tonic_reflection::pb::v1alpha::server_reflection_response::MessageResponse;
-        use tonic_reflection::pb::v1alpha::ServerReflectionRequest;
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr)).unwrap().connect().await.unwrap();
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", running.addr))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
         let mut client = ServerReflectionClient::new(channel);
-        let req = ServerReflectionRequest { host: String::new(), message_request: Some(MessageRequest::ListServices(String::new())) };
+        let req = ServerReflectionRequest {
+            host: String::new(),
+            message_request: Some(MessageRequest::ListServices(String::new())),
+        };
         let mut resp = client.server_reflection_info(tokio_stream::once(req)).await.unwrap().into_inner();
-        let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response else { panic!("no service list") };
+        let Some(MessageResponse::ListServicesResponse(list)) = resp.message().await.unwrap().unwrap().message_response else {
+            panic!("no service list")
+        };
         let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
-        assert!(names.contains(&"spendsignoff.v1.Ledger") && names.contains(&"grpc.health.v1.Health"), "{names:?}");
+        assert!(
+            names.contains(&"spendsignoff.v1.Ledger") && names.contains(&"grpc.health.v1.Health"),
+            "{names:?}"
+        );
     }
     running.stop().await.unwrap();
 }
@@ -169,8 +226,21 @@ async fn postgres_refuses_updates_deletes_and_truncates_of_the_projection() {
     drop(store);
     let pool = sqlx::PgPool::connect(&p.db.url).await.unwrap();
     for table in ["ledger_events", "ledger_checkpoints", "ledger_position", "ledger_transactions"] {
-        for sql in [format!("UPDATE {table} SET idx = idx"), format!("DELETE FROM {table}"), format!("TRUNCATE {table}")] {
-            let sql = sql.replace("SET idx = idx", if table == "ledger_checkpoints" { "SET tree_size = tree_size" } else if table == "ledger_position" { "SET seq = seq" } else { "SET idx = idx" });
+        for sql in [
+            format!("UPDATE {table} SET idx = idx"),
+            format!("DELETE FROM {table}"),
+            format!("TRUNCATE {table}"),
+        ] {
+            let sql = sql.replace(
+                "SET idx = idx",
+                if table == "ledger_checkpoints" {
+                    "SET tree_size = tree_size"
+                } else if table == "ledger_position" {
+                    "SET seq = seq"
+                } else {
+                    "SET idx = idx"
+                },
+            );
             let err = sqlx::query(sqlx::AssertSqlSafe(sql.clone())).execute(&pool).await.expect_err(&sql);
             assert!(err.to_string().contains("append-only"), "superuser, {sql}: {err}");
         }
@@ -206,7 +276,9 @@ impl Partition {
                 }
                 let mut cut = gen2.subscribe();
                 tokio::spawn(async move {
-                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else { return };
+                    let Ok(mut outbound) = tokio::net::TcpStream::connect(target).await else {
+                        return;
+                    };
                     tokio::select! {
                         _ = tokio::io::copy_bidirectional(&mut inbound, &mut outbound) => {}
                         _ = cut.changed() => {}

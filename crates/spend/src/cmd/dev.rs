@@ -17,13 +17,30 @@ use crate::config::{DevPaths, SpendConfig};
 pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode> {
     let paths = DevPaths::new(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating the data folder {}", args.data_dir.display()))?;
-    let events = EmbeddedLog::open(EmbeddedConfig::new(&paths.events)).await.context("opening the embedded event log")?;
-    let checkpoints = EmbeddedLog::open(EmbeddedConfig::new(&paths.ledger_stream)).await.context("opening the embedded ledger stream")?;
+    let events = EmbeddedLog::open(EmbeddedConfig::new(&paths.events))
+        .await
+        .context("opening the embedded event log")?;
+    let checkpoints = EmbeddedLog::open(EmbeddedConfig::new(&paths.ledger_stream))
+        .await
+        .context("opening the embedded ledger stream")?;
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.database).await.context("opening the SQLite projection")?);
     let signer = LocalSigner::load_or_create(&paths.signing_key).context("loading the dev signing key")?;
     let key_id = spend_signer::Signer::key_id(&signer).to_string();
-    let ledger_config = spend_ledger::LedgerConfig { listen: args.ledger_listen.clone(), subject_prefix: config.nats.subject_prefix.clone(), ..config.ledger.clone() };
-    let app = spend_ledger::Application::build(ledger_config, spend_ledger::Deps { events: Arc::new(events), checkpoints: Arc::new(checkpoints), store, signer: Arc::new(signer) }).await?;
+    let ledger_config = spend_ledger::LedgerConfig {
+        listen: args.ledger_listen.clone().unwrap_or_else(|| config.ledger.listen.clone()),
+        subject_prefix: config.nats.subject_prefix.clone(),
+        ..config.ledger.clone()
+    };
+    let app = spend_ledger::Application::build(
+        ledger_config,
+        spend_ledger::Deps {
+            events: Arc::new(events),
+            checkpoints: Arc::new(checkpoints),
+            store,
+            signer: Arc::new(signer),
+        },
+    )
+    .await?;
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", app.local_addr());
     eprintln!("  event log       {}", paths.events.display());

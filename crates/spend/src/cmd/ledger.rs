@@ -23,7 +23,11 @@ use crate::config::{DevPaths, SpendConfig};
 
 fn bar(len: u64, what: &str) -> ProgressBar {
     let pb = ProgressBar::new(len);
-    pb.set_style(ProgressStyle::with_template(&format!("{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})")).expect("valid template").progress_chars("=> "));
+    pb.set_style(
+        ProgressStyle::with_template(&format!("{{spinner}} {what} [{{bar:40}}] {{pos}}/{{len}} ({{per_sec}}, eta {{eta}})"))
+            .expect("valid template")
+            .progress_chars("=> "),
+    );
     pb.enable_steady_tick(Duration::from_millis(200));
     pb
 }
@@ -39,7 +43,11 @@ pub async fn run(config: SpendConfig, command: LedgerCommand) -> anyhow::Result<
                     Some(Point::Time(t)) => {
                         let first = store.first_index_at(t).await?;
                         // --to a time: end before the first event at or after it.
-                        Ok(if end { Some(first.map(|i| i.saturating_sub(1)).unwrap_or(u64::MAX - 1)) } else { Some(first.unwrap_or(u64::MAX)) })
+                        Ok(if end {
+                            Some(first.map(|i| i.saturating_sub(1)).unwrap_or(u64::MAX - 1))
+                        } else {
+                            Some(first.unwrap_or(u64::MAX))
+                        })
                     }
                 }
             };
@@ -64,7 +72,12 @@ pub async fn run(config: SpendConfig, command: LedgerCommand) -> anyhow::Result<
             };
             pb.finish_and_clear();
             result?;
-            eprintln!("exported events {}..={} ({} events, ending on a signed checkpoint)", plan.from, plan.to - 1, plan.to - plan.from);
+            eprintln!(
+                "exported events {}..={} ({} events, ending on a signed checkpoint)",
+                plan.from,
+                plan.to - 1,
+                plan.to - plan.from
+            );
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::PublicKey { source } => {
@@ -120,7 +133,10 @@ fn verify_cmd(path: &Path, key_paths: &[std::path::PathBuf], json: bool) -> anyh
     match result {
         Ok(r) => {
             if json {
-                println!("{}", serde_json::json!({"ok": true, "events": r.events, "checkpoints": r.checkpoints, "first_index": r.first_index, "tree_size": r.tree_size, "root_b64": B64.encode(r.root), "origin": r.origin}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": true, "events": r.events, "checkpoints": r.checkpoints, "first_index": r.first_index, "tree_size": r.tree_size, "root_b64": B64.encode(r.root), "origin": r.origin})
+                );
             } else {
                 println!(
                     "OK: {} events (indexes {}..={}), {} signed checkpoints, origin {:?}, tree size {}, root {} ({:.0} events/s)",
@@ -138,7 +154,10 @@ fn verify_cmd(path: &Path, key_paths: &[std::path::PathBuf], json: bool) -> anyh
         }
         Err(f) => {
             if json {
-                println!("{}", serde_json::json!({"ok": false, "first_bad_index": f.index, "line": f.line, "reason": f.reason}));
+                println!(
+                    "{}",
+                    serde_json::json!({"ok": false, "first_bad_index": f.index, "line": f.line, "reason": f.reason})
+                );
             } else {
                 println!("FAILED: {f}");
             }
@@ -154,15 +173,24 @@ async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path
     let from = from_seq.unwrap_or(1).max(1);
     let last = info.last_seq;
     // The latest published checkpoint, to compare against.
-    let ledger = JetStreamLog::with_client(log.client().clone(), config.ledger_stream()).await.context("opening the ledger stream")?;
+    let ledger = JetStreamLog::with_client(log.client().clone(), config.ledger_stream())
+        .await
+        .context("opening the ledger stream")?;
     let cp_last = ledger.info().await?.last_seq;
     let checkpoint = if cp_last > 0 {
         let m = ledger.subscribe(StartAt::Sequence(cp_last)).await?.next().await.transpose()?;
-        m.and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok()).and_then(|v| serde_json::from_value::<spend_core::events::LedgerCheckpointed>(v["data"].clone()).ok())
+        m.and_then(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).ok())
+            .and_then(|v| serde_json::from_value::<spend_core::events::LedgerCheckpointed>(v["data"].clone()).ok())
     } else {
         None
     };
-    let mut out = output.map(|p| std::fs::File::create(p).map(std::io::BufWriter::new).with_context(|| format!("creating {}", p.display()))).transpose()?;
+    let mut out = output
+        .map(|p| {
+            std::fs::File::create(p)
+                .map(std::io::BufWriter::new)
+                .with_context(|| format!("creating {}", p.display()))
+        })
+        .transpose()?;
     let mut range = CompactRange::new();
     let mut checked: Option<bool> = None;
     if last >= from {
@@ -192,7 +220,11 @@ async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path
     if let Some(out) = out.as_mut() {
         out.flush()?;
     }
-    eprintln!("replayed {} events (sequences {from}..={last}) from stream {}", range.size(), config.nats.stream);
+    eprintln!(
+        "replayed {} events (sequences {from}..={last}) from stream {}",
+        range.size(),
+        config.nats.stream
+    );
     let Some(cp) = checkpoint else {
         eprintln!("no checkpoint on stream {} to compare with", config.ledger.stream);
         return Ok(ExitCode::SUCCESS);
@@ -208,11 +240,17 @@ async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path
     }
     match checked {
         Some(true) => {
-            println!("OK: the stream's first {} events hash to the signed checkpoint root {}", cp.tree_size, cp.root_hash_b64);
+            println!(
+                "OK: the stream's first {} events hash to the signed checkpoint root {}",
+                cp.tree_size, cp.root_hash_b64
+            );
             Ok(ExitCode::SUCCESS)
         }
         Some(false) => {
-            println!("FAILED: the stream's first {} events do not hash to the signed checkpoint root {}", cp.tree_size, cp.root_hash_b64);
+            println!(
+                "FAILED: the stream's first {} events do not hash to the signed checkpoint root {}",
+                cp.tree_size, cp.root_hash_b64
+            );
             Ok(ExitCode::FAILURE)
         }
         None if from > 1 => {
@@ -220,7 +258,11 @@ async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path
             Ok(ExitCode::SUCCESS)
         }
         None => {
-            println!("FAILED: the stream has {} events but the latest checkpoint covers {}", range.size(), cp.tree_size);
+            println!(
+                "FAILED: the stream has {} events but the latest checkpoint covers {}",
+                range.size(),
+                cp.tree_size
+            );
             Ok(ExitCode::FAILURE)
         }
     }

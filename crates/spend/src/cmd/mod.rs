@@ -45,19 +45,30 @@ pub async fn open_store(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow
         Some(dir) => dev_database(dir)?,
         None if config.database.url.is_empty() => {
             let dir = Path::new(".spend");
-            eprintln!("note: no database configured (SPEND__DATABASE__URL); reading the `spend dev` data folder {}", dir.display());
+            eprintln!(
+                "note: no database configured (SPEND__DATABASE__URL); reading the `spend dev` data folder {}",
+                dir.display()
+            );
             dev_database(dir)?
         }
         None => config.database.url.clone(),
     };
-    let store: Arc<dyn Store> = store::connect(&url).await.map(Arc::from).with_context(|| format!("opening the ledger database {}", store::redact(&url)))?;
+    let store: Arc<dyn Store> = store::connect(&url)
+        .await
+        .map(Arc::from)
+        .with_context(|| format!("opening the ledger database {}", store::redact(&url)))?;
     Ok(store)
 }
 
 fn dev_database(dir: &Path) -> anyhow::Result<String> {
     let paths = DevPaths::new(dir);
     if !paths.database.exists() {
-        anyhow::bail!("{} has no ledger database ({} is missing): run `spend dev --data-dir {}` first", dir.display(), paths.database.display(), dir.display());
+        anyhow::bail!(
+            "{} has no ledger database ({} is missing): run `spend dev --data-dir {}` first",
+            dir.display(),
+            paths.database.display(),
+            dir.display()
+        );
     }
     Ok(paths.database_url())
 }

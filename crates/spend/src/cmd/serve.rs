@@ -41,13 +41,25 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no KMS key configured: set SPEND__KMS__KEY_ID (a key id, ARN or alias/…) or kms.key_id in the config file");
     }
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let checkpoints = JetStreamLog::with_client(events.client().clone(), config.ledger_stream()).await.context("opening the ledger stream")?;
-    let store = store::connect(&config.database.url).await.with_context(|| format!("opening the database {}", store::redact(&config.database.url)))?;
+    let checkpoints = JetStreamLog::with_client(events.client().clone(), config.ledger_stream())
+        .await
+        .context("opening the ledger stream")?;
+    let store = store::connect(&config.database.url)
+        .await
+        .with_context(|| format!("opening the database {}", store::redact(&config.database.url)))?;
     let signer = KmsSigner::connect(&config.kms).await.context("connecting to KMS")?;
-    let ledger_config = spend_ledger::LedgerConfig { subject_prefix: config.nats.subject_prefix.clone(), ..config.ledger.clone() };
+    let ledger_config = spend_ledger::LedgerConfig {
+        subject_prefix: config.nats.subject_prefix.clone(),
+        ..config.ledger.clone()
+    };
     let app = spend_ledger::Application::build(
         ledger_config,
-        spend_ledger::Deps { events: Arc::new(events), checkpoints: Arc::new(checkpoints), store: Arc::from(store), signer: Arc::new(signer) },
+        spend_ledger::Deps {
+            events: Arc::new(events),
+            checkpoints: Arc::new(checkpoints),
+            store: Arc::from(store),
+            signer: Arc::new(signer),
+        },
     )
     .await?;
     tracing::info!(addr = %app.local_addr(), "ledger serving");

@@ -26,13 +26,24 @@ pub async fn run(config: SpendConfig, args: TransactionsArgs) -> anyhow::Result<
             );
         }
     } else {
-        println!("{:<28} {:<17} {:<12} {:<14} {:>14}  TIME", "DRAFT", "STATUS", "ORG", "ACCOUNT", "AMOUNT (MINOR)");
+        println!(
+            "{:<28} {:<17} {:<12} {:<14} {:>14}  TIME",
+            "DRAFT", "STATUS", "ORG", "ACCOUNT", "AMOUNT (MINOR)"
+        );
         for r in &rows {
             let amount = match (r.amount_minor, &r.currency) {
                 (Some(m), Some(c)) => format!("{m} {c}"),
                 _ => "-".into(),
             };
-            println!("{:<28} {:<17} {:<12} {:<14} {:>14}  {}", r.draft_id, r.status, r.org, r.account_id.as_deref().unwrap_or("-"), amount, r.event_time.to_rfc3339());
+            println!(
+                "{:<28} {:<17} {:<12} {:<14} {:>14}  {}",
+                r.draft_id,
+                r.status,
+                r.org,
+                r.account_id.as_deref().unwrap_or("-"),
+                amount,
+                r.event_time.to_rfc3339()
+            );
         }
         eprintln!("{} transaction(s)", rows.len());
     }

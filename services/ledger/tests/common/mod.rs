@@ -20,14 +20,38 @@ pub fn event(prefix: &str, org: &str, i: u64) -> Append {
             draft_id: draft.clone(),
             account_id: format!("act_{}", i % 7),
             kind: "budget".into(),
-            diff: vec![FieldDiff { path: format!("campaign/c{}/daily_budget", i % 11), before: serde_json::json!({"minor_units": 5000, "currency": "USD"}), after: serde_json::json!({"minor_units": 5000 + (i % 50) * 100, "currency": "USD"}) }],
+            diff: vec![FieldDiff {
+                path: format!("campaign/c{}/daily_budget", i % 11),
+                before: serde_json::json!({"minor_units": 5000, "currency": "USD"}),
+                after: serde_json::json!({"minor_units": 5000 + (i % 50) * 100, "currency": "USD"}),
+            }],
             spend_impact: Money::new(((i % 50) * 100) as i64, "USD").unwrap(),
             rationale: "ROAS above target for 7 days; raise the cap".into(),
         }),
-        1 => EventData::PolicyEvaluated(PolicyEvaluated { draft_id: draft.clone(), outcome: Outcome::RequireApproval, reasons: vec![Reason { code: "approval.threshold".into(), message: "over 25 USD".into() }], policy_version: "sha256:abc".into() }),
-        _ => EventData::ChangePushed(ChangePushed { change_id: format!("ch{}", i / 3), draft_id: draft.clone(), platform: "sandbox".into(), idempotency_key: draft.clone(), diff: vec![] }),
+        1 => EventData::PolicyEvaluated(PolicyEvaluated {
+            draft_id: draft.clone(),
+            outcome: Outcome::RequireApproval,
+            reasons: vec![Reason {
+                code: "approval.threshold".into(),
+                message: "over 25 USD".into(),
+            }],
+            policy_version: "sha256:abc".into(),
+        }),
+        _ => EventData::ChangePushed(ChangePushed {
+            change_id: format!("ch{}", i / 3),
+            draft_id: draft.clone(),
+            platform: "sandbox".into(),
+            idempotency_key: draft.clone(),
+            diff: vec![],
+        }),
     };
-    let env = Envelope::new("spendsignoff/test", org, Actor::service("test"), spend_core::subject::envelope_subject("draft", &draft), data);
+    let env = Envelope::new(
+        "spendsignoff/test",
+        org,
+        Actor::service("test"),
+        spend_core::subject::envelope_subject("draft", &draft),
+        data,
+    );
     let subject = spend_core::subject::aggregate_subject(prefix, org, "draft", &draft).unwrap();
     Append::new(subject, env.id.to_string(), env.to_bytes())
 }
@@ -67,14 +91,21 @@ impl Running {
                 assert_eq!((pos, leaves, signed), (n, n, n), "more events than published");
                 return;
             }
-            assert!(tokio::time::Instant::now() < deadline, "only {leaves} of {n} events projected and {signed} signed after {within:?}");
+            assert!(
+                tokio::time::Instant::now() < deadline,
+                "only {leaves} of {n} events projected and {signed} signed after {within:?}"
+            );
             tokio::time::sleep(Duration::from_millis(50)).await;
         }
     }
 }
 
 pub fn config() -> LedgerConfig {
-    LedgerConfig { listen: "127.0.0.1:0".into(), origin: "spendsignoff.test/ledger".into(), ..LedgerConfig::default() }
+    LedgerConfig {
+        listen: "127.0.0.1:0".into(),
+        origin: "spendsignoff.test/ledger".into(),
+        ..LedgerConfig::default()
+    }
 }
 
 pub async fn start(config: LedgerConfig, deps: Deps) -> Running {
@@ -85,5 +116,10 @@ pub async fn start(config: LedgerConfig, deps: Deps) -> Running {
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
-    Running { addr, state, stop: Some(tx), task }
+    Running {
+        addr,
+        state,
+        stop: Some(tx),
+        task,
+    }
 }
