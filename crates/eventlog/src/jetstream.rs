@@ -258,12 +258,13 @@ impl JetStreamLog {
     /// last message to see whether it is ours.
     async fn resolve_wrong_sequence(&self, m: &Append, retried: bool) -> Result<AppendAck, LogError> {
         let current = self.last_subject_seq(&m.subject).await?;
-        if retried && current > 0 {
-            if let Ok(last) = self.stream.get_raw_message(current).await {
-                let id = last.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string());
-                if id.as_deref() == Some(m.msg_id.as_str()) {
-                    return Ok(AppendAck { seq: current, duplicate: true });
-                }
+        if retried
+            && current > 0
+            && let Ok(last) = self.stream.get_raw_message(current).await
+        {
+            let id = last.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string());
+            if id.as_deref() == Some(m.msg_id.as_str()) {
+                return Ok(AppendAck { seq: current, duplicate: true });
             }
         }
         Err(LogError::WrongLastSequence {

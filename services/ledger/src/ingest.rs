@@ -250,11 +250,11 @@ impl Ingest {
                 position = last;
                 uncovered_since.get_or_insert_with(Instant::now);
             }
-            if let Some(m) = batch.last() {
-                if let Err(e) = consumer.ack_through(m.seq.min(position)).await {
-                    // Unacknowledged events come back and are skipped.
-                    tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
-                }
+            if let Some(m) = batch.last()
+                && let Err(e) = consumer.ack_through(m.seq.min(position)).await
+            {
+                // Unacknowledged events come back and are skipped.
+                tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
             }
             let due = range.size() > checkpointed
                 && (range.size() - checkpointed >= self.config.checkpoint_max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
@@ -266,12 +266,11 @@ impl Ingest {
                 if self.publish(&cp).await {
                     published = cp.tree_size;
                 }
-            } else if checkpointed > published {
-                if let Some(cp) = self.state.tree.read().await.checkpoint.clone() {
-                    if self.publish(&cp).await {
-                        published = cp.tree_size;
-                    }
-                }
+            } else if checkpointed > published
+                && let Some(cp) = self.state.tree.read().await.checkpoint.clone()
+                && self.publish(&cp).await
+            {
+                published = cp.tree_size;
             }
         }
         // Graceful stop: cover what was ingested before leaving.

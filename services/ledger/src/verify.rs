@@ -91,23 +91,38 @@ pub struct Failure {
 }
 
 enum Item {
-    Header { prefix: String },
-    Frontier { size: u64, hashes: Vec<Hash> },
-    Event { index: u64, leaf: Hash },
-    Checkpoint { body: String, sig: Vec<u8>, key_id: String },
-    Bad { index_hint: Option<u64>, reason: String },
+    Header {
+        prefix: String,
+    },
+    Frontier {
+        size: u64,
+        hashes: Vec<Hash>,
+    },
+    Event {
+        index: u64,
+        leaf: Hash,
+    },
+    Checkpoint {
+        body: String,
+        sig: Vec<u8>,
+        key_id: String,
+    },
+    /// A line that cannot be trusted; the fold names the index it stands at.
+    Bad {
+        reason: String,
+    },
 }
 
 fn item(line: &[u8], prefix: Option<&str>) -> Item {
-    let bad = |index_hint, reason: String| Item::Bad { index_hint, reason };
+    let bad = |reason: String| Item::Bad { reason };
     let parsed: Line<'_> = match serde_json::from_slice(line) {
         Ok(l) => l,
-        Err(e) => return bad(None, format!("not a valid export line: {e}")),
+        Err(e) => return bad(format!("not a valid export line: {e}")),
     };
     match parsed {
         Line::Header { format, subject_prefix } => {
             if format != crate::export::FORMAT {
-                return bad(Some(0), format!("unknown export format {format:?} (expected {:?})", crate::export::FORMAT));
+                return bad(format!("unknown export format {format:?} (expected {:?})", crate::export::FORMAT));
             }
             Item::Header {
                 prefix: subject_prefix.into_owned(),
@@ -120,7 +135,7 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
                 .collect();
             match hashes {
                 Ok(hashes) => Item::Frontier { size: tree_size, hashes },
-                Err(()) => bad(Some(tree_size), "frontier hash is not base64 SHA-256".into()),
+                Err(()) => bad("frontier hash is not base64 SHA-256".into()),
             }
         }
         Line::Event {
@@ -132,31 +147,30 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
             rejected,
         } => {
             let Some(prefix) = prefix else {
-                return bad(Some(index), "the export does not start with a header line".into());
+                return bad("the export does not start with a header line".into());
             };
             if seq != index.wrapping_add(1) {
-                return bad(Some(index), format!("seq {seq} does not match index {index} (seq must be index + 1)"));
+                return bad(format!("seq {seq} does not match index {index} (seq must be index + 1)"));
             }
             let Ok(payload) = B64.decode(payload_b64.as_bytes()) else {
-                return bad(Some(index), "payload_b64 is not valid base64".into());
+                return bad("payload_b64 is not valid base64".into());
             };
             let leaf = leaf_hash(&payload);
-            if let Some(h) = leaf_hash_b64 {
-                if B64.decode(h.as_bytes()).ok().as_deref() != Some(&leaf[..]) {
-                    return bad(Some(index), "payload does not hash to leaf_hash_b64".into());
-                }
+            if let Some(h) = leaf_hash_b64
+                && B64.decode(h.as_bytes()).ok().as_deref() != Some(&leaf[..])
+            {
+                return bad("payload does not hash to leaf_hash_b64".into());
             }
             match rejected {
                 None if !validate::subject_consistent(prefix, &subject, &payload) => {
-                    return bad(
-                        Some(index),
-                        format!("subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"),
-                    );
+                    return bad(format!(
+                        "subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"
+                    ));
                 }
                 None => {}
                 Some(reason) => match validate::classify(prefix, &subject, &payload) {
-                    Ok(_) => return bad(Some(index), "the event is marked rejected but is valid".into()),
-                    Err(r) if r != reason => return bad(Some(index), format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
+                    Ok(_) => return bad("the event is marked rejected but is valid".into()),
+                    Err(r) if r != reason => return bad(format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
                     Err(_) => {}
                 },
             }
@@ -168,7 +182,7 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
                 sig,
                 key_id: key_id.into_owned(),
             },
-            Err(_) => bad(None, "signature_b64 is not valid base64".into()),
+            Err(_) => bad("signature_b64 is not valid base64".into()),
         },
     }
 }
@@ -180,13 +194,12 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
     let mut range: Option<CompactRange> = None;
     let mut first_index = 0u64;
-    let (mut events, mut checkpoints, mut line_no) = (0u64, 0u64, 0u64);
+    let (mut events, mut checkpoints) = (0u64, 0u64);
     let mut covered = 0u64; // tree size of the last checkpoint
     let mut origin: Option<String> = None;
     let mut lines: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
     // The header line is read first: every event line depends on it.
-    let mut prefix: Option<String> = None;
-    {
+    let prefix = {
         let mut first = Vec::new();
         reader.read_until(b'\n', &mut first).map_err(|e| Failure {
             index: None,
@@ -196,19 +209,18 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
             first.pop();
         }
-        line_no = 1;
+        if first.is_empty() {
+            return Err(Failure {
+                index: None,
+                line: 1,
+                reason: "the export is empty".into(),
+            });
+        }
         match item(&first, None) {
-            Item::Header { prefix: p } => prefix = Some(p),
-            Item::Bad { reason, .. } if first.is_empty() => {
+            Item::Header { prefix } => prefix,
+            Item::Bad { reason } => {
                 return Err(Failure {
-                    index: None,
-                    line: 1,
-                    reason: if reason == "empty line" { "the export is empty".into() } else { reason },
-                });
-            }
-            Item::Bad { index_hint, reason } => {
-                return Err(Failure {
-                    index: Some(index_hint.unwrap_or(0)),
+                    index: Some(0),
                     line: 1,
                     reason,
                 });
@@ -221,8 +233,8 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                 });
             }
         }
-    }
-    let prefix = prefix.expect("set above");
+    };
+    let mut line_no: u64 = 1;
     loop {
         lines.clear();
         while lines.len() < CHUNK {
@@ -257,10 +269,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                         c.iter()
                             .map(|l| {
                                 if l.is_empty() {
-                                    Item::Bad {
-                                        index_hint: None,
-                                        reason: "empty line".into(),
-                                    }
+                                    Item::Bad { reason: "empty line".into() }
                                 } else {
                                     item(l, Some(prefix))
                                 }
@@ -276,7 +285,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
             let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
             let fail = |index: Option<u64>, reason: String| Failure { index, line: line_no, reason };
             match it {
-                Item::Bad { reason, .. } => {
+                Item::Bad { reason } => {
                     // Name the index this line stands at, whatever it claims.
                     return Err(fail(Some(next_index), reason));
                 }

@@ -203,12 +203,11 @@ async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path
                 let line = serde_json::json!({"seq": m.seq, "time": m.time.to_rfc3339(), "subject": m.subject, "payload_b64": B64.encode(&m.payload)});
                 writeln!(out, "{line}").context("writing the replay output")?;
             }
-            if from == 1 {
-                if let Some(cp) = &checkpoint {
-                    if range.size() == cp.tree_size {
-                        checked = Some(B64.encode(range.root()) == cp.root_hash_b64);
-                    }
-                }
+            if from == 1
+                && let Some(cp) = &checkpoint
+                && range.size() == cp.tree_size
+            {
+                checked = Some(B64.encode(range.root()) == cp.root_hash_b64);
             }
             pb.inc(1);
             if m.seq >= last {

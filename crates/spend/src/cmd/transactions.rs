@@ -9,10 +9,10 @@ use crate::config::SpendConfig;
 const STATUSES: &[&str] = &["proposed", "pending_approval", "approved", "declined", "completed", "rolled_back"];
 
 pub async fn run(config: SpendConfig, args: TransactionsArgs) -> anyhow::Result<ExitCode> {
-    if let Some(s) = &args.status {
-        if !STATUSES.contains(&s.as_str()) {
-            anyhow::bail!("--status {s:?} is not a status; use one of {}", STATUSES.join(", "));
-        }
+    if let Some(s) = &args.status
+        && !STATUSES.contains(&s.as_str())
+    {
+        anyhow::bail!("--status {s:?} is not a status; use one of {}", STATUSES.join(", "));
     }
     let from = args.from.as_deref().map(|f| super::parse_time("--from", f)).transpose()?;
     let store = super::open_store(&config, args.source.data_dir.as_deref()).await?;
