@@ -11,6 +11,8 @@
 
 use std::time::Duration;
 
+pub mod events;
+
 use spend_eventlog::jetstream::JetStreamConfig;
 
 pub fn nats_url() -> String {

@@ -291,6 +291,77 @@ macro_rules! bind_args {
     }};
 }
 
+/// The read methods, whose SQL is the same in both databases (`$n`
+/// placeholders work in both); `$rows` names the row-decoding module.
+macro_rules! store_impl {
+    ($ty:ty, $rows:ident, { $($own:item)* }) => {
+        #[async_trait]
+        impl Store for $ty {
+            $($own)*
+
+        async fn position(&self) -> Result<u64, StoreError> {
+            let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position").fetch_one(&self.pool).await?;
+            Ok(v.unwrap_or(0) as u64)
+        }
+
+        async fn leaf_hashes(&self) -> Result<Vec<Hash>, StoreError> {
+            let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx")
+                .fetch_all(&self.pool)
+                .await?;
+            rows.into_iter().map(to_hash).collect()
+        }
+
+        async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
+            let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
+                .fetch_optional(&self.pool)
+                .await?;
+            row.as_ref().map($rows::checkpoint_from).transpose()
+        }
+
+        async fn checkpoints(&self, above: u64, upto: u64) -> Result<Vec<CheckpointRow>, StoreError> {
+            let rows = sqlx::query("SELECT * FROM ledger_checkpoints WHERE tree_size > $1 AND tree_size <= $2 ORDER BY tree_size")
+                .bind(above as i64)
+                .bind(upto.min(i64::MAX as u64) as i64)
+                .fetch_all(&self.pool)
+                .await?;
+            rows.iter().map($rows::checkpoint_from).collect()
+        }
+
+        async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
+            let (sql, args) = filter_sql(filter);
+            let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
+            rows.iter().map($rows::event_from).collect()
+        }
+
+        async fn events_by_index(&self, from: u64, to: u64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
+            let rows = sqlx::query(AssertSqlSafe(format!(
+                "SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
+            )))
+            .bind(from as i64)
+            .bind(to.min(i64::MAX as u64) as i64)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await?;
+            rows.iter().map($rows::event_from).collect()
+        }
+
+        async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
+            let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1")
+                .bind(t)
+                .fetch_one(&self.pool)
+                .await?;
+            Ok(v.map(|v| v as u64))
+        }
+
+        async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>, org: Option<&str>) -> Result<Vec<TxRow>, StoreError> {
+            let (sql, args) = tx_sql(status, from, org);
+            let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
+            rows.iter().map($rows::tx_from).collect()
+        }
+        }
+    };
+}
+
 /// PostgreSQL projection (production).
 pub struct PgStore {
     pool: sqlx::PgPool,
@@ -318,23 +389,10 @@ impl PgStore {
     }
 }
 
-#[async_trait]
-impl Store for PgStore {
+store_impl!(PgStore, pg_rows, {
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::raw_sql(include_str!("../migrations/postgres.sql")).execute(&self.pool).await?;
         Ok(())
-    }
-
-    async fn position(&self) -> Result<u64, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position").fetch_one(&self.pool).await?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn leaf_hashes(&self) -> Result<Vec<Hash>, StoreError> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(to_hash).collect()
     }
 
     async fn commit(&self, events: &[EventRow], txs: &[TxRow], position: u64) -> Result<(), StoreError> {
@@ -396,55 +454,7 @@ impl Store for PgStore {
             .await?;
         Ok(())
     }
-
-    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(pg_rows::checkpoint_from).transpose()
-    }
-
-    async fn checkpoints(&self, above: u64, upto: u64) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM ledger_checkpoints WHERE tree_size > $1 AND tree_size <= $2 ORDER BY tree_size")
-            .bind(above as i64)
-            .bind(upto.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(pg_rows::checkpoint_from).collect()
-    }
-
-    async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
-        let (sql, args) = filter_sql(filter);
-        let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
-        rows.iter().map(pg_rows::event_from).collect()
-    }
-
-    async fn events_by_index(&self, from: u64, to: u64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
-        )))
-        .bind(from as i64)
-        .bind(to.min(i64::MAX as u64) as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(pg_rows::event_from).collect()
-    }
-
-    async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1")
-            .bind(t)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v.map(|v| v as u64))
-    }
-
-    async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>, org: Option<&str>) -> Result<Vec<TxRow>, StoreError> {
-        let (sql, args) = tx_sql(status, from, org);
-        let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
-        rows.iter().map(pg_rows::tx_from).collect()
-    }
-}
+});
 
 /// SQLite projection (`spend dev`).
 pub struct SqliteStore {
@@ -477,23 +487,10 @@ impl SqliteStore {
     }
 }
 
-#[async_trait]
-impl Store for SqliteStore {
+store_impl!(SqliteStore, sqlite_rows, {
     async fn migrate(&self) -> Result<(), StoreError> {
         sqlx::raw_sql(include_str!("../migrations/sqlite.sql")).execute(&self.pool).await?;
         Ok(())
-    }
-
-    async fn position(&self) -> Result<u64, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MAX(seq) FROM ledger_position").fetch_one(&self.pool).await?;
-        Ok(v.unwrap_or(0) as u64)
-    }
-
-    async fn leaf_hashes(&self) -> Result<Vec<Hash>, StoreError> {
-        let rows: Vec<Vec<u8>> = sqlx::query_scalar("SELECT leaf_hash FROM ledger_events ORDER BY idx")
-            .fetch_all(&self.pool)
-            .await?;
-        rows.into_iter().map(to_hash).collect()
     }
 
     async fn commit(&self, events: &[EventRow], txs: &[TxRow], position: u64) -> Result<(), StoreError> {
@@ -555,52 +552,4 @@ impl Store for SqliteStore {
         .await?;
         Ok(())
     }
-
-    async fn latest_checkpoint(&self) -> Result<Option<CheckpointRow>, StoreError> {
-        let row = sqlx::query("SELECT * FROM ledger_checkpoints ORDER BY tree_size DESC LIMIT 1")
-            .fetch_optional(&self.pool)
-            .await?;
-        row.as_ref().map(sqlite_rows::checkpoint_from).transpose()
-    }
-
-    async fn checkpoints(&self, above: u64, upto: u64) -> Result<Vec<CheckpointRow>, StoreError> {
-        let rows = sqlx::query("SELECT * FROM ledger_checkpoints WHERE tree_size > $1 AND tree_size <= $2 ORDER BY tree_size")
-            .bind(above as i64)
-            .bind(upto.min(i64::MAX as u64) as i64)
-            .fetch_all(&self.pool)
-            .await?;
-        rows.iter().map(sqlite_rows::checkpoint_from).collect()
-    }
-
-    async fn query_events(&self, filter: &EventFilter) -> Result<Vec<EventRow>, StoreError> {
-        let (sql, args) = filter_sql(filter);
-        let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
-        rows.iter().map(sqlite_rows::event_from).collect()
-    }
-
-    async fn events_by_index(&self, from: u64, to: u64, limit: u32) -> Result<Vec<EventRow>, StoreError> {
-        let rows = sqlx::query(AssertSqlSafe(format!(
-            "SELECT {EVENT_COLS} FROM ledger_events WHERE idx >= $1 AND idx < $2 ORDER BY idx LIMIT $3"
-        )))
-        .bind(from as i64)
-        .bind(to.min(i64::MAX as u64) as i64)
-        .bind(limit as i64)
-        .fetch_all(&self.pool)
-        .await?;
-        rows.iter().map(sqlite_rows::event_from).collect()
-    }
-
-    async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError> {
-        let v: Option<i64> = sqlx::query_scalar("SELECT MIN(idx) FROM ledger_events WHERE stored_at >= $1")
-            .bind(t)
-            .fetch_one(&self.pool)
-            .await?;
-        Ok(v.map(|v| v as u64))
-    }
-
-    async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>, org: Option<&str>) -> Result<Vec<TxRow>, StoreError> {
-        let (sql, args) = tx_sql(status, from, org);
-        let rows = bind_args!(sqlx::query(AssertSqlSafe(sql)), args).fetch_all(&self.pool).await?;
-        rows.iter().map(sqlite_rows::tx_from).collect()
-    }
-}
+});
