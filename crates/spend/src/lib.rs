@@ -57,6 +57,23 @@ pub enum Command {
     },
     /// Drafts and payments from the ledger's projection, by current status.
     Transactions(TransactionsArgs),
+    /// SPEND.md policy tools.
+    Policy {
+        #[command(subcommand)]
+        command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum PolicyCommand {
+    /// Check a SPEND.md file; reports every error with its line and field.
+    Validate {
+        /// The SPEND.md file (`-` for stdin).
+        file: PathBuf,
+        /// Print the result as JSON.
+        #[arg(long)]
+        json: bool,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -156,5 +173,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,
         Command::Ledger { command } => cmd::ledger::run(config, command).await,
         Command::Transactions(args) => cmd::transactions::run(config, args).await,
+        Command::Policy {
+            command: PolicyCommand::Validate { file, json },
+        } => cmd::policy::validate(&file, json),
     }
 }

@@ -386,3 +386,26 @@ fn bad_input_gets_a_clear_error() {
     );
     assert!(text(&out.stderr).contains("configuration error"), "{}", text(&out.stderr));
 }
+
+#[test]
+fn policy_validate_accepts_the_seeds_and_lists_every_error_with_its_line() {
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/policy/tests/fixtures");
+    let out = run(&[], &["policy", "validate", &format!("{fixtures}/security-hardened.md")]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("per transaction 10.00 USD, 24 h 25.00 USD, month 100.00 USD"),
+        "{}",
+        text(&out.stdout)
+    );
+    let out = run(&[], &["policy", "validate", &format!("{fixtures}/invalid.md")]);
+    assert_eq!(out.status.code(), Some(1));
+    let stdout = text(&out.stdout);
+    assert!(stdout.contains("invalid.md: line 4: spend.monthly_limit:"), "{stdout}");
+    assert!(stdout.contains("line 20: security.shiny: unknown field"), "{stdout}");
+    let out = run(&[], &["policy", "validate", "--json", &format!("{fixtures}/invalid.md")]);
+    let v: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap();
+    assert_eq!(v["ok"], false);
+    assert_eq!(v["errors"].as_array().unwrap().len(), 11, "{v}");
+    let out = run(&[], &["policy", "validate", "/nonexistent/SPEND.md"]);
+    assert!(text(&out.stderr).contains("reading /nonexistent/SPEND.md"), "{}", text(&out.stderr));
+}

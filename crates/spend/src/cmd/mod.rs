@@ -2,6 +2,7 @@
 
 pub mod dev;
 pub mod ledger;
+pub mod policy;
 pub mod serve;
 pub mod transactions;
 

@@ -1,0 +1,57 @@
+//! `spend policy validate SPEND.md`: every error with its line and field.
+
+use std::io::Read;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use spend_policy::money::format_amount;
+use spend_policy::spendmd;
+
+pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
+    let source = if path.as_os_str() == "-" {
+        let mut s = String::new();
+        std::io::stdin().read_to_string(&mut s).context("reading SPEND.md from stdin")?;
+        s
+    } else {
+        std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
+    };
+    let name = path.display();
+    match spendmd::parse(&source) {
+        Ok(md) => {
+            if json {
+                println!("{}", serde_json::json!({"ok": true, "version": md.version}));
+            } else {
+                let show = |m: &Option<spend_core::Money>| m.as_ref().map(format_amount).unwrap_or_else(|| "none".into());
+                println!("{name}: valid (version {})", md.version);
+                println!(
+                    "  limits: per transaction {}, 24 h {}, month {}",
+                    show(&md.spend.per_transaction),
+                    show(&md.spend.daily_limit),
+                    show(&md.spend.monthly_limit)
+                );
+                println!(
+                    "  approval: auto under {} (only once this version is approved by a human), two approvers over {}",
+                    show(&md.approval.auto_approve_under),
+                    show(&md.approval.require_confirmation_over)
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+        Err(errors) => {
+            if json {
+                let list: Vec<_> = errors
+                    .iter()
+                    .map(|e| serde_json::json!({"line": e.line, "field": e.field, "message": e.message}))
+                    .collect();
+                println!("{}", serde_json::json!({"ok": false, "errors": list}));
+            } else {
+                for e in &errors {
+                    println!("{name}: {e}");
+                }
+                eprintln!("{} error(s) in {name}", errors.len());
+            }
+            Ok(ExitCode::FAILURE)
+        }
+    }
+}

@@ -1,0 +1,282 @@
+//! Evaluation of a draft against a SPEND.md policy: a pure function of the
+//! policy, the spend already committed in the windows, and the draft. The
+//! service around it supplies the windows from the event log and reserves
+//! against the per-account budget aggregate with expected-sequence
+//! publishes, so that racing drafts cannot both fit under a ceiling.
+
+use chrono::{DateTime, Duration, Utc};
+use spend_core::Money;
+use spend_core::events::{Outcome, Reason};
+
+use crate::money::format_amount;
+use crate::spendmd::SpendMd;
+
+/// What a draft would do, as far as policy is concerned.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Change {
+    Payment {
+        merchant: String,
+        category: Option<String>,
+        country: Option<String>,
+        url: Option<String>,
+    },
+    /// An ad budget change from `before` to `after` per day.
+    Budget {
+        campaign_id: String,
+        before: Money,
+        after: Money,
+    },
+    Bid {
+        campaign_id: String,
+    },
+    Status {
+        campaign_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Draft {
+    pub account_id: String,
+    pub change: Change,
+    /// Net increase of committed spend (negative for a decrease).
+    pub spend_impact: Money,
+}
+
+/// Spend already committed (approved or auto-approved) on the account.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Windows {
+    /// Net spend increase committed in the last 24 hours, minor units.
+    pub last_24h: i64,
+    /// Committed in the current calendar month, minor units.
+    pub this_month: i64,
+    /// When this draft's campaign last changed, for the cooldown.
+    pub campaign_last_changed: Option<DateTime<Utc>>,
+}
+
+/// A limit at or past 80% of its value after this draft.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LimitAlert {
+    /// `limit.approaching` or `limit.exceeded`.
+    pub event: &'static str,
+    /// `daily_limit` or `monthly_limit`.
+    pub limit: &'static str,
+    pub used: i64,
+    pub value: i64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub outcome: Outcome,
+    pub reasons: Vec<Reason>,
+    pub alerts: Vec<LimitAlert>,
+}
+
+fn reason(code: &str, message: String) -> Reason {
+    Reason { code: code.into(), message }
+}
+
+/// `merchant` is on the allowlist: the same domain or a subdomain of it.
+fn allowlisted(allowlist: &[String], merchant: &str) -> bool {
+    let m = merchant.trim().trim_end_matches('.').to_ascii_lowercase();
+    allowlist.iter().any(|a| {
+        let a = a.to_ascii_lowercase();
+        m == a || m.ends_with(&format!(".{a}"))
+    })
+}
+
+/// Evaluates `draft` under `policy`. `approved_by_human` says whether this
+/// policy version was itself approved by a human: only then does
+/// `auto_approve_under` take effect (a standing mandate).
+pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, draft: &Draft, now: DateTime<Utc>) -> Decision {
+    let mut deny = Vec::new();
+    let mut alerts = Vec::new();
+    let spend = &policy.spend;
+    let impact = &draft.spend_impact;
+    let amount = |m: &Money| format_amount(m);
+
+    let limits = [spend.per_transaction.as_ref(), spend.daily_limit.as_ref(), spend.monthly_limit.as_ref()];
+    if let Some(other) = limits.iter().flatten().find(|l| l.currency != impact.currency) {
+        deny.push(reason(
+            "currency.mismatch",
+            format!("the draft is in {} but the policy's limits are in {}", impact.currency, other.currency),
+        ));
+    } else {
+        if let Some(l) = &spend.per_transaction
+            && impact.minor_units > l.minor_units
+        {
+            deny.push(reason(
+                "limit.per_transaction",
+                format!("{} is over the per-transaction limit of {}", amount(impact), amount(l)),
+            ));
+        }
+        for (name, used_before, limit) in [
+            ("daily_limit", windows.last_24h, &spend.daily_limit),
+            ("monthly_limit", windows.this_month, &spend.monthly_limit),
+        ] {
+            let Some(limit) = limit else { continue };
+            let used = used_before.saturating_add(impact.minor_units.max(0));
+            if used > limit.minor_units {
+                deny.push(reason(
+                    if name == "daily_limit" { "limit.daily" } else { "limit.monthly" },
+                    format!(
+                        "{} would bring {} to {} of {}",
+                        amount(impact),
+                        if name == "daily_limit" { "the last 24 hours" } else { "this month" },
+                        amount(&Money {
+                            minor_units: used,
+                            currency: limit.currency.clone()
+                        }),
+                        amount(limit)
+                    ),
+                ));
+                alerts.push(LimitAlert {
+                    event: "limit.exceeded",
+                    limit: name,
+                    used,
+                    value: limit.minor_units,
+                });
+            } else if limit.minor_units > 0 && used.saturating_mul(5) >= limit.minor_units.saturating_mul(4) && impact.minor_units > 0 {
+                alerts.push(LimitAlert {
+                    event: "limit.approaching",
+                    limit: name,
+                    used,
+                    value: limit.minor_units,
+                });
+            }
+        }
+    }
+
+    match &draft.change {
+        Change::Payment {
+            merchant,
+            category,
+            country,
+            url,
+        } => {
+            if let Some(c) = category
+                && spend.blocked_categories.iter().any(|b| b.eq_ignore_ascii_case(c))
+            {
+                deny.push(reason("category.blocked", format!("category {c:?} is blocked")));
+            }
+            let restricted = !spend.allowlist.is_empty() || !spend.allowed_categories.is_empty();
+            let category_ok = category
+                .as_ref()
+                .is_some_and(|c| spend.allowed_categories.iter().any(|a| a.eq_ignore_ascii_case(c)));
+            if restricted && !allowlisted(&spend.allowlist, merchant) && !category_ok {
+                deny.push(reason(
+                    "allowlist.merchant",
+                    format!("merchant {merchant:?} is not on the allowlist and its category is not allowed"),
+                ));
+            }
+            if spend.require_https
+                && let Some(u) = url
+                && !u.to_ascii_lowercase().starts_with("https://")
+            {
+                deny.push(reason("https.required", format!("{u:?} is not an https:// URL")));
+            }
+            if !spend.geographic_restrictions.is_empty() {
+                match country {
+                    Some(c) if spend.geographic_restrictions.iter().any(|g| g.eq_ignore_ascii_case(c)) => {}
+                    Some(c) => deny.push(reason(
+                        "geography.restricted",
+                        format!("country {c:?} is outside {:?}", spend.geographic_restrictions),
+                    )),
+                    None => deny.push(reason(
+                        "geography.unknown",
+                        "the payment names no country and geographic restrictions apply".into(),
+                    )),
+                }
+            }
+        }
+        Change::Budget { campaign_id, before, after } => {
+            if let Some(cap) = &policy.ads.max_budget_change {
+                let delta = (after.minor_units - before.minor_units).abs();
+                if after.currency != cap.currency {
+                    deny.push(reason(
+                        "currency.mismatch",
+                        format!("the budget is in {} but ads.max_budget_change is in {}", after.currency, cap.currency),
+                    ));
+                } else if delta > cap.minor_units {
+                    deny.push(reason(
+                        "ads.max_budget_change",
+                        format!(
+                            "changing campaign {campaign_id} by {} exceeds the cap of {}",
+                            amount(&Money {
+                                minor_units: delta,
+                                currency: cap.currency.clone()
+                            }),
+                            amount(cap)
+                        ),
+                    ));
+                }
+            }
+            cooldown(policy, windows, campaign_id, now, &mut deny);
+        }
+        Change::Bid { campaign_id } | Change::Status { campaign_id } => cooldown(policy, windows, campaign_id, now, &mut deny),
+    }
+    if matches!(draft.change, Change::Budget { .. } | Change::Bid { .. } | Change::Status { .. })
+        && !policy.ads.allowed_accounts.is_empty()
+        && !policy.ads.allowed_accounts.contains(&draft.account_id)
+    {
+        deny.push(reason("ads.account", format!("ad account {} is not in ads.allowed_accounts", draft.account_id)));
+    }
+
+    if !deny.is_empty() {
+        return Decision {
+            outcome: Outcome::Deny,
+            reasons: deny,
+            alerts,
+        };
+    }
+    let approval = &policy.approval;
+    let over = |m: &Option<Money>| m.as_ref().is_some_and(|t| t.currency == impact.currency && impact.minor_units > t.minor_units);
+    let under = |m: &Option<Money>| m.as_ref().is_some_and(|t| t.currency == impact.currency && impact.minor_units < t.minor_units);
+    let (outcome, why) = if over(&approval.require_confirmation_over) {
+        (
+            Outcome::RequireDualApproval,
+            reason("approval.dual", format!("{} is over require_confirmation_over: two approvers", amount(impact))),
+        )
+    } else if approved_by_human && under(&approval.auto_approve_under) {
+        (
+            Outcome::AutoApprove,
+            reason(
+                "approval.auto",
+                format!("{} is under auto_approve_under, a standing mandate approved by a human", amount(impact)),
+            ),
+        )
+    } else if under(&approval.auto_approve_under) {
+        (
+            Outcome::RequireApproval,
+            reason(
+                "approval.mandate_missing",
+                "auto_approve_under is set, but this policy version was not approved by a human, so it does not apply".into(),
+            ),
+        )
+    } else {
+        (
+            Outcome::RequireApproval,
+            reason("approval.required", "a signed-in human approves every change".into()),
+        )
+    };
+    Decision {
+        outcome,
+        reasons: vec![why],
+        alerts,
+    }
+}
+
+fn cooldown(policy: &SpendMd, windows: &Windows, campaign_id: &str, now: DateTime<Utc>, deny: &mut Vec<Reason>) {
+    if let (Some(minutes), Some(last)) = (policy.ads.campaign_cooldown_minutes, windows.campaign_last_changed) {
+        let until = last + Duration::minutes(minutes as i64);
+        if now < until {
+            deny.push(reason(
+                "ads.cooldown",
+                format!(
+                    "campaign {campaign_id} changed at {}; next change allowed from {}",
+                    last.to_rfc3339(),
+                    until.to_rfc3339()
+                ),
+            ));
+        }
+    }
+}

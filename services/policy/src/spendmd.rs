@@ -1,0 +1,520 @@
+//! SPEND.md: YAML whose markdown headings (`## Spending`) are YAML comments.
+//! Each section's keys nest under `spend:`, `approval:`, `notifications:`,
+//! `security:` and `ads:`; `agent_name` and `owner` sit at the top.
+//!
+//! Parsing walks the YAML tree itself rather than deserializing, so that it
+//! reports *every* problem at once, each with its line and field path
+//! (`spend.per_transaction`, `security.ip_allowlist[2]`). Anchors, aliases,
+//! tags and duplicate keys are refused: a policy file should say one thing
+//! plainly. Amounts (`50 USD`) become integer minor units.
+
+use std::fmt;
+
+use ipnet::IpNet;
+use marked_yaml::{LoadError, LoaderOptions, Node};
+use sha2::Digest;
+use spend_core::Money;
+
+use crate::money::parse_amount;
+
+/// One problem in a SPEND.md file.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicyError {
+    /// 1-based line (0 when the file as a whole is at fault).
+    pub line: usize,
+    /// Dotted field path, e.g. `spend.allowlist[1]`.
+    pub field: String,
+    pub message: String,
+}
+
+impl fmt::Display for PolicyError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.field.is_empty() {
+            write!(f, "line {}: {}", self.line, self.message)
+        } else {
+            write!(f, "line {}: {}: {}", self.line, self.field, self.message)
+        }
+    }
+}
+
+/// What happens to a pending approval nobody answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TimeoutAction {
+    Deny,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Channel {
+    Slack,
+    Email,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Spend {
+    pub monthly_limit: Option<Money>,
+    /// The rolling 24-hour envelope: a hard ceiling on net spend increase.
+    pub daily_limit: Option<Money>,
+    pub per_transaction: Option<Money>,
+    /// Merchant domains (a subdomain matches its domain).
+    pub allowlist: Vec<String>,
+    pub allowed_categories: Vec<String>,
+    pub blocked_categories: Vec<String>,
+    pub require_https: bool,
+    /// ISO 3166-1 alpha-2 country codes.
+    pub geographic_restrictions: Vec<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Approval {
+    /// A standing mandate; only effective when the policy version enabling
+    /// it was approved by a human.
+    pub auto_approve_under: Option<Money>,
+    /// Above this, two distinct approvers (dual control).
+    pub require_confirmation_over: Option<Money>,
+    pub notify_on_all: bool,
+    pub approval_channels: Vec<Channel>,
+    pub timeout_action: TimeoutAction,
+    pub timeout_minutes: u32,
+}
+
+impl Default for Approval {
+    fn default() -> Self {
+        Self {
+            auto_approve_under: None,
+            require_confirmation_over: None,
+            notify_on_all: false,
+            approval_channels: Vec::new(),
+            timeout_action: TimeoutAction::Deny,
+            timeout_minutes: 60,
+        }
+    }
+}
+
+/// Notification event names SPEND.md may subscribe to.
+pub const NOTIFICATION_EVENTS: &[&str] = &[
+    "transaction.completed",
+    "transaction.declined",
+    "transaction.pending_approval",
+    "limit.approaching",
+    "limit.exceeded",
+    "card.created",
+    "card.frozen",
+    "security.alert",
+];
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Notifications {
+    pub email: Option<String>,
+    /// Slack incoming-webhook URL.
+    pub slack: Option<String>,
+    pub events: Vec<String>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Security {
+    pub ip_allowlist: Vec<IpNet>,
+    pub require_signed_requests: bool,
+    pub api_key_rotation_days: Option<u32>,
+    pub audit_retention_days: Option<u32>,
+}
+
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Ads {
+    pub allowed_accounts: Vec<String>,
+    /// Cap on the size of one budget change (up or down).
+    pub max_budget_change: Option<Money>,
+    pub campaign_cooldown_minutes: Option<u32>,
+}
+
+/// A validated SPEND.md.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct SpendMd {
+    pub agent_name: Option<String>,
+    pub owner: Option<String>,
+    pub spend: Spend,
+    pub approval: Approval,
+    pub notifications: Notifications,
+    pub security: Security,
+    pub ads: Ads,
+    /// `sha256:<hex>` of the file's bytes: the policy version decisions name.
+    pub version: String,
+}
+
+/// The content hash that names a policy version.
+pub fn version_of(source: &str) -> String {
+    format!("sha256:{}", hex::encode(sha2::Sha256::digest(source.as_bytes())))
+}
+
+struct Walker {
+    errors: Vec<PolicyError>,
+}
+
+fn line_of(node: &Node) -> usize {
+    node.span().start().map(|m| m.line()).unwrap_or(0)
+}
+
+impl Walker {
+    fn err(&mut self, line: usize, field: &str, message: impl Into<String>) {
+        self.errors.push(PolicyError {
+            line,
+            field: field.to_string(),
+            message: message.into(),
+        });
+    }
+
+    /// The mapping's entries, refusing keys not in `known`.
+    fn mapping<'a>(&mut self, node: &'a Node, field: &str, known: &[&str]) -> Vec<(&'a str, &'a Node)> {
+        let Some(map) = node.as_mapping() else {
+            self.err(line_of(node), field, "must be a mapping of keys (check the indentation under this section)");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (k, v) in map.iter() {
+            let path = if field.is_empty() {
+                k.as_str().to_string()
+            } else {
+                format!("{field}.{}", k.as_str())
+            };
+            if known.contains(&k.as_str()) {
+                out.push((k.as_str(), v));
+            } else {
+                let line = k.span().start().map(|m| m.line()).unwrap_or(0);
+                self.err(line, &path, format!("unknown field; expected one of {}", known.join(", ")));
+            }
+        }
+        out
+    }
+
+    fn string(&mut self, node: &Node, field: &str) -> Option<String> {
+        match node.as_scalar() {
+            Some(s) if !s.as_str().trim().is_empty() => Some(s.as_str().trim().to_string()),
+            Some(_) => {
+                self.err(line_of(node), field, "must not be empty");
+                None
+            }
+            None => {
+                self.err(line_of(node), field, "must be a single value, not a list or mapping");
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, node: &Node, field: &str) -> Option<bool> {
+        let v = node.as_scalar().and_then(|s| s.as_bool());
+        if v.is_none() {
+            self.err(line_of(node), field, "must be true or false");
+        }
+        v
+    }
+
+    fn number(&mut self, node: &Node, field: &str, min: u32, max: u32) -> Option<u32> {
+        match node.as_scalar().and_then(|s| s.as_str().trim().parse::<u32>().ok()) {
+            Some(n) if (min..=max).contains(&n) => Some(n),
+            _ => {
+                self.err(line_of(node), field, format!("must be a whole number from {min} to {max}"));
+                None
+            }
+        }
+    }
+
+    fn amount(&mut self, node: &Node, field: &str) -> Option<Money> {
+        let s = self.string(node, field)?;
+        parse_amount(&s).map_err(|e| self.err(line_of(node), field, e)).ok()
+    }
+
+    /// A list of single values, each checked by `check`.
+    fn list<T>(&mut self, node: &Node, field: &str, mut check: impl FnMut(&mut Self, &str, usize, &str) -> Option<T>) -> Vec<T> {
+        let Some(seq) = node.as_sequence() else {
+            // `key: []` is an empty sequence; a blank `key:` is an empty scalar.
+            if node.as_scalar().is_some_and(|s| s.as_str().is_empty()) {
+                return Vec::new();
+            }
+            self.err(line_of(node), field, "must be a list (`- item` lines, or [a, b])");
+            return Vec::new();
+        };
+        let mut out = Vec::new();
+        for (i, item) in seq.iter().enumerate() {
+            let path = format!("{field}[{i}]");
+            if let Some(s) = self.string(item, &path)
+                && let Some(v) = check(self, &s, line_of(item), &path)
+            {
+                out.push(v);
+            }
+        }
+        out
+    }
+}
+
+fn load_error(e: &LoadError) -> PolicyError {
+    use LoadError::*;
+    let marker = match e {
+        TopLevelMustBeMapping(m) | TopLevelMustBeSequence(m) | UnexpectedAnchor(m) | MappingKeyMustBeScalar(m) | UnexpectedTag(m) | ScanError(m, _) => Some(*m),
+        DuplicateKey(d) => d.key.span().start().copied(),
+    };
+    let text = e.to_string();
+    // Most messages start with "line:col: "; the line is reported apart.
+    let message = match text.split_once(": ") {
+        Some((pos, rest)) if pos.split(':').all(|p| !p.is_empty() && p.bytes().all(|b| b.is_ascii_digit())) => rest.to_string(),
+        _ => text.clone(),
+    };
+    PolicyError {
+        line: marker.map(|m| m.line()).unwrap_or(0),
+        field: String::new(),
+        message: format!("not valid SPEND.md YAML: {message}"),
+    }
+}
+
+/// Parses and validates SPEND.md; on failure, every error found.
+pub fn parse(source: &str) -> Result<SpendMd, Vec<PolicyError>> {
+    let root = marked_yaml::parse_yaml_with_options(0, source, LoaderOptions::default().error_on_duplicate_keys(true)).map_err(|e| vec![load_error(&e)])?;
+    let mut w = Walker { errors: Vec::new() };
+    let mut md = SpendMd {
+        version: version_of(source),
+        ..SpendMd::default()
+    };
+    for (key, v) in w.mapping(&root, "", &["agent_name", "owner", "spend", "approval", "notifications", "security", "ads"]) {
+        match key {
+            "agent_name" => md.agent_name = w.string(v, key),
+            "owner" => md.owner = w.string(v, key).filter(|o| email_like(o) || err_email(&mut w, v, key)),
+            "spend" => md.spend = spend(&mut w, v),
+            "approval" => md.approval = approval(&mut w, v),
+            "notifications" => md.notifications = notifications(&mut w, v),
+            "security" => md.security = security(&mut w, v),
+            "ads" => md.ads = ads(&mut w, v),
+            _ => unreachable!("mapping() only returns known keys"),
+        }
+    }
+    cross_checks(&mut w, &md, &root);
+    if w.errors.is_empty() {
+        Ok(md)
+    } else {
+        w.errors.sort_by_key(|e| e.line);
+        Err(w.errors)
+    }
+}
+
+fn email_like(s: &str) -> bool {
+    s.split_once('@')
+        .is_some_and(|(u, d)| !u.is_empty() && d.contains('.') && !d.starts_with('.') && !d.ends_with('.') && !s.contains(char::is_whitespace))
+}
+
+fn err_email(w: &mut Walker, node: &Node, field: &str) -> bool {
+    w.err(line_of(node), field, "must be an email address");
+    false
+}
+
+fn spend(w: &mut Walker, node: &Node) -> Spend {
+    let mut s = Spend::default();
+    let keys = [
+        "monthly_limit",
+        "daily_limit",
+        "per_transaction",
+        "allowlist",
+        "allowed_categories",
+        "blocked_categories",
+        "require_https",
+        "geographic_restrictions",
+    ];
+    for (key, v) in w.mapping(node, "spend", &keys) {
+        let f = format!("spend.{key}");
+        match key {
+            "monthly_limit" => s.monthly_limit = w.amount(v, &f),
+            "daily_limit" => s.daily_limit = w.amount(v, &f),
+            "per_transaction" => s.per_transaction = w.amount(v, &f),
+            "allowlist" => {
+                s.allowlist = w.list(v, &f, |w, item, line, path| {
+                    let d = item.to_ascii_lowercase();
+                    let ok = d.contains('.') && d.split('.').all(|l| !l.is_empty() && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-'));
+                    if ok {
+                        Some(d)
+                    } else {
+                        w.err(line, path, format!("{item:?} is not a merchant domain such as openai.com"));
+                        None
+                    }
+                })
+            }
+            "allowed_categories" => s.allowed_categories = w.list(v, &f, |_, i, _, _| Some(i.to_ascii_lowercase())),
+            "blocked_categories" => s.blocked_categories = w.list(v, &f, |_, i, _, _| Some(i.to_ascii_lowercase())),
+            "require_https" => s.require_https = w.boolean(v, &f).unwrap_or(false),
+            "geographic_restrictions" => {
+                s.geographic_restrictions = w.list(v, &f, |w, item, line, path| {
+                    if item.len() == 2 && item.bytes().all(|b| b.is_ascii_uppercase()) {
+                        Some(item.to_string())
+                    } else {
+                        w.err(line, path, format!("{item:?} is not an ISO 3166-1 alpha-2 country code such as US"));
+                        None
+                    }
+                })
+            }
+            _ => unreachable!(),
+        }
+    }
+    s
+}
+
+fn approval(w: &mut Walker, node: &Node) -> Approval {
+    let mut a = Approval::default();
+    let keys = [
+        "auto_approve_under",
+        "require_confirmation_over",
+        "notify_on_all",
+        "approval_channels",
+        "timeout_action",
+        "timeout_minutes",
+    ];
+    for (key, v) in w.mapping(node, "approval", &keys) {
+        let f = format!("approval.{key}");
+        match key {
+            "auto_approve_under" => a.auto_approve_under = w.amount(v, &f),
+            "require_confirmation_over" => a.require_confirmation_over = w.amount(v, &f),
+            "notify_on_all" => a.notify_on_all = w.boolean(v, &f).unwrap_or(false),
+            "approval_channels" => {
+                a.approval_channels = w.list(v, &f, |w, item, line, path| match item {
+                    "slack" => Some(Channel::Slack),
+                    "email" => Some(Channel::Email),
+                    other => {
+                        w.err(line, path, format!("{other:?} is not a channel; use slack or email"));
+                        None
+                    }
+                })
+            }
+            "timeout_action" => match w.string(v, &f).as_deref() {
+                Some("deny") | None => {}
+                Some("approve") => w.err(line_of(v), &f, "approve is not allowed: an unanswered approval must never move money; use deny"),
+                Some(other) => w.err(line_of(v), &f, format!("{other:?} is not a timeout action; use deny")),
+            },
+            "timeout_minutes" => a.timeout_minutes = w.number(v, &f, 1, 10_080).unwrap_or(a.timeout_minutes),
+            _ => unreachable!(),
+        }
+    }
+    a
+}
+
+fn notifications(w: &mut Walker, node: &Node) -> Notifications {
+    let mut n = Notifications::default();
+    for (key, v) in w.mapping(node, "notifications", &["email", "slack", "events"]) {
+        let f = format!("notifications.{key}");
+        match key {
+            "email" => n.email = w.string(v, &f).filter(|e| email_like(e) || err_email(w, v, &f)),
+            "slack" => {
+                n.slack = w.string(v, &f).filter(|u| {
+                    let ok = u.starts_with("https://");
+                    if !ok {
+                        w.err(line_of(v), &f, "must be an https:// Slack incoming-webhook URL");
+                    }
+                    ok
+                })
+            }
+            "events" => {
+                n.events = w.list(v, &f, |w, item, line, path| {
+                    if NOTIFICATION_EVENTS.contains(&item) {
+                        Some(item.to_string())
+                    } else {
+                        w.err(
+                            line,
+                            path,
+                            format!("{item:?} is not a notification event; use one of {}", NOTIFICATION_EVENTS.join(", ")),
+                        );
+                        None
+                    }
+                })
+            }
+            _ => unreachable!(),
+        }
+    }
+    n
+}
+
+fn security(w: &mut Walker, node: &Node) -> Security {
+    let mut s = Security::default();
+    for (key, v) in w.mapping(
+        node,
+        "security",
+        &["ip_allowlist", "require_signed_requests", "api_key_rotation_days", "audit_retention_days"],
+    ) {
+        let f = format!("security.{key}");
+        match key {
+            "ip_allowlist" => {
+                s.ip_allowlist = w.list(v, &f, |w, item, line, path| {
+                    item.parse::<IpNet>()
+                        .or_else(|_| item.parse::<std::net::IpAddr>().map(IpNet::from))
+                        .map_err(|_| w.err(line, path, format!("{item:?} is not an IP address or CIDR block such as 10.0.0.0/8")))
+                        .ok()
+                })
+            }
+            "require_signed_requests" => s.require_signed_requests = w.boolean(v, &f).unwrap_or(false),
+            "api_key_rotation_days" => s.api_key_rotation_days = w.number(v, &f, 1, 3650),
+            "audit_retention_days" => s.audit_retention_days = w.number(v, &f, 1, 36_500),
+            _ => unreachable!(),
+        }
+    }
+    s
+}
+
+fn ads(w: &mut Walker, node: &Node) -> Ads {
+    let mut a = Ads::default();
+    for (key, v) in w.mapping(node, "ads", &["allowed_accounts", "max_budget_change", "campaign_cooldown_minutes"]) {
+        let f = format!("ads.{key}");
+        match key {
+            "allowed_accounts" => a.allowed_accounts = w.list(v, &f, |_, i, _, _| Some(i.to_string())),
+            "max_budget_change" => a.max_budget_change = w.amount(v, &f),
+            "campaign_cooldown_minutes" => a.campaign_cooldown_minutes = w.number(v, &f, 0, 10_080),
+            _ => unreachable!(),
+        }
+    }
+    a
+}
+
+/// Rules across fields: limits that contradict each other.
+fn cross_checks(w: &mut Walker, md: &SpendMd, root: &Node) {
+    let line = |section: &str, key: &str| {
+        root.as_mapping()
+            .and_then(|m| m.get_mapping(section))
+            .and_then(|m| m.get_node(key))
+            .map(line_of)
+            .unwrap_or(0)
+    };
+    let s = &md.spend;
+    let pairs = [
+        ("per_transaction", &s.per_transaction, "daily_limit", &s.daily_limit),
+        ("daily_limit", &s.daily_limit, "monthly_limit", &s.monthly_limit),
+        ("per_transaction", &s.per_transaction, "monthly_limit", &s.monthly_limit),
+    ];
+    for (small_name, small, big_name, big) in pairs {
+        if let (Some(a), Some(b)) = (small, big) {
+            if a.currency != b.currency {
+                w.err(
+                    line("spend", small_name),
+                    &format!("spend.{small_name}"),
+                    format!("is in {} but spend.{big_name} is in {}; use one currency", a.currency, b.currency),
+                );
+            } else if a.minor_units > b.minor_units {
+                w.err(
+                    line("spend", small_name),
+                    &format!("spend.{small_name}"),
+                    format!("is larger than spend.{big_name}"),
+                );
+            }
+        }
+    }
+    if let (Some(auto), Some(dual)) = (&md.approval.auto_approve_under, &md.approval.require_confirmation_over)
+        && auto.currency == dual.currency
+        && auto.minor_units > dual.minor_units
+    {
+        w.err(
+            line("approval", "auto_approve_under"),
+            "approval.auto_approve_under",
+            "is larger than approval.require_confirmation_over",
+        );
+    }
+    if let (Some(auto), Some(per)) = (&md.approval.auto_approve_under, &s.per_transaction)
+        && auto.currency == per.currency
+        && auto.minor_units > per.minor_units
+    {
+        w.err(
+            line("approval", "auto_approve_under"),
+            "approval.auto_approve_under",
+            "is larger than spend.per_transaction, so it could never apply",
+        );
+    }
+}
