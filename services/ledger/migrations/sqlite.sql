@@ -2,7 +2,7 @@
 -- trigger, as in PostgreSQL.
 CREATE TABLE IF NOT EXISTS ledger_events (
     idx           INTEGER PRIMARY KEY,
-    seq           INTEGER NOT NULL UNIQUE,
+    seq           INTEGER NOT NULL,
     subject       TEXT NOT NULL,
     msg_id        TEXT,
     payload       BLOB NOT NULL,

@@ -29,6 +29,14 @@ use crate::merkle::{CompactRange, leaf_hash};
 use crate::store::{CheckpointRow, EventRow, Store, TxRow};
 use crate::{LedgerConfig, SharedState, validate};
 
+/// A batch whose commit is under way.
+struct InFlight {
+    task: tokio::task::JoinHandle<Result<Option<()>, crate::store::StoreError>>,
+    leaves: Vec<crate::merkle::Hash>,
+    /// The stream sequence the batch reaches.
+    through: u64,
+}
+
 pub(crate) struct Ingest {
     pub config: LedgerConfig,
     pub events: Arc<dyn EventLog>,
@@ -185,22 +193,34 @@ impl Ingest {
         // signer, the database and a slow batch.
         let sign_after = max_delay / 2;
         let mut uncovered_since: Option<Instant> = (range.size() > checkpointed).then(Instant::now);
+        // Committed position, and the position/leaf count including the
+        // batch whose commit is in flight.
         let mut position = position;
+        let (mut last, mut next_idx) = (position, range.size());
+        // One commit runs while the next batch is fetched and hashed.
+        let mut inflight: Option<InFlight> = None;
         let mut fetch_backoff = Duration::from_millis(100);
+        // Time spent per phase since the last checkpoint: fetch, project,
+        // wait for the commit, ack, sign (logged at debug level).
+        let mut timings = [Duration::ZERO; 5];
+        let max_events = self.config.checkpoint_max_events;
         loop {
             if *shutdown.borrow() {
                 break;
             }
-            let wait = match uncovered_since {
-                Some(t) => sign_after
-                    .saturating_sub(t.elapsed())
-                    .clamp(Duration::from_millis(5), Duration::from_millis(250)),
-                None => Duration::from_millis(250),
+            let wait = match (&inflight, uncovered_since) {
+                // A commit is finishing: come back to it quickly.
+                (Some(_), _) => Duration::from_millis(2),
+                (None, Some(t)) => sign_after.saturating_sub(t.elapsed()).clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                (None, None) => Duration::from_millis(250),
             };
             // A batch never crosses a checkpoint boundary, so checkpoints land
-            // exactly every `checkpoint_max_events` under load.
-            let room = self.config.checkpoint_max_events - (range.size() - checkpointed).min(self.config.checkpoint_max_events - 1);
+            // exactly every `checkpoint_max_events` under load. (Batches never
+            // cross one, so `pending` is at most `max_events`.)
+            let pending = next_idx - checkpointed;
+            let room = if pending >= max_events { max_events } else { max_events - pending };
             let max = self.config.batch_size.min(room as usize);
+            let t_fetch = Instant::now();
             let batch = tokio::select! {
                 b = consumer.fetch(max, wait) => b,
                 _ = shutdown.changed() => break,
@@ -214,12 +234,13 @@ impl Ingest {
                     tracing::warn!(error = %e, "fetching from the event log failed; retrying");
                     tokio::time::sleep(fetch_backoff).await;
                     fetch_backoff = (fetch_backoff * 2).min(Duration::from_secs(2));
-                    continue;
+                    Vec::new()
                 }
             };
+            timings[0] += t_fetch.elapsed();
+            let t_project = Instant::now();
             let mut rows = Vec::with_capacity(batch.len());
             let mut txs = Vec::new();
-            let mut last = position;
             for m in &batch {
                 if m.seq <= last {
                     continue; // redelivered: already projected
@@ -230,36 +251,43 @@ impl Ingest {
                         m.seq
                     );
                 }
-                let (row, tx) = project(&self.config.subject_prefix, range.size() + rows.len() as u64, m);
+                let (row, tx) = project(&self.config.subject_prefix, next_idx + rows.len() as u64, m);
                 rows.push(row);
                 txs.extend(tx);
                 last = m.seq;
             }
-            if !rows.is_empty() {
-                let Some(()) = retry!("database", shutdown, db_transient, store.commit(&rows, &txs, last).await)? else {
-                    break;
-                };
-                {
-                    let mut tree = self.state.tree.write().await;
-                    for r in &rows {
-                        range.push(r.leaf_hash);
-                        tree.leaves.push(r.leaf_hash);
-                    }
-                    tree.position = last;
-                }
-                position = last;
+            next_idx += rows.len() as u64;
+            timings[1] += t_project.elapsed();
+
+            // The previous batch's commit: once done, its events join the
+            // tree and are acknowledged.
+            if let Some(done) = inflight.take() {
+                let t_commit = Instant::now();
+                let Some(committed) = self.finish(done, &mut range).await? else { break };
+                timings[2] += t_commit.elapsed();
+                position = committed;
                 uncovered_since.get_or_insert_with(Instant::now);
-            }
-            if let Some(m) = batch.last()
-                && let Err(e) = consumer.ack_through(m.seq.min(position)).await
+                let t_ack = Instant::now();
+                if let Err(e) = consumer.ack_through(position).await {
+                    // Unacknowledged events come back and are skipped.
+                    tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
+                }
+                timings[3] += t_ack.elapsed();
+            } else if let Some(m) = batch.last()
+                && m.seq <= position
             {
-                // Unacknowledged events come back and are skipped.
-                tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
+                // Only redeliveries: acknowledge them again.
+                let _ = consumer.ack_through(position).await;
             }
+
             let due = range.size() > checkpointed
-                && (range.size() - checkpointed >= self.config.checkpoint_max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
+                && (range.size() - checkpointed >= max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
             if due {
+                let t_sign = Instant::now();
                 let Some(cp) = self.checkpoint(&range, &mut shutdown).await? else { break };
+                timings[4] += t_sign.elapsed();
+                let [f, p, c, a, k] = std::mem::take(&mut timings).map(|d| d.as_millis() as u64);
+                tracing::debug!(tree_size = cp.tree_size, fetch_ms = f, project_ms = p, commit_wait_ms = c, ack_ms = a, sign_ms = k, "checkpoint signed; time spent since the last one");
                 checkpointed = cp.tree_size;
                 uncovered_since = None;
                 self.state.tree.write().await.checkpoint = Some(cp.clone());
@@ -272,6 +300,21 @@ impl Ingest {
             {
                 published = cp.tree_size;
             }
+
+            if !rows.is_empty() {
+                let leaves: Vec<_> = rows.iter().map(|r| r.leaf_hash).collect();
+                let (store, mut stop) = (store.clone(), shutdown.clone());
+                let through = last;
+                let task = tokio::spawn(async move { retry!("database", stop, db_transient, store.commit(&rows, &txs, through).await) });
+                inflight = Some(InFlight { task, leaves, through });
+            }
+        }
+        // Whatever was being committed when asked to stop.
+        if let Some(done) = inflight.take()
+            && let Some(committed) = self.finish(done, &mut range).await?
+        {
+            position = committed;
+            let _ = consumer.ack_through(position).await;
         }
         // Graceful stop: cover what was ingested before leaving.
         if range.size() > checkpointed {
@@ -285,6 +328,22 @@ impl Ingest {
         }
         tracing::info!(position, leaves = range.size(), "ledger ingest stopped");
         Ok(())
+    }
+
+    /// Waits for a batch's commit; then its leaves join the tree. `None`
+    /// when shutdown interrupted the retries (nothing was committed).
+    async fn finish(&self, done: InFlight, range: &mut CompactRange) -> anyhow::Result<Option<u64>> {
+        let committed = done.task.await.map_err(|e| anyhow::anyhow!("commit task failed: {e}"))??;
+        if committed.is_none() {
+            return Ok(None);
+        }
+        let mut tree = self.state.tree.write().await;
+        for leaf in &done.leaves {
+            range.push(*leaf);
+            tree.leaves.push(*leaf);
+        }
+        tree.position = done.through;
+        Ok(Some(done.through))
     }
 
     async fn checkpoint(&self, range: &CompactRange, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Option<CheckpointRow>> {
