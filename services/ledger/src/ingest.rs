@@ -211,7 +211,9 @@ impl Ingest {
             let wait = match (&inflight, uncovered_since) {
                 // A commit is finishing: come back to it quickly.
                 (Some(_), _) => Duration::from_millis(2),
-                (None, Some(t)) => sign_after.saturating_sub(t.elapsed()).clamp(Duration::from_millis(5), Duration::from_millis(250)),
+                (None, Some(t)) => sign_after
+                    .saturating_sub(t.elapsed())
+                    .clamp(Duration::from_millis(5), Duration::from_millis(250)),
                 (None, None) => Duration::from_millis(250),
             };
             // A batch never crosses a checkpoint boundary, so checkpoints land
@@ -280,14 +282,21 @@ impl Ingest {
                 let _ = consumer.ack_through(position).await;
             }
 
-            let due = range.size() > checkpointed
-                && (range.size() - checkpointed >= max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
+            let due = range.size() > checkpointed && (range.size() - checkpointed >= max_events || uncovered_since.is_some_and(|t| t.elapsed() >= sign_after));
             if due {
                 let t_sign = Instant::now();
                 let Some(cp) = self.checkpoint(&range, &mut shutdown).await? else { break };
                 timings[4] += t_sign.elapsed();
                 let [f, p, c, a, k] = std::mem::take(&mut timings).map(|d| d.as_millis() as u64);
-                tracing::debug!(tree_size = cp.tree_size, fetch_ms = f, project_ms = p, commit_wait_ms = c, ack_ms = a, sign_ms = k, "checkpoint signed; time spent since the last one");
+                tracing::debug!(
+                    tree_size = cp.tree_size,
+                    fetch_ms = f,
+                    project_ms = p,
+                    commit_wait_ms = c,
+                    ack_ms = a,
+                    sign_ms = k,
+                    "checkpoint signed; time spent since the last one"
+                );
                 checkpointed = cp.tree_size;
                 uncovered_since = None;
                 self.state.tree.write().await.checkpoint = Some(cp.clone());

@@ -113,7 +113,7 @@ enum Item {
     },
 }
 
-fn item(line: &[u8], prefix: Option<&str>) -> Item {
+fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
     let bad = |reason: String| Item::Bad { reason };
     let parsed: Line<'_> = match serde_json::from_slice(line) {
         Ok(l) => l,
@@ -152,23 +152,28 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
             if seq != index.wrapping_add(1) {
                 return bad(format!("seq {seq} does not match index {index} (seq must be index + 1)"));
             }
-            let Ok(payload) = B64.decode(payload_b64.as_bytes()) else {
+            scratch.clear();
+            if B64.decode_vec(payload_b64.as_bytes(), scratch).is_err() {
                 return bad("payload_b64 is not valid base64".into());
-            };
-            let leaf = leaf_hash(&payload);
+            }
+            let payload = &scratch[..];
+            let leaf = leaf_hash(payload);
             if let Some(h) = leaf_hash_b64
-                && B64.decode(h.as_bytes()).ok().as_deref() != Some(&leaf[..])
+                && {
+                    let mut out = [0u8; 48];
+                    B64.decode_slice(h.as_bytes(), &mut out).ok() != Some(32) || out[..32] != leaf
+                }
             {
                 return bad("payload does not hash to leaf_hash_b64".into());
             }
             match rejected {
-                None if !validate::subject_consistent(prefix, &subject, &payload) => {
+                None if !validate::subject_consistent(prefix, &subject, payload) => {
                     return bad(format!(
                         "subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"
                     ));
                 }
                 None => {}
-                Some(reason) => match validate::classify(prefix, &subject, &payload) {
+                Some(reason) => match validate::classify(prefix, &subject, payload) {
                     Ok(_) => return bad("the event is marked rejected but is valid".into()),
                     Err(r) if r != reason => return bad(format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
                     Err(_) => {}
@@ -190,14 +195,12 @@ fn item(line: &[u8], prefix: Option<&str>) -> Item {
 /// Verifies an export read from `reader`. `progress(lines)` is called per
 /// chunk for a progress display.
 pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<Report, Failure> {
-    const CHUNK: usize = 16 * 1024;
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
     let mut range: Option<CompactRange> = None;
     let mut first_index = 0u64;
     let (mut events, mut checkpoints) = (0u64, 0u64);
     let mut covered = 0u64; // tree size of the last checkpoint
     let mut origin: Option<String> = None;
-    let mut lines: Vec<Vec<u8>> = Vec::with_capacity(CHUNK);
     // The header line is read first: every event line depends on it.
     let prefix = {
         let mut first = Vec::new();
@@ -216,7 +219,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                 reason: "the export is empty".into(),
             });
         }
-        match item(&first, None) {
+        match item(&first, None, &mut Vec::new()) {
             Item::Header { prefix } => prefix,
             Item::Bad { reason } => {
                 return Err(Failure {
@@ -235,43 +238,57 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         }
     };
     let mut line_no: u64 = 1;
+    // Read in large blocks and hand whole lines to the workers as slices.
+    const BLOCK: usize = 8 << 20;
+    let mut block: Vec<u8> = Vec::with_capacity(BLOCK + (1 << 16));
+    let mut eof = false;
     loop {
-        lines.clear();
-        while lines.len() < CHUNK {
-            let mut buf = Vec::new();
-            match reader.read_until(b'\n', &mut buf) {
-                Ok(0) => break,
-                Ok(_) => {
-                    while buf.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-                        buf.pop();
-                    }
-                    lines.push(buf);
+        while !eof && (block.len() < BLOCK || !block.contains(&b'\n')) {
+            let read = match reader.fill_buf() {
+                Ok(buf) => {
+                    block.extend_from_slice(buf);
+                    buf.len()
                 }
                 Err(e) => {
                     return Err(Failure {
                         index: None,
-                        line: line_no + lines.len() as u64 + 1,
+                        line: line_no + 1,
                         reason: format!("reading the export: {e}"),
                     });
                 }
+            };
+            if read == 0 {
+                eof = true;
             }
+            reader.consume(read);
         }
-        if lines.is_empty() {
+        if block.is_empty() {
             break;
         }
-        let per = lines.len().div_ceil(threads);
+        let cut = if eof {
+            block.len()
+        } else {
+            block.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(block.len())
+        };
+        let mut lines: Vec<&[u8]> = block[..cut].split(|b| *b == b'\n').collect();
+        if block[..cut].ends_with(b"\n") {
+            lines.pop(); // the empty piece after the last newline
+        }
+        let lines: Vec<&[u8]> = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+        let per = lines.len().div_ceil(threads).max(1);
         let items: Vec<Item> = std::thread::scope(|s| {
             let prefix = prefix.as_str();
             let handles: Vec<_> = lines
                 .chunks(per)
                 .map(|c| {
                     s.spawn(move || {
+                        let mut scratch = Vec::new();
                         c.iter()
                             .map(|l| {
                                 if l.is_empty() {
                                     Item::Bad { reason: "empty line".into() }
                                 } else {
-                                    item(l, Some(prefix))
+                                    item(l, Some(prefix), &mut scratch)
                                 }
                             })
                             .collect::<Vec<_>>()
@@ -280,6 +297,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                 .collect();
             handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
         });
+        block.drain(..cut);
         for it in items {
             line_no += 1;
             let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
