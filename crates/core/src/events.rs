@@ -19,6 +19,7 @@ pub const EVENT_TYPES: &[&str] = &[
     SecurityAlert::TYPE,
     CardFrozen::TYPE,
     LedgerCheckpointed::TYPE,
+    BudgetReserved::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -34,6 +35,7 @@ pub enum EventData {
     SecurityAlert(SecurityAlert),
     CardFrozen(CardFrozen),
     LedgerCheckpointed(LedgerCheckpointed),
+    BudgetReserved(BudgetReserved),
 }
 
 macro_rules! typed {
@@ -64,6 +66,7 @@ typed! {
     SecurityAlert => "spend.security.alert.v1",
     CardFrozen => "spend.card.frozen.v1",
     LedgerCheckpointed => "spend.ledger.checkpointed.v1",
+    BudgetReserved => "spend.budget.reserved.v1",
 }
 
 /// One field of a before→after diff.
@@ -185,6 +188,23 @@ pub struct LedgerCheckpointed {
     pub key_id: String,
 }
 
+/// Spend committed against an account's budget (an auto-approval, or a
+/// human approval), appended with the budget subject's expected sequence.
+/// It carries the budget's state after it, so the budget is one read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetReserved {
+    pub account_id: String,
+    pub draft_id: String,
+    pub amount: Money,
+    /// Committed spend of the last 24 hours in five-minute buckets:
+    /// (unix minutes / 5, minor units).
+    pub buckets: Vec<(i64, i64)>,
+    /// `YYYY-MM` of `month_total`.
+    pub month: String,
+    pub month_total: i64,
+}
+
 /// One valid sample of every event type, for schema conformance tests.
 #[doc(hidden)]
 pub fn samples() -> Vec<EventData> {
@@ -245,6 +265,14 @@ pub fn samples() -> Vec<EventData> {
         EventData::CardFrozen(CardFrozen {
             card_id: "card_1".into(),
             reason: "incident".into(),
+        }),
+        EventData::BudgetReserved(BudgetReserved {
+            account_id: "act_1".into(),
+            draft_id: "d1".into(),
+            amount: usd(250),
+            buckets: vec![(5_900_000, 250)],
+            month: "2026-11".into(),
+            month_total: 250,
         }),
         EventData::LedgerCheckpointed(LedgerCheckpointed {
             origin: "spendsignoff/ledger".into(),

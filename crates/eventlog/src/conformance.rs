@@ -56,6 +56,12 @@ pub async fn expected_subject_sequence_is_enforced(log: &dyn EventLog, prefix: &
     assert!(matches!(err, LogError::WrongLastSequence { .. }), "{err:?}");
     let ok = log.append(msg(&s, "b3").expect_last_subject_seq(first.seq)).await.unwrap();
     assert_eq!(log.last_subject_seq(&s).await.unwrap(), ok.seq);
+    let last = log.last_on_subject(&s).await.unwrap().expect("a message");
+    assert_eq!(
+        (last.seq, last.msg_id.as_deref(), &last.payload[..]),
+        (ok.seq, Some("b3"), &b"{\"id\":\"b3\"}"[..])
+    );
+    assert!(log.last_on_subject(&format!("{prefix}.o.budget.none")).await.unwrap().is_none());
     assert_eq!(log.last_subject_seq(&format!("{prefix}.o.budget.none")).await.unwrap(), 0);
 
     // Racing writers that read the same state: one wins.

@@ -419,6 +419,14 @@ impl EventLog for EmbeddedLog {
         Ok(self.lock().index.last_by_subject.get(subject).copied().unwrap_or(0))
     }
 
+    async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {
+        let seq = self.lock().index.last_by_subject.get(subject).copied();
+        match seq {
+            Some(seq) => Ok(self.read(seq, 1).await?.pop()),
+            None => Ok(None),
+        }
+    }
+
     async fn durable_consumer(&self, name: &str, start: StartAt) -> Result<Box<dyn Consumer>, LogError> {
         if !crate_name_ok(name) {
             return Err(LogError::Rejected(format!("consumer name {name:?} must be [A-Za-z0-9_-]+")));

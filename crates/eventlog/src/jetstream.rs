@@ -8,12 +8,13 @@
 //! on nats-server 2.9, the oldest version accepted; the server version is
 //! checked on connect.
 //!
-//! Durable consumers are pull consumers with explicit acks. Because the
-//! stream never deletes, its sequences have no gaps, so the consumer can
-//! hand messages out strictly in order: after a restart, messages that a
-//! previous process had fetched but not acknowledged come back after
-//! `ack_wait`, and anything newer that arrives first is held until the gap
-//! is filled.
+//! Durable consumers are pull consumers with explicit acks, one owner at a
+//! time. Because the stream never deletes, its sequences have no gaps, so
+//! the consumer hands messages out strictly in order. When a consumer is
+//! opened with messages still unacknowledged by a previous owner (a crashed
+//! process), it is recreated at its ack floor so they come back at once
+//! rather than one `ack_wait` expiry at a time; a redelivery that arrives
+//! ahead of a gap is held until the gap is filled.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::time::Duration;
@@ -396,24 +397,58 @@ impl EventLog for JetStreamLog {
         }
     }
 
+    async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {
+        use async_nats::jetstream::stream::LastRawMessageErrorKind;
+        match self.stream.get_last_raw_message_by_subject(subject).await {
+            Ok(m) => Ok(Some(StoredMessage {
+                seq: m.sequence,
+                subject: m.subject.to_string(),
+                payload: m.payload.clone(),
+                time: to_chrono(m.time),
+                msg_id: m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string()),
+            })),
+            Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(LogError::Unavailable(format!("last message on {subject}: {e}"))),
+        }
+    }
+
     async fn durable_consumer(&self, name: &str, start: StartAt) -> Result<Box<dyn Consumer>, LogError> {
-        let consumer: PullConsumer = self
+        let config = |deliver_policy| pull::Config {
+            durable_name: Some(name.to_string()),
+            deliver_policy,
+            ack_policy: AckPolicy::Explicit,
+            ack_wait: self.config.ack_wait,
+            max_ack_pending: self.config.max_ack_pending,
+            ..Default::default()
+        };
+        let unavailable = |e: &dyn std::fmt::Display| LogError::Unavailable(format!("consumer {name} on {}: {e}", self.config.stream));
+        let mut consumer: PullConsumer = self
             .stream
-            .get_or_create_consumer(
-                name,
-                pull::Config {
-                    durable_name: Some(name.to_string()),
-                    deliver_policy: deliver_policy(start),
-                    ack_policy: AckPolicy::Explicit,
-                    ack_wait: self.config.ack_wait,
-                    max_ack_pending: self.config.max_ack_pending,
-                    ..Default::default()
-                },
-            )
+            .get_or_create_consumer(name, config(deliver_policy(start)))
             .await
-            .map_err(|e| LogError::Unavailable(format!("consumer {name} on {}: {e}", self.config.stream)))?;
-        let mut c = consumer.clone();
-        let info = c.info().await.map_err(|e| LogError::Unavailable(format!("consumer {name} info: {e}")))?;
+            .map_err(|e| unavailable(&e))?;
+        let info = consumer.info().await.map_err(|e| unavailable(&e))?.clone();
+        if info.num_ack_pending > 0 {
+            // A previous owner (a crashed process) left messages delivered but
+            // unacknowledged. JetStream would only redeliver them after
+            // ack_wait, one expiry at a time; recreate the consumer at its ack
+            // floor instead, so they come back at once and in order. A durable
+            // consumer has one owner at a time.
+            let floor = info.ack_floor.stream_sequence;
+            let policy = if floor > 0 {
+                DeliverPolicy::ByStartSequence { start_sequence: floor + 1 }
+            } else {
+                info.config.deliver_policy
+            };
+            tracing::info!(
+                consumer = name,
+                pending = info.num_ack_pending,
+                resume_at = floor + 1,
+                "resuming a consumer left with unacknowledged messages"
+            );
+            self.stream.delete_consumer(name).await.map_err(|e| unavailable(&e))?;
+            consumer = self.stream.get_or_create_consumer(name, config(policy)).await.map_err(|e| unavailable(&e))?;
+        }
         // Everything up to the ack floor is done; delivery resumes after it
         // (for a new consumer, at its start position).
         let floor = info.ack_floor.stream_sequence;
@@ -503,7 +538,9 @@ impl Consumer for JetStreamConsumer {
             if left < Duration::from_millis(10) {
                 return Ok(Vec::new());
             }
-            let want = max.saturating_sub(self.held.len()).max(1);
+            // Normally nothing is held; a few redeliveries may be. Keep the
+            // held set bounded all the same.
+            let want = if self.held.len() >= 4 * max { 1 } else { max };
             let mut batch = self
                 .consumer
                 .batch()

@@ -130,6 +130,11 @@ pub trait EventLog: Send + Sync + 'static {
     /// The last sequence stored on `subject`, 0 when it has none.
     async fn last_subject_seq(&self, subject: &str) -> Result<u64, LogError>;
 
+    /// The last message stored on `subject`: the current state of an
+    /// aggregate whose events carry it. Pair its `seq` with
+    /// `expected_last_subject_seq` to update the aggregate safely.
+    async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError>;
+
     /// A durable consumer: its position survives restarts of this process
     /// and of the log; anything delivered but not acknowledged is delivered
     /// again. `start` applies only when the consumer is first created.

@@ -7,12 +7,13 @@
 //! - [`money`]: `50 USD` → integer minor units;
 //! - [`evaluate`]: the pure decision (`deny`, `auto_approve`,
 //!   `require_approval`, `require_dual_approval`) with machine-readable
-//!   reasons.
-//!
-//! The service around it (versions as approved drafts, spend windows from
-//! the event log, reservations, the circuit breaker) builds on these.
+//!   reasons;
+//! - [`service`]: the decision path on the event log — draft, decision
+//!   and budget reservations as events, the envelope a hard ceiling under
+//!   concurrency.
 #![forbid(unsafe_code)]
 
 pub mod evaluate;
 pub mod money;
+pub mod service;
 pub mod spendmd;
