@@ -20,6 +20,8 @@ pub const EVENT_TYPES: &[&str] = &[
     CardFrozen::TYPE,
     LedgerCheckpointed::TYPE,
     BudgetReserved::TYPE,
+    LimitApproaching::TYPE,
+    LimitExceeded::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -36,6 +38,8 @@ pub enum EventData {
     CardFrozen(CardFrozen),
     LedgerCheckpointed(LedgerCheckpointed),
     BudgetReserved(BudgetReserved),
+    LimitApproaching(LimitApproaching),
+    LimitExceeded(LimitExceeded),
 }
 
 macro_rules! typed {
@@ -67,6 +71,8 @@ typed! {
     CardFrozen => "spend.card.frozen.v1",
     LedgerCheckpointed => "spend.ledger.checkpointed.v1",
     BudgetReserved => "spend.budget.reserved.v1",
+    LimitApproaching => "spend.limit.approaching.v1",
+    LimitExceeded => "spend.limit.exceeded.v1",
 }
 
 /// One field of a before→after diff.
@@ -205,6 +211,33 @@ pub struct BudgetReserved {
     pub month_total: i64,
 }
 
+macro_rules! limit_event {
+    ($(#[$doc:meta])* $name:ident) => {
+        $(#[$doc])*
+        #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+        #[serde(deny_unknown_fields)]
+        pub struct $name {
+            pub account_id: String,
+            /// The draft whose evaluation crossed the threshold.
+            pub draft_id: String,
+            /// `daily_limit` (the rolling 24 hours) or `monthly_limit`.
+            pub limit: String,
+            /// Committed spend including the draft.
+            pub used: Money,
+            pub value: Money,
+        }
+    };
+}
+
+limit_event!(
+    /// A draft brought an account to 80% or more of a limit.
+    LimitApproaching
+);
+limit_event!(
+    /// A draft would have taken an account over a limit (and was denied).
+    LimitExceeded
+);
+
 /// One valid sample of every event type, for schema conformance tests.
 #[doc(hidden)]
 pub fn samples() -> Vec<EventData> {
@@ -273,6 +306,20 @@ pub fn samples() -> Vec<EventData> {
             buckets: vec![(5_900_000, 250)],
             month: "2026-11".into(),
             month_total: 250,
+        }),
+        EventData::LimitApproaching(LimitApproaching {
+            account_id: "act_1".into(),
+            draft_id: "d1".into(),
+            limit: "daily_limit".into(),
+            used: usd(2100),
+            value: usd(2500),
+        }),
+        EventData::LimitExceeded(LimitExceeded {
+            account_id: "act_1".into(),
+            draft_id: "d2".into(),
+            limit: "daily_limit".into(),
+            used: usd(2600),
+            value: usd(2500),
         }),
         EventData::LedgerCheckpointed(LedgerCheckpointed {
             origin: "spendsignoff/ledger".into(),

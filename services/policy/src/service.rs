@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use chrono::{DateTime, Datelike, Utc};
-use spend_core::events::{BudgetReserved, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
+use spend_core::events::{BudgetReserved, DraftProposed, EventData, FieldDiff, LimitApproaching, LimitExceeded, Outcome, PolicyEvaluated};
 use spend_core::subject::{aggregate_subject, envelope_subject};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::{Append, EventLog, LogError};
@@ -109,6 +109,14 @@ impl PolicyService {
         Self { log, prefix: prefix.into() }
     }
 
+    pub fn log(&self) -> &Arc<dyn EventLog> {
+        &self.log
+    }
+
+    pub fn prefix(&self) -> &str {
+        &self.prefix
+    }
+
     fn subject(&self, org: &str, aggregate: &str, id: &str) -> Result<String, ServiceError> {
         aggregate_subject(&self.prefix, org, aggregate, id).map_err(|e| ServiceError::Rejected(e.to_string()))
     }
@@ -181,10 +189,75 @@ impl PolicyService {
             }),
         );
         self.append(&draft_subject, evaluated, Some(draft_seq)).await?;
+        self.publish_alerts(p, &decision).await?;
         Ok(decision)
     }
 
     async fn decide_and_reserve(&self, policy: &SpendMd, mandate_approved: bool, p: &Proposal) -> Result<Decision, ServiceError> {
+        self.decide_with_budget(policy, mandate_approved, p, |d| d.outcome == Outcome::AutoApprove)
+            .await
+    }
+
+    /// `spend.limit.approaching.v1` / `spend.limit.exceeded.v1` on the
+    /// account's limit subject (kept apart from the budget subject so that
+    /// alerts never contend with reservations).
+    async fn publish_alerts(&self, p: &Proposal, decision: &Decision) -> Result<(), ServiceError> {
+        if decision.alerts.is_empty() {
+            return Ok(());
+        }
+        let subject = self.subject(&p.org, "limit", &p.draft.account_id)?;
+        let currency = &p.draft.spend_impact.currency;
+        for a in &decision.alerts {
+            let money = |minor| Money {
+                minor_units: minor,
+                currency: currency.clone(),
+            };
+            let (account_id, draft_id, limit) = (p.draft.account_id.clone(), p.draft_id.clone(), a.limit.to_string());
+            let data = if a.event == "limit.exceeded" {
+                EventData::LimitExceeded(LimitExceeded {
+                    account_id,
+                    draft_id,
+                    limit,
+                    used: money(a.used),
+                    value: money(a.value),
+                })
+            } else {
+                EventData::LimitApproaching(LimitApproaching {
+                    account_id,
+                    draft_id,
+                    limit,
+                    used: money(a.used),
+                    value: money(a.value),
+                })
+            };
+            let env = Envelope::new(
+                "spendsignoff/policy",
+                &p.org,
+                Actor::service("policy"),
+                envelope_subject("limit", &p.draft.account_id),
+                data,
+            );
+            self.append(&subject, env, None).await?;
+        }
+        Ok(())
+    }
+
+    /// Commits a human-approved draft's spend: re-checks the limits against
+    /// the current budget and reserves, or refuses with the reasons.
+    pub async fn reserve_approved(&self, policy: &SpendMd, p: &Proposal) -> Result<Decision, ServiceError> {
+        self.decide_with_budget(policy, false, p, |d| d.outcome != Outcome::Deny).await
+    }
+
+    /// Reads the budget, decides, and — when `commits` says the decision
+    /// commits spend — reserves it with the budget's expected sequence,
+    /// deciding again if another reservation got there first.
+    async fn decide_with_budget(
+        &self,
+        policy: &SpendMd,
+        mandate_approved: bool,
+        p: &Proposal,
+        commits: impl Fn(&Decision) -> bool,
+    ) -> Result<Decision, ServiceError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now();
             let (state, seq) = self.budget(&p.org, &p.draft.account_id).await?;
@@ -194,34 +267,7 @@ impl PolicyService {
                 campaign_last_changed: None,
             };
             let decision = evaluate(policy, mandate_approved, &windows, &p.draft, now);
-            if decision.outcome != Outcome::AutoApprove || p.draft.spend_impact.minor_units <= 0 {
-                return Ok(decision);
-            }
-            match self
-                .reserve(&p.org, &p.draft_id, &p.draft.account_id, &p.draft.spend_impact, &state, seq, now)
-                .await
-            {
-                Ok(()) => return Ok(decision),
-                Err(ServiceError::Log(LogError::WrongLastSequence { .. })) => continue,
-                Err(e) => return Err(e),
-            }
-        }
-        Err(ServiceError::Contended(p.draft.account_id.clone()))
-    }
-
-    /// Commits a human-approved draft's spend: re-checks the limits against
-    /// the current budget and reserves, or refuses with the reasons.
-    pub async fn reserve_approved(&self, policy: &SpendMd, p: &Proposal) -> Result<Decision, ServiceError> {
-        for _ in 0..MAX_ATTEMPTS {
-            let now = Utc::now();
-            let (state, seq) = self.budget(&p.org, &p.draft.account_id).await?;
-            let windows = Windows {
-                last_24h: state.last_24h(now),
-                this_month: state.this_month(now),
-                campaign_last_changed: None,
-            };
-            let decision = evaluate(policy, false, &windows, &p.draft, now);
-            if decision.outcome == Outcome::Deny || p.draft.spend_impact.minor_units <= 0 {
+            if !commits(&decision) || p.draft.spend_impact.minor_units <= 0 {
                 return Ok(decision);
             }
             match self

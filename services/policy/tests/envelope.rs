@@ -86,6 +86,18 @@ async fn two_hundred_racing_drafts_never_cross_the_ceiling(log: Arc<dyn EventLog
     assert_eq!(budget.last_24h(now), committed, "every commitment is a reservation, and only those");
     assert!(committed <= 10_000, "committed {committed} over the 100 USD envelope");
     assert!(committed > 10_000 - 1_000, "the envelope was used, not refused early: {committed}");
+    // Crossing 80% and hitting the ceiling were announced on the limit subject.
+    let alerts = service
+        .log()
+        .last_on_subject(&format!("{}.acme.limit.card_1", service.prefix()))
+        .await
+        .unwrap()
+        .expect("limit alerts");
+    let alert: serde_json::Value = serde_json::from_slice(&alerts.payload).unwrap();
+    assert!(
+        alert["type"] == "spend.limit.exceeded.v1" || alert["type"] == "spend.limit.approaching.v1",
+        "{alert}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
