@@ -22,6 +22,8 @@ pub const EVENT_TYPES: &[&str] = &[
     BudgetReserved::TYPE,
     LimitApproaching::TYPE,
     LimitExceeded::TYPE,
+    ApiKeyCreated::TYPE,
+    ApiKeyRevoked::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -40,6 +42,8 @@ pub enum EventData {
     BudgetReserved(BudgetReserved),
     LimitApproaching(LimitApproaching),
     LimitExceeded(LimitExceeded),
+    ApiKeyCreated(ApiKeyCreated),
+    ApiKeyRevoked(ApiKeyRevoked),
 }
 
 macro_rules! typed {
@@ -73,6 +77,8 @@ typed! {
     BudgetReserved => "spend.budget.reserved.v1",
     LimitApproaching => "spend.limit.approaching.v1",
     LimitExceeded => "spend.limit.exceeded.v1",
+    ApiKeyCreated => "spend.apikey.created.v1",
+    ApiKeyRevoked => "spend.apikey.revoked.v1",
 }
 
 /// One field of a before→after diff.
@@ -238,6 +244,32 @@ limit_event!(
     LimitExceeded
 );
 
+/// An agent API key was created (or a key rotated: `replaces` names the old
+/// key, which keeps working until `overlap_until`). Only the SHA-256 of the
+/// 256-bit secret is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyCreated {
+    pub key_id: String,
+    pub org: String,
+    pub name: String,
+    /// `mcp.read` and/or `mcp.draft`; never `mcp.approve`.
+    pub scopes: Vec<String>,
+    pub hash_sha256: String,
+    pub created_at: String,
+    pub replaces: Option<String>,
+    pub overlap_until: Option<String>,
+}
+
+/// A key was revoked; `key_id` `*` revokes every key of `org`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiKeyRevoked {
+    pub key_id: String,
+    pub org: String,
+    pub reason: String,
+}
+
 /// One valid sample of every event type, for schema conformance tests.
 #[doc(hidden)]
 pub fn samples() -> Vec<EventData> {
@@ -320,6 +352,21 @@ pub fn samples() -> Vec<EventData> {
             limit: "daily_limit".into(),
             used: usd(2600),
             value: usd(2500),
+        }),
+        EventData::ApiKeyCreated(ApiKeyCreated {
+            key_id: "0123456789ab".into(),
+            org: "acme".into(),
+            name: "ci-agent".into(),
+            scopes: vec!["mcp.read".into(), "mcp.draft".into()],
+            hash_sha256: "00".repeat(32),
+            created_at: "2026-11-21T12:00:00+00:00".into(),
+            replaces: None,
+            overlap_until: None,
+        }),
+        EventData::ApiKeyRevoked(ApiKeyRevoked {
+            key_id: "*".into(),
+            org: "acme".into(),
+            reason: "incident".into(),
         }),
         EventData::LedgerCheckpointed(LedgerCheckpointed {
             origin: "spendsignoff/ledger".into(),

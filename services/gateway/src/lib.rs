@@ -6,6 +6,8 @@
 //! SPEND.md's `security:` section, and audits every refusal as a
 //! `spend.security.alert.v1` event.
 //!
-//! Not built yet: this crate holds the gateway's place in the workspace;
-//! its contract is the proto file above.
+//! Built so far: [`credentials`] (API keys, scopes, the key store every
+//! replica builds from the event log). The MCP and gRPC surfaces come next.
 #![forbid(unsafe_code)]
+
+pub mod credentials;
