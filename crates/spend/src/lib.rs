@@ -138,8 +138,11 @@ pub enum LedgerCommand {
     /// it against the latest signed checkpoint.
     Replay {
         /// Start at this stream sequence (default: the beginning).
-        #[arg(long)]
+        #[arg(long, conflicts_with = "from_time")]
         from_seq: Option<u64>,
+        /// Start at the first event stored at or after this date/time.
+        #[arg(long)]
+        from_time: Option<String>,
         /// Write every replayed event as JSON Lines here.
         #[arg(long, short)]
         output: Option<PathBuf>,

@@ -290,6 +290,19 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
         "{}",
         text(&out.stdout)
     );
+    let out = run(&s.env, &["ledger", "replay", "--from-time", "2026-01-01"]);
+    assert!(
+        text(&out.stdout).contains("OK: the stream's first 251 events"),
+        "{}{}",
+        text(&out.stdout),
+        text(&out.stderr)
+    );
+    let out = run(&s.env, &["ledger", "replay", "--from-time", "2099-01-01"]);
+    assert!(
+        out.status.success() && text(&out.stderr).contains("no events were stored at or after 2099-01-01"),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 #[test]

@@ -102,7 +102,15 @@ pub async fn run(config: SpendConfig, command: LedgerCommand) -> anyhow::Result<
             Ok(ExitCode::SUCCESS)
         }
         LedgerCommand::Verify { export, public_keys, json } => verify_cmd(&export, &public_keys, json),
-        LedgerCommand::Replay { from_seq, output, public_key } => replay(config, from_seq, output.as_deref(), public_key.as_deref()).await,
+        LedgerCommand::Replay {
+            from_seq,
+            from_time,
+            output,
+            public_key,
+        } => {
+            let from_time = from_time.map(|t| super::parse_time("--from-time", &t)).transpose()?;
+            replay(config, from_seq, from_time, output.as_deref(), public_key.as_deref()).await
+        }
     }
 }
 
@@ -166,12 +174,31 @@ fn verify_cmd(path: &Path, key_paths: &[std::path::PathBuf], json: bool) -> anyh
     }
 }
 
-async fn replay(config: SpendConfig, from_seq: Option<u64>, output: Option<&Path>, public_key: Option<&Path>) -> anyhow::Result<ExitCode> {
+async fn replay(
+    config: SpendConfig,
+    from_seq: Option<u64>,
+    from_time: Option<chrono::DateTime<chrono::Utc>>,
+    output: Option<&Path>,
+    public_key: Option<&Path>,
+) -> anyhow::Result<ExitCode> {
     let keys = public_key.map(|p| load_keys(&[p])).transpose()?;
     let log = JetStreamLog::connect(config.nats.clone()).await.context("connecting to the event stream")?;
     let info = log.info().await?;
-    let from = from_seq.unwrap_or(1).max(1);
     let last = info.last_seq;
+    // A start time is resolved to the first sequence stored at or after it.
+    let from = match from_time {
+        Some(t) => {
+            let mut probe = log.subscribe(StartAt::Time(t)).await?;
+            match tokio::time::timeout(std::time::Duration::from_secs(3), probe.next()).await {
+                Ok(Some(m)) if m.as_ref().is_ok_and(|m| m.seq <= last) => m?.seq,
+                _ => {
+                    eprintln!("no events were stored at or after {}", t.to_rfc3339());
+                    return Ok(ExitCode::SUCCESS);
+                }
+            }
+        }
+        None => from_seq.unwrap_or(1).max(1),
+    };
     // The latest published checkpoint, to compare against.
     let ledger = JetStreamLog::with_client(log.client().clone(), config.ledger_stream())
         .await
