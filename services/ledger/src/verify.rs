@@ -113,9 +113,77 @@ enum Item {
     },
 }
 
+/// Every field any line kind has. Parsing into one flat struct (instead of
+/// the internally tagged [`Line`], which serde buffers whole before it can
+/// see the tag) keeps verification fast; [`parse_line`] then checks that
+/// each kind has exactly its own fields.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RawLine<'a> {
+    #[serde(borrow)]
+    kind: std::borrow::Cow<'a, str>,
+    format: Option<std::borrow::Cow<'a, str>>,
+    subject_prefix: Option<std::borrow::Cow<'a, str>>,
+    tree_size: Option<u64>,
+    hashes_b64: Option<Vec<String>>,
+    index: Option<u64>,
+    seq: Option<u64>,
+    #[serde(borrow)]
+    subject: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    payload_b64: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    leaf_hash_b64: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    rejected: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    body: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    signature_b64: Option<std::borrow::Cow<'a, str>>,
+    #[serde(borrow)]
+    key_id: Option<std::borrow::Cow<'a, str>>,
+}
+
+fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
+    let r: RawLine<'_> = serde_json::from_slice(line).map_err(|e| e.to_string())?;
+    let missing = |f: &str| format!("{} line without `{f}`", r.kind);
+    // Which kinds' fields are present.
+    let (header, frontier, event, checkpoint) = (
+        r.format.is_some() || r.subject_prefix.is_some(),
+        r.tree_size.is_some() || r.hashes_b64.is_some(),
+        r.index.is_some() || r.seq.is_some() || r.subject.is_some() || r.payload_b64.is_some() || r.leaf_hash_b64.is_some() || r.rejected.is_some(),
+        r.body.is_some() || r.signature_b64.is_some() || r.key_id.is_some(),
+    );
+    match r.kind.as_ref() {
+        "header" if !(frontier || event || checkpoint) => Ok(Line::Header {
+            format: r.format.ok_or_else(|| missing("format"))?,
+            subject_prefix: r.subject_prefix.ok_or_else(|| missing("subject_prefix"))?,
+        }),
+        "frontier" if !(header || event || checkpoint) => Ok(Line::Frontier {
+            tree_size: r.tree_size.ok_or_else(|| missing("tree_size"))?,
+            hashes_b64: r.hashes_b64.ok_or_else(|| missing("hashes_b64"))?,
+        }),
+        "event" if !(header || frontier || checkpoint) => Ok(Line::Event {
+            index: r.index.ok_or_else(|| missing("index"))?,
+            seq: r.seq.ok_or_else(|| missing("seq"))?,
+            subject: r.subject.ok_or_else(|| missing("subject"))?,
+            payload_b64: r.payload_b64.ok_or_else(|| missing("payload_b64"))?,
+            leaf_hash_b64: r.leaf_hash_b64,
+            rejected: r.rejected,
+        }),
+        "checkpoint" if !(header || frontier || event) => Ok(Line::Checkpoint {
+            body: r.body.ok_or_else(|| missing("body"))?,
+            signature_b64: r.signature_b64.ok_or_else(|| missing("signature_b64"))?,
+            key_id: r.key_id.ok_or_else(|| missing("key_id"))?,
+        }),
+        "header" | "frontier" | "event" | "checkpoint" => Err(format!("{} line with fields of another kind", r.kind)),
+        other => Err(format!("unknown line kind {other:?}")),
+    }
+}
+
 fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
     let bad = |reason: String| Item::Bad { reason };
-    let parsed: Line<'_> = match serde_json::from_slice(line) {
+    let parsed = match parse_line(line) {
         Ok(l) => l,
         Err(e) => return bad(format!("not a valid export line: {e}")),
     };
