@@ -9,6 +9,7 @@
 #   - PostgreSQL on 127.0.0.1:5432                   (Debian package postgresql)
 #   - moto's KMS-compatible server on 127.0.0.1:5055 (PyPI moto[server])
 #   - openssl, used by tests as an independent signature verifier
+#   - the official MCP Python SDK (PyPI mcp), for the agent in the gateway's tests
 # Servers it starts itself are stopped again on exit; servers already running
 # are used as they are. Then: format and lint checks, all tests, and the
 # offline validation of the deployment files (scripts/validate-deploy.sh).
@@ -95,6 +96,13 @@ else
   STARTED+=($!)
   wait_port "$KMS_PORT" "moto's server"
   echo "started (moto $(python3 -c 'import moto; print(moto.__version__)'))"
+fi
+
+step "the official MCP Python SDK (an agent in the gateway's tests)"
+if python3 -c 'import mcp.client.streamable_http' 2>/dev/null; then
+  echo "mcp $(python3 -c 'import importlib.metadata as m; print(m.version("mcp"))') present"
+else
+  python3 -m pip install -q 'mcp>=2'
 fi
 
 step "format and lints"

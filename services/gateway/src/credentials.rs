@@ -229,6 +229,19 @@ impl KeyStore {
 
     /// Checks a presented secret for `scope`.
     pub fn authorize(&self, secret: &str, scope: AgentScope, rotation_days: Option<u32>, now: DateTime<Utc>) -> Result<&KeyRecord, Refusal> {
+        let k = self.authenticate(secret, rotation_days, now)?;
+        if !k.scopes.contains(&scope) {
+            return Err(Refusal::MissingScope {
+                key_id: k.key_id.clone(),
+                scope,
+            });
+        }
+        Ok(k)
+    }
+
+    /// Checks a presented secret: known, matching, not revoked, expired or
+    /// overdue for rotation. Scopes are checked per operation.
+    pub fn authenticate(&self, secret: &str, rotation_days: Option<u32>, now: DateTime<Utc>) -> Result<&KeyRecord, Refusal> {
         let key_id = key_id_of(secret).ok_or(Refusal::Malformed)?;
         let k = self.keys.get(key_id).ok_or(Refusal::Unknown)?;
         if !bool::from(k.hash.ct_eq(&digest(secret))) {
@@ -249,12 +262,6 @@ impl KeyStore {
                     limit,
                 });
             }
-        }
-        if !k.scopes.contains(&scope) {
-            return Err(Refusal::MissingScope {
-                key_id: k.key_id.clone(),
-                scope,
-            });
         }
         Ok(k)
     }
