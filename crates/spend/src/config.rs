@@ -47,6 +47,10 @@ pub struct DevPaths {
     pub ledger_stream: PathBuf,
     pub database: PathBuf,
     pub signing_key: PathBuf,
+    /// The dev policy (SPEND.md), written on first start.
+    pub policy: PathBuf,
+    /// The development agent key (0600), written on first start.
+    pub agent_key: PathBuf,
 }
 
 impl DevPaths {
@@ -56,6 +60,8 @@ impl DevPaths {
             ledger_stream: dir.join("ledger-stream"),
             database: dir.join("ledger.db"),
             signing_key: dir.join("keys").join("ledger-signing-key.pem"),
+            policy: dir.join("SPEND.md"),
+            agent_key: dir.join("keys").join("dev-agent-key"),
         }
     }
 

@@ -84,6 +84,9 @@ pub struct DevArgs {
     /// The ledger's gRPC address (default: `ledger.listen`, 127.0.0.1:7105).
     #[arg(long)]
     pub ledger_listen: Option<String>,
+    /// The gateway's HTTP address (MCP at /mcp).
+    #[arg(long, default_value = "127.0.0.1:7100")]
+    pub gateway_listen: String,
 }
 
 #[derive(Debug, Subcommand)]

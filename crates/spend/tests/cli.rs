@@ -312,7 +312,15 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
     let addr = format!("127.0.0.1:{port}");
     let start = || {
         spend(&[])
-            .args(["dev", "--data-dir", dir.path().to_str().unwrap(), "--ledger-listen", &addr])
+            .args([
+                "dev",
+                "--data-dir",
+                dir.path().to_str().unwrap(),
+                "--ledger-listen",
+                &addr,
+                "--gateway-listen",
+                "127.0.0.1:0",
+            ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
@@ -352,6 +360,13 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
     let again = run(&[], &["ledger", "public-key", "--data-dir", dir.path().to_str().unwrap()]);
     assert_eq!(key.stdout, again.stdout, "the dev signing key survives a restart");
     assert!(dir.path().join("events/events.log").exists() && dir.path().join("ledger.db").exists());
+    // First start wrote a valid SPEND.md and a private dev agent key.
+    use std::os::unix::fs::PermissionsExt;
+    let key = dir.path().join("keys/dev-agent-key");
+    assert_eq!(std::fs::metadata(&key).unwrap().permissions().mode() & 0o777, 0o600);
+    assert!(std::fs::read_to_string(&key).unwrap().starts_with("ssk_"));
+    let out = run(&[], &["policy", "validate", dir.path().join("SPEND.md").to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stdout));
 }
 
 #[test]

@@ -1,22 +1,91 @@
 //! `spend dev`: every service in one process on embedded defaults (an
 //! embedded durable event log, SQLite, a local signing key), persisting
-//! under a data folder, like `vault server -dev`. As services land, they
-//! join here.
+//! under a data folder, like `vault server -dev`. Running now: the ledger
+//! and the gateway's MCP server; the other services join as they land.
+//!
+//! On first start it writes a restrictive `SPEND.md` (edit it and restart)
+//! and a development agent key, kept in a 0600 file and never printed.
 
+use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use spend_core::events::EventData;
+use spend_core::{Actor, Envelope};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
+use spend_eventlog::{Append, EventLog};
+use spend_gateway::credentials::{AgentScope, generate};
 use spend_ledger::store::{SqliteStore, Store};
 use spend_signer::LocalSigner;
 
 use crate::DevArgs;
 use crate::config::{DevPaths, SpendConfig};
 
+/// The policy `spend dev` starts with: small limits, a human approves
+/// everything (no auto_approve_under).
+const DEFAULT_SPEND_MD: &str = "\
+# SPEND.md for `spend dev` - edit and restart; `spend policy validate` checks it
+## Spending - Start Restrictive
+spend:
+  monthly_limit: 50 USD
+  daily_limit: 10 USD
+  per_transaction: 5 USD
+  allowlist:
+    - openai.com
+    - anthropic.com
+  allowed_categories: []
+  require_https: true
+## Approval - Human in the Loop
+approval:
+  require_confirmation_over: 25 USD
+  notify_on_all: true
+  timeout_action: deny
+  timeout_minutes: 15
+## Security
+security:
+  api_key_rotation_days: 90
+";
+
+fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
+    use std::io::Write;
+    use std::os::unix::fs::OpenOptionsExt;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+        .with_context(|| format!("creating {}", path.display()))?;
+    f.write_all(text.as_bytes())?;
+    f.sync_all()?;
+    Ok(())
+}
+
+/// The development agent key: created once, recorded on the log, kept in a file.
+async fn dev_agent_key(log: &EmbeddedLog, path: &Path, prefix: &str) -> anyhow::Result<()> {
+    if path.exists() {
+        return Ok(());
+    }
+    let key = generate("dev", "dev-agent", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now())?;
+    let subject = spend_core::subject::aggregate_subject(prefix, "dev", "apikey", &key.created.key_id)?;
+    let env = Envelope::new(
+        "spendsignoff/dev",
+        "dev",
+        Actor::service("spend-dev"),
+        spend_core::subject::envelope_subject("apikey", &key.created.key_id),
+        EventData::ApiKeyCreated(key.created.clone()),
+    );
+    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await?;
+    write_private(path, &format!("{}\n", key.secret))
+}
+
 pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode> {
     let paths = DevPaths::new(&args.data_dir);
     std::fs::create_dir_all(&args.data_dir).with_context(|| format!("creating the data folder {}", args.data_dir.display()))?;
+    let prefix = config.nats.subject_prefix.clone();
     let events = EmbeddedLog::open(EmbeddedConfig::new(&paths.events))
         .await
         .context("opening the embedded event log")?;
@@ -26,27 +95,70 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&paths.database).await.context("opening the SQLite projection")?);
     let signer = LocalSigner::load_or_create(&paths.signing_key).context("loading the dev signing key")?;
     let key_id = spend_signer::Signer::key_id(&signer).to_string();
+
+    // The policy, created on first start.
+    if !paths.policy.exists() {
+        std::fs::write(&paths.policy, DEFAULT_SPEND_MD).with_context(|| format!("writing {}", paths.policy.display()))?;
+    }
+    let source = std::fs::read_to_string(&paths.policy).with_context(|| format!("reading {}", paths.policy.display()))?;
+    let policy = spend_policy::spendmd::parse(&source).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", paths.policy.display())).collect();
+        anyhow::anyhow!("{} is not valid:\n{}", paths.policy.display(), list.join("\n"))
+    })?;
+    dev_agent_key(&events, &paths.agent_key, &prefix)
+        .await
+        .context("creating the development agent key")?;
+
     let ledger_config = spend_ledger::LedgerConfig {
         listen: args.ledger_listen.clone().unwrap_or_else(|| config.ledger.listen.clone()),
-        subject_prefix: config.nats.subject_prefix.clone(),
+        subject_prefix: prefix.clone(),
         ..config.ledger.clone()
     };
-    let app = spend_ledger::Application::build(
+    let log: Arc<dyn EventLog> = Arc::new(events);
+    let ledger = spend_ledger::Application::build(
         ledger_config,
         spend_ledger::Deps {
-            events: Arc::new(events),
+            events: log.clone(),
             checkpoints: Arc::new(checkpoints),
             store,
             signer: Arc::new(signer),
         },
     )
     .await?;
+    // A dev policy file is the developer's own: it counts as approved only
+    // for what it can do without a mandate, so auto-approval stays off.
+    let gateway_state = Arc::new(spend_gateway::GatewayState::new(log.clone(), prefix, policy, false));
+    let gateway = spend_gateway::Application::build(
+        spend_gateway::GatewayConfig {
+            listen: args.gateway_listen.clone(),
+        },
+        gateway_state,
+    )
+    .await?;
+
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
-    eprintln!("  ledger gRPC     http://{}  (health, reflection)", app.local_addr());
+    eprintln!(
+        "  gateway MCP     http://{}/mcp  (agent key in {})",
+        gateway.local_addr(),
+        paths.agent_key.display()
+    );
+    eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
+    eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
     eprintln!("  signing key     {} ({key_id}; development only)", paths.signing_key.display());
     eprintln!("Ctrl-C stops; a restart keeps history.");
-    app.run_until_stopped(super::serve::shutdown_signal()).await?;
+
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
+    let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
+    super::serve::shutdown_signal().await;
+    let _ = stop_tx.send(true);
+    let (l, g) = tokio::join!(ledger_task, gateway_task);
+    l.context("the ledger task")??;
+    g.context("the gateway task")??;
     Ok(ExitCode::SUCCESS)
 }
