@@ -5,6 +5,7 @@ key, lists the tools, proposes a change, reads its status, and tries a bad
 key. Prints one JSON object with what it saw; the Rust test asserts on it.
 
     python3 mcp_agent.py http://127.0.0.1:PORT/mcp ssk_…
+    python3 mcp_agent.py http://127.0.0.1:PORT/mcp ssk_… --check   # prints ok or refused
 """
 
 import asyncio
@@ -62,5 +63,17 @@ async def main(url, key):
     print(json.dumps(out))
 
 
+async def check(url, key):
+    """Prints "ok" if the key can open a session, else "refused"."""
+    try:
+        await session_with(url, key, lambda s, i: asyncio.sleep(0))
+        print("ok")
+    except BaseException:
+        print("refused")
+
+
 if __name__ == "__main__":
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    if len(sys.argv) > 3 and sys.argv[3] == "--check":
+        asyncio.run(check(sys.argv[1], sys.argv[2]))
+    else:
+        asyncio.run(main(sys.argv[1], sys.argv[2]))

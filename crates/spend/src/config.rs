@@ -16,6 +16,31 @@ pub struct SpendConfig {
     pub database: DatabaseConfig,
     pub kms: KmsConfig,
     pub ledger: LedgerConfig,
+    pub gateway: GatewaySettings,
+}
+
+/// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct GatewaySettings {
+    /// HTTP address; MCP is served at `/mcp`.
+    pub listen: String,
+    /// The organisation's SPEND.md.
+    pub policy_file: String,
+    /// Whether that SPEND.md version was approved by a human (enables
+    /// `auto_approve_under`). Until policy versions are approved through
+    /// the approval flow, an operator states it here; default off.
+    pub policy_approved_by_human: bool,
+}
+
+impl Default for GatewaySettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7100".into(),
+            policy_file: String::new(),
+            policy_approved_by_human: false,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]

@@ -57,10 +57,57 @@ pub enum Command {
     },
     /// Drafts and payments from the ledger's projection, by current status.
     Transactions(TransactionsArgs),
+    /// Agent API keys: create (shown once), rotate, revoke.
+    ApiKey {
+        #[command(subcommand)]
+        command: ApiKeyCommand,
+    },
     /// SPEND.md policy tools.
     Policy {
         #[command(subcommand)]
         command: PolicyCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApiKeyCommand {
+    /// Create a key; it is printed once and only its hash is kept.
+    Create {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        name: String,
+        /// mcp.read and/or mcp.draft (mcp.approve is never granted to an agent).
+        #[arg(long, default_value = "mcp.read,mcp.draft")]
+        scopes: String,
+        /// Write to a stopped `spend dev` data folder instead of JetStream.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Replace a key; the old one keeps working for the overlap window.
+    Rotate {
+        key_id: String,
+        #[arg(long)]
+        org: String,
+        /// How long the old key keeps working, in hours.
+        #[arg(long, default_value_t = 24)]
+        overlap_hours: u32,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Revoke one key, or with --all every key of the organisation.
+    Revoke {
+        /// The key id (the 12 hex characters after `ssk_`).
+        #[arg(required_unless_present = "all")]
+        key_id: Option<String>,
+        #[arg(long)]
+        org: String,
+        #[arg(long, conflicts_with = "key_id")]
+        all: bool,
+        #[arg(long, default_value = "revoked by an operator")]
+        reason: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
     },
 }
 
@@ -93,6 +140,8 @@ pub struct DevArgs {
 pub enum Service {
     /// The ledger: Merkle tree, KMS-signed checkpoints, projection, proofs.
     Ledger,
+    /// The agents' gateway: MCP over Streamable HTTP at /mcp.
+    Gateway,
 }
 
 /// Where the ledger's data is: a `spend dev` data folder, or the configured
@@ -177,6 +226,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev(args) => cmd::dev::run(config, args).await,
         Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,
+        Command::Serve { service: Service::Gateway } => cmd::serve::gateway(config).await,
+        Command::ApiKey { command } => cmd::apikey::run(config, command).await,
         Command::Ledger { command } => cmd::ledger::run(config, command).await,
         Command::Transactions(args) => cmd::transactions::run(config, args).await,
         Command::Policy {

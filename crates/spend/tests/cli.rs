@@ -437,3 +437,68 @@ fn policy_validate_accepts_the_seeds_and_lists_every_error_with_its_line() {
     let out = run(&[], &["policy", "validate", "/nonexistent/SPEND.md"]);
     assert!(text(&out.stderr).contains("reading /nonexistent/SPEND.md"), "{}", text(&out.stderr));
 }
+
+fn agent(url: &str, key: &str, check: bool) -> Output {
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/agents/mcp_agent.py");
+    let mut c = Command::new("python3");
+    c.arg(script).arg(url).arg(key);
+    if check {
+        c.arg("--check");
+    }
+    c.output().expect("python3 runs")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
+    let s = setup().await;
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("SPEND.md");
+    std::fs::copy(
+        concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/policy/tests/fixtures/start-restrictive.md"),
+        &policy,
+    )
+    .unwrap();
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let mut env = s.env.clone();
+    env.push(("SPEND__GATEWAY__POLICY_FILE".into(), policy.to_str().unwrap().into()));
+    env.push(("SPEND__GATEWAY__LISTEN".into(), format!("127.0.0.1:{port}")));
+
+    let out = run(
+        &env,
+        &["api-key", "create", "--org", "acme", "--name", "bot", "--scopes", "mcp.read,mcp.approve"],
+    );
+    assert_eq!(out.status.code(), Some(1));
+    assert!(text(&out.stderr).contains("mcp.approve is never granted to an agent"), "{}", text(&out.stderr));
+    let out = run(&env, &["api-key", "create", "--org", "acme", "--name", "bot"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = text(&out.stdout).trim().to_string();
+    let key_id = secret[4..16].to_string();
+
+    let gateway = spend(&env)
+        .args(["serve", "gateway"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::inherit())
+        .spawn()
+        .unwrap();
+    let url = format!("http://127.0.0.1:{port}/mcp");
+    let deadline = std::time::Instant::now() + Duration::from_secs(20);
+    while text(&agent(&url, &secret, true).stdout).trim() != "ok" {
+        assert!(std::time::Instant::now() < deadline, "the gateway never accepted the new key");
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let out = agent(&url, &secret, false);
+    let seen: serde_json::Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {}", text(&out.stderr)));
+    assert_eq!(
+        seen["propose"]["decision"]["outcome"], "require_approval",
+        "no mandate from the CLI-configured policy: {seen}"
+    );
+
+    let out = run(&env, &["api-key", "revoke", &key_id, "--org", "acme"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let revoked_at = std::time::Instant::now();
+    while text(&agent(&url, &secret, true).stdout).trim() != "refused" {
+        assert!(revoked_at.elapsed() < Duration::from_secs(5), "the revoked key still works");
+    }
+    assert!(revoked_at.elapsed() < Duration::from_secs(2), "revocation took {:?}", revoked_at.elapsed());
+    stop(gateway);
+}

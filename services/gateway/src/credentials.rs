@@ -221,7 +221,7 @@ impl KeyStore {
 
     pub fn apply_revoked(&mut self, e: &ApiKeyRevoked) {
         for k in self.keys.values_mut() {
-            if k.key_id == e.key_id || (e.key_id == "*" && k.org == e.org) {
+            if k.org == e.org && (k.key_id == e.key_id || e.key_id == "*") {
                 k.revoked = true;
             }
         }

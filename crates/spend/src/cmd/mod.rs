@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod apikey;
 pub mod dev;
 pub mod ledger;
 pub mod policy;

@@ -1,0 +1,124 @@
+//! `spend api-key …`: agent API keys as events on the log, so every
+//! gateway replica learns of a new, rotated or revoked key as soon as the
+//! log delivers it. A new key's secret is printed once, to stdout; only its
+//! SHA-256 is recorded.
+
+use std::path::Path;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use spend_core::events::{ApiKeyCreated, ApiKeyRevoked, EventData};
+use spend_core::{Actor, Envelope};
+use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
+use spend_eventlog::jetstream::JetStreamLog;
+use spend_eventlog::{Append, EventLog};
+use spend_gateway::credentials::{AgentScope, generate, parse_scopes};
+
+use crate::ApiKeyCommand;
+use crate::config::{DevPaths, SpendConfig};
+
+async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<Arc<dyn EventLog>> {
+    Ok(match data_dir {
+        Some(dir) => {
+            let log = EmbeddedLog::open(EmbeddedConfig::new(DevPaths::new(dir).events))
+                .await
+                .with_context(|| format!("opening the event log in {} (stop `spend dev` first: it holds the log)", dir.display()))?;
+            Arc::new(log)
+        }
+        None => Arc::new(JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?),
+    })
+}
+
+async fn record(log: &dyn EventLog, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
+    let subject = spend_core::subject::aggregate_subject(prefix, org, "apikey", key_id)?;
+    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+    let env = Envelope::new(
+        "spendsignoff/cli",
+        org,
+        Actor::human(user),
+        spend_core::subject::envelope_subject("apikey", key_id),
+        data,
+    );
+    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await?;
+    Ok(())
+}
+
+pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
+    let prefix = config.nats.subject_prefix.clone();
+    match command {
+        ApiKeyCommand::Create { org, name, scopes, data_dir } => {
+            let scopes = parse_scopes(&scopes)?;
+            spend_core::subject::aggregate_subject(&prefix, &org, "apikey", "x")?;
+            let log = open_log(&config, data_dir.as_deref()).await?;
+            let key = generate(&org, &name, &scopes, chrono::Utc::now())?;
+            record(log.as_ref(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
+            eprintln!(
+                "created key {} for {org} ({}); the secret below is shown once and never stored:",
+                key.created.key_id,
+                key.created.scopes.join(", ")
+            );
+            println!("{}", key.secret);
+            Ok(ExitCode::SUCCESS)
+        }
+        ApiKeyCommand::Rotate {
+            key_id,
+            org,
+            overlap_hours,
+            data_dir,
+        } => {
+            let log = open_log(&config, data_dir.as_deref()).await?;
+            let subject = spend_core::subject::aggregate_subject(&prefix, &org, "apikey", &key_id)?;
+            let old = log.last_on_subject(&subject).await?.with_context(|| format!("no key {key_id} in {org}"))?;
+            let v: serde_json::Value = serde_json::from_slice(&old.payload)?;
+            if v["type"] != "spend.apikey.created.v1" {
+                anyhow::bail!("key {key_id} was revoked; create a new one instead");
+            }
+            let old: ApiKeyCreated = serde_json::from_value(v["data"].clone())?;
+            let scopes = old.scopes.iter().map(|s| s.parse::<AgentScope>()).collect::<Result<Vec<_>, _>>()?;
+            let now = chrono::Utc::now();
+            let mut key = generate(&org, &old.name, &scopes, now)?;
+            key.created.replaces = Some(key_id.clone());
+            key.created.overlap_until = Some((now + chrono::Duration::hours(overlap_hours as i64)).to_rfc3339());
+            record(log.as_ref(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
+            eprintln!(
+                "rotated {key_id} → {}; {key_id} keeps working for {overlap_hours} h. The new secret is shown once:",
+                key.created.key_id
+            );
+            println!("{}", key.secret);
+            Ok(ExitCode::SUCCESS)
+        }
+        ApiKeyCommand::Revoke {
+            key_id,
+            org,
+            all,
+            reason,
+            data_dir,
+        } => {
+            let log = open_log(&config, data_dir.as_deref()).await?;
+            let target = if all {
+                "*".to_string()
+            } else {
+                key_id.expect("clap requires a key id without --all")
+            };
+            let subject_id = if all { "all".to_string() } else { target.clone() };
+            record(
+                log.as_ref(),
+                &prefix,
+                &org,
+                &subject_id,
+                EventData::ApiKeyRevoked(ApiKeyRevoked {
+                    key_id: target.clone(),
+                    org: org.clone(),
+                    reason,
+                }),
+            )
+            .await?;
+            eprintln!(
+                "revoked {} in {org}; gateways refuse it as soon as they read the event",
+                if all { "every key".to_string() } else { format!("key {target}") }
+            );
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}
