@@ -113,7 +113,8 @@ impl fmt::Debug for NewKey {
 #[error("the system's random number generator failed: {0}")]
 pub struct RandomError(String);
 
-fn random_hex(bytes: usize) -> Result<String, RandomError> {
+/// `bytes` random bytes from the system's generator, as hex.
+pub(crate) fn random_hex(bytes: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
     Ok(hex::encode(buf))

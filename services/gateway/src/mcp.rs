@@ -190,7 +190,7 @@ impl SpendMcp {
             }
             _ => return Err("set exactly one of `payment` and `budget`".into()),
         };
-        let draft_id = format!("d_{}", uuid_like());
+        let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| e.to_string())?);
         let proposal = Proposal {
             org: who.org.clone(),
             draft_id: draft_id.clone(),
@@ -272,13 +272,6 @@ impl SpendMcp {
             status: status.into(),
         }))
     }
-}
-
-/// A short random id for drafts.
-fn uuid_like() -> String {
-    let mut b = [0u8; 8];
-    let _ = getrandom::fill(&mut b);
-    hex::encode(b)
 }
 
 #[tool_handler(router = self.tool_router)]

@@ -12,18 +12,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD as B64;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 use crate::merkle::{CompactRange, Hash};
 use crate::store::{CheckpointRow, EventRow, Store, StoreError};
 
-#[derive(Debug, Serialize, Deserialize)]
-#[serde(tag = "kind", rename_all = "lowercase", deny_unknown_fields)]
+/// One export line. Written through serde; read by
+/// [`crate::verify`], which parses into a flat struct for speed and builds
+/// this type from it.
+#[derive(Debug, Serialize)]
+#[serde(tag = "kind", rename_all = "lowercase")]
 pub enum Line<'a> {
     Header {
-        #[serde(borrow)]
         format: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
         subject_prefix: std::borrow::Cow<'a, str>,
     },
     Frontier {
@@ -33,21 +34,15 @@ pub enum Line<'a> {
     Event {
         index: u64,
         seq: u64,
-        #[serde(borrow)]
         subject: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
         payload_b64: std::borrow::Cow<'a, str>,
-        #[serde(borrow, default)]
         leaf_hash_b64: Option<std::borrow::Cow<'a, str>>,
-        #[serde(borrow, default, skip_serializing_if = "Option::is_none")]
+        #[serde(skip_serializing_if = "Option::is_none")]
         rejected: Option<std::borrow::Cow<'a, str>>,
     },
     Checkpoint {
-        #[serde(borrow)]
         body: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
         signature_b64: std::borrow::Cow<'a, str>,
-        #[serde(borrow)]
         key_id: std::borrow::Cow<'a, str>,
     },
 }

@@ -100,11 +100,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     if !paths.policy.exists() {
         std::fs::write(&paths.policy, DEFAULT_SPEND_MD).with_context(|| format!("writing {}", paths.policy.display()))?;
     }
-    let source = std::fs::read_to_string(&paths.policy).with_context(|| format!("reading {}", paths.policy.display()))?;
-    let policy = spend_policy::spendmd::parse(&source).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", paths.policy.display())).collect();
-        anyhow::anyhow!("{} is not valid:\n{}", paths.policy.display(), list.join("\n"))
-    })?;
+    let (policy, source) = super::load_policy(&paths.policy)?;
     dev_agent_key(&events, &paths.agent_key, &prefix)
         .await
         .context("creating the development agent key")?;

@@ -40,6 +40,17 @@ pub fn parse_time(flag: &str, s: &str) -> anyhow::Result<DateTime<Utc>> {
         .map_err(|_| anyhow::anyhow!("{flag} {s:?}: expected a date (2026-01-01) or an RFC 3339 time (2026-01-01T12:00:00Z)"))
 }
 
+/// Reads and validates a SPEND.md; the error lists every problem with its
+/// line and field. Returns the policy and its source text.
+pub fn load_policy(path: &Path) -> anyhow::Result<(spend_policy::spendmd::SpendMd, String)> {
+    let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let policy = spend_policy::spendmd::parse(&source).map_err(|errors| {
+        let list: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", path.display())).collect();
+        anyhow::anyhow!("{} is not valid:\n{}", path.display(), list.join("\n"))
+    })?;
+    Ok((policy, source))
+}
+
 /// Opens the projection: a dev data folder when given (or when no database
 /// is configured), else the configured database.
 pub async fn open_store(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<Arc<dyn Store>> {

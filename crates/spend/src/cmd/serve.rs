@@ -71,12 +71,7 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     if config.gateway.policy_file.is_empty() {
         anyhow::bail!("no SPEND.md configured: set SPEND__GATEWAY__POLICY_FILE or gateway.policy_file in the config file");
     }
-    let path = std::path::Path::new(&config.gateway.policy_file);
-    let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
-    let policy = spend_policy::spendmd::parse(&source).map_err(|errors| {
-        let list: Vec<String> = errors.iter().map(|e| format!("  {}: {e}", path.display())).collect();
-        anyhow::anyhow!("{} is not valid:\n{}", path.display(), list.join("\n"))
-    })?;
+    let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let state = Arc::new(spend_gateway::GatewayState::new(
         Arc::new(events),
