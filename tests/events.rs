@@ -20,6 +20,7 @@ pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
             }],
             spend_impact: Money::new(((i % 50) * 100) as i64, "USD").unwrap(),
             rationale: "ROAS above target for 7 days; raise the cap".into(),
+            drafted_against: None,
         }),
         1 => EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),

@@ -1,8 +1,11 @@
 """An agent built on the official MCP Python SDK (`mcp` on PyPI).
 
 Connects to SpendSignoff's gateway over Streamable HTTP with an agent API
-key, lists the tools, proposes a change, reads its status, and tries a bad
-key. Prints one JSON object with what it saw; the Rust test asserts on it.
+key, lists the tools, reads accounts, campaigns, performance, cards,
+transactions, token health and the audit log, proposes a payment and a
+budget change, reads their status and the pending drafts, tries to call an
+approve tool that does not exist, and tries a bad key. Prints one JSON
+object with what it saw; the Rust test asserts on it.
 
     python3 mcp_agent.py http://127.0.0.1:PORT/mcp ssk_…
     python3 mcp_agent.py http://127.0.0.1:PORT/mcp ssk_… --check   # prints ok or refused
@@ -36,7 +39,22 @@ async def main(url, key):
         tools = await session.list_tools()
         out["tools"] = sorted(t.name for t in tools.tools)
         out["schemas"] = {t.name: bool(t.input_schema) and bool(t.output_schema) for t in tools.tools}
-        r = await session.call_tool(
+        async def call(name, args=None):
+            r = await session.call_tool(name, args or {})
+            if r.is_error:
+                return {"error": " ".join(getattr(c, "text", "") for c in r.content)}
+            return r.structured_content
+
+        out["accounts"] = await call("list_accounts")
+        out["campaigns"] = await call("list_campaigns", {"account_id": "act_1001"})
+        out["performance"] = await call(
+            "get_performance", {"account_id": "act_1001", "campaign_id": "cmp_1", "from": "2026-01-01T00:00:00Z", "to": "2026-01-08T00:00:00Z"}
+        )
+        out["cards"] = await call("list_cards")
+        out["transactions"] = await call("list_transactions", {"status": "pending"})
+        out["token"] = await call("check_token_health")
+        out["unknown_account"] = await call("list_campaigns", {"account_id": "act_9999"})
+        out["propose"] = await call(
             "propose_change",
             {
                 "account_id": "card_1",
@@ -44,13 +62,20 @@ async def main(url, key):
                 "payment": {"amount_minor": 300, "currency": "USD", "merchant": "api.openai.com", "url": "https://openai.com/pay"},
             },
         )
-        out["propose"] = r.structured_content
-        out["propose_error"] = bool(r.is_error)
-        draft_id = (r.structured_content or {}).get("draft_id")
-        s = await session.call_tool("get_draft_status", {"draft_id": draft_id})
-        out["status"] = s.structured_content
+        out["budget"] = await call(
+            "propose_change",
+            {"account_id": "act_1001", "rationale": "ROAS is 4x on brand terms", "budget": {"campaign_id": "cmp_1", "new_daily_budget_minor": 6000}},
+        )
+        out["status"] = await call("get_draft_status", {"draft_id": (out["propose"] or {}).get("draft_id")})
+        out["pending"] = await call("list_pending_drafts")
+        out["audit"] = await call("get_audit_log", {"draft_id": (out["budget"] or {}).get("draft_id")})
         bad = await session.call_tool("propose_change", {"account_id": "card_1", "rationale": "x"})
         out["bad_input_is_error"] = bool(bad.is_error)
+        try:
+            r = await session.call_tool("approve_draft", {"draft_id": (out["budget"] or {}).get("draft_id")})
+            out["approve"] = "error" if r.is_error else "accepted"
+        except Exception as e:  # the SDK raises McpError for a JSON-RPC error
+            out["approve"] = "refused: " + str(e)[:200]
         return out
 
     await session_with(url, key, agent)

@@ -24,6 +24,11 @@ pub const EVENT_TYPES: &[&str] = &[
     LimitExceeded::TYPE,
     ApiKeyCreated::TYPE,
     ApiKeyRevoked::TYPE,
+    DraftStaled::TYPE,
+    NonceUsed::TYPE,
+    PolicyProposed::TYPE,
+    BreakerTripped::TYPE,
+    BreakerReset::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -44,6 +49,11 @@ pub enum EventData {
     LimitExceeded(LimitExceeded),
     ApiKeyCreated(ApiKeyCreated),
     ApiKeyRevoked(ApiKeyRevoked),
+    DraftStaled(DraftStaled),
+    NonceUsed(NonceUsed),
+    PolicyProposed(PolicyProposed),
+    BreakerTripped(BreakerTripped),
+    BreakerReset(BreakerReset),
 }
 
 macro_rules! typed {
@@ -79,6 +89,11 @@ typed! {
     LimitExceeded => "spend.limit.exceeded.v1",
     ApiKeyCreated => "spend.apikey.created.v1",
     ApiKeyRevoked => "spend.apikey.revoked.v1",
+    DraftStaled => "spend.draft.staled.v1",
+    NonceUsed => "spend.nonce.used.v1",
+    PolicyProposed => "spend.policy.proposed.v1",
+    BreakerTripped => "spend.breaker.tripped.v1",
+    BreakerReset => "spend.breaker.reset.v1",
 }
 
 /// One field of a before→after diff.
@@ -100,6 +115,11 @@ pub struct DraftProposed {
     pub diff: Vec<FieldDiff>,
     pub spend_impact: Money,
     pub rationale: String,
+    /// The version of the live state the diff's `before` was read from
+    /// (e.g. the campaign's last-modified time on the platform); when the
+    /// live state moves past it, the draft goes stale.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub drafted_against: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -270,6 +290,63 @@ pub struct ApiKeyRevoked {
     pub reason: String,
 }
 
+/// A draft can no longer be approved: the live state it was drafted
+/// against moved, or it waited longer than 48 hours. It must be re-drafted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DraftStaled {
+    pub draft_id: String,
+    /// `live_state_moved` or `expired`.
+    pub reason: String,
+    pub detail: String,
+}
+
+/// A signed request's nonce, recorded once per key so that a replay is
+/// refused by every gateway replica.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NonceUsed {
+    pub key_id: String,
+    pub nonce: String,
+    pub method: String,
+    pub path: String,
+}
+
+/// A new SPEND.md version, proposed as a draft that a human approves like
+/// any other change.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PolicyProposed {
+    pub draft_id: String,
+    /// Content hash of `source` (`sha256:…`).
+    pub version: String,
+    /// The SPEND.md text, exactly as proposed.
+    pub source: String,
+    /// The version in force when this one was proposed.
+    pub previous_version: Option<String>,
+    /// Whether this version sets `auto_approve_under` (a standing mandate
+    /// once a human approves it).
+    pub enables_auto_approve: bool,
+}
+
+/// A circuit breaker paused new drafts on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerTripped {
+    pub account_id: String,
+    /// `spend_spike`, `pacing_anomaly` or `platform_errors`.
+    pub reason: String,
+    pub detail: String,
+}
+
+/// A human reset an account's circuit breaker.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BreakerReset {
+    pub account_id: String,
+    pub note: String,
+}
+
 /// One valid sample of every event type, for schema conformance tests.
 #[doc(hidden)]
 pub fn samples() -> Vec<EventData> {
@@ -287,6 +364,7 @@ pub fn samples() -> Vec<EventData> {
             diff: diff.clone(),
             spend_impact: usd(2500),
             rationale: "ROAS is 4x".into(),
+            drafted_against: Some("2026-01-01T00:00:00Z".into()),
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: "d1".into(),
@@ -362,6 +440,33 @@ pub fn samples() -> Vec<EventData> {
             created_at: "2026-11-21T12:00:00+00:00".into(),
             replaces: None,
             overlap_until: None,
+        }),
+        EventData::DraftStaled(DraftStaled {
+            draft_id: "d1".into(),
+            reason: "live_state_moved".into(),
+            detail: "campaign c1 changed on the platform".into(),
+        }),
+        EventData::NonceUsed(NonceUsed {
+            key_id: "k1".into(),
+            nonce: "n0nce".into(),
+            method: "POST".into(),
+            path: "/mcp".into(),
+        }),
+        EventData::PolicyProposed(PolicyProposed {
+            draft_id: "p1".into(),
+            version: "sha256:00".into(),
+            source: "spend:\n  per_transaction: 50 USD\n".into(),
+            previous_version: None,
+            enables_auto_approve: false,
+        }),
+        EventData::BreakerTripped(BreakerTripped {
+            account_id: "act_1".into(),
+            reason: "platform_errors".into(),
+            detail: "5 errors in 60 s".into(),
+        }),
+        EventData::BreakerReset(BreakerReset {
+            account_id: "act_1".into(),
+            note: "platform recovered".into(),
         }),
         EventData::ApiKeyRevoked(ApiKeyRevoked {
             key_id: "*".into(),

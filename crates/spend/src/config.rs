@@ -17,6 +17,8 @@ pub struct SpendConfig {
     pub kms: KmsConfig,
     pub ledger: LedgerConfig,
     pub gateway: GatewaySettings,
+    pub executor: ExecutorSettings,
+    pub sandbox: SandboxSettings,
 }
 
 /// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).
@@ -31,6 +33,14 @@ pub struct GatewaySettings {
     /// `auto_approve_under`). Until policy versions are approved through
     /// the approval flow, an operator states it here; default off.
     pub policy_approved_by_human: bool,
+    /// The executor's gRPC URL, which serves the platform reads.
+    pub executor_url: String,
+    /// CIDRs of proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<String>,
+    /// The public MCP URL, for OAuth protected-resource metadata.
+    pub resource_url: String,
+    /// OAuth authorization servers that issue tokens for this gateway.
+    pub authorization_servers: Vec<String>,
 }
 
 impl Default for GatewaySettings {
@@ -39,6 +49,78 @@ impl Default for GatewaySettings {
             listen: "127.0.0.1:7100".into(),
             policy_file: String::new(),
             policy_approved_by_human: false,
+            executor_url: "http://127.0.0.1:7300".into(),
+            trusted_proxies: vec![],
+            resource_url: String::new(),
+            authorization_servers: vec![],
+        }
+    }
+}
+
+/// Executor settings (`[executor]` / `SPEND__EXECUTOR__…`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ExecutorSettings {
+    /// gRPC address of the executor.
+    pub listen: String,
+    /// The platform API's base URL (the sandbox platform by default).
+    pub platform_url: String,
+    /// The platform access token: from the environment
+    /// (`SPEND__EXECUTOR__PLATFORM_TOKEN`), never from a file in version
+    /// control. Never logged.
+    #[serde(skip_serializing)]
+    pub platform_token: String,
+}
+
+impl Default for ExecutorSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7300".into(),
+            platform_url: "http://127.0.0.1:7400".into(),
+            platform_token: String::new(),
+        }
+    }
+}
+
+/// Sandbox platform settings (`[sandbox]` / `SPEND__SANDBOX__…`).
+#[derive(Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SandboxSettings {
+    pub listen: String,
+    /// The token the sandbox accepts (`SPEND__SANDBOX__TOKEN`).
+    #[serde(skip_serializing)]
+    pub token: String,
+    /// How long that token stays valid, in days.
+    pub token_valid_days: u32,
+}
+
+// Tokens never reach a log line through `{:?}`.
+impl std::fmt::Debug for ExecutorSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ExecutorSettings")
+            .field("listen", &self.listen)
+            .field("platform_url", &self.platform_url)
+            .field("platform_token", &"<redacted>")
+            .finish()
+    }
+}
+
+impl std::fmt::Debug for SandboxSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxSettings")
+            .field("listen", &self.listen)
+            .field("token", &"<redacted>")
+            .field("token_valid_days", &self.token_valid_days)
+            .finish()
+    }
+}
+
+impl Default for SandboxSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7400".into(),
+            token: String::new(),
+            token_valid_days: 90,
         }
     }
 }

@@ -134,14 +134,22 @@ pub struct DevArgs {
     /// The gateway's HTTP address (MCP at /mcp).
     #[arg(long, default_value = "127.0.0.1:7100")]
     pub gateway_listen: String,
+    /// Address of the sandbox ad and card platform.
+    #[arg(long, default_value = "127.0.0.1:7400")]
+    pub sandbox_listen: String,
 }
 
 #[derive(Debug, Subcommand)]
 pub enum Service {
     /// The ledger: Merkle tree, KMS-signed checkpoints, projection, proofs.
     Ledger,
-    /// The agents' gateway: MCP over Streamable HTTP at /mcp.
+    /// The agents' gateway: MCP over Streamable HTTP at /mcp and the gRPC
+    /// AgentGateway, on one port.
     Gateway,
+    /// The executor: the platform connectors (gRPC, for the gateway's reads).
+    Executor,
+    /// The sandbox ad and card platform, standing in for a real one.
+    Sandbox,
 }
 
 /// Where the ledger's data is: a `spend dev` data folder, or the configured
@@ -227,6 +235,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => cmd::dev::run(config, args).await,
         Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,
         Command::Serve { service: Service::Gateway } => cmd::serve::gateway(config).await,
+        Command::Serve { service: Service::Executor } => cmd::serve::executor(config).await,
+        Command::Serve { service: Service::Sandbox } => cmd::serve::sandbox(config).await,
         Command::ApiKey { command } => cmd::apikey::run(config, command).await,
         Command::Ledger { command } => cmd::ledger::run(config, command).await,
         Command::Transactions(args) => cmd::transactions::run(config, args).await,

@@ -85,6 +85,7 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
             }],
             spend_impact: Money::new(n as i64, "USD").unwrap(),
             rationale: "monthly API bill".into(),
+            drafted_against: None,
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),

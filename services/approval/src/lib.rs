@@ -3,6 +3,11 @@
 //! two-step approve-and-push page, and timeouts (which always deny).
 //! Contract: proto/spendsignoff/v1/approval.proto.
 //!
-//! Not built yet: this crate holds the approval service's place in the
-//! workspace.
+//! Built so far: the human-only gate in front of the approval routes
+//! ([`routes`]). An agent credential presented there is refused and
+//! audited; everything else needs a signed-in human's session, which
+//! arrives with passkey sign-in. Until then every request is refused with
+//! 401 — the routes approve nothing.
 #![forbid(unsafe_code)]
+
+pub mod routes;

@@ -1,7 +1,42 @@
-//! The executor: the only holder of platform tokens (KMS envelope-encrypted),
-//! the platform connectors, pushes of human-approved changes with
-//! idempotency keys, one-click rollback, and kill switches
-//! (`spend card freeze --all`). Contract: proto/spendsignoff/v1/executor.proto.
+//! The executor: the only holder of platform tokens, and the platform
+//! connectors. Contract: proto/spendsignoff/v1/executor.proto.
 //!
-//! Not built yet: this crate holds the executor's place in the workspace.
+//! Built so far: the read path the gateway serves to agents —
+//! [`connector::PlatformConnector`] (the platform's HTTP API, token kept
+//! out of every log and error), the [`connector::Reads`] contract, its gRPC
+//! server and client ([`grpc`]), and the [`sandbox`] platform that stands in
+//! for a real ad and card platform on machines that cannot reach one.
+//! Pushes of human-approved changes with idempotency keys, one-click
+//! rollback, the KMS-encrypted token vault and kill switches come with the
+//! executor's own work.
 #![forbid(unsafe_code)]
+
+pub mod connector;
+pub mod grpc;
+pub mod platform;
+pub mod sandbox;
+
+use std::future::Future;
+use std::sync::Arc;
+
+use connector::Reads;
+
+/// Serves `spendsignoff.v1.Executor` with gRPC health and reflection on
+/// `listener` until `shutdown` resolves.
+pub async fn serve_grpc(listener: tokio::net::TcpListener, reads: Arc<dyn Reads>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+    let (health, health_service) = tonic_health::server::health_reporter();
+    health
+        .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
+        .await;
+    let reflection = tonic_reflection::server::Builder::configure()
+        .register_encoded_file_descriptor_set(spend_proto::FILE_DESCRIPTOR_SET)
+        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
+        .build_v1()?;
+    tonic::transport::Server::builder()
+        .add_service(health_service)
+        .add_service(reflection)
+        .add_service(grpc::ExecutorService::new(reads))
+        .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
+        .await?;
+    Ok(())
+}

@@ -114,7 +114,7 @@ impl fmt::Debug for NewKey {
 pub struct RandomError(String);
 
 /// `bytes` random bytes from the system's generator, as hex.
-pub(crate) fn random_hex(bytes: usize) -> Result<String, RandomError> {
+pub fn random_hex(bytes: usize) -> Result<String, RandomError> {
     let mut buf = vec![0u8; bytes];
     getrandom::fill(&mut buf).map_err(|e| RandomError(e.to_string()))?;
     Ok(hex::encode(buf))
@@ -226,6 +226,11 @@ impl KeyStore {
                 k.revoked = true;
             }
         }
+    }
+
+    /// The organisation a key id belongs to (key ids are not secret).
+    pub fn org_of(&self, key_id: &str) -> Option<String> {
+        self.keys.get(key_id).map(|k| k.org.clone())
     }
 
     /// Checks a presented secret for `scope`.

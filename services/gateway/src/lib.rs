@@ -1,47 +1,92 @@
-//! The agents' gateway: the only surface an AI agent can reach. Built so
-//! far: the MCP server over Streamable HTTP at `/mcp` ([`mcp`]) with
-//! `propose_change` and `get_draft_status`, agent API keys and scopes
-//! ([`credentials`]), and the audit of every refusal as a
-//! `spend.security.alert.v1` event. The gRPC `AgentGateway`
-//! (proto/spendsignoff/v1/gateway.proto), the read tools (served by the
-//! executor's connectors), the IP allowlist, signed requests and rate
-//! limits come next.
+//! The agents' gateway: the only surface an AI agent can reach. Agents
+//! read and draft; nothing here approves, applies or pushes.
 //!
-//! Layers in front of the MCP service, outermost first: authentication
-//! (an agent API key as `Authorization: Bearer`; refused with 401 and
-//! audited), then rmcp's Host check and session handling.
+//! One HTTP listener serves both protocols (HTTP/1.1 and HTTP/2 cleartext):
+//! - MCP over Streamable HTTP at `/mcp` ([`mcp`]);
+//! - gRPC `spendsignoff.v1.AgentGateway` ([`grpc`]) with gRPC health and
+//!   reflection;
+//! - `/healthz` and the OAuth protected-resource metadata ([`oauth`]),
+//!   unauthenticated.
+//!
+//! Both protocols are adapters over one set of operations ([`ops`]),
+//! behind one guard ([`security`]: API keys, client address, IP allowlist,
+//! per-key rate limit, size limit, signed requests). Every refusal is a
+//! `spend.security.alert.v1` event. Reads go to the executor's connectors
+//! ([`spend_executor::connector::Reads`]), drafts to the policy core.
+//! Each replica keeps a [`view`] of the event log (API keys, drafts,
+//! audit trail, breakers, approved SPEND.md versions).
 #![forbid(unsafe_code)]
 
+pub mod breaker;
 pub mod credentials;
+pub mod grpc;
 pub mod mcp;
+pub mod oauth;
+pub mod ops;
+pub mod security;
+pub mod view;
 
+use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
-use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::extract::Request;
 use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::response::Response;
 use futures::StreamExt as _;
+use ipnet::IpNet;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use spend_core::events::{EventData, SecurityAlert};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::{Append, EventLog, StartAt};
+use spend_executor::connector::Reads;
 use spend_policy::service::PolicyService;
 use spend_policy::spendmd::SpendMd;
-use tokio::sync::RwLock;
+use tokio::sync::{RwLock, watch};
 
+use crate::breaker::{BreakerConfig, Breakers};
 use crate::credentials::{AgentScope, KeyStore};
+use crate::ops::OpError;
+use crate::view::{Applied, View};
 
-/// Who is calling: set by the authentication layer.
+/// Who is calling: set by the guard.
 #[derive(Debug, Clone)]
 pub struct Identity {
     pub key_id: String,
     pub org: String,
     pub scopes: Vec<AgentScope>,
+    /// The client's address as the guard determined it.
     pub address: String,
+}
+
+/// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    /// HTTP listen address (MCP at `/mcp`, gRPC on the same port).
+    pub listen: String,
+    /// Proxies whose `X-Forwarded-For` is believed.
+    pub trusted_proxies: Vec<IpNet>,
+    pub breaker: BreakerConfig,
+    /// This gateway's public MCP URL, for OAuth protected-resource
+    /// metadata (e.g. `https://spend.example.com/mcp`).
+    pub resource_url: Option<String>,
+    /// The OAuth authorization servers that issue tokens for this resource.
+    pub authorization_servers: Vec<String>,
+}
+
+impl GatewayConfig {
+    pub fn new(listen: impl Into<String>) -> Self {
+        Self {
+            listen: listen.into(),
+            trusted_proxies: vec![],
+            breaker: BreakerConfig::default(),
+            resource_url: None,
+            authorization_servers: vec![],
+        }
+    }
 }
 
 /// What every request handler shares.
@@ -49,25 +94,85 @@ pub struct GatewayState {
     pub log: Arc<dyn EventLog>,
     /// The event stream's subject prefix.
     pub prefix: String,
-    /// The organisation's SPEND.md in force.
-    pub policy: SpendMd,
-    /// Whether that version was approved by a human (a standing mandate
-    /// for `auto_approve_under`).
-    pub policy_approved_by_human: bool,
+    pub config: GatewayConfig,
+    /// The SPEND.md the gateway started with, used for an organisation
+    /// until a human approves a version of its own.
+    bootstrap: Arc<SpendMd>,
+    /// Whether that file counts as human-approved (a standing mandate for
+    /// `auto_approve_under`).
+    bootstrap_approved: bool,
     pub policy_service: PolicyService,
+    pub reads: Arc<dyn Reads>,
     pub keys: RwLock<KeyStore>,
+    pub view: RwLock<View>,
+    /// The last log sequence the view applied.
+    seen: watch::Sender<u64>,
+    pub rate: security::RateLimiter,
+    pub breakers: Breakers,
+    /// Parsed approved SPEND.md versions, by content hash.
+    parsed: Mutex<HashMap<String, Arc<SpendMd>>>,
 }
 
 impl GatewayState {
-    pub fn new(log: Arc<dyn EventLog>, prefix: impl Into<String>, policy: SpendMd, policy_approved_by_human: bool) -> Self {
+    pub fn new(log: Arc<dyn EventLog>, prefix: impl Into<String>, policy: SpendMd, policy_approved_by_human: bool, reads: Arc<dyn Reads>, config: GatewayConfig) -> Self {
         let prefix = prefix.into();
         Self {
             policy_service: PolicyService::new(log.clone(), prefix.clone()),
             log,
             prefix,
-            policy,
-            policy_approved_by_human,
+            config,
+            bootstrap: Arc::new(policy),
+            bootstrap_approved: policy_approved_by_human,
+            reads,
             keys: RwLock::new(KeyStore::default()),
+            view: RwLock::new(View::default()),
+            seen: watch::channel(0).0,
+            rate: security::RateLimiter::default(),
+            breakers: Breakers::default(),
+            parsed: Mutex::default(),
+        }
+    }
+
+    pub fn bootstrap_policy(&self) -> (Arc<SpendMd>, bool) {
+        (self.bootstrap.clone(), self.bootstrap_approved)
+    }
+
+    /// The SPEND.md in force for `org` and whether a human approved it:
+    /// the last version a human approved (proposed as
+    /// `spend.policy.proposed.v1`), else the bootstrap file.
+    pub async fn active_policy(&self, org: &str) -> (Arc<SpendMd>, bool) {
+        let Some(p) = self.view.read().await.active_policy(org).cloned() else {
+            return self.bootstrap_policy();
+        };
+        if let Some(parsed) = self.parsed.lock().expect("policy cache lock").get(&p.version) {
+            return (parsed.clone(), true);
+        }
+        match spend_policy::spendmd::parse(&p.source) {
+            Ok(parsed) => {
+                let parsed = Arc::new(parsed);
+                self.parsed.lock().expect("policy cache lock").insert(p.version.clone(), parsed.clone());
+                (parsed, true)
+            }
+            Err(errors) => {
+                // Validated when proposed; a version that no longer parses
+                // (a newer parser) keeps the bootstrap file in force.
+                tracing::error!(org, version = %p.version, errors = errors.len(), "an approved SPEND.md no longer parses");
+                self.bootstrap_policy()
+            }
+        }
+    }
+
+    /// Waits until the view has applied everything on the log as of now,
+    /// so that a caller reads its own writes.
+    pub async fn caught_up(&self) -> Result<(), OpError> {
+        let target = self.log.info().await?.last_seq;
+        let mut rx = self.seen.subscribe();
+        match tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| *s >= target)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(OpError::Unavailable(format!(
+                "the gateway's view of the event log is behind (at {}, log at {target})",
+                *self.seen.borrow()
+            ))),
         }
     }
 
@@ -87,6 +192,12 @@ impl GatewayState {
 
     /// Appends a `spend.security.alert.v1`; never carries a secret.
     pub async fn alert(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str) {
+        self.alert_with_id(org, key_id, address, reason, detail, None).await;
+    }
+
+    /// As [`Self::alert`], with a fixed message id so that replicas
+    /// raising the same alert produce one event (JetStream dedup).
+    async fn alert_with_id(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str, msg_id: Option<String>) {
         let org = org.unwrap_or("unknown");
         let subject_id = key_id.unwrap_or("anonymous");
         let Ok(subject) = spend_core::subject::aggregate_subject(&self.prefix, org, "security", subject_id) else {
@@ -105,89 +216,74 @@ impl GatewayState {
             }),
         );
         tracing::warn!(reason, key_id = key_id.unwrap_or("-"), address = address.unwrap_or("-"), "security alert");
-        if let Err(e) = self.log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await {
+        let msg_id = msg_id.unwrap_or_else(|| env.id.to_string());
+        if let Err(e) = self.log.append(Append::new(subject, msg_id, env.to_bytes())).await {
             tracing::error!(error = %e, "could not record a security alert");
         }
     }
 }
 
-/// Authentication: a valid, unrevoked agent key, or 401 (audited).
-async fn authenticate(State(state): State<Arc<GatewayState>>, ConnectInfo(addr): ConnectInfo<SocketAddr>, mut req: Request, next: Next) -> Response {
-    let address = addr.ip().to_string();
-    let secret = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim)
-        .map(str::to_string);
-    let Some(secret) = secret else {
-        state
-            .alert(None, None, Some(&address), "apikey.missing", "request without an Authorization: Bearer API key")
-            .await;
-        return (
-            StatusCode::UNAUTHORIZED,
-            [(header::WWW_AUTHENTICATE, "Bearer")],
-            "an agent API key is required (Authorization: Bearer ssk_…)",
-        )
-            .into_response();
-    };
-    let rotation = state.policy.security.api_key_rotation_days;
-    let result = state
-        .keys
-        .read()
-        .await
-        .authenticate(&secret, rotation, chrono::Utc::now())
-        .map(|k| (k.key_id.clone(), k.org.clone(), k.scopes.clone()));
-    match result {
-        Ok((key_id, org, scopes)) => {
-            req.extensions_mut().insert(Identity { key_id, org, scopes, address });
-            next.run(req).await
-        }
-        Err(refusal) => {
-            let key_id = credentials::key_id_of(&secret).map(str::to_string);
-            state.alert(None, key_id.as_deref(), Some(&address), refusal.code(), &refusal.to_string()).await;
-            (StatusCode::UNAUTHORIZED, [(header::WWW_AUTHENTICATE, "Bearer")], refusal.to_string()).into_response()
-        }
-    }
-}
-
-/// Keeps the key store current from `spend.apikey.*` events on the log.
-async fn follow_keys(state: Arc<GatewayState>) {
+/// Follows the whole log into the view and the key store.
+async fn follow(state: Arc<GatewayState>) {
     let mut stream = match state.log.subscribe(StartAt::Beginning).await {
         Ok(s) => s,
         Err(e) => {
-            tracing::error!(error = %e, "cannot follow API key events");
+            tracing::error!(error = %e, "cannot follow the event log");
             return;
         }
     };
     while let Some(m) = stream.next().await {
-        let Ok(m) = m else { continue };
-        let Ok(v) = serde_json::from_slice::<serde_json::Value>(&m.payload) else {
-            continue;
+        let m = match m {
+            Ok(m) => m,
+            Err(e) => {
+                tracing::warn!(error = %e, "event log subscription error");
+                continue;
+            }
         };
-        let t = v["type"].as_str().unwrap_or_default();
-        if !t.starts_with("spend.apikey.") {
-            continue;
-        }
-        let data = v["data"].to_string();
-        match EventData::from_json(t, &data) {
-            Ok(EventData::ApiKeyCreated(c)) => {
+        let applied = state.view.write().await.apply(&state.prefix, &m);
+        match applied {
+            Applied::Event(EventData::ApiKeyCreated(c)) => {
                 if let Err(e) = state.keys.write().await.apply_created(&c) {
                     tracing::warn!(seq = m.seq, error = %e, "ignoring an invalid API key event");
                 }
             }
-            Ok(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
+            Applied::Event(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
+            Applied::ForgedApproval { org, detail } => {
+                // Every replica sees it; one alert per forgery.
+                state
+                    .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-approval-{}", m.seq)))
+                    .await;
+            }
             _ => {}
         }
+        state.seen.send_replace(m.seq);
     }
 }
 
-/// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).
-#[derive(Debug, Clone)]
-pub struct GatewayConfig {
-    /// HTTP listen address (MCP at `/mcp`).
-    pub listen: String,
+/// Requests that reach no route: an agent probing for an approve or push
+/// method is refused and audited like any other overreach.
+async fn unknown_route(state: Arc<GatewayState>, req: Request) -> Response {
+    let who = req.extensions().get::<Identity>().cloned();
+    let path = req.uri().path().to_string();
+    let grpc = path.starts_with("/spendsignoff.") || path.starts_with("/grpc.");
+    let detail = format!("{} {path}: no such operation for agents (agents read and draft; only a signed-in human approves)", req.method());
+    if let Some(who) = &who {
+        state
+            .alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "operation.unknown", &detail)
+            .await;
+    }
+    if grpc {
+        tonic::Status::unimplemented(detail).into_http()
+    } else {
+        axum::response::IntoResponse::into_response((axum::http::StatusCode::NOT_FOUND, detail))
+    }
+}
+
+async fn request_log(req: Request, next: Next) -> Response {
+    let (method, path) = (req.method().clone(), req.uri().path().to_string());
+    let resp = next.run(req).await;
+    tracing::debug!(%method, path, status = resp.status().as_u16(), "request");
+    resp
 }
 
 pub struct Application {
@@ -196,10 +292,11 @@ pub struct Application {
 }
 
 impl Application {
-    pub async fn build(config: GatewayConfig, state: Arc<GatewayState>) -> anyhow::Result<Self> {
-        let listener = tokio::net::TcpListener::bind(&config.listen)
+    pub async fn build(state: Arc<GatewayState>) -> anyhow::Result<Self> {
+        let listen = state.config.listen.clone();
+        let listener = tokio::net::TcpListener::bind(&listen)
             .await
-            .map_err(|e| anyhow::anyhow!("binding the gateway on {}: {e}", config.listen))?;
+            .map_err(|e| anyhow::anyhow!("binding the gateway on {listen}: {e}"))?;
         Ok(Self { listener, state })
     }
 
@@ -208,20 +305,29 @@ impl Application {
     }
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let follower = tokio::spawn(follow_keys(self.state.clone()));
+        let follower = tokio::spawn(follow(self.state.clone()));
         let ct = tokio_util::sync::CancellationToken::new();
         let state = self.state.clone();
-        let service = StreamableHttpService::new(
+        let mcp = StreamableHttpService::new(
             move || Ok(mcp::SpendMcp::new(state.clone())),
             Arc::new(LocalSessionManager::default()),
             StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token()),
         );
+        let fallback_state = self.state.clone();
+        // The gRPC router brings its own fallback; ours replaces it, so
+        // that unknown methods are audited too.
+        let agents = grpc::guarded(self.state.clone())?
+            .nest_service("/mcp", mcp)
+            .fallback(move |req: Request| unknown_route(fallback_state.clone(), req))
+            // Nobody reaches an agent operation without passing the guard.
+            .layer(axum::middleware::from_fn_with_state(self.state.clone(), security::guard));
         let app = axum::Router::new()
-            .nest_service("/mcp", service)
-            // Outermost: nobody reaches MCP without an agent key.
-            .layer(axum::middleware::from_fn_with_state(self.state.clone(), authenticate))
-            .route("/healthz", axum::routing::get(|| async { "ok" }));
-        tracing::info!(addr = %self.listener.local_addr()?, "gateway MCP listening at /mcp");
+            .route("/healthz", axum::routing::get(|| async { "ok" }))
+            .merge(oauth::router(self.state.clone()))
+            .merge(grpc::health().await)
+            .merge(agents)
+            .layer(axum::middleware::from_fn(request_log));
+        tracing::info!(addr = %self.listener.local_addr()?, "gateway listening: MCP at /mcp, gRPC AgentGateway");
         let stop = ct.clone();
         axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {

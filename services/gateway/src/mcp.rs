@@ -1,9 +1,9 @@
-//! The MCP server (Streamable HTTP, at `/mcp`): the agent-facing tools.
-//! Every call is authenticated by the layer in front of it (an agent API
-//! key, see [`crate::credentials`]); each tool then checks the scope it
-//! needs, and a refusal is audited as `spend.security.alert.v1`. No tool
-//! approves, applies or pushes anything: the tool list itself is the
-//! contract.
+//! The MCP server (Streamable HTTP, at `/mcp`): the agent-facing tools,
+//! each with a JSON Schema for its input and its structured output, as
+//! thin adapters over [`crate::ops`]. The guard in front authenticates
+//! every request; each tool checks its scope. No tool approves, applies or
+//! pushes anything — the tool list is the contract — and a call to any
+//! tool not on it is refused and audited.
 
 use std::sync::Arc;
 
@@ -15,15 +15,14 @@ use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use spend_core::Money;
-use spend_policy::evaluate::{Change, Draft};
-use spend_policy::service::Proposal;
+use spend_executor::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
 
-use crate::credentials::AgentScope;
+use crate::ops::{AuditOut, ChangeRequest, DraftOut, OpError, ProposeRequest, audit_out, parse_time};
 use crate::{GatewayState, Identity};
 
 /// A payment the agent wants to make.
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct PaymentInput {
     /// Amount in integer minor units (cents for USD).
     pub amount_minor: i64,
@@ -37,72 +36,123 @@ pub struct PaymentInput {
     pub url: Option<String>,
 }
 
-/// A daily budget change on an ad campaign.
+/// A new daily budget for an ad campaign (the current one is read live).
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct BudgetInput {
     pub campaign_id: String,
-    /// The campaign's current daily budget, minor units (as last read).
-    pub current_minor: i64,
-    /// The proposed daily budget, minor units.
-    pub new_minor: i64,
-    pub currency: String,
+    /// The proposed daily budget, minor units of the campaign's currency.
+    pub new_daily_budget_minor: i64,
+}
+
+/// A new maximum bid for an ad campaign.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct BidInput {
+    pub campaign_id: String,
+    pub new_bid_minor: i64,
+}
+
+/// Pause or resume an ad campaign.
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct StatusInput {
+    pub campaign_id: String,
+    /// `active` or `paused`.
+    pub new_status: String,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
 pub struct ProposeChangeInput {
+    /// The ad account (for budget, bid and status) or card account.
     pub account_id: String,
     /// Why the agent proposes this, for the human who approves it.
     pub rationale: String,
-    /// Set exactly one of `payment` and `budget`.
+    /// Set exactly one of `payment`, `budget`, `bid` and `status`.
     pub payment: Option<PaymentInput>,
     pub budget: Option<BudgetInput>,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct FieldChange {
-    pub path: String,
-    pub before: serde_json::Value,
-    pub after: serde_json::Value,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct ReasonOut {
-    pub code: String,
-    pub message: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct DecisionOut {
-    /// deny, auto_approve, require_approval or require_dual_approval.
-    pub outcome: String,
-    pub reasons: Vec<ReasonOut>,
-    /// Content hash of the SPEND.md version that decided.
-    pub policy_version: String,
-}
-
-#[derive(Debug, Serialize, JsonSchema)]
-pub struct DraftOut {
-    pub draft_id: String,
-    /// denied, approved (auto-approved under a standing mandate) or pending_approval.
-    pub status: String,
-    pub diff: Vec<FieldChange>,
-    /// Net increase of committed spend, minor units (negative for a decrease).
-    pub spend_impact_minor: i64,
-    pub currency: String,
-    pub decision: DecisionOut,
+    pub bid: Option<BidInput>,
+    pub status: Option<StatusInput>,
 }
 
 #[derive(Debug, Deserialize, JsonSchema)]
-pub struct DraftStatusInput {
+#[serde(deny_unknown_fields)]
+pub struct DraftIdInput {
     pub draft_id: String,
 }
 
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AccountInput {
+    pub account_id: String,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PendingInput {
+    /// Only this account's drafts.
+    pub account_id: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PerformanceInput {
+    pub account_id: String,
+    /// One campaign; all of the account's when absent.
+    pub campaign_id: Option<String>,
+    /// RFC 3339; default seven days before `to`.
+    pub from: Option<String>,
+    /// RFC 3339; default now.
+    pub to: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TransactionsInput {
+    /// `pending`, `settled` or `declined`.
+    pub status: Option<String>,
+    /// RFC 3339: only transactions at or after this time.
+    pub from: Option<String>,
+}
+
+#[derive(Debug, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct AuditInput {
+    /// Only this draft's events.
+    pub draft_id: Option<String>,
+    /// At most this many of the newest entries (1–500, default 50).
+    pub limit: Option<u32>,
+}
+
 #[derive(Debug, Serialize, JsonSchema)]
-pub struct DraftStatusOut {
-    pub draft_id: String,
-    /// The type of the draft's latest event.
-    pub last_event: String,
-    pub status: String,
+pub struct AccountsOut {
+    pub accounts: Vec<Account>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CampaignsOut {
+    pub campaigns: Vec<Campaign>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct CardsOut {
+    pub cards: Vec<Card>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct TransactionsOut {
+    pub transactions: Vec<Transaction>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct AuditLogOut {
+    pub entries: Vec<AuditOut>,
+}
+
+#[derive(Debug, Serialize, JsonSchema)]
+pub struct DraftsOut {
+    pub drafts: Vec<DraftOut>,
 }
 
 #[derive(Clone)]
@@ -119,14 +169,8 @@ fn identity(ctx: &RequestContext<RoleServer>) -> Result<Identity, String> {
         .ok_or_else(|| "not authenticated".to_string())
 }
 
-fn outcome_str(o: &spend_core::events::Outcome) -> &'static str {
-    use spend_core::events::Outcome::*;
-    match o {
-        Deny => "deny",
-        AutoApprove => "auto_approve",
-        RequireApproval => "require_approval",
-        RequireDualApproval => "require_dual_approval",
-    }
+fn err(e: OpError) -> String {
+    e.to_string()
 }
 
 #[tool_router]
@@ -138,147 +182,161 @@ impl SpendMcp {
         }
     }
 
-    /// Propose a change as a draft: a payment, or an ad campaign's daily
-    /// budget. Returns the draft, its full before→after diff, its spend
-    /// impact and the policy decision with reasons. Nothing is pushed: a
-    /// signed-in human approves, in two steps.
-    #[tool(name = "propose_change")]
-    async fn propose_change(&self, Parameters(input): Parameters<ProposeChangeInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftOut>, String> {
+    /// The ad and card accounts this organisation's platforms hold.
+    #[tool(name = "list_accounts")]
+    async fn list_accounts(&self, ctx: RequestContext<RoleServer>) -> Result<Json<AccountsOut>, String> {
+        let accounts = self.state.list_accounts(&identity(&ctx)?).await.map_err(err)?;
+        Ok(Json(AccountsOut { accounts }))
+    }
+
+    /// An ad account's campaigns, with live budgets, bids and status.
+    #[tool(name = "list_campaigns")]
+    async fn list_campaigns(&self, Parameters(i): Parameters<AccountInput>, ctx: RequestContext<RoleServer>) -> Result<Json<CampaignsOut>, String> {
+        let campaigns = self.state.list_campaigns(&identity(&ctx)?, &i.account_id).await.map_err(err)?;
+        Ok(Json(CampaignsOut { campaigns }))
+    }
+
+    /// Impressions, clicks, conversions and spend of an ad account or one
+    /// campaign over a time range.
+    #[tool(name = "get_performance")]
+    async fn get_performance(&self, Parameters(i): Parameters<PerformanceInput>, ctx: RequestContext<RoleServer>) -> Result<Json<Performance>, String> {
         let who = identity(&ctx)?;
-        self.state.require(&who, AgentScope::Draft, "propose_change").await?;
-        let money = |minor: i64, cur: &str| Money::new(minor, cur).map_err(|e| e.to_string());
-        let (change, impact, diff) = match (input.payment, input.budget) {
-            (Some(p), None) => {
-                if p.amount_minor <= 0 {
-                    return Err("payment.amount_minor must be positive".into());
-                }
-                let impact = money(p.amount_minor, &p.currency)?;
-                let diff = vec![FieldChange {
-                    path: format!("payment/{}", p.merchant),
-                    before: serde_json::Value::Null,
-                    after: serde_json::json!({"amount_minor": p.amount_minor, "currency": p.currency}),
-                }];
-                (
-                    Change::Payment {
-                        merchant: p.merchant,
-                        category: p.category,
-                        country: p.country,
-                        url: p.url,
-                    },
-                    impact,
-                    diff,
-                )
-            }
-            (None, Some(b)) => {
-                let before = money(b.current_minor, &b.currency)?;
-                let after = money(b.new_minor, &b.currency)?;
-                let impact = money(b.new_minor - b.current_minor, &b.currency)?;
-                let diff = vec![FieldChange {
-                    path: format!("campaign/{}/daily_budget", b.campaign_id),
-                    before: serde_json::json!({"minor_units": b.current_minor, "currency": b.currency}),
-                    after: serde_json::json!({"minor_units": b.new_minor, "currency": b.currency}),
-                }];
-                (
-                    Change::Budget {
-                        campaign_id: b.campaign_id,
-                        before,
-                        after,
-                    },
-                    impact,
-                    diff,
-                )
-            }
-            _ => return Err("set exactly one of `payment` and `budget`".into()),
-        };
-        let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| e.to_string())?);
-        let proposal = Proposal {
-            org: who.org.clone(),
-            draft_id: draft_id.clone(),
-            actor: spend_core::Actor::agent(who.key_id.clone()),
-            draft: Draft {
-                account_id: input.account_id,
-                change,
-                spend_impact: impact.clone(),
-            },
-            diff: diff
-                .iter()
-                .map(|d| spend_core::events::FieldDiff {
-                    path: d.path.clone(),
-                    before: d.before.clone(),
-                    after: d.after.clone(),
-                })
-                .collect(),
-            rationale: input.rationale,
-        };
-        let decision = self
+        let from = parse_time("from", i.from.as_deref()).map_err(err)?;
+        let to = parse_time("to", i.to.as_deref()).map_err(err)?;
+        let p = self
             .state
-            .policy_service
-            .propose(&self.state.policy, self.state.policy_approved_by_human, &proposal)
+            .get_performance(&who, &i.account_id, i.campaign_id.as_deref(), from, to)
             .await
-            .map_err(|e| e.to_string())?;
-        let status = match decision.outcome {
-            spend_core::events::Outcome::Deny => "denied",
-            spend_core::events::Outcome::AutoApprove => "approved",
-            _ => "pending_approval",
-        };
-        Ok(Json(DraftOut {
-            draft_id,
-            status: status.into(),
-            diff,
-            spend_impact_minor: impact.minor_units,
-            currency: impact.currency,
-            decision: DecisionOut {
-                outcome: outcome_str(&decision.outcome).into(),
-                reasons: decision
-                    .reasons
-                    .into_iter()
-                    .map(|r| ReasonOut {
-                        code: r.code,
-                        message: r.message,
-                    })
-                    .collect(),
-                policy_version: self.state.policy.version.clone(),
-            },
+            .map_err(err)?;
+        Ok(Json(p))
+    }
+
+    /// The organisation's virtual cards.
+    #[tool(name = "list_cards")]
+    async fn list_cards(&self, ctx: RequestContext<RoleServer>) -> Result<Json<CardsOut>, String> {
+        let cards = self.state.list_cards(&identity(&ctx)?).await.map_err(err)?;
+        Ok(Json(CardsOut { cards }))
+    }
+
+    /// Card transactions, optionally by status and since a time.
+    #[tool(name = "list_transactions")]
+    async fn list_transactions(&self, Parameters(i): Parameters<TransactionsInput>, ctx: RequestContext<RoleServer>) -> Result<Json<TransactionsOut>, String> {
+        let who = identity(&ctx)?;
+        let from = parse_time("from", i.from.as_deref()).map_err(err)?;
+        let transactions = self.state.list_transactions(&who, i.status.as_deref(), from).await.map_err(err)?;
+        Ok(Json(TransactionsOut { transactions }))
+    }
+
+    /// The organisation's audit trail of drafts, decisions, approvals,
+    /// pushes and committed spend, newest last.
+    #[tool(name = "get_audit_log")]
+    async fn get_audit_log(&self, Parameters(i): Parameters<AuditInput>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditLogOut>, String> {
+        let entries = self
+            .state
+            .get_audit_log(&identity(&ctx)?, i.draft_id.as_deref(), i.limit)
+            .await
+            .map_err(err)?;
+        Ok(Json(AuditLogOut {
+            entries: entries.iter().map(audit_out).collect(),
         }))
     }
 
-    /// The current status of one of your organisation's drafts.
-    #[tool(name = "get_draft_status")]
-    async fn get_draft_status(&self, Parameters(input): Parameters<DraftStatusInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftStatusOut>, String> {
+    /// Whether the platform connection's token is valid, when it expires,
+    /// and which platform scopes it holds.
+    #[tool(name = "check_token_health")]
+    async fn check_token_health(&self, ctx: RequestContext<RoleServer>) -> Result<Json<TokenHealth>, String> {
+        Ok(Json(self.state.check_token_health(&identity(&ctx)?).await.map_err(err)?))
+    }
+
+    /// Propose a change as a draft: a payment, or an ad campaign's daily
+    /// budget, bid or status. Returns the draft, its full before→after
+    /// diff (before read live from the platform), its spend impact and the
+    /// policy decision with reasons. Nothing is pushed: a signed-in human
+    /// approves, in two steps.
+    #[tool(name = "propose_change")]
+    async fn propose_change(&self, Parameters(i): Parameters<ProposeChangeInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftOut>, String> {
         let who = identity(&ctx)?;
-        self.state.require(&who, AgentScope::Draft, "get_draft_status").await?;
-        let subject = spend_core::subject::aggregate_subject(&self.state.prefix, &who.org, "draft", &input.draft_id).map_err(|e| e.to_string())?;
-        let last = self
-            .state
-            .log
-            .last_on_subject(&subject)
-            .await
-            .map_err(|e| e.to_string())?
-            .ok_or_else(|| format!("no draft {}", input.draft_id))?;
-        let v: serde_json::Value = serde_json::from_slice(&last.payload).map_err(|e| e.to_string())?;
-        let t = v["type"].as_str().unwrap_or_default().to_string();
-        let status = match (t.as_str(), v["data"]["outcome"].as_str()) {
-            ("spend.policy.evaluated.v1", Some("deny")) => "denied",
-            ("spend.policy.evaluated.v1", Some("auto_approve")) => "approved",
-            ("spend.policy.evaluated.v1", _) => "pending_approval",
-            ("spend.draft.proposed.v1", _) => "proposed",
-            ("spend.change.pushed.v1", _) => "pushed",
-            ("spend.change.rolled_back.v1", _) => "rolled_back",
-            _ => "unknown",
+        let change = match (i.payment, i.budget, i.bid, i.status) {
+            (Some(p), None, None, None) => ChangeRequest::Payment {
+                amount_minor: p.amount_minor,
+                currency: p.currency,
+                merchant: p.merchant,
+                category: p.category,
+                country: p.country,
+                url: p.url,
+            },
+            (None, Some(b), None, None) => ChangeRequest::Budget {
+                campaign_id: b.campaign_id,
+                new_daily_budget_minor: b.new_daily_budget_minor,
+            },
+            (None, None, Some(b), None) => ChangeRequest::Bid {
+                campaign_id: b.campaign_id,
+                new_bid_minor: b.new_bid_minor,
+            },
+            (None, None, None, Some(s)) => ChangeRequest::Status {
+                campaign_id: s.campaign_id,
+                new_status: s.new_status,
+            },
+            _ => return Err("set exactly one of `payment`, `budget`, `bid` and `status`".into()),
         };
-        Ok(Json(DraftStatusOut {
-            draft_id: input.draft_id,
-            last_event: t,
-            status: status.into(),
-        }))
+        let req = ProposeRequest {
+            account_id: i.account_id,
+            rationale: i.rationale,
+            change,
+        };
+        Ok(Json(self.state.propose_change(&who, req).await.map_err(err)?))
+    }
+
+    /// The current status of one of your organisation's drafts (a draft
+    /// whose live state moved, or older than 48 hours, is `stale`).
+    #[tool(name = "get_draft_status")]
+    async fn get_draft_status(&self, Parameters(i): Parameters<DraftIdInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftOut>, String> {
+        Ok(Json(self.state.get_draft_status(&identity(&ctx)?, &i.draft_id).await.map_err(err)?))
+    }
+
+    /// Your organisation's drafts still waiting for a human, oldest first.
+    #[tool(name = "list_pending_drafts")]
+    async fn list_pending_drafts(&self, Parameters(i): Parameters<PendingInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftsOut>, String> {
+        let drafts = self
+            .state
+            .list_pending_drafts(&identity(&ctx)?, i.account_id.as_deref())
+            .await
+            .map_err(err)?;
+        Ok(Json(DraftsOut { drafts }))
     }
 }
 
 #[tool_handler(router = self.tool_router)]
 impl ServerHandler for SpendMcp {
+    /// Routes a call to its tool; a call to a tool that does not exist
+    /// (say, `approve_draft`) is refused and audited.
+    async fn call_tool(
+        &self,
+        request: rmcp::model::CallToolRequestParams,
+        context: RequestContext<RoleServer>,
+    ) -> Result<rmcp::model::CallToolResponse, rmcp::ErrorData> {
+        if !self.tool_router.has_route(&request.name) {
+            let detail = format!(
+                "MCP tool {:?} does not exist: agents read and draft; only a signed-in human approves or pushes",
+                request.name
+            );
+            if let Ok(who) = identity(&context) {
+                self.state
+                    .alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "operation.unknown", &detail)
+                    .await;
+            }
+            return Err(rmcp::ErrorData::invalid_params(detail, None));
+        }
+        let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
+        self.tool_router.call(tcc).await
+    }
+
     fn get_info(&self) -> ServerConfig {
         ServerConfig::new(ServerCapabilities::builder().enable_tools().build())
             .with_server_info(Implementation::new("spendsignoff", env!("CARGO_PKG_VERSION")))
-            .with_instructions("SpendSignoff: read accounts and propose changes as drafts. Nothing you propose is pushed until a signed-in human approves it.")
+            .with_instructions(
+                "SpendSignoff: read accounts, campaigns, cards and transactions, and propose changes as drafts. \
+                 Nothing you propose is pushed until a signed-in human approves it.",
+            )
     }
 }

@@ -51,6 +51,12 @@ pub struct Proposal {
     pub draft: Draft,
     pub diff: Vec<FieldDiff>,
     pub rationale: String,
+    /// The live state's version the diff was read from (see
+    /// [`DraftProposed::drafted_against`]).
+    pub drafted_against: Option<String>,
+    /// When the platform last changed the draft's campaign, for the
+    /// per-campaign cooldown.
+    pub campaign_last_changed: Option<DateTime<Utc>>,
 }
 
 /// The committed spend of one account, as the last reservation left it.
@@ -168,6 +174,7 @@ impl PolicyService {
                 diff: p.diff.clone(),
                 spend_impact: p.draft.spend_impact.clone(),
                 rationale: p.rationale.clone(),
+                drafted_against: p.drafted_against.clone(),
             }),
         );
         let draft_seq = match self.append(&draft_subject, proposed, Some(0)).await {
@@ -264,7 +271,7 @@ impl PolicyService {
             let windows = Windows {
                 last_24h: state.last_24h(now),
                 this_month: state.this_month(now),
-                campaign_last_changed: None,
+                campaign_last_changed: p.campaign_last_changed,
             };
             let decision = evaluate(policy, mandate_approved, &windows, &p.draft, now);
             if !commits(&decision) || p.draft.spend_impact.minor_units <= 0 {

@@ -116,6 +116,25 @@ pub struct Security {
     pub require_signed_requests: bool,
     pub api_key_rotation_days: Option<u32>,
     pub audit_retention_days: Option<u32>,
+    /// Requests one agent key may make per minute (default
+    /// [`DEFAULT_RATE_LIMIT_PER_MINUTE`]).
+    pub rate_limit_per_minute: Option<u32>,
+    /// Largest request body the gateway accepts (default
+    /// [`DEFAULT_MAX_REQUEST_BYTES`]).
+    pub max_request_bytes: Option<u32>,
+}
+
+pub const DEFAULT_RATE_LIMIT_PER_MINUTE: u32 = 600;
+pub const DEFAULT_MAX_REQUEST_BYTES: u32 = 1 << 20;
+
+impl Security {
+    pub fn rate_limit_per_minute(&self) -> u32 {
+        self.rate_limit_per_minute.unwrap_or(DEFAULT_RATE_LIMIT_PER_MINUTE)
+    }
+
+    pub fn max_request_bytes(&self) -> usize {
+        self.max_request_bytes.unwrap_or(DEFAULT_MAX_REQUEST_BYTES) as usize
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -430,7 +449,14 @@ fn security(w: &mut Walker, node: &Node) -> Security {
     for (key, v) in w.mapping(
         node,
         "security",
-        &["ip_allowlist", "require_signed_requests", "api_key_rotation_days", "audit_retention_days"],
+        &[
+            "ip_allowlist",
+            "require_signed_requests",
+            "api_key_rotation_days",
+            "audit_retention_days",
+            "rate_limit_per_minute",
+            "max_request_bytes",
+        ],
     ) {
         let f = format!("security.{key}");
         match key {
@@ -445,6 +471,8 @@ fn security(w: &mut Walker, node: &Node) -> Security {
             "require_signed_requests" => s.require_signed_requests = w.boolean(v, &f).unwrap_or(false),
             "api_key_rotation_days" => s.api_key_rotation_days = w.number(v, &f, 1, 3650),
             "audit_retention_days" => s.audit_retention_days = w.number(v, &f, 1, 36_500),
+            "rate_limit_per_minute" => s.rate_limit_per_minute = w.number(v, &f, 1, 1_000_000),
+            "max_request_bytes" => s.max_request_bytes = w.number(v, &f, 1024, 64 << 20),
             _ => unreachable!(),
         }
     }

@@ -45,6 +45,8 @@ fn proposal(i: u64) -> Proposal {
         },
         diff: vec![],
         rationale: "tokens".into(),
+        drafted_against: None,
+        campaign_last_changed: None,
     }
 }
 

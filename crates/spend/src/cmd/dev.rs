@@ -121,16 +121,34 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         },
     )
     .await?;
+    // The sandbox platform, in-process but over a real socket, with a
+    // fresh token each start; the executor's connector holds it, and the
+    // gateway reads through the connector.
+    let sandbox_token = spend_gateway::credentials::random_hex(32).context("generating the sandbox token")?;
+    let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![super::serve::sandbox_token(sandbox_token.clone(), 90)]);
+    let sandbox_listener = tokio::net::TcpListener::bind(&args.sandbox_listen)
+        .await
+        .with_context(|| format!("binding the sandbox platform on {}", args.sandbox_listen))?;
+    let sandbox_addr = sandbox_listener.local_addr()?;
+    let connector = spend_executor::connector::PlatformConnector::new(
+        &format!("http://{sandbox_addr}"),
+        spend_executor::connector::PlatformToken::new(sandbox_token),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+
     // A dev policy file is the developer's own: it counts as approved only
     // for what it can do without a mandate, so auto-approval stays off.
-    let gateway_state = Arc::new(spend_gateway::GatewayState::new(log.clone(), prefix, policy, false));
-    let gateway = spend_gateway::Application::build(
-        spend_gateway::GatewayConfig {
-            listen: args.gateway_listen.clone(),
-        },
-        gateway_state,
-    )
-    .await?;
+    let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
+    gateway_config.listen = args.gateway_listen.clone();
+    let gateway_state = Arc::new(spend_gateway::GatewayState::new(
+        log.clone(),
+        prefix,
+        policy,
+        false,
+        Arc::new(connector),
+        gateway_config,
+    ));
+    let gateway = spend_gateway::Application::build(gateway_state).await?;
 
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!(
@@ -138,7 +156,9 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         gateway.local_addr(),
         paths.agent_key.display()
     );
+    eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
+    eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
@@ -149,11 +169,13 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let stopped = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
+    let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g) = tokio::join!(ledger_task, gateway_task);
+    let (l, g, s) = tokio::join!(ledger_task, gateway_task, sandbox_task);
+    s.context("the sandbox task")??;
     l.context("the ledger task")??;
     g.context("the gateway task")??;
     Ok(ExitCode::SUCCESS)

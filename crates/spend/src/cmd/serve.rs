@@ -67,26 +67,80 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// The gateway's settings from configuration.
+pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Result<spend_gateway::GatewayConfig> {
+    let mut config = spend_gateway::GatewayConfig::new(settings.listen.clone());
+    config.trusted_proxies = settings
+        .trusted_proxies
+        .iter()
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<std::net::IpAddr>().map(ipnet::IpNet::from))
+                .with_context(|| format!("gateway.trusted_proxies: {p:?} is not an IP address or CIDR block"))
+        })
+        .collect::<anyhow::Result<_>>()?;
+    config.resource_url = (!settings.resource_url.is_empty()).then(|| settings.resource_url.clone());
+    config.authorization_servers = settings.authorization_servers.clone();
+    Ok(config)
+}
+
 pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     if config.gateway.policy_file.is_empty() {
         anyhow::bail!("no SPEND.md configured: set SPEND__GATEWAY__POLICY_FILE or gateway.policy_file in the config file");
     }
     let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url)
+        .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
     let state = Arc::new(spend_gateway::GatewayState::new(
         Arc::new(events),
         config.nats.subject_prefix.clone(),
         policy,
         config.gateway.policy_approved_by_human,
+        Arc::new(reads),
+        gateway_config(&config.gateway)?,
     ));
-    let app = spend_gateway::Application::build(
-        spend_gateway::GatewayConfig {
-            listen: config.gateway.listen.clone(),
-        },
-        state,
-    )
-    .await?;
-    tracing::info!(addr = %app.local_addr(), "gateway serving MCP at /mcp");
+    let app = spend_gateway::Application::build(state).await?;
+    tracing::info!(addr = %app.local_addr(), executor = %config.gateway.executor_url, "gateway serving MCP at /mcp and gRPC AgentGateway");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    if config.executor.platform_token.is_empty() {
+        anyhow::bail!("no platform token configured: set SPEND__EXECUTOR__PLATFORM_TOKEN");
+    }
+    let connector = spend_executor::connector::PlatformConnector::new(
+        &config.executor.platform_url,
+        spend_executor::connector::PlatformToken::new(config.executor.platform_token.clone()),
+    )
+    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let listener = tokio::net::TcpListener::bind(&config.executor.listen)
+        .await
+        .with_context(|| format!("binding the executor on {}", config.executor.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, platform = %config.executor.platform_url, "executor serving gRPC");
+    spend_executor::serve_grpc(listener, Arc::new(connector), shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn sandbox(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    if config.sandbox.token.is_empty() {
+        anyhow::bail!("no sandbox token configured: set SPEND__SANDBOX__TOKEN to the token the executor will present");
+    }
+    let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![sandbox_token(config.sandbox.token.clone(), config.sandbox.token_valid_days)]);
+    let listener = tokio::net::TcpListener::bind(&config.sandbox.listen)
+        .await
+        .with_context(|| format!("binding the sandbox platform on {}", config.sandbox.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, "sandbox platform serving");
+    sandbox.serve(listener, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// A sandbox token with every platform scope the connectors use.
+pub fn sandbox_token(token: String, valid_days: u32) -> spend_executor::sandbox::SandboxToken {
+    spend_executor::sandbox::SandboxToken {
+        token,
+        expires_at: chrono::Utc::now() + chrono::Duration::days(valid_days as i64),
+        scopes: ["ads.read", "ads.write", "cards.read", "cards.write"].map(String::from).to_vec(),
+    }
 }

@@ -1,0 +1,78 @@
+//! What an ad/card platform holds, as the connectors see it. These are the
+//! shapes the sandbox platform serves over HTTP and the connector returns;
+//! the gateway turns them into MCP structured output and gRPC messages.
+
+use chrono::{DateTime, Utc};
+use schemars::JsonSchema;
+use serde::{Deserialize, Serialize};
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Account {
+    pub id: String,
+    /// The platform, e.g. `sandbox-ads` or `sandbox-cards`.
+    pub platform: String,
+    pub name: String,
+    /// ISO 4217 code.
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Campaign {
+    pub id: String,
+    pub account_id: String,
+    pub name: String,
+    /// `active` or `paused`.
+    pub status: String,
+    /// Daily budget in minor units.
+    pub daily_budget_minor: i64,
+    /// Maximum bid in minor units.
+    pub bid_minor: i64,
+    pub currency: String,
+    /// When the platform last changed this campaign.
+    pub updated_at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Performance {
+    pub account_id: String,
+    pub campaign_id: Option<String>,
+    pub from: DateTime<Utc>,
+    pub to: DateTime<Utc>,
+    pub impressions: u64,
+    pub clicks: u64,
+    pub conversions: u64,
+    pub spend_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Card {
+    pub id: String,
+    pub last4: String,
+    /// `active` or `frozen`.
+    pub status: String,
+    pub limit_minor: i64,
+    pub currency: String,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Transaction {
+    pub id: String,
+    pub card_id: String,
+    /// `pending`, `settled` or `declined`.
+    pub status: String,
+    pub amount_minor: i64,
+    pub currency: String,
+    pub merchant: String,
+    pub time: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct TokenHealth {
+    pub healthy: bool,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The scopes the platform granted the vaulted token.
+    pub granted_scopes: Vec<String>,
+    /// Why the token is unhealthy, when it is.
+    pub problem: Option<String>,
+}

@@ -1,0 +1,423 @@
+//! The sandbox platform: the project's own stand-in for a real ad and card
+//! platform, which cannot exist on a test machine. It speaks HTTP + JSON
+//! like a real platform API: bearer-token authentication (401 for a bad
+//! token, 403 for a missing platform scope), 404 for unknown ids, 429/5xx
+//! when faults are injected, and `Idempotency-Key` on writes.
+//!
+//! `spend dev` runs it in-process; `spend serve sandbox` runs it alone, so
+//! the executor's connector is exercised over a real socket either way.
+//!
+//! Routes (all under a bearer token):
+//! - `GET  /v1/accounts`
+//! - `GET  /v1/accounts/{id}/campaigns`
+//! - `GET  /v1/accounts/{id}/insights?campaign_id=&from=&to=`
+//! - `PATCH /v1/campaigns/{id}` `{daily_budget_minor?, bid_minor?, status?}`
+//! - `GET  /v1/cards`, `GET /v1/transactions?status=&from=`
+//! - `GET  /v1/token` (the token's expiry and scopes)
+//! - `POST /sandbox/faults` `{"fail_next": n, "status": 503}` (test control)
+
+use std::collections::HashMap;
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::{Arc, Mutex};
+
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, patch, post};
+use axum::{Json, Router};
+use chrono::{DateTime, Duration, Utc};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+
+use crate::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
+
+/// A token the sandbox accepts.
+#[derive(Clone)]
+pub struct SandboxToken {
+    pub token: String,
+    pub expires_at: DateTime<Utc>,
+    pub scopes: Vec<String>,
+}
+
+impl std::fmt::Debug for SandboxToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("SandboxToken")
+            .field("token", &"<redacted>")
+            .field("expires_at", &self.expires_at)
+            .field("scopes", &self.scopes)
+            .finish()
+    }
+}
+
+#[derive(Default)]
+struct Faults {
+    fail_next: u32,
+    status: u16,
+}
+
+struct Inner {
+    tokens: Vec<SandboxToken>,
+    accounts: Vec<Account>,
+    campaigns: Mutex<Vec<Campaign>>,
+    cards: Vec<Card>,
+    transactions: Vec<Transaction>,
+    faults: Mutex<Faults>,
+    /// Idempotency-Key → the campaign as that write left it.
+    idempotent: Mutex<HashMap<String, Campaign>>,
+}
+
+/// The sandbox's state: seeded deterministically, campaigns writable.
+#[derive(Clone)]
+pub struct Sandbox {
+    inner: Arc<Inner>,
+}
+
+fn unit(seed: &str) -> u64 {
+    let h = Sha256::digest(seed.as_bytes());
+    u64::from_be_bytes(h[..8].try_into().expect("8 bytes"))
+}
+
+impl Sandbox {
+    /// A sandbox with two ad accounts (`act_1001`, `act_1002`), a card
+    /// account (`card_1`), five campaigns, three cards and a month of card
+    /// transactions, accepting `tokens`.
+    pub fn seeded(tokens: Vec<SandboxToken>) -> Self {
+        let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("a valid time");
+        let accounts = vec![
+            account("act_1001", "sandbox-ads", "Search ads"),
+            account("act_1002", "sandbox-ads", "Social ads"),
+            account("card_1", "sandbox-cards", "Team cards"),
+        ];
+        let campaigns = vec![
+            campaign("cmp_1", "act_1001", "Brand search", "active", 5_000, 120, epoch),
+            campaign("cmp_2", "act_1001", "Competitor terms", "active", 12_000, 250, epoch),
+            campaign("cmp_3", "act_1001", "Retargeting", "paused", 3_000, 90, epoch),
+            campaign("cmp_4", "act_1002", "Launch video", "active", 20_000, 40, epoch),
+            campaign("cmp_5", "act_1002", "Lookalikes", "active", 7_500, 60, epoch),
+        ];
+        let cards = vec![card("crd_1", "4242", 100_000), card("crd_2", "1881", 50_000), card("crd_3", "0005", 25_000)];
+        let merchants = ["api.openai.com", "aws.amazon.com", "github.com", "figma.com", "slack.com"];
+        let now = Utc::now();
+        let transactions = (0..40)
+            .map(|i| {
+                let r = unit(&format!("txn{i}"));
+                Transaction {
+                    id: format!("txn_{:04}", i + 1),
+                    card_id: format!("crd_{}", 1 + r % 3),
+                    status: if i < 3 { "pending" } else if r % 17 == 0 { "declined" } else { "settled" }.into(),
+                    amount_minor: 500 + (r % 20_000) as i64,
+                    currency: "USD".into(),
+                    merchant: merchants[(r % merchants.len() as u64) as usize].into(),
+                    time: now - Duration::hours(i * 18),
+                }
+            })
+            .collect();
+        Self {
+            inner: Arc::new(Inner {
+                tokens,
+                accounts,
+                campaigns: Mutex::new(campaigns),
+                cards,
+                transactions,
+                faults: Mutex::default(),
+                idempotent: Mutex::default(),
+            }),
+        }
+    }
+
+    /// The routes, ready to serve.
+    pub fn router(&self) -> Router {
+        Router::new()
+            .route("/v1/accounts", get(accounts))
+            .route("/v1/accounts/{id}/campaigns", get(campaigns))
+            .route("/v1/accounts/{id}/insights", get(insights))
+            .route("/v1/campaigns/{id}", patch(update_campaign))
+            .route("/v1/cards", get(cards))
+            .route("/v1/transactions", get(transactions))
+            .route("/v1/token", get(token))
+            .route("/sandbox/faults", post(faults))
+            .with_state(self.clone())
+    }
+
+    /// Serves on `listener` until `shutdown` resolves.
+    pub async fn serve(self, listener: tokio::net::TcpListener, shutdown: impl Future<Output = ()> + Send + 'static) -> std::io::Result<()> {
+        axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
+            .with_graceful_shutdown(shutdown)
+            .await
+    }
+
+    /// A campaign as the platform holds it now (tests and `spend dev`).
+    pub fn campaign(&self, id: &str) -> Option<Campaign> {
+        self.inner.campaigns.lock().expect("campaign lock").iter().find(|c| c.id == id).cloned()
+    }
+}
+
+fn account(id: &str, platform: &str, name: &str) -> Account {
+    Account {
+        id: id.into(),
+        platform: platform.into(),
+        name: name.into(),
+        currency: "USD".into(),
+    }
+}
+
+fn campaign(id: &str, account_id: &str, name: &str, status: &str, budget: i64, bid: i64, at: DateTime<Utc>) -> Campaign {
+    Campaign {
+        id: id.into(),
+        account_id: account_id.into(),
+        name: name.into(),
+        status: status.into(),
+        daily_budget_minor: budget,
+        bid_minor: bid,
+        currency: "USD".into(),
+        updated_at: at,
+    }
+}
+
+fn card(id: &str, last4: &str, limit: i64) -> Card {
+    Card {
+        id: id.into(),
+        last4: last4.into(),
+        status: "active".into(),
+        limit_minor: limit,
+        currency: "USD".into(),
+    }
+}
+
+/// A platform-style error body: `{"error": {"code", "message"}}`.
+fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
+    (status, Json(serde_json::json!({"error": {"code": code, "message": message.into()}}))).into_response()
+}
+
+/// Bearer-token check plus injected faults; the token's scopes on success.
+fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+    {
+        let mut f = sb.inner.faults.lock().expect("fault lock");
+        if f.fail_next > 0 {
+            f.fail_next -= 1;
+            let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
+            return Err(error(status, "injected_fault", "the sandbox was told to fail this request"));
+        }
+    }
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing_token", "Authorization: Bearer <token> is required"))?;
+    let Some(t) = sb.inner.tokens.iter().find(|t| t.token == presented) else {
+        return Err(error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"));
+    };
+    if t.expires_at <= Utc::now() {
+        return Err(error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired"));
+    }
+    if !t.scopes.iter().any(|s| s == scope) {
+        return Err(error(StatusCode::FORBIDDEN, "insufficient_scope", format!("the token lacks the {scope} scope")));
+    }
+    Ok(())
+}
+
+async fn accounts(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
+    if let Err(r) = admit(&sb, &headers, "ads.read") {
+        return r;
+    }
+    Json(serde_json::json!({"data": sb.inner.accounts})).into_response()
+}
+
+fn known_account(sb: &Sandbox, id: &str) -> Result<(), Response> {
+    if sb.inner.accounts.iter().any(|a| a.id == id) {
+        Ok(())
+    } else {
+        Err(error(StatusCode::NOT_FOUND, "not_found", format!("no account {id}")))
+    }
+}
+
+async fn campaigns(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
+        return r;
+    }
+    let list: Vec<Campaign> = sb
+        .inner
+        .campaigns
+        .lock()
+        .expect("campaign lock")
+        .iter()
+        .filter(|c| c.account_id == id)
+        .cloned()
+        .collect();
+    Json(serde_json::json!({"data": list})).into_response()
+}
+
+#[derive(Deserialize)]
+struct InsightsQuery {
+    campaign_id: Option<String>,
+    from: Option<DateTime<Utc>>,
+    to: Option<DateTime<Utc>>,
+}
+
+async fn insights(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<InsightsQuery>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
+        return r;
+    }
+    let to = q.to.unwrap_or_else(Utc::now);
+    let from = q.from.unwrap_or(to - Duration::days(7));
+    if from > to {
+        return error(StatusCode::BAD_REQUEST, "invalid_range", "from is after to");
+    }
+    let campaigns: Vec<Campaign> = sb
+        .inner
+        .campaigns
+        .lock()
+        .expect("campaign lock")
+        .iter()
+        .filter(|c| c.account_id == id && q.campaign_id.as_ref().is_none_or(|want| &c.id == want))
+        .cloned()
+        .collect();
+    if let Some(want) = &q.campaign_id
+        && campaigns.is_empty()
+    {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {want} in account {id}"));
+    }
+    // Deterministic figures: per campaign and day, derived from a hash.
+    let (mut impressions, mut clicks, mut conversions, mut spend) = (0u64, 0u64, 0u64, 0i64);
+    let days = (to - from).num_days().clamp(0, 366);
+    for c in &campaigns {
+        for d in 0..days {
+            let day = (from + Duration::days(d)).date_naive();
+            let r = unit(&format!("{}{day}", c.id));
+            let imp = 1_000 + r % 9_000;
+            impressions += imp;
+            clicks += imp / 50 + r % 20;
+            conversions += (r >> 8) % 7;
+            spend += c.daily_budget_minor * (60 + (r >> 16) % 40) as i64 / 100;
+        }
+    }
+    Json(Performance {
+        account_id: id,
+        campaign_id: q.campaign_id,
+        from,
+        to,
+        impressions,
+        clicks,
+        conversions,
+        spend_minor: spend,
+        currency: "USD".into(),
+    })
+    .into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CampaignUpdate {
+    daily_budget_minor: Option<i64>,
+    bid_minor: Option<i64>,
+    status: Option<String>,
+}
+
+async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    if let Err(r) = admit(&sb, &headers, "ads.write") {
+        return r;
+    }
+    let update: CampaignUpdate = match serde_json::from_slice(&body) {
+        Ok(u) => u,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
+    };
+    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
+    if let Some(k) = &key
+        && let Some(done) = sb.inner.idempotent.lock().expect("idempotency lock").get(k)
+    {
+        return Json(done.clone()).into_response();
+    }
+    if update.daily_budget_minor.is_some_and(|b| b < 0) || update.bid_minor.is_some_and(|b| b < 0) {
+        return error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative");
+    }
+    if let Some(s) = &update.status
+        && s != "active"
+        && s != "paused"
+    {
+        return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused");
+    }
+    let mut all = sb.inner.campaigns.lock().expect("campaign lock");
+    let Some(c) = all.iter_mut().find(|c| c.id == id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}"));
+    };
+    if let Some(b) = update.daily_budget_minor {
+        c.daily_budget_minor = b;
+    }
+    if let Some(b) = update.bid_minor {
+        c.bid_minor = b;
+    }
+    if let Some(s) = update.status {
+        c.status = s;
+    }
+    c.updated_at = Utc::now();
+    let done = c.clone();
+    if let Some(k) = key {
+        sb.inner.idempotent.lock().expect("idempotency lock").insert(k, done.clone());
+    }
+    Json(done).into_response()
+}
+
+async fn cards(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.read") {
+        return r;
+    }
+    Json(serde_json::json!({"data": sb.inner.cards})).into_response()
+}
+
+#[derive(Deserialize)]
+struct TransactionsQuery {
+    status: Option<String>,
+    from: Option<DateTime<Utc>>,
+}
+
+async fn transactions(State(sb): State<Sandbox>, headers: HeaderMap, Query(q): Query<TransactionsQuery>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.read") {
+        return r;
+    }
+    let list: Vec<&Transaction> = sb
+        .inner
+        .transactions
+        .iter()
+        .filter(|t| q.status.as_ref().is_none_or(|s| &t.status == s) && q.from.is_none_or(|f| t.time >= f))
+        .collect();
+    Json(serde_json::json!({"data": list})).into_response()
+}
+
+async fn token(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
+    let presented = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .unwrap_or_default();
+    match sb.inner.tokens.iter().find(|t| t.token == presented) {
+        Some(t) => Json(TokenHealth {
+            healthy: t.expires_at > Utc::now(),
+            expires_at: Some(t.expires_at),
+            granted_scopes: t.scopes.clone(),
+            problem: (t.expires_at <= Utc::now()).then(|| "the access token has expired".into()),
+        })
+        .into_response(),
+        None => error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FaultRequest {
+    fail_next: u32,
+    #[serde(default = "default_fault_status")]
+    status: u16,
+}
+
+fn default_fault_status() -> u16 {
+    503
+}
+
+async fn faults(State(sb): State<Sandbox>, Json(f): Json<FaultRequest>) -> Response {
+    *sb.inner.faults.lock().expect("fault lock") = Faults {
+        fail_next: f.fail_next,
+        status: f.status,
+    };
+    StatusCode::NO_CONTENT.into_response()
+}

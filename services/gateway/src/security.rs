@@ -1,0 +1,327 @@
+//! The guard in front of every agent request, MCP and gRPC alike, applying
+//! the organisation's SPEND.md `security:` section. In order:
+//!
+//! 1. **API key** (`Authorization: Bearer ssk_…`): unknown, revoked or
+//!    expired keys get 401.
+//! 2. **Client address**: the socket's peer, or — only when that peer is a
+//!    configured trusted proxy — the right-most address in
+//!    `X-Forwarded-For` that is not itself a trusted proxy (the left part
+//!    of the header is whatever the client chose to send).
+//! 3. **`ip_allowlist`**: an address outside it gets 403.
+//! 4. **Rate limit** per key (`rate_limit_per_minute`, a token bucket
+//!    refilled continuously): 429.
+//! 5. **Size** (`max_request_bytes`): 413.
+//! 6. **Signed requests** (`require_signed_requests`): `X-Spend-Timestamp`
+//!    (unix seconds, within ±5 minutes), `X-Spend-Nonce` (8–64 of
+//!    `[A-Za-z0-9_-]`) and `X-Spend-Signature` = hex HMAC-SHA256, keyed
+//!    with the API key itself, over
+//!    `timestamp \n nonce \n METHOD \n path \n hex(SHA-256(body))`.
+//!    A nonce is recorded on the event log with an expected last subject
+//!    sequence of 0, so a replay is refused by every replica: 401.
+//!
+//! Every refusal is a `spend.security.alert.v1` event naming the key id
+//! (never the key), the address and the reason. gRPC callers get the same
+//! refusals as gRPC statuses.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use axum::body::Body;
+use axum::extract::{ConnectInfo, Request, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::middleware::Next;
+use axum::response::{IntoResponse, Response};
+use hmac::{Hmac, Mac};
+use ipnet::IpNet;
+use sha2::{Digest, Sha256};
+use spend_core::Actor;
+use spend_core::events::{EventData, NonceUsed};
+use spend_core::subject::{aggregate_subject, envelope_subject};
+use spend_eventlog::{Append, LogError};
+
+use crate::{GatewayState, Identity, credentials};
+
+/// How far a signed request's timestamp may be from the gateway's clock.
+pub const SIGNATURE_SKEW_SECS: i64 = 300;
+
+/// Per-key token buckets.
+#[derive(Default)]
+pub struct RateLimiter {
+    buckets: Mutex<HashMap<String, (f64, Instant)>>,
+}
+
+impl RateLimiter {
+    /// Takes one token from `key`'s bucket of `per_minute` (burst the
+    /// same); false when it is empty.
+    pub fn admit(&self, key: &str, per_minute: u32) -> bool {
+        let cap = per_minute.max(1) as f64;
+        let now = Instant::now();
+        let mut buckets = self.buckets.lock().expect("rate limiter lock");
+        let (tokens, last) = buckets.entry(key.to_string()).or_insert((cap, now));
+        *tokens = (*tokens + now.duration_since(*last).as_secs_f64() * cap / 60.0).min(cap);
+        *last = now;
+        if *tokens >= 1.0 {
+            *tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The client's address: the peer, unless the peer is a trusted proxy.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return peer;
+    }
+    let hops: Vec<IpAddr> = headers
+        .get_all("x-forwarded-for")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .map(|h| h.parse::<IpAddr>())
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+    hops.into_iter().rev().find(|ip| !trusted.iter().any(|n| n.contains(ip))).unwrap_or(peer)
+}
+
+/// The string a signed request's HMAC covers.
+pub fn signing_string(timestamp: &str, nonce: &str, method: &str, path: &str, body: &[u8]) -> String {
+    format!("{timestamp}\n{nonce}\n{method}\n{path}\n{}", hex::encode(Sha256::digest(body)))
+}
+
+/// Signs a request the way agents must (used by clients and tests).
+pub fn sign(api_key: &str, timestamp: &str, nonce: &str, method: &str, path: &str, body: &[u8]) -> String {
+    let mut mac = Hmac::<Sha256>::new_from_slice(api_key.as_bytes()).expect("HMAC takes any key length");
+    mac.update(signing_string(timestamp, nonce, method, path, body).as_bytes());
+    hex::encode(mac.finalize().into_bytes())
+}
+
+/// A refusal: status, alert reason, and the message the caller sees.
+struct Refusal {
+    status: StatusCode,
+    reason: &'static str,
+    message: String,
+}
+
+fn refusal(status: StatusCode, reason: &'static str, message: impl Into<String>) -> Refusal {
+    Refusal {
+        status,
+        reason,
+        message: message.into(),
+    }
+}
+
+fn is_grpc(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.starts_with("application/grpc"))
+}
+
+/// The refusal as the caller's protocol expects it.
+fn respond(state: &GatewayState, grpc: bool, r: &Refusal) -> Response {
+    if grpc {
+        let code = match r.status {
+            StatusCode::UNAUTHORIZED => tonic::Code::Unauthenticated,
+            StatusCode::FORBIDDEN => tonic::Code::PermissionDenied,
+            StatusCode::TOO_MANY_REQUESTS => tonic::Code::ResourceExhausted,
+            StatusCode::PAYLOAD_TOO_LARGE => tonic::Code::ResourceExhausted,
+            StatusCode::SERVICE_UNAVAILABLE => tonic::Code::Unavailable,
+            _ => tonic::Code::InvalidArgument,
+        };
+        return tonic::Status::new(code, r.message.clone()).into_http();
+    }
+    let mut resp = (r.status, r.message.clone()).into_response();
+    if r.status == StatusCode::UNAUTHORIZED {
+        if let Ok(v) = HeaderValue::from_str(&crate::oauth::challenge(state)) {
+            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
+        }
+    }
+    resp
+}
+
+/// The guard: see the module documentation.
+pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let grpc = is_grpc(req.headers());
+    let address = client_address(peer.ip(), req.headers(), &state.config.trusted_proxies).to_string();
+    let secret = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.strip_prefix("Bearer "))
+        .map(|v| v.trim().to_string());
+    let Some(secret) = secret else {
+        let r = refusal(
+            StatusCode::UNAUTHORIZED,
+            "apikey.missing",
+            "an agent API key is required (Authorization: Bearer ssk_…)",
+        );
+        state.alert(None, None, Some(&address), r.reason, &r.message).await;
+        return respond(&state, grpc, &r);
+    };
+    // The key id names the organisation whose SPEND.md applies.
+    let org = match credentials::key_id_of(&secret) {
+        Some(id) => state.keys.read().await.org_of(id),
+        None => None,
+    };
+    let policy = match org {
+        Some(org) => state.active_policy(&org).await.0,
+        None => state.bootstrap_policy().0,
+    };
+    let rotation = policy.security.api_key_rotation_days;
+    let authenticated = state
+        .keys
+        .read()
+        .await
+        .authenticate(&secret, rotation, chrono::Utc::now())
+        .map(|k| (k.key_id.clone(), k.org.clone(), k.scopes.clone()));
+    let (key_id, org, scopes) = match authenticated {
+        Ok(k) => k,
+        Err(e) => {
+            let key_id = credentials::key_id_of(&secret).map(str::to_string);
+            state.alert(None, key_id.as_deref(), Some(&address), e.code(), &e.to_string()).await;
+            return respond(&state, grpc, &refusal(StatusCode::UNAUTHORIZED, "apikey", e.to_string()));
+        }
+    };
+    let who = Identity {
+        key_id,
+        org,
+        scopes,
+        address,
+    };
+    match admit(&state, &who, &secret, &policy.security, req).await {
+        Ok(req) => {
+            let mut req = req;
+            req.extensions_mut().insert(who);
+            next.run(req).await
+        }
+        Err(r) => {
+            state.alert(Some(&who.org), Some(&who.key_id), Some(&who.address), r.reason, &r.message).await;
+            respond(&state, grpc, &r)
+        }
+    }
+}
+
+/// Checks 3–6 for an authenticated caller; the request, body buffered,
+/// when all pass.
+async fn admit(state: &GatewayState, who: &Identity, secret: &str, sec: &spend_policy::spendmd::Security, req: Request) -> Result<Request, Refusal> {
+    if !sec.ip_allowlist.is_empty() {
+        let ip: Option<IpAddr> = who.address.parse().ok();
+        if !ip.is_some_and(|ip| sec.ip_allowlist.iter().any(|n| n.contains(&ip))) {
+            return Err(refusal(
+                StatusCode::FORBIDDEN,
+                "ip.not_allowed",
+                format!("address {} is not in the organisation's ip_allowlist", who.address),
+            ));
+        }
+    }
+    if !state.rate.admit(&who.key_id, sec.rate_limit_per_minute()) {
+        return Err(refusal(
+            StatusCode::TOO_MANY_REQUESTS,
+            "rate.limited",
+            format!("key {} is over its limit of {} requests per minute", who.key_id, sec.rate_limit_per_minute()),
+        ));
+    }
+    let limit = sec.max_request_bytes();
+    let declared = req
+        .headers()
+        .get(header::CONTENT_LENGTH)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<usize>().ok());
+    let too_large = || {
+        refusal(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "request.too_large",
+            format!("the request body is over the limit of {limit} bytes"),
+        )
+    };
+    if declared.is_some_and(|n| n > limit) {
+        return Err(too_large());
+    }
+    let (parts, body) = req.into_parts();
+    let body = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;
+    if sec.require_signed_requests {
+        verify_signature(state, who, secret, &parts.method, parts.uri.path(), &parts.headers, &body).await?;
+    }
+    Ok(Request::from_parts(parts, Body::from(body)))
+}
+
+async fn verify_signature(
+    state: &GatewayState,
+    who: &Identity,
+    secret: &str,
+    method: &axum::http::Method,
+    path: &str,
+    headers: &HeaderMap,
+    body: &[u8],
+) -> Result<(), Refusal> {
+    let get = |name: &str| headers.get(name).and_then(|v| v.to_str().ok()).map(str::to_string);
+    let (Some(ts), Some(nonce), Some(sig)) = (get("x-spend-timestamp"), get("x-spend-nonce"), get("x-spend-signature")) else {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "signature.missing",
+            "this organisation requires signed requests: X-Spend-Timestamp, X-Spend-Nonce and X-Spend-Signature",
+        ));
+    };
+    let Ok(t) = ts.parse::<i64>() else {
+        return Err(refusal(StatusCode::UNAUTHORIZED, "signature.invalid", "X-Spend-Timestamp is not unix seconds"));
+    };
+    let skew = chrono::Utc::now().timestamp() - t;
+    if skew.abs() > SIGNATURE_SKEW_SECS {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "signature.expired",
+            format!("X-Spend-Timestamp is {skew} s from the gateway's clock (at most ±{SIGNATURE_SKEW_SECS} s)"),
+        ));
+    }
+    if !(8..=64).contains(&nonce.len()) || !nonce.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-') {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "signature.invalid",
+            "X-Spend-Nonce must be 8 to 64 letters, digits, _ or -",
+        ));
+    }
+    let mut mac = Hmac::<Sha256>::new_from_slice(secret.as_bytes()).expect("HMAC takes any key length");
+    mac.update(signing_string(&ts, &nonce, method.as_str(), path, body).as_bytes());
+    let presented = hex::decode(sig.trim()).unwrap_or_default();
+    if mac.verify_slice(&presented).is_err() {
+        return Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "signature.invalid",
+            "X-Spend-Signature does not match the request (HMAC-SHA256 over timestamp, nonce, method, path and body hash)",
+        ));
+    }
+    // Recording the nonce with "no message on this subject yet" is atomic
+    // on the log: exactly one replica can succeed.
+    let id = hex::encode(&Sha256::digest(format!("{}\n{nonce}", who.key_id).as_bytes())[..16]);
+    let subject = aggregate_subject(&state.prefix, &who.org, "nonce", &id).map_err(|e| refusal(StatusCode::BAD_REQUEST, "signature.invalid", e.to_string()))?;
+    let env = spend_core::Envelope::new(
+        "spendsignoff/gateway",
+        &who.org,
+        Actor::agent(&who.key_id),
+        envelope_subject("nonce", &id),
+        EventData::NonceUsed(NonceUsed {
+            key_id: who.key_id.clone(),
+            nonce: nonce.clone(),
+            method: method.to_string(),
+            path: path.to_string(),
+        }),
+    );
+    match state.log.append(Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(0)).await {
+        Ok(_) => Ok(()),
+        Err(LogError::WrongLastSequence { .. }) => Err(refusal(
+            StatusCode::UNAUTHORIZED,
+            "signature.replayed",
+            format!("nonce {nonce} was already used with this key"),
+        )),
+        Err(e) => Err(refusal(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "signature.unverifiable",
+            format!("cannot record the nonce: {e}"),
+        )),
+    }
+}
