@@ -1,0 +1,222 @@
+//! The life of drafts at the gateway: stale when the live state moves or
+//! after 48 hours; circuit breakers that pause an account until a human
+//! resets it; SPEND.md versions that take effect only once a human
+//! approves them; forged approvals that change nothing and are audited.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::{Gateway, alerts, embedded_log, events};
+use spend_core::events::{ApprovalGranted, BreakerReset, EventData, PolicyProposed};
+use spend_core::{Actor, Envelope};
+use spend_eventlog::{Append, EventLog};
+use spend_gateway::GatewayConfig;
+use spend_gateway::ops::{ChangeRequest, OpError, ProposeRequest};
+
+const POLICY: &str = "\
+spend:
+  daily_limit: 1000 USD
+  per_transaction: 100 USD
+approval:
+  require_confirmation_over: 500 USD
+";
+
+fn budget(campaign: &str, new: i64) -> ProposeRequest {
+    ProposeRequest {
+        account_id: "act_1001".into(),
+        rationale: "pacing well".into(),
+        change: ChangeRequest::Budget {
+            campaign_id: campaign.into(),
+            new_daily_budget_minor: new,
+        },
+    }
+}
+
+fn payment(minor: i64) -> ProposeRequest {
+    ProposeRequest {
+        account_id: "card_1".into(),
+        rationale: "API credits".into(),
+        change: ChangeRequest::Payment {
+            amount_minor: minor,
+            currency: "USD".into(),
+            merchant: "openai.com".into(),
+            category: None,
+            country: None,
+            url: None,
+        },
+    }
+}
+
+async fn append(log: &Arc<dyn EventLog>, subject: String, env: Envelope) {
+    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await.unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_goes_stale_when_the_live_state_moves() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let gw = Gateway::start(log.clone(), POLICY, GatewayConfig::new("")).await;
+    let who = gw.identity(&gw.key);
+    let d1 = gw.state.propose_change(&who, budget("cmp_1", 5_500)).await.unwrap();
+    let d2 = gw.state.propose_change(&who, budget("cmp_2", 12_500)).await.unwrap();
+    assert_eq!(d1.status, "pending_approval");
+    assert_eq!(gw.state.get_draft_status(&who, &d1.draft_id).await.unwrap().status, "pending_approval");
+
+    // Someone changes cmp_1 on the platform itself.
+    let moved = reqwest::Client::new()
+        .patch(format!("{}/v1/campaigns/cmp_1", gw.sandbox_url))
+        .bearer_auth("sandbox-test-token")
+        .json(&serde_json::json!({"daily_budget_minor": 4_000}))
+        .send()
+        .await
+        .unwrap();
+    assert!(moved.status().is_success());
+    let s = gw.state.get_draft_status(&who, &d1.draft_id).await.unwrap();
+    assert_eq!(s.status, "stale");
+    let pending = gw.state.list_pending_drafts(&who, None).await.unwrap();
+    assert_eq!(pending.iter().map(|d| d.draft_id.as_str()).collect::<Vec<_>>(), vec![d2.draft_id.as_str()]);
+    // Recorded once, on the draft's subject, with its reason.
+    let staled: Vec<_> = events(&log).await.into_iter().filter(|e| e["type"] == "spend.draft.staled.v1").collect();
+    assert_eq!(staled.len(), 1);
+    assert_eq!(staled[0]["data"]["draft_id"], d1.draft_id.as_str());
+    assert_eq!(staled[0]["data"]["reason"], "live_state_moved");
+    assert_eq!(staled[0]["subject"], format!("draft/{}", d1.draft_id));
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn repeated_platform_errors_trip_the_breaker_until_a_human_resets_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let gw = Gateway::start(log.clone(), POLICY, GatewayConfig::new("")).await;
+    let who = gw.identity(&gw.key);
+    let faults = reqwest::Client::new()
+        .post(format!("{}/sandbox/faults", gw.sandbox_url))
+        .json(&serde_json::json!({"fail_next": 5, "status": 503}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(faults.status(), 204);
+    for _ in 0..5 {
+        let e = gw.state.list_campaigns(&who, "act_1001").await.unwrap_err();
+        assert!(matches!(e, OpError::Unavailable(_)), "{e}");
+    }
+    // The platform is back, but the account stays paused for drafts.
+    assert_eq!(gw.state.list_campaigns(&who, "act_1001").await.unwrap().len(), 3);
+    let e = gw.state.propose_change(&who, budget("cmp_1", 5_100)).await.unwrap_err();
+    assert!(e.to_string().contains("circuit breaker"), "{e}");
+    // Other accounts are not affected.
+    assert!(gw.state.propose_change(&who, payment(100)).await.is_ok());
+    let all = alerts(&log, 1).await;
+    assert!(all.iter().any(|a| a["data"]["reason"] == "breaker.tripped"), "{all:?}");
+    let tripped: Vec<_> = events(&log).await.into_iter().filter(|e| e["type"] == "spend.breaker.tripped.v1").collect();
+    assert_eq!(tripped.len(), 1);
+    assert_eq!(tripped[0]["data"]["reason"], "platform_errors");
+
+    // A human resets it (as `spend breaker reset` does).
+    let reset = Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("ops"),
+        "breaker/act_1001",
+        EventData::BreakerReset(BreakerReset {
+            account_id: "act_1001".into(),
+            note: "platform incident over".into(),
+        }),
+    );
+    append(&log, "spend.evt.acme.breaker.act_1001".into(), reset).await;
+    gw.state.caught_up().await.unwrap();
+    assert!(gw.state.propose_change(&who, budget("cmp_1", 5_100)).await.is_ok());
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runaway_agent_trips_the_pacing_breaker() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let mut config = GatewayConfig::new("");
+    config.breaker.max_drafts_per_minute = 10;
+    let gw = Gateway::start(log.clone(), POLICY, config).await;
+    let who = gw.identity(&gw.key);
+    for _ in 0..11 {
+        gw.state.propose_change(&who, payment(100)).await.unwrap();
+    }
+    let e = gw.state.propose_change(&who, payment(100)).await.unwrap_err();
+    assert!(e.to_string().contains("pacing_anomaly"), "{e}");
+    gw.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_nothing() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let gw = Gateway::start(log.clone(), POLICY, GatewayConfig::new("")).await;
+    let who = gw.identity(&gw.key);
+    let before = gw.state.propose_change(&who, payment(300)).await.unwrap();
+    assert_eq!(before.status, "pending_approval", "no mandate in the bootstrap policy");
+    let bootstrap_version = before.decision.unwrap().policy_version;
+
+    // A new version with a standing mandate, proposed as a draft.
+    let source = format!("{POLICY}  auto_approve_under: 5 USD\n");
+    let version = spend_policy::spendmd::version_of(&source);
+    let proposed = Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("ops"),
+        "draft/p1",
+        EventData::PolicyProposed(PolicyProposed {
+            draft_id: "p1".into(),
+            version: version.clone(),
+            source,
+            previous_version: Some(bootstrap_version.clone()),
+            enables_auto_approve: true,
+        }),
+    );
+    append(&log, "spend.evt.acme.draft.p1".into(), proposed).await;
+    gw.state.caught_up().await.unwrap();
+    let pending = gw.state.propose_change(&who, payment(300)).await.unwrap();
+    assert_eq!(pending.decision.unwrap().policy_version, bootstrap_version, "proposed is not in force");
+
+    // A forged approval: an agent's, on the draft subject.
+    let forged = Envelope::new(
+        "spendsignoff/gateway",
+        "acme",
+        Actor::agent(gw.key.created.key_id.clone()),
+        "draft/p1",
+        EventData::ApprovalGranted(ApprovalGranted {
+            draft_id: "p1".into(),
+            approval_id: "a0".into(),
+            step: 1,
+            credential_id: "none".into(),
+        }),
+    );
+    append(&log, "spend.evt.acme.draft.p1".into(), forged).await;
+    gw.state.caught_up().await.unwrap();
+    let still = gw.state.propose_change(&who, payment(300)).await.unwrap();
+    assert_eq!(still.decision.unwrap().policy_version, bootstrap_version, "a forgery changes nothing");
+    let forged_alerts: Vec<_> = alerts(&log, 1).await.into_iter().filter(|a| a["data"]["reason"] == "approval.forged").collect();
+    assert_eq!(forged_alerts.len(), 1);
+    assert!(forged_alerts[0]["data"]["detail"].as_str().unwrap().contains("draft p1"));
+
+    // The approval service records a human's approval.
+    let approved = Envelope::new(
+        "spendsignoff/approval",
+        "acme",
+        Actor::human("alice@example.com"),
+        "approval/p1",
+        EventData::ApprovalGranted(ApprovalGranted {
+            draft_id: "p1".into(),
+            approval_id: "a1".into(),
+            step: 1,
+            credential_id: "passkey-1".into(),
+        }),
+    );
+    append(&log, "spend.evt.acme.approval.p1".into(), approved).await;
+    gw.state.caught_up().await.unwrap();
+    let after = gw.state.propose_change(&who, payment(300)).await.unwrap();
+    let decision = after.decision.unwrap();
+    assert_eq!(decision.policy_version, version, "decisions name the approved version");
+    assert_eq!(decision.outcome, "auto_approve", "the standing mandate applies");
+    gw.stop().await;
+}
