@@ -69,13 +69,19 @@ impl Gateway {
         Self::start_with(log, PREFIX, policy, config).await
     }
 
-    pub async fn start_with(log: Arc<dyn EventLog>, prefix: &str, policy: &str, mut config: GatewayConfig) -> Self {
+    pub async fn start_with(log: Arc<dyn EventLog>, prefix: &str, policy: &str, config: GatewayConfig) -> Self {
+        Self::start_full(log.clone(), &log, prefix, policy, config).await
+    }
+
+    /// `key_log` records the agent keys (the operator's connection, where
+    /// the gateway's own may not publish them).
+    pub async fn start_full(log: Arc<dyn EventLog>, key_log: &Arc<dyn EventLog>, prefix: &str, policy: &str, mut config: GatewayConfig) -> Self {
         let (sandbox, sandbox_url, connector) = sandbox().await;
         let policy = spend_policy::spendmd::parse(policy).unwrap();
         config.listen = "127.0.0.1:0".into();
         let state = Arc::new(GatewayState::new(log.clone(), prefix, policy, true, Arc::new(connector), config));
-        let key = record_key(&log, prefix, "acme", "agent", &[AgentScope::Read, AgentScope::Draft]).await;
-        let read_key = record_key(&log, prefix, "acme", "reader", &[AgentScope::Read]).await;
+        let key = record_key(key_log, prefix, "acme", "agent", &[AgentScope::Read, AgentScope::Draft]).await;
+        let read_key = record_key(key_log, prefix, "acme", "reader", &[AgentScope::Read]).await;
         let app = Application::build(state.clone()).await.unwrap();
         let addr = app.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
