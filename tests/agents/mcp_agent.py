@@ -12,16 +12,40 @@ object with what it saw; the Rust test asserts on it.
 """
 
 import asyncio
+import hashlib
+import hmac
 import json
+import secrets
 import sys
+import time
+
 
 from mcp import ClientSession
 from mcp.client.streamable_http import streamable_http_client
 from mcp.shared._httpx_utils import create_mcp_http_client
 
 
+def signer(key):
+    """An httpx request hook that signs every request the way SpendSignoff
+    asks when an organisation sets `require_signed_requests` (harmless
+    otherwise): X-Spend-Timestamp, X-Spend-Nonce and X-Spend-Signature =
+    hex HMAC-SHA256(key, ts \n nonce \n METHOD \n path \n hex(sha256(body)))."""
+
+    async def sign(request):
+        body = await request.aread()
+        ts = str(int(time.time()))
+        nonce = secrets.token_hex(16)
+        message = "\n".join([ts, nonce, request.method, request.url.path, hashlib.sha256(body).hexdigest()])
+        request.headers["X-Spend-Timestamp"] = ts
+        request.headers["X-Spend-Nonce"] = nonce
+        request.headers["X-Spend-Signature"] = hmac.new(key.encode(), message.encode(), hashlib.sha256).hexdigest()
+
+    return sign
+
+
 async def session_with(url, key, body):
     http = create_mcp_http_client(headers={"Authorization": f"Bearer {key}"})
+    http.event_hooks = {"request": [signer(key)], "response": []}
     async with http:
         async with streamable_http_client(url, http_client=http) as streams:
             read, write = streams[0], streams[1]

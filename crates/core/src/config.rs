@@ -12,7 +12,9 @@ use serde::{Serialize, de::DeserializeOwned};
 pub struct ConfigError(pub String);
 
 /// Loads `T` from defaults → `file` → `SPEND__…` environment variables.
-pub fn load<T>(file: Option<&Path>) -> Result<T, ConfigError>
+/// `list_keys` (e.g. `gateway.trusted_proxies`) are lists, given in the
+/// environment comma-separated.
+pub fn load<T>(file: Option<&Path>, list_keys: &[&str]) -> Result<T, ConfigError>
 where
     T: Default + Serialize + DeserializeOwned,
 {
@@ -24,11 +26,16 @@ where
         }
         builder = builder.add_source(config::File::from(file));
     }
-    builder = builder.add_source(
-        config::Environment::with_prefix("SPEND")
-            .prefix_separator("__")
-            .separator("__")
-            .try_parsing(true),
-    );
+    let mut env = config::Environment::with_prefix("SPEND")
+        .prefix_separator("__")
+        .separator("__")
+        .try_parsing(true);
+    if !list_keys.is_empty() {
+        env = env.list_separator(",");
+        for k in list_keys {
+            env = env.with_list_parse_key(k);
+        }
+    }
+    builder = builder.add_source(env);
     builder.build().and_then(|c| c.try_deserialize()).map_err(|e| ConfigError(e.to_string()))
 }

@@ -135,7 +135,7 @@ pub struct DatabaseConfig {
 
 impl SpendConfig {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        Ok(spend_core::config::load(file)?)
+        Ok(spend_core::config::load(file, &["gateway.trusted_proxies", "gateway.authorization_servers"])?)
     }
 
     /// The JetStream settings of the ledger's checkpoint stream.

@@ -67,6 +67,28 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// Circuit breakers: reset a tripped one (a human decision).
+    Breaker {
+        #[command(subcommand)]
+        command: BreakerCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum BreakerCommand {
+    /// Resume drafts on an account whose breaker tripped.
+    Reset {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        account: String,
+        /// Why it is safe to resume, for the audit trail.
+        #[arg(long)]
+        note: String,
+        /// Write to a stopped `spend dev` data folder instead of JetStream.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -121,6 +143,16 @@ pub enum PolicyCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Propose a new SPEND.md version as a draft; it applies once a human
+    /// approves it through the approval flow.
+    Propose {
+        file: PathBuf,
+        #[arg(long)]
+        org: String,
+        /// Write to a stopped `spend dev` data folder instead of JetStream.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -137,6 +169,9 @@ pub struct DevArgs {
     /// Address of the sandbox ad and card platform.
     #[arg(long, default_value = "127.0.0.1:7400")]
     pub sandbox_listen: String,
+    /// Address of the human approval pages.
+    #[arg(long, default_value = "127.0.0.1:7200")]
+    pub approval_listen: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -243,5 +278,9 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Policy {
             command: PolicyCommand::Validate { file, json },
         } => cmd::policy::validate(&file, json),
+        Command::Policy {
+            command: PolicyCommand::Propose { file, org, data_dir },
+        } => cmd::policy::propose(config, &file, &org, data_dir.as_deref()).await,
+        Command::Breaker { command } => cmd::breaker::run(config, command).await,
     }
 }

@@ -321,6 +321,10 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
                 &addr,
                 "--gateway-listen",
                 "127.0.0.1:0",
+                "--sandbox-listen",
+                "127.0.0.1:0",
+                "--approval-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())
@@ -454,11 +458,15 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     let s = setup().await;
     let dir = tempfile::tempdir().unwrap();
     let policy = dir.path().join("SPEND.md");
-    std::fs::copy(
-        concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/policy/tests/fixtures/start-restrictive.md"),
-        &policy,
-    )
+    // The seed's policy, with the test machine in its IP allowlist (the
+    // gateway enforces it).
+    let seed = std::fs::read_to_string(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/../../services/policy/tests/fixtures/start-restrictive.md"
+    ))
     .unwrap();
+    assert!(seed.contains("- 203.0.113.0/24"));
+    std::fs::write(&policy, seed.replace("- 203.0.113.0/24", "- 127.0.0.0/8")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let mut env = s.env.clone();
     env.push(("SPEND__GATEWAY__POLICY_FILE".into(), policy.to_str().unwrap().into()));

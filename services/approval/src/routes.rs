@@ -50,7 +50,11 @@ async fn human_only(State(state): State<Arc<ApprovalState>>, ConnectInfo(peer): 
             "{} {}: an {} was presented on a human approval route; only a signed-in human approves or pushes",
             req.method(),
             req.uri().path(),
-            if key_id.is_some() { "agent API key" } else { "unrecognised bearer credential" }
+            if key_id.is_some() {
+                "agent API key"
+            } else {
+                "unrecognised bearer credential"
+            }
         );
         alert(&state, key_id, &peer.ip().to_string(), &detail).await;
         return (StatusCode::FORBIDDEN, "agents cannot approve or push; a signed-in human does").into_response();

@@ -105,7 +105,10 @@ impl PlatformConnector {
             .map_err(|e| ReadError::Unavailable(format!("GET {path}: {}", without_url(e))))?;
         let status = resp.status();
         if status.is_success() {
-            return resp.json::<T>().await.map_err(|e| ReadError::Unavailable(format!("GET {path}: bad response: {e}")));
+            return resp
+                .json::<T>()
+                .await
+                .map_err(|e| ReadError::Unavailable(format!("GET {path}: bad response: {e}")));
         }
         let body: serde_json::Value = resp.json().await.unwrap_or_default();
         let message = body["error"]["message"].as_str().unwrap_or("no detail").to_string();

@@ -210,9 +210,7 @@ impl ExecutorClient {
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(15))
             .connect_lazy();
-        Ok(Self {
-            inner: PbClient::new(channel),
-        })
+        Ok(Self { inner: PbClient::new(channel) })
     }
 }
 

@@ -105,7 +105,14 @@ impl Sandbox {
                 Transaction {
                     id: format!("txn_{:04}", i + 1),
                     card_id: format!("crd_{}", 1 + r % 3),
-                    status: if i < 3 { "pending" } else if r % 17 == 0 { "declined" } else { "settled" }.into(),
+                    status: if i < 3 {
+                        "pending"
+                    } else if r.is_multiple_of(17) {
+                        "declined"
+                    } else {
+                        "settled"
+                    }
+                    .into(),
                     amount_minor: 500 + (r % 20_000) as i64,
                     currency: "USD".into(),
                     merchant: merchants[(r % merchants.len() as u64) as usize].into(),
@@ -185,13 +192,29 @@ fn card(id: &str, last4: &str, limit: i64) -> Card {
     }
 }
 
-/// A platform-style error body: `{"error": {"code", "message"}}`.
-fn error(status: StatusCode, code: &str, message: impl Into<String>) -> Response {
-    (status, Json(serde_json::json!({"error": {"code": code, "message": message.into()}}))).into_response()
+/// A platform-style error: `{"error": {"code", "message"}}`.
+struct ApiError {
+    status: StatusCode,
+    code: &'static str,
+    message: String,
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+    }
+}
+
+fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> ApiError {
+    ApiError {
+        status,
+        code,
+        message: message.into(),
+    }
 }
 
 /// Bearer-token check plus injected faults; the token's scopes on success.
-fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), Response> {
+fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), ApiError> {
     {
         let mut f = sb.inner.faults.lock().expect("fault lock");
         if f.fail_next > 0 {
@@ -219,12 +242,12 @@ fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), Response>
 
 async fn accounts(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
     if let Err(r) = admit(&sb, &headers, "ads.read") {
-        return r;
+        return r.into_response();
     }
     Json(serde_json::json!({"data": sb.inner.accounts})).into_response()
 }
 
-fn known_account(sb: &Sandbox, id: &str) -> Result<(), Response> {
+fn known_account(sb: &Sandbox, id: &str) -> Result<(), ApiError> {
     if sb.inner.accounts.iter().any(|a| a.id == id) {
         Ok(())
     } else {
@@ -234,7 +257,7 @@ fn known_account(sb: &Sandbox, id: &str) -> Result<(), Response> {
 
 async fn campaigns(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>) -> Response {
     if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
-        return r;
+        return r.into_response();
     }
     let list: Vec<Campaign> = sb
         .inner
@@ -257,12 +280,12 @@ struct InsightsQuery {
 
 async fn insights(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<InsightsQuery>) -> Response {
     if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
-        return r;
+        return r.into_response();
     }
     let to = q.to.unwrap_or_else(Utc::now);
     let from = q.from.unwrap_or(to - Duration::days(7));
     if from > to {
-        return error(StatusCode::BAD_REQUEST, "invalid_range", "from is after to");
+        return error(StatusCode::BAD_REQUEST, "invalid_range", "from is after to").into_response();
     }
     let campaigns: Vec<Campaign> = sb
         .inner
@@ -276,7 +299,7 @@ async fn insights(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<
     if let Some(want) = &q.campaign_id
         && campaigns.is_empty()
     {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {want} in account {id}"));
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {want} in account {id}")).into_response();
     }
     // Deterministic figures: per campaign and day, derived from a hash.
     let (mut impressions, mut clicks, mut conversions, mut spend) = (0u64, 0u64, 0u64, 0i64);
@@ -316,11 +339,11 @@ struct CampaignUpdate {
 
 async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
     if let Err(r) = admit(&sb, &headers, "ads.write") {
-        return r;
+        return r.into_response();
     }
     let update: CampaignUpdate = match serde_json::from_slice(&body) {
         Ok(u) => u,
-        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()),
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response(),
     };
     let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
     if let Some(k) = &key
@@ -329,17 +352,17 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
         return Json(done.clone()).into_response();
     }
     if update.daily_budget_minor.is_some_and(|b| b < 0) || update.bid_minor.is_some_and(|b| b < 0) {
-        return error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative");
+        return error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative").into_response();
     }
     if let Some(s) = &update.status
         && s != "active"
         && s != "paused"
     {
-        return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused");
+        return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused").into_response();
     }
     let mut all = sb.inner.campaigns.lock().expect("campaign lock");
     let Some(c) = all.iter_mut().find(|c| c.id == id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}"));
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")).into_response();
     };
     if let Some(b) = update.daily_budget_minor {
         c.daily_budget_minor = b;
@@ -360,7 +383,7 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
 
 async fn cards(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
     if let Err(r) = admit(&sb, &headers, "cards.read") {
-        return r;
+        return r.into_response();
     }
     Json(serde_json::json!({"data": sb.inner.cards})).into_response()
 }
@@ -373,7 +396,7 @@ struct TransactionsQuery {
 
 async fn transactions(State(sb): State<Sandbox>, headers: HeaderMap, Query(q): Query<TransactionsQuery>) -> Response {
     if let Err(r) = admit(&sb, &headers, "cards.read") {
-        return r;
+        return r.into_response();
     }
     let list: Vec<&Transaction> = sb
         .inner
@@ -398,7 +421,7 @@ async fn token(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
             problem: (t.expires_at <= Utc::now()).then(|| "the access token has expired".into()),
         })
         .into_response(),
-        None => error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"),
+        None => error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid").into_response(),
     }
 }
 

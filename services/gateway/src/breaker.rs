@@ -126,9 +126,10 @@ impl GatewayState {
             }
         };
         // Already tripped by another replica (the last event is a trip)?
-        if last.as_ref().is_some_and(|m| {
-            serde_json::from_slice::<serde_json::Value>(&m.payload).is_ok_and(|v| v["type"] == spend_core::events::BreakerTripped::TYPE)
-        }) {
+        if last
+            .as_ref()
+            .is_some_and(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).is_ok_and(|v| v["type"] == spend_core::events::BreakerTripped::TYPE))
+        {
             return;
         }
         let env = Envelope::new(

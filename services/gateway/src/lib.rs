@@ -114,7 +114,14 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(log: Arc<dyn EventLog>, prefix: impl Into<String>, policy: SpendMd, policy_approved_by_human: bool, reads: Arc<dyn Reads>, config: GatewayConfig) -> Self {
+    pub fn new(
+        log: Arc<dyn EventLog>,
+        prefix: impl Into<String>,
+        policy: SpendMd,
+        policy_approved_by_human: bool,
+        reads: Arc<dyn Reads>,
+        config: GatewayConfig,
+    ) -> Self {
         let prefix = prefix.into();
         Self {
             policy_service: PolicyService::new(log.clone(), prefix.clone()),
@@ -266,7 +273,10 @@ async fn unknown_route(state: Arc<GatewayState>, req: Request) -> Response {
     let who = req.extensions().get::<Identity>().cloned();
     let path = req.uri().path().to_string();
     let grpc = path.starts_with("/spendsignoff.") || path.starts_with("/grpc.");
-    let detail = format!("{} {path}: no such operation for agents (agents read and draft; only a signed-in human approves)", req.method());
+    let detail = format!(
+        "{} {path}: no such operation for agents (agents read and draft; only a signed-in human approves)",
+        req.method()
+    );
     if let Some(who) = &who {
         state
             .alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "operation.unknown", &detail)

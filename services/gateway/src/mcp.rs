@@ -231,11 +231,7 @@ impl SpendMcp {
     /// pushes and committed spend, newest last.
     #[tool(name = "get_audit_log")]
     async fn get_audit_log(&self, Parameters(i): Parameters<AuditInput>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditLogOut>, String> {
-        let entries = self
-            .state
-            .get_audit_log(&identity(&ctx)?, i.draft_id.as_deref(), i.limit)
-            .await
-            .map_err(err)?;
+        let entries = self.state.get_audit_log(&identity(&ctx)?, i.draft_id.as_deref(), i.limit).await.map_err(err)?;
         Ok(Json(AuditLogOut {
             entries: entries.iter().map(audit_out).collect(),
         }))
@@ -297,11 +293,7 @@ impl SpendMcp {
     /// Your organisation's drafts still waiting for a human, oldest first.
     #[tool(name = "list_pending_drafts")]
     async fn list_pending_drafts(&self, Parameters(i): Parameters<PendingInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftsOut>, String> {
-        let drafts = self
-            .state
-            .list_pending_drafts(&identity(&ctx)?, i.account_id.as_deref())
-            .await
-            .map_err(err)?;
+        let drafts = self.state.list_pending_drafts(&identity(&ctx)?, i.account_id.as_deref()).await.map_err(err)?;
         Ok(Json(DraftsOut { drafts }))
     }
 }

@@ -282,8 +282,14 @@ impl GatewayState {
         from: Option<DateTime<Utc>>,
         to: Option<DateTime<Utc>>,
     ) -> Result<Performance, OpError> {
-        self.platform_read(who, "get_performance", Some(account_id), |_| 1, self.reads.performance(account_id, campaign_id, from, to))
-            .await
+        self.platform_read(
+            who,
+            "get_performance",
+            Some(account_id),
+            |_| 1,
+            self.reads.performance(account_id, campaign_id, from, to),
+        )
+        .await
     }
 
     pub async fn list_cards(&self, who: &Identity) -> Result<Vec<Card>, OpError> {
@@ -291,7 +297,8 @@ impl GatewayState {
     }
 
     pub async fn list_transactions(&self, who: &Identity, status: Option<&str>, from: Option<DateTime<Utc>>) -> Result<Vec<Transaction>, OpError> {
-        self.platform_read(who, "list_transactions", None, Vec::len, self.reads.transactions(status, from)).await
+        self.platform_read(who, "list_transactions", None, Vec::len, self.reads.transactions(status, from))
+            .await
     }
 
     pub async fn check_token_health(&self, who: &Identity) -> Result<TokenHealth, OpError> {
@@ -382,7 +389,9 @@ impl GatewayState {
                 campaign_last_changed = Some(c.updated_at);
                 let cur = c.currency.clone();
                 match campaign_change {
-                    ChangeRequest::Budget { new_daily_budget_minor: new, .. } => {
+                    ChangeRequest::Budget {
+                        new_daily_budget_minor: new, ..
+                    } => {
                         if new < 0 {
                             return Err(OpError::Invalid("new_daily_budget_minor must not be negative".into()));
                         }
@@ -554,7 +563,10 @@ impl GatewayState {
                     .map(|c| {
                         (
                             "live_state_moved",
-                            format!("campaign {id} changed on the platform at {} after this draft read it at {against}", c.updated_at),
+                            format!(
+                                "campaign {id} changed on the platform at {} after this draft read it at {against}",
+                                c.updated_at
+                            ),
                         )
                     }),
                 _ => None,

@@ -136,10 +136,10 @@ fn respond(state: &GatewayState, grpc: bool, r: &Refusal) -> Response {
         return tonic::Status::new(code, r.message.clone()).into_http();
     }
     let mut resp = (r.status, r.message.clone()).into_response();
-    if r.status == StatusCode::UNAUTHORIZED {
-        if let Ok(v) = HeaderValue::from_str(&crate::oauth::challenge(state)) {
-            resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
-        }
+    if r.status == StatusCode::UNAUTHORIZED
+        && let Ok(v) = HeaderValue::from_str(&crate::oauth::challenge(state))
+    {
+        resp.headers_mut().insert(header::WWW_AUTHENTICATE, v);
     }
     resp
 }
@@ -187,12 +187,7 @@ pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): Co
             return respond(&state, grpc, &refusal(StatusCode::UNAUTHORIZED, "apikey", e.to_string()));
         }
     };
-    let who = Identity {
-        key_id,
-        org,
-        scopes,
-        address,
-    };
+    let who = Identity { key_id, org, scopes, address };
     match admit(&state, &who, &secret, &policy.security, req).await {
         Ok(req) => {
             let mut req = req;
@@ -311,7 +306,11 @@ async fn verify_signature(
             path: path.to_string(),
         }),
     );
-    match state.log.append(Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(0)).await {
+    match state
+        .log
+        .append(Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(0))
+        .await
+    {
         Ok(_) => Ok(()),
         Err(LogError::WrongLastSequence { .. }) => Err(refusal(
             StatusCode::UNAUTHORIZED,

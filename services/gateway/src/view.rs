@@ -112,7 +112,10 @@ pub enum Applied {
     Event(EventData),
     /// An approval that did not come from the approval service on an
     /// approval subject with a human actor: a forgery, to be audited.
-    ForgedApproval { org: String, detail: String },
+    ForgedApproval {
+        org: String,
+        detail: String,
+    },
     Nothing,
 }
 

@@ -29,16 +29,18 @@ approval:
   auto_approve_under: 5 USD
 ";
 
-type Authed = InterceptedService<Channel, Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>>;
+type AddKey = Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send>;
+type Authed = InterceptedService<Channel, AddKey>;
 
 async fn channel(gw: &Gateway) -> Channel {
     tonic::transport::Endpoint::from_shared(gw.url("")).unwrap().connect().await.unwrap()
 }
 
 fn with_key(channel: Channel, key: Option<String>) -> Authed {
-    let f: Box<dyn FnMut(tonic::Request<()>) -> Result<tonic::Request<()>, tonic::Status> + Send> = Box::new(move |mut r: tonic::Request<()>| {
+    let f: AddKey = Box::new(move |mut r: tonic::Request<()>| {
         if let Some(k) = &key {
-            r.metadata_mut().insert("authorization", MetadataValue::try_from(format!("Bearer {k}")).unwrap());
+            r.metadata_mut()
+                .insert("authorization", MetadataValue::try_from(format!("Bearer {k}")).unwrap());
         }
         Ok(r)
     });
@@ -62,9 +64,7 @@ async fn a_grpc_agent_reads_and_drafts_on_jetstream() {
     let accounts = agent.list_accounts(pb::ListAccountsRequest {}).await.unwrap().into_inner().accounts;
     assert_eq!(accounts.len(), 3);
     let campaigns = agent
-        .list_campaigns(pb::ListCampaignsRequest {
-            account_id: "act_1002".into(),
-        })
+        .list_campaigns(pb::ListCampaignsRequest { account_id: "act_1002".into() })
         .await
         .unwrap()
         .into_inner()
@@ -81,14 +81,17 @@ async fn a_grpc_agent_reads_and_drafts_on_jetstream() {
         .into_inner();
     assert!(perf.clicks > 0 && perf.spend.unwrap().minor_units > 0);
     assert_eq!(agent.list_cards(pb::ListCardsRequest {}).await.unwrap().into_inner().cards.len(), 3);
-    let txns = agent.list_transactions(pb::ListTransactionsRequest::default()).await.unwrap().into_inner().transactions;
+    let txns = agent
+        .list_transactions(pb::ListTransactionsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .transactions;
     assert_eq!(txns.len(), 40);
     let health = agent.check_token_health(pb::CheckTokenHealthRequest::default()).await.unwrap().into_inner();
     assert!(health.healthy && health.expires_at.is_some());
     let missing = agent
-        .list_campaigns(pb::ListCampaignsRequest {
-            account_id: "act_4040".into(),
-        })
+        .list_campaigns(pb::ListCampaignsRequest { account_id: "act_4040".into() })
         .await
         .unwrap_err();
     assert_eq!(missing.code(), Code::NotFound, "{missing:?}");
@@ -147,7 +150,12 @@ async fn a_grpc_agent_reads_and_drafts_on_jetstream() {
         .unwrap()
         .into_inner();
     assert_eq!(status.status, "pending_approval");
-    let pending = agent.list_pending_drafts(pb::ListPendingDraftsRequest::default()).await.unwrap().into_inner().drafts;
+    let pending = agent
+        .list_pending_drafts(pb::ListPendingDraftsRequest::default())
+        .await
+        .unwrap()
+        .into_inner()
+        .drafts;
     assert_eq!(pending.iter().map(|d| d.draft_id.as_str()).collect::<Vec<_>>(), vec![draft.draft_id.as_str()]);
     let audit = agent
         .get_audit_log(pb::GetAuditLogRequest {
@@ -256,7 +264,10 @@ async fn grpc_overreach_is_refused_and_audited() {
         .filter(|a| a["data"]["reason"] == "operation.unknown")
         .map(|a| a["data"]["detail"].as_str().unwrap())
         .collect();
-    assert!(unknown.iter().any(|d| d.contains("/spendsignoff.v1.Approval/ListApprovalRequests")), "{unknown:?}");
+    assert!(
+        unknown.iter().any(|d| d.contains("/spendsignoff.v1.Approval/ListApprovalRequests")),
+        "{unknown:?}"
+    );
     assert!(unknown.iter().any(|d| d.contains("/spendsignoff.v1.Executor/Rollback")), "{unknown:?}");
     assert!(alerts.iter().all(|a| !a.to_string().contains(&gw.key.secret)));
     gw.stop().await;

@@ -61,7 +61,12 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
     }
 
     // Reads, from the sandbox platform through the connector.
-    let accounts: Vec<&str> = seen["accounts"]["accounts"].as_array().unwrap().iter().map(|a| a["id"].as_str().unwrap()).collect();
+    let accounts: Vec<&str> = seen["accounts"]["accounts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|a| a["id"].as_str().unwrap())
+        .collect();
     assert_eq!(accounts, vec!["act_1001", "act_1002", "card_1"], "{seen}");
     assert_eq!(seen["campaigns"]["campaigns"].as_array().unwrap().len(), 3);
     assert_eq!(seen["campaigns"]["campaigns"][0]["daily_budget_minor"], 5000);
@@ -86,9 +91,19 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
     assert_eq!(budget["diff"][0]["before"]["minor_units"], 5000);
     assert_eq!(budget["diff"][0]["after"]["minor_units"], 6000);
     assert_eq!(budget["spend_impact_minor"], 1000);
-    let pending: Vec<&str> = seen["pending"]["drafts"].as_array().unwrap().iter().map(|d| d["draft_id"].as_str().unwrap()).collect();
+    let pending: Vec<&str> = seen["pending"]["drafts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["draft_id"].as_str().unwrap())
+        .collect();
     assert_eq!(pending, vec![budget["draft_id"].as_str().unwrap()], "{seen}");
-    let audit: Vec<&str> = seen["audit"]["entries"].as_array().unwrap().iter().map(|e| e["type"].as_str().unwrap()).collect();
+    let audit: Vec<&str> = seen["audit"]["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
     assert_eq!(audit, vec!["spend.draft.proposed.v1", "spend.policy.evaluated.v1"], "{seen}");
     assert_eq!(seen["bad_input_is_error"], true);
     assert!(seen["approve"].as_str().unwrap().starts_with("refused"), "{seen}");
@@ -101,14 +116,25 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
         .filter(|e| e["type"] == "spend.read.performed.v1")
         .map(|e| e["data"]["operation"].as_str().unwrap())
         .collect();
-    for op in ["list_accounts", "list_campaigns", "get_performance", "list_cards", "list_transactions", "check_token_health", "get_audit_log"] {
+    for op in [
+        "list_accounts",
+        "list_campaigns",
+        "get_performance",
+        "list_cards",
+        "list_transactions",
+        "check_token_health",
+        "get_audit_log",
+    ] {
         assert!(reads.contains(&op), "{op} recorded: {reads:?}");
     }
     let read = all.iter().find(|e| e["type"] == "spend.read.performed.v1").unwrap();
     assert_eq!(read["actor"]["kind"], "agent");
     assert_eq!(read["actor"]["id"], gw.key.created.key_id.as_str());
     let alerts = alerts(&log, 2).await;
-    let approve = alerts.iter().find(|a| a["data"]["reason"] == "operation.unknown").expect("the approve attempt is audited");
+    let approve = alerts
+        .iter()
+        .find(|a| a["data"]["reason"] == "operation.unknown")
+        .expect("the approve attempt is audited");
     assert_eq!(approve["data"]["key_id"], gw.key.created.key_id.as_str());
     assert!(approve["data"]["detail"].as_str().unwrap().contains("approve_draft"));
     let bad = alerts.iter().find(|a| a["data"]["reason"] == "apikey.unknown").expect("the bad key is audited");

@@ -55,7 +55,11 @@ async fn start_nats(passwords: &[(&str, &str)]) -> NatsServer {
     let child = cmd.kill_on_drop(true).spawn().expect("nats-server starts");
     let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(tokio::time::Instant::now() < deadline, "nats-server did not listen: {}", std::fs::read_to_string(&log_file).unwrap_or_default());
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "nats-server did not listen: {}",
+            std::fs::read_to_string(&log_file).unwrap_or_default()
+        );
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     NatsServer {
@@ -138,7 +142,14 @@ async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_aud
 
     // 2. On a draft subject, which the gateway may write: stored, but a
     // gateway following the log ignores it and raises an alert.
-    let gw = Gateway::start_full(log.clone(), &operator_log, "spend.evt", "spend:\n  per_transaction: 10 USD\n", GatewayConfig::new("")).await;
+    let gw = Gateway::start_full(
+        log.clone(),
+        &operator_log,
+        "spend.evt",
+        "spend:\n  per_transaction: 10 USD\n",
+        GatewayConfig::new(""),
+    )
+    .await;
     let who = gw.identity(&gw.key);
     let draft = gw
         .state
@@ -161,13 +172,20 @@ async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_aud
         .unwrap();
     assert_eq!(draft.status, "pending_approval");
     let forged = approval(&draft.draft_id, Actor::human("mallory"), &format!("draft/{}", draft.draft_id));
-    log.append(Append::new(format!("spend.evt.acme.draft.{}", draft.draft_id), forged.id.to_string(), forged.to_bytes()))
-        .await
-        .unwrap();
+    log.append(Append::new(
+        format!("spend.evt.acme.draft.{}", draft.draft_id),
+        forged.id.to_string(),
+        forged.to_bytes(),
+    ))
+    .await
+    .unwrap();
     gw.state.caught_up().await.unwrap();
     assert_eq!(gw.state.get_draft_status(&who, &draft.draft_id).await.unwrap().status, "pending_approval");
     let alerts = alerts(&log, 1).await;
-    let forged_alert = alerts.iter().find(|a| a["data"]["reason"] == "approval.forged").expect("the forgery is audited");
+    let forged_alert = alerts
+        .iter()
+        .find(|a| a["data"]["reason"] == "approval.forged")
+        .expect("the forgery is audited");
     assert!(forged_alert["data"]["detail"].as_str().unwrap().contains(&draft.draft_id));
     gw.stop().await;
 }

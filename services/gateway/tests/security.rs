@@ -9,7 +9,8 @@ use common::{Gateway, alerts, embedded_log};
 use spend_gateway::GatewayConfig;
 use spend_gateway::security::sign;
 
-const INIT: &str = r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
+const INIT: &str =
+    r#"{"jsonrpc":"2.0","id":1,"method":"initialize","params":{"protocolVersion":"2025-11-25","capabilities":{},"clientInfo":{"name":"t","version":"1"}}}"#;
 
 fn post(gw: &Gateway, key: &str, body: impl Into<reqwest::Body>) -> reqwest::RequestBuilder {
     reqwest::Client::new()
@@ -23,7 +24,12 @@ fn post(gw: &Gateway, key: &str, body: impl Into<reqwest::Body>) -> reqwest::Req
 fn reasons(alerts: &[serde_json::Value]) -> Vec<(String, String)> {
     alerts
         .iter()
-        .map(|a| (a["data"]["reason"].as_str().unwrap().to_string(), a["data"]["address"].as_str().unwrap_or("").to_string()))
+        .map(|a| {
+            (
+                a["data"]["reason"].as_str().unwrap().to_string(),
+                a["data"]["address"].as_str().unwrap_or("").to_string(),
+            )
+        })
         .collect()
 }
 
@@ -47,9 +53,17 @@ async fn ip_allowlist_believes_forwarded_for_only_from_trusted_proxies() {
     let key = proxied.key.secret.clone();
     let ok = post(&proxied, &key, INIT).header("x-forwarded-for", "10.1.2.3").send().await.unwrap();
     assert_eq!(ok.status(), 200, "{:?}", ok.text().await);
-    let forged_left = post(&proxied, &key, INIT).header("x-forwarded-for", "10.9.9.9, 192.0.2.7").send().await.unwrap();
+    let forged_left = post(&proxied, &key, INIT)
+        .header("x-forwarded-for", "10.9.9.9, 192.0.2.7")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(forged_left.status(), 403, "the right-most untrusted hop is the client");
-    let left_ignored = post(&proxied, &key, INIT).header("x-forwarded-for", "192.0.2.9, 10.1.2.3").send().await.unwrap();
+    let left_ignored = post(&proxied, &key, INIT)
+        .header("x-forwarded-for", "192.0.2.9, 10.1.2.3")
+        .send()
+        .await
+        .unwrap();
     assert_eq!(left_ignored.status(), 200);
     proxied.stop().await;
 

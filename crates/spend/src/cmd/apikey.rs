@@ -18,7 +18,7 @@ use spend_gateway::credentials::{AgentScope, generate, parse_scopes};
 use crate::ApiKeyCommand;
 use crate::config::{DevPaths, SpendConfig};
 
-async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<Arc<dyn EventLog>> {
+pub(crate) async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<Arc<dyn EventLog>> {
     Ok(match data_dir {
         Some(dir) => {
             let log = EmbeddedLog::open(EmbeddedConfig::new(DevPaths::new(dir).events))
@@ -31,13 +31,18 @@ async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Resu
 }
 
 async fn record(log: &dyn EventLog, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
-    let subject = spend_core::subject::aggregate_subject(prefix, org, "apikey", key_id)?;
+    record_as_operator(log, prefix, org, "apikey", key_id, data).await
+}
+
+/// Appends an event by the operator at the CLI (a human, named by $USER).
+pub(crate) async fn record_as_operator(log: &dyn EventLog, prefix: &str, org: &str, aggregate: &str, id: &str, data: EventData) -> anyhow::Result<()> {
+    let subject = spend_core::subject::aggregate_subject(prefix, org, aggregate, id)?;
     let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
     let env = Envelope::new(
         "spendsignoff/cli",
         org,
         Actor::human(user),
-        spend_core::subject::envelope_subject("apikey", key_id),
+        spend_core::subject::envelope_subject(aggregate, id),
         data,
     );
     log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await?;

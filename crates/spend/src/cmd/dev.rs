@@ -130,16 +130,15 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         .await
         .with_context(|| format!("binding the sandbox platform on {}", args.sandbox_listen))?;
     let sandbox_addr = sandbox_listener.local_addr()?;
-    let connector = spend_executor::connector::PlatformConnector::new(
-        &format!("http://{sandbox_addr}"),
-        spend_executor::connector::PlatformToken::new(sandbox_token),
-    )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let connector =
+        spend_executor::connector::PlatformConnector::new(&format!("http://{sandbox_addr}"), spend_executor::connector::PlatformToken::new(sandbox_token))
+            .map_err(|e| anyhow::anyhow!("{e}"))?;
 
     // A dev policy file is the developer's own: it counts as approved only
     // for what it can do without a mandate, so auto-approval stays off.
     let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
     gateway_config.listen = args.gateway_listen.clone();
+    let prefix_for_approval = prefix.clone();
     let gateway_state = Arc::new(spend_gateway::GatewayState::new(
         log.clone(),
         prefix,
@@ -149,6 +148,14 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         gateway_config,
     ));
     let gateway = spend_gateway::Application::build(gateway_state).await?;
+    let approval_listener = tokio::net::TcpListener::bind(&args.approval_listen)
+        .await
+        .with_context(|| format!("binding the approval pages on {}", args.approval_listen))?;
+    let approval_addr = approval_listener.local_addr()?;
+    let approval = spend_approval::routes::router(Arc::new(spend_approval::routes::ApprovalState {
+        log: log.clone(),
+        prefix: prefix_for_approval,
+    }));
 
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!(
@@ -159,6 +166,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
     eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
+    eprintln!("  approvals       http://{approval_addr}/approvals/<draft>  (human sign-in comes with the approval service)");
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
@@ -170,11 +178,18 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         let _ = rx.wait_for(|s| *s).await;
     };
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
+    let approval_stop = stopped(stop_rx.clone());
+    let approval_task = tokio::spawn(async move {
+        axum::serve(approval_listener, approval.into_make_service_with_connect_info::<std::net::SocketAddr>())
+            .with_graceful_shutdown(approval_stop)
+            .await
+    });
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s) = tokio::join!(ledger_task, gateway_task, sandbox_task);
+    let (l, g, s, a) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task);
+    a.context("the approval task")??;
     s.context("the sandbox task")??;
     l.context("the ledger task")??;
     g.context("the gateway task")??;

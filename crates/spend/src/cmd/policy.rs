@@ -55,3 +55,33 @@ pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         }
     }
 }
+
+/// `spend policy propose FILE --org ORG`: the file, validated, as a
+/// `spend.policy.proposed.v1` draft. It takes effect once a human approves
+/// that draft; the output names the draft and the version.
+pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
+    let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    let md = match spendmd::parse(&source) {
+        Ok(md) => md,
+        Err(errors) => {
+            for e in &errors {
+                eprintln!("{}: {e}", path.display());
+            }
+            eprintln!("{}: not proposed ({} error(s))", path.display(), errors.len());
+            return Ok(ExitCode::from(1));
+        }
+    };
+    let draft_id = format!("p_{}", spend_gateway::credentials::random_hex(8)?);
+    let data = spend_core::events::EventData::PolicyProposed(spend_core::events::PolicyProposed {
+        draft_id: draft_id.clone(),
+        version: md.version.clone(),
+        source,
+        previous_version: None,
+        enables_auto_approve: md.approval.auto_approve_under.is_some(),
+    });
+    let log = super::apikey::open_log(&config, data_dir).await?;
+    super::apikey::record_as_operator(log.as_ref(), &config.nats.subject_prefix, org, "draft", &draft_id, data).await?;
+    eprintln!("proposed {} as draft {draft_id}; it applies once a human approves it", md.version);
+    println!("{draft_id}");
+    Ok(ExitCode::SUCCESS)
+}

@@ -90,8 +90,7 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     }
     let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url)
-        .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
+    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url).map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
     let state = Arc::new(spend_gateway::GatewayState::new(
         Arc::new(events),
         config.nats.subject_prefix.clone(),
