@@ -41,6 +41,10 @@ pub struct GatewaySettings {
     pub resource_url: String,
     /// OAuth authorization servers that issue tokens for this gateway.
     pub authorization_servers: Vec<String>,
+    /// The `iss` of accepted OAuth access tokens (empty: API keys only).
+    pub oauth_issuer: String,
+    /// PEM (SPKI) of the issuer's ES256 token-signing key.
+    pub oauth_public_key_file: String,
 }
 
 impl Default for GatewaySettings {
@@ -53,6 +57,8 @@ impl Default for GatewaySettings {
             trusted_proxies: vec![],
             resource_url: String::new(),
             authorization_servers: vec![],
+            oauth_issuer: String::new(),
+            oauth_public_key_file: String::new(),
         }
     }
 }

@@ -28,10 +28,7 @@ pub async fn serve_grpc(listener: tokio::net::TcpListener, reads: Arc<dyn Reads>
     health
         .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
         .await;
-    let reflection = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(spend_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
+    let reflection = spend_proto::reflection().build_v1()?;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)

@@ -231,14 +231,8 @@ impl AgentGateway for AgentGatewayService {
 
 /// AgentGateway and reflection, to be put behind the guard.
 pub fn guarded(state: Arc<GatewayState>) -> anyhow::Result<axum::Router> {
-    let reflection_v1 = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(spend_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1()?;
-    let reflection_v1alpha = tonic_reflection::server::Builder::configure()
-        .register_encoded_file_descriptor_set(spend_proto::FILE_DESCRIPTOR_SET)
-        .register_encoded_file_descriptor_set(tonic_health::pb::FILE_DESCRIPTOR_SET)
-        .build_v1alpha()?;
+    let reflection_v1 = spend_proto::reflection().build_v1()?;
+    let reflection_v1alpha = spend_proto::reflection().build_v1alpha()?;
     Ok(tonic::service::Routes::new(AgentGatewayServer::new(AgentGatewayService { state }))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

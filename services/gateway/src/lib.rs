@@ -75,6 +75,8 @@ pub struct GatewayConfig {
     pub resource_url: Option<String>,
     /// The OAuth authorization servers that issue tokens for this resource.
     pub authorization_servers: Vec<String>,
+    /// Access-token validation; `None` accepts API keys only.
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 impl GatewayConfig {
@@ -85,6 +87,7 @@ impl GatewayConfig {
             breaker: BreakerConfig::default(),
             resource_url: None,
             authorization_servers: vec![],
+            oauth: None,
         }
     }
 }
@@ -202,19 +205,21 @@ impl GatewayState {
         self.alert_with_id(org, key_id, address, reason, detail, None).await;
     }
 
-    /// As [`Self::alert`], with a fixed message id so that replicas
-    /// raising the same alert produce one event (JetStream dedup).
-    async fn alert_with_id(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str, msg_id: Option<String>) {
+    /// As [`Self::alert`]; with `once`, the alert goes on its own subject
+    /// (`security.<once>`) appended only if that subject is empty, so that
+    /// replicas — and a replica replaying the log after a restart — record
+    /// it exactly once.
+    async fn alert_with_id(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str, once: Option<String>) {
         let org = org.unwrap_or("unknown");
-        let subject_id = key_id.unwrap_or("anonymous");
-        let Ok(subject) = spend_core::subject::aggregate_subject(&self.prefix, org, "security", subject_id) else {
+        let subject_id = once.clone().unwrap_or_else(|| key_id.unwrap_or("anonymous").to_string());
+        let Ok(subject) = spend_core::subject::aggregate_subject(&self.prefix, org, "security", &subject_id) else {
             return;
         };
         let env = Envelope::new(
             "spendsignoff/gateway",
             org,
             Actor::service("gateway"),
-            spend_core::subject::envelope_subject("security", subject_id),
+            spend_core::subject::envelope_subject("security", &subject_id),
             EventData::SecurityAlert(SecurityAlert {
                 reason: reason.into(),
                 key_id: key_id.map(Into::into),
@@ -222,10 +227,14 @@ impl GatewayState {
                 detail: detail.into(),
             }),
         );
-        tracing::warn!(reason, key_id = key_id.unwrap_or("-"), address = address.unwrap_or("-"), "security alert");
-        let msg_id = msg_id.unwrap_or_else(|| env.id.to_string());
-        if let Err(e) = self.log.append(Append::new(subject, msg_id, env.to_bytes())).await {
-            tracing::error!(error = %e, "could not record a security alert");
+        let mut append = Append::new(subject, env.id.to_string(), env.to_bytes());
+        if once.is_some() {
+            append = append.expect_last_subject_seq(0);
+        }
+        match self.log.append(append).await {
+            Ok(_) => tracing::warn!(reason, key_id = key_id.unwrap_or("-"), address = address.unwrap_or("-"), "security alert"),
+            Err(spend_eventlog::LogError::WrongLastSequence { .. }) if once.is_some() => {}
+            Err(e) => tracing::error!(error = %e, reason, "could not record a security alert"),
         }
     }
 }
@@ -258,7 +267,7 @@ async fn follow(state: Arc<GatewayState>) {
             Applied::ForgedApproval { org, detail } => {
                 // Every replica sees it; one alert per forgery.
                 state
-                    .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-approval-{}", m.seq)))
+                    .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-{}", m.seq)))
                     .await;
             }
             _ => {}
@@ -339,7 +348,15 @@ impl Application {
             .layer(axum::middleware::from_fn(request_log));
         tracing::info!(addr = %self.listener.local_addr()?, "gateway listening: MCP at /mcp, gRPC AgentGateway");
         let stop = ct.clone();
-        axum::serve(self.listener, app.into_make_service_with_connect_info::<SocketAddr>())
+        // Small writes (SSE frames, gRPC trailers) must not wait on Nagle's
+        // algorithm and the client's delayed ACK: that alone costs ~40 ms.
+        use axum::serve::ListenerExt as _;
+        let listener = self.listener.tap_io(|tcp| {
+            if let Err(e) = tcp.set_nodelay(true) {
+                tracing::debug!(error = %e, "TCP_NODELAY not set");
+            }
+        });
+        axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(async move {
                 shutdown.await;
                 stop.cancel();

@@ -163,6 +163,32 @@ pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): Co
         state.alert(None, None, Some(&address), r.reason, &r.message).await;
         return respond(&state, grpc, &r);
     };
+    // An OAuth access token (interactive MCP clients) or an API key.
+    if crate::oauth::looks_like_jwt(&secret) {
+        let claims = match &state.config.oauth {
+            Some(config) => crate::oauth::validate(config, &secret, chrono::Utc::now().timestamp()),
+            None => Err(crate::oauth::TokenError::NotConfigured),
+        };
+        let claims = match claims {
+            Ok(c) => c,
+            Err(e) => {
+                state.alert(None, None, Some(&address), e.code(), &e.to_string()).await;
+                let status = match e {
+                    crate::oauth::TokenError::Scope(_) => StatusCode::FORBIDDEN,
+                    _ => StatusCode::UNAUTHORIZED,
+                };
+                return respond(&state, grpc, &refusal(status, "oauth", e.to_string()));
+            }
+        };
+        let who = Identity {
+            key_id: claims.caller_id(),
+            org: claims.org.clone(),
+            scopes: claims.scopes.clone(),
+            address,
+        };
+        let policy = state.active_policy(&who.org).await.0;
+        return admit_and_run(&state, who, &secret, &policy.security, grpc, req, next).await;
+    }
     // The key id names the organisation whose SPEND.md applies.
     let org = match credentials::key_id_of(&secret) {
         Some(id) => state.keys.read().await.org_of(id),
@@ -188,15 +214,28 @@ pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): Co
         }
     };
     let who = Identity { key_id, org, scopes, address };
-    match admit(&state, &who, &secret, &policy.security, req).await {
-        Ok(req) => {
-            let mut req = req;
+    admit_and_run(&state, who, &secret, &policy.security, grpc, req, next).await
+}
+
+/// Checks 3–6, then the request with the caller's identity attached, or
+/// the refusal (audited).
+async fn admit_and_run(
+    state: &GatewayState,
+    who: Identity,
+    secret: &str,
+    sec: &spend_policy::spendmd::Security,
+    grpc: bool,
+    req: Request,
+    next: Next,
+) -> Response {
+    match admit(state, &who, secret, sec, req).await {
+        Ok(mut req) => {
             req.extensions_mut().insert(who);
             next.run(req).await
         }
         Err(r) => {
             state.alert(Some(&who.org), Some(&who.key_id), Some(&who.address), r.reason, &r.message).await;
-            respond(&state, grpc, &r)
+            respond(state, grpc, &r)
         }
     }
 }

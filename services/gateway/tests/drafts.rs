@@ -219,4 +219,14 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
     assert_eq!(decision.policy_version, version, "decisions name the approved version");
     assert_eq!(decision.outcome, "auto_approve", "the standing mandate applies");
     gw.stop().await;
+
+    // A replica starting later replays the log: the approved version is in
+    // force there too, and the old forgery is not alerted a second time.
+    let replica = Gateway::start(log.clone(), POLICY, GatewayConfig::new("")).await;
+    let who = replica.identity(&replica.key);
+    let d = replica.state.propose_change(&who, payment(300)).await.unwrap();
+    assert_eq!(d.decision.unwrap().policy_version, version);
+    let forged_alerts = events(&log).await.into_iter().filter(|e| e["data"]["reason"] == "approval.forged").count();
+    assert_eq!(forged_alerts, 1, "one alert per forgery, however many replicas replay it");
+    replica.stop().await;
 }

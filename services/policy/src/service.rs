@@ -177,12 +177,18 @@ impl PolicyService {
                 drafted_against: p.drafted_against.clone(),
             }),
         );
-        let draft_seq = match self.append(&draft_subject, proposed, Some(0)).await {
+        // The draft's append and the budget read do not depend on each
+        // other: one round trip instead of two. Nothing is reserved until
+        // the draft is on the log.
+        let (appended, budget) = futures::join!(self.append(&draft_subject, proposed, Some(0)), self.budget(&p.org, &p.draft.account_id));
+        let draft_seq = match appended {
             Ok(seq) => seq,
             Err(LogError::WrongLastSequence { .. }) => return Err(ServiceError::DuplicateDraft(p.draft_id.clone())),
             Err(e) => return Err(e.into()),
         };
-        let decision = self.decide_and_reserve(policy, mandate_approved, p).await?;
+        let decision = self
+            .decide_with_budget(policy, mandate_approved, p, Some(budget?), |d| d.outcome == Outcome::AutoApprove)
+            .await?;
         let evaluated = Envelope::new(
             source,
             &p.org,
@@ -198,11 +204,6 @@ impl PolicyService {
         self.append(&draft_subject, evaluated, Some(draft_seq)).await?;
         self.publish_alerts(p, &decision).await?;
         Ok(decision)
-    }
-
-    async fn decide_and_reserve(&self, policy: &SpendMd, mandate_approved: bool, p: &Proposal) -> Result<Decision, ServiceError> {
-        self.decide_with_budget(policy, mandate_approved, p, |d| d.outcome == Outcome::AutoApprove)
-            .await
     }
 
     /// `spend.limit.approaching.v1` / `spend.limit.exceeded.v1` on the
@@ -252,22 +253,27 @@ impl PolicyService {
     /// Commits a human-approved draft's spend: re-checks the limits against
     /// the current budget and reserves, or refuses with the reasons.
     pub async fn reserve_approved(&self, policy: &SpendMd, p: &Proposal) -> Result<Decision, ServiceError> {
-        self.decide_with_budget(policy, false, p, |d| d.outcome != Outcome::Deny).await
+        self.decide_with_budget(policy, false, p, None, |d| d.outcome != Outcome::Deny).await
     }
 
-    /// Reads the budget, decides, and — when `commits` says the decision
-    /// commits spend — reserves it with the budget's expected sequence,
-    /// deciding again if another reservation got there first.
+    /// Reads the budget (the first time, `read` if given), decides, and —
+    /// when `commits` says the decision commits spend — reserves it with the
+    /// budget's expected sequence, deciding again on a fresh read if
+    /// another reservation got there first.
     async fn decide_with_budget(
         &self,
         policy: &SpendMd,
         mandate_approved: bool,
         p: &Proposal,
+        mut read: Option<(BudgetState, u64)>,
         commits: impl Fn(&Decision) -> bool,
     ) -> Result<Decision, ServiceError> {
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now();
-            let (state, seq) = self.budget(&p.org, &p.draft.account_id).await?;
+            let (state, seq) = match read.take() {
+                Some(r) => r,
+                None => self.budget(&p.org, &p.draft.account_id).await?,
+            };
             let windows = Windows {
                 last_24h: state.last_24h(now),
                 this_month: state.this_month(now),

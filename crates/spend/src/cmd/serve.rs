@@ -81,6 +81,25 @@ pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Resu
         .collect::<anyhow::Result<_>>()?;
     config.resource_url = (!settings.resource_url.is_empty()).then(|| settings.resource_url.clone());
     config.authorization_servers = settings.authorization_servers.clone();
+    if !settings.oauth_issuer.is_empty() {
+        use p256::pkcs8::DecodePublicKey as _;
+        let audience = config
+            .resource_url
+            .clone()
+            .context("gateway.oauth_issuer needs gateway.resource_url: tokens must name this gateway as their audience")?;
+        let pem = std::fs::read_to_string(&settings.oauth_public_key_file)
+            .with_context(|| format!("gateway.oauth_public_key_file: reading {:?}", settings.oauth_public_key_file))?;
+        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem.trim())
+            .map_err(|e| anyhow::anyhow!("gateway.oauth_public_key_file: not a P-256 public key (SPKI PEM): {e}"))?;
+        if !config.authorization_servers.contains(&settings.oauth_issuer) {
+            config.authorization_servers.push(settings.oauth_issuer.clone());
+        }
+        config.oauth = Some(spend_gateway::oauth::OAuthConfig {
+            issuer: settings.oauth_issuer.clone(),
+            audience,
+            key,
+        });
+    }
     Ok(config)
 }
 
