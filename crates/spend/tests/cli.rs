@@ -478,6 +478,15 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     );
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).contains("mcp.approve is never granted to an agent"), "{}", text(&out.stderr));
+    // ...and audited.
+    let alert = s
+        .log
+        .last_on_subject(&format!("{}.acme.security.cli", s.streams.events.subject_prefix))
+        .await
+        .unwrap()
+        .expect("the refusal is audited");
+    let alert: serde_json::Value = serde_json::from_slice(&alert.payload).unwrap();
+    assert_eq!(alert["data"]["reason"], "apikey.approve_requested");
     let out = run(&env, &["api-key", "create", "--org", "acme", "--name", "bot"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
     let secret = text(&out.stdout).trim().to_string();

@@ -72,20 +72,31 @@ impl RateLimiter {
 }
 
 /// The client's address: the peer, unless the peer is a trusted proxy.
-pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAddr {
-    if !trusted.iter().any(|n| n.contains(&peer)) {
-        return peer;
+/// Then `X-Forwarded-For` is walked from the right (the hops our own
+/// proxies appended) to the first address that is not a trusted proxy;
+/// whatever lies left of it was written by the client and is ignored.
+/// `None` when a hop our proxies vouch for is not an address: the client
+/// is then unknown, and an allowlist refuses it.
+pub fn client_address(peer: IpAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<IpAddr> {
+    let is_trusted = |ip: &IpAddr| trusted.iter().any(|n| n.contains(ip));
+    if !is_trusted(&peer) {
+        return Some(peer);
     }
-    let hops: Vec<IpAddr> = headers
+    let hops: Vec<&str> = headers
         .get_all("x-forwarded-for")
         .iter()
         .filter_map(|v| v.to_str().ok())
         .flat_map(|v| v.split(','))
         .map(str::trim)
-        .map(|h| h.parse::<IpAddr>())
-        .collect::<Result<_, _>>()
-        .unwrap_or_default();
-    hops.into_iter().rev().find(|ip| !trusted.iter().any(|n| n.contains(ip))).unwrap_or(peer)
+        .collect();
+    let mut client = peer;
+    for hop in hops.iter().rev() {
+        client = hop.parse().ok()?;
+        if !is_trusted(&client) {
+            break;
+        }
+    }
+    Some(client)
 }
 
 /// The string a signed request's HMAC covers.
@@ -147,7 +158,7 @@ fn respond(state: &GatewayState, grpc: bool, r: &Refusal) -> Response {
 /// The guard: see the module documentation.
 pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
     let grpc = is_grpc(req.headers());
-    let address = client_address(peer.ip(), req.headers(), &state.config.trusted_proxies).to_string();
+    let address = client_address(peer.ip(), req.headers(), &state.config.trusted_proxies).map_or_else(|| "unknown".to_string(), |ip| ip.to_string());
     let secret = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -361,5 +372,41 @@ async fn verify_signature(
             "signature.unverifiable",
             format!("cannot record the nonce: {e}"),
         )),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn xff(v: &str) -> HeaderMap {
+        let mut h = HeaderMap::new();
+        h.insert("x-forwarded-for", v.parse().unwrap());
+        h
+    }
+
+    #[test]
+    fn forwarded_for_is_believed_only_from_trusted_proxies_and_only_from_the_right() {
+        let proxy: IpAddr = "10.0.0.5".parse().unwrap();
+        let trusted: Vec<IpNet> = vec!["10.0.0.0/24".parse().unwrap()];
+        let ip = |s: &str| Some(s.parse::<IpAddr>().unwrap());
+        // Not behind a trusted proxy: the header is the client's invention.
+        assert_eq!(client_address("192.0.2.1".parse().unwrap(), &xff("10.0.0.9"), &trusted), ip("192.0.2.1"));
+        assert_eq!(client_address(proxy, &xff("203.0.113.9"), &trusted), ip("203.0.113.9"));
+        // Left of the first untrusted hop is ignored, garbage included.
+        assert_eq!(client_address(proxy, &xff("garbage, 10.0.0.7, 203.0.113.9"), &trusted), ip("203.0.113.9"));
+        assert_eq!(client_address(proxy, &xff("198.51.100.1, 203.0.113.9, 10.0.0.7"), &trusted), ip("203.0.113.9"));
+        // A hop our proxies vouch for that is not an address: unknown.
+        assert_eq!(client_address(proxy, &xff("203.0.113.9, garbage"), &trusted), None);
+        // No header: the proxy itself.
+        assert_eq!(client_address(proxy, &HeaderMap::new(), &trusted), Some(proxy));
+    }
+
+    #[test]
+    fn token_buckets_are_per_key() {
+        let r = RateLimiter::default();
+        assert!((0..3).all(|_| r.admit("a", 3)));
+        assert!(!r.admit("a", 3));
+        assert!(r.admit("b", 3));
     }
 }

@@ -53,8 +53,24 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
     let prefix = config.nats.subject_prefix.clone();
     match command {
         ApiKeyCommand::Create { org, name, scopes, data_dir } => {
-            let scopes = parse_scopes(&scopes)?;
             spend_core::subject::aggregate_subject(&prefix, &org, "apikey", "x")?;
+            let scopes = match parse_scopes(&scopes) {
+                Ok(s) => s,
+                Err(e @ spend_gateway::credentials::ScopeError::ApproveNeverGranted) => {
+                    // Asking for the approve scope is itself worth an audit entry.
+                    let log = open_log(&config, data_dir.as_deref()).await?;
+                    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
+                    let alert = EventData::SecurityAlert(spend_core::events::SecurityAlert {
+                        reason: "apikey.approve_requested".into(),
+                        key_id: None,
+                        address: None,
+                        detail: format!("{user} asked for an agent key {name:?} in {org} with mcp.approve; refused"),
+                    });
+                    record_as_operator(log.as_ref(), &prefix, &org, "security", "cli", alert).await?;
+                    return Err(e.into());
+                }
+                Err(e) => return Err(e.into()),
+            };
             let log = open_log(&config, data_dir.as_deref()).await?;
             let key = generate(&org, &name, &scopes, chrono::Utc::now())?;
             record(log.as_ref(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
