@@ -4,6 +4,9 @@
 //!
 //!     cargo bench -p spend-gateway --bench latency
 //!
+//! Under `cargo test` (no `--bench` argument) it runs a one-second smoke
+//! pass at 50/s and fails on any error, so the benchmark stays working.
+//!
 //! Environment: SPEND_BENCH_NATS_URL (default nats://127.0.0.1:4222),
 //! SPEND_BENCH_SECONDS per rate (default 5), SPEND_BENCH_RATES
 //! (default 100,500,1000).
@@ -111,12 +114,22 @@ fn main() {
 
 async fn run() {
     let url = std::env::var("SPEND_BENCH_NATS_URL").unwrap_or_else(|_| "nats://127.0.0.1:4222".into());
-    let secs: u64 = std::env::var("SPEND_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5);
-    let rates: Vec<u64> = std::env::var("SPEND_BENCH_RATES")
-        .unwrap_or_else(|_| "100,500,1000".into())
-        .split(',')
-        .filter_map(|s| s.trim().parse().ok())
-        .collect();
+    let benching = std::env::args().any(|a| a == "--bench");
+    let secs: u64 = if benching {
+        std::env::var("SPEND_BENCH_SECONDS").ok().and_then(|s| s.parse().ok()).unwrap_or(5)
+    } else {
+        1
+    };
+    let rates: Vec<u64> = if benching {
+        std::env::var("SPEND_BENCH_RATES")
+            .unwrap_or_else(|_| "100,500,1000".into())
+            .split(',')
+            .filter_map(|s| s.trim().parse().ok())
+            .collect()
+    } else {
+        vec![50]
+    };
+    let mut errors = 0;
     let id = uuid::Uuid::now_v7().simple().to_string()[20..].to_string();
     let config = JetStreamConfig {
         url: url.clone(),
@@ -202,6 +215,7 @@ async fn run() {
         })
         .await;
         print("JetStream publish round trip", rate, &s);
+        errors += s.errors;
 
         let ch = channel.clone();
         let b = bearer.clone();
@@ -219,6 +233,7 @@ async fn run() {
         })
         .await;
         print("gRPC ProposeChange", rate, &s);
+        errors += s.errors;
 
         let (h, u, k, sid) = (http.clone(), mcp_url.clone(), key.secret.clone(), session.clone());
         let s = offered(rate, secs, move |i| {
@@ -241,12 +256,14 @@ async fn run() {
         })
         .await;
         print("MCP propose_change", rate, &s);
+        errors += s.errors;
     }
 
     // Leave nothing behind.
     if let Ok(client) = async_nats::connect(&url).await {
         let _ = async_nats::jetstream::new(client).delete_stream(&config.stream).await;
     }
+    assert_eq!(errors, 0, "every request of the run must succeed");
 }
 
 fn payment_pb(i: u64) -> pb::ProposeChangeRequest {

@@ -32,6 +32,19 @@ impl Drop for NatsServer {
 }
 
 async fn start_nats(passwords: &[(&str, &str)]) -> NatsServer {
+    // A port picked by binding :0 can be taken by someone else before the
+    // server binds it: try a few.
+    let mut last = String::new();
+    for _ in 0..3 {
+        match try_start_nats(passwords).await {
+            Ok(s) => return s,
+            Err(e) => last = e,
+        }
+    }
+    panic!("nats-server did not start: {last}");
+}
+
+async fn try_start_nats(passwords: &[(&str, &str)]) -> Result<NatsServer, String> {
     let dir = tempfile::tempdir().unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     // Includes are relative to the including file: copy it beside.
@@ -46,28 +59,32 @@ async fn start_nats(passwords: &[(&str, &str)]) -> NatsServer {
     )
     .unwrap();
     let log_file = dir.path().join("nats.log");
-    let bin = which_nats();
-    let mut cmd = tokio::process::Command::new(bin);
-    cmd.arg("-c").arg(&conf).arg("-l").arg(&log_file).stdout(Stdio::null()).stderr(Stdio::null());
+    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
+    let mut cmd = tokio::process::Command::new(which_nats());
+    cmd.arg("-c").arg(&conf).arg("-l").arg(&log_file).stdout(Stdio::null()).stderr(stderr);
     for (k, v) in passwords {
         cmd.env(k, v);
     }
-    let child = cmd.kill_on_drop(true).spawn().expect("nats-server starts");
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    let mut child = cmd.kill_on_drop(true).spawn().map_err(|e| format!("spawning nats-server: {e}"))?;
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "nats-server did not listen: {}",
-            std::fs::read_to_string(&log_file).unwrap_or_default()
-        );
+        let exited = child.try_wait().ok().flatten();
+        if exited.is_some() || tokio::time::Instant::now() > deadline {
+            let _ = child.start_kill();
+            return Err(format!(
+                "port {port}, exit {exited:?}: {} {}",
+                std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default(),
+                std::fs::read_to_string(&log_file).unwrap_or_default()
+            ));
+        }
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
-    NatsServer {
+    Ok(NatsServer {
         child,
         url: format!("nats://127.0.0.1:{port}"),
         log_file,
         _dir: dir,
-    }
+    })
 }
 
 fn which_nats() -> String {
@@ -103,9 +120,10 @@ fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_audited() {
-    let gateway_pw = spend_gateway::credentials::random_hex(16).unwrap();
-    let operator_pw = spend_gateway::credentials::random_hex(16).unwrap();
-    let others = spend_gateway::credentials::random_hex(16).unwrap();
+    // nats-server parses environment values as config values: a password
+    // must not start with a digit (see k8s/nats/auth.conf).
+    let password = || format!("pw{}", spend_gateway::credentials::random_hex(16).unwrap());
+    let (gateway_pw, operator_pw, others) = (password(), password(), password());
     let nats = start_nats(&[
         ("SPEND_NATS_GATEWAY_PASSWORD", &gateway_pw),
         ("SPEND_NATS_OPERATOR_PASSWORD", &operator_pw),
