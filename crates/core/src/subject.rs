@@ -27,6 +27,13 @@ pub fn aggregate_subject(prefix: &str, org: &str, aggregate: &str, id: &str) -> 
     Ok(format!("{prefix}.{org}.{aggregate}.{id}"))
 }
 
+/// `<prefix>.<org>.<aggregate>.<id>` → `(aggregate, id)`, for the given
+/// prefix and org; `None` for a subject of another org or shape.
+pub fn split_aggregate<'s>(subject: &'s str, prefix: &str, org: &str) -> Option<(&'s str, &'s str)> {
+    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?.strip_prefix(org)?.strip_prefix('.')?;
+    rest.split_once('.')
+}
+
 /// The envelope `subject` of an aggregate instance: `<aggregate>/<id>`.
 pub fn envelope_subject(aggregate: &str, id: &str) -> String {
     format!("{aggregate}/{id}")

@@ -19,6 +19,29 @@ pub struct SpendConfig {
     pub gateway: GatewaySettings,
     pub executor: ExecutorSettings,
     pub sandbox: SandboxSettings,
+    pub policy: PolicySettings,
+}
+
+/// Policy service settings (`[policy]` / `SPEND__POLICY__…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PolicySettings {
+    /// gRPC address of `spend serve policy`.
+    pub listen: String,
+    /// The bootstrap SPEND.md (default: `gateway.policy_file`).
+    pub policy_file: String,
+    /// Whether that file counts as human-approved (as for the gateway).
+    pub policy_approved_by_human: bool,
+}
+
+impl Default for PolicySettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7102".into(),
+            policy_file: String::new(),
+            policy_approved_by_human: false,
+        }
+    }
 }
 
 /// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).

@@ -172,6 +172,9 @@ pub struct DevArgs {
     /// Address of the human approval pages.
     #[arg(long, default_value = "127.0.0.1:7200")]
     pub approval_listen: String,
+    /// Address of the policy service's gRPC.
+    #[arg(long, default_value = "127.0.0.1:7102")]
+    pub policy_listen: String,
 }
 
 #[derive(Debug, Subcommand)]
@@ -181,6 +184,8 @@ pub enum Service {
     /// The agents' gateway: MCP over Streamable HTTP at /mcp and the gRPC
     /// AgentGateway, on one port.
     Gateway,
+    /// The policy core's gRPC service: validate, version in force, dry-run evaluation.
+    Policy,
     /// The executor: the platform connectors (gRPC, for the gateway's reads).
     Executor,
     /// The sandbox ad and card platform, standing in for a real one.
@@ -270,6 +275,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Dev(args) => cmd::dev::run(config, args).await,
         Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,
         Command::Serve { service: Service::Gateway } => cmd::serve::gateway(config).await,
+        Command::Serve { service: Service::Policy } => cmd::serve::policy(config).await,
         Command::Serve { service: Service::Executor } => cmd::serve::executor(config).await,
         Command::Serve { service: Service::Sandbox } => cmd::serve::sandbox(config).await,
         Command::ApiKey { command } => cmd::apikey::run(config, command).await,

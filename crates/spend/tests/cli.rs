@@ -325,6 +325,8 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
                 "127.0.0.1:0",
                 "--approval-listen",
                 "127.0.0.1:0",
+                "--policy-listen",
+                "127.0.0.1:0",
             ])
             .stdout(Stdio::null())
             .stderr(Stdio::null())

@@ -26,10 +26,9 @@ pub mod ops;
 pub mod security;
 pub mod view;
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::net::SocketAddr;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 use axum::extract::Request;
@@ -112,8 +111,6 @@ pub struct GatewayState {
     seen: watch::Sender<u64>,
     pub rate: security::RateLimiter,
     pub breakers: Breakers,
-    /// Parsed approved SPEND.md versions, by content hash.
-    parsed: Mutex<HashMap<String, Arc<SpendMd>>>,
 }
 
 impl GatewayState {
@@ -139,7 +136,6 @@ impl GatewayState {
             seen: watch::channel(0).0,
             rate: security::RateLimiter::default(),
             breakers: Breakers::default(),
-            parsed: Mutex::default(),
         }
     }
 
@@ -151,24 +147,9 @@ impl GatewayState {
     /// the last version a human approved (proposed as
     /// `spend.policy.proposed.v1`), else the bootstrap file.
     pub async fn active_policy(&self, org: &str) -> (Arc<SpendMd>, bool) {
-        let Some(p) = self.view.read().await.active_policy(org).cloned() else {
-            return self.bootstrap_policy();
-        };
-        if let Some(parsed) = self.parsed.lock().expect("policy cache lock").get(&p.version) {
-            return (parsed.clone(), true);
-        }
-        match spend_policy::spendmd::parse(&p.source) {
-            Ok(parsed) => {
-                let parsed = Arc::new(parsed);
-                self.parsed.lock().expect("policy cache lock").insert(p.version.clone(), parsed.clone());
-                (parsed, true)
-            }
-            Err(errors) => {
-                // Validated when proposed; a version that no longer parses
-                // (a newer parser) keeps the bootstrap file in force.
-                tracing::error!(org, version = %p.version, errors = errors.len(), "an approved SPEND.md no longer parses");
-                self.bootstrap_policy()
-            }
+        match self.view.read().await.versions.active(org) {
+            Some(a) => (a.policy.clone(), true),
+            None => self.bootstrap_policy(),
         }
     }
 

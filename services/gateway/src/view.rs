@@ -12,12 +12,10 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use serde::Serialize;
-use spend_core::events::{ApprovalGranted, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated, PolicyProposed};
-use spend_core::{ActorKind, Money, RawEnvelope};
+use spend_core::events::{ApprovalGranted, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
+use spend_core::{Money, RawEnvelope};
 use spend_eventlog::StoredMessage;
-
-/// The `source` of events recorded by the approval service.
-pub const APPROVAL_SOURCE: &str = "spendsignoff/approval";
+use spend_policy::versions::{Versions, is_recorded_approval};
 
 /// Audit entries kept per organisation.
 const AUDIT_PER_ORG: usize = 10_000;
@@ -102,9 +100,8 @@ pub struct View {
     drafts: HashMap<(String, String), DraftRecord>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     breakers: HashMap<(String, String), Breaker>,
-    policy_drafts: HashMap<(String, String), PolicyProposed>,
-    /// Per organisation, the SPEND.md version a human approved last.
-    active_policies: HashMap<String, PolicyProposed>,
+    /// SPEND.md versions proposed and approved, per organisation.
+    pub versions: Versions,
 }
 
 /// What [`View::apply`] noticed beyond updating itself.
@@ -119,12 +116,6 @@ pub enum Applied {
     Nothing,
 }
 
-/// `<prefix>.<org>.<aggregate>.<id>` → (aggregate, id), given the org.
-fn aggregate_of<'s>(subject: &'s str, prefix: &str, org: &str) -> Option<(&'s str, &'s str)> {
-    let rest = subject.strip_prefix(prefix)?.strip_prefix('.')?.strip_prefix(org)?.strip_prefix('.')?;
-    rest.split_once('.')
-}
-
 impl View {
     /// Applies one message from the log. Payloads that are not valid
     /// events are skipped here (the ledger records them as rejected).
@@ -136,7 +127,7 @@ impl View {
     fn apply_event(&mut self, prefix: &str, m: &StoredMessage) -> Option<Applied> {
         let env = RawEnvelope::parse(&m.payload).ok()?;
         let org = env.org.to_string();
-        let (aggregate, _) = aggregate_of(&m.subject, prefix, &org)?;
+        let (aggregate, _) = spend_core::subject::split_aggregate(&m.subject, prefix, &org)?;
         if AGENT_VISIBLE.contains(&aggregate) {
             let q = self.audit.entry(org.clone()).or_default();
             if q.len() == AUDIT_PER_ORG {
@@ -172,9 +163,7 @@ impl View {
             // the approval subject, counts — even for display. Anything else
             // is a forgery (the gateway's own NATS user, for one, may write
             // draft subjects but not approval subjects).
-            EventData::ApprovalGranted(ApprovalGranted { draft_id, .. })
-                if env.actor.kind != ActorKind::Human || aggregate != "approval" || env.source != APPROVAL_SOURCE =>
-            {
+            EventData::ApprovalGranted(ApprovalGranted { draft_id, .. }) if !is_recorded_approval(env.actor.kind, &env.source, aggregate) => {
                 return Some(Applied::ForgedApproval {
                     org,
                     detail: format!(
@@ -184,9 +173,7 @@ impl View {
                 });
             }
             EventData::ApprovalGranted(ApprovalGranted { draft_id, .. }) => {
-                if let Some(p) = self.policy_drafts.get(&key(draft_id)) {
-                    self.active_policies.insert(org.clone(), p.clone());
-                }
+                self.versions.approved(&org, draft_id);
                 if let Some(r) = self.drafts.get_mut(&key(draft_id)) {
                     r.approvals += 1;
                     let needed = match r.decision.as_ref().map(|d| &d.outcome) {
@@ -215,17 +202,10 @@ impl View {
             EventData::BreakerReset(b) => {
                 self.breakers.remove(&(org.clone(), b.account_id.clone()));
             }
-            EventData::PolicyProposed(p) => {
-                self.policy_drafts.insert(key(&p.draft_id), p.clone());
-            }
+            EventData::PolicyProposed(p) => self.versions.proposed(&org, p),
             _ => {}
         }
         Some(Applied::Event(data))
-    }
-
-    /// The SPEND.md version a human approved last for `org`, if any.
-    pub fn active_policy(&self, org: &str) -> Option<&PolicyProposed> {
-        self.active_policies.get(org)
     }
 
     fn set_status(&mut self, key: &(String, String), status: DraftStatus, event_type: &str, seq: u64) {

@@ -10,10 +10,16 @@
 //!   reasons;
 //! - [`service`]: the decision path on the event log — draft, decision
 //!   and budget reservations as events, the envelope a hard ceiling under
-//!   concurrency.
+//!   concurrency;
+//! - [`versions`]: SPEND.md versions proposed as drafts and put in force by
+//!   a human's approval, as every deciding process follows them on the log;
+//! - [`grpc`]: `spendsignoff.v1.Policy` (validate, active version, dry-run
+//!   evaluation), served by `spend serve policy`.
 #![forbid(unsafe_code)]
 
 pub mod evaluate;
+pub mod grpc;
 pub mod money;
 pub mod service;
 pub mod spendmd;
+pub mod versions;

@@ -139,6 +139,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
     gateway_config.listen = args.gateway_listen.clone();
     let prefix_for_approval = prefix.clone();
+    let prefix_for_policy = prefix.clone();
+    let gateway_bootstrap_policy = Arc::new(policy.clone());
     let gateway_state = Arc::new(spend_gateway::GatewayState::new(
         log.clone(),
         prefix,
@@ -148,6 +150,15 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         gateway_config,
     ));
     let gateway = spend_gateway::Application::build(gateway_state).await?;
+    let policy_listener = tokio::net::TcpListener::bind(&args.policy_listen)
+        .await
+        .with_context(|| format!("binding the policy service on {}", args.policy_listen))?;
+    let policy_addr = policy_listener.local_addr()?;
+    let policy_bootstrap = spend_policy::grpc::Bootstrap {
+        policy: gateway_bootstrap_policy,
+        source: source.clone(),
+        approved_by_human: false,
+    };
     let approval_listener = tokio::net::TcpListener::bind(&args.approval_listen)
         .await
         .with_context(|| format!("binding the approval pages on {}", args.approval_listen))?;
@@ -165,6 +176,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     );
     eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
+    eprintln!("  policy gRPC     http://{policy_addr}  (validate, version in force, dry-run evaluation)");
     eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
     eprintln!("  approvals       http://{approval_addr}/approvals/<draft>  (human sign-in comes with the approval service)");
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
@@ -178,6 +190,13 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         let _ = rx.wait_for(|s| *s).await;
     };
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
+    let policy_task = tokio::spawn(spend_policy::grpc::serve(
+        policy_listener,
+        log.clone(),
+        prefix_for_policy,
+        policy_bootstrap,
+        stopped(stop_rx.clone()),
+    ));
     let approval_stop = stopped(stop_rx.clone());
     let approval_task = tokio::spawn(async move {
         axum::serve(approval_listener, approval.into_make_service_with_connect_info::<std::net::SocketAddr>())
@@ -188,7 +207,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s, a) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task);
+    let (l, g, s, a, p) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task);
+    p.context("the policy task")??;
     a.context("the approval task")??;
     s.context("the sandbox task")??;
     l.context("the ledger task")??;

@@ -124,6 +124,30 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    let file = if config.policy.policy_file.is_empty() {
+        &config.gateway.policy_file
+    } else {
+        &config.policy.policy_file
+    };
+    if file.is_empty() {
+        anyhow::bail!("no SPEND.md configured: set SPEND__POLICY__POLICY_FILE (or SPEND__GATEWAY__POLICY_FILE)");
+    }
+    let (policy, source) = super::load_policy(std::path::Path::new(file))?;
+    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let listener = tokio::net::TcpListener::bind(&config.policy.listen)
+        .await
+        .with_context(|| format!("binding the policy service on {}", config.policy.listen))?;
+    tracing::info!(addr = %listener.local_addr()?, version = %policy.version, "policy service serving gRPC");
+    let bootstrap = spend_policy::grpc::Bootstrap {
+        policy: Arc::new(policy),
+        source,
+        approved_by_human: config.policy.policy_approved_by_human,
+    };
+    spend_policy::grpc::serve(listener, Arc::new(events), config.nats.subject_prefix.clone(), bootstrap, shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
 pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
     if config.executor.platform_token.is_empty() {
         anyhow::bail!("no platform token configured: set SPEND__EXECUTOR__PLATFORM_TOKEN");
