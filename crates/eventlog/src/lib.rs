@@ -154,3 +154,43 @@ pub trait Consumer: Send {
     /// Acknowledges every delivered message with a sequence ≤ `seq`.
     async fn ack_through(&mut self, seq: u64) -> Result<(), LogError>;
 }
+
+/// Follows `log` forever from sequence `from`, handing each message to
+/// `apply` in order. When the subscription fails or ends (the server
+/// restarted under it, say), it resubscribes after the last message handed
+/// over, backing off up to 5 s between attempts — so a follower never
+/// silently stops, and never sees a message twice or out of order.
+pub async fn follow<F, Fut>(log: std::sync::Arc<dyn EventLog>, from: u64, mut apply: F)
+where
+    F: FnMut(StoredMessage) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    use futures::StreamExt as _;
+    let mut next = from.max(1);
+    let mut backoff = Duration::from_millis(200);
+    loop {
+        match log.subscribe(StartAt::Sequence(next)).await {
+            Ok(mut stream) => loop {
+                match stream.next().await {
+                    Some(Ok(m)) if m.seq < next => {}
+                    Some(Ok(m)) => {
+                        next = m.seq + 1;
+                        apply(m).await;
+                        backoff = Duration::from_millis(200);
+                    }
+                    Some(Err(e)) => {
+                        tracing::warn!(error = %e, next, "event log subscription failed; resubscribing");
+                        break;
+                    }
+                    None => {
+                        tracing::warn!(next, "event log subscription ended; resubscribing");
+                        break;
+                    }
+                }
+            },
+            Err(e) => tracing::error!(error = %e, next, "cannot follow the event log; retrying"),
+        }
+        tokio::time::sleep(backoff).await;
+        backoff = (backoff * 2).min(Duration::from_secs(5));
+    }
+}

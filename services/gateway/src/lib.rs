@@ -34,13 +34,12 @@ use std::time::Duration;
 use axum::extract::Request;
 use axum::middleware::Next;
 use axum::response::Response;
-use futures::StreamExt as _;
 use ipnet::IpNet;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
 use spend_core::events::{EventData, SecurityAlert};
 use spend_core::{Actor, Envelope};
-use spend_eventlog::{Append, EventLog, StartAt};
+use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::Reads;
 use spend_policy::service::PolicyService;
 use spend_policy::spendmd::SpendMd;
@@ -220,41 +219,36 @@ impl GatewayState {
     }
 }
 
-/// Follows the whole log into the view and the key store.
+/// Follows the whole log into the view and the key store (resuming after
+/// the last event applied if the subscription fails, so a replica never
+/// silently stops learning of revocations).
 async fn follow(state: Arc<GatewayState>) {
-    let mut stream = match state.log.subscribe(StartAt::Beginning).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot follow the event log");
-            return;
+    let log = state.log.clone();
+    spend_eventlog::follow(log, 1, |m| {
+        let state = state.clone();
+        async move { apply(&state, &m).await }
+    })
+    .await
+}
+
+async fn apply(state: &GatewayState, m: &spend_eventlog::StoredMessage) {
+    let applied = state.view.write().await.apply(&state.prefix, m);
+    match applied {
+        Applied::Event(EventData::ApiKeyCreated(c)) => {
+            if let Err(e) = state.keys.write().await.apply_created(&c) {
+                tracing::warn!(seq = m.seq, error = %e, "ignoring an invalid API key event");
+            }
         }
-    };
-    while let Some(m) = stream.next().await {
-        let m = match m {
-            Ok(m) => m,
-            Err(e) => {
-                tracing::warn!(error = %e, "event log subscription error");
-                continue;
-            }
-        };
-        let applied = state.view.write().await.apply(&state.prefix, &m);
-        match applied {
-            Applied::Event(EventData::ApiKeyCreated(c)) => {
-                if let Err(e) = state.keys.write().await.apply_created(&c) {
-                    tracing::warn!(seq = m.seq, error = %e, "ignoring an invalid API key event");
-                }
-            }
-            Applied::Event(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
-            Applied::ForgedApproval { org, detail } => {
-                // Every replica sees it; one alert per forgery.
-                state
-                    .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-{}", m.seq)))
-                    .await;
-            }
-            _ => {}
+        Applied::Event(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
+        Applied::ForgedApproval { org, detail } => {
+            // Every replica sees it; one alert per forgery.
+            state
+                .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-{}", m.seq)))
+                .await;
         }
-        state.seen.send_replace(m.seq);
+        _ => {}
     }
+    state.seen.send_replace(m.seq);
 }
 
 /// Requests that reach no route: an agent probing for an approve or push

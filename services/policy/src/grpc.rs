@@ -15,10 +15,9 @@
 use std::future::Future;
 use std::sync::Arc;
 
-use futures::StreamExt as _;
 use spend_core::events::{EventData, Outcome};
 use spend_core::{Money, RawEnvelope};
-use spend_eventlog::{EventLog, StartAt};
+use spend_eventlog::EventLog;
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_server::{Policy, PolicyServer};
 use tokio::sync::RwLock;
@@ -153,27 +152,23 @@ impl Policy for PolicyGrpc {
 /// approval service recorded for a human (forgeries are ignored here; the
 /// gateway audits them).
 pub async fn follow_versions(log: Arc<dyn EventLog>, prefix: String, versions: Arc<RwLock<Versions>>) {
-    let mut stream = match log.subscribe(StartAt::Beginning).await {
-        Ok(s) => s,
-        Err(e) => {
-            tracing::error!(error = %e, "cannot follow the event log for policy versions");
-            return;
-        }
-    };
-    while let Some(m) = stream.next().await {
-        let Ok(m) = m else { continue };
-        let Ok(env) = RawEnvelope::parse(&m.payload) else { continue };
-        let Some((aggregate, _)) = spend_core::subject::split_aggregate(&m.subject, &prefix, &env.org) else {
-            continue;
-        };
-        match EventData::from_json(&env.event_type, env.data.get()) {
-            Ok(EventData::PolicyProposed(p)) => versions.write().await.proposed(&env.org, &p),
-            Ok(EventData::ApprovalGranted(a)) if is_recorded_approval(env.actor.kind, &env.source, aggregate) => {
-                versions.write().await.approved(&env.org, &a.draft_id)
+    spend_eventlog::follow(log, 1, |m| {
+        let (prefix, versions) = (prefix.clone(), versions.clone());
+        async move {
+            let Ok(env) = RawEnvelope::parse(&m.payload) else { return };
+            let Some((aggregate, _)) = spend_core::subject::split_aggregate(&m.subject, &prefix, &env.org) else {
+                return;
+            };
+            match EventData::from_json(&env.event_type, env.data.get()) {
+                Ok(EventData::PolicyProposed(p)) => versions.write().await.proposed(&env.org, &p),
+                Ok(EventData::ApprovalGranted(a)) if is_recorded_approval(env.actor.kind, &env.source, aggregate) => {
+                    versions.write().await.approved(&env.org, &a.draft_id)
+                }
+                _ => {}
             }
-            _ => {}
         }
-    }
+    })
+    .await
 }
 
 /// Serves the Policy service with health and reflection on `listener`
