@@ -146,25 +146,60 @@ async fn wait_signed(pool: &sqlx::PgPool, n: i64, within: Duration) {
     }
 }
 
-fn serve(env: &[(String, String)]) -> Child {
-    spend(env)
-        .args(["serve", "ledger"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .unwrap()
+/// A `spend` process that a failing test does not leave behind: killed on
+/// drop unless [`stop`] already ended it.
+struct Spawned(Option<Child>);
+
+impl Spawned {
+    fn new(child: Child) -> Self {
+        Self(Some(child))
+    }
 }
 
-fn stop(mut child: Child) {
-    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+impl std::ops::Deref for Spawned {
+    type Target = Child;
+    fn deref(&self) -> &Child {
+        self.0.as_ref().expect("a running child")
+    }
+}
+
+impl std::ops::DerefMut for Spawned {
+    fn deref_mut(&mut self) -> &mut Child {
+        self.0.as_mut().expect("a running child")
+    }
+}
+
+impl Drop for Spawned {
+    fn drop(&mut self) {
+        if let Some(mut c) = self.0.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+fn serve(env: &[(String, String)]) -> Spawned {
+    Spawned::new(
+        spend(env)
+            .args(["serve", "ledger"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap(),
+    )
+}
+
+fn stop(mut spawned: Spawned) {
+    let _ = Command::new("kill").arg("-TERM").arg(spawned.id().to_string()).status();
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while std::time::Instant::now() < deadline {
-        if child.try_wait().unwrap().is_some() {
+        if spawned.try_wait().unwrap().is_some() {
+            spawned.0 = None;
             return;
         }
         std::thread::sleep(Duration::from_millis(50));
     }
-    let _ = child.kill();
+    // Dropping `spawned` kills it.
     panic!("spend did not stop on SIGTERM within 15 s");
 }
 
@@ -331,6 +366,7 @@ fn spend_dev_answers_the_ledger_health_check_and_keeps_its_key_across_restarts()
             .stdout(Stdio::null())
             .stderr(Stdio::null())
             .spawn()
+            .map(Spawned::new)
             .unwrap()
     };
     let rt = tokio::runtime::Runtime::new().unwrap();
@@ -499,6 +535,7 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
         .stdout(Stdio::null())
         .stderr(Stdio::inherit())
         .spawn()
+        .map(Spawned::new)
         .unwrap();
     let url = format!("http://127.0.0.1:{port}/mcp");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
