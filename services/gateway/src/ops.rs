@@ -224,6 +224,138 @@ fn find_campaign(list: Vec<Campaign>, id: &str, account: &str) -> Result<Campaig
         .ok_or_else(|| OpError::NotFound(format!("no campaign {id} in account {account}")))
 }
 
+/// A draft's shape before it is recorded: what policy judges and what the
+/// human sees.
+struct Shaped {
+    kind: &'static str,
+    change: Change,
+    impact: Money,
+    diff: Vec<FieldDiff>,
+}
+
+/// A change to one campaign's live settings.
+enum Edit {
+    Budget(i64),
+    Bid(i64),
+    Status(String),
+}
+
+fn money(minor: i64, currency: &str) -> Result<Money, OpError> {
+    Money::new(minor, currency).map_err(|e| OpError::Invalid(e.to_string()))
+}
+
+fn payment_draft(
+    amount_minor: i64,
+    currency: &str,
+    merchant: String,
+    category: Option<String>,
+    country: Option<String>,
+    url: Option<String>,
+) -> Result<Shaped, OpError> {
+    if amount_minor <= 0 {
+        return Err(OpError::Invalid("payment.amount_minor must be positive".into()));
+    }
+    if merchant.trim().is_empty() {
+        return Err(OpError::Invalid("payment.merchant is required".into()));
+    }
+    let impact = money(amount_minor, currency)?;
+    let diff = vec![FieldDiff {
+        path: format!("payment/{merchant}"),
+        before: serde_json::Value::Null,
+        after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category": category, "country": country}),
+    }];
+    let change = Change::Payment {
+        merchant,
+        category,
+        country,
+        url,
+    };
+    Ok(Shaped {
+        kind: "payment",
+        change,
+        impact,
+        diff,
+    })
+}
+
+/// The draft of `edit` on campaign `c` as it is live on the platform.
+fn campaign_edit(c: &Campaign, edit: Edit) -> Result<Shaped, OpError> {
+    let (id, cur) = (c.id.clone(), c.currency.as_str());
+    Ok(match edit {
+        Edit::Budget(new) => {
+            if new < 0 {
+                return Err(OpError::Invalid("new_daily_budget_minor must not be negative".into()));
+            }
+            // Only an active campaign spends its budget.
+            let impact = if c.status == "active" { new - c.daily_budget_minor } else { 0 };
+            Shaped {
+                kind: "budget",
+                diff: vec![FieldDiff {
+                    path: format!("campaign/{id}/daily_budget"),
+                    before: money_json(c.daily_budget_minor, cur),
+                    after: money_json(new, cur),
+                }],
+                change: Change::Budget {
+                    campaign_id: id,
+                    before: money(c.daily_budget_minor, cur)?,
+                    after: money(new, cur)?,
+                },
+                impact: money(impact, cur)?,
+            }
+        }
+        Edit::Bid(new) => {
+            if new < 0 {
+                return Err(OpError::Invalid("new_bid_minor must not be negative".into()));
+            }
+            Shaped {
+                kind: "bid",
+                diff: vec![FieldDiff {
+                    path: format!("campaign/{id}/bid"),
+                    before: money_json(c.bid_minor, cur),
+                    after: money_json(new, cur),
+                }],
+                change: Change::Bid { campaign_id: id },
+                // A bid moves price, not the budget that caps spend.
+                impact: money(0, cur)?,
+            }
+        }
+        Edit::Status(new_status) => {
+            if new_status != "active" && new_status != "paused" {
+                return Err(OpError::Invalid(format!("new_status is active or paused, not {new_status:?}")));
+            }
+            let impact = match (c.status.as_str(), new_status.as_str()) {
+                ("paused", "active") => c.daily_budget_minor,
+                ("active", "paused") => -c.daily_budget_minor,
+                _ => 0,
+            };
+            Shaped {
+                kind: "status",
+                diff: vec![FieldDiff {
+                    path: format!("campaign/{id}/status"),
+                    before: serde_json::json!(c.status),
+                    after: serde_json::json!(new_status),
+                }],
+                change: Change::Status { campaign_id: id },
+                impact: money(impact, cur)?,
+            }
+        }
+    })
+}
+
+impl GatewayState {
+    /// A campaign change, drafted against the campaign's live state read
+    /// through the executor (never what the agent believes it to be);
+    /// returns the shape and the live state's version.
+    async fn campaign_draft(&self, account_id: &str, campaign_id: String, edit: Edit) -> Result<(Shaped, Option<DateTime<Utc>>), OpError> {
+        if campaign_id.is_empty() {
+            return Err(OpError::Invalid("campaign_id is required".into()));
+        }
+        let live = self.reads.campaigns(account_id).await?;
+        let c = find_campaign(live, &campaign_id, account_id)?;
+        Ok((campaign_edit(&c, edit)?, Some(c.updated_at)))
+    }
+}
+
 impl GatewayState {
     async fn read_performed(&self, who: &Identity, operation: &str, account_id: Option<&str>, count: usize) {
         let Ok(subject) = aggregate_subject(&self.prefix, &who.org, "read", &who.key_id) else {
@@ -337,10 +469,7 @@ impl GatewayState {
                 req.account_id, b.reason, b.detail, b.since
             )));
         }
-        let money = |minor: i64, cur: &str| Money::new(minor, cur).map_err(|e| OpError::Invalid(e.to_string()));
-        let mut drafted_against = None;
-        let mut campaign_last_changed = None;
-        let (kind, change, impact, diff) = match req.change {
+        let (shaped, live_version) = match req.change {
             ChangeRequest::Payment {
                 amount_minor,
                 currency,
@@ -348,99 +477,15 @@ impl GatewayState {
                 category,
                 country,
                 url,
-            } => {
-                if amount_minor <= 0 {
-                    return Err(OpError::Invalid("payment.amount_minor must be positive".into()));
-                }
-                if merchant.trim().is_empty() {
-                    return Err(OpError::Invalid("payment.merchant is required".into()));
-                }
-                let impact = money(amount_minor, &currency)?;
-                let diff = vec![FieldDiff {
-                    path: format!("payment/{merchant}"),
-                    before: serde_json::Value::Null,
-                    after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category": category, "country": country}),
-                }];
-                let change = Change::Payment {
-                    merchant,
-                    category,
-                    country,
-                    url,
-                };
-                ("payment", change, impact, diff)
-            }
-            ChangeRequest::Budget { campaign_id, .. } | ChangeRequest::Bid { campaign_id, .. } | ChangeRequest::Status { campaign_id, .. }
-                if campaign_id.is_empty() =>
-            {
-                return Err(OpError::Invalid("campaign_id is required".into()));
-            }
-            campaign_change => {
-                let campaign_id = match &campaign_change {
-                    ChangeRequest::Budget { campaign_id, .. } | ChangeRequest::Bid { campaign_id, .. } | ChangeRequest::Status { campaign_id, .. } => {
-                        campaign_id.clone()
-                    }
-                    ChangeRequest::Payment { .. } => unreachable!("payments are matched above"),
-                };
-                // The diff's `before` is the live state, read through the
-                // executor, never what the agent believes it to be.
-                let live = self.reads.campaigns(&req.account_id).await.map_err(OpError::from)?;
-                let c = find_campaign(live, &campaign_id, &req.account_id)?;
-                drafted_against = Some(c.updated_at.to_rfc3339());
-                campaign_last_changed = Some(c.updated_at);
-                let cur = c.currency.clone();
-                match campaign_change {
-                    ChangeRequest::Budget {
-                        new_daily_budget_minor: new, ..
-                    } => {
-                        if new < 0 {
-                            return Err(OpError::Invalid("new_daily_budget_minor must not be negative".into()));
-                        }
-                        let change = Change::Budget {
-                            campaign_id: campaign_id.clone(),
-                            before: money(c.daily_budget_minor, &cur)?,
-                            after: money(new, &cur)?,
-                        };
-                        let diff = vec![FieldDiff {
-                            path: format!("campaign/{campaign_id}/daily_budget"),
-                            before: money_json(c.daily_budget_minor, &cur),
-                            after: money_json(new, &cur),
-                        }];
-                        // Only the active campaign spends its budget.
-                        let impact = if c.status == "active" { new - c.daily_budget_minor } else { 0 };
-                        ("budget", change, money(impact, &cur)?, diff)
-                    }
-                    ChangeRequest::Bid { new_bid_minor: new, .. } => {
-                        if new < 0 {
-                            return Err(OpError::Invalid("new_bid_minor must not be negative".into()));
-                        }
-                        let diff = vec![FieldDiff {
-                            path: format!("campaign/{campaign_id}/bid"),
-                            before: money_json(c.bid_minor, &cur),
-                            after: money_json(new, &cur),
-                        }];
-                        // A bid moves price, not the budget that caps spend.
-                        ("bid", Change::Bid { campaign_id }, money(0, &cur)?, diff)
-                    }
-                    ChangeRequest::Status { new_status, .. } => {
-                        if new_status != "active" && new_status != "paused" {
-                            return Err(OpError::Invalid(format!("new_status is active or paused, not {new_status:?}")));
-                        }
-                        let impact = match (c.status.as_str(), new_status.as_str()) {
-                            ("paused", "active") => c.daily_budget_minor,
-                            ("active", "paused") => -c.daily_budget_minor,
-                            _ => 0,
-                        };
-                        let diff = vec![FieldDiff {
-                            path: format!("campaign/{campaign_id}/status"),
-                            before: serde_json::json!(c.status),
-                            after: serde_json::json!(new_status),
-                        }];
-                        ("status", Change::Status { campaign_id }, money(impact, &cur)?, diff)
-                    }
-                    ChangeRequest::Payment { .. } => unreachable!("payments are matched above"),
-                }
-            }
+            } => (payment_draft(amount_minor, &currency, merchant, category, country, url)?, None),
+            ChangeRequest::Budget {
+                campaign_id,
+                new_daily_budget_minor,
+            } => self.campaign_draft(&req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor)).await?,
+            ChangeRequest::Bid { campaign_id, new_bid_minor } => self.campaign_draft(&req.account_id, campaign_id, Edit::Bid(new_bid_minor)).await?,
+            ChangeRequest::Status { campaign_id, new_status } => self.campaign_draft(&req.account_id, campaign_id, Edit::Status(new_status)).await?,
         };
+        let Shaped { kind, change, impact, diff } = shaped;
         let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| OpError::Unavailable(e.to_string()))?);
         let proposal = Proposal {
             org: who.org.clone(),
@@ -453,8 +498,9 @@ impl GatewayState {
             },
             diff: diff.clone(),
             rationale: req.rationale.clone(),
-            drafted_against,
-            campaign_last_changed,
+            drafted_against: live_version.map(|t| t.to_rfc3339()),
+            // The platform's last change to the campaign, for the cooldown.
+            campaign_last_changed: live_version,
         };
         let (policy, approved) = self.active_policy(&who.org).await;
         let decision = self.policy_service.propose(&policy, approved, &proposal).await.map_err(|e| match e {
@@ -477,7 +523,6 @@ impl GatewayState {
             spend_impact: impact,
             rationale: req.rationale,
             proposed_at: Utc::now(),
-            proposed_by: who.key_id.clone(),
             drafted_against: proposal.drafted_against,
             decision: Some(spend_core::events::PolicyEvaluated {
                 draft_id: proposal.draft_id,
@@ -488,7 +533,6 @@ impl GatewayState {
             approvals: 0,
             status,
             last_event: "spend.policy.evaluated.v1".into(),
-            last_seq: 0,
         }))
     }
 

@@ -66,15 +66,11 @@ pub struct DraftRecord {
     pub spend_impact: Money,
     pub rationale: String,
     pub proposed_at: DateTime<Utc>,
-    pub proposed_by: String,
     pub drafted_against: Option<String>,
     pub decision: Option<PolicyEvaluated>,
     pub approvals: u32,
     pub status: DraftStatus,
     pub last_event: String,
-    /// The draft subject's last stream sequence (for expected-sequence
-    /// appends such as marking it stale).
-    pub last_seq: u64,
 }
 
 #[derive(Debug, Clone)]
@@ -146,7 +142,7 @@ impl View {
         let key = |draft_id: &str| (org.clone(), draft_id.to_string());
         match &data {
             EventData::DraftProposed(d) => {
-                self.drafts.insert(key(&d.draft_id), record(&org, d, &env, m.seq));
+                self.drafts.insert(key(&d.draft_id), record(&org, d, &env));
             }
             EventData::PolicyEvaluated(e) => {
                 if let Some(r) = self.drafts.get_mut(&key(&e.draft_id)) {
@@ -156,7 +152,7 @@ impl View {
                         Outcome::RequireApproval | Outcome::RequireDualApproval => DraftStatus::PendingApproval,
                     };
                     r.decision = Some(e.clone());
-                    touch(r, &event_type, m.seq);
+                    r.last_event = event_type.clone();
                 }
             }
             // Only a human's approval, recorded by the approval service on
@@ -183,12 +179,12 @@ impl View {
                     if r.approvals >= needed && r.status.is_pending() {
                         r.status = DraftStatus::Approved;
                     }
-                    touch(r, &event_type, m.seq);
+                    r.last_event = event_type.clone();
                 }
             }
-            EventData::ChangePushed(c) => self.set_status(&key(&c.draft_id), DraftStatus::Pushed, &event_type, m.seq),
-            EventData::ChangeRolledBack(c) => self.set_status(&key(&c.draft_id), DraftStatus::RolledBack, &event_type, m.seq),
-            EventData::DraftStaled(s) => self.set_status(&key(&s.draft_id), DraftStatus::Stale, &event_type, m.seq),
+            EventData::ChangePushed(c) => self.set_status(&key(&c.draft_id), DraftStatus::Pushed, &event_type),
+            EventData::ChangeRolledBack(c) => self.set_status(&key(&c.draft_id), DraftStatus::RolledBack, &event_type),
+            EventData::DraftStaled(s) => self.set_status(&key(&s.draft_id), DraftStatus::Stale, &event_type),
             EventData::BreakerTripped(b) => {
                 self.breakers.insert(
                     (org.clone(), b.account_id.clone()),
@@ -208,10 +204,10 @@ impl View {
         Some(Applied::Event(data))
     }
 
-    fn set_status(&mut self, key: &(String, String), status: DraftStatus, event_type: &str, seq: u64) {
+    fn set_status(&mut self, key: &(String, String), status: DraftStatus, event_type: &str) {
         if let Some(r) = self.drafts.get_mut(key) {
             r.status = status;
-            touch(r, event_type, seq);
+            r.last_event = event_type.to_string();
         }
     }
 
@@ -245,7 +241,7 @@ impl View {
     }
 }
 
-fn record(org: &str, d: &DraftProposed, env: &RawEnvelope<'_>, seq: u64) -> DraftRecord {
+fn record(org: &str, d: &DraftProposed, env: &RawEnvelope<'_>) -> DraftRecord {
     DraftRecord {
         draft_id: d.draft_id.clone(),
         org: org.to_string(),
@@ -255,17 +251,10 @@ fn record(org: &str, d: &DraftProposed, env: &RawEnvelope<'_>, seq: u64) -> Draf
         spend_impact: d.spend_impact.clone(),
         rationale: d.rationale.clone(),
         proposed_at: env.time,
-        proposed_by: env.actor.id.clone(),
         drafted_against: d.drafted_against.clone(),
         decision: None,
         approvals: 0,
         status: DraftStatus::Proposed,
         last_event: env.event_type.to_string(),
-        last_seq: seq,
     }
-}
-
-fn touch(r: &mut DraftRecord, event_type: &str, seq: u64) {
-    r.last_event = event_type.to_string();
-    r.last_seq = seq;
 }
