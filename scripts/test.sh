@@ -105,6 +105,13 @@ else
   python3 -m pip install -q 'mcp>=2'
 fi
 
+step "cryptography for Python (tests/scripts/pinned_export.py, an independent ledger-export writer)"
+if python3 -c 'import cryptography.hazmat.primitives.asymmetric.ec' 2>/dev/null; then
+  echo "cryptography $(python3 -c 'import cryptography; print(cryptography.__version__)') present"
+else
+  python3 -m pip install -q cryptography
+fi
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings

@@ -21,6 +21,14 @@ pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
             spend_impact: Money::new(((i % 50) * 100) as i64, "USD").unwrap(),
             rationale: "ROAS above target for 7 days; raise the cap".into(),
             drafted_against: None,
+            change: spend_core::events::DraftChange::Campaign {
+                campaign_id: format!("c{}", i % 11),
+                field: "budget".into(),
+                daily_budget_before: Money::new(5000, "USD").unwrap(),
+                daily_budget_after: Money::new(5000 + ((i % 50) * 100) as i64, "USD").unwrap(),
+                status_before: "active".into(),
+                status_after: "active".into(),
+            },
         }),
         1 => EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),

@@ -105,6 +105,22 @@ impl Envelope {
         self
     }
 
+    /// Continues the correlation of `cause` (an event's id and its
+    /// correlation id), naming `cause.id` as the event this one follows.
+    pub fn following(mut self, cause: Cause) -> Self {
+        self.correlationid = cause.correlation;
+        self.causationid = Some(cause.id);
+        self
+    }
+
+    /// Where this event sits in its correlation, for the events it causes.
+    pub fn cause(&self) -> Cause {
+        Cause {
+            id: self.id,
+            correlation: self.correlationid,
+        }
+    }
+
     pub fn with_traceparent(mut self, traceparent: Option<String>) -> Self {
         self.traceparent = traceparent;
         self
@@ -113,6 +129,23 @@ impl Envelope {
     /// The one serialization of this event.
     pub fn to_bytes(&self) -> Vec<u8> {
         serde_json::to_vec(self).expect("an envelope always serializes")
+    }
+}
+
+/// An event that causes others: its id (their `causationid`) and its
+/// correlation id (which they continue).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cause {
+    pub id: Uuid,
+    pub correlation: Uuid,
+}
+
+impl RawEnvelope<'_> {
+    pub fn cause(&self) -> Cause {
+        Cause {
+            id: self.id,
+            correlation: self.correlationid,
+        }
     }
 }
 

@@ -19,7 +19,10 @@ pub const EVENT_TYPES: &[&str] = &[
     SecurityAlert::TYPE,
     CardFrozen::TYPE,
     LedgerCheckpointed::TYPE,
-    BudgetReserved::TYPE,
+    BudgetCommitted::TYPE,
+    ApprovalRejected::TYPE,
+    ChangeStarted::TYPE,
+    ChangeFailed::TYPE,
     LimitApproaching::TYPE,
     LimitExceeded::TYPE,
     ApiKeyCreated::TYPE,
@@ -44,7 +47,10 @@ pub enum EventData {
     SecurityAlert(SecurityAlert),
     CardFrozen(CardFrozen),
     LedgerCheckpointed(LedgerCheckpointed),
-    BudgetReserved(BudgetReserved),
+    BudgetCommitted(BudgetCommitted),
+    ApprovalRejected(ApprovalRejected),
+    ChangeStarted(ChangeStarted),
+    ChangeFailed(ChangeFailed),
     LimitApproaching(LimitApproaching),
     LimitExceeded(LimitExceeded),
     ApiKeyCreated(ApiKeyCreated),
@@ -84,7 +90,10 @@ typed! {
     SecurityAlert => "spend.security.alert.v1",
     CardFrozen => "spend.card.frozen.v1",
     LedgerCheckpointed => "spend.ledger.checkpointed.v1",
-    BudgetReserved => "spend.budget.reserved.v1",
+    BudgetCommitted => "spend.budget.committed.v1",
+    ApprovalRejected => "spend.approval.rejected.v1",
+    ChangeStarted => "spend.change.started.v1",
+    ChangeFailed => "spend.change.failed.v1",
     LimitApproaching => "spend.limit.approaching.v1",
     LimitExceeded => "spend.limit.exceeded.v1",
     ApiKeyCreated => "spend.apikey.created.v1",
@@ -120,6 +129,38 @@ pub struct DraftProposed {
     /// live state moves past it, the draft goes stale.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub drafted_against: Option<String>,
+    /// What the policy judges, as read from the platform: the policy
+    /// service decides from this event on the log, never from a caller.
+    pub change: DraftChange,
+}
+
+/// The change a draft makes, with the live facts policy needs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "snake_case", deny_unknown_fields)]
+pub enum DraftChange {
+    Payment {
+        amount: Money,
+        merchant: String,
+        /// The merchant's category as the platform knows it (never the
+        /// agent's word for it).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        category: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        country: Option<String>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        url: Option<String>,
+    },
+    /// A campaign's daily budget, bid or status, with the campaign's live
+    /// daily budget and status before the change.
+    Campaign {
+        campaign_id: String,
+        /// `budget`, `bid` or `status`.
+        field: String,
+        daily_budget_before: Money,
+        daily_budget_after: Money,
+        status_before: String,
+        status_after: String,
+    },
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -148,6 +189,13 @@ pub struct PolicyEvaluated {
     pub policy_version: String,
 }
 
+/// A signed-in human approved what `draft_id` names (a draft, or a policy
+/// proposal). It says what it approves: `approved_hash` is the lower-case
+/// hex SHA-256 of the exact bytes, as on the log, of the event approved, so
+/// approving a payment can never count for a policy whose proposal reused
+/// the payment's id. Recorded by the approval service on
+/// `approval.<draft_id>`; consumers accept it only through the draft
+/// aggregate's verifier.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ApprovalGranted {
@@ -157,6 +205,38 @@ pub struct ApprovalGranted {
     pub step: u32,
     /// The passkey credential that asserted it.
     pub credential_id: String,
+    /// The human who approved: dual control needs two distinct ones.
+    pub approver_id: String,
+    /// Hex SHA-256 of the approved event's bytes on the log.
+    pub approved_hash: String,
+}
+
+/// A signed-in human rejected a draft.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRejected {
+    pub draft_id: String,
+    pub approval_id: String,
+    pub approver_id: String,
+    pub reason: String,
+}
+
+/// The executor began applying an approved draft on its platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeStarted {
+    pub change_id: String,
+    pub draft_id: String,
+}
+
+/// Applying an approved draft failed for good (retries exhausted or a
+/// refusal by the platform); its commitment is released.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChangeFailed {
+    pub change_id: String,
+    pub draft_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -220,21 +300,54 @@ pub struct LedgerCheckpointed {
     pub key_id: String,
 }
 
-/// Spend committed against an account's budget (an auto-approval, or a
-/// human approval), appended with the budget subject's expected sequence.
-/// It carries the budget's state after it, so the budget is one read.
+/// One campaign as the envelope counts it: at the daily budget it may
+/// spend every day from `since` (a budget raised once keeps spending).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
-pub struct BudgetReserved {
+pub struct CampaignRate {
     pub account_id: String,
-    pub draft_id: String,
-    pub amount: Money,
-    /// Committed spend of the last 24 hours in five-minute buckets:
+    pub campaign_id: String,
+    /// Minor units per day, in the envelope's currency.
+    pub daily_minor: i64,
+    /// `YYYY-MM-DD` (UTC) from which this rate is counted.
+    pub since: String,
+}
+
+/// The policy's spend envelope after a commitment: what the daily and
+/// monthly ceilings are checked against. See docs/spend-windows.md.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct EnvelopeState {
+    /// ISO 4217 code of every amount here (the policy's currency).
+    pub currency: String,
+    /// Payments of the last 24 hours in five-minute buckets:
     /// (unix minutes / 5, minor units).
-    pub buckets: Vec<(i64, i64)>,
-    /// `YYYY-MM` of `month_total`.
+    pub payments: Vec<(i64, i64)>,
+    /// `YYYY-MM` of `month_payments`.
     pub month: String,
-    pub month_total: i64,
+    pub month_payments: i64,
+    /// Standing daily rates of the campaigns committed so far.
+    pub campaigns: Vec<CampaignRate>,
+    /// The most recent drafts committed (at most 256), so that a decision
+    /// retried after a crash never counts a draft twice.
+    pub recent_drafts: Vec<String>,
+}
+
+/// Spend committed against the organisation's envelope (one subject per
+/// policy: `budget.envelope`), appended with the subject's expected last
+/// sequence so racing commitments cannot both fit. It carries the
+/// envelope's state after it, so reading the envelope is one read.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetCommitted {
+    pub draft_id: String,
+    pub account_id: String,
+    /// What the commitment added to the envelope (the honest worst case).
+    pub amount: Money,
+    /// The campaign whose standing rate this sets, for ad drafts.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    pub envelope: EnvelopeState,
 }
 
 macro_rules! limit_event {
@@ -312,8 +425,9 @@ pub struct NonceUsed {
     pub path: String,
 }
 
-/// A new SPEND.md version, proposed as a draft that a human approves like
-/// any other change.
+/// A new SPEND.md version, proposed by the operator's CLI on its own
+/// subject (`policy.<draft_id>`; the first proposal of an id wins) and in
+/// force once a human's approval names the hash of this event's bytes.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PolicyProposed {
@@ -365,6 +479,14 @@ pub fn samples() -> Vec<EventData> {
             spend_impact: usd(2500),
             rationale: "ROAS is 4x".into(),
             drafted_against: Some("2026-01-01T00:00:00Z".into()),
+            change: DraftChange::Campaign {
+                campaign_id: "c1".into(),
+                field: "budget".into(),
+                daily_budget_before: usd(5000),
+                daily_budget_after: usd(7500),
+                status_before: "active".into(),
+                status_after: "active".into(),
+            },
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: "d1".into(),
@@ -380,6 +502,23 @@ pub fn samples() -> Vec<EventData> {
             approval_id: "a1".into(),
             step: 1,
             credential_id: "cred".into(),
+            approver_id: "u_alice".into(),
+            approved_hash: "ab".repeat(32),
+        }),
+        EventData::ApprovalRejected(ApprovalRejected {
+            draft_id: "d1".into(),
+            approval_id: "a2".into(),
+            approver_id: "u_alice".into(),
+            reason: "not this quarter".into(),
+        }),
+        EventData::ChangeStarted(ChangeStarted {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+        }),
+        EventData::ChangeFailed(ChangeFailed {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+            reason: "platform refused: campaign archived".into(),
         }),
         EventData::ChangePushed(ChangePushed {
             change_id: "c1".into(),
@@ -409,13 +548,24 @@ pub fn samples() -> Vec<EventData> {
             card_id: "card_1".into(),
             reason: "incident".into(),
         }),
-        EventData::BudgetReserved(BudgetReserved {
-            account_id: "act_1".into(),
+        EventData::BudgetCommitted(BudgetCommitted {
             draft_id: "d1".into(),
+            account_id: "act_1".into(),
             amount: usd(250),
-            buckets: vec![(5_900_000, 250)],
-            month: "2026-11".into(),
-            month_total: 250,
+            campaign_id: Some("c1".into()),
+            envelope: EnvelopeState {
+                currency: "USD".into(),
+                payments: vec![(5_900_000, 250)],
+                month: "2026-11".into(),
+                month_payments: 250,
+                campaigns: vec![CampaignRate {
+                    account_id: "act_1".into(),
+                    campaign_id: "c1".into(),
+                    daily_minor: 7500,
+                    since: "2026-11-21".into(),
+                }],
+                recent_drafts: vec!["d1".into()],
+            },
         }),
         EventData::LimitApproaching(LimitApproaching {
             account_id: "act_1".into(),

@@ -7,12 +7,16 @@
 //! signer and the services build on these types.
 #![forbid(unsafe_code)]
 
+pub mod authority;
 pub mod config;
 pub mod envelope;
 pub mod events;
 pub mod money;
+pub mod secret;
 pub mod subject;
 pub mod telemetry;
+pub mod trace;
 
-pub use envelope::{Actor, ActorKind, Envelope, EnvelopeError, RawEnvelope};
+pub use envelope::{Actor, ActorKind, Cause, Envelope, EnvelopeError, RawEnvelope};
 pub use money::Money;
+pub use secret::Secret;

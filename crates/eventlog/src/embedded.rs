@@ -64,6 +64,7 @@ struct Index {
     /// Append time of seq = i + 1, unix nanoseconds, non-decreasing.
     times: Vec<i64>,
     last_by_subject: HashMap<String, u64>,
+    first_by_subject: HashMap<String, u64>,
     /// msg id → (seq, append time nanos); pruned past the window.
     recent_ids: HashMap<String, (u64, i64)>,
     end: u64,
@@ -135,6 +136,7 @@ impl EmbeddedLog {
             records: Vec::new(),
             times: Vec::new(),
             last_by_subject: HashMap::new(),
+            first_by_subject: HashMap::new(),
             recent_ids: HashMap::new(),
             end: 0,
         };
@@ -172,6 +174,7 @@ impl EmbeddedLog {
             index.records.push((off as u64, (HEADER + len) as u32));
             let nanos = msg.time.timestamp_nanos_opt().unwrap_or(i64::MAX);
             index.times.push(nanos);
+            index.first_by_subject.entry(msg.subject.clone()).or_insert(msg.seq);
             index.last_by_subject.insert(msg.subject, msg.seq);
             if let Some(id) = msg.msg_id {
                 index.recent_ids.insert(id, (msg.seq, nanos));
@@ -268,6 +271,7 @@ impl EmbeddedLog {
             let seq = inner.index.records.len() as u64 + 1;
             inner.index.records.push((off, len));
             inner.index.times.push(t);
+            inner.index.first_by_subject.entry(subject.clone()).or_insert(seq);
             inner.index.last_by_subject.insert(subject, seq);
             inner.index.recent_ids.insert(id, (seq, t));
         }
@@ -384,6 +388,8 @@ fn decode(body: &[u8]) -> Result<StoredMessage, String> {
         payload,
         time: Utc.timestamp_nanos(nanos),
         msg_id: (!id.is_empty()).then_some(id),
+        // One process, one file: nothing can be republished into it.
+        republished: false,
     })
 }
 
@@ -417,6 +423,14 @@ impl EventLog for EmbeddedLog {
 
     async fn last_subject_seq(&self, subject: &str) -> Result<u64, LogError> {
         Ok(self.lock().index.last_by_subject.get(subject).copied().unwrap_or(0))
+    }
+
+    async fn first_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {
+        let seq = self.lock().index.first_by_subject.get(subject).copied();
+        match seq {
+            Some(seq) => Ok(self.read(seq, 1).await?.pop()),
+            None => Ok(None),
+        }
     }
 
     async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {

@@ -28,6 +28,9 @@ use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use futures::stream::BoxStream;
 
+use spend_core::Secret;
+use spend_core::secret::{redact_url, split_credentials};
+
 use crate::{Append, AppendAck, Consumer, EventLog, LogError, LogInfo, StartAt, StoredMessage};
 
 /// The oldest nats-server with dedup and expected-last-subject-sequence.
@@ -37,6 +40,9 @@ pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 9, 0);
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 #[serde(default)]
 pub struct JetStreamConfig {
+    /// Server URL. Credentials written into it are taken out and passed
+    /// through the connect options (async-nats ignores them in a URL), and
+    /// the URL is redacted wherever it is printed.
     pub url: String,
     pub stream: String,
     /// Subjects are `<subject_prefix>.<org>.<aggregate>.<id>`.
@@ -49,6 +55,27 @@ pub struct JetStreamConfig {
     pub ack_wait: Duration,
     /// Unacknowledged messages a consumer may have out at once.
     pub max_ack_pending: i64,
+    /// The NATS user this service logs in as (k8s/nats/auth.conf has one
+    /// per service); with `password`.
+    pub user: Option<String>,
+    /// From the environment (`SPEND__NATS__PASSWORD`); never serialized.
+    #[serde(skip_serializing)]
+    pub password: Option<Secret>,
+    /// An nkey seed instead of a password (`SPEND__NATS__NKEY_SEED`).
+    #[serde(skip_serializing)]
+    pub nkey_seed: Option<Secret>,
+    /// A `.creds` file (JWT + nkey) instead of either.
+    pub credentials_file: Option<String>,
+    /// The subject prefix of this connection's reply inboxes. auth.conf
+    /// lets each user subscribe only under its own (`_INBOX_<user>`), so
+    /// no service can read another's replies.
+    pub inbox_prefix: Option<String>,
+    /// Whether this process may create the streams and consumers it uses
+    /// when they are missing (development and tests, as an unrestricted
+    /// user). Production services run without: `spend nats init`, as the
+    /// NATS admin, creates everything, and service users have no right to
+    /// create a stream or a consumer.
+    pub manage: bool,
 }
 
 impl Default for JetStreamConfig {
@@ -60,7 +87,43 @@ impl Default for JetStreamConfig {
             duplicate_window: Duration::from_secs(120),
             ack_wait: Duration::from_secs(10),
             max_ack_pending: 50_000,
+            user: None,
+            password: None,
+            nkey_seed: None,
+            credentials_file: None,
+            inbox_prefix: None,
+            manage: false,
         }
+    }
+}
+
+impl JetStreamConfig {
+    /// The server URL without credentials, for messages.
+    pub fn display_url(&self) -> String {
+        redact_url(&self.url)
+    }
+
+    /// Connect options carrying this config's credentials and inbox.
+    pub async fn connect_options(&self) -> Result<(String, async_nats::ConnectOptions), LogError> {
+        let (url, in_url) = split_credentials(&self.url);
+        let mut opts = if let Some(path) = &self.credentials_file {
+            async_nats::ConnectOptions::with_credentials_file(path)
+                .await
+                .map_err(|e| LogError::Rejected(format!("reading NATS credentials file {path}: {e}")))?
+        } else if let Some(seed) = &self.nkey_seed {
+            async_nats::ConnectOptions::with_nkey(seed.expose().to_string())
+        } else if let Some(user) = &self.user {
+            let password = self.password.clone().or(in_url.map(|(_, p)| p)).unwrap_or_default();
+            async_nats::ConnectOptions::with_user_and_password(user.clone(), password.expose().to_string())
+        } else if let Some((user, password)) = in_url {
+            async_nats::ConnectOptions::with_user_and_password(user, password.expose().to_string())
+        } else {
+            async_nats::ConnectOptions::new()
+        };
+        if let Some(prefix) = &self.inbox_prefix {
+            opts = opts.custom_inbox_prefix(prefix);
+        }
+        Ok((url, opts))
     }
 }
 
@@ -107,12 +170,31 @@ pub fn stream_config(name: &str, subjects: Vec<String>, duplicate_window: Durati
     }
 }
 
-/// Creates the stream, or checks that an existing one keeps the append-only
-/// guarantees (file storage, deny_delete, deny_purge, no age limit).
-pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, LogError> {
-    let name = config.name.clone();
-    match js.get_stream(&name).await {
+/// Finds the stream and checks that it keeps the append-only guarantees,
+/// without any right to create it (a service user's case).
+pub async fn existing_stream(js: &jetstream::Context, config: &stream::Config) -> Result<stream::Stream, LogError> {
+    use async_nats::jetstream::context::GetStreamErrorKind;
+    let name = &config.name;
+    match js.get_stream(name).await {
         Ok(mut s) => {
+            check_stream(&mut s, config).await?;
+            Ok(s)
+        }
+        Err(e) => match e.kind() {
+            GetStreamErrorKind::JetStream(j) if j.code() == 404 => Err(LogError::Rejected(format!(
+                "stream {name} does not exist: create it (and the consumers) with `spend nats init` as the NATS admin user"
+            ))),
+            _ => Err(LogError::Unavailable(format!(
+                "stream {name}: {e} (is this user allowed $JS.API.STREAM.INFO.{name}? see k8s/nats/auth.conf)"
+            ))),
+        },
+    }
+}
+
+async fn check_stream(s: &mut stream::Stream, config: &stream::Config) -> Result<(), LogError> {
+    let name = config.name.clone();
+    {
+        {
             let c = &s.info().await.map_err(|e| LogError::Unavailable(format!("stream {name} info: {e}")))?.config;
             let mut problems = Vec::new();
             if !c.deny_delete {
@@ -141,6 +223,19 @@ pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> R
                     )));
                 }
             }
+            Ok(())
+        }
+    }
+}
+
+/// Creates the stream, or checks that an existing one keeps the append-only
+/// guarantees (file storage, deny_delete, deny_purge, no age limit). Needs
+/// the right to create streams: `spend nats init`, development, tests.
+pub async fn ensure_stream(js: &jetstream::Context, config: stream::Config) -> Result<stream::Stream, LogError> {
+    let name = config.name.clone();
+    match js.get_stream(&name).await {
+        Ok(mut s) => {
+            check_stream(&mut s, &config).await?;
             Ok(s)
         }
         Err(_) => match js.create_stream(config).await {
@@ -173,13 +268,7 @@ pub struct JetStreamLog {
 impl JetStreamLog {
     /// Connects, checks the server version, and creates or checks the stream.
     pub async fn connect(config: JetStreamConfig) -> Result<Self, LogError> {
-        let client = async_nats::ConnectOptions::new()
-            .name("spendsignoff")
-            .connection_timeout(Duration::from_secs(5))
-            .retry_on_initial_connect()
-            .connect(&config.url)
-            .await
-            .map_err(|e| LogError::Unavailable(format!("connecting to NATS at {}: {e}", config.url)))?;
+        let client = connect_client(&config).await?;
         Self::with_client(client, config).await
     }
 
@@ -191,7 +280,10 @@ impl JetStreamLog {
                 break info;
             }
             if tokio::time::Instant::now() > deadline {
-                return Err(LogError::Unavailable(format!("no answer from NATS at {} within 10 s", config.url)));
+                return Err(LogError::Unavailable(format!(
+                    "no answer from NATS at {} within 10 s (wrong credentials are refused silently: check the server's log for \"Authorization Violation\")",
+                    config.display_url()
+                )));
             }
             tokio::time::sleep(Duration::from_millis(50)).await;
         };
@@ -199,18 +291,20 @@ impl JetStreamLog {
         if !info.jetstream {
             return Err(LogError::Rejected(format!(
                 "nats-server {} at {} runs without JetStream (start it with -js)",
-                info.version, config.url
+                info.version,
+                config.display_url()
             )));
         }
         let js = jetstream::ContextBuilder::new()
             .timeout(Duration::from_secs(5))
             .max_ack_inflight(4096)
             .build(client.clone());
-        let stream = ensure_stream(
-            &js,
-            stream_config(&config.stream, vec![format!("{}.>", config.subject_prefix)], config.duplicate_window),
-        )
-        .await?;
+        let wanted = stream_config(&config.stream, vec![format!("{}.>", config.subject_prefix)], config.duplicate_window);
+        let stream = if config.manage {
+            ensure_stream(&js, wanted).await?
+        } else {
+            existing_stream(&js, &wanted).await?
+        };
         tracing::info!(server = %info.version, stream = %config.stream, "event log on JetStream");
         Ok(Self {
             client,
@@ -311,6 +405,101 @@ impl JetStreamLog {
     }
 }
 
+/// The durable pull consumer SpendSignoff uses: explicit acks, in order.
+/// `spend nats init` creates every one with this config.
+pub fn durable_config(name: &str, deliver_policy: DeliverPolicy, config: &JetStreamConfig) -> pull::Config {
+    pull::Config {
+        durable_name: Some(name.to_string()),
+        deliver_policy,
+        ack_policy: AckPolicy::Explicit,
+        ack_wait: config.ack_wait,
+        max_ack_pending: config.max_ack_pending,
+        ..Default::default()
+    }
+}
+
+/// Reads in flight at once when a sequential reader is behind.
+const READ_AHEAD: usize = 64;
+
+impl JetStreamLog {
+    /// Every message from `start` on, then live ones, read by sequence with
+    /// `$JS.API.STREAM.MSG.GET` — the one read right a service user has, so
+    /// followers need no consumer of their own (no consumer create right,
+    /// and nothing to clean up when a replica goes away). Behind the tail,
+    /// up to [`READ_AHEAD`] reads are in flight; at the tail it wakes on
+    /// any message published under the prefix (a core subscription) or
+    /// every 250 ms.
+    async fn read_by_sequence(&self, start: StartAt) -> Result<BoxStream<'static, Result<StoredMessage, LogError>>, LogError> {
+        let first = match start {
+            StartAt::Beginning => self.info_first_seq().await?,
+            StartAt::Sequence(s) => s.max(1),
+            StartAt::Time(t) => self.first_seq_at_or_after(t).await?,
+        };
+        let wake = self
+            .client
+            .subscribe(format!("{}.>", self.config.subject_prefix))
+            .await
+            .map_err(|e| LogError::Unavailable(format!("subscribing to {}.>: {e}", self.config.subject_prefix)))?;
+        let (tx, rx) = tokio::sync::mpsc::channel::<Result<StoredMessage, LogError>>(1024);
+        let log = self.clone();
+        tokio::spawn(async move {
+            let mut wake = wake;
+            let mut next = first;
+            loop {
+                let last = match log.info().await {
+                    Ok(i) => i.last_seq,
+                    Err(e) => {
+                        let _ = tx.send(Err(e)).await;
+                        return;
+                    }
+                };
+                if next > last {
+                    tokio::select! {
+                        _ = wake.next() => {}
+                        _ = tokio::time::sleep(Duration::from_millis(250)) => {}
+                        _ = tx.closed() => return,
+                    }
+                    continue;
+                }
+                let upto = last.min(next + 4 * READ_AHEAD as u64);
+                let mut reads = futures::stream::iter(next..=upto)
+                    .map(|seq| {
+                        let stream = log.stream.clone();
+                        async move { (seq, stream.get_raw_message(seq).await) }
+                    })
+                    .buffered(READ_AHEAD);
+                while let Some((seq, r)) = reads.next().await {
+                    let item = r
+                        .map(|m| stored_raw(&m))
+                        .map_err(|e| LogError::Unavailable(format!("reading message {seq} of {}: {e}", log.config.stream)));
+                    let failed = item.is_err();
+                    if tx.send(item).await.is_err() || failed {
+                        return;
+                    }
+                    next = seq + 1;
+                }
+            }
+        });
+        Ok(tokio_stream::wrappers::ReceiverStream::new(rx).boxed())
+    }
+
+    /// The first sequence stored at or after `t` (messages are stored in
+    /// time order): a binary search with reads by sequence.
+    async fn first_seq_at_or_after(&self, t: DateTime<Utc>) -> Result<u64, LogError> {
+        let (mut lo, mut hi) = (self.info_first_seq().await?, self.info().await?.last_seq + 1);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            let m = self
+                .stream
+                .get_raw_message(mid)
+                .await
+                .map_err(|e| LogError::Unavailable(format!("reading message {mid} of {}: {e}", self.config.stream)))?;
+            if to_chrono(m.time) < t { lo = mid + 1 } else { hi = mid }
+        }
+        Ok(lo)
+    }
+}
+
 fn check_subject(subject: &str) -> Result<(), LogError> {
     if subject.is_empty() || subject.split('.').any(|t| t.is_empty() || t == "*" || t == ">") || subject.contains(char::is_whitespace) {
         return Err(LogError::Rejected(format!("subject {subject:?} is not a valid literal subject")));
@@ -333,6 +522,11 @@ fn deliver_policy(start: StartAt) -> DeliverPolicy {
     }
 }
 
+/// Headers JetStream adds when it republishes a message from a stream.
+fn is_republished(h: &async_nats::HeaderMap) -> bool {
+    h.get("Nats-Stream").is_some() || h.get("Nats-Sequence").is_some() || h.get("Nats-Last-Sequence").is_some()
+}
+
 fn stored(m: &jetstream::Message) -> Result<StoredMessage, LogError> {
     let info = m.info().map_err(|e| LogError::Internal(format!("message without JetStream metadata: {e}")))?;
     Ok(StoredMessage {
@@ -345,7 +539,32 @@ fn stored(m: &jetstream::Message) -> Result<StoredMessage, LogError> {
             .as_ref()
             .and_then(|h| h.get(async_nats::header::NATS_MESSAGE_ID))
             .map(|v| v.as_str().to_string()),
+        republished: m.headers.as_ref().is_some_and(is_republished),
     })
+}
+
+/// A message read with `$JS.API.STREAM.MSG.GET`: its headers as stored.
+fn stored_raw(m: &async_nats::jetstream::message::StreamMessage) -> StoredMessage {
+    StoredMessage {
+        seq: m.sequence,
+        subject: m.subject.to_string(),
+        payload: m.payload.clone(),
+        time: to_chrono(m.time),
+        msg_id: m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string()),
+        republished: is_republished(&m.headers),
+    }
+}
+
+/// Connects with the config's credentials and inbox prefix; errors name
+/// the server without its credentials.
+pub async fn connect_client(config: &JetStreamConfig) -> Result<async_nats::Client, LogError> {
+    let (url, opts) = config.connect_options().await?;
+    opts.name("spendsignoff")
+        .connection_timeout(Duration::from_secs(5))
+        .retry_on_initial_connect()
+        .connect(&url)
+        .await
+        .map_err(|e| LogError::Unavailable(format!("connecting to NATS at {}: {e}", redact_url(&url))))
 }
 
 #[async_trait]
@@ -397,38 +616,55 @@ impl EventLog for JetStreamLog {
         }
     }
 
+    async fn first_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {
+        use async_nats::jetstream::stream::RawMessageErrorKind;
+        match self.stream.get_first_raw_message_by_subject(subject, 1).await {
+            Ok(m) => Ok(Some(stored_raw(&m))),
+            Err(e) if e.kind() == RawMessageErrorKind::NoMessageFound => Ok(None),
+            Err(e) => Err(LogError::Unavailable(format!("first message on {subject}: {e}"))),
+        }
+    }
+
     async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError> {
         use async_nats::jetstream::stream::LastRawMessageErrorKind;
         match self.stream.get_last_raw_message_by_subject(subject).await {
-            Ok(m) => Ok(Some(StoredMessage {
-                seq: m.sequence,
-                subject: m.subject.to_string(),
-                payload: m.payload.clone(),
-                time: to_chrono(m.time),
-                msg_id: m.headers.get(async_nats::header::NATS_MESSAGE_ID).map(|v| v.as_str().to_string()),
-            })),
+            Ok(m) => Ok(Some(stored_raw(&m))),
             Err(e) if e.kind() == LastRawMessageErrorKind::NoMessageFound => Ok(None),
             Err(e) => Err(LogError::Unavailable(format!("last message on {subject}: {e}"))),
         }
     }
 
     async fn durable_consumer(&self, name: &str, start: StartAt) -> Result<Box<dyn Consumer>, LogError> {
-        let config = |deliver_policy| pull::Config {
-            durable_name: Some(name.to_string()),
-            deliver_policy,
-            ack_policy: AckPolicy::Explicit,
-            ack_wait: self.config.ack_wait,
-            max_ack_pending: self.config.max_ack_pending,
-            ..Default::default()
-        };
+        let config = |deliver_policy| durable_config(name, deliver_policy, &self.config);
         let unavailable = |e: &dyn std::fmt::Display| LogError::Unavailable(format!("consumer {name} on {}: {e}", self.config.stream));
-        let mut consumer: PullConsumer = self
-            .stream
-            .get_or_create_consumer(name, config(deliver_policy(start)))
-            .await
-            .map_err(|e| unavailable(&e))?;
+        let mut consumer: PullConsumer = if self.config.manage {
+            self.stream
+                .get_or_create_consumer(name, config(deliver_policy(start)))
+                .await
+                .map_err(|e| unavailable(&e))?
+        } else {
+            // A service user may read its own consumers, never create one
+            // (a push consumer's deliver subject would be published past
+            // its permissions): `spend nats init` made it.
+            self.stream.get_consumer(name).await.map_err(|e| {
+                LogError::Rejected(format!(
+                    "consumer {name} on stream {}: {e} (service users cannot create consumers: create it with `spend nats init` as the NATS admin user)",
+                    self.config.stream
+                ))
+            })?
+        };
         let info = consumer.info().await.map_err(|e| unavailable(&e))?.clone();
-        if info.num_ack_pending > 0 {
+        if info.num_ack_pending > 0 && !self.config.manage {
+            // Without the right to recreate it, what a crashed owner left
+            // unacknowledged comes back after ack_wait; messages after it
+            // are held until then, so the order is kept.
+            tracing::info!(
+                consumer = name,
+                pending = info.num_ack_pending,
+                ack_wait_ms = self.config.ack_wait.as_millis() as u64,
+                "consumer left with unacknowledged messages: they are redelivered after ack_wait"
+            );
+        } else if info.num_ack_pending > 0 {
             // A previous owner (a crashed process) left messages delivered but
             // unacknowledged. JetStream would only redeliver them after
             // ack_wait, one expiry at a time; recreate the consumer at its ack
@@ -473,6 +709,9 @@ impl EventLog for JetStreamLog {
     }
 
     async fn subscribe(&self, start: StartAt) -> Result<BoxStream<'static, Result<StoredMessage, LogError>>, LogError> {
+        if !self.config.manage {
+            return self.read_by_sequence(start).await;
+        }
         let consumer = self
             .stream
             .create_consumer(pull::OrderedConfig {

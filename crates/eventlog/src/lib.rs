@@ -24,6 +24,10 @@ use futures::stream::BoxStream;
 pub mod conformance;
 pub mod embedded;
 pub mod jetstream;
+pub mod read;
+pub mod recorder;
+
+pub use recorder::{Recorded, Recorder};
 
 /// One message to append.
 #[derive(Debug, Clone)]
@@ -72,6 +76,11 @@ pub struct StoredMessage {
     pub payload: Bytes,
     pub time: DateTime<Utc>,
     pub msg_id: Option<String>,
+    /// The message was republished into this stream from another one (it
+    /// carries JetStream's `Nats-Stream` / `Nats-Sequence` headers, which no
+    /// SpendSignoff writer sets): whoever made that stream wrote past its
+    /// own publish permissions. Readers ignore it and raise an alert.
+    pub republished: bool,
 }
 
 /// Where a consumer, subscription or replay starts.
@@ -134,6 +143,10 @@ pub trait EventLog: Send + Sync + 'static {
     /// aggregate whose events carry it. Pair its `seq` with
     /// `expected_last_subject_seq` to update the aggregate safely.
     async fn last_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError>;
+
+    /// The first message stored on `subject`: an aggregate's opening event
+    /// (a draft's proposal), whatever was appended after it.
+    async fn first_on_subject(&self, subject: &str) -> Result<Option<StoredMessage>, LogError>;
 
     /// A durable consumer: its position survives restarts of this process
     /// and of the log; anything delivered but not acknowledged is delivered

@@ -32,6 +32,9 @@ pub struct PolicySettings {
     pub policy_file: String,
     /// Whether that file counts as human-approved (as for the gateway).
     pub policy_approved_by_human: bool,
+    /// The durable consumer that finds undecided drafts (`spend nats init`
+    /// creates it).
+    pub consumer: String,
 }
 
 impl Default for PolicySettings {
@@ -40,6 +43,7 @@ impl Default for PolicySettings {
             listen: "127.0.0.1:7102".into(),
             policy_file: String::new(),
             policy_approved_by_human: false,
+            consumer: spend_policy::decide::CONSUMER.into(),
         }
     }
 }
@@ -58,6 +62,8 @@ pub struct GatewaySettings {
     pub policy_approved_by_human: bool,
     /// The executor's gRPC URL, which serves the platform reads.
     pub executor_url: String,
+    /// The policy service's gRPC URL, which decides every draft.
+    pub policy_url: String,
     /// CIDRs of proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
     /// The public MCP URL, for OAuth protected-resource metadata.
@@ -77,6 +83,7 @@ impl Default for GatewaySettings {
             policy_file: String::new(),
             policy_approved_by_human: false,
             executor_url: "http://127.0.0.1:7300".into(),
+            policy_url: "http://127.0.0.1:7102".into(),
             trusted_proxies: vec![],
             resource_url: String::new(),
             authorization_servers: vec![],

@@ -20,9 +20,9 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use spend_core::events::{BreakerTripped, EventData, Outcome};
-use spend_core::subject::{aggregate_subject, envelope_subject};
-use spend_core::{Actor, Envelope, Money};
-use spend_eventlog::{Append, LogError};
+use spend_core::subject::aggregate_subject;
+use spend_core::{Actor, Money};
+use spend_eventlog::LogError;
 
 use crate::GatewayState;
 
@@ -112,6 +112,7 @@ impl GatewayState {
     }
 
     async fn trip(&self, org: &str, account_id: &str, reason: &str, detail: String) {
+        // Already tripped (by another replica, and not reset since)?
         if self.view.read().await.breaker(org, account_id).is_some() {
             return;
         }
@@ -125,26 +126,26 @@ impl GatewayState {
                 return;
             }
         };
-        // Already tripped by another replica (the last event is a trip)?
-        if last
-            .as_ref()
-            .is_some_and(|m| serde_json::from_slice::<serde_json::Value>(&m.payload).is_ok_and(|v| v["type"] == spend_core::events::BreakerTripped::TYPE))
-        {
-            return;
-        }
-        let env = Envelope::new(
-            "spendsignoff/gateway",
-            org,
-            Actor::service("gateway"),
-            envelope_subject("breaker", account_id),
-            EventData::BreakerTripped(BreakerTripped {
-                account_id: account_id.into(),
-                reason: reason.into(),
-                detail: detail.clone(),
-            }),
-        );
-        let append = Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(last.map_or(0, |m| m.seq));
-        match self.log.append(append).await {
+        // Trips and resets have subjects of their own (`breaker`, written by
+        // the gateway; `breaker_reset`, by the operator): the view knows
+        // both, and the expected sequence settles a race between replicas.
+        let recorded = self
+            .recorder
+            .event(
+                org,
+                Actor::service("gateway"),
+                "breaker",
+                account_id,
+                EventData::BreakerTripped(BreakerTripped {
+                    account_id: account_id.into(),
+                    reason: reason.into(),
+                    detail: detail.clone(),
+                }),
+            )
+            .expect_seq(last.map_or(0, |m| m.seq))
+            .record()
+            .await;
+        match recorded {
             Ok(_) => {
                 tracing::warn!(org, account_id, reason, %detail, "circuit breaker tripped");
                 self.alert(Some(org), None, None, "breaker.tripped", &format!("account {account_id}: {reason}: {detail}"))

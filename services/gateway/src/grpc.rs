@@ -11,6 +11,7 @@ use spend_proto::v1 as pb;
 use spend_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
 use tonic::{Request, Response, Status};
 
+use crate::ops::ConflictKind;
 use crate::ops::{self, ChangeRequest, DraftOut, OpError, ProposeRequest};
 use crate::{GatewayState, Identity};
 
@@ -21,7 +22,18 @@ impl From<OpError> for Status {
             OpError::Refused(_) => Status::permission_denied(m),
             OpError::Invalid(_) => Status::invalid_argument(m),
             OpError::NotFound(_) => Status::not_found(m),
-            OpError::Conflict(_) => Status::failed_precondition(m),
+            OpError::Conflict {
+                kind: ConflictKind::EnvelopeContended,
+                ..
+            } => Status::aborted(m),
+            OpError::Conflict {
+                kind: ConflictKind::TooManyPending,
+                ..
+            } => Status::resource_exhausted(m),
+            OpError::Conflict {
+                kind: ConflictKind::BreakerTripped,
+                ..
+            } => Status::failed_precondition(m),
             OpError::Unavailable(_) => Status::unavailable(m),
         }
     }

@@ -11,10 +11,13 @@
 //! Both protocols are adapters over one set of operations ([`ops`]),
 //! behind one guard ([`security`]: API keys, client address, IP allowlist,
 //! per-key rate limit, size limit, signed requests). Every refusal is a
-//! `spend.security.alert.v1` event. Reads go to the executor's connectors
-//! ([`spend_executor::connector::Reads`]), drafts to the policy core.
-//! Each replica keeps a [`view`] of the event log (API keys, drafts,
-//! audit trail, breakers, approved SPEND.md versions).
+//! `spend.security.alert.v1` event on the gateway's own security subject.
+//! Reads go to the executor's connectors
+//! ([`spend_executor::connector::Reads`]). A draft is recorded here and
+//! decided by the policy service ([`spend_policy::decide::Decide`]): the
+//! gateway's NATS user cannot write a decision or a commitment. Each
+//! replica keeps a [`view`] of the event log (API keys, drafts, audit
+//! trail, breakers, approved SPEND.md versions).
 #![forbid(unsafe_code)]
 
 pub mod breaker;
@@ -37,11 +40,11 @@ use axum::response::Response;
 use ipnet::IpNet;
 use rmcp::transport::streamable_http_server::session::local::LocalSessionManager;
 use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, StreamableHttpService};
+use spend_core::authority::Writer;
 use spend_core::events::{EventData, SecurityAlert};
-use spend_core::{Actor, Envelope};
-use spend_eventlog::{Append, EventLog};
+use spend_eventlog::{EventLog, LogError, Recorder};
 use spend_executor::connector::Reads;
-use spend_policy::service::PolicyService;
+use spend_policy::decide::Decide;
 use spend_policy::spendmd::SpendMd;
 use tokio::sync::{RwLock, watch};
 
@@ -102,13 +105,19 @@ pub struct GatewayState {
     /// Whether that file counts as human-approved (a standing mandate for
     /// `auto_approve_under`).
     bootstrap_approved: bool,
-    pub policy_service: PolicyService,
+    /// Records the gateway's events (drafts, reads, nonces, breaker trips,
+    /// its alerts).
+    pub recorder: Recorder,
+    /// The policy service: it decides every draft recorded here.
+    pub decider: Arc<dyn Decide>,
     pub reads: Arc<dyn Reads>,
     pub keys: RwLock<KeyStore>,
     pub view: RwLock<View>,
     /// The last log sequence the view applied.
     seen: watch::Sender<u64>,
     pub rate: security::RateLimiter,
+    /// Aggregates floods of the same refusal into counted alerts.
+    pub alerts: security::AlertGate,
     pub breakers: Breakers,
 }
 
@@ -119,11 +128,13 @@ impl GatewayState {
         policy: SpendMd,
         policy_approved_by_human: bool,
         reads: Arc<dyn Reads>,
+        decider: Arc<dyn Decide>,
         config: GatewayConfig,
     ) -> Self {
         let prefix = prefix.into();
         Self {
-            policy_service: PolicyService::new(log.clone(), prefix.clone()),
+            recorder: Recorder::new(log.clone(), prefix.clone(), Writer::Gateway),
+            decider,
             log,
             prefix,
             config,
@@ -134,6 +145,7 @@ impl GatewayState {
             view: RwLock::new(View::default()),
             seen: watch::channel(0).0,
             rate: security::RateLimiter::default(),
+            alerts: security::AlertGate::default(),
             breakers: Breakers::default(),
         }
     }
@@ -180,40 +192,58 @@ impl GatewayState {
         Err(format!("refused: {detail}"))
     }
 
-    /// Appends a `spend.security.alert.v1`; never carries a secret.
+    /// Appends a `spend.security.alert.v1` on the gateway's security
+    /// subject of `org` (the key's own organisation); never carries a
+    /// secret. Floods are aggregated ([`security::AlertGate`]).
     pub async fn alert(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str) {
-        self.alert_with_id(org, key_id, address, reason, detail, None).await;
+        let org = org.unwrap_or("unknown");
+        if self.alerts.admit(org, key_id, address, reason).is_none() {
+            return;
+        }
+        let alert = SecurityAlert {
+            reason: reason.into(),
+            key_id: key_id.map(Into::into),
+            address: address.map(Into::into),
+            detail: detail.into(),
+        };
+        match self.recorder.alert(org, alert).record().await {
+            Ok(_) => tracing::warn!(reason, key_id = key_id.unwrap_or("-"), address = address.unwrap_or("-"), "security alert"),
+            Err(e) => tracing::error!(error = %e, reason, "could not record a security alert"),
+        }
     }
 
-    /// As [`Self::alert`]; with `once`, the alert goes on its own subject
-    /// (`security.<once>`) appended only if that subject is empty, so that
-    /// replicas — and a replica replaying the log after a restart — record
-    /// it exactly once.
-    async fn alert_with_id(&self, org: Option<&str>, key_id: Option<&str>, address: Option<&str>, reason: &str, detail: &str, once: Option<String>) {
-        let org = org.unwrap_or("unknown");
-        let subject_id = once.clone().unwrap_or_else(|| key_id.unwrap_or("anonymous").to_string());
-        let Ok(subject) = spend_core::subject::aggregate_subject(&self.prefix, org, "security", &subject_id) else {
-            return;
-        };
-        let env = Envelope::new(
-            "spendsignoff/gateway",
-            org,
-            Actor::service("gateway"),
-            spend_core::subject::envelope_subject("security", &subject_id),
-            EventData::SecurityAlert(SecurityAlert {
-                reason: reason.into(),
-                key_id: key_id.map(Into::into),
-                address: address.map(Into::into),
-                detail: detail.into(),
-            }),
-        );
-        let mut append = Append::new(subject, env.id.to_string(), env.to_bytes());
-        if once.is_some() {
-            append = append.expect_last_subject_seq(0);
+    /// Records the repeats counted in alert windows that have ended.
+    pub async fn flush_alerts(&self) {
+        for r in self.alerts.due() {
+            let alert = SecurityAlert {
+                reason: r.reason.clone(),
+                key_id: r.key_id.clone(),
+                address: r.address.clone(),
+                detail: format!(
+                    "{} more refusals ({}) in the {} s after the first one recorded",
+                    r.count,
+                    r.reason,
+                    security::ALERT_WINDOW.as_secs()
+                ),
+            };
+            if let Err(e) = self.recorder.alert(&r.org, alert).record().await {
+                tracing::error!(error = %e, reason = %r.reason, "could not record aggregated security alerts");
+            }
         }
-        match self.log.append(append).await {
-            Ok(_) => tracing::warn!(reason, key_id = key_id.unwrap_or("-"), address = address.unwrap_or("-"), "security alert"),
-            Err(spend_eventlog::LogError::WrongLastSequence { .. }) if once.is_some() => {}
+    }
+
+    /// An alert recorded once however many replicas (or replays) see its
+    /// cause: on its own subject id, appended only while that is empty.
+    async fn alert_once(&self, org: &str, id: &str, reason: &str, detail: &str) {
+        let alert = SecurityAlert {
+            reason: reason.into(),
+            key_id: None,
+            address: None,
+            detail: detail.into(),
+        };
+        match self.recorder.alert(org, alert).on_id(id).expect_seq(0).record().await {
+            Ok(_) => tracing::warn!(reason, "security alert"),
+            Err(LogError::WrongLastSequence { .. }) => {}
             Err(e) => tracing::error!(error = %e, reason, "could not record a security alert"),
         }
     }
@@ -240,12 +270,8 @@ async fn apply(state: &GatewayState, m: &spend_eventlog::StoredMessage) {
             }
         }
         Applied::Event(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
-        Applied::ForgedApproval { org, detail } => {
-            // Every replica sees it; one alert per forgery.
-            state
-                .alert_with_id(Some(&org), None, None, "approval.forged", &detail, Some(format!("forged-{}", m.seq)))
-                .await;
-        }
+        // Every replica sees it; one alert per message.
+        Applied::Audit { org, id, reason, detail } => state.alert_once(&org, &id, &reason, &detail).await,
         _ => {}
     }
     state.seen.send_replace(m.seq);
@@ -300,6 +326,14 @@ impl Application {
 
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let follower = tokio::spawn(follow(self.state.clone()));
+        let flusher_state = self.state.clone();
+        let flusher = tokio::spawn(async move {
+            let mut tick = tokio::time::interval(Duration::from_secs(10));
+            loop {
+                tick.tick().await;
+                flusher_state.flush_alerts().await;
+            }
+        });
         let ct = tokio_util::sync::CancellationToken::new();
         let state = self.state.clone();
         let mcp = StreamableHttpService::new(
@@ -337,6 +371,10 @@ impl Application {
                 stop.cancel();
             })
             .await?;
+        // Drained: in-flight requests have finished. Record the counted
+        // repeats, then stop following.
+        flusher.abort();
+        self.state.flush_alerts().await;
         follower.abort();
         Ok(())
     }

@@ -7,27 +7,45 @@
 //! `spend.security.alert.v1`), every read is recorded as
 //! `spend.read.performed.v1`, and nothing here approves, applies or pushes.
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::{DateTime, Utc};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
-use spend_core::events::{DraftStaled, EventData, FieldDiff, Outcome, ReadPerformed};
-use spend_core::subject::{aggregate_subject, envelope_subject};
-use spend_core::{Actor, Envelope, Money};
-use spend_eventlog::{Append, LogError};
+use spend_core::events::{DraftChange, DraftProposed, DraftStaled, EventData, FieldDiff, Outcome, PolicyEvaluated, ReadPerformed};
+use spend_core::subject::is_valid_token;
+use spend_core::{Actor, Money};
+use spend_draft::Draft;
+use spend_eventlog::LogError;
 use spend_executor::connector::ReadError;
 use spend_executor::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
-use spend_policy::evaluate::{Change, Draft};
-use spend_policy::service::{Proposal, ServiceError};
+use spend_policy::decide::DecideError;
 
 use crate::credentials::AgentScope;
-use crate::view::{AuditEntry, DraftRecord, DraftStatus};
+use crate::view::{AuditEntry, MAX_PENDING_PER_ORG};
 use crate::{GatewayState, Identity};
 
 /// A draft older than this can no longer be approved.
-pub const DRAFT_TTL_HOURS: i64 = 48;
+pub const DRAFT_TTL_HOURS: i64 = spend_draft::EXPIRES_AFTER_HOURS;
 /// Most audit entries one call returns.
 pub const AUDIT_MAX: u32 = 500;
+/// Longest rationale, in characters: enough to explain, too short to bury
+/// a reviewer (or a replica's memory).
+pub const MAX_RATIONALE_CHARS: usize = 2_000;
+/// Longest merchant (a domain name is at most 253).
+pub const MAX_MERCHANT_CHARS: usize = 253;
+/// Longest URL.
+pub const MAX_URL_CHARS: usize = 2_048;
+
+/// Why a state refuses a draft, for callers to match on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ConflictKind {
+    /// The account's circuit breaker tripped; a human must reset it.
+    BreakerTripped,
+    /// Commitments against the envelope raced too often: try again.
+    EnvelopeContended,
+    /// The organisation has too many drafts waiting for a human.
+    TooManyPending,
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpError {
@@ -38,11 +56,17 @@ pub enum OpError {
     Invalid(String),
     #[error("not found: {0}")]
     NotFound(String),
-    /// Refused by state, not by scope: a paused account, a contended budget.
-    #[error("{0}")]
-    Conflict(String),
+    /// Refused by state, not by scope.
+    #[error("{message}")]
+    Conflict { kind: ConflictKind, message: String },
     #[error("unavailable: {0}")]
     Unavailable(String),
+}
+
+impl OpError {
+    pub fn conflict(kind: ConflictKind, message: impl Into<String>) -> Self {
+        Self::Conflict { kind, message: message.into() }
+    }
 }
 
 impl From<ReadError> for OpError {
@@ -121,8 +145,9 @@ pub struct DecisionOut {
 #[derive(Debug, Clone, Serialize, JsonSchema)]
 pub struct DraftOut {
     pub draft_id: String,
-    /// proposed, pending_approval, approved, denied, pushed, rolled_back or
-    /// stale (re-draft it).
+    /// proposed (no decision yet), pending_approval,
+    /// awaiting_second_approval, approved, auto_approved, denied, rejected,
+    /// stale or expired (re-draft it), pushing, pushed, failed, rolled_back.
     pub status: String,
     /// payment, budget, bid or status.
     pub kind: String,
@@ -161,38 +186,42 @@ fn outcome_str(o: &Outcome) -> &'static str {
     }
 }
 
-pub fn draft_out(r: &DraftRecord) -> DraftOut {
+pub fn draft_out(d: &Draft) -> DraftOut {
     DraftOut {
-        draft_id: r.draft_id.clone(),
-        status: r.status.as_str().into(),
-        kind: r.kind.clone(),
-        account_id: r.account_id.clone(),
-        diff: r
-            .diff
+        draft_id: d.id().to_string(),
+        status: d.status().as_str().into(),
+        kind: d.kind().to_string(),
+        account_id: d.account_id().to_string(),
+        diff: d
+            .diff()
             .iter()
-            .map(|d| DiffOut {
-                path: d.path.clone(),
-                before: d.before.clone(),
-                after: d.after.clone(),
+            .map(|x| DiffOut {
+                path: x.path.clone(),
+                before: x.before.clone(),
+                after: x.after.clone(),
             })
             .collect(),
-        spend_impact_minor: r.spend_impact.minor_units,
-        currency: r.spend_impact.currency.clone(),
-        rationale: r.rationale.clone(),
-        decision: r.decision.as_ref().map(|d| DecisionOut {
-            outcome: outcome_str(&d.outcome).into(),
-            reasons: d
-                .reasons
-                .iter()
-                .map(|r| ReasonOut {
-                    code: r.code.clone(),
-                    message: r.message.clone(),
-                })
-                .collect(),
-            policy_version: d.policy_version.clone(),
-        }),
-        proposed_at: r.proposed_at,
-        last_event: r.last_event.clone(),
+        spend_impact_minor: d.spend_impact().minor_units,
+        currency: d.spend_impact().currency.clone(),
+        rationale: d.rationale().to_string(),
+        decision: d.decision().map(decision_out),
+        proposed_at: d.proposed_at(),
+        last_event: d.last_event().to_string(),
+    }
+}
+
+fn decision_out(d: &PolicyEvaluated) -> DecisionOut {
+    DecisionOut {
+        outcome: outcome_str(&d.outcome).into(),
+        reasons: d
+            .reasons
+            .iter()
+            .map(|r| ReasonOut {
+                code: r.code.clone(),
+                message: r.message.clone(),
+            })
+            .collect(),
+        policy_version: d.policy_version.clone(),
     }
 }
 
@@ -228,7 +257,7 @@ fn find_campaign(list: Vec<Campaign>, id: &str, account: &str) -> Result<Campaig
 /// human sees.
 struct Shaped {
     kind: &'static str,
-    change: Change,
+    change: DraftChange,
     impact: Money,
     diff: Vec<FieldDiff>,
 }
@@ -258,15 +287,29 @@ fn payment_draft(
     if merchant.trim().is_empty() {
         return Err(OpError::Invalid("payment.merchant is required".into()));
     }
+    if merchant.chars().count() > MAX_MERCHANT_CHARS || merchant.chars().any(char::is_control) {
+        return Err(OpError::Invalid(format!(
+            "payment.merchant must be at most {MAX_MERCHANT_CHARS} characters without control characters"
+        )));
+    }
+    if url.as_ref().is_some_and(|u| u.chars().count() > MAX_URL_CHARS) {
+        return Err(OpError::Invalid(format!("payment.url must be at most {MAX_URL_CHARS} characters")));
+    }
+    if category.as_ref().is_some_and(|c| c.chars().count() > 64) || country.as_ref().is_some_and(|c| c.chars().count() > 64) {
+        return Err(OpError::Invalid("payment.category and payment.country must be at most 64 characters".into()));
+    }
     let impact = money(amount_minor, currency)?;
     let diff = vec![FieldDiff {
         path: format!("payment/{merchant}"),
         before: serde_json::Value::Null,
-        after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category": category, "country": country}),
+        after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category_stated_by_agent": category, "country": country}),
     }];
-    let change = Change::Payment {
+    // The category an agent states is shown to the human but never judged:
+    // allowed_categories could otherwise be satisfied by saying so.
+    let change = DraftChange::Payment {
+        amount: impact.clone(),
         merchant,
-        category,
+        category: None,
         country,
         url,
     };
@@ -275,6 +318,19 @@ fn payment_draft(
         change,
         impact,
         diff,
+    })
+}
+
+/// What policy judges of a campaign edit: the live daily budget and
+/// status, before and after.
+fn campaign_change(c: &Campaign, field: &str, budget_after: i64, status_after: &str) -> Result<DraftChange, OpError> {
+    Ok(DraftChange::Campaign {
+        campaign_id: c.id.clone(),
+        field: field.into(),
+        daily_budget_before: money(c.daily_budget_minor, &c.currency)?,
+        daily_budget_after: money(budget_after, &c.currency)?,
+        status_before: c.status.clone(),
+        status_after: status_after.into(),
     })
 }
 
@@ -295,11 +351,7 @@ fn campaign_edit(c: &Campaign, edit: Edit) -> Result<Shaped, OpError> {
                     before: money_json(c.daily_budget_minor, cur),
                     after: money_json(new, cur),
                 }],
-                change: Change::Budget {
-                    campaign_id: id,
-                    before: money(c.daily_budget_minor, cur)?,
-                    after: money(new, cur)?,
-                },
+                change: campaign_change(c, "budget", new, &c.status)?,
                 impact: money(impact, cur)?,
             }
         }
@@ -314,7 +366,7 @@ fn campaign_edit(c: &Campaign, edit: Edit) -> Result<Shaped, OpError> {
                     before: money_json(c.bid_minor, cur),
                     after: money_json(new, cur),
                 }],
-                change: Change::Bid { campaign_id: id },
+                change: campaign_change(c, "bid", c.daily_budget_minor, &c.status)?,
                 // A bid moves price, not the budget that caps spend.
                 impact: money(0, cur)?,
             }
@@ -335,7 +387,7 @@ fn campaign_edit(c: &Campaign, edit: Edit) -> Result<Shaped, OpError> {
                     before: serde_json::json!(c.status),
                     after: serde_json::json!(new_status),
                 }],
-                change: Change::Status { campaign_id: id },
+                change: campaign_change(c, "status", c.daily_budget_minor, &new_status)?,
                 impact: money(impact, cur)?,
             }
         }
@@ -358,21 +410,22 @@ impl GatewayState {
 
 impl GatewayState {
     async fn read_performed(&self, who: &Identity, operation: &str, account_id: Option<&str>, count: usize) {
-        let Ok(subject) = aggregate_subject(&self.prefix, &who.org, "read", &who.key_id) else {
-            return;
-        };
-        let env = Envelope::new(
-            "spendsignoff/gateway",
-            &who.org,
-            Actor::agent(&who.key_id),
-            envelope_subject("read", &who.key_id),
-            EventData::ReadPerformed(ReadPerformed {
-                operation: operation.into(),
-                account_id: account_id.map(Into::into),
-                result_count: count as u64,
-            }),
-        );
-        if let Err(e) = self.log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await {
+        let recorded = self
+            .recorder
+            .event(
+                &who.org,
+                Actor::agent(&who.key_id),
+                "read",
+                &who.key_id,
+                EventData::ReadPerformed(ReadPerformed {
+                    operation: operation.into(),
+                    account_id: account_id.map(Into::into),
+                    result_count: count as u64,
+                }),
+            )
+            .record()
+            .await;
+        if let Err(e) = recorded {
             tracing::error!(error = %e, operation, "could not record a read");
         }
     }
@@ -445,29 +498,73 @@ impl GatewayState {
         if limit == 0 || limit > AUDIT_MAX {
             return Err(OpError::Invalid(format!("limit must be between 1 and {AUDIT_MAX}")));
         }
-        let subject = draft_id
-            .map(|d| aggregate_subject(&self.prefix, &who.org, "draft", d))
-            .transpose()
-            .map_err(|e| OpError::Invalid(e.to_string()))?;
+        if let Some(d) = draft_id
+            && !is_valid_token(d)
+        {
+            return Err(OpError::Invalid(format!("draft_id {d:?} is not a draft id")));
+        }
+        // Everything about one draft sits on the subjects named by its id.
+        let subjects = draft_id.map(|d| {
+            ["draft", "decision", "approval"]
+                .iter()
+                .filter_map(|a| self.recorder.subject(&who.org, a, d).ok())
+                .collect::<Vec<_>>()
+        });
         self.caught_up().await?;
-        let entries = self.view.read().await.audit(&who.org, subject.as_deref(), limit as usize);
+        let entries = self.view.read().await.audit(&who.org, subjects.as_deref(), limit as usize);
         self.read_performed(who, "get_audit_log", None, entries.len()).await;
         Ok(entries)
     }
 
-    /// Records a draft and returns it with the policy's decision. The
-    /// draft and the decision are both events, in order, on the draft's
-    /// subject; the call returns once both are on the log.
+    /// Records a draft and returns it with the policy service's decision.
+    /// Everything is validated before anything is appended (the account
+    /// against the platform among it), so a recorded draft is always one
+    /// the policy can decide; if the decision call fails, the policy
+    /// service decides the draft on its own shortly after, and the draft is
+    /// returned as `proposed` meanwhile.
     pub async fn propose_change(&self, who: &Identity, req: ProposeRequest) -> Result<DraftOut, OpError> {
         self.require(who, AgentScope::Draft, "propose_change").await.map_err(OpError::Refused)?;
         if req.rationale.trim().is_empty() {
             return Err(OpError::Invalid("a rationale is required: say why, for the human who approves".into()));
         }
-        if let Some(b) = self.view.read().await.breaker(&who.org, &req.account_id) {
-            return Err(OpError::Conflict(format!(
-                "account {} is paused by its circuit breaker ({}: {}) since {}; a human must reset it",
-                req.account_id, b.reason, b.detail, b.since
+        if req.rationale.chars().count() > MAX_RATIONALE_CHARS {
+            return Err(OpError::Invalid(format!(
+                "rationale is {} characters; at most {MAX_RATIONALE_CHARS}",
+                req.rationale.chars().count()
             )));
+        }
+        if !is_valid_token(&req.account_id) {
+            return Err(OpError::Invalid(format!(
+                "account_id {:?} is not an account id (A-Z, a-z, 0-9, '_' and '-', at most 128)",
+                req.account_id
+            )));
+        }
+        {
+            let view = self.view.read().await;
+            if let Some(b) = view.breaker(&who.org, &req.account_id) {
+                return Err(OpError::conflict(
+                    ConflictKind::BreakerTripped,
+                    format!(
+                        "account {} is paused by its circuit breaker ({}: {}) since {}; a human must reset it",
+                        req.account_id, b.reason, b.detail, b.since
+                    ),
+                ));
+            }
+            if view.pending_count(&who.org) >= MAX_PENDING_PER_ORG {
+                return Err(OpError::conflict(
+                    ConflictKind::TooManyPending,
+                    format!(
+                        "organisation {} has {MAX_PENDING_PER_ORG} drafts waiting for a human; wait for decisions",
+                        who.org
+                    ),
+                ));
+            }
+        }
+        // The account must exist on the platform: limits are the policy's,
+        // but an invented account must never even be drafted against.
+        let accounts = self.reads.accounts().await?;
+        if !accounts.iter().any(|a| a.id == req.account_id) {
+            return Err(OpError::NotFound(format!("no account {} on the platform", req.account_id)));
         }
         let (shaped, live_version) = match req.change {
             ChangeRequest::Payment {
@@ -487,53 +584,43 @@ impl GatewayState {
         };
         let Shaped { kind, change, impact, diff } = shaped;
         let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| OpError::Unavailable(e.to_string()))?);
-        let proposal = Proposal {
-            org: who.org.clone(),
+        let proposed = DraftProposed {
             draft_id: draft_id.clone(),
-            actor: Actor::agent(who.key_id.clone()),
-            draft: Draft {
-                account_id: req.account_id.clone(),
-                change,
-                spend_impact: impact.clone(),
-            },
-            diff: diff.clone(),
-            rationale: req.rationale.clone(),
-            drafted_against: live_version.map(|t| t.to_rfc3339()),
-            // The platform's last change to the campaign, for the cooldown.
-            campaign_last_changed: live_version,
-        };
-        let (policy, approved) = self.active_policy(&who.org).await;
-        let decision = self.policy_service.propose(&policy, approved, &proposal).await.map_err(|e| match e {
-            ServiceError::Rejected(m) => OpError::Invalid(m),
-            ServiceError::Contended(_) | ServiceError::DuplicateDraft(_) => OpError::Conflict(e.to_string()),
-            ServiceError::Log(e) => OpError::from(e),
-        })?;
-        self.observe_spend(&who.org, &req.account_id, &impact, &decision.outcome).await;
-        let status = match decision.outcome {
-            Outcome::Deny => DraftStatus::Denied,
-            Outcome::AutoApprove => DraftStatus::Approved,
-            _ => DraftStatus::PendingApproval,
-        };
-        Ok(draft_out(&DraftRecord {
-            draft_id,
-            org: who.org.clone(),
-            account_id: req.account_id,
+            account_id: req.account_id.clone(),
             kind: kind.into(),
             diff,
-            spend_impact: impact,
+            spend_impact: impact.clone(),
             rationale: req.rationale,
-            proposed_at: Utc::now(),
-            drafted_against: proposal.drafted_against,
-            decision: Some(spend_core::events::PolicyEvaluated {
-                draft_id: proposal.draft_id,
-                outcome: decision.outcome,
-                reasons: decision.reasons,
-                policy_version: policy.version.clone(),
-            }),
-            approvals: 0,
-            status,
-            last_event: "spend.policy.evaluated.v1".into(),
-        }))
+            drafted_against: live_version.map(|t| t.to_rfc3339()),
+            change,
+        };
+        let recorded = self
+            .recorder
+            .event(
+                &who.org,
+                Actor::agent(who.key_id.clone()),
+                "draft",
+                &draft_id,
+                EventData::DraftProposed(proposed.clone()),
+            )
+            .expect_seq(0)
+            .record()
+            .await?;
+        let mut draft = Draft::from_proposed(&who.org, &proposed, Utc::now(), spend_draft::event_hash(&recorded.bytes));
+        match self.decider.decide(&who.org, &draft_id).await {
+            Ok(decision) => {
+                self.observe_spend(&who.org, &req.account_id, &impact, &decision.outcome).await;
+                draft.apply(&spend_draft::DraftEvent::Decided(decision));
+            }
+            Err(DecideError::Contended(m)) => {
+                return Err(OpError::conflict(
+                    ConflictKind::EnvelopeContended,
+                    format!("draft {draft_id} is recorded; deciding it raced other commitments of {m} (the policy service decides it shortly)"),
+                ));
+            }
+            Err(e) => tracing::warn!(draft = %draft_id, error = %e, "the policy service did not decide the draft now; it decides it on its own"),
+        }
+        Ok(draft_out(&draft))
     }
 
     /// One of the organisation's drafts, with its current status. A
@@ -542,13 +629,12 @@ impl GatewayState {
     pub async fn get_draft_status(&self, who: &Identity, draft_id: &str) -> Result<DraftOut, OpError> {
         self.require(who, AgentScope::Draft, "get_draft_status").await.map_err(OpError::Refused)?;
         self.caught_up().await?;
-        let record = self
-            .view
-            .read()
-            .await
-            .draft(&who.org, draft_id)
-            .cloned()
-            .ok_or_else(|| OpError::NotFound(format!("no draft {draft_id} in organisation {}", who.org)))?;
+        let record = self.view.read().await.draft(&who.org, draft_id).cloned().ok_or_else(|| {
+            OpError::NotFound(format!(
+                "no draft {draft_id} in organisation {} (the gateway keeps pending drafts and the most recent others; older ones are in the ledger)",
+                who.org
+            ))
+        })?;
         let live = self.live_campaigns(&[&record]).await;
         Ok(draft_out(&self.check_stale(record, &live).await?))
     }
@@ -562,7 +648,7 @@ impl GatewayState {
         let mut out = Vec::with_capacity(pending.len());
         for r in pending {
             let r = self.check_stale(r, &live).await?;
-            if r.status.is_pending() {
+            if r.status().is_pending() {
                 out.push(draft_out(&r));
             }
         }
@@ -572,11 +658,11 @@ impl GatewayState {
     /// Live campaigns of the accounts these drafts target (one platform
     /// read per account); accounts that cannot be read are left out, and
     /// their drafts are judged on age alone.
-    async fn live_campaigns(&self, drafts: &[&DraftRecord]) -> Vec<Campaign> {
+    async fn live_campaigns(&self, drafts: &[&Draft]) -> Vec<Campaign> {
         let mut accounts: Vec<&str> = drafts
             .iter()
-            .filter(|r| r.status.is_pending() && r.drafted_against.is_some())
-            .map(|r| r.account_id.as_str())
+            .filter(|r| r.status().is_pending() && r.drafted_against().is_some())
+            .map(|r| r.account_id())
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
@@ -590,58 +676,57 @@ impl GatewayState {
         live
     }
 
-    async fn check_stale(&self, mut r: DraftRecord, live: &[Campaign]) -> Result<DraftRecord, OpError> {
-        if !r.status.is_pending() {
+    /// A pending draft whose live state moved, or that waited too long, is
+    /// marked stale or expired (through the aggregate, on its subject).
+    async fn check_stale(&self, mut r: Draft, live: &[Campaign]) -> Result<Draft, OpError> {
+        if !r.status().is_pending() {
             return Ok(r);
         }
         let now = Utc::now();
-        let stale = if now - r.proposed_at > Duration::hours(DRAFT_TTL_HOURS) {
-            Some(("expired", format!("proposed at {}, more than {DRAFT_TTL_HOURS} hours ago", r.proposed_at)))
+        let command = if r.is_overdue(now) {
+            Some(spend_draft::Command::Expire {
+                detail: format!("proposed at {}, more than {DRAFT_TTL_HOURS} hours ago", r.proposed_at()),
+            })
         } else {
-            let campaign = r.diff.first().and_then(|d| d.path.strip_prefix("campaign/")).and_then(|p| p.split('/').next());
-            match (campaign, &r.drafted_against) {
+            let campaign = r
+                .diff()
+                .first()
+                .and_then(|d| d.path.strip_prefix("campaign/"))
+                .and_then(|p| p.split('/').next());
+            match (campaign, r.drafted_against()) {
                 (Some(id), Some(against)) => live
                     .iter()
-                    .find(|c| c.id == id && c.account_id == r.account_id)
-                    .filter(|c| c.updated_at.to_rfc3339() != *against)
-                    .map(|c| {
-                        (
-                            "live_state_moved",
-                            format!(
-                                "campaign {id} changed on the platform at {} after this draft read it at {against}",
-                                c.updated_at
-                            ),
-                        )
+                    .find(|c| c.id == id && c.account_id == r.account_id())
+                    .filter(|c| c.updated_at.to_rfc3339() != against)
+                    .map(|c| spend_draft::Command::MarkStale {
+                        detail: format!(
+                            "campaign {id} changed on the platform at {} after this draft read it at {against}",
+                            c.updated_at
+                        ),
                     }),
                 _ => None,
             }
         };
-        let Some((reason, detail)) = stale else { return Ok(r) };
-        let subject = aggregate_subject(&self.prefix, &r.org, "draft", &r.draft_id).map_err(|e| OpError::Invalid(e.to_string()))?;
-        let expected = self.log.last_subject_seq(&subject).await?;
-        let env = Envelope::new(
-            "spendsignoff/gateway",
-            &r.org,
-            Actor::service("gateway"),
-            envelope_subject("draft", &r.draft_id),
-            EventData::DraftStaled(DraftStaled {
-                draft_id: r.draft_id.clone(),
-                reason: reason.into(),
-                detail,
-            }),
-        );
-        match self
-            .log
-            .append(Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(expected))
-            .await
-        {
-            // Another replica or an approval got there first: the view
-            // will show whichever happened.
-            Ok(_) | Err(LogError::WrongLastSequence { .. }) => {}
-            Err(e) => return Err(e.into()),
+        let Some(command) = command else { return Ok(r) };
+        let events = spend_draft::decide(Some(&r), command).map_err(|e| OpError::Invalid(e.to_string()))?;
+        let subject = self.recorder.subject(r.org(), "draft", r.id())?;
+        for data in events {
+            let EventData::DraftStaled(staled) = &data else { continue };
+            let staled: DraftStaled = staled.clone();
+            let expected = self.log.last_subject_seq(&subject).await?;
+            let recorded = self
+                .recorder
+                .event(r.org(), Actor::service("gateway"), "draft", r.id(), data)
+                .expect_seq(expected)
+                .record()
+                .await;
+            match recorded {
+                // Another replica got there first: the view shows it.
+                Ok(_) | Err(LogError::WrongLastSequence { .. }) => {}
+                Err(e) => return Err(e.into()),
+            }
+            r.apply(&spend_draft::DraftEvent::Staled(staled));
         }
-        r.status = DraftStatus::Stale;
-        r.last_event = "spend.draft.staled.v1".into();
         Ok(r)
     }
 }

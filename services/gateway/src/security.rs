@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::Instant;
+use std::time::{Duration, Instant};
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -38,8 +38,7 @@ use ipnet::IpNet;
 use sha2::{Digest, Sha256};
 use spend_core::Actor;
 use spend_core::events::{EventData, NonceUsed};
-use spend_core::subject::{aggregate_subject, envelope_subject};
-use spend_eventlog::{Append, LogError};
+use spend_eventlog::LogError;
 
 use crate::{GatewayState, Identity, credentials};
 
@@ -68,6 +67,84 @@ impl RateLimiter {
         } else {
             false
         }
+    }
+}
+
+/// How long repeats of one refusal are counted into one alert.
+pub const ALERT_WINDOW: Duration = Duration::from_secs(60);
+/// Distinct (org, key, address, reason) windows tracked at once.
+const ALERT_KEYS: usize = 10_000;
+
+/// Aggregates floods of one refusal: the first of a window (per org, key,
+/// address and reason) is recorded at once; repeats inside the window are
+/// counted, and recorded as one alert with their count when the window
+/// ends ([`AlertGate::due`]) — so 1,000 unauthenticated requests make two
+/// events, not 1,000, and no refusal goes uncounted.
+#[derive(Default)]
+pub struct AlertGate {
+    windows: Mutex<HashMap<(String, String, String, String), (Instant, u64)>>,
+}
+
+/// Repeats counted in a window that has ended, to record.
+pub struct Repeats {
+    pub org: String,
+    pub key_id: Option<String>,
+    pub address: Option<String>,
+    pub reason: String,
+    pub count: u64,
+}
+
+impl AlertGate {
+    /// `Some(1)` when this refusal opens a window (record it); `None` when
+    /// it is counted into an open one.
+    pub fn admit(&self, org: &str, key_id: Option<&str>, address: Option<&str>, reason: &str) -> Option<u64> {
+        let key = (
+            org.to_string(),
+            key_id.unwrap_or_default().to_string(),
+            address.unwrap_or_default().to_string(),
+            reason.to_string(),
+        );
+        let now = Instant::now();
+        let mut w = self.windows.lock().expect("alert gate lock");
+        if let Some((start, repeats)) = w.get_mut(&key)
+            && now.duration_since(*start) < ALERT_WINDOW
+        {
+            *repeats += 1;
+            return None;
+        }
+        if w.len() >= ALERT_KEYS {
+            // Full: the oldest windows are recorded by `due` soon; keep
+            // counting by opening no more windows than the bound.
+            return Some(1);
+        }
+        w.insert(key, (now, 0));
+        Some(1)
+    }
+
+    /// Windows that ended with repeats (removed), and every ended window
+    /// dropped from the table.
+    pub fn due(&self) -> Vec<Repeats> {
+        let now = Instant::now();
+        let mut out = Vec::new();
+        self.windows
+            .lock()
+            .expect("alert gate lock")
+            .retain(|(org, key, addr, reason), (start, repeats)| {
+                if now.duration_since(*start) < ALERT_WINDOW {
+                    return true;
+                }
+                if *repeats > 0 {
+                    out.push(Repeats {
+                        org: org.clone(),
+                        key_id: (!key.is_empty()).then(|| key.clone()),
+                        address: (!addr.is_empty()).then(|| addr.clone()),
+                        reason: reason.clone(),
+                        count: *repeats,
+                    });
+                }
+                false
+            });
+        out
     }
 }
 
@@ -343,24 +420,24 @@ async fn verify_signature(
     // Recording the nonce with "no message on this subject yet" is atomic
     // on the log: exactly one replica can succeed.
     let id = hex::encode(&Sha256::digest(format!("{}\n{nonce}", who.key_id).as_bytes())[..16]);
-    let subject = aggregate_subject(&state.prefix, &who.org, "nonce", &id).map_err(|e| refusal(StatusCode::BAD_REQUEST, "signature.invalid", e.to_string()))?;
-    let env = spend_core::Envelope::new(
-        "spendsignoff/gateway",
-        &who.org,
-        Actor::agent(&who.key_id),
-        envelope_subject("nonce", &id),
-        EventData::NonceUsed(NonceUsed {
-            key_id: who.key_id.clone(),
-            nonce: nonce.clone(),
-            method: method.to_string(),
-            path: path.to_string(),
-        }),
-    );
-    match state
-        .log
-        .append(Append::new(subject, env.id.to_string(), env.to_bytes()).expect_last_subject_seq(0))
-        .await
-    {
+    let recorded = state
+        .recorder
+        .event(
+            &who.org,
+            Actor::agent(&who.key_id),
+            "nonce",
+            &id,
+            EventData::NonceUsed(NonceUsed {
+                key_id: who.key_id.clone(),
+                nonce: nonce.clone(),
+                method: method.to_string(),
+                path: path.to_string(),
+            }),
+        )
+        .expect_seq(0)
+        .record()
+        .await;
+    match recorded {
         Ok(_) => Ok(()),
         Err(LogError::WrongLastSequence { .. }) => Err(refusal(
             StatusCode::UNAUTHORIZED,

@@ -1,77 +1,44 @@
 //! The gateway's view of the event log: every replica follows the whole
-//! stream and keeps, in memory, what agents may ask about — each draft's
-//! status and contents, the organisation's recent audit trail, API keys
-//! (see [`crate::credentials::KeyStore`]) and tripped circuit breakers.
+//! stream and keeps, in memory, what agents may ask about — each draft (the
+//! draft aggregate of `spend-draft`, the one place a status is derived),
+//! the organisation's recent audit trail, API keys (see
+//! [`crate::credentials::KeyStore`]), tripped circuit breakers and SPEND.md
+//! versions.
 //!
-//! The log is the truth; the view is a cache of it that any replica can
-//! rebuild by replaying. Reads that must see the caller's own writes wait
-//! for the view to reach the log's last sequence first
-//! ([`crate::GatewayState::caught_up`]).
+//! It reads as every consumer must ([`spend_eventlog::read::classify`]): an
+//! event where its writer could not have put it, or a republished one, is
+//! ignored and audited; an approval counts only through the aggregate's
+//! verifier.
+//!
+//! The log is the truth; the view is a bounded cache of it that any replica
+//! can rebuild by replaying: drafts still waiting for a human, and the most
+//! recent [`HISTORY_PER_ORG`] others per organisation. Reads that must see
+//! the caller's own writes wait for the view to reach the log's last
+//! sequence first ([`crate::GatewayState::caught_up`]).
 
 use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
-use serde::Serialize;
-use spend_core::events::{ApprovalGranted, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
-use spend_core::{Money, RawEnvelope};
+use spend_core::RawEnvelope;
+use spend_core::events::{ApprovalGranted, EventData};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, recorded_approval};
 use spend_eventlog::StoredMessage;
-use spend_policy::versions::{Versions, is_recorded_approval};
+use spend_eventlog::read::{Read, classify};
+use spend_policy::versions::{Noticed, Versions};
 
 /// Audit entries kept per organisation.
-const AUDIT_PER_ORG: usize = 10_000;
+pub const AUDIT_PER_ORG: usize = 2_000;
+/// Drafts no longer pending kept per organisation (newest).
+pub const HISTORY_PER_ORG: usize = 1_000;
+/// Drafts waiting for a human an organisation may have at once: the
+/// gateway refuses a new draft beyond it (a flood would otherwise grow
+/// every replica's memory, and bury the humans' queue).
+pub const MAX_PENDING_PER_ORG: usize = 1_000;
 
 /// Aggregates an agent may see in its organisation's audit log: the life
 /// of drafts and the spend they committed. Security alerts, API keys and
 /// nonces stay with the humans.
-const AGENT_VISIBLE: &[&str] = &["draft", "budget", "limit", "approval", "change", "breaker"];
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum DraftStatus {
-    Proposed,
-    PendingApproval,
-    Approved,
-    Denied,
-    Pushed,
-    RolledBack,
-    Stale,
-}
-
-impl DraftStatus {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Self::Proposed => "proposed",
-            Self::PendingApproval => "pending_approval",
-            Self::Approved => "approved",
-            Self::Denied => "denied",
-            Self::Pushed => "pushed",
-            Self::RolledBack => "rolled_back",
-            Self::Stale => "stale",
-        }
-    }
-
-    /// Still waiting for a human (and so able to go stale).
-    pub fn is_pending(self) -> bool {
-        matches!(self, Self::Proposed | Self::PendingApproval)
-    }
-}
-
-#[derive(Debug, Clone)]
-pub struct DraftRecord {
-    pub draft_id: String,
-    pub org: String,
-    pub account_id: String,
-    pub kind: String,
-    pub diff: Vec<FieldDiff>,
-    pub spend_impact: Money,
-    pub rationale: String,
-    pub proposed_at: DateTime<Utc>,
-    pub drafted_against: Option<String>,
-    pub decision: Option<PolicyEvaluated>,
-    pub approvals: u32,
-    pub status: DraftStatus,
-    pub last_event: String,
-}
+const AGENT_VISIBLE: &[&str] = &["draft", "decision", "budget", "limit", "approval", "change", "breaker", "breaker_reset"];
 
 #[derive(Debug, Clone)]
 pub struct AuditEntry {
@@ -90,10 +57,34 @@ pub struct Breaker {
 }
 
 #[derive(Default)]
+struct OrgDrafts {
+    drafts: HashMap<String, Draft>,
+    /// Ids of drafts no longer pending, oldest first, for eviction.
+    settled: VecDeque<String>,
+}
+
+impl OrgDrafts {
+    fn pending(&self) -> usize {
+        self.drafts.len() - self.settled.len()
+    }
+
+    fn settle(&mut self, id: &str) {
+        if !self.settled.iter().any(|s| s == id) {
+            self.settled.push_back(id.to_string());
+        }
+        while self.settled.len() > HISTORY_PER_ORG {
+            if let Some(old) = self.settled.pop_front() {
+                self.drafts.remove(&old);
+            }
+        }
+    }
+}
+
+#[derive(Default)]
 pub struct View {
     /// The last stream sequence applied.
     pub seq: u64,
-    drafts: HashMap<(String, String), DraftRecord>,
+    orgs: HashMap<String, OrgDrafts>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     breakers: HashMap<(String, String), Breaker>,
     /// SPEND.md versions proposed and approved, per organisation.
@@ -103,10 +94,13 @@ pub struct View {
 /// What [`View::apply`] noticed beyond updating itself.
 pub enum Applied {
     Event(EventData),
-    /// An approval that did not come from the approval service on an
-    /// approval subject with a human actor: a forgery, to be audited.
-    ForgedApproval {
+    /// Something to audit once (an approval the verifier refused, an
+    /// event out of place, a reused policy id): alert subject id, reason,
+    /// detail.
+    Audit {
         org: String,
+        id: String,
+        reason: String,
         detail: String,
     },
     Nothing,
@@ -117,16 +111,23 @@ impl View {
     /// events are skipped here (the ledger records them as rejected).
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Applied {
         self.seq = self.seq.max(m.seq);
-        self.apply_event(prefix, m).unwrap_or(Applied::Nothing)
+        match classify(prefix, m) {
+            Read::Event { env, aggregate, .. } => self.apply_event(prefix, m, &env, aggregate),
+            Read::Misplaced { org, detail } => Applied::Audit {
+                org,
+                id: format!("misplaced-{}", m.seq),
+                reason: "event.misplaced".into(),
+                detail,
+            },
+            Read::NotAnEvent => Applied::Nothing,
+        }
     }
 
-    fn apply_event(&mut self, prefix: &str, m: &StoredMessage) -> Option<Applied> {
-        let env = RawEnvelope::parse(&m.payload).ok()?;
+    fn apply_event(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, aggregate: &str) -> Applied {
         let org = env.org.to_string();
-        let (aggregate, _) = spend_core::subject::split_aggregate(&m.subject, prefix, &org)?;
         if AGENT_VISIBLE.contains(&aggregate) {
             let q = self.audit.entry(org.clone()).or_default();
-            if q.len() == AUDIT_PER_ORG {
+            if q.len() >= AUDIT_PER_ORG {
                 q.pop_front();
             }
             q.push_back(AuditEntry {
@@ -137,54 +138,40 @@ impl View {
                 payload: m.payload.clone(),
             });
         }
-        let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
-        let event_type = env.event_type.to_string();
-        let key = |draft_id: &str| (org.clone(), draft_id.to_string());
-        match &data {
-            EventData::DraftProposed(d) => {
-                self.drafts.insert(key(&d.draft_id), record(&org, d, &env));
-            }
-            EventData::PolicyEvaluated(e) => {
-                if let Some(r) = self.drafts.get_mut(&key(&e.draft_id)) {
-                    r.status = match e.outcome {
-                        Outcome::Deny => DraftStatus::Denied,
-                        Outcome::AutoApprove => DraftStatus::Approved,
-                        Outcome::RequireApproval | Outcome::RequireDualApproval => DraftStatus::PendingApproval,
-                    };
-                    r.decision = Some(e.clone());
-                    r.last_event = event_type.clone();
-                }
-            }
-            // Only a human's approval, recorded by the approval service on
-            // the approval subject, counts — even for display. Anything else
-            // is a forgery (the gateway's own NATS user, for one, may write
-            // draft subjects but not approval subjects).
-            EventData::ApprovalGranted(ApprovalGranted { draft_id, .. }) if !is_recorded_approval(env.actor.kind, &env.source, aggregate) => {
-                return Some(Applied::ForgedApproval {
+        match self.versions.apply(prefix, &m.subject, m.seq, &m.payload, env, m.republished) {
+            Some(Noticed::ReusedId { org, detail }) => {
+                return Applied::Audit {
                     org,
-                    detail: format!(
-                        "an approval of draft {draft_id} at seq {} on {} by {:?} {} from {}: only the approval service records a human's approval, on an approval subject",
-                        m.seq, m.subject, env.actor.kind, env.actor.id, env.source
-                    ),
-                });
+                    id: format!("policy_reused-{}", m.seq),
+                    reason: "policy.proposal_reused".into(),
+                    detail,
+                };
             }
-            EventData::ApprovalGranted(ApprovalGranted { draft_id, .. }) => {
-                self.versions.approved(&org, draft_id);
-                if let Some(r) = self.drafts.get_mut(&key(draft_id)) {
-                    r.approvals += 1;
-                    let needed = match r.decision.as_ref().map(|d| &d.outcome) {
-                        Some(Outcome::RequireDualApproval) => 2,
-                        _ => 1,
-                    };
-                    if r.approvals >= needed && r.status.is_pending() {
-                        r.status = DraftStatus::Approved;
-                    }
-                    r.last_event = event_type.clone();
+            Some(Noticed::Forged { org, forgery }) => {
+                return Applied::Audit {
+                    org,
+                    id: format!("forged-{}", m.seq),
+                    reason: spend_draft::Forgery::REASON.into(),
+                    detail: forgery.detail,
+                };
+            }
+            None => {}
+        }
+        if env.event_type == ApprovalGranted::TYPE {
+            return self.apply_approval(prefix, m, env);
+        }
+        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
+            return Applied::Nothing;
+        };
+        match &data {
+            EventData::DraftProposed(_) => {
+                if let Some(DraftEvent::Proposed { data, at, hash, .. }) = DraftEvent::from_stored_proposal(&m.payload) {
+                    let o = self.orgs.entry(org.clone()).or_default();
+                    o.drafts
+                        .entry(data.draft_id.clone())
+                        .or_insert_with(|| Draft::from_proposed(&org, &data, at, hash));
                 }
             }
-            EventData::ChangePushed(c) => self.set_status(&key(&c.draft_id), DraftStatus::Pushed, &event_type),
-            EventData::ChangeRolledBack(c) => self.set_status(&key(&c.draft_id), DraftStatus::RolledBack, &event_type),
-            EventData::DraftStaled(s) => self.set_status(&key(&s.draft_id), DraftStatus::Stale, &event_type),
             EventData::BreakerTripped(b) => {
                 self.breakers.insert(
                     (org.clone(), b.account_id.clone()),
@@ -198,63 +185,94 @@ impl View {
             EventData::BreakerReset(b) => {
                 self.breakers.remove(&(org.clone(), b.account_id.clone()));
             }
-            EventData::PolicyProposed(p) => self.versions.proposed(&org, p),
-            _ => {}
+            other => {
+                if let Some(e) = DraftEvent::from_fact(other.clone()) {
+                    self.apply_to_draft(&org, &e);
+                }
+            }
         }
-        Some(Applied::Event(data))
+        Applied::Event(data)
     }
 
-    fn set_status(&mut self, key: &(String, String), status: DraftStatus, event_type: &str) {
-        if let Some(r) = self.drafts.get_mut(key) {
-            r.status = status;
-            r.last_event = event_type.to_string();
+    fn apply_approval(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Applied {
+        let org = env.org.to_string();
+        let facts = match ApprovalFacts::from_stored(prefix, &m.subject, env, m.republished) {
+            Ok(f) => f,
+            Err(forgery) => {
+                return Applied::Audit {
+                    org,
+                    id: format!("forged-{}", m.seq),
+                    reason: spend_draft::Forgery::REASON.into(),
+                    detail: forgery.detail,
+                };
+            }
+        };
+        let Some(draft) = self.orgs.get(&org).and_then(|o| o.drafts.get(&facts.data.draft_id)) else {
+            // A policy proposal's approval (handled by the versions), or a
+            // draft this replica no longer keeps.
+            return Applied::Nothing;
+        };
+        match recorded_approval(&facts, draft) {
+            Ok(verified) => {
+                self.apply_to_draft(&org, &DraftEvent::Approved(verified));
+                Applied::Nothing
+            }
+            Err(forgery) => Applied::Audit {
+                org,
+                id: format!("forged-{}", m.seq),
+                reason: spend_draft::Forgery::REASON.into(),
+                detail: forgery.detail,
+            },
         }
     }
 
-    pub fn draft(&self, org: &str, draft_id: &str) -> Option<&DraftRecord> {
-        self.drafts.get(&(org.to_string(), draft_id.to_string()))
+    fn apply_to_draft(&mut self, org: &str, e: &DraftEvent) {
+        let Some(o) = self.orgs.get_mut(org) else { return };
+        let id = e.draft_id().to_string();
+        let Some(d) = o.drafts.get_mut(&id) else { return };
+        if d.apply(e) && !d.status().is_pending() {
+            o.settle(&id);
+        }
+    }
+
+    pub fn draft(&self, org: &str, draft_id: &str) -> Option<&Draft> {
+        self.orgs.get(org).and_then(|o| o.drafts.get(draft_id))
+    }
+
+    /// How many of the organisation's drafts wait for a human.
+    pub fn pending_count(&self, org: &str) -> usize {
+        self.orgs.get(org).map(OrgDrafts::pending).unwrap_or(0)
     }
 
     /// The organisation's drafts still waiting for a human, oldest first.
-    pub fn pending(&self, org: &str, account_id: Option<&str>) -> Vec<DraftRecord> {
-        let mut v: Vec<DraftRecord> = self
+    pub fn pending(&self, org: &str, account_id: Option<&str>) -> Vec<Draft> {
+        let Some(o) = self.orgs.get(org) else { return vec![] };
+        let mut v: Vec<Draft> = o
             .drafts
             .values()
-            .filter(|r| r.org == org && r.status.is_pending() && account_id.is_none_or(|a| r.account_id == a))
+            .filter(|d| d.status().is_pending() && account_id.is_none_or(|a| d.account_id() == a))
             .cloned()
             .collect();
-        v.sort_by_key(|r| r.proposed_at);
+        v.sort_by_key(|d| d.proposed_at());
         v
     }
 
     /// The organisation's most recent audit entries, newest last,
-    /// optionally only those on one draft's subject.
-    pub fn audit(&self, org: &str, subject: Option<&str>, limit: usize) -> Vec<AuditEntry> {
+    /// optionally only those about one draft.
+    pub fn audit(&self, org: &str, subjects: Option<&[String]>, limit: usize) -> Vec<AuditEntry> {
         let Some(q) = self.audit.get(org) else { return vec![] };
-        let mut v: Vec<AuditEntry> = q.iter().rev().filter(|e| subject.is_none_or(|s| e.subject == s)).take(limit).cloned().collect();
+        let mut v: Vec<AuditEntry> = q
+            .iter()
+            .rev()
+            .filter(|e| subjects.is_none_or(|s| s.contains(&e.subject)))
+            .take(limit)
+            .cloned()
+            .collect();
         v.reverse();
         v
     }
 
     pub fn breaker(&self, org: &str, account_id: &str) -> Option<&Breaker> {
         self.breakers.get(&(org.to_string(), account_id.to_string()))
-    }
-}
-
-fn record(org: &str, d: &DraftProposed, env: &RawEnvelope<'_>) -> DraftRecord {
-    DraftRecord {
-        draft_id: d.draft_id.clone(),
-        org: org.to_string(),
-        account_id: d.account_id.clone(),
-        kind: d.kind.clone(),
-        diff: d.diff.clone(),
-        spend_impact: d.spend_impact.clone(),
-        rationale: d.rationale.clone(),
-        proposed_at: env.time,
-        drafted_against: d.drafted_against.clone(),
-        decision: None,
-        approvals: 0,
-        status: DraftStatus::Proposed,
-        last_event: env.event_type.to_string(),
     }
 }

@@ -90,25 +90,34 @@ fn db_transient(e: &crate::store::StoreError) -> bool {
 fn transaction_row(idx: u64, accepted: &validate::Accepted<'_>) -> Option<TxRow> {
     let env = &accepted.envelope;
     let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
+    // Status names are the draft aggregate's (spend_draft::DraftStatus),
+    // the one vocabulary; an approval alone changes no status here (dual
+    // control needs the aggregate and its verifier: the approval service
+    // and the gateway's view apply it).
+    use spend_draft::DraftStatus as S;
     let (draft_id, status, account, money) = match data {
-        EventData::DraftProposed(d) => (d.draft_id, "proposed", Some(d.account_id), Some(d.spend_impact)),
+        EventData::DraftProposed(d) => (d.draft_id, S::Proposed, Some(d.account_id), Some(d.spend_impact)),
         EventData::PolicyEvaluated(p) => {
             let status = match p.outcome {
-                Outcome::Deny => "declined",
-                Outcome::AutoApprove => "approved",
-                Outcome::RequireApproval | Outcome::RequireDualApproval => "pending_approval",
+                Outcome::Deny => S::Denied,
+                Outcome::AutoApprove => S::AutoApproved,
+                Outcome::RequireApproval | Outcome::RequireDualApproval => S::PendingApproval,
             };
             (p.draft_id, status, None, None)
         }
-        EventData::ApprovalGranted(a) => (a.draft_id, "approved", None, None),
-        EventData::ChangePushed(c) => (c.draft_id, "completed", None, None),
-        EventData::ChangeRolledBack(c) => (c.draft_id, "rolled_back", None, None),
+        EventData::ApprovalRejected(r) => (r.draft_id, S::Rejected, None, None),
+        EventData::DraftStaled(d) if d.reason == spend_draft::STALE_EXPIRED => (d.draft_id, S::Expired, None, None),
+        EventData::DraftStaled(d) => (d.draft_id, S::Stale, None, None),
+        EventData::ChangeStarted(c) => (c.draft_id, S::Pushing, None, None),
+        EventData::ChangePushed(c) => (c.draft_id, S::Pushed, None, None),
+        EventData::ChangeFailed(c) => (c.draft_id, S::Failed, None, None),
+        EventData::ChangeRolledBack(c) => (c.draft_id, S::RolledBack, None, None),
         _ => return None,
     };
     Some(TxRow {
         idx,
         draft_id,
-        status: status.to_string(),
+        status: status.as_str().to_string(),
         org: env.org.to_string(),
         account_id: account,
         amount_minor: money.as_ref().map(|m| m.minor_units),

@@ -13,6 +13,15 @@
 //!   signature verifies with a key the auditor supplied;
 //! - the export ends on a checkpoint, so every event is signed for.
 //!
+//! An export without a header line (the pinned format of DESIGN.md: event
+//! and checkpoint lines only) is verified too, with the same checks except
+//! what only the header can tell: the stream's subject prefix (see
+//! [`Report::unchecked`]). Its events carry no ledger verdict the verifier
+//! can merely reproduce cheaply, so each event not marked `rejected` is
+//! parsed as a full envelope; the prefix is inferred per event (the subject
+//! less the envelope's own `.<org>.<aggregate>.<id>`) and must be the same
+//! across the export.
+//!
 //! Lines are parsed and hashed on all cores in chunks; the tree is folded
 //! in order on one.
 
@@ -78,6 +87,38 @@ pub struct Report {
     pub tree_size: u64,
     pub root: Hash,
     pub origin: String,
+    /// False for an export without a header line.
+    pub header: bool,
+    /// The subject prefix events were checked against: the header's, or,
+    /// without a header, the one inferred from the events (`None` when no
+    /// event's subject depends on a prefix).
+    pub subject_prefix: Option<String>,
+}
+
+impl Report {
+    /// What this export could not show, in plain words: nothing with a
+    /// header line; without one, the binding of subjects to the stream's
+    /// subject prefix and the format name, both of which only the header
+    /// carries.
+    pub fn unchecked(&self) -> Vec<String> {
+        if self.header {
+            return Vec::new();
+        }
+        let prefix = match &self.subject_prefix {
+            Some(p) => format!(
+                "the subject-prefix binding: nothing shows that {p:?} (inferred from the export itself, the prefix all its events share) is the event stream's subject prefix; only the header's `subject_prefix` states it. Each accepted event was checked to sit on <prefix>.<org>.<aggregate>.<id> of its own envelope"
+            ),
+            None => "the subject-prefix binding: no event implied a prefix, so none was inferred or checked; only the header's `subject_prefix` states it"
+                .to_string(),
+        };
+        vec![
+            prefix,
+            format!(
+                "the export format: only the header's `format` names it; the lines were read as {:?} (the pinned fields of DESIGN.md)",
+                crate::export::FORMAT
+            ),
+        ]
+    }
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -101,6 +142,8 @@ enum Item {
     Event {
         index: u64,
         leaf: Hash,
+        /// Without a header: the subject prefix this event's verdict implies.
+        prefix: Option<String>,
     },
     Checkpoint {
         body: String,
@@ -181,6 +224,119 @@ fn parse_line(line: &[u8]) -> Result<Line<'_>, String> {
     }
 }
 
+/// Without a header, the verdict on an event not marked `rejected`: it must
+/// be a valid envelope on `<prefix>.<org>.<aggregate>.<id>` for some
+/// non-empty prefix, which is returned.
+fn headerless_accepted(subject: &str, payload: &[u8]) -> Result<String, String> {
+    let unmarked = "yet the event is not marked rejected";
+    let env = spend_core::RawEnvelope::parse(payload).map_err(|e| format!("{e} (published on {subject:?}), {unmarked}"))?;
+    let tail = env
+        .subject
+        .split_once('/')
+        .and_then(|(aggregate, id)| spend_core::subject::aggregate_subject("", &env.org, aggregate, id).ok())
+        .ok_or_else(|| format!("event subject {:?} is not <aggregate>/<id> (published on {subject:?}), {unmarked}", env.subject))?;
+    match subject.strip_suffix(tail.as_str()) {
+        Some(prefix) if !prefix.is_empty() => Ok(prefix.to_string()),
+        _ => Err(format!(
+            "subject {subject:?} is not <prefix>{tail} (the event's own org/aggregate subject), {unmarked}"
+        )),
+    }
+}
+
+/// Without a header, the verdict on an event marked rejected for `reason`:
+/// [`validate::classify`] must give exactly that reason for some prefix.
+/// Returns the prefix when the reason depends on it (it names the event's
+/// own subject), `None` when it does not.
+fn headerless_rejected(subject: &str, payload: &[u8], reason: &str) -> Result<Option<String>, String> {
+    // Two sentinel prefixes: a reason that differs between them names the
+    // prefix. At most one of three can make the event valid.
+    let verdicts: Vec<String> = ["a", "b", "c"]
+        .iter()
+        .filter_map(|p| validate::classify(p, subject, payload).err())
+        .take(2)
+        .collect();
+    let [ra, rb] = &verdicts[..] else {
+        unreachable!("a subject equals at most one of a.…, b.…, c.…")
+    };
+    if ra == rb {
+        return if ra == reason {
+            Ok(None)
+        } else {
+            Err(format!("rejection reason differs: export says {reason:?}, recomputed {ra:?}"))
+        };
+    }
+    let differs = || format!("rejection reason differs: export says {reason:?}, recomputed {ra:?} for prefix \"a\"");
+    let head = ra.bytes().zip(rb.bytes()).take_while(|(x, y)| x == y).count();
+    let tail = ra
+        .bytes()
+        .rev()
+        .zip(rb.bytes().rev())
+        .take_while(|(x, y)| x == y)
+        .count()
+        .min(ra.len().min(rb.len()) - head);
+    if reason.len() < head + tail || !reason.starts_with(&ra[..head]) || !reason.ends_with(&ra[ra.len() - tail..]) {
+        return Err(differs());
+    }
+    let prefix = reason
+        .get(head..reason.len() - tail)
+        .and_then(unescape_debug)
+        .filter(|p| !p.is_empty())
+        .ok_or_else(differs)?;
+    match validate::classify(&prefix, subject, payload) {
+        Err(r) if r == reason => Ok(Some(prefix)),
+        Err(_) => Err(differs()),
+        Ok(_) => Err(format!(
+            "the event is marked rejected but is valid for the prefix its reason names ({prefix:?})"
+        )),
+    }
+}
+
+/// Reverses `{:?}` escaping of a string's characters (without the quotes).
+fn unescape_debug(s: &str) -> Option<String> {
+    let mut out = String::with_capacity(s.len());
+    let mut chars = s.chars();
+    while let Some(c) = chars.next() {
+        if c != '\\' {
+            out.push(c);
+            continue;
+        }
+        out.push(match chars.next()? {
+            'n' => '\n',
+            'r' => '\r',
+            't' => '\t',
+            '0' => '\0',
+            c @ ('\\' | '"' | '\'') => c,
+            'u' => {
+                let rest = chars.as_str().strip_prefix('{')?;
+                let end = rest.find('}')?;
+                let c = char::from_u32(u32::from_str_radix(&rest[..end], 16).ok()?)?;
+                chars = rest[end + 1..].chars();
+                c
+            }
+            _ => return None,
+        });
+    }
+    Some(out)
+}
+
+/// Without a header, the prefix most events of the first block imply, so
+/// that an event whose subject prefix was changed is the one named, even
+/// when it is the first (ties go to the earliest).
+fn majority_prefix(items: &[Item]) -> Option<String> {
+    let mut counts: HashMap<&str, (usize, usize)> = HashMap::new(); // prefix → (count, first position)
+    for (at, it) in items.iter().enumerate() {
+        if let Item::Event { prefix: Some(p), .. } = it {
+            counts.entry(p).or_insert((0, at)).0 += 1;
+        }
+    }
+    counts
+        .into_iter()
+        .max_by_key(|(_, (count, first))| (*count, std::cmp::Reverse(*first)))
+        .map(|(p, _)| p.to_string())
+}
+
+/// One line's item. `prefix` is the header's subject prefix, `None` for an
+/// export without a header line.
 fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
     let bad = |reason: String| Item::Bad { reason };
     let parsed = match parse_line(line) {
@@ -214,9 +370,6 @@ fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
             leaf_hash_b64,
             rejected,
         } => {
-            let Some(prefix) = prefix else {
-                return bad("the export does not start with a header line".into());
-            };
             if seq != index.wrapping_add(1) {
                 return bad(format!("seq {seq} does not match index {index} (seq must be index + 1)"));
             }
@@ -234,20 +387,28 @@ fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
             {
                 return bad("payload does not hash to leaf_hash_b64".into());
             }
-            match rejected {
-                None if !validate::subject_consistent(prefix, &subject, payload) => {
+            let inferred = match (prefix, rejected) {
+                (Some(prefix), None) if !validate::subject_consistent(prefix, &subject, payload) => {
                     return bad(format!(
                         "subject {subject:?} is not the event's own org/aggregate subject, yet the event is marked accepted"
                     ));
                 }
-                None => {}
-                Some(reason) => match validate::classify(prefix, &subject, payload) {
+                (Some(_), None) => None,
+                (Some(prefix), Some(reason)) => match validate::classify(prefix, &subject, payload) {
                     Ok(_) => return bad("the event is marked rejected but is valid".into()),
                     Err(r) if r != reason => return bad(format!("rejection reason differs: export says {reason:?}, recomputed {r:?}")),
-                    Err(_) => {}
+                    Err(_) => None,
                 },
-            }
-            Item::Event { index, leaf }
+                (None, None) => match headerless_accepted(&subject, payload) {
+                    Ok(p) => Some(p),
+                    Err(e) => return bad(e),
+                },
+                (None, Some(reason)) => match headerless_rejected(&subject, payload, &reason) {
+                    Ok(p) => p,
+                    Err(e) => return bad(e),
+                },
+            };
+            Item::Event { index, leaf, prefix: inferred }
         }
         Line::Checkpoint { body, signature_b64, key_id } => match B64.decode(signature_b64.as_bytes()) {
             Ok(sig) => Item::Checkpoint {
@@ -269,26 +430,32 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
     let (mut events, mut checkpoints) = (0u64, 0u64);
     let mut covered = 0u64; // tree size of the last checkpoint
     let mut origin: Option<String> = None;
-    // The header line is read first: every event line depends on it.
-    let prefix = {
-        let mut first = Vec::new();
-        reader.read_until(b'\n', &mut first).map_err(|e| Failure {
+    // The header line is read first: every event line depends on it. An
+    // export without one (the pinned format) starts with its first event,
+    // frontier or checkpoint line, which goes back to the block reader.
+    let mut first = Vec::new();
+    reader.read_until(b'\n', &mut first).map_err(|e| Failure {
+        index: None,
+        line: 1,
+        reason: format!("reading the export: {e}"),
+    })?;
+    let trimmed = {
+        let mut t = &first[..];
+        while let [rest @ .., b'\n' | b'\r'] = t {
+            t = rest;
+        }
+        t
+    };
+    if trimmed.is_empty() {
+        return Err(Failure {
             index: None,
             line: 1,
-            reason: format!("reading the export: {e}"),
-        })?;
-        while first.last().is_some_and(|b| *b == b'\n' || *b == b'\r') {
-            first.pop();
-        }
-        if first.is_empty() {
-            return Err(Failure {
-                index: None,
-                line: 1,
-                reason: "the export is empty".into(),
-            });
-        }
-        match item(&first, None, &mut Vec::new()) {
-            Item::Header { prefix } => prefix,
+            reason: "the export is empty".into(),
+        });
+    }
+    let (prefix, mut line_no, mut block) = if matches!(parse_line(trimmed), Ok(Line::Header { .. })) {
+        match item(trimmed, None, &mut Vec::new()) {
+            Item::Header { prefix } => (Some(prefix), 1u64, Vec::new()),
             Item::Bad { reason } => {
                 return Err(Failure {
                     index: Some(0),
@@ -296,19 +463,16 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     reason,
                 });
             }
-            _ => {
-                return Err(Failure {
-                    index: Some(0),
-                    line: 1,
-                    reason: "the export does not start with a header line".into(),
-                });
-            }
+            _ => unreachable!("a header line is a header item or a bad one"),
         }
+    } else {
+        (None, 0, first)
     };
-    let mut line_no: u64 = 1;
+    // Without a header: the prefix the events imply, the same for all.
+    let mut inferred: Option<String> = None;
     // Read in large blocks and hand whole lines to the workers as slices.
     const BLOCK: usize = 8 << 20;
-    let mut block: Vec<u8> = Vec::with_capacity(BLOCK + (1 << 16));
+    block.reserve(BLOCK + (1 << 16));
     let mut eof = false;
     loop {
         while !eof && (block.len() < BLOCK || !block.contains(&b'\n')) {
@@ -345,7 +509,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         let lines: Vec<&[u8]> = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
         let per = lines.len().div_ceil(threads).max(1);
         let items: Vec<Item> = std::thread::scope(|s| {
-            let prefix = prefix.as_str();
+            let prefix = prefix.as_deref();
             let handles: Vec<_> = lines
                 .chunks(per)
                 .map(|c| {
@@ -356,7 +520,7 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                                 if l.is_empty() {
                                     Item::Bad { reason: "empty line".into() }
                                 } else {
-                                    item(l, Some(prefix), &mut scratch)
+                                    item(l, prefix, &mut scratch)
                                 }
                             })
                             .collect::<Vec<_>>()
@@ -366,6 +530,9 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
             handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
         });
         block.drain(..cut);
+        if prefix.is_none() && inferred.is_none() {
+            inferred = majority_prefix(&items);
+        }
         for it in items {
             line_no += 1;
             let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
@@ -375,7 +542,8 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     // Name the index this line stands at, whatever it claims.
                     return Err(fail(Some(next_index), reason));
                 }
-                Item::Header { .. } => return Err(fail(Some(next_index), "a second header line".into())),
+                Item::Header { .. } if prefix.is_some() => return Err(fail(Some(next_index), "a second header line".into())),
+                Item::Header { .. } => return Err(fail(Some(next_index), "a header line may only be the first line".into())),
                 Item::Frontier { size, hashes } => {
                     if range.is_some() {
                         return Err(fail(Some(next_index), "a frontier line may only start an export".into()));
@@ -384,10 +552,22 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
                     first_index = size;
                     covered = size;
                 }
-                Item::Event { index, leaf } => {
+                Item::Event { index, leaf, prefix: implied } => {
                     let r = range.get_or_insert_with(CompactRange::new);
                     if index != r.size() {
                         return Err(fail(Some(r.size()), format!("expected index {}, found {index}", r.size())));
+                    }
+                    match (&inferred, implied) {
+                        (Some(p), Some(q)) if *p != q => {
+                            return Err(fail(
+                                Some(index),
+                                format!(
+                                    "subject prefix {q:?} differs from {p:?}, the one the export's other events imply (an event stream has one subject prefix)"
+                                ),
+                            ));
+                        }
+                        (None, Some(q)) => inferred = Some(q),
+                        _ => {}
                     }
                     r.push(leaf);
                     events += 1;
@@ -458,5 +638,154 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         tree_size: range.size(),
         root: range.root(),
         origin: origin.unwrap_or_default(),
+        header: prefix.is_some(),
+        subject_prefix: prefix.or(inferred),
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use spend_signer::Signer as _;
+
+    use super::*;
+    use crate::export::checkpoint_body;
+    use crate::merkle::root;
+
+    struct Export {
+        keys: KeyRing,
+        text: String,
+    }
+
+    /// `(subject, payload, rejected)` events, a checkpoint every 3 and at
+    /// the end, with or without a header line.
+    async fn export(events: &[(String, Vec<u8>, Option<String>)], header: Option<&str>) -> Export {
+        let dir = tempfile::tempdir().unwrap();
+        let signer = spend_signer::LocalSigner::load_or_create(&dir.path().join("key.pem")).unwrap();
+        let mut keys = KeyRing::default();
+        keys.add_pem(&spend_signer::spki_pem(&signer.public_key_der().await.unwrap()).unwrap()).unwrap();
+        let mut text = header.map(|p| format!("{}\n", crate::export::header_line(p))).unwrap_or_default();
+        let mut leaves = Vec::new();
+        for (i, (subject, payload, rejected)) in events.iter().enumerate() {
+            let mut line = serde_json::json!({"kind": "event", "index": i, "seq": i + 1, "subject": subject, "payload_b64": B64.encode(payload)});
+            if let Some(r) = rejected {
+                line["rejected"] = r.as_str().into();
+            }
+            text.push_str(&format!("{line}\n"));
+            leaves.push(leaf_hash(payload));
+            if leaves.len() % 3 == 0 || leaves.len() == events.len() {
+                let body = checkpoint_body("test/ledger", leaves.len() as u64, &root(&leaves));
+                let sig = signer.sign(body.as_bytes()).await.unwrap();
+                let cp = serde_json::json!({"kind": "checkpoint", "body": body, "signature_b64": B64.encode(sig), "key_id": signer.key_id()});
+                text.push_str(&format!("{cp}\n"));
+            }
+        }
+        Export { keys, text }
+    }
+
+    fn event(prefix: &str, org: &str, i: u64) -> (String, Vec<u8>, Option<String>) {
+        let a = spend_testkit::events::draft_event(prefix, org, i);
+        (a.subject, a.payload.to_vec(), None)
+    }
+
+    fn run(e: &Export) -> Result<Report, Failure> {
+        verify(e.text.as_bytes(), &e.keys, |_| {})
+    }
+
+    #[tokio::test]
+    async fn a_headerless_export_verifies_and_says_what_only_a_header_could_show() {
+        let events: Vec<_> = (0..7).map(|i| event("spend.evt", if i % 2 == 0 { "acme" } else { "globex" }, i)).collect();
+        let r = run(&export(&events, None).await).unwrap();
+        assert_eq!((r.events, r.checkpoints, r.tree_size, r.header), (7, 3, 7, false));
+        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
+        let unchecked = r.unchecked();
+        assert_eq!(unchecked.len(), 2, "{unchecked:?}");
+        assert!(unchecked[0].starts_with("the subject-prefix binding") && unchecked[0].contains("\"spend.evt\""));
+        // The same events with a header: nothing left unchecked.
+        let r = run(&export(&events, Some("spend.evt")).await).unwrap();
+        assert!(r.header && r.unchecked().is_empty());
+        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
+        // A header line anywhere but first is refused.
+        let mut e = export(&events, None).await;
+        let second = e.text.find('\n').unwrap() + 1;
+        e.text.insert_str(second, &format!("{}\n", crate::export::header_line("spend.evt")));
+        let f = run(&e).unwrap_err();
+        assert_eq!(f.index, Some(1), "{f}");
+        assert!(f.reason.contains("may only be the first line"), "{f}");
+    }
+
+    #[tokio::test]
+    async fn without_a_header_every_event_is_a_full_envelope_on_its_own_subject_with_one_prefix() {
+        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
+        // Valid JSON, not an envelope (no id), unmarked: named.
+        events[4].1 = br#"{"org":"acme","subject":"draft/d1"}"#.to_vec();
+        let f = run(&export(&events, None).await).unwrap_err();
+        assert_eq!(f.index, Some(4), "{f}");
+        assert!(f.reason.contains("not marked rejected"), "{f}");
+        // An event of another prefix, even the first one: named, not its neighbours.
+        for at in [0, 3] {
+            let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
+            events[at] = event("spend.other", "acme", at as u64);
+            let f = run(&export(&events, None).await).unwrap_err();
+            assert_eq!(f.index, Some(at as u64), "{f}");
+            assert!(f.reason.contains("\"spend.other\" differs from \"spend.evt\""), "{f}");
+        }
+        // An event on another org's subject, unmarked: named.
+        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
+        events[2].0 = "spend.evt.globex.draft.d0".into();
+        let f = run(&export(&events, None).await).unwrap_err();
+        assert_eq!(f.index, Some(2), "{f}");
+    }
+
+    #[tokio::test]
+    async fn without_a_header_rejections_are_reproduced_with_the_prefix_the_events_imply() {
+        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
+        // A forged event on another org's subject, and junk bytes, both
+        // marked rejected with the ledger's reasons.
+        let forged = "spend.evt.globex.draft.d1".to_string();
+        let reason = validate::classify("spend.evt", &forged, &events[3].1).unwrap_err();
+        events[3] = (forged.clone(), events[3].1.clone(), Some(reason));
+        let junk = b"{not json".to_vec();
+        let reason = validate::classify("spend.evt", "spend.evt.acme.draft.junk", &junk).unwrap_err();
+        events[5] = ("spend.evt.acme.draft.junk".into(), junk, Some(reason));
+        let r = run(&export(&events, None).await).unwrap();
+        assert_eq!((r.events, r.subject_prefix.as_deref()), (6, Some("spend.evt")));
+        // A rejection naming another prefix than the events imply: named.
+        let mut other = events.clone();
+        other[3].2 = Some(validate::classify("other.evt", &forged, &other[3].1).unwrap_err());
+        let f = run(&export(&other, None).await).unwrap_err();
+        assert_eq!(f.index, Some(3), "{f}");
+        assert!(f.reason.contains("\"other.evt\" differs from \"spend.evt\""), "{f}");
+        // A reason that is not the recomputed one, or a valid event marked rejected.
+        let mut wrong = events.clone();
+        wrong[3].2 = Some("it looked odd".into());
+        let f = run(&export(&wrong, None).await).unwrap_err();
+        assert!(f.index == Some(3) && f.reason.contains("rejection reason differs"), "{f}");
+        let mut valid = events.clone();
+        valid[1].2 = Some(validate::classify("other.evt", &valid[1].0, &valid[1].1).unwrap_err());
+        let f = run(&export(&valid, None).await).unwrap_err();
+        assert!(f.index == Some(1) && f.reason.contains("differs from \"spend.evt\""), "{f}");
+        // With every event rejected, the prefix comes from the reasons.
+        let only = vec![events[3].clone(), events[5].clone()];
+        let r = run(&export(&only, None).await).unwrap();
+        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
+        let r = run(&export(&only[1..], None).await).unwrap();
+        assert_eq!(r.subject_prefix, None, "junk alone implies no prefix");
+        assert!(r.unchecked()[0].contains("none was inferred"));
+    }
+
+    #[test]
+    fn a_prefix_is_recovered_from_any_rejection_reason_that_names_it() {
+        let (subject, payload, _) = event("spend.evt", "acme", 0);
+        for prefix in ["spend.evt", "a", "we\"ird\\pr\u{e9}fix\n\u{7}", "b.c"] {
+            let reason = validate::classify(prefix, "x.globex.draft.d0", &payload).unwrap_err();
+            assert_eq!(headerless_rejected("x.globex.draft.d0", &payload, &reason), Ok(Some(prefix.to_string())));
+        }
+        // The one prefix that would make the event valid is never recovered.
+        let own = format!("event of org \"acme\" was published on {subject:?}, not on its own subject {subject:?}");
+        let e = headerless_rejected(&subject, &payload, &own).unwrap_err();
+        assert!(e.contains("marked rejected but is valid"), "{e}");
+        assert!(headerless_rejected(&subject, &payload, "anything").is_err());
+        assert_eq!(unescape_debug(r#"a\"b\\c\u{1f600}\n"#).as_deref(), Some("a\"b\\c\u{1f600}\n"));
+        assert_eq!(unescape_debug(r"\q"), None);
+    }
 }

@@ -38,16 +38,21 @@ pub enum Change {
 pub struct Draft {
     pub account_id: String,
     pub change: Change,
-    /// Net increase of committed spend (negative for a decrease).
+    /// What the draft may spend, for the approval thresholds: a payment's
+    /// amount; for an ad change, the larger of its net change and what it
+    /// counts against the envelope (its honest worst case).
     pub spend_impact: Money,
+    /// What it adds to the envelope (see [`crate::envelope`]).
+    pub counted: Money,
 }
 
-/// Spend already committed (approved or auto-approved) on the account.
+/// The policy's envelope with this draft committed (see
+/// [`crate::envelope`]): what the ceilings are checked against.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Windows {
-    /// Net spend increase committed in the last 24 hours, minor units.
+    /// Spend possible in any 24 hours, this draft included, minor units.
     pub last_24h: i64,
-    /// Committed in the current calendar month, minor units.
+    /// Committed for the calendar month, this draft included.
     pub this_month: i64,
     /// When this draft's campaign last changed, for the cooldown.
     pub campaign_last_changed: Option<DateTime<Utc>>,
@@ -102,6 +107,7 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
         ));
     } else {
         if let Some(l) = &spend.per_transaction
+            && matches!(draft.change, Change::Payment { .. })
             && impact.minor_units > l.minor_units
         {
             deny.push(reason(
@@ -109,18 +115,18 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
                 format!("{} is over the per-transaction limit of {}", amount(impact), amount(l)),
             ));
         }
-        for (name, used_before, limit) in [
+        let counted = &draft.counted;
+        for (name, used, limit) in [
             ("daily_limit", windows.last_24h, &spend.daily_limit),
             ("monthly_limit", windows.this_month, &spend.monthly_limit),
         ] {
             let Some(limit) = limit else { continue };
-            let used = used_before.saturating_add(impact.minor_units.max(0));
-            if used > limit.minor_units {
+            if used > limit.minor_units && counted.minor_units > 0 {
                 deny.push(reason(
                     if name == "daily_limit" { "limit.daily" } else { "limit.monthly" },
                     format!(
                         "{} would bring {} to {} of {}",
-                        amount(impact),
+                        amount(counted),
                         if name == "daily_limit" { "the last 24 hours" } else { "this month" },
                         amount(&Money {
                             minor_units: used,
@@ -135,7 +141,7 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
                     used,
                     value: limit.minor_units,
                 });
-            } else if limit.minor_units > 0 && used.saturating_mul(5) >= limit.minor_units.saturating_mul(4) && impact.minor_units > 0 {
+            } else if limit.minor_units > 0 && used.saturating_mul(5) >= limit.minor_units.saturating_mul(4) && counted.minor_units > 0 {
                 alerts.push(LimitAlert {
                     event: "limit.approaching",
                     limit: name,
@@ -168,11 +174,15 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
                     format!("merchant {merchant:?} is not on the allowlist and its category is not allowed"),
                 ));
             }
-            if spend.require_https
-                && let Some(u) = url
-                && !u.to_ascii_lowercase().starts_with("https://")
-            {
-                deny.push(reason("https.required", format!("{u:?} is not an https:// URL")));
+            if spend.require_https {
+                match url {
+                    Some(u) if u.to_ascii_lowercase().starts_with("https://") => {}
+                    Some(u) => deny.push(reason("https.required", format!("{u:?} is not an https:// URL"))),
+                    None => deny.push(reason(
+                        "https.unknown",
+                        "require_https is set and the payment names no URL, so it cannot be shown to be over HTTPS".into(),
+                    )),
+                }
             }
             if !spend.geographic_restrictions.is_empty() {
                 match country {

@@ -2,60 +2,62 @@
 //! other services and operators ask of the policy core without going
 //! through the agents' gateway.
 //!
+//! - `Decide`: the decision of a draft the gateway recorded ([`crate::decide`]);
 //! - `ValidatePolicy`: every error of a SPEND.md text, with line and field;
 //! - `GetActivePolicy`: the version in force for an organisation (the last
 //!   one a human approved, else the bootstrap file), with its text;
 //! - `Evaluate`: a dry run of a payment draft against that version and the
-//!   account's committed spend — nothing is recorded or reserved (drafts
-//!   are recorded through the gateway, where they are decided).
+//!   policy's envelope — nothing is recorded or committed.
 //!
 //! An internal service, like the ledger's gRPC: it answers any caller, so
 //! run it on the cluster network only; agents never reach it.
 
 use std::future::Future;
-use std::sync::Arc;
 
-use spend_core::events::{EventData, Outcome};
-use spend_core::{Money, RawEnvelope};
-use spend_eventlog::EventLog;
+use async_trait::async_trait;
+use spend_core::Money;
+use spend_core::events::{DraftChange, Outcome, PolicyEvaluated, Reason};
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_server::{Policy, PolicyServer};
-use tokio::sync::RwLock;
 use tonic::{Request, Response, Status};
 
+use crate::decide::{Decide, DecideError, Decider};
+use crate::envelope::EnvelopeExt;
 use crate::evaluate::{Change, Draft, Windows, evaluate};
-use crate::service::PolicyService;
-use crate::spendmd::{self, SpendMd};
-use crate::versions::{Versions, is_recorded_approval};
-
-/// The SPEND.md a process starts with, in force until a human approves a
-/// version of an organisation's own.
-pub struct Bootstrap {
-    pub policy: Arc<SpendMd>,
-    pub source: String,
-    pub approved_by_human: bool,
-}
+use crate::spendmd;
 
 pub struct PolicyGrpc {
-    bootstrap: Bootstrap,
-    versions: Arc<RwLock<Versions>>,
-    service: PolicyService,
+    decider: Decider,
 }
 
 impl PolicyGrpc {
-    pub fn new(log: Arc<dyn EventLog>, prefix: impl Into<String>, bootstrap: Bootstrap, versions: Arc<RwLock<Versions>>) -> Self {
-        Self {
-            bootstrap,
-            versions,
-            service: PolicyService::new(log, prefix),
-        }
+    pub fn new(decider: Decider) -> Self {
+        Self { decider }
     }
+}
 
-    async fn active(&self, org: &str) -> (Arc<SpendMd>, bool, String) {
-        match self.versions.read().await.active(org) {
-            Some(a) => (a.policy.clone(), true, a.proposal.source.clone()),
-            None => (self.bootstrap.policy.clone(), self.bootstrap.approved_by_human, self.bootstrap.source.clone()),
-        }
+/// The one mapping of [`DecideError`] to a gRPC status.
+pub fn decide_status(e: DecideError) -> Status {
+    match e {
+        DecideError::NotFound(m) => Status::not_found(m),
+        DecideError::Invalid(m) => Status::invalid_argument(m),
+        DecideError::Contended(m) => Status::aborted(format!("the envelope of {m} is too contended; try again")),
+        DecideError::Unavailable(m) => Status::unavailable(m),
+    }
+}
+
+fn decision_pb(d: PolicyEvaluated) -> pb::PolicyDecision {
+    pb::PolicyDecision {
+        outcome: outcome_pb(&d.outcome) as i32,
+        reasons: d
+            .reasons
+            .into_iter()
+            .map(|x| pb::Reason {
+                code: x.code,
+                message: x.message,
+            })
+            .collect(),
+        policy_version: d.policy_version,
     }
 }
 
@@ -74,6 +76,15 @@ fn non_empty(s: String) -> Option<String> {
 
 #[tonic::async_trait]
 impl Policy for PolicyGrpc {
+    async fn decide(&self, r: Request<pb::DecideRequest>) -> Result<Response<pb::PolicyDecision>, Status> {
+        let r = r.into_inner();
+        if r.org.is_empty() || r.draft_id.is_empty() {
+            return Err(Status::invalid_argument("org and draft_id are required"));
+        }
+        let d = self.decider.decide(&r.org, &r.draft_id).await.map_err(decide_status)?;
+        Ok(Response::new(decision_pb(d)))
+    }
+
     async fn evaluate(&self, r: Request<pb::EvaluateRequest>) -> Result<Response<pb::PolicyDecision>, Status> {
         let r = r.into_inner();
         if r.org.is_empty() || r.account_id.is_empty() {
@@ -81,41 +92,35 @@ impl Policy for PolicyGrpc {
         }
         let impact = r.spend_impact.ok_or_else(|| Status::invalid_argument("spend_impact is required"))?;
         let impact = Money::new(impact.minor_units, &impact.currency).map_err(|e| Status::invalid_argument(format!("spend_impact: {e}")))?;
-        let (policy, approved, _) = self.active(&r.org).await;
-        let (budget, _) = self
-            .service
-            .budget(&r.org, &r.account_id)
-            .await
-            .map_err(|e| Status::unavailable(e.to_string()))?;
+        let (policy, approved, _) = self.decider.state().active(&r.org).await;
+        let (envelope, _) = self.decider.envelope(&r.org).await.map_err(decide_status)?;
         let now = chrono::Utc::now();
+        let change = DraftChange::Payment {
+            amount: impact.clone(),
+            merchant: r.merchant.clone(),
+            category: non_empty(r.category.clone()),
+            country: non_empty(r.country.clone()),
+            url: non_empty(r.url.clone()),
+        };
+        let after = envelope.commit(&r.draft_id, &r.account_id, &change, now).after;
         let windows = Windows {
-            last_24h: budget.last_24h(now),
-            this_month: budget.this_month(now),
+            last_24h: after.daily_committed(now),
+            this_month: after.month_committed(now),
             campaign_last_changed: None,
         };
         let draft = Draft {
             account_id: r.account_id,
-            change: Change::Payment {
-                merchant: r.merchant,
-                category: non_empty(r.category),
-                country: non_empty(r.country),
-                url: non_empty(r.url),
-            },
-            spend_impact: impact,
+            change: Change::from(&change),
+            spend_impact: impact.clone(),
+            counted: impact,
         };
         let d = evaluate(&policy, approved, &windows, &draft, now);
-        Ok(Response::new(pb::PolicyDecision {
-            outcome: outcome_pb(&d.outcome) as i32,
-            reasons: d
-                .reasons
-                .into_iter()
-                .map(|x| pb::Reason {
-                    code: x.code,
-                    message: x.message,
-                })
-                .collect(),
+        Ok(Response::new(decision_pb(PolicyEvaluated {
+            draft_id: r.draft_id,
+            outcome: d.outcome,
+            reasons: d.reasons,
             policy_version: policy.version.clone(),
-        }))
+        })))
     }
 
     async fn get_active_policy(&self, r: Request<pb::GetActivePolicyRequest>) -> Result<Response<pb::PolicyVersion>, Status> {
@@ -123,7 +128,7 @@ impl Policy for PolicyGrpc {
         if org.is_empty() {
             return Err(Status::invalid_argument("org is required"));
         }
-        let (policy, approved, source) = self.active(&org).await;
+        let (policy, approved, source) = self.decider.state().active(&org).await;
         Ok(Response::new(pb::PolicyVersion {
             org,
             version: policy.version.clone(),
@@ -148,49 +153,93 @@ impl Policy for PolicyGrpc {
     }
 }
 
-/// Follows the log into `versions`: proposals, and the approvals the
-/// approval service recorded for a human (forgeries are ignored here; the
-/// gateway audits them).
-pub async fn follow_versions(log: Arc<dyn EventLog>, prefix: String, versions: Arc<RwLock<Versions>>) {
-    spend_eventlog::follow(log, 1, |m| {
-        let (prefix, versions) = (prefix.clone(), versions.clone());
-        async move {
-            let Ok(env) = RawEnvelope::parse(&m.payload) else { return };
-            let Some((aggregate, _)) = spend_core::subject::split_aggregate(&m.subject, &prefix, &env.org) else {
-                return;
-            };
-            match EventData::from_json(&env.event_type, env.data.get()) {
-                Ok(EventData::PolicyProposed(p)) => versions.write().await.proposed(&env.org, &p),
-                Ok(EventData::ApprovalGranted(a)) if is_recorded_approval(env.actor.kind, &env.source, aggregate) => {
-                    versions.write().await.approved(&env.org, &a.draft_id)
-                }
-                _ => {}
-            }
-        }
-    })
-    .await
+/// `Policy.Decide` over gRPC, for a gateway that runs apart from the
+/// policy service (`gateway.policy_url`).
+pub struct PolicyClient {
+    client: spend_proto::v1::policy_client::PolicyClient<tonic::transport::Channel>,
+}
+
+impl PolicyClient {
+    /// A lazy connection to `url` (the gateway starts before the policy
+    /// service is reachable; calls fail with `Unavailable` until it is).
+    pub fn connect_lazy(url: &str) -> anyhow::Result<Self> {
+        let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
+            .timeout(std::time::Duration::from_secs(5))
+            .connect_lazy();
+        Ok(Self {
+            client: spend_proto::v1::policy_client::PolicyClient::new(channel),
+        })
+    }
+}
+
+#[async_trait]
+impl Decide for PolicyClient {
+    async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
+        let r = self
+            .client
+            .clone()
+            .decide(pb::DecideRequest {
+                org: org.into(),
+                draft_id: draft_id.into(),
+            })
+            .await
+            .map_err(|s| match s.code() {
+                tonic::Code::NotFound => DecideError::NotFound(s.message().into()),
+                tonic::Code::InvalidArgument => DecideError::Invalid(s.message().into()),
+                tonic::Code::Aborted => DecideError::Contended(org.into()),
+                _ => DecideError::Unavailable(format!("policy service: {}", s.message())),
+            })?
+            .into_inner();
+        let outcome = match pb::policy_decision::Outcome::try_from(r.outcome) {
+            Ok(pb::policy_decision::Outcome::Deny) => Outcome::Deny,
+            Ok(pb::policy_decision::Outcome::AutoApprove) => Outcome::AutoApprove,
+            Ok(pb::policy_decision::Outcome::RequireApproval) => Outcome::RequireApproval,
+            Ok(pb::policy_decision::Outcome::RequireDualApproval) => Outcome::RequireDualApproval,
+            _ => return Err(DecideError::Unavailable(format!("policy service answered outcome {}", r.outcome))),
+        };
+        Ok(PolicyEvaluated {
+            draft_id: draft_id.into(),
+            outcome,
+            reasons: r
+                .reasons
+                .into_iter()
+                .map(|x| Reason {
+                    code: x.code,
+                    message: x.message,
+                })
+                .collect(),
+            policy_version: r.policy_version,
+        })
+    }
 }
 
 /// Serves the Policy service with health and reflection on `listener`
-/// until `shutdown`, following the log for versions meanwhile.
+/// until `shutdown`: follows the log for versions, and decides drafts left
+/// undecided through the durable consumer `consumer`. `decider` may be
+/// shared with an in-process gateway (`spend dev`).
 pub async fn serve(
     listener: tokio::net::TcpListener,
-    log: Arc<dyn EventLog>,
-    prefix: String,
-    bootstrap: Bootstrap,
+    decider: Decider,
+    consumer: String,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    let versions = Arc::new(RwLock::new(Versions::default()));
-    let follower = tokio::spawn(follow_versions(log.clone(), prefix.clone(), versions.clone()));
+    let follower = tokio::spawn(crate::decide::follow(decider.state().clone(), decider.recorder().clone()));
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let undecided = tokio::spawn(crate::decide::decide_undecided(decider.clone(), consumer, stop_rx));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PolicyServer<PolicyGrpc>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(spend_proto::reflection().build_v1()?)
         .add_service(spend_proto::reflection().build_v1alpha()?)
-        .add_service(PolicyServer::new(PolicyGrpc::new(log, prefix, bootstrap, versions)))
+        .add_service(PolicyServer::new(PolicyGrpc::new(decider)))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
+    // Drain: the consumer finishes the batch in hand and stops.
+    let _ = stop_tx.send(true);
+    if let Ok(Err(e)) = undecided.await {
+        tracing::error!(error = %e, "the undecided-drafts consumer failed");
+    }
     follower.abort();
     Ok(())
 }

@@ -8,18 +8,21 @@
 //! - [`evaluate`]: the pure decision (`deny`, `auto_approve`,
 //!   `require_approval`, `require_dual_approval`) with machine-readable
 //!   reasons;
-//! - [`service`]: the decision path on the event log — draft, decision
-//!   and budget reservations as events, the envelope a hard ceiling under
-//!   concurrency;
-//! - [`versions`]: SPEND.md versions proposed as drafts and put in force by
-//!   a human's approval, as every deciding process follows them on the log;
-//! - [`grpc`]: `spendsignoff.v1.Policy` (validate, active version, dry-run
-//!   evaluation), served by `spend serve policy`.
+//! - [`envelope`]: the policy's spend envelope across every account and
+//!   both rails (a pure model; the ceilings hold on any schedule);
+//! - [`decide`]: the decision path — read a draft from the log, decide,
+//!   commit an auto-approval against the envelope, record the decision on
+//!   its own subject — and the consumer that decides drafts left undecided;
+//! - [`versions`]: SPEND.md versions proposed by the operator and put in
+//!   force by a human's approval of their exact bytes;
+//! - [`grpc`]: `spendsignoff.v1.Policy` (decide, validate, version in
+//!   force, dry-run evaluation), served by `spend serve policy`.
 #![forbid(unsafe_code)]
 
+pub mod decide;
+pub mod envelope;
 pub mod evaluate;
 pub mod grpc;
 pub mod money;
-pub mod service;
 pub mod spendmd;
 pub mod versions;

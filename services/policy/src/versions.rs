@@ -1,78 +1,136 @@
-//! SPEND.md versions as the event log records them. A new version is a
-//! `spend.policy.proposed.v1` draft carrying the file's text and content
-//! hash; it is in force for its organisation once the approval service
-//! records a human's approval of that draft. Anything else that claims to
-//! be an approval — another actor, another source, another subject — is a
-//! forgery: it changes nothing, and the caller audits it.
+//! SPEND.md versions as the event log records them, with one authority:
+//! only the operator's CLI proposes a version (`spend.policy.proposed.v1`
+//! on `policy.<proposal_id>`, a subject no other user may write), the
+//! first proposal of an id wins (a later one reusing it is ignored and
+//! audited), and a version is in force only through a human's approval
+//! that names the hash of that proposal's exact bytes — checked by the
+//! draft aggregate's verifier, so approving a payment can never count for
+//! a policy. The version in force is the latest proposal, in log order,
+//! so approved.
 //!
-//! Every process that decides (the gateway's replicas, `spend serve
-//! policy`) follows the log into a [`Versions`], so they all agree on the
-//! version in force without asking each other.
+//! Every process that decides or enforces SPEND.md (the policy service,
+//! the gateway's replicas) follows the log into a [`Versions`].
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use spend_core::ActorKind;
-use spend_core::events::PolicyProposed;
+use spend_core::RawEnvelope;
+use spend_core::events::{ApprovalGranted, PolicyProposed};
+use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
 
 use crate::spendmd::{self, SpendMd};
-
-/// The `source` of events recorded by the approval service.
-pub const APPROVAL_SOURCE: &str = "spendsignoff/approval";
-
-/// Whether an approval event is one the approval service recorded for a
-/// signed-in human: a human actor, the approval service as source, on an
-/// `approval` subject.
-pub fn is_recorded_approval(actor: ActorKind, source: &str, aggregate: &str) -> bool {
-    actor == ActorKind::Human && source == APPROVAL_SOURCE && aggregate == "approval"
-}
 
 /// A version in force: the proposal as recorded, and the file parsed.
 #[derive(Debug, Clone)]
 pub struct Active {
     pub proposal: PolicyProposed,
     pub policy: Arc<SpendMd>,
+    /// Stream sequence of the proposal.
+    pub seq: u64,
+}
+
+struct Proposed {
+    data: PolicyProposed,
+    /// Hex SHA-256 of the proposal's bytes on the log.
+    hash: String,
+    seq: u64,
+}
+
+/// What [`Versions::apply`] noticed that must be audited.
+#[derive(Debug)]
+pub enum Noticed {
+    /// A proposal reused the id of an earlier one: ignored.
+    ReusedId { org: String, detail: String },
+    /// An approval of a proposal that the verifier refused.
+    Forged { org: String, forgery: Forgery },
 }
 
 /// The versions of every organisation, as proposed and approved.
 #[derive(Default)]
 pub struct Versions {
-    proposals: HashMap<(String, String), PolicyProposed>,
+    proposals: HashMap<(String, String), Proposed>,
     active: HashMap<String, Active>,
 }
 
 impl Versions {
-    /// A version was proposed (as draft `p.draft_id`).
-    pub fn proposed(&mut self, org: &str, p: &PolicyProposed) {
-        self.proposals.insert((org.to_string(), p.draft_id.clone()), p.clone());
-    }
-
-    /// A genuine approval of `draft_id` (see [`is_recorded_approval`]): if
-    /// it is a policy draft, its version is now in force. A version that
-    /// does not parse (it was validated when proposed; a newer parser may
-    /// disagree) leaves the previous one in force, and says so.
-    pub fn approved(&mut self, org: &str, draft_id: &str) {
-        let Some(p) = self.proposals.get(&(org.to_string(), draft_id.to_string())) else {
-            return;
-        };
-        match spendmd::parse(&p.source) {
-            Ok(md) => {
-                self.active.insert(
-                    org.to_string(),
-                    Active {
-                        proposal: p.clone(),
-                        policy: Arc::new(md),
+    /// Applies one event already placed by [`spend_eventlog::read::classify`]
+    /// (so a proposal sits on a `policy` subject and an approval on an
+    /// `approval` subject). `payload` is the event's bytes as stored.
+    pub fn apply(&mut self, prefix: &str, subject: &str, seq: u64, payload: &[u8], env: &RawEnvelope<'_>, republished: bool) -> Option<Noticed> {
+        let org = env.org.to_string();
+        match env.event_type.as_ref() {
+            PolicyProposed::TYPE => {
+                let data: PolicyProposed = serde_json::from_str(env.data.get()).ok()?;
+                let (_, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
+                if id != data.draft_id {
+                    return Some(Noticed::ReusedId {
+                        detail: format!("a policy proposal at seq {seq} on {subject} names id {}: ignored", data.draft_id),
+                        org,
+                    });
+                }
+                let key = (org.clone(), data.draft_id.clone());
+                if let Some(first) = self.proposals.get(&key) {
+                    return Some(Noticed::ReusedId {
+                        detail: format!(
+                            "a policy proposal at seq {seq} reuses id {} of the proposal at seq {}: the first proposal of an id wins; ignored",
+                            data.draft_id, first.seq
+                        ),
+                        org,
+                    });
+                }
+                self.proposals.insert(
+                    key,
+                    Proposed {
+                        data,
+                        hash: event_hash(payload),
+                        seq,
                     },
                 );
+                None
             }
-            Err(errors) => {
-                tracing::error!(org, version = %p.version, errors = errors.len(), "an approved SPEND.md does not parse; the previous version stays in force")
+            ApprovalGranted::TYPE => {
+                let facts = match ApprovalFacts::from_stored(prefix, subject, env, republished) {
+                    Ok(f) => f,
+                    Err(forgery) => return Some(Noticed::Forged { org, forgery }),
+                };
+                let proposed = self.proposals.get(&(org.clone(), facts.data.draft_id.clone()))?;
+                if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id) {
+                    return Some(Noticed::Forged { org, forgery });
+                }
+                let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);
+                if !newer {
+                    tracing::info!(org, version = %proposed.data.version, "an older policy version was approved after a newer one; the newer stays in force");
+                    return None;
+                }
+                match spendmd::parse(&proposed.data.source) {
+                    Ok(md) => {
+                        let active = Active {
+                            proposal: proposed.data.clone(),
+                            policy: Arc::new(md),
+                            seq: proposed.seq,
+                        };
+                        self.active.insert(org, active);
+                    }
+                    Err(errors) => tracing::error!(
+                        org,
+                        version = %proposed.data.version,
+                        errors = errors.len(),
+                        "an approved SPEND.md does not parse; the previous version stays in force"
+                    ),
+                }
+                None
             }
+            _ => None,
         }
     }
 
-    /// The version a human approved last for `org`, if any.
+    /// The version in force for `org`, if a human approved one.
     pub fn active(&self, org: &str) -> Option<&Active> {
         self.active.get(org)
+    }
+
+    /// The proposal of `id` and the hash an approval of it must name.
+    pub fn proposal(&self, org: &str, id: &str) -> Option<(&PolicyProposed, &str)> {
+        self.proposals.get(&(org.to_string(), id.to_string())).map(|p| (&p.data, p.hash.as_str()))
     }
 }

@@ -8,11 +8,12 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use spend_core::Actor;
+use spend_core::authority::Writer;
 use spend_core::events::{ApiKeyCreated, ApiKeyRevoked, EventData};
-use spend_core::{Actor, Envelope};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
-use spend_eventlog::{Append, EventLog};
+use spend_eventlog::{EventLog, Recorder};
 use spend_gateway::credentials::{AgentScope, generate, parse_scopes};
 
 use crate::ApiKeyCommand;
@@ -30,23 +31,45 @@ pub(crate) async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> a
     })
 }
 
-async fn record(log: &dyn EventLog, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
-    record_as_operator(log, prefix, org, "apikey", key_id, data).await
+async fn record(log: Arc<dyn EventLog>, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
+    record_as_operator(log, prefix, org, "apikey", key_id, data).await.map(|_| ())
 }
 
-/// Appends an event by the operator at the CLI (a human, named by $USER).
-pub(crate) async fn record_as_operator(log: &dyn EventLog, prefix: &str, org: &str, aggregate: &str, id: &str, data: EventData) -> anyhow::Result<()> {
-    let subject = spend_core::subject::aggregate_subject(prefix, org, aggregate, id)?;
-    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-    let env = Envelope::new(
-        "spendsignoff/cli",
-        org,
-        Actor::human(user),
-        spend_core::subject::envelope_subject(aggregate, id),
-        data,
-    );
-    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await?;
-    Ok(())
+/// The operator at the CLI (a human, named by $USER).
+fn operator() -> Actor {
+    Actor::human(std::env::var("USER").unwrap_or_else(|_| "operator".into()))
+}
+
+/// Appends an event by the operator at the CLI, on an operator aggregate.
+pub(crate) async fn record_as_operator(
+    log: Arc<dyn EventLog>,
+    prefix: &str,
+    org: &str,
+    aggregate: &'static str,
+    id: &str,
+    data: EventData,
+) -> anyhow::Result<spend_eventlog::Recorded> {
+    Ok(Recorder::new(log, prefix, Writer::Operator)
+        .event(org, operator(), aggregate, id, data)
+        .record()
+        .await?)
+}
+
+/// Appends an event only if its subject is still empty: the first of an
+/// id wins (a policy proposal).
+pub(crate) async fn record_first(
+    log: Arc<dyn EventLog>,
+    prefix: &str,
+    org: &str,
+    aggregate: &'static str,
+    id: &str,
+    data: EventData,
+) -> anyhow::Result<spend_eventlog::Recorded> {
+    Ok(Recorder::new(log, prefix, Writer::Operator)
+        .event(org, operator(), aggregate, id, data)
+        .expect_seq(0)
+        .record()
+        .await?)
 }
 
 pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
@@ -59,21 +82,20 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
                 Err(e @ spend_gateway::credentials::ScopeError::ApproveNeverGranted) => {
                     // Asking for the approve scope is itself worth an audit entry.
                     let log = open_log(&config, data_dir.as_deref()).await?;
-                    let user = std::env::var("USER").unwrap_or_else(|_| "operator".into());
-                    let alert = EventData::SecurityAlert(spend_core::events::SecurityAlert {
+                    let alert = spend_core::events::SecurityAlert {
                         reason: "apikey.approve_requested".into(),
                         key_id: None,
                         address: None,
-                        detail: format!("{user} asked for an agent key {name:?} in {org} with mcp.approve; refused"),
-                    });
-                    record_as_operator(log.as_ref(), &prefix, &org, "security", "cli", alert).await?;
+                        detail: format!("{} asked for an agent key {name:?} in {org} with mcp.approve; refused", operator().id),
+                    };
+                    Recorder::new(log, &prefix, Writer::Operator).alert(&org, alert).record().await?;
                     return Err(e.into());
                 }
                 Err(e) => return Err(e.into()),
             };
             let log = open_log(&config, data_dir.as_deref()).await?;
             let key = generate(&org, &name, &scopes, chrono::Utc::now())?;
-            record(log.as_ref(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
+            record(log.clone(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
             eprintln!(
                 "created key {} for {org} ({}); the secret below is shown once and never stored:",
                 key.created.key_id,
@@ -101,7 +123,7 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
             let mut key = generate(&org, &old.name, &scopes, now)?;
             key.created.replaces = Some(key_id.clone());
             key.created.overlap_until = Some((now + chrono::Duration::hours(overlap_hours as i64)).to_rfc3339());
-            record(log.as_ref(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
+            record(log.clone(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
             eprintln!(
                 "rotated {key_id} → {}; {key_id} keeps working for {overlap_hours} h. The new secret is shown once:",
                 key.created.key_id
@@ -124,7 +146,7 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
             };
             let subject_id = if all { "all".to_string() } else { target.clone() };
             record(
-                log.as_ref(),
+                log.clone(),
                 &prefix,
                 &org,
                 &subject_id,

@@ -11,10 +11,10 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
+use spend_core::Actor;
 use spend_core::events::EventData;
-use spend_core::{Actor, Envelope};
+use spend_eventlog::EventLog;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
-use spend_eventlog::{Append, EventLog};
 use spend_gateway::credentials::{AgentScope, generate};
 use spend_ledger::store::{SqliteStore, Store};
 use spend_signer::LocalSigner;
@@ -65,20 +65,23 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 }
 
 /// The development agent key: created once, recorded on the log, kept in a file.
-async fn dev_agent_key(log: &EmbeddedLog, path: &Path, prefix: &str) -> anyhow::Result<()> {
+async fn dev_agent_key(log: Arc<dyn EventLog>, path: &Path, prefix: &str) -> anyhow::Result<()> {
     if path.exists() {
         return Ok(());
     }
     let key = generate("dev", "dev-agent", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now())?;
-    let subject = spend_core::subject::aggregate_subject(prefix, "dev", "apikey", &key.created.key_id)?;
-    let env = Envelope::new(
-        "spendsignoff/dev",
-        "dev",
-        Actor::service("spend-dev"),
-        spend_core::subject::envelope_subject("apikey", &key.created.key_id),
-        EventData::ApiKeyCreated(key.created.clone()),
-    );
-    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await?;
+    // Keys are the operator's to record; `spend dev` is its own operator.
+    let recorder = spend_eventlog::Recorder::new(log, prefix, spend_core::authority::Writer::Operator);
+    recorder
+        .event(
+            "dev",
+            Actor::service("spend-dev"),
+            "apikey",
+            &key.created.key_id,
+            EventData::ApiKeyCreated(key.created.clone()),
+        )
+        .record()
+        .await?;
     write_private(path, &format!("{}\n", key.secret))
 }
 
@@ -101,7 +104,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         std::fs::write(&paths.policy, DEFAULT_SPEND_MD).with_context(|| format!("writing {}", paths.policy.display()))?;
     }
     let (policy, source) = super::load_policy(&paths.policy)?;
-    dev_agent_key(&events, &paths.agent_key, &prefix)
+    let log: Arc<dyn EventLog> = Arc::new(events);
+    dev_agent_key(log.clone(), &paths.agent_key, &prefix)
         .await
         .context("creating the development agent key")?;
 
@@ -110,7 +114,6 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         subject_prefix: prefix.clone(),
         ..config.ledger.clone()
     };
-    let log: Arc<dyn EventLog> = Arc::new(events);
     let ledger = spend_ledger::Application::build(
         ledger_config,
         spend_ledger::Deps {
@@ -139,14 +142,24 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
     gateway_config.listen = args.gateway_listen.clone();
     let prefix_for_approval = prefix.clone();
-    let prefix_for_policy = prefix.clone();
-    let gateway_bootstrap_policy = Arc::new(policy.clone());
+    // The policy service, in this process: the gateway's decisions are its
+    // calls, and it decides drafts left undecided on its own.
+    let decider = spend_policy::decide::Decider::new(
+        log.clone(),
+        prefix.clone(),
+        spend_policy::decide::PolicyState::new(spend_policy::decide::Bootstrap {
+            policy: Arc::new(policy.clone()),
+            source: source.clone(),
+            approved_by_human: false,
+        }),
+    );
     let gateway_state = Arc::new(spend_gateway::GatewayState::new(
         log.clone(),
         prefix,
         policy,
         false,
         Arc::new(connector),
+        Arc::new(decider.clone()),
         gateway_config,
     ));
     let gateway = spend_gateway::Application::build(gateway_state).await?;
@@ -154,11 +167,6 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         .await
         .with_context(|| format!("binding the policy service on {}", args.policy_listen))?;
     let policy_addr = policy_listener.local_addr()?;
-    let policy_bootstrap = spend_policy::grpc::Bootstrap {
-        policy: gateway_bootstrap_policy,
-        source: source.clone(),
-        approved_by_human: false,
-    };
     let approval_listener = tokio::net::TcpListener::bind(&args.approval_listen)
         .await
         .with_context(|| format!("binding the approval pages on {}", args.approval_listen))?;
@@ -176,7 +184,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     );
     eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
-    eprintln!("  policy gRPC     http://{policy_addr}  (validate, version in force, dry-run evaluation)");
+    eprintln!("  policy gRPC     http://{policy_addr}  (decide, validate, version in force, dry-run evaluation)");
     eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
     eprintln!("  approvals       http://{approval_addr}/approvals/<draft>  (human sign-in comes with the approval service)");
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
@@ -192,9 +200,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
     let policy_task = tokio::spawn(spend_policy::grpc::serve(
         policy_listener,
-        log.clone(),
-        prefix_for_policy,
-        policy_bootstrap,
+        decider,
+        spend_policy::decide::CONSUMER.to_string(),
         stopped(stop_rx.clone()),
     ));
     let approval_stop = stopped(stop_rx.clone());

@@ -57,8 +57,9 @@ pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
 }
 
 /// `spend policy propose FILE --org ORG`: the file, validated, as a
-/// `spend.policy.proposed.v1` draft. It takes effect once a human approves
-/// that draft; the output names the draft and the version.
+/// `spend.policy.proposed.v1` on the operator's subject `policy.<id>`. It
+/// takes effect once a human approves the hash of exactly that event; the
+/// output names the proposal, the version and that hash.
 pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str, data_dir: Option<&Path>) -> anyhow::Result<ExitCode> {
     let source = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
     let md = match spendmd::parse(&source) {
@@ -80,8 +81,12 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
         enables_auto_approve: md.approval.auto_approve_under.is_some(),
     });
     let log = super::apikey::open_log(&config, data_dir).await?;
-    super::apikey::record_as_operator(log.as_ref(), &config.nats.subject_prefix, org, "draft", &draft_id, data).await?;
-    eprintln!("proposed {} as draft {draft_id}; it applies once a human approves it", md.version);
+    let recorded = super::apikey::record_first(log, &config.nats.subject_prefix, org, "policy", &draft_id, data).await?;
+    eprintln!(
+        "proposed {} as {draft_id} (event hash {}); it applies once a human approves it",
+        md.version,
+        spend_draft::event_hash(&recorded.bytes)
+    );
     println!("{draft_id}");
     Ok(ExitCode::SUCCESS)
 }

@@ -110,12 +110,14 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url).map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
+    let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url).map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;
     let state = Arc::new(spend_gateway::GatewayState::new(
         Arc::new(events),
         config.nats.subject_prefix.clone(),
         policy,
         config.gateway.policy_approved_by_human,
         Arc::new(reads),
+        Arc::new(decider),
         gateway_config(&config.gateway)?,
     ));
     let app = spend_gateway::Application::build(state).await?;
@@ -139,12 +141,17 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the policy service on {}", config.policy.listen))?;
     tracing::info!(addr = %listener.local_addr()?, version = %policy.version, "policy service serving gRPC");
-    let bootstrap = spend_policy::grpc::Bootstrap {
+    let bootstrap = spend_policy::decide::Bootstrap {
         policy: Arc::new(policy),
         source,
         approved_by_human: config.policy.policy_approved_by_human,
     };
-    spend_policy::grpc::serve(listener, Arc::new(events), config.nats.subject_prefix.clone(), bootstrap, shutdown_signal()).await?;
+    let decider = spend_policy::decide::Decider::new(
+        Arc::new(events),
+        config.nats.subject_prefix.clone(),
+        spend_policy::decide::PolicyState::new(bootstrap),
+    );
+    spend_policy::grpc::serve(listener, decider, config.policy.consumer.clone(), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -1,22 +1,31 @@
 //! `spend transactions`: drafts and payments by their current status, from
-//! the ledger's projection.
+//! the ledger's projection. Statuses are the draft aggregate's
+//! (`spend_draft::DraftStatus`); `--status` also takes SPEND.md's words
+//! `completed`, `declined` and `pending_approval`.
 
 use std::process::ExitCode;
 
 use crate::TransactionsArgs;
 use crate::config::SpendConfig;
 
-const STATUSES: &[&str] = &["proposed", "pending_approval", "approved", "declined", "completed", "rolled_back"];
-
 pub async fn run(config: SpendConfig, args: TransactionsArgs) -> anyhow::Result<ExitCode> {
-    if let Some(s) = &args.status
-        && !STATUSES.contains(&s.as_str())
-    {
-        anyhow::bail!("--status {s:?} is not a status; use one of {}", STATUSES.join(", "));
-    }
+    let wanted = match &args.status {
+        Some(s) => Some(spend_draft::statuses_for_filter(s).ok_or_else(|| {
+            let all: Vec<&str> = spend_draft::DraftStatus::ALL.iter().map(|s| s.as_str()).collect();
+            anyhow::anyhow!(
+                "--status {s:?} is not a status; use one of {}, or {}",
+                all.join(", "),
+                spend_draft::status::NOTIFICATION_FILTERS.join(", ")
+            )
+        })?),
+        None => None,
+    };
     let from = args.from.as_deref().map(|f| super::parse_time("--from", f)).transpose()?;
     let store = super::open_store(&config, args.source.data_dir.as_deref()).await?;
-    let rows = store.transactions(args.status.as_deref(), from, args.org.as_deref()).await?;
+    let mut rows = store.transactions(None, from, args.org.as_deref()).await?;
+    if let Some(wanted) = wanted {
+        rows.retain(|r| wanted.iter().any(|w| w.as_str() == r.status));
+    }
     if args.json {
         for r in &rows {
             println!(

@@ -1,0 +1,78 @@
+//! k8s/nats/auth.conf matches the authority table line for line: each
+//! user may publish exactly the aggregates the table gives its writer, and
+//! no service user holds a right that reaches around its publish
+//! permissions (stream or consumer create, `$JS.API.>`, `_INBOX.>`,
+//! `allow_responses`).
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use spend_core::authority::{TABLE, Writer};
+
+fn conf() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../k8s/nats/auth.conf")).expect("k8s/nats/auth.conf")
+}
+
+/// user → the lines of its block (between `user:` and the next `user:`).
+fn blocks(conf: &str) -> BTreeMap<String, Vec<String>> {
+    let mut out: BTreeMap<String, Vec<String>> = BTreeMap::new();
+    let mut current: Option<String> = None;
+    for line in conf.lines().map(str::trim).filter(|l| !l.starts_with('#')) {
+        if let Some(u) = line.strip_prefix("user:") {
+            current = Some(u.trim().to_string());
+        }
+        if let Some(u) = &current {
+            out.entry(u.clone()).or_default().push(line.to_string());
+        }
+    }
+    out
+}
+
+fn quoted(lines: &[String]) -> Vec<String> {
+    lines
+        .iter()
+        .flat_map(|l| l.split('"').skip(1).step_by(2).map(str::to_string).collect::<Vec<_>>())
+        .collect()
+}
+
+#[test]
+fn each_service_user_publishes_exactly_the_aggregates_it_owns() {
+    let blocks = blocks(&conf());
+    for w in Writer::ALL {
+        let lines = blocks.get(w.user()).unwrap_or_else(|| panic!("auth.conf has no user {}", w.user()));
+        let granted: BTreeSet<String> = quoted(lines)
+            .into_iter()
+            .filter_map(|s| s.strip_prefix("spend.evt.*.").and_then(|r| r.strip_suffix(".*")).map(str::to_string))
+            .collect();
+        let owned: BTreeSet<String> = TABLE.iter().filter(|a| a.writer == w).map(|a| a.name.to_string()).collect();
+        assert_eq!(granted, owned, "user {}: auth.conf grants {granted:?}, the table gives {owned:?}", w.user());
+    }
+}
+
+#[test]
+fn no_service_user_can_create_streams_or_consumers_or_answer_inboxes() {
+    let blocks = blocks(&conf());
+    for w in Writer::ALL {
+        let lines = &blocks[w.user()];
+        let text = lines.join("\n");
+        assert!(!text.contains("allow_responses"), "{}: allow_responses", w.user());
+        for s in quoted(lines) {
+            for forbidden in [
+                "$JS.API.>",
+                "_INBOX.>",
+                ">",
+                "$JS.API.STREAM.CREATE",
+                "$JS.API.STREAM.UPDATE",
+                "$JS.API.CONSUMER.CREATE",
+                "$JS.API.CONSUMER.DURABLE",
+            ] {
+                assert!(!s.starts_with(forbidden) || s == "spend.evt.>", "{}: grants {s}", w.user());
+            }
+            if s.starts_with("_INBOX") {
+                assert_eq!(s, format!("_INBOX_{}.>", w.user()), "{}: subscribes only under its own inbox", w.user());
+            }
+            if s.starts_with("spend.evt.") && s != "spend.evt.>" {
+                assert!(s.ends_with(".*") && s.matches('.').count() == 4, "{}: {s} is not one aggregate", w.user());
+            }
+        }
+    }
+}

@@ -1,0 +1,370 @@
+//! The approval verifier: the only way to obtain a [`VerifiedApproval`], and
+//! so the only way anything in SpendSignoff may count an approval (a draft's
+//! approve, a policy version coming into force).
+//!
+//! NATS permissions are the first layer, not the last: an
+//! `spend.approval.granted.v1` on the bus is a claim until it is checked.
+//! [`VerifiedApproval`]'s field is private and its one constructor is private
+//! to this module, so no code path can approve on an event alone.
+//!
+//! Today's check is that the approval service recorded the approval for a
+//! signed-in human, of exactly the event it names ([`verify_for_hash`]).
+//! The passkey proof verifier (WebAuthn assertion over the pinned challenge)
+//! extends it here, behind the same private constructor.
+
+use sha2::{Digest, Sha256};
+use spend_core::events::{ApprovalGranted, SecurityAlert};
+use spend_core::{Actor, ActorKind, RawEnvelope};
+
+use crate::Draft;
+
+/// The `source` of the events the approval service records.
+pub const APPROVAL_SOURCE: &str = "spendsignoff/approval";
+
+/// The subject aggregate approvals are recorded on
+/// (`<prefix>.<org>.approval.<id>`), whose one writer is the approval service.
+pub const APPROVAL_AGGREGATE: &str = "approval";
+
+/// Lower-case hex SHA-256 of `bytes`: what an approval's `approved_hash`
+/// names, computed over the event's bytes exactly as stored on the log.
+pub fn event_hash(bytes: &[u8]) -> String {
+    hex::encode(Sha256::digest(bytes))
+}
+
+/// What the stream says about an approval event: where it sits, who and
+/// what the envelope says produced it, and its data. The verifier judges
+/// these; building them is the caller's only part.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApprovalFacts {
+    /// The stream subject the message was stored on, for the alert's detail.
+    pub subject: String,
+    /// The org of the envelope (and of the subject).
+    pub org: String,
+    /// The aggregate token of the stream subject
+    /// (`<prefix>.<org>.<aggregate>.<id>`).
+    pub aggregate: String,
+    /// The id token of the stream subject.
+    pub subject_id: String,
+    /// The envelope's actor.
+    pub actor: Actor,
+    /// The envelope's `source`.
+    pub source: String,
+    /// Whether the message was republished from another stream (a copy
+    /// carries another writer's authority, not the approval service's).
+    pub republished: bool,
+    pub data: ApprovalGranted,
+}
+
+impl ApprovalFacts {
+    /// The facts of a stored `spend.approval.granted.v1`, from its stream
+    /// subject and parsed envelope. A subject that is not
+    /// `<prefix>.<envelope org>.<aggregate>.<id>`, another event type or data
+    /// that does not parse are forgeries too.
+    pub fn from_stored(prefix: &str, stream_subject: &str, env: &RawEnvelope<'_>, republished: bool) -> Result<Self, Forgery> {
+        let malformed = |why: String| Forgery {
+            kind: ForgeryKind::Malformed,
+            detail: format!(
+                "an approval on {stream_subject} by {:?} {} from {}: {why}",
+                env.actor.kind, env.actor.id, env.source
+            ),
+        };
+        if env.event_type != ApprovalGranted::TYPE {
+            return Err(malformed(format!("its type is {}, not {}", env.event_type, ApprovalGranted::TYPE)));
+        }
+        let Some((aggregate, subject_id)) = spend_core::subject::split_aggregate(stream_subject, prefix, &env.org) else {
+            return Err(malformed(format!("the subject is not {prefix}.{}.<aggregate>.<id>", env.org)));
+        };
+        let data: ApprovalGranted = serde_json::from_str(env.data.get()).map_err(|e| malformed(format!("its data does not parse: {e}")))?;
+        Ok(Self {
+            subject: stream_subject.to_string(),
+            org: env.org.to_string(),
+            aggregate: aggregate.to_string(),
+            subject_id: subject_id.to_string(),
+            actor: env.actor.clone(),
+            source: env.source.to_string(),
+            republished,
+            data,
+        })
+    }
+}
+
+/// An approval that passed the verifier. Its field is private and it has
+/// no public constructor, no `Default` and no `Deserialize`: holding one is
+/// proof that [`verify_for_hash`] accepted it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct VerifiedApproval {
+    granted: ApprovalGranted,
+}
+
+impl VerifiedApproval {
+    /// Private to this module on purpose: see the module doc.
+    fn new(granted: ApprovalGranted) -> Self {
+        Self { granted }
+    }
+
+    /// The id of what was approved (a draft or a policy proposal).
+    pub fn draft_id(&self) -> &str {
+        &self.granted.draft_id
+    }
+
+    pub fn approval_id(&self) -> &str {
+        &self.granted.approval_id
+    }
+
+    /// The human who approved; dual control counts distinct ones.
+    pub fn approver_id(&self) -> &str {
+        &self.granted.approver_id
+    }
+
+    /// Hex SHA-256 of the approved event's bytes, checked against the
+    /// expected hash.
+    pub fn approved_hash(&self) -> &str {
+        &self.granted.approved_hash
+    }
+
+    /// The event as recorded.
+    pub fn granted(&self) -> &ApprovalGranted {
+        &self.granted
+    }
+}
+
+/// Why an approval is refused. Every kind is a security event: the caller
+/// ignores the approval and raises [`Forgery::security_alert`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ForgeryKind {
+    /// Not a parseable approval on a well-formed subject.
+    Malformed,
+    /// Not on an `approval` subject, so not written by the approval service.
+    WrongAggregate,
+    /// Republished from another stream.
+    Republished,
+    /// The actor is an agent or a service, not a human.
+    NotHuman,
+    /// The source is not [`APPROVAL_SOURCE`].
+    WrongSource,
+    /// The subject id, the data's `draft_id` and the id checked disagree.
+    IdMismatch,
+    /// Another organisation's approval.
+    WrongOrg,
+    /// `approved_hash` names other bytes than the event being approved.
+    WrongHash,
+}
+
+/// A refused approval: [`Forgery::REASON`] plus a detail naming the draft,
+/// for `spend.security.alert.v1`.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{reason}: {detail}", reason = Forgery::REASON)]
+pub struct Forgery {
+    pub kind: ForgeryKind,
+    /// What was presented and why it was refused; names the draft.
+    pub detail: String,
+}
+
+impl Forgery {
+    /// The security alert reason code of every refused approval.
+    pub const REASON: &'static str = "approval.forged";
+
+    /// The alert to raise on the reader's own security subject.
+    pub fn security_alert(&self) -> SecurityAlert {
+        SecurityAlert {
+            reason: Self::REASON.to_string(),
+            key_id: None,
+            address: None,
+            detail: self.detail.clone(),
+        }
+    }
+}
+
+/// Verifies an approval of draft `draft`: [`verify_for_hash`] against the
+/// draft's id and `proposed_hash`, and the draft's organisation.
+pub fn recorded_approval(facts: &ApprovalFacts, draft: &Draft) -> Result<VerifiedApproval, Forgery> {
+    if facts.org != draft.org() {
+        return Err(forgery(
+            facts,
+            draft.id(),
+            ForgeryKind::WrongOrg,
+            format!("it is {}'s, the draft is {}'s", facts.org, draft.org()),
+        ));
+    }
+    verify_for_hash(facts, draft.proposed_hash(), draft.id())
+}
+
+/// Verifies an approval of the event with id `id` whose stored bytes hash
+/// to `expected_hash` (a draft's `spend.draft.proposed.v1`, a policy
+/// version's `spend.policy.proposed.v1`). Genuine only when it sits on an
+/// `approval.<id>` subject, was not republished, has a human actor and the
+/// approval service as source, names `id` in its data, and its
+/// `approved_hash` is `expected_hash` exactly. The hashed bytes include the
+/// envelope (type, org, subject), so one kind or organisation cannot pass
+/// for another.
+pub fn verify_for_hash(facts: &ApprovalFacts, expected_hash: &str, id: &str) -> Result<VerifiedApproval, Forgery> {
+    let refuse = |kind, why: String| Err(forgery(facts, id, kind, why));
+    if facts.aggregate != APPROVAL_AGGREGATE {
+        return refuse(
+            ForgeryKind::WrongAggregate,
+            format!(
+                "it sits on a {} subject; only the approval service records approvals, on an approval subject",
+                facts.aggregate
+            ),
+        );
+    }
+    if facts.republished {
+        return refuse(ForgeryKind::Republished, "it was republished from another stream".into());
+    }
+    if facts.actor.kind != ActorKind::Human {
+        return refuse(
+            ForgeryKind::NotHuman,
+            format!("its actor is {:?}, and only a signed-in human approves", facts.actor.kind),
+        );
+    }
+    if facts.source != APPROVAL_SOURCE {
+        return refuse(ForgeryKind::WrongSource, format!("its source is {}, not {APPROVAL_SOURCE}", facts.source));
+    }
+    if facts.subject_id != id || facts.data.draft_id != id {
+        return refuse(
+            ForgeryKind::IdMismatch,
+            format!(
+                "its subject names {} and its data {}, but it was checked for {id}",
+                facts.subject_id, facts.data.draft_id
+            ),
+        );
+    }
+    if facts.data.approved_hash != expected_hash {
+        return refuse(
+            ForgeryKind::WrongHash,
+            format!("it approves the event hashing to {}, not {expected_hash}", facts.data.approved_hash),
+        );
+    }
+    Ok(VerifiedApproval::new(facts.data.clone()))
+}
+
+fn forgery(facts: &ApprovalFacts, id: &str, kind: ForgeryKind, why: String) -> Forgery {
+    let named = if facts.data.draft_id == id {
+        format!("draft {id}")
+    } else {
+        format!("draft {} (checked for draft {id})", facts.data.draft_id)
+    };
+    Forgery {
+        kind,
+        detail: format!(
+            "approval {} of {named} on {} by {:?} {} from {}: {why}",
+            facts.data.approval_id, facts.subject, facts.actor.kind, facts.actor.id, facts.source
+        ),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::events::EventData;
+    use spend_core::{Actor, Envelope};
+
+    /// A change to genuine approval facts.
+    type Forge = fn(&mut ApprovalFacts);
+
+    const HASH: &str = "5f1ac6c1b1e2ac4d2ba7a6d1e7b6a9e0c8e7f4a1b2c3d4e5f60718293a4b5c6d";
+
+    fn genuine() -> ApprovalFacts {
+        ApprovalFacts {
+            subject: "spend.evt.acme.approval.p1".into(),
+            org: "acme".into(),
+            aggregate: "approval".into(),
+            subject_id: "p1".into(),
+            actor: Actor::human("alice@example.com"),
+            source: APPROVAL_SOURCE.into(),
+            republished: false,
+            data: ApprovalGranted {
+                draft_id: "p1".into(),
+                approval_id: "a1".into(),
+                step: 1,
+                credential_id: "passkey-1".into(),
+                approver_id: "u_alice".into(),
+                approved_hash: HASH.into(),
+            },
+        }
+    }
+
+    #[test]
+    fn the_hash_of_an_event_is_lower_case_hex_sha256_of_its_bytes() {
+        assert_eq!(event_hash(b"abc"), "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad");
+    }
+
+    #[test]
+    fn a_recorded_human_approval_of_the_named_hash_verifies() {
+        let v = verify_for_hash(&genuine(), HASH, "p1").unwrap();
+        assert_eq!(
+            (v.draft_id(), v.approval_id(), v.approver_id(), v.approved_hash()),
+            ("p1", "a1", "u_alice", HASH)
+        );
+    }
+
+    #[test]
+    fn an_approval_of_other_bytes_is_refused_for_a_policy_proposal() {
+        let e = verify_for_hash(&genuine(), &event_hash(b"another proposal"), "p1").unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::WrongHash);
+        assert!(
+            verify_for_hash(&genuine(), &HASH.to_uppercase(), "p1").is_err(),
+            "the hash is compared as pinned: lower-case"
+        );
+    }
+
+    #[test]
+    fn each_forged_claim_is_refused_with_its_kind_and_a_detail_naming_the_draft() {
+        let cases: Vec<(Forge, ForgeryKind)> = vec![
+            (|f| f.aggregate = "draft".into(), ForgeryKind::WrongAggregate),
+            (|f| f.republished = true, ForgeryKind::Republished),
+            (|f| f.actor = Actor::agent("key_1"), ForgeryKind::NotHuman),
+            (|f| f.actor = Actor::service("gateway"), ForgeryKind::NotHuman),
+            (|f| f.source = "spendsignoff/gateway".into(), ForgeryKind::WrongSource),
+            (|f| f.subject_id = "p2".into(), ForgeryKind::IdMismatch),
+            (|f| f.data.draft_id = "p2".into(), ForgeryKind::IdMismatch),
+        ];
+        for (forge, kind) in cases {
+            let mut facts = genuine();
+            forge(&mut facts);
+            let e = verify_for_hash(&facts, HASH, "p1").unwrap_err();
+            assert_eq!(e.kind, kind, "{e}");
+            assert!(e.detail.contains("draft p1"), "{e}");
+            let alert = e.security_alert();
+            assert_eq!(alert.reason, "approval.forged");
+            assert_eq!(alert.detail, e.detail);
+        }
+    }
+
+    #[test]
+    fn facts_are_read_from_the_stored_subject_and_envelope() {
+        let env = Envelope::new(
+            APPROVAL_SOURCE,
+            "acme",
+            Actor::human("alice@example.com"),
+            "approval/p1",
+            EventData::ApprovalGranted(genuine().data),
+        );
+        let bytes = env.to_bytes();
+        let raw = RawEnvelope::parse(&bytes).unwrap();
+        let facts = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false).unwrap();
+        assert_eq!(facts, genuine());
+        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.other.approval.p1", &raw, false).unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::Malformed);
+    }
+
+    #[test]
+    fn an_event_of_another_type_does_not_pass_for_an_approval() {
+        let env = Envelope::new(
+            APPROVAL_SOURCE,
+            "acme",
+            Actor::human("alice@example.com"),
+            "approval/p1",
+            EventData::SecurityAlert(SecurityAlert {
+                reason: "x".into(),
+                key_id: None,
+                address: None,
+                detail: "y".into(),
+            }),
+        );
+        let bytes = env.to_bytes();
+        let raw = RawEnvelope::parse(&bytes).unwrap();
+        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false).unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::Malformed);
+    }
+}

@@ -1,0 +1,539 @@
+//! The policy service decides: given a draft id, it reads the draft from
+//! the log (never from the caller), evaluates it against the SPEND.md
+//! version in force and the policy's envelope, commits an auto-approval
+//! against the envelope, and records its one decision on
+//! `decision.<draft_id>` (expected last subject sequence 0, so a draft is
+//! decided once, by whichever call or replica gets there first). Nothing
+//! else may write decisions or commitments (k8s/nats/auth.conf).
+//!
+//! Events of one draft form one correlation: the commitment follows the
+//! draft, the decision follows the commitment (or the draft), the limit
+//! notices follow the decision.
+//!
+//! [`decide_undecided`] runs beside the RPC: a durable consumer that
+//! decides, on its own, any draft still undecided a short while after it
+//! was recorded — so no draft waits for a human without a decision, even
+//! when the gateway's call failed.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use spend_core::authority::Writer;
+use spend_core::events::{BudgetCommitted, DraftChange, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, Outcome, PolicyEvaluated};
+use spend_core::{Actor, ActorKind, Cause, Money, RawEnvelope};
+use spend_eventlog::read::{Read, classify, misplaced_alert};
+use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
+use tokio::sync::{RwLock, watch};
+
+use crate::envelope::EnvelopeExt;
+use crate::evaluate::{Change, Draft, Windows, evaluate};
+use crate::spendmd::SpendMd;
+use crate::versions::{Noticed, Versions};
+
+/// The aggregate id of the policy's envelope: `budget.envelope`.
+pub const ENVELOPE_ID: &str = "envelope";
+/// The durable consumer `spend nats init` creates for [`decide_undecided`].
+pub const CONSUMER: &str = "policy";
+/// How long a draft may wait for the gateway's call before the policy
+/// service decides it on its own.
+pub const UNDECIDED_AFTER: Duration = Duration::from_secs(2);
+/// Attempts at a contended commitment before giving up.
+const MAX_ATTEMPTS: usize = 64;
+
+/// Why a draft could not be decided, in kinds callers can match on.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DecideError {
+    #[error("no draft {0} on the log")]
+    NotFound(String),
+    /// The id names something that is not a genuine draft.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    /// Commitments raced past [`MAX_ATTEMPTS`]: try again.
+    #[error("the envelope of organisation {0} is too contended; try again")]
+    Contended(String),
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+}
+
+impl From<LogError> for DecideError {
+    fn from(e: LogError) -> Self {
+        match e {
+            LogError::Rejected(m) => DecideError::Invalid(m),
+            other => DecideError::Unavailable(format!("event log: {other}")),
+        }
+    }
+}
+
+/// What the gateway asks: decide this draft. Served in-process
+/// ([`Decider`]) in `spend dev` and tests, over gRPC otherwise.
+#[async_trait]
+pub trait Decide: Send + Sync + 'static {
+    async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError>;
+}
+
+/// The SPEND.md a process starts with, in force until a human approves a
+/// version of an organisation's own.
+pub struct Bootstrap {
+    pub policy: Arc<SpendMd>,
+    pub source: String,
+    pub approved_by_human: bool,
+}
+
+/// What the policy service knows from following the log.
+pub struct PolicyState {
+    pub bootstrap: Bootstrap,
+    pub versions: RwLock<Versions>,
+    /// The last log sequence applied.
+    seen: watch::Sender<u64>,
+}
+
+impl PolicyState {
+    pub fn new(bootstrap: Bootstrap) -> Arc<Self> {
+        Arc::new(Self {
+            bootstrap,
+            versions: RwLock::new(Versions::default()),
+            seen: watch::channel(0).0,
+        })
+    }
+
+    /// The version in force for `org`, whether a human approved it, and
+    /// its text.
+    pub async fn active(&self, org: &str) -> (Arc<SpendMd>, bool, String) {
+        match self.versions.read().await.active(org) {
+            Some(a) => (a.policy.clone(), true, a.proposal.source.clone()),
+            None => (self.bootstrap.policy.clone(), self.bootstrap.approved_by_human, self.bootstrap.source.clone()),
+        }
+    }
+
+    /// Waits until the versions reflect the log up to `seq`.
+    pub async fn reached(&self, seq: u64) -> Result<(), DecideError> {
+        let mut rx = self.seen.subscribe();
+        match tokio::time::timeout(Duration::from_secs(5), rx.wait_for(|s| *s >= seq)).await {
+            Ok(Ok(_)) => Ok(()),
+            _ => Err(DecideError::Unavailable(format!(
+                "the policy service's view of the log is behind (at {}, needs {seq})",
+                *self.seen.borrow()
+            ))),
+        }
+    }
+
+    pub fn seen(&self) -> u64 {
+        *self.seen.borrow()
+    }
+}
+
+/// Applies one message to the versions, auditing what must be (through
+/// `recorder`, on the policy's own security subject).
+pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) {
+    match classify(recorder.prefix(), m) {
+        Read::Event { env, .. } => {
+            let noticed = state
+                .versions
+                .write()
+                .await
+                .apply(recorder.prefix(), &m.subject, m.seq, &m.payload, &env, m.republished);
+            match noticed {
+                Some(Noticed::ReusedId { org, detail }) => once_alert(recorder, &org, m.seq, "policy.proposal_reused", detail).await,
+                Some(Noticed::Forged { org, forgery }) => {
+                    let a = forgery.security_alert();
+                    once_alert(recorder, &org, m.seq, &a.reason, a.detail).await
+                }
+                None => {}
+            }
+        }
+        Read::Misplaced { org, detail } => {
+            let (id, alert) = misplaced_alert(m.seq, detail);
+            record_once(recorder, &org, &id, alert).await;
+        }
+        Read::NotAnEvent => {}
+    }
+    state.seen.send_replace(m.seq);
+}
+
+async fn once_alert(recorder: &Recorder, org: &str, seq: u64, reason: &str, detail: String) {
+    let alert = spend_core::events::SecurityAlert {
+        reason: reason.into(),
+        key_id: None,
+        address: None,
+        detail,
+    };
+    record_once(recorder, org, &format!("{}-{seq}", reason.replace('.', "_")), alert).await;
+}
+
+/// One alert per message however many replicas or replays see it.
+async fn record_once(recorder: &Recorder, org: &str, id: &str, alert: spend_core::events::SecurityAlert) {
+    match recorder.alert(org, alert).on_id(id).expect_seq(0).record().await {
+        Ok(_) | Err(LogError::WrongLastSequence { .. }) => {}
+        Err(e) => tracing::error!(error = %e, "could not record a security alert"),
+    }
+}
+
+/// Follows the whole log into `state` (resuming where it stopped).
+pub async fn follow(state: Arc<PolicyState>, recorder: Recorder) {
+    let log = recorder.log().clone();
+    spend_eventlog::follow(log, 1, |m| {
+        let (state, recorder) = (state.clone(), recorder.clone());
+        async move { apply(&state, &recorder, &m).await }
+    })
+    .await
+}
+
+/// The in-process decider (the gRPC `Policy.Decide` serves the same).
+#[derive(Clone)]
+pub struct Decider {
+    recorder: Recorder,
+    state: Arc<PolicyState>,
+}
+
+/// A draft as read from the log.
+struct Recorded {
+    data: DraftProposed,
+    cause: Cause,
+    seq: u64,
+}
+
+fn evaluation(bytes: &[u8]) -> Option<PolicyEvaluated> {
+    let env = RawEnvelope::parse(bytes).ok()?;
+    (env.event_type == PolicyEvaluated::TYPE)
+        .then(|| serde_json::from_str(env.data.get()).ok())
+        .flatten()
+}
+
+impl Decider {
+    pub fn new(log: Arc<dyn EventLog>, prefix: impl Into<String>, state: Arc<PolicyState>) -> Self {
+        Self {
+            recorder: Recorder::new(log, prefix, Writer::Policy),
+            state,
+        }
+    }
+
+    /// A decider in this process, following the log for versions (the
+    /// in-process form `spend dev` and tests use; `spend serve policy`
+    /// serves the same over gRPC).
+    pub fn start(log: Arc<dyn EventLog>, prefix: impl Into<String>, bootstrap: Bootstrap) -> Self {
+        let decider = Self::new(log, prefix, PolicyState::new(bootstrap));
+        tokio::spawn(follow(decider.state.clone(), decider.recorder.clone()));
+        decider
+    }
+
+    pub fn recorder(&self) -> &Recorder {
+        &self.recorder
+    }
+
+    pub fn state(&self) -> &Arc<PolicyState> {
+        &self.state
+    }
+
+    /// The draft `draft_id` of `org` as the gateway recorded it: the first
+    /// event on its subject, a `spend.draft.proposed.v1` by an agent.
+    async fn read_draft(&self, org: &str, draft_id: &str) -> Result<Recorded, DecideError> {
+        let subject = self.recorder.subject(org, "draft", draft_id).map_err(|e| DecideError::Invalid(e.to_string()))?;
+        let m = self
+            .recorder
+            .log()
+            .first_on_subject(&subject)
+            .await?
+            .ok_or_else(|| DecideError::NotFound(draft_id.to_string()))?;
+        let Read::Event { env, .. } = classify(self.recorder.prefix(), &m) else {
+            return Err(DecideError::Invalid(format!("the first event on {subject} is not a draft")));
+        };
+        if env.event_type != DraftProposed::TYPE || env.actor.kind != ActorKind::Agent {
+            return Err(DecideError::Invalid(format!(
+                "the first event on {subject} is a {} by {:?}, not an agent's draft",
+                env.event_type, env.actor.kind
+            )));
+        }
+        let data: DraftProposed = serde_json::from_str(env.data.get()).map_err(|e| DecideError::Invalid(format!("draft {draft_id}: {e}")))?;
+        if data.draft_id != draft_id {
+            return Err(DecideError::Invalid(format!("the draft on {subject} names id {}", data.draft_id)));
+        }
+        Ok(Recorded {
+            data,
+            cause: env.cause(),
+            seq: m.seq,
+        })
+    }
+
+    /// The envelope's state and its subject's sequence.
+    pub async fn envelope(&self, org: &str) -> Result<(EnvelopeState, u64), DecideError> {
+        let subject = self.recorder.subject(org, "budget", ENVELOPE_ID)?;
+        let Some(m) = self.recorder.log().last_on_subject(&subject).await? else {
+            return Ok((EnvelopeState::default(), 0));
+        };
+        let env = RawEnvelope::parse(&m.payload).map_err(|e| DecideError::Unavailable(format!("envelope event {}: {e}", m.seq)))?;
+        let c: BudgetCommitted = serde_json::from_str(env.data.get()).map_err(|e| DecideError::Unavailable(format!("envelope event {}: {e}", m.seq)))?;
+        Ok((c.envelope, m.seq))
+    }
+
+    async fn existing_decision(&self, org: &str, draft_id: &str) -> Result<Option<PolicyEvaluated>, DecideError> {
+        let subject = self.recorder.subject(org, "decision", draft_id)?;
+        Ok(self.recorder.log().last_on_subject(&subject).await?.and_then(|m| evaluation(&m.payload)))
+    }
+
+    async fn decide_draft(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
+        if let Some(d) = self.existing_decision(org, draft_id).await? {
+            return Ok(d);
+        }
+        let draft = self.read_draft(org, draft_id).await?;
+        self.state.reached(draft.seq).await?;
+        let (policy, mandate, _) = self.state.active(org).await;
+        let change = Change::from(&draft.data.change);
+        let campaign_last_changed = draft
+            .data
+            .drafted_against
+            .as_deref()
+            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+            .map(|t| t.with_timezone(&Utc));
+        for _ in 0..MAX_ATTEMPTS {
+            let now = Utc::now();
+            let (envelope, envelope_seq) = self.envelope(org).await?;
+            let already = envelope.has_committed(draft_id);
+            let commitment = envelope.commit(draft_id, &draft.data.account_id, &draft.data.change, now);
+            let counted = if already { 0 } else { commitment.counted };
+            let currency = draft.data.spend_impact.currency.clone();
+            let windows = Windows {
+                last_24h: if already {
+                    envelope.daily_committed(now)
+                } else {
+                    commitment.after.daily_committed(now)
+                },
+                this_month: if already {
+                    envelope.month_committed(now)
+                } else {
+                    commitment.after.month_committed(now)
+                },
+                campaign_last_changed,
+            };
+            let judged = Draft {
+                account_id: draft.data.account_id.clone(),
+                change: change.clone(),
+                spend_impact: Money {
+                    minor_units: counted.max(draft.data.spend_impact.minor_units),
+                    currency: currency.clone(),
+                },
+                counted: Money {
+                    minor_units: counted,
+                    currency: currency.clone(),
+                },
+            };
+            let decision = evaluate(&policy, mandate, &windows, &judged, now);
+            let mut cause = draft.cause;
+            if decision.outcome == Outcome::AutoApprove && counted > 0 {
+                let mut after = commitment.after.clone();
+                if after.currency.is_empty() {
+                    after.currency = currency.clone();
+                }
+                let committed = self
+                    .recorder
+                    .event(
+                        org,
+                        Actor::service("policy"),
+                        "budget",
+                        ENVELOPE_ID,
+                        EventData::BudgetCommitted(BudgetCommitted {
+                            draft_id: draft_id.to_string(),
+                            account_id: draft.data.account_id.clone(),
+                            amount: judged.counted.clone(),
+                            campaign_id: commitment.campaign_id.clone(),
+                            envelope: after,
+                        }),
+                    )
+                    .following(draft.cause)
+                    .expect_seq(envelope_seq)
+                    .record()
+                    .await;
+                match committed {
+                    Ok(r) => cause = r.cause,
+                    Err(LogError::WrongLastSequence { .. }) => continue,
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let evaluated = PolicyEvaluated {
+                draft_id: draft_id.to_string(),
+                outcome: decision.outcome.clone(),
+                reasons: decision.reasons.clone(),
+                policy_version: policy.version.clone(),
+            };
+            let recorded = self
+                .recorder
+                .event(
+                    org,
+                    Actor::service("policy"),
+                    "decision",
+                    draft_id,
+                    EventData::PolicyEvaluated(evaluated.clone()),
+                )
+                .following(cause)
+                .expect_seq(0)
+                .record()
+                .await;
+            match recorded {
+                Ok(r) => {
+                    self.limit_notices(org, &draft.data, &decision.alerts, &currency, r.cause).await;
+                    return Ok(evaluated);
+                }
+                // Another call or replica decided first: its decision holds.
+                Err(LogError::WrongLastSequence { .. }) => {
+                    return self
+                        .existing_decision(org, draft_id)
+                        .await?
+                        .ok_or_else(|| DecideError::Unavailable(format!("draft {draft_id}'s decision subject is not empty but holds no decision")));
+                }
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(DecideError::Contended(org.to_string()))
+    }
+
+    /// `spend.limit.approaching.v1` / `spend.limit.exceeded.v1` on the
+    /// policy's limit subject (apart from the envelope, so that notices
+    /// never contend with commitments).
+    async fn limit_notices(&self, org: &str, d: &DraftProposed, alerts: &[crate::evaluate::LimitAlert], currency: &str, cause: Cause) {
+        for a in alerts {
+            let money = |minor| Money {
+                minor_units: minor,
+                currency: currency.to_string(),
+            };
+            let (account_id, draft_id, limit) = (d.account_id.clone(), d.draft_id.clone(), a.limit.to_string());
+            let data = if a.event == "limit.exceeded" {
+                EventData::LimitExceeded(LimitExceeded {
+                    account_id,
+                    draft_id,
+                    limit,
+                    used: money(a.used),
+                    value: money(a.value),
+                })
+            } else {
+                EventData::LimitApproaching(LimitApproaching {
+                    account_id,
+                    draft_id,
+                    limit,
+                    used: money(a.used),
+                    value: money(a.value),
+                })
+            };
+            if let Err(e) = self
+                .recorder
+                .event(org, Actor::service("policy"), "limit", ENVELOPE_ID, data)
+                .following(cause)
+                .record()
+                .await
+            {
+                tracing::error!(error = %e, "could not record a limit notice");
+            }
+        }
+    }
+
+    /// Decides the draft `m` records if it is still undecided
+    /// [`UNDECIDED_AFTER`] after it was recorded.
+    async fn decide_if_undecided(&self, m: &StoredMessage) {
+        let Read::Event { env, aggregate, id } = classify(self.recorder.prefix(), m) else {
+            return;
+        };
+        if aggregate != "draft" || env.event_type != DraftProposed::TYPE {
+            return;
+        }
+        let due = env.time + chrono::Duration::from_std(UNDECIDED_AFTER).unwrap_or_default();
+        if let Ok(wait) = (due - Utc::now()).to_std() {
+            tokio::time::sleep(wait).await;
+        }
+        match self.existing_decision(&env.org, id).await {
+            Ok(Some(_)) => {}
+            Ok(None) => match self.decide_draft(&env.org, id).await {
+                Ok(d) => tracing::info!(org = %env.org, draft = id, outcome = ?d.outcome, "decided a draft whose decision was missing"),
+                Err(e) => tracing::warn!(org = %env.org, draft = id, error = %e, "could not decide an undecided draft"),
+            },
+            Err(e) => tracing::warn!(draft = id, error = %e, "cannot check a draft's decision"),
+        }
+    }
+}
+
+#[async_trait]
+impl Decide for Decider {
+    #[tracing::instrument(skip_all, fields(org, draft_id))]
+    async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
+        self.decide_draft(org, draft_id).await
+    }
+}
+
+impl From<&DraftChange> for Change {
+    fn from(c: &DraftChange) -> Self {
+        match c {
+            DraftChange::Payment {
+                merchant,
+                category,
+                country,
+                url,
+                ..
+            } => Change::Payment {
+                merchant: merchant.clone(),
+                category: category.clone(),
+                country: country.clone(),
+                url: url.clone(),
+            },
+            DraftChange::Campaign {
+                campaign_id,
+                field,
+                daily_budget_before,
+                daily_budget_after,
+                ..
+            } => match field.as_str() {
+                "budget" => Change::Budget {
+                    campaign_id: campaign_id.clone(),
+                    before: daily_budget_before.clone(),
+                    after: daily_budget_after.clone(),
+                },
+                "bid" => Change::Bid {
+                    campaign_id: campaign_id.clone(),
+                },
+                _ => Change::Status {
+                    campaign_id: campaign_id.clone(),
+                },
+            },
+        }
+    }
+}
+
+/// Decides, on its own, every draft still undecided [`UNDECIDED_AFTER`]
+/// after it was recorded: a durable consumer ([`CONSUMER`]) over the whole
+/// stream, acknowledged as it goes, until `shutdown` (finishing the batch
+/// in hand first).
+pub async fn decide_undecided(decider: Decider, consumer_name: String, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
+    let log = decider.recorder.log().clone();
+    let mut consumer = loop {
+        match log.durable_consumer(&consumer_name, StartAt::Beginning).await {
+            Ok(c) => break c,
+            Err(e) if e.is_transient() => {
+                tracing::warn!(error = %e, "policy consumer unavailable; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    _ = shutdown.changed() => return Ok(()),
+                }
+            }
+            Err(e) => return Err(e.into()),
+        }
+    };
+    loop {
+        let batch = tokio::select! {
+            b = consumer.fetch(256, Duration::from_secs(1)) => b,
+            _ = shutdown.changed() => return Ok(()),
+        };
+        let batch = match batch {
+            Ok(b) => b,
+            Err(e) => {
+                tracing::warn!(error = %e, "policy consumer fetch failed; retrying");
+                tokio::time::sleep(Duration::from_millis(500)).await;
+                continue;
+            }
+        };
+        let Some(last) = batch.last().map(|m| m.seq) else { continue };
+        for m in &batch {
+            decider.decide_if_undecided(m).await;
+        }
+        if let Err(e) = consumer.ack_through(last).await {
+            tracing::warn!(error = %e, "policy consumer ack failed; the batch comes back and is checked again");
+        }
+    }
+}
