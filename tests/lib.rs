@@ -48,6 +48,10 @@ impl Streams {
             stream: format!("T_EVENTS_{id}"),
             subject_prefix: format!("t{id}.evt"),
             ack_wait: Duration::from_secs(3),
+            // The shared test server is unrestricted: each test creates its
+            // own streams (the authority tests run their own server with
+            // k8s/nats/auth.conf and `spend nats init` instead).
+            manage: true,
             ..JetStreamConfig::default()
         };
         let ledger = JetStreamConfig {

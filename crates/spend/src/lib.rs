@@ -67,11 +67,24 @@ pub enum Command {
         #[command(subcommand)]
         command: PolicyCommand,
     },
+    /// NATS set-up: `spend nats init` creates the streams and consumers
+    /// (as the NATS admin user; services cannot).
+    Nats {
+        #[command(subcommand)]
+        command: NatsCommand,
+    },
     /// Circuit breakers: reset a tripped one (a human decision).
     Breaker {
         #[command(subcommand)]
         command: BreakerCommand,
     },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum NatsCommand {
+    /// Create (or check) the event and ledger streams and every durable
+    /// consumer the services use. Idempotent.
+    Init,
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,5 +301,6 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Propose { file, org, data_dir },
         } => cmd::policy::propose(config, &file, &org, data_dir.as_deref()).await,
         Command::Breaker { command } => cmd::breaker::run(config, command).await,
+        Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
     }
 }

@@ -294,17 +294,14 @@ impl Decider {
             let counted = if already { 0 } else { commitment.counted };
             let currency = draft.data.spend_impact.currency.clone();
             let windows = Windows {
-                last_24h: if already {
-                    envelope.daily_committed(now)
-                } else {
-                    commitment.after.daily_committed(now)
-                },
-                this_month: if already {
-                    envelope.month_committed(now)
-                } else {
-                    commitment.after.month_committed(now)
-                },
+                last_24h: envelope.daily_committed(now),
+                this_month: envelope.month_committed(now),
                 campaign_last_changed,
+            };
+            let month_counted = if already {
+                0
+            } else {
+                commitment.after.month_committed(now) - windows.this_month
             };
             let judged = Draft {
                 account_id: draft.data.account_id.clone(),
@@ -315,6 +312,10 @@ impl Decider {
                 },
                 counted: Money {
                     minor_units: counted,
+                    currency: currency.clone(),
+                },
+                month_counted: Money {
+                    minor_units: month_counted,
                     currency: currency.clone(),
                 },
             };

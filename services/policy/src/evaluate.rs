@@ -42,17 +42,20 @@ pub struct Draft {
     /// amount; for an ad change, the larger of its net change and what it
     /// counts against the envelope (its honest worst case).
     pub spend_impact: Money,
-    /// What it adds to the envelope (see [`crate::envelope`]).
+    /// What it adds to the envelope's 24 hours (see [`crate::envelope`]).
     pub counted: Money,
+    /// What it adds to the calendar month (a campaign's rate counts for
+    /// every remaining day of it).
+    pub month_counted: Money,
 }
 
-/// The policy's envelope with this draft committed (see
-/// [`crate::envelope`]): what the ceilings are checked against.
+/// The policy's envelope before this draft (see [`crate::envelope`]):
+/// what the ceilings are checked against, with the draft's counts added.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Windows {
-    /// Spend possible in any 24 hours, this draft included, minor units.
+    /// Spend possible in any 24 hours, minor units.
     pub last_24h: i64,
-    /// Committed for the calendar month, this draft included.
+    /// Committed for the calendar month.
     pub this_month: i64,
     /// When this draft's campaign last changed, for the cooldown.
     pub campaign_last_changed: Option<DateTime<Utc>>,
@@ -115,12 +118,12 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
                 format!("{} is over the per-transaction limit of {}", amount(impact), amount(l)),
             ));
         }
-        let counted = &draft.counted;
-        for (name, used, limit) in [
-            ("daily_limit", windows.last_24h, &spend.daily_limit),
-            ("monthly_limit", windows.this_month, &spend.monthly_limit),
+        for (name, used_before, counted, limit) in [
+            ("daily_limit", windows.last_24h, &draft.counted, &spend.daily_limit),
+            ("monthly_limit", windows.this_month, &draft.month_counted, &spend.monthly_limit),
         ] {
             let Some(limit) = limit else { continue };
+            let used = used_before.saturating_add(counted.minor_units.max(0));
             if used > limit.minor_units && counted.minor_units > 0 {
                 deny.push(reason(
                     if name == "daily_limit" { "limit.daily" } else { "limit.monthly" },

@@ -102,17 +102,17 @@ impl Policy for PolicyGrpc {
             country: non_empty(r.country.clone()),
             url: non_empty(r.url.clone()),
         };
-        let after = envelope.commit(&r.draft_id, &r.account_id, &change, now).after;
         let windows = Windows {
-            last_24h: after.daily_committed(now),
-            this_month: after.month_committed(now),
+            last_24h: envelope.daily_committed(now),
+            this_month: envelope.month_committed(now),
             campaign_last_changed: None,
         };
         let draft = Draft {
             account_id: r.account_id,
             change: Change::from(&change),
             spend_impact: impact.clone(),
-            counted: impact,
+            counted: impact.clone(),
+            month_counted: impact,
         };
         let d = evaluate(&policy, approved, &windows, &draft, now);
         Ok(Response::new(decision_pb(PolicyEvaluated {

@@ -1,18 +1,20 @@
-//! The 24-hour envelope is a hard ceiling under concurrency: 200 drafts
-//! racing against one account, some auto-approved and some approved by a
-//! human afterwards, never commit more than the daily limit — on the
-//! embedded log and on JetStream.
+//! The 24-hour envelope is the policy's and a hard ceiling under
+//! concurrency: 200 drafts racing across several accounts — real and
+//! invented ones — never commit more than the daily limit, on the embedded
+//! log and on JetStream. The policy service decides each draft from the
+//! log, once; one draft's events form one correlation.
 
 use std::sync::Arc;
 
 use futures::future::join_all;
-use spend_core::events::Outcome;
+use spend_core::authority::Writer;
+use spend_core::events::{DraftChange, DraftProposed, EventData, Outcome};
 use spend_core::{Actor, Money};
-use spend_eventlog::EventLog;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
-use spend_policy::evaluate::{Change, Draft};
-use spend_policy::service::{PolicyService, Proposal};
+use spend_eventlog::{EventLog, Recorder};
+use spend_policy::decide::{Bootstrap, Decide, DecideError, Decider};
+use spend_policy::envelope::EnvelopeExt;
 use spend_policy::spendmd;
 
 const POLICY: &str = "\
@@ -21,84 +23,99 @@ spend:
   monthly_limit: 1000 USD
   per_transaction: 10 USD
   allowlist: [openai.com]
+  require_https: true
 approval:
   auto_approve_under: 6 USD
   require_confirmation_over: 50 USD
 ";
 
-fn proposal(i: u64) -> Proposal {
-    // Mostly small (auto-approved under the mandate); every fourth needs a human.
+fn draft(i: u64) -> DraftProposed {
+    // Mostly small (auto-approved under the mandate); every fourth needs a
+    // human. Spread over accounts, so a per-account budget would let them
+    // through.
     let minor = if i % 4 == 3 { 800 } else { 100 + (i % 5) as i64 * 100 };
-    Proposal {
-        org: "acme".into(),
+    let amount = Money::new(minor, "USD").unwrap();
+    DraftProposed {
         draft_id: format!("d{i}"),
-        actor: Actor::agent("key_1"),
-        draft: Draft {
-            account_id: "card_1".into(),
-            change: Change::Payment {
-                merchant: "api.openai.com".into(),
-                category: None,
-                country: None,
-                url: Some("https://api.openai.com".into()),
-            },
-            spend_impact: Money::new(minor, "USD").unwrap(),
-        },
+        account_id: format!("card_{}", i % 7),
+        kind: "payment".into(),
         diff: vec![],
+        spend_impact: amount.clone(),
         rationale: "tokens".into(),
         drafted_against: None,
-        campaign_last_changed: None,
+        change: DraftChange::Payment {
+            amount,
+            merchant: "api.openai.com".into(),
+            category: None,
+            country: None,
+            url: Some("https://api.openai.com".into()),
+        },
     }
 }
 
+async fn record(gateway: &Recorder, d: &DraftProposed) {
+    gateway
+        .event("acme", Actor::agent("key_1"), "draft", &d.draft_id, EventData::DraftProposed(d.clone()))
+        .expect_seq(0)
+        .record()
+        .await
+        .unwrap();
+}
+
+fn decider(log: Arc<dyn EventLog>, prefix: &str, approved: bool) -> Decider {
+    Decider::start(
+        log,
+        prefix,
+        Bootstrap {
+            policy: Arc::new(spendmd::parse(POLICY).unwrap()),
+            source: POLICY.into(),
+            approved_by_human: approved,
+        },
+    )
+}
+
 async fn two_hundred_racing_drafts_never_cross_the_ceiling(log: Arc<dyn EventLog>, prefix: &str) {
-    let policy = spendmd::parse(POLICY).unwrap();
-    let service = Arc::new(PolicyService::new(log, prefix));
-    let proposals: Vec<Proposal> = (0..200).map(proposal).collect();
-    let decisions = join_all(proposals.iter().map(|p| {
-        let s = service.clone();
-        let policy = policy.clone();
-        async move { s.propose(&policy, true, p).await.unwrap() }
+    let gateway = Recorder::new(log.clone(), prefix, Writer::Gateway);
+    let drafts: Vec<DraftProposed> = (0..200).map(draft).collect();
+    for d in &drafts {
+        record(&gateway, d).await;
+    }
+    let decider = Arc::new(decider(log.clone(), prefix, true));
+    let decisions = join_all(drafts.iter().map(|d| {
+        let s = decider.clone();
+        async move { s.decide("acme", &d.draft_id).await.unwrap() }
     }))
     .await;
     let mut committed = 0i64;
-    let mut pending = Vec::new();
-    for (p, d) in proposals.iter().zip(&decisions) {
+    let mut pending = 0;
+    for (p, d) in drafts.iter().zip(&decisions) {
         match d.outcome {
-            Outcome::AutoApprove => committed += p.draft.spend_impact.minor_units,
-            Outcome::RequireApproval => pending.push(p.clone()),
+            Outcome::AutoApprove => committed += p.spend_impact.minor_units,
+            Outcome::RequireApproval => pending += 1,
             Outcome::Deny => assert!(d.reasons.iter().any(|r| r.code == "limit.daily"), "{d:?}"),
             Outcome::RequireDualApproval => panic!("nothing here is over 50 USD"),
         }
     }
-    assert!(!pending.is_empty());
-    // Humans approve every pending draft at once; each approval re-checks.
-    let approvals = join_all(pending.iter().map(|p| {
-        let s = service.clone();
-        let policy = policy.clone();
-        async move { s.reserve_approved(&policy, p).await.unwrap() }
-    }))
-    .await;
-    for (p, d) in pending.iter().zip(&approvals) {
-        if d.outcome != Outcome::Deny {
-            committed += p.draft.spend_impact.minor_units;
-        }
-    }
-    let (budget, _) = service.budget("acme", "card_1").await.unwrap();
+    assert!(pending > 0);
+    let (envelope, _) = decider.envelope("acme").await.unwrap();
     let now = chrono::Utc::now();
-    assert_eq!(budget.last_24h(now), committed, "every commitment is a reservation, and only those");
+    assert_eq!(envelope.daily_committed(now), committed, "every commitment is on the envelope, and only those");
     assert!(committed <= 10_000, "committed {committed} over the 100 USD envelope");
     assert!(committed > 10_000 - 1_000, "the envelope was used, not refused early: {committed}");
+    // Deciding again returns the decision recorded, and commits nothing.
+    let again = decider.decide("acme", "d0").await.unwrap();
+    assert_eq!(again.outcome, decisions[0].outcome);
+    assert_eq!(decider.envelope("acme").await.unwrap().0.daily_committed(now), committed);
     // Crossing 80% and hitting the ceiling were announced on the limit subject.
-    let alerts = service
-        .log()
-        .last_on_subject(&format!("{}.acme.limit.card_1", service.prefix()))
+    let notice = log
+        .last_on_subject(&format!("{prefix}.acme.limit.envelope"))
         .await
         .unwrap()
-        .expect("limit alerts");
-    let alert: serde_json::Value = serde_json::from_slice(&alerts.payload).unwrap();
+        .expect("limit notices");
+    let notice: serde_json::Value = serde_json::from_slice(&notice.payload).unwrap();
     assert!(
-        alert["type"] == "spend.limit.exceeded.v1" || alert["type"] == "spend.limit.approaching.v1",
-        "{alert}"
+        notice["type"] == "spend.limit.exceeded.v1" || notice["type"] == "spend.limit.approaching.v1",
+        "{notice}"
     );
 }
 
@@ -116,38 +133,63 @@ async fn on_jetstream() {
     two_hundred_racing_drafts_never_cross_the_ceiling(Arc::new(log), &streams.events.subject_prefix).await;
 }
 
+fn parse(m: &spend_eventlog::StoredMessage) -> serde_json::Value {
+    serde_json::from_slice(&m.payload).unwrap()
+}
+
 #[tokio::test]
-async fn a_draft_id_is_used_once_and_events_are_in_order_on_its_subject() {
+async fn one_draft_is_followed_from_proposal_through_commitment_to_decision_by_its_ids() {
     let dir = tempfile::tempdir().unwrap();
-    let log = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
-    let service = PolicyService::new(log.clone(), "spend.evt");
-    let policy = spendmd::parse(POLICY).unwrap();
-    let d = service.propose(&policy, false, &proposal(0)).await.unwrap();
-    assert_eq!(d.outcome, Outcome::RequireApproval, "no standing mandate: a human decides");
-    assert!(matches!(
-        service.propose(&policy, false, &proposal(0)).await,
-        Err(spend_policy::service::ServiceError::DuplicateDraft(_))
-    ));
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let gateway = Recorder::new(log.clone(), "spend.evt", Writer::Gateway);
+    let d = draft(0);
+    record(&gateway, &d).await;
+    let decider = decider(log.clone(), "spend.evt", true);
+    assert_eq!(decider.decide("acme", "d0").await.unwrap().outcome, Outcome::AutoApprove);
+    assert!(matches!(decider.decide("acme", "nope").await, Err(DecideError::NotFound(_))));
     use futures::StreamExt;
-    let events: Vec<_> = log
+    let all: Vec<serde_json::Value> = log
         .subscribe(spend_eventlog::StartAt::Beginning)
         .await
         .unwrap()
-        .take(2)
-        .map(|m| m.unwrap())
+        .take(3)
+        .map(|m| parse(&m.unwrap()))
         .collect()
         .await;
-    let types: Vec<String> = events
-        .iter()
-        .map(|m| {
-            serde_json::from_slice::<serde_json::Value>(&m.payload).unwrap()["type"]
-                .as_str()
-                .unwrap()
-                .to_string()
-        })
-        .collect();
-    assert_eq!(types, vec!["spend.draft.proposed.v1", "spend.policy.evaluated.v1"]);
-    assert!(events.iter().all(|m| m.subject == "spend.evt.acme.draft.d0"));
-    let evaluated: serde_json::Value = serde_json::from_slice(&events[1].payload).unwrap();
-    assert_eq!(evaluated["data"]["policy_version"], policy.version);
+    let proposed = all.iter().find(|e| e["type"] == "spend.draft.proposed.v1").unwrap();
+    let correlation = proposed["correlationid"].clone();
+    let chain: Vec<&serde_json::Value> = all.iter().filter(|e| e["correlationid"] == correlation).collect();
+    assert_eq!(chain.len(), 3, "draft, commitment and decision share the draft's correlation: {all:?}");
+    let committed = chain.iter().find(|e| e["type"] == "spend.budget.committed.v1").unwrap();
+    let decided = chain.iter().find(|e| e["type"] == "spend.policy.evaluated.v1").unwrap();
+    assert_eq!(committed["causationid"], proposed["id"], "the commitment follows the draft");
+    assert_eq!(decided["causationid"], committed["id"], "the decision follows the commitment");
+    assert_eq!(decided["subject"], "decision/d0");
+    for e in &chain {
+        let tp = e["traceparent"].as_str().expect("every event carries a traceparent");
+        assert!(tp.starts_with(&format!("00-{}-", correlation.as_str().unwrap().replace('-', ""))), "{tp}");
+    }
+}
+
+#[tokio::test]
+async fn a_draft_whose_decision_call_never_came_is_decided_by_the_policy_service_on_its_own() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let gateway = Recorder::new(log.clone(), "spend.evt", Writer::Gateway);
+    // Recorded, and then the gateway "crashed" before calling Decide.
+    record(&gateway, &draft(3)).await;
+    let decider = decider(log.clone(), "spend.evt", false);
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let worker = tokio::spawn(spend_policy::decide::decide_undecided(decider, "policy".into(), stopped));
+    let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
+    let decision = loop {
+        if let Some(m) = log.last_on_subject("spend.evt.acme.decision.d3").await.unwrap() {
+            break parse(&m);
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the undecided draft was never decided");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    };
+    assert_eq!(decision["data"]["outcome"], "require_approval");
+    let _ = stop.send(true);
+    worker.await.unwrap().unwrap();
 }

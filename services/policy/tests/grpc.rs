@@ -1,6 +1,8 @@
 //! `spendsignoff.v1.Policy` over gRPC: validation with line numbers, the
-//! version in force (bootstrap, then the one a human approved; a forged
-//! approval changes nothing), and dry-run evaluation naming the version.
+//! version in force (bootstrap, then the one a human approved by its exact
+//! hash; a forged approval, an approval of other bytes and a proposal
+//! reusing an id change nothing), and dry-run evaluation naming the
+//! version.
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -9,15 +11,20 @@ use spend_core::events::{ApprovalGranted, EventData, PolicyProposed};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::{Append, EventLog};
-use spend_policy::grpc::{Bootstrap, serve};
+use spend_policy::decide::{Bootstrap, Decider, PolicyState};
+use spend_policy::grpc::serve;
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_client::PolicyClient;
 
 const BOOTSTRAP: &str = "spend:\n  per_transaction: 50 USD\n  daily_limit: 100 USD\n";
 
-async fn append(log: &Arc<dyn EventLog>, subject: &str, actor: Actor, source: &str, env_subject: &str, data: EventData) {
+/// Appends an envelope exactly as given (a forger's freedom); returns its
+/// bytes.
+async fn append(log: &Arc<dyn EventLog>, subject: &str, actor: Actor, source: &str, env_subject: &str, data: EventData) -> Vec<u8> {
     let env = Envelope::new(source, "acme", actor, env_subject, data);
-    log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await.unwrap();
+    let bytes = env.to_bytes();
+    log.append(Append::new(subject, env.id.to_string(), bytes.clone())).await.unwrap();
+    bytes
 }
 
 async fn version_of(client: &mut PolicyClient<tonic::transport::Channel>) -> pb::PolicyVersion {
@@ -40,7 +47,8 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         approved_by_human: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let server = tokio::spawn(serve(listener, log.clone(), "spend.evt".into(), bootstrap, async move {
+    let decider = Decider::new(log.clone(), "spend.evt", PolicyState::new(bootstrap));
+    let server = tokio::spawn(serve(listener, decider, "policy".into(), async move {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
@@ -107,22 +115,53 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         previous_version: Some(first.version.clone()),
         enables_auto_approve: true,
     });
-    append(&log, "spend.evt.acme.draft.p1", Actor::human("ops"), "spendsignoff/cli", "draft/p1", proposal).await;
-    let approval = |step| {
+    let proposed = append(&log, "spend.evt.acme.policy.p1", Actor::human("ops"), "spendsignoff/cli", "policy/p1", proposal).await;
+    let hash = spend_draft::event_hash(&proposed);
+    // A second proposal reusing the id: the first proposal of an id wins.
+    let attacker = "spend:\n  per_transaction: 50000 USD\napproval:\n  auto_approve_under: 49000 USD\n";
+    append(
+        &log,
+        "spend.evt.acme.policy.p1",
+        Actor::human("ops"),
+        "spendsignoff/cli",
+        "policy/p1",
+        EventData::PolicyProposed(PolicyProposed {
+            draft_id: "p1".into(),
+            version: spend_policy::spendmd::version_of(attacker),
+            source: attacker.into(),
+            previous_version: None,
+            enables_auto_approve: true,
+        }),
+    )
+    .await;
+    let approval = |step, approved_hash: &str| {
         EventData::ApprovalGranted(ApprovalGranted {
             draft_id: "p1".into(),
             approval_id: format!("a{step}"),
             step,
             credential_id: "passkey-1".into(),
+            approver_id: "u_alice".into(),
+            approved_hash: approved_hash.into(),
         })
     };
+    // Forgeries: on a draft subject by an agent; on the approval subject but
+    // naming other bytes.
     append(
         &log,
         "spend.evt.acme.draft.p1",
         Actor::agent("k1"),
         "spendsignoff/approval",
         "draft/p1",
-        approval(1),
+        approval(1, &hash),
+    )
+    .await;
+    append(
+        &log,
+        "spend.evt.acme.approval.p1",
+        Actor::human("alice@example.com"),
+        "spendsignoff/approval",
+        "approval/p1",
+        approval(1, &"0".repeat(64)),
     )
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
@@ -133,7 +172,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         Actor::human("alice@example.com"),
         "spendsignoff/approval",
         "approval/p1",
-        approval(2),
+        approval(2, &hash),
     )
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
@@ -146,11 +185,25 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
     };
     assert_eq!(now.version, version);
     assert!(now.approved_by_human);
+    let before = log.info().await.unwrap().last_seq;
     let approved = client.evaluate(evaluate(6_000)).await.unwrap().into_inner();
     assert_eq!(approved.outcome, pb::policy_decision::Outcome::AutoApprove as i32, "{approved:?}");
     assert_eq!(approved.policy_version, version);
-    // Nothing was recorded by the dry runs.
-    assert_eq!(log.info().await.unwrap().last_seq, 3);
+    // Nothing was recorded by the dry run.
+    assert_eq!(log.info().await.unwrap().last_seq, before);
+    // Each forgery and the reused id were audited, once each.
+    let mut reasons = Vec::new();
+    for seq in 1..=before {
+        let m = log.subscribe(spend_eventlog::StartAt::Sequence(seq)).await.unwrap();
+        use futures::StreamExt as _;
+        let m = Box::pin(m).next().await.unwrap().unwrap();
+        if m.subject.starts_with("spend.evt.acme.security_policy.") {
+            let v: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            reasons.push(v["data"]["reason"].as_str().unwrap().to_string());
+        }
+    }
+    reasons.sort();
+    assert_eq!(reasons, ["approval.forged", "event.misplaced", "policy.proposal_reused"], "{reasons:?}");
 
     let mut health = tonic_health::pb::health_client::HealthClient::new(channel);
     let serving = health

@@ -25,6 +25,8 @@ fn payment(minor: i64, merchant: &str) -> Draft {
             url: Some(format!("https://{merchant}/billing")),
         },
         spend_impact: usd(minor),
+        counted: usd(minor),
+        month_counted: usd(minor),
     }
 }
 
@@ -148,6 +150,8 @@ fn ad_changes_respect_accounts_the_budget_change_cap_and_the_cooldown() {
             after: usd(after),
         },
         spend_impact: usd(0),
+        counted: usd(0),
+        month_counted: usd(0),
     };
     let w = Windows::default();
     assert_eq!(

@@ -4,6 +4,7 @@ pub mod apikey;
 pub mod breaker;
 pub mod dev;
 pub mod ledger;
+pub mod nats;
 pub mod policy;
 pub mod serve;
 pub mod transactions;
