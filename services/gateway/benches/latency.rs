@@ -163,12 +163,22 @@ async fn run() {
     tokio::spawn(sandbox.serve(sl, std::future::pending()));
     let mut gw_config = GatewayConfig::new("127.0.0.1:0");
     gw_config.breaker.max_drafts_per_minute = usize::MAX;
+    let decider = spend_policy::decide::Decider::start(
+        log.clone(),
+        prefix.clone(),
+        spend_policy::decide::Bootstrap {
+            policy: Arc::new(spend_policy::spendmd::parse(POLICY).unwrap()),
+            source: POLICY.into(),
+            approved_by_human: false,
+        },
+    );
     let state = Arc::new(GatewayState::new(
         log.clone(),
         prefix.clone(),
         spend_policy::spendmd::parse(POLICY).unwrap(),
         false,
         Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
+        Arc::new(decider),
         gw_config,
     ));
     let key = generate("acme", "bench", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now()).unwrap();

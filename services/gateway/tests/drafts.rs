@@ -173,7 +173,9 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
             enables_auto_approve: true,
         }),
     );
-    append(&log, "spend.evt.acme.draft.p1".into(), proposed).await;
+    // Serialization is deterministic: these are the bytes appended.
+    let hash = spend_draft::event_hash(&proposed.to_bytes());
+    append(&log, "spend.evt.acme.policy.p1".into(), proposed).await;
     gw.state.caught_up().await.unwrap();
     let pending = gw.state.propose_change(&who, payment(300)).await.unwrap();
     assert_eq!(pending.decision.unwrap().policy_version, bootstrap_version, "proposed is not in force");
@@ -189,15 +191,18 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
             approval_id: "a0".into(),
             step: 1,
             credential_id: "none".into(),
+            approver_id: "mallory".into(),
+            approved_hash: hash.clone(),
         }),
     );
     append(&log, "spend.evt.acme.draft.p1".into(), forged).await;
     gw.state.caught_up().await.unwrap();
     let still = gw.state.propose_change(&who, payment(300)).await.unwrap();
     assert_eq!(still.decision.unwrap().policy_version, bootstrap_version, "a forgery changes nothing");
-    let forged_alerts: Vec<_> = alerts(&log, 1).await.into_iter().filter(|a| a["data"]["reason"] == "approval.forged").collect();
+    let by_gateway = |a: &serde_json::Value| a["data"]["reason"] == "event.misplaced" && a["subject"].as_str().unwrap_or("").starts_with("security_gateway/");
+    let forged_alerts: Vec<_> = alerts(&log, 1).await.into_iter().filter(by_gateway).collect();
     assert_eq!(forged_alerts.len(), 1);
-    assert!(forged_alerts[0]["data"]["detail"].as_str().unwrap().contains("draft p1"));
+    assert!(forged_alerts[0]["data"]["detail"].as_str().unwrap().contains("draft.p1"), "{}", forged_alerts[0]);
 
     // The approval service records a human's approval.
     let approved = Envelope::new(
@@ -210,6 +215,8 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
             approval_id: "a1".into(),
             step: 1,
             credential_id: "passkey-1".into(),
+            approver_id: "u_alice".into(),
+            approved_hash: hash.clone(),
         }),
     );
     append(&log, "spend.evt.acme.approval.p1".into(), approved).await;
@@ -226,7 +233,7 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
     let who = replica.identity(&replica.key);
     let d = replica.state.propose_change(&who, payment(300)).await.unwrap();
     assert_eq!(d.decision.unwrap().policy_version, version);
-    let forged_alerts = events(&log).await.into_iter().filter(|e| e["data"]["reason"] == "approval.forged").count();
+    let forged_alerts = events(&log).await.into_iter().filter(by_gateway).count();
     assert_eq!(forged_alerts, 1, "one alert per forgery, however many replicas replay it");
     replica.stop().await;
 }

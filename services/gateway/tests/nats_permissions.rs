@@ -1,9 +1,11 @@
-//! A forged approval published on NATS with the gateway's own credentials
-//! (k8s/nats/auth.conf, on a real nats-server): refused by the server on
-//! an approval subject (and logged by it as a permissions violation);
-//! published where the gateway may write, it is ignored by the view and
-//! raised as a `spend.security.alert.v1`. The gateway's user cannot delete
-//! or purge the stream either.
+//! The attacks a compromised gateway could make with its own NATS
+//! credentials (k8s/nats/auth.conf on a real nats-server, streams and
+//! consumers made by `spend nats init`'s admin path): an approval on an
+//! approval subject, a stream that republishes onto one, a push consumer
+//! delivering onto one, a reply inbox of another user — each refused by the
+//! server; an approval written where the gateway may write is ignored by
+//! every reader and audited. Then the genuine path still works: a real
+//! draft is recorded and decided by the policy service's own user.
 
 mod common;
 
@@ -96,11 +98,15 @@ fn which_nats() -> String {
     "nats-server".into()
 }
 
-async fn connect_as(url: &str, user: &str, password: &str) -> async_nats::Client {
-    async_nats::ConnectOptions::with_user_and_password(user.into(), password.into())
-        .connect(url)
-        .await
-        .unwrap()
+fn config(url: &str, user: &str, password: &str, manage: bool) -> JetStreamConfig {
+    JetStreamConfig {
+        url: url.into(),
+        user: Some(user.into()),
+        password: Some(spend_core::Secret::new(password)),
+        inbox_prefix: Some(format!("_INBOX_{user}")),
+        manage,
+        ..JetStreamConfig::default()
+    }
 }
 
 fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
@@ -114,58 +120,101 @@ fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
             approval_id: "forged".into(),
             step: 1,
             credential_id: "none".into(),
+            approver_id: "mallory".into(),
+            approved_hash: "0".repeat(64),
         }),
     )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_audited() {
+async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_create_consumers() {
     // nats-server parses environment values as config values: a password
     // must not start with a digit (see k8s/nats/auth.conf).
     let password = || format!("pw{}", spend_gateway::credentials::random_hex(16).unwrap());
-    let (gateway_pw, operator_pw, others) = (password(), password(), password());
+    let (gateway_pw, operator_pw, policy_pw, admin_pw, others) = (password(), password(), password(), password(), password());
     let nats = start_nats(&[
         ("SPEND_NATS_GATEWAY_PASSWORD", &gateway_pw),
         ("SPEND_NATS_OPERATOR_PASSWORD", &operator_pw),
+        ("SPEND_NATS_POLICY_PASSWORD", &policy_pw),
+        ("SPEND_NATS_ADMIN_PASSWORD", &admin_pw),
         ("SPEND_NATS_APPROVAL_PASSWORD", &others),
         ("SPEND_NATS_EXECUTOR_PASSWORD", &others),
         ("SPEND_NATS_LEDGER_PASSWORD", &others),
     ])
     .await;
-    let config = JetStreamConfig {
-        url: nats.url.clone(),
+    // `spend nats init`'s part: the admin creates the stream.
+    JetStreamLog::connect(config(&nats.url, "admin", &admin_pw, true)).await.unwrap();
+    // The gateway logs in with credentials from its config, never from the
+    // URL, and may not create anything; a wrong password says so without
+    // printing it.
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "gateway", &gateway_pw, false)).await.unwrap());
+    let wrong = JetStreamLog::connect(JetStreamConfig {
+        url: nats.url.replace("nats://", "nats://gateway:wrongpassword@"),
         ..JetStreamConfig::default()
-    };
-    // The gateway's connection creates (or finds) the stream, as in production.
-    let client = connect_as(&nats.url, "gateway", &gateway_pw).await;
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::with_client(client.clone(), config.clone()).await.unwrap());
-    // Keys are the operator's to publish (`spend api-key create`).
-    let operator = connect_as(&nats.url, "operator", &operator_pw).await;
-    let operator_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::with_client(operator, config.clone()).await.unwrap());
+    })
+    .await;
+    let err = wrong.err().expect("a wrong password is refused").to_string();
+    assert!(!err.contains("wrongpassword"), "the password never reaches a message: {err}");
+    let operator_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "operator", &operator_pw, false)).await.unwrap());
+    let client = async_nats::ConnectOptions::with_user_and_password("gateway".into(), gateway_pw.clone())
+        .custom_inbox_prefix("_INBOX_gateway")
+        .connect(&nats.url)
+        .await
+        .unwrap();
+    let js = async_nats::jetstream::ContextBuilder::new()
+        .timeout(Duration::from_secs(2))
+        .build(client.clone());
 
     // 1. On the approval subject: refused by the server.
     let env = approval("d1", Actor::human("mallory"), "approval/d1");
     let refused = log.append(Append::new("spend.evt.acme.approval.d1", env.id.to_string(), env.to_bytes())).await;
     assert!(refused.is_err(), "the gateway's user cannot publish approvals");
     assert!(log.last_on_subject("spend.evt.acme.approval.d1").await.unwrap().is_none(), "nothing stored");
-    let server_log = std::fs::read_to_string(&nats.log_file).unwrap();
-    assert!(
-        server_log.contains("Publish Violation - User \"gateway\", Subject \"spend.evt.acme.approval.d1\""),
-        "the server records the violation: {server_log}"
-    );
-    // Nor can it erase history.
-    let js = async_nats::jetstream::new(client.clone());
+    // 2. A stream that republishes onto the approval subject: no stream create.
+    let republish = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "EVIL".into(),
+            subjects: vec!["_INBOX_gateway.evil.*".into()],
+            republish: Some(async_nats::jetstream::stream::Republish {
+                source: ">".into(),
+                destination: "spend.evt.acme.approval.d1".into(),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert!(republish.is_err(), "a service user cannot create a stream");
+    // 3. A push consumer delivering the stream onto an approval subject.
+    let stream = js.get_stream("SPEND_EVENTS").await.unwrap();
+    let push = stream
+        .create_consumer(async_nats::jetstream::consumer::push::Config {
+            deliver_subject: "spend.evt.acme.approval.d1".into(),
+            ..Default::default()
+        })
+        .await;
+    assert!(push.is_err(), "a service user cannot create a consumer");
+    // 4. Nor can it erase history.
     assert!(js.delete_stream("SPEND_EVENTS").await.is_err(), "no stream delete");
-    assert!(js.get_stream("SPEND_EVENTS").await.is_ok(), "the stream is still there");
+    let server_log = std::fs::read_to_string(&nats.log_file).unwrap();
+    for violation in [
+        "Publish Violation - User \"gateway\", Subject \"spend.evt.acme.approval.d1\"",
+        "Publish Violation - User \"gateway\", Subject \"$JS.API.STREAM.CREATE.EVIL\"",
+    ] {
+        assert!(server_log.contains(violation), "the server records {violation}: {server_log}");
+    }
+    assert!(log.last_on_subject("spend.evt.acme.approval.d1").await.unwrap().is_none(), "still nothing on the approval subject");
 
-    // 2. On a draft subject, which the gateway may write: stored, but a
-    // gateway following the log ignores it and raises an alert.
+    // 5. The genuine path: a real draft, decided by the policy service
+    // through its own user; a forged approval on the draft subject (which
+    // the gateway may write) is ignored and audited.
+    let policy_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "policy", &policy_pw, false)).await.unwrap());
     let gw = Gateway::start_full(
         log.clone(),
         &operator_log,
         "spend.evt",
         "spend:\n  per_transaction: 10 USD\n",
         GatewayConfig::new(""),
+        Some(policy_log),
     )
     .await;
     let who = gw.identity(&gw.key);
@@ -188,7 +237,7 @@ async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_aud
         )
         .await
         .unwrap();
-    assert_eq!(draft.status, "pending_approval");
+    assert_eq!(draft.status, "pending_approval", "decided by the policy service: {draft:?}");
     let forged = approval(&draft.draft_id, Actor::human("mallory"), &format!("draft/{}", draft.draft_id));
     log.append(Append::new(
         format!("spend.evt.acme.draft.{}", draft.draft_id),
@@ -199,11 +248,14 @@ async fn a_forged_approval_with_the_gateways_nats_credentials_is_refused_and_aud
     .unwrap();
     gw.state.caught_up().await.unwrap();
     assert_eq!(gw.state.get_draft_status(&who, &draft.draft_id).await.unwrap().status, "pending_approval");
-    let alerts = alerts(&log, 1).await;
-    let forged_alert = alerts
-        .iter()
-        .find(|a| a["data"]["reason"] == "approval.forged")
-        .expect("the forgery is audited");
-    assert!(forged_alert["data"]["detail"].as_str().unwrap().contains(&draft.draft_id));
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        let all = alerts(&log, 1).await;
+        if all.iter().any(|a| a["data"]["reason"] == "event.misplaced" && a["data"]["detail"].as_str().unwrap_or("").contains(&draft.draft_id)) {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "the forgery is audited: {all:?}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
     gw.stop().await;
 }

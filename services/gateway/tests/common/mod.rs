@@ -70,16 +70,35 @@ impl Gateway {
     }
 
     pub async fn start_with(log: Arc<dyn EventLog>, prefix: &str, policy: &str, config: GatewayConfig) -> Self {
-        Self::start_full(log.clone(), &log, prefix, policy, config).await
+        Self::start_full(log.clone(), &log, prefix, policy, config, None).await
     }
 
     /// `key_log` records the agent keys (the operator's connection, where
-    /// the gateway's own may not publish them).
-    pub async fn start_full(log: Arc<dyn EventLog>, key_log: &Arc<dyn EventLog>, prefix: &str, policy: &str, mut config: GatewayConfig) -> Self {
+    /// the gateway's own may not publish them); `policy_log`, when given,
+    /// is the policy service's own connection.
+    pub async fn start_full(
+        log: Arc<dyn EventLog>,
+        key_log: &Arc<dyn EventLog>,
+        prefix: &str,
+        policy: &str,
+        mut config: GatewayConfig,
+        policy_log: Option<Arc<dyn EventLog>>,
+    ) -> Self {
         let (sandbox, sandbox_url, connector) = sandbox().await;
+        let source = policy.to_string();
         let policy = spend_policy::spendmd::parse(policy).unwrap();
         config.listen = "127.0.0.1:0".into();
-        let state = Arc::new(GatewayState::new(log.clone(), prefix, policy, true, Arc::new(connector), config));
+        // The policy service, in this process (as in `spend dev`).
+        let decider = spend_policy::decide::Decider::start(
+            policy_log.unwrap_or_else(|| log.clone()),
+            prefix,
+            spend_policy::decide::Bootstrap {
+                policy: Arc::new(policy.clone()),
+                source,
+                approved_by_human: true,
+            },
+        );
+        let state = Arc::new(GatewayState::new(log.clone(), prefix, policy, true, Arc::new(connector), Arc::new(decider), config));
         let key = record_key(key_log, prefix, "acme", "agent", &[AgentScope::Read, AgentScope::Draft]).await;
         let read_key = record_key(key_log, prefix, "acme", "reader", &[AgentScope::Read]).await;
         let app = Application::build(state.clone()).await.unwrap();
