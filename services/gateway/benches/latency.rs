@@ -135,6 +135,7 @@ async fn run() {
         url: url.clone(),
         stream: format!("BENCH_GW_{id}"),
         subject_prefix: format!("b{id}.evt"),
+        manage: true,
         ..JetStreamConfig::default()
     };
     let prefix = config.subject_prefix.clone();
@@ -278,7 +279,7 @@ async fn run() {
 
 fn payment_pb(i: u64) -> pb::ProposeChangeRequest {
     pb::ProposeChangeRequest {
-        account_id: format!("card_{}", i % ACCOUNTS),
+        account_id: "card_1".into(),
         rationale: "bench".into(),
         change: Some(pb::propose_change_request::Change::Payment(pb::Payment {
             amount: Some(pb::Money {
@@ -293,7 +294,7 @@ fn payment_pb(i: u64) -> pb::ProposeChangeRequest {
 
 fn payment_json(i: u64) -> serde_json::Value {
     serde_json::json!({
-        "account_id": format!("card_{}", i % ACCOUNTS),
+        "account_id": "card_1",
         "rationale": "bench",
         "payment": {"amount_minor": 100 + (i % 50), "currency": "USD", "merchant": "openai.com"}
     })

@@ -74,12 +74,15 @@ impl RateLimiter {
 pub const ALERT_WINDOW: Duration = Duration::from_secs(60);
 /// Distinct (org, key, address, reason) windows tracked at once.
 const ALERT_KEYS: usize = 10_000;
+/// Refusals of one kind recorded one by one in a window before the rest
+/// are counted.
+const ALERT_SINGLES: u64 = 3;
 
-/// Aggregates floods of one refusal: the first of a window (per org, key,
-/// address and reason) is recorded at once; repeats inside the window are
-/// counted, and recorded as one alert with their count when the window
-/// ends ([`AlertGate::due`]) — so 1,000 unauthenticated requests make two
-/// events, not 1,000, and no refusal goes uncounted.
+/// Aggregates floods of one refusal: the first few of a window (per org,
+/// key, address and reason) are recorded at once; further repeats inside
+/// the window are counted, and recorded as one alert with their count when
+/// the window ends ([`AlertGate::due`]) — so 1,000 unauthenticated
+/// requests make four events, not 1,000, and no refusal goes uncounted.
 #[derive(Default)]
 pub struct AlertGate {
     windows: Mutex<HashMap<(String, String, String, String), (Instant, u64)>>,
@@ -106,18 +109,18 @@ impl AlertGate {
         );
         let now = Instant::now();
         let mut w = self.windows.lock().expect("alert gate lock");
-        if let Some((start, repeats)) = w.get_mut(&key)
+        if let Some((start, seen)) = w.get_mut(&key)
             && now.duration_since(*start) < ALERT_WINDOW
         {
-            *repeats += 1;
-            return None;
+            *seen += 1;
+            return (*seen <= ALERT_SINGLES).then_some(*seen);
         }
         if w.len() >= ALERT_KEYS {
             // Full: the oldest windows are recorded by `due` soon; keep
             // counting by opening no more windows than the bound.
             return Some(1);
         }
-        w.insert(key, (now, 0));
+        w.insert(key, (now, 1));
         Some(1)
     }
 
@@ -126,24 +129,21 @@ impl AlertGate {
     pub fn due(&self) -> Vec<Repeats> {
         let now = Instant::now();
         let mut out = Vec::new();
-        self.windows
-            .lock()
-            .expect("alert gate lock")
-            .retain(|(org, key, addr, reason), (start, repeats)| {
-                if now.duration_since(*start) < ALERT_WINDOW {
-                    return true;
-                }
-                if *repeats > 0 {
-                    out.push(Repeats {
-                        org: org.clone(),
-                        key_id: (!key.is_empty()).then(|| key.clone()),
-                        address: (!addr.is_empty()).then(|| addr.clone()),
-                        reason: reason.clone(),
-                        count: *repeats,
-                    });
-                }
-                false
-            });
+        self.windows.lock().expect("alert gate lock").retain(|(org, key, addr, reason), (start, seen)| {
+            if now.duration_since(*start) < ALERT_WINDOW {
+                return true;
+            }
+            if *seen > ALERT_SINGLES {
+                out.push(Repeats {
+                    org: org.clone(),
+                    key_id: (!key.is_empty()).then(|| key.clone()),
+                    address: (!addr.is_empty()).then(|| addr.clone()),
+                    reason: reason.clone(),
+                    count: *seen - ALERT_SINGLES,
+                });
+            }
+            false
+        });
         out
     }
 }

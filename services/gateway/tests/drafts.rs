@@ -119,13 +119,14 @@ async fn repeated_platform_errors_trip_the_breaker_until_a_human_resets_it() {
         "spendsignoff/cli",
         "acme",
         Actor::human("ops"),
-        "breaker/act_1001",
+        "breaker_reset/act_1001",
         EventData::BreakerReset(BreakerReset {
             account_id: "act_1001".into(),
             note: "platform incident over".into(),
         }),
     );
-    append(&log, "spend.evt.acme.breaker.act_1001".into(), reset).await;
+    // Resets are the operator's, on a subject of their own.
+    append(&log, "spend.evt.acme.breaker_reset.act_1001".into(), reset).await;
     gw.state.caught_up().await.unwrap();
     assert!(gw.state.propose_change(&who, budget("cmp_1", 5_100)).await.is_ok());
     gw.stop().await;
@@ -202,7 +203,11 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
     let by_gateway = |a: &serde_json::Value| a["data"]["reason"] == "event.misplaced" && a["subject"].as_str().unwrap_or("").starts_with("security_gateway/");
     let forged_alerts: Vec<_> = alerts(&log, 1).await.into_iter().filter(by_gateway).collect();
     assert_eq!(forged_alerts.len(), 1);
-    assert!(forged_alerts[0]["data"]["detail"].as_str().unwrap().contains("draft.p1"), "{}", forged_alerts[0]);
+    assert!(
+        forged_alerts[0]["data"]["detail"].as_str().unwrap().contains("draft.p1"),
+        "{}",
+        forged_alerts[0]
+    );
 
     // The approval service records a human's approval.
     let approved = Envelope::new(

@@ -202,7 +202,10 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     ] {
         assert!(server_log.contains(violation), "the server records {violation}: {server_log}");
     }
-    assert!(log.last_on_subject("spend.evt.acme.approval.d1").await.unwrap().is_none(), "still nothing on the approval subject");
+    assert!(
+        log.last_on_subject("spend.evt.acme.approval.d1").await.unwrap().is_none(),
+        "still nothing on the approval subject"
+    );
 
     // 5. The genuine path: a real draft, decided by the policy service
     // through its own user; a forged approval on the draft subject (which
@@ -251,7 +254,10 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     loop {
         let all = alerts(&log, 1).await;
-        if all.iter().any(|a| a["data"]["reason"] == "event.misplaced" && a["data"]["detail"].as_str().unwrap_or("").contains(&draft.draft_id)) {
+        if all
+            .iter()
+            .any(|a| a["data"]["reason"] == "event.misplaced" && a["data"]["detail"].as_str().unwrap_or("").contains(&draft.draft_id))
+        {
             break;
         }
         assert!(tokio::time::Instant::now() < deadline, "the forgery is audited: {all:?}");

@@ -46,6 +46,8 @@ async fn a_gateway_keeps_following_the_log_across_a_nats_restart() {
     let mut nats = start(port, dir.path()).await;
     let config = JetStreamConfig {
         url: format!("nats://127.0.0.1:{port}"),
+        // An unrestricted server of the test's own: it creates the stream.
+        manage: true,
         ..JetStreamConfig::default()
     };
     let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config).await.unwrap());

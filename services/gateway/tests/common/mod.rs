@@ -98,7 +98,15 @@ impl Gateway {
                 approved_by_human: true,
             },
         );
-        let state = Arc::new(GatewayState::new(log.clone(), prefix, policy, true, Arc::new(connector), Arc::new(decider), config));
+        let state = Arc::new(GatewayState::new(
+            log.clone(),
+            prefix,
+            policy,
+            true,
+            Arc::new(connector),
+            Arc::new(decider),
+            config,
+        ));
         let key = record_key(key_log, prefix, "acme", "agent", &[AgentScope::Read, AgentScope::Draft]).await;
         let read_key = record_key(key_log, prefix, "acme", "reader", &[AgentScope::Read]).await;
         let app = Application::build(state.clone()).await.unwrap();
