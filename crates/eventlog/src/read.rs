@@ -12,6 +12,7 @@ use spend_core::events::SecurityAlert;
 use crate::StoredMessage;
 
 /// A stored message as a reader sees it.
+#[allow(clippy::large_enum_variant)] // built and matched once per message, never stored
 pub enum Read<'m> {
     /// A valid event on a subject its type belongs to.
     Event { env: RawEnvelope<'m>, aggregate: &'m str, id: &'m str },

@@ -85,8 +85,11 @@ const ALERT_SINGLES: u64 = 3;
 /// requests make four events, not 1,000, and no refusal goes uncounted.
 #[derive(Default)]
 pub struct AlertGate {
-    windows: Mutex<HashMap<(String, String, String, String), (Instant, u64)>>,
+    windows: Mutex<HashMap<AlertKey, (Instant, u64)>>,
 }
+
+/// (org, key id, address, reason).
+type AlertKey = (String, String, String, String);
 
 /// Repeats counted in a window that has ended, to record.
 pub struct Repeats {

@@ -92,6 +92,7 @@ pub struct View {
 }
 
 /// What [`View::apply`] noticed beyond updating itself.
+#[allow(clippy::large_enum_variant)] // returned once per message, never stored
 pub enum Applied {
     Event(EventData),
     /// Something to audit once (an approval the verifier refused, an
