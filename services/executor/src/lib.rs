@@ -28,7 +28,7 @@ pub async fn serve_grpc(listener: tokio::net::TcpListener, reads: Arc<dyn Reads>
     health
         .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
         .await;
-    let reflection = spend_proto::reflection().build_v1()?;
+    let reflection = spend_proto::reflection(&["spendsignoff.v1.Executor"]).build_v1()?;
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)

@@ -243,8 +243,8 @@ impl AgentGateway for AgentGatewayService {
 
 /// AgentGateway and reflection, to be put behind the guard.
 pub fn guarded(state: Arc<GatewayState>) -> anyhow::Result<axum::Router> {
-    let reflection_v1 = spend_proto::reflection().build_v1()?;
-    let reflection_v1alpha = spend_proto::reflection().build_v1alpha()?;
+    let reflection_v1 = spend_proto::reflection(&["spendsignoff.v1.AgentGateway"]).build_v1()?;
+    let reflection_v1alpha = spend_proto::reflection(&["spendsignoff.v1.AgentGateway"]).build_v1alpha()?;
     Ok(tonic::service::Routes::new(AgentGatewayServer::new(AgentGatewayService { state }))
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)

@@ -111,6 +111,9 @@ pub struct GatewayState {
     /// The policy service: it decides every draft recorded here.
     pub decider: Arc<dyn Decide>,
     pub reads: Arc<dyn Reads>,
+    /// The platform's account ids and when they were read (see
+    /// `ops::account_exists`).
+    accounts: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
     pub keys: RwLock<KeyStore>,
     pub view: RwLock<View>,
     /// The last log sequence the view applied.
@@ -141,6 +144,7 @@ impl GatewayState {
             bootstrap: Arc::new(policy),
             bootstrap_approved: policy_approved_by_human,
             reads,
+            accounts: tokio::sync::Mutex::new(None),
             keys: RwLock::new(KeyStore::default()),
             view: RwLock::new(View::default()),
             seen: watch::channel(0).0,
@@ -299,6 +303,18 @@ async fn unknown_route(state: Arc<GatewayState>, req: Request) -> Response {
     }
 }
 
+/// The MCP session DELETE: rmcp answers 202, which the official Python
+/// SDK reports as "Session termination failed: 202" on every exit; the
+/// session is ended, so answer 204 No Content, which it accepts.
+async fn session_delete_status(req: Request, next: Next) -> Response {
+    let delete = req.method() == axum::http::Method::DELETE;
+    let mut resp = next.run(req).await;
+    if delete && resp.status() == axum::http::StatusCode::ACCEPTED {
+        *resp.status_mut() = axum::http::StatusCode::NO_CONTENT;
+    }
+    resp
+}
+
 async fn request_log(req: Request, next: Next) -> Response {
     let (method, path) = (req.method().clone(), req.uri().path().to_string());
     let resp = next.run(req).await;
@@ -345,7 +361,12 @@ impl Application {
         // The gRPC router brings its own fallback; ours replaces it, so
         // that unknown methods are audited too.
         let agents = grpc::guarded(self.state.clone())?
-            .nest_service("/mcp", mcp)
+            .nest(
+                "/mcp",
+                axum::Router::new()
+                    .fallback_service(mcp)
+                    .layer(axum::middleware::from_fn(session_delete_status)),
+            )
             .fallback(move |req: Request| unknown_route(fallback_state.clone(), req))
             // Nobody reaches an agent operation without passing the guard.
             .layer(axum::middleware::from_fn_with_state(self.state.clone(), security::guard));

@@ -183,14 +183,22 @@ impl SpendMcp {
     }
 
     /// The ad and card accounts this organisation's platforms hold.
-    #[tool(name = "list_accounts")]
+    #[tool(
+        name = "list_accounts",
+        title = "List accounts",
+        annotations(title = "List accounts", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_accounts(&self, ctx: RequestContext<RoleServer>) -> Result<Json<AccountsOut>, String> {
         let accounts = self.state.list_accounts(&identity(&ctx)?).await.map_err(err)?;
         Ok(Json(AccountsOut { accounts }))
     }
 
     /// An ad account's campaigns, with live budgets, bids and status.
-    #[tool(name = "list_campaigns")]
+    #[tool(
+        name = "list_campaigns",
+        title = "List campaigns",
+        annotations(title = "List campaigns", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_campaigns(&self, Parameters(i): Parameters<AccountInput>, ctx: RequestContext<RoleServer>) -> Result<Json<CampaignsOut>, String> {
         let campaigns = self.state.list_campaigns(&identity(&ctx)?, &i.account_id).await.map_err(err)?;
         Ok(Json(CampaignsOut { campaigns }))
@@ -198,7 +206,11 @@ impl SpendMcp {
 
     /// Impressions, clicks, conversions and spend of an ad account or one
     /// campaign over a time range.
-    #[tool(name = "get_performance")]
+    #[tool(
+        name = "get_performance",
+        title = "Get performance",
+        annotations(title = "Get performance", read_only_hint = true, open_world_hint = false)
+    )]
     async fn get_performance(&self, Parameters(i): Parameters<PerformanceInput>, ctx: RequestContext<RoleServer>) -> Result<Json<Performance>, String> {
         let who = identity(&ctx)?;
         let from = parse_time("from", i.from.as_deref()).map_err(err)?;
@@ -212,14 +224,22 @@ impl SpendMcp {
     }
 
     /// The organisation's virtual cards.
-    #[tool(name = "list_cards")]
+    #[tool(
+        name = "list_cards",
+        title = "List cards",
+        annotations(title = "List cards", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_cards(&self, ctx: RequestContext<RoleServer>) -> Result<Json<CardsOut>, String> {
         let cards = self.state.list_cards(&identity(&ctx)?).await.map_err(err)?;
         Ok(Json(CardsOut { cards }))
     }
 
     /// Card transactions, optionally by status and since a time.
-    #[tool(name = "list_transactions")]
+    #[tool(
+        name = "list_transactions",
+        title = "List card transactions",
+        annotations(title = "List card transactions", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_transactions(&self, Parameters(i): Parameters<TransactionsInput>, ctx: RequestContext<RoleServer>) -> Result<Json<TransactionsOut>, String> {
         let who = identity(&ctx)?;
         let from = parse_time("from", i.from.as_deref()).map_err(err)?;
@@ -229,7 +249,11 @@ impl SpendMcp {
 
     /// The organisation's audit trail of drafts, decisions, approvals,
     /// pushes and committed spend, newest last.
-    #[tool(name = "get_audit_log")]
+    #[tool(
+        name = "get_audit_log",
+        title = "Get the audit log",
+        annotations(title = "Get the audit log", read_only_hint = true, open_world_hint = false)
+    )]
     async fn get_audit_log(&self, Parameters(i): Parameters<AuditInput>, ctx: RequestContext<RoleServer>) -> Result<Json<AuditLogOut>, String> {
         let entries = self.state.get_audit_log(&identity(&ctx)?, i.draft_id.as_deref(), i.limit).await.map_err(err)?;
         Ok(Json(AuditLogOut {
@@ -239,7 +263,11 @@ impl SpendMcp {
 
     /// Whether the platform connection's token is valid, when it expires,
     /// and which platform scopes it holds.
-    #[tool(name = "check_token_health")]
+    #[tool(
+        name = "check_token_health",
+        title = "Check platform token health",
+        annotations(title = "Check platform token health", read_only_hint = true, open_world_hint = false)
+    )]
     async fn check_token_health(&self, ctx: RequestContext<RoleServer>) -> Result<Json<TokenHealth>, String> {
         Ok(Json(self.state.check_token_health(&identity(&ctx)?).await.map_err(err)?))
     }
@@ -249,7 +277,17 @@ impl SpendMcp {
     /// diff (before read live from the platform), its spend impact and the
     /// policy decision with reasons. Nothing is pushed: a signed-in human
     /// approves, in two steps.
-    #[tool(name = "propose_change")]
+    #[tool(
+        name = "propose_change",
+        title = "Propose a change (draft only)",
+        annotations(
+            title = "Propose a change (draft only)",
+            read_only_hint = false,
+            destructive_hint = false,
+            idempotent_hint = false,
+            open_world_hint = false
+        )
+    )]
     async fn propose_change(&self, Parameters(i): Parameters<ProposeChangeInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftOut>, String> {
         let who = identity(&ctx)?;
         let change = match (i.payment, i.budget, i.bid, i.status) {
@@ -285,13 +323,21 @@ impl SpendMcp {
 
     /// The current status of one of your organisation's drafts (a draft
     /// whose live state moved, or older than 48 hours, is `stale`).
-    #[tool(name = "get_draft_status")]
+    #[tool(
+        name = "get_draft_status",
+        title = "Get a draft's status",
+        annotations(title = "Get a draft's status", read_only_hint = true, open_world_hint = false)
+    )]
     async fn get_draft_status(&self, Parameters(i): Parameters<DraftIdInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftOut>, String> {
         Ok(Json(self.state.get_draft_status(&identity(&ctx)?, &i.draft_id).await.map_err(err)?))
     }
 
     /// Your organisation's drafts still waiting for a human, oldest first.
-    #[tool(name = "list_pending_drafts")]
+    #[tool(
+        name = "list_pending_drafts",
+        title = "List drafts waiting for a human",
+        annotations(title = "List drafts waiting for a human", read_only_hint = true, open_world_hint = false)
+    )]
     async fn list_pending_drafts(&self, Parameters(i): Parameters<PendingInput>, ctx: RequestContext<RoleServer>) -> Result<Json<DraftsOut>, String> {
         let drafts = self.state.list_pending_drafts(&identity(&ctx)?, i.account_id.as_deref()).await.map_err(err)?;
         Ok(Json(DraftsOut { drafts }))

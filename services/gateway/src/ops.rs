@@ -408,7 +408,29 @@ impl GatewayState {
     }
 }
 
+/// How long the platform's account list is believed before it is read
+/// again; an account not in it is always re-read first.
+const ACCOUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+
 impl GatewayState {
+    /// Whether the platform has `account_id`: from a list read at most
+    /// [`ACCOUNTS_TTL`] ago, re-read on a miss (so a new account works at
+    /// once, and an invented one costs a read and is refused).
+    async fn account_exists(&self, account_id: &str) -> Result<bool, OpError> {
+        let fresh = |c: &Option<(std::time::Instant, Vec<String>)>| {
+            c.as_ref()
+                .filter(|(at, _)| at.elapsed() < ACCOUNTS_TTL)
+                .map(|(_, ids)| ids.iter().any(|a| a == account_id))
+        };
+        if let Some(true) = fresh(&*self.accounts.lock().await) {
+            return Ok(true);
+        }
+        let ids: Vec<String> = self.reads.accounts().await?.into_iter().map(|a| a.id).collect();
+        let found = ids.iter().any(|a| a == account_id);
+        *self.accounts.lock().await = Some((std::time::Instant::now(), ids));
+        Ok(found)
+    }
+
     async fn read_performed(&self, who: &Identity, operation: &str, account_id: Option<&str>, count: usize) {
         let recorded = self
             .recorder
@@ -562,8 +584,7 @@ impl GatewayState {
         }
         // The account must exist on the platform: limits are the policy's,
         // but an invented account must never even be drafted against.
-        let accounts = self.reads.accounts().await?;
-        if !accounts.iter().any(|a| a.id == req.account_id) {
+        if !self.account_exists(&req.account_id).await? {
             return Err(OpError::NotFound(format!("no account {} on the platform", req.account_id)));
         }
         let (shaped, live_version) = match req.change {

@@ -331,8 +331,8 @@ async fn admit_and_run(
     }
 }
 
-/// Checks 3–6 for an authenticated caller; the request, body buffered,
-/// when all pass.
+/// Checks 3–6 for an authenticated caller; the request, body buffered
+/// (reflection's stream excepted), when all pass.
 async fn admit(state: &GatewayState, who: &Identity, secret: &str, sec: &spend_policy::spendmd::Security, req: Request) -> Result<Request, Refusal> {
     if !sec.ip_allowlist.is_empty() {
         let ip: Option<IpAddr> = who.address.parse().ok();
@@ -366,6 +366,13 @@ async fn admit(state: &GatewayState, who: &Identity, secret: &str, sec: &spend_p
     };
     if declared.is_some_and(|n| n > limit) {
         return Err(too_large());
+    }
+    // Reflection (the schema, public anyway) is a bidirectional stream whose
+    // body never ends: it cannot be buffered (that waited for the client's
+    // deadline) or signed. The limit applies as it streams.
+    if req.uri().path().starts_with("/grpc.reflection.") {
+        let (parts, body) = req.into_parts();
+        return Ok(Request::from_parts(parts, Body::new(http_body_util::Limited::new(body, limit))));
     }
     let (parts, body) = req.into_parts();
     let body = axum::body::to_bytes(body, limit).await.map_err(|_| too_large())?;

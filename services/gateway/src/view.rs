@@ -113,7 +113,7 @@ impl View {
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Applied {
         self.seq = self.seq.max(m.seq);
         match classify(prefix, m) {
-            Read::Event { env, aggregate, .. } => self.apply_event(prefix, m, &env, aggregate),
+            Read::Event { env, aggregate, id } => self.apply_event(prefix, m, &env, aggregate, id),
             Read::Misplaced { org, detail } => Applied::Audit {
                 org,
                 id: format!("misplaced-{}", m.seq),
@@ -124,7 +124,7 @@ impl View {
         }
     }
 
-    fn apply_event(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, aggregate: &str) -> Applied {
+    fn apply_event(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, aggregate: &str, id: &str) -> Applied {
         let org = env.org.to_string();
         if AGENT_VISIBLE.contains(&aggregate) {
             let q = self.audit.entry(org.clone()).or_default();
@@ -188,6 +188,15 @@ impl View {
             }
             other => {
                 if let Some(e) = DraftEvent::from_fact(other.clone()) {
+                    // A draft's decision sits on `decision.<its id>`.
+                    if aggregate == "decision" && e.draft_id() != id {
+                        return Applied::Audit {
+                            detail: format!("a decision of draft {} at seq {} on {}: ignored", e.draft_id(), m.seq, m.subject),
+                            org,
+                            id: format!("misplaced-{}", m.seq),
+                            reason: "event.misplaced".into(),
+                        };
+                    }
                     self.apply_to_draft(&org, &e);
                 }
             }

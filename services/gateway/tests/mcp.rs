@@ -58,7 +58,19 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
     assert!(tools.iter().all(|t| !t.contains("approve") && !t.contains("push") && !t.contains("apply")));
     for t in &tools {
         assert_eq!(seen["schemas"][t], true, "{t} has input and output schemas");
+        let a = &seen["annotations"][t];
+        assert!(a["title"].as_str().is_some_and(|s| !s.is_empty()), "{t} has a title: {a}");
+        if *t == "propose_change" {
+            // It only drafts: not read-only, and not destructive.
+            assert_eq!(a["readOnlyHint"], false, "{a}");
+            assert_eq!(a["destructiveHint"], false, "{a}");
+        } else {
+            assert_eq!(a["readOnlyHint"], true, "{t} only reads: {a}");
+        }
     }
+    // The SDK closes its session with a DELETE and accepts the answer.
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!stderr.contains("Session termination failed"), "{stderr}");
 
     // Reads, from the sandbox platform through the connector.
     let accounts: Vec<&str> = seen["accounts"]["accounts"]
@@ -85,7 +97,7 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
     assert_eq!(seen["propose"]["decision"]["outcome"], "auto_approve", "{seen}");
     assert_eq!(seen["propose"]["spend_impact_minor"], 300);
     assert_eq!(seen["propose"]["diff"][0]["path"], "payment/api.openai.com");
-    assert_eq!(seen["status"]["status"], "approved", "{seen}");
+    assert_eq!(seen["status"]["status"], "auto_approved", "under the standing mandate: {seen}");
     let budget = &seen["budget"];
     assert_eq!(budget["status"], "pending_approval", "{seen}");
     assert_eq!(budget["diff"][0]["before"]["minor_units"], 5000);

@@ -208,8 +208,8 @@ pub(crate) async fn serve(
 ) -> anyhow::Result<()> {
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
-    let reflection_v1 = spend_proto::reflection().build_v1()?;
-    let reflection_v1alpha = spend_proto::reflection().build_v1alpha()?;
+    let reflection_v1 = spend_proto::reflection(&["spendsignoff.v1.Ledger"]).build_v1()?;
+    let reflection_v1alpha = spend_proto::reflection(&["spendsignoff.v1.Ledger"]).build_v1alpha()?;
     tracing::info!(addr = %listener.local_addr()?, "ledger gRPC listening");
     tonic::transport::Server::builder()
         .add_service(health_service)

@@ -212,6 +212,14 @@ async fn proofs_queries_health_and_reflection_over_grpc() {
             names.contains(&"spendsignoff.v1.Ledger") && names.contains(&"grpc.health.v1.Health"),
             "{names:?}"
         );
+        for other in [
+            "spendsignoff.v1.Approval",
+            "spendsignoff.v1.Executor",
+            "spendsignoff.v1.Policy",
+            "spendsignoff.v1.AgentGateway",
+        ] {
+            assert!(!names.contains(&other), "the ledger lists only what it serves: {names:?}");
+        }
     }
     running.stop().await.unwrap();
 }

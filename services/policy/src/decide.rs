@@ -273,10 +273,14 @@ impl Decider {
     }
 
     async fn decide_draft(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
-        if let Some(d) = self.existing_decision(org, draft_id).await? {
+        // Independent reads, one round trip: whether it is decided already,
+        // the draft itself, and the envelope for the first attempt.
+        let (existing, draft, first_read) = futures::join!(self.existing_decision(org, draft_id), self.read_draft(org, draft_id), self.envelope(org));
+        if let Some(d) = existing? {
             return Ok(d);
         }
-        let draft = self.read_draft(org, draft_id).await?;
+        let draft = draft?;
+        let mut first_read = Some(first_read);
         self.state.reached(draft.seq).await?;
         let (policy, mandate, _) = self.state.active(org).await;
         let change = Change::from(&draft.data.change);
@@ -288,7 +292,11 @@ impl Decider {
             .map(|t| t.with_timezone(&Utc));
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now();
-            let (envelope, envelope_seq) = self.envelope(org).await?;
+            // A retry after a lost race reads the envelope again.
+            let (envelope, envelope_seq) = match first_read.take() {
+                Some(read) => read?,
+                None => self.envelope(org).await?,
+            };
             let already = envelope.has_committed(draft_id);
             let commitment = envelope.commit(draft_id, &draft.data.account_id, &draft.data.change, now);
             let counted = if already { 0 } else { commitment.counted };

@@ -230,8 +230,8 @@ pub async fn serve(
     health.set_serving::<PolicyServer<PolicyGrpc>>().await;
     tonic::transport::Server::builder()
         .add_service(health_service)
-        .add_service(spend_proto::reflection().build_v1()?)
-        .add_service(spend_proto::reflection().build_v1alpha()?)
+        .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1()?)
+        .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1alpha()?)
         .add_service(PolicyServer::new(PolicyGrpc::new(decider)))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
