@@ -249,6 +249,12 @@ impl View {
         self.orgs.get(org).and_then(|o| o.drafts.get(draft_id))
     }
 
+    /// How many of the organisation's drafts the view keeps (pending and
+    /// recent history), for the memory benchmark.
+    pub fn drafts_kept(&self, org: &str) -> usize {
+        self.orgs.get(org).map(|o| o.drafts.len()).unwrap_or(0)
+    }
+
     /// How many of the organisation's drafts wait for a human.
     pub fn pending_count(&self, org: &str) -> usize {
         self.orgs.get(org).map(OrgDrafts::pending).unwrap_or(0)
