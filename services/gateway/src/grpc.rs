@@ -54,8 +54,17 @@ fn opt(s: &str) -> Option<&str> {
     (!s.is_empty()).then_some(s)
 }
 
-fn time(t: Option<prost_types::Timestamp>) -> Option<chrono::DateTime<chrono::Utc>> {
-    t.and_then(|t| chrono::DateTime::from_timestamp(t.seconds, t.nanos.max(0) as u32))
+/// An optional timestamp; one that is set but not a valid time is an
+/// error, never taken for "absent".
+fn time(field: &str, t: Option<prost_types::Timestamp>) -> Result<Option<chrono::DateTime<chrono::Utc>>, Status> {
+    t.map(|t| {
+        u32::try_from(t.nanos)
+            .ok()
+            .filter(|n| *n < 1_000_000_000)
+            .and_then(|n| chrono::DateTime::from_timestamp(t.seconds, n))
+            .ok_or_else(|| Status::invalid_argument(format!("{field}: {}s {}ns is not a valid timestamp", t.seconds, t.nanos)))
+    })
+    .transpose()
 }
 
 fn money_minor(m: Option<pb::Money>, field: &str) -> Result<pb::Money, Status> {
@@ -122,7 +131,7 @@ impl AgentGateway for AgentGatewayService {
         let q = r.into_inner();
         let p = self
             .state
-            .get_performance(&w, &q.account_id, opt(&q.campaign_id), time(q.from), time(q.to))
+            .get_performance(&w, &q.account_id, opt(&q.campaign_id), time("from", q.from)?, time("to", q.to)?)
             .await?;
         Ok(Response::new(performance_pb(&p)))
     }
@@ -137,7 +146,7 @@ impl AgentGateway for AgentGatewayService {
     async fn list_transactions(&self, r: Request<pb::ListTransactionsRequest>) -> Result<Response<pb::ListTransactionsResponse>, Status> {
         let w = who(&r)?;
         let q = r.into_inner();
-        let list = self.state.list_transactions(&w, opt(&q.status), time(q.from)).await?;
+        let list = self.state.list_transactions(&w, opt(&q.status), time("from", q.from)?).await?;
         Ok(Response::new(pb::ListTransactionsResponse {
             transactions: list.iter().map(transaction_pb).collect(),
         }))
@@ -198,14 +207,22 @@ impl AgentGateway for AgentGatewayService {
                     url: opt(&p.url).map(Into::into),
                 }
             }
-            Some(Change::Budget(b)) => ChangeRequest::Budget {
-                campaign_id: b.campaign_id,
-                new_daily_budget_minor: money_minor(b.new_daily_budget, "budget.new_daily_budget")?.minor_units,
-            },
-            Some(Change::Bid(b)) => ChangeRequest::Bid {
-                campaign_id: b.campaign_id,
-                new_bid_minor: money_minor(b.new_bid, "bid.new_bid")?.minor_units,
-            },
+            Some(Change::Budget(b)) => {
+                let m = money_minor(b.new_daily_budget, "budget.new_daily_budget")?;
+                ChangeRequest::Budget {
+                    campaign_id: b.campaign_id,
+                    new_daily_budget_minor: m.minor_units,
+                    currency: Some(m.currency),
+                }
+            }
+            Some(Change::Bid(b)) => {
+                let m = money_minor(b.new_bid, "bid.new_bid")?;
+                ChangeRequest::Bid {
+                    campaign_id: b.campaign_id,
+                    new_bid_minor: m.minor_units,
+                    currency: Some(m.currency),
+                }
+            }
             Some(Change::Status(s)) => ChangeRequest::Status {
                 campaign_id: s.campaign_id,
                 new_status: s.new_status,

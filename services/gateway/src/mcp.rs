@@ -302,10 +302,13 @@ impl SpendMcp {
             (None, Some(b), None, None) => ChangeRequest::Budget {
                 campaign_id: b.campaign_id,
                 new_daily_budget_minor: b.new_daily_budget_minor,
+                // MCP amounts are in the campaign's own currency.
+                currency: None,
             },
             (None, None, Some(b), None) => ChangeRequest::Bid {
                 campaign_id: b.campaign_id,
                 new_bid_minor: b.new_bid_minor,
+                currency: None,
             },
             (None, None, None, Some(s)) => ChangeRequest::Status {
                 campaign_id: s.campaign_id,

@@ -97,13 +97,16 @@ pub enum ChangeRequest {
         country: Option<String>,
         url: Option<String>,
     },
+    /// `currency`, when the caller states one, must be the campaign's.
     Budget {
         campaign_id: String,
         new_daily_budget_minor: i64,
+        currency: Option<String>,
     },
     Bid {
         campaign_id: String,
         new_bid_minor: i64,
+        currency: Option<String>,
     },
     Status {
         campaign_id: String,
@@ -398,12 +401,26 @@ impl GatewayState {
     /// A campaign change, drafted against the campaign's live state read
     /// through the executor (never what the agent believes it to be);
     /// returns the shape and the live state's version.
-    async fn campaign_draft(&self, account_id: &str, campaign_id: String, edit: Edit) -> Result<(Shaped, Option<DateTime<Utc>>), OpError> {
+    async fn campaign_draft(
+        &self,
+        account_id: &str,
+        campaign_id: String,
+        edit: Edit,
+        currency: Option<&str>,
+    ) -> Result<(Shaped, Option<DateTime<Utc>>), OpError> {
         if campaign_id.is_empty() {
             return Err(OpError::Invalid("campaign_id is required".into()));
         }
         let live = self.reads.campaigns(account_id).await?;
         let c = find_campaign(live, &campaign_id, account_id)?;
+        if let Some(cur) = currency
+            && cur != c.currency
+        {
+            return Err(OpError::Invalid(format!(
+                "the amount is in {cur} but campaign {campaign_id} is in {}: amounts are never converted",
+                c.currency
+            )));
+        }
         Ok((campaign_edit(&c, edit)?, Some(c.updated_at)))
     }
 }
@@ -599,9 +616,20 @@ impl GatewayState {
             ChangeRequest::Budget {
                 campaign_id,
                 new_daily_budget_minor,
-            } => self.campaign_draft(&req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor)).await?,
-            ChangeRequest::Bid { campaign_id, new_bid_minor } => self.campaign_draft(&req.account_id, campaign_id, Edit::Bid(new_bid_minor)).await?,
-            ChangeRequest::Status { campaign_id, new_status } => self.campaign_draft(&req.account_id, campaign_id, Edit::Status(new_status)).await?,
+                currency,
+            } => {
+                self.campaign_draft(&req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor), currency.as_deref())
+                    .await?
+            }
+            ChangeRequest::Bid {
+                campaign_id,
+                new_bid_minor,
+                currency,
+            } => {
+                self.campaign_draft(&req.account_id, campaign_id, Edit::Bid(new_bid_minor), currency.as_deref())
+                    .await?
+            }
+            ChangeRequest::Status { campaign_id, new_status } => self.campaign_draft(&req.account_id, campaign_id, Edit::Status(new_status), None).await?,
         };
         let Shaped { kind, change, impact, diff } = shaped;
         let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| OpError::Unavailable(e.to_string()))?);

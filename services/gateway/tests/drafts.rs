@@ -29,6 +29,7 @@ fn budget(campaign: &str, new: i64) -> ProposeRequest {
         change: ChangeRequest::Budget {
             campaign_id: campaign.into(),
             new_daily_budget_minor: new,
+            currency: None,
         },
     }
 }

@@ -298,3 +298,39 @@ async fn grpc_overreach_is_refused_and_audited() {
     assert!(alerts.iter().all(|a| !a.to_string().contains(&gw.key.secret)));
     gw.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn grpc_refuses_an_invalid_timestamp_and_an_amount_in_another_currency() {
+    let (_streams, log, prefix) = jetstream().await;
+    let gw = Gateway::start_with(log.clone(), &prefix, POLICY, GatewayConfig::new("")).await;
+    let ch = channel(&gw).await;
+    let mut client = AgentGatewayClient::new(with_key(ch, Some(gw.key.secret.clone())));
+    // A set but impossible time is an error, never "no time given".
+    let e = client
+        .list_transactions(pb::ListTransactionsRequest {
+            from: Some(prost_types::Timestamp { seconds: 0, nanos: -5 }),
+            ..Default::default()
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("from"), "{e:?}");
+    // A JPY budget for a USD campaign is refused, not drafted as USD.
+    let e = client
+        .propose_change(pb::ProposeChangeRequest {
+            account_id: "act_1001".into(),
+            rationale: "pacing".into(),
+            change: Some(pb::propose_change_request::Change::Budget(pb::BudgetChange {
+                campaign_id: "cmp_1".into(),
+                new_daily_budget: Some(pb::Money {
+                    minor_units: 600_000,
+                    currency: "JPY".into(),
+                }),
+            })),
+        })
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), Code::InvalidArgument, "{e:?}");
+    assert!(e.message().contains("JPY") && e.message().contains("USD"), "{e:?}");
+    gw.stop().await;
+}
