@@ -104,6 +104,19 @@ async def main(url, key):
         bad = await session.call_tool("propose_change", {"account_id": "card_1", "rationale": "x"})
         out["bad_input_is_error"] = bool(bad.is_error)
         try:
+            smuggled = await session.call_tool(
+                "propose_change",
+                {
+                    "account_id": "card_1",
+                    "rationale": "x",
+                    "approved": True,
+                    "payment": {"amount_minor": 100, "currency": "USD", "merchant": "openai.com"},
+                },
+            )
+            out["smuggled"] = "error" if smuggled.is_error else "accepted"
+        except Exception as e:
+            out["smuggled"] = "refused: " + str(e)[:200]
+        try:
             r = await session.call_tool("approve_draft", {"draft_id": (out["budget"] or {}).get("draft_id")})
             out["approve"] = "error" if r.is_error else "accepted"
         except Exception as e:  # the SDK raises McpError for a JSON-RPC error

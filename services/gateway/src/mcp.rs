@@ -368,8 +368,28 @@ impl ServerHandler for SpendMcp {
             }
             return Err(rmcp::ErrorData::invalid_params(detail, None));
         }
+        let who = identity(&context).ok();
+        let tool = request.name.to_string();
         let tcc = rmcp::handler::server::tool::ToolCallContext::new(self, request, context);
-        self.tool_router.call(tcc).await
+        let result = self.tool_router.call(tcc).await;
+        // Inputs refuse fields they do not define (`approved`, `outcome`…):
+        // an attempt to smuggle one is an overreach, audited like any other.
+        let refusal = match &result {
+            Err(e) => Some(e.message.to_string()),
+            // Argument errors come back as an error result.
+            Ok(rmcp::model::CallToolResponse::Complete(r)) if r.is_error == Some(true) => serde_json::to_string(&r.content).ok(),
+            Ok(_) => None,
+        };
+        if let (Some(message), Some(who)) = (refusal, &who)
+            && message.contains("unknown field")
+        {
+            let message: String = message.chars().take(300).collect();
+            let detail = format!("MCP tool {tool:?} called with a field it does not take: {message}");
+            self.state
+                .alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "input.smuggled", &detail)
+                .await;
+        }
+        result
     }
 
     fn get_info(&self) -> ServerConfig {

@@ -118,6 +118,7 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
         .collect();
     assert_eq!(audit, vec!["spend.draft.proposed.v1", "spend.policy.evaluated.v1"], "{seen}");
     assert_eq!(seen["bad_input_is_error"], true);
+    assert_ne!(seen["smuggled"], "accepted", "a smuggled `approved` field is refused: {seen}");
     assert!(seen["approve"].as_str().unwrap().starts_with("refused"), "{seen}");
     assert!(seen["bad_key"].as_str().unwrap().starts_with("refused"), "{seen}");
 
@@ -149,6 +150,11 @@ async fn an_mcp_python_client_reads_proposes_and_cannot_approve() {
         .expect("the approve attempt is audited");
     assert_eq!(approve["data"]["key_id"], gw.key.created.key_id.as_str());
     assert!(approve["data"]["detail"].as_str().unwrap().contains("approve_draft"));
+    let smuggled = alerts
+        .iter()
+        .find(|a| a["data"]["reason"] == "input.smuggled")
+        .expect("the smuggled field is audited");
+    assert!(smuggled["data"]["detail"].as_str().unwrap().contains("approved"), "{smuggled}");
     let bad = alerts.iter().find(|a| a["data"]["reason"] == "apikey.unknown").expect("the bad key is audited");
     assert_eq!(bad["data"]["key_id"], "000000000000");
     assert_eq!(bad["data"]["address"], "127.0.0.1");
