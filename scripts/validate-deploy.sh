@@ -50,10 +50,12 @@ scripts_dirs() {
   "$PY" -c 'import sysconfig; print(sysconfig.get_path("scripts")); print(sysconfig.get_path("scripts", "posix_user"))'
 }
 find_hadolint() {
-  local d
+  local d dirs
+  # Read the whole list first: leaving the loop early would close a pipe on Python.
+  dirs="$(scripts_dirs)"
   while IFS= read -r d; do
     if [[ -x "$d/hadolint" ]]; then printf '%s\n' "$d/hadolint"; return 0; fi
-  done < <(scripts_dirs)
+  done <<<"$dirs"
   command -v hadolint 2>/dev/null
 }
 
@@ -102,6 +104,47 @@ check "docker-compose.yml: compose config" \
 check "docker-compose.yml: compose config --profile dev" \
   "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml --profile dev config -q
 
+# Rendered by Compose itself (every profile): NATS runs with k8s/nats/auth.conf, `nats-init` runs
+# `spend nats init` as admin and every NATS client waits for it; each logs in as its own user.
+compose_nats_check() {
+  "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml --profile '*' config --format json >"$WORK/compose.json"
+  "$PY" - "$WORK/compose.json" <<'EOF'
+import json, sys
+services = json.load(open(sys.argv[1]))["services"]
+errors = []
+nats = services.get("nats", {})
+if "/etc/nats/auth.conf" not in " ".join(nats.get("command") or []) or not any(
+        str(v.get("source", "")).endswith("k8s/nats/auth.conf") for v in nats.get("volumes", [])):
+    errors.append("nats: does not run with k8s/nats/auth.conf")
+init = services.get("nats-init")
+if not init or init.get("command") != ["nats", "init"] or init.get("environment", {}).get("SPEND__NATS__USER") != "admin":
+    errors.append("nats-init: must run `spend nats init` as the admin user")
+for name, svc in services.items():
+    env = svc.get("environment") or {}
+    user = env.get("SPEND__NATS__USER")
+    if name == "nats" or "SPEND__NATS__URL" not in env and user is None:
+        continue
+    if "@" in str(env.get("SPEND__NATS__URL", "")):
+        errors.append(f"{name}: SPEND__NATS__URL with credentials")
+    if not user or not env.get("SPEND__NATS__PASSWORD"):
+        if svc.get("command", [None])[0] != "dev":
+            errors.append(f"{name}: no NATS user and password")
+        continue
+    if env.get("SPEND__NATS__INBOX_PREFIX") != f"_INBOX_{user}":
+        errors.append(f"{name}: SPEND__NATS__INBOX_PREFIX is not _INBOX_{user}")
+    if (user == "admin") != (name == "nats-init"):
+        errors.append(f"{name}: the admin user is for nats-init only")
+    if name != "nats-init" and svc.get("depends_on", {}).get("nats-init", {}).get("condition") != "service_completed_successfully":
+        errors.append(f"{name}: does not wait for nats-init (service_completed_successfully)")
+gw = services.get("gateway", {}).get("environment", {})
+if not gw.get("SPEND__GATEWAY__POLICY_URL"):
+    errors.append("gateway: no SPEND__GATEWAY__POLICY_URL")
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+}
+check "docker-compose.yml: NATS with auth.conf, nats-init first, one user per service" compose_nats_check
+
 # ---------------------------------------------------------------------------------------------
 # k8s/ plain manifests
 # ---------------------------------------------------------------------------------------------
@@ -137,6 +180,59 @@ if errors:
 EOF
 }
 check "k8s/kustomization.yaml: lists every manifest, no example" kustomization_check
+
+# Every workload logs in to NATS as its own user (k8s/nats/auth.conf): a URL without
+# credentials, SPEND__NATS__USER, the password from a Secret of its own, inbox prefix
+# _INBOX_<user>; the admin only in the `spend nats init` Job; the gateway knows the policy
+# service's URL.
+nats_login_check() {
+  "$PY" - <<'EOF'
+import pathlib, re, sys, yaml
+users = set(re.findall(r"^\s*user:\s*(\S+)", pathlib.Path("k8s/nats/auth.conf").read_text(), re.M))
+errors, owner = [], {}
+docs = []
+for p in sorted(pathlib.Path("k8s").glob("*.y*ml")):
+    if p.name.startswith("kustomization.") or ".example." in p.name:
+        continue
+    text = p.read_text()
+    if re.search(r"nats://[^/\s@]*@", text):
+        errors.append(f"{p}: a NATS URL with credentials")
+    docs += [(p, d) for d in yaml.safe_load_all(text) if d]
+config_maps = {d["metadata"]["name"]: d.get("data", {}) for _, d in docs if d.get("kind") == "ConfigMap"}
+for p, doc in docs:
+    if doc.get("kind") not in ("Deployment", "Job"):
+        continue
+    name = f"{p}: {doc['kind']} {doc['metadata']['name']}"
+    for c in doc["spec"]["template"]["spec"]["containers"]:
+        env = {e["name"]: e for e in c.get("env", [])}
+        for ref in c.get("envFrom", []):
+            for k in config_maps.get(ref.get("configMapRef", {}).get("name"), {}):
+                env.setdefault(k, {"value": config_maps[ref["configMapRef"]["name"]][k]})
+        url = str(env.get("SPEND__NATS__URL", {}).get("value", ""))
+        user = env.get("SPEND__NATS__USER", {}).get("value")
+        if not url.startswith(("nats://", "tls://")) or "@" in url:
+            errors.append(f"{name}: SPEND__NATS__URL missing or with credentials: {url!r}")
+        if user not in users:
+            errors.append(f"{name}: SPEND__NATS__USER {user!r} is not a user of k8s/nats/auth.conf")
+            continue
+        ref = env.get("SPEND__NATS__PASSWORD", {}).get("valueFrom", {}).get("secretKeyRef")
+        if not ref:
+            errors.append(f"{name}: SPEND__NATS__PASSWORD is not read from a Secret")
+        elif owner.setdefault(ref["name"], user) != user:
+            errors.append(f"{name}: Secret {ref['name']} is shared by users {owner[ref['name']]} and {user}")
+        if env.get("SPEND__NATS__INBOX_PREFIX", {}).get("value") != f"_INBOX_{user}":
+            errors.append(f"{name}: SPEND__NATS__INBOX_PREFIX is not _INBOX_{user}")
+        if (user == "admin") != (doc["kind"] == "Job" and c.get("args") == ["nats", "init"]):
+            errors.append(f"{name}: the admin user is for the `spend nats init` Job only")
+        if c.get("args") == ["serve", "gateway"] and "SPEND__GATEWAY__POLICY_URL" not in env:
+            errors.append(f"{name}: no SPEND__GATEWAY__POLICY_URL")
+if not any(d.get("kind") == "Job" for _, d in docs):
+    errors.append("no `spend nats init` Job")
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+}
+check "k8s/: each workload logs in to NATS as its own user, admin only for nats init" nats_login_check
 
 KUBECTL="${KUBECTL:-$(command -v kubectl || true)}"
 if [[ -n "$KUBECTL" ]]; then
@@ -186,6 +282,8 @@ must_fail = {
     "string checkpoint size": mutated(["ledger", "checkpoint", "maxEvents"], "10000"),
     "stream name with a dot": mutated(["nats", "stream"], "SPEND.EVENTS"),
     "wildcard subject prefix": mutated(["nats", "subjectPrefix"], "spend.*"),
+    "credentials in the NATS URL": mutated(["nats", "url"], "nats://ledger:secret@nats:4222"),
+    "unknown NATS user": mutated(["nats", "auth", "gateway2"], {"existingSecret": "x", "key": "password"}),
     "bad pull policy": mutated(["image", "pullPolicy"], "Sometimes"),
 }
 for name, values in must_fail.items():

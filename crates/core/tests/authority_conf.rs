@@ -76,3 +76,42 @@ fn no_service_user_can_create_streams_or_consumers_or_answer_inboxes() {
         }
     }
 }
+
+/// docs/architecture.md's "Authority" table is the table in code: one row
+/// per aggregate, `| \`name\` | user | \`type\`, ... or — | what |`, with
+/// the same writer and the same event types.
+#[test]
+fn docs_architecture_lists_every_aggregate_with_its_writer() {
+    let doc = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/architecture.md")).expect("docs/architecture.md");
+    let section = doc
+        .split("\n## ")
+        .find(|s| s.starts_with("Authority\n"))
+        .expect("docs/architecture.md has an \"## Authority\" section");
+    let mut documented: BTreeMap<String, (String, BTreeSet<String>)> = BTreeMap::new();
+    for line in section.lines().map(str::trim).filter(|l| l.starts_with("| `")) {
+        let cells: Vec<&str> = line.trim_matches('|').split('|').map(str::trim).collect();
+        assert!(cells.len() >= 3, "malformed Authority row: {line}");
+        let aggregate = cells[0].trim_matches('`').to_string();
+        let writer = cells[1].to_string();
+        let types: BTreeSet<String> = cells[2].split('`').skip(1).step_by(2).map(str::to_string).collect();
+        let again = documented.insert(aggregate.clone(), (writer, types));
+        assert!(again.is_none(), "docs/architecture.md lists `{aggregate}` twice");
+    }
+    let table: BTreeMap<String, (String, BTreeSet<String>)> = TABLE
+        .iter()
+        .map(|a| {
+            let types = a.types.iter().map(|t| t.to_string()).collect();
+            (a.name.to_string(), (a.writer.user().to_string(), types))
+        })
+        .collect();
+    let pairs =
+        |m: &BTreeMap<String, (String, BTreeSet<String>)>| -> BTreeSet<(String, String)> { m.iter().map(|(a, (w, _))| (a.clone(), w.clone())).collect() };
+    assert_eq!(
+        pairs(&documented),
+        pairs(&table),
+        "docs/architecture.md's Authority table (left) differs from authority::TABLE (right) in aggregates or writers"
+    );
+    for (aggregate, (_, types)) in &table {
+        assert_eq!(&documented[aggregate].1, types, "docs/architecture.md: event types of `{aggregate}`");
+    }
+}

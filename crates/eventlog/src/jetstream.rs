@@ -281,7 +281,7 @@ impl JetStreamLog {
             }
             if tokio::time::Instant::now() > deadline {
                 return Err(LogError::Unavailable(format!(
-                    "no answer from NATS at {} within 10 s (wrong credentials are refused silently: check the server's log for \"Authorization Violation\")",
+                    "no answer from NATS at {} within 10 s (wrong credentials are refused without an answer here: nats-server logs \"authentication error\" for the user)",
                     config.display_url()
                 )));
             }

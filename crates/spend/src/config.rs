@@ -20,6 +20,24 @@ pub struct SpendConfig {
     pub executor: ExecutorSettings,
     pub sandbox: SandboxSettings,
     pub policy: PolicySettings,
+    pub internal: InternalSettings,
+}
+
+/// Authentication between services (`[internal]` / `SPEND__INTERNAL__…`).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct InternalSettings {
+    /// The shared token the policy, executor and ledger gRPC services
+    /// require, and the gateway sends (`SPEND__INTERNAL__TOKEN`, from a
+    /// secret). Without it those services listen on loopback only.
+    #[serde(skip_serializing)]
+    pub token: Option<spend_core::Secret>,
+}
+
+impl InternalSettings {
+    pub fn token(&self) -> Option<&str> {
+        self.token.as_ref().map(|t| t.expose()).filter(|t| !t.is_empty())
+    }
 }
 
 /// Policy service settings (`[policy]` / `SPEND__POLICY__…`).

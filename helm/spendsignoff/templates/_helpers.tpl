@@ -68,7 +68,6 @@ sections), as ConfigMap data.
 {{- define "spendsignoff.commonConfig" -}}
 RUST_LOG: {{ .Values.log.level | quote }}
 SPEND__LOG__FORMAT: {{ .Values.log.format | quote }}
-SPEND__NATS__URL: {{ .Values.nats.url | quote }}
 SPEND__NATS__STREAM: {{ .Values.nats.stream | quote }}
 SPEND__LEDGER__STREAM: {{ .Values.nats.ledgerStream | quote }}
 SPEND__NATS__SUBJECT_PREFIX: {{ .Values.nats.subjectPrefix | quote }}
@@ -95,4 +94,23 @@ allowPrivilegeEscalation: false
 readOnlyRootFilesystem: true
 capabilities:
   drop: ["ALL"]
+{{- end }}
+
+{{/*
+A service's NATS login, as container env: the URL without credentials, its own user (k8s/nats/auth.conf),
+the password from its own Secret, and its own inbox prefix (the only replies the user may subscribe to).
+  include "spendsignoff.natsEnv" (dict "ctx" $ "user" "ledger" "secret" .Values.nats.auth.ledger)
+*/}}
+{{- define "spendsignoff.natsEnv" -}}
+- name: SPEND__NATS__URL
+  value: {{ .ctx.Values.nats.url | quote }}
+- name: SPEND__NATS__USER
+  value: {{ .user | quote }}
+- name: SPEND__NATS__PASSWORD
+  valueFrom:
+    secretKeyRef:
+      name: {{ .secret.existingSecret }}
+      key: {{ .secret.key }}
+- name: SPEND__NATS__INBOX_PREFIX
+  value: {{ printf "_INBOX_%s" .user | quote }}
 {{- end }}

@@ -137,8 +137,11 @@ pub struct ExecutorService {
 }
 
 impl ExecutorService {
-    pub fn new(reads: Arc<dyn Reads>) -> ExecutorServer<Self> {
-        ExecutorServer::new(Self { reads })
+    pub fn new(
+        reads: Arc<dyn Reads>,
+        token: Option<&str>,
+    ) -> tonic::service::interceptor::InterceptedService<ExecutorServer<Self>, spend_proto::internal::Require> {
+        ExecutorServer::with_interceptor(Self { reads }, spend_proto::internal::Require::new(token))
     }
 }
 
@@ -198,19 +201,23 @@ impl Executor for ExecutorService {
 /// The gateway's client of a separately deployed executor.
 #[derive(Clone)]
 pub struct ExecutorClient {
-    inner: PbClient<Channel>,
+    inner: PbClient<tonic::service::interceptor::InterceptedService<Channel, spend_proto::internal::Attach>>,
 }
 
 impl ExecutorClient {
     /// Connects lazily: an executor that is down fails reads with
     /// `Unavailable`, not the gateway's start-up.
-    pub fn connect_lazy(url: &str) -> Result<Self, ReadError> {
+    /// A lazy connection to `url`, sending the internal token when given.
+    pub fn connect_lazy(url: &str, token: Option<&str>) -> Result<Self, ReadError> {
         let channel = Channel::from_shared(url.to_string())
             .map_err(|e| ReadError::Invalid(format!("executor url {url:?}: {e}")))?
             .connect_timeout(std::time::Duration::from_secs(3))
             .timeout(std::time::Duration::from_secs(15))
             .connect_lazy();
-        Ok(Self { inner: PbClient::new(channel) })
+        let attach = spend_proto::internal::Attach::new(token).map_err(ReadError::Invalid)?;
+        Ok(Self {
+            inner: PbClient::with_interceptor(channel, attach),
+        })
     }
 }
 

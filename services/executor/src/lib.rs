@@ -22,8 +22,16 @@ use std::sync::Arc;
 use connector::Reads;
 
 /// Serves `spendsignoff.v1.Executor` with gRPC health and reflection on
-/// `listener` until `shutdown` resolves.
-pub async fn serve_grpc(listener: tokio::net::TcpListener, reads: Arc<dyn Reads>, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
+/// `listener` until `shutdown` resolves; with `token`, only callers that
+/// send it (see [`spend_proto::internal`]), and never beyond loopback
+/// without one.
+pub async fn serve_grpc(
+    listener: tokio::net::TcpListener,
+    reads: Arc<dyn Reads>,
+    token: Option<&str>,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> anyhow::Result<()> {
+    spend_proto::internal::check_exposure("the executor", listener.local_addr()?, token).map_err(anyhow::Error::msg)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health
         .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
@@ -32,7 +40,7 @@ pub async fn serve_grpc(listener: tokio::net::TcpListener, reads: Arc<dyn Reads>
     tonic::transport::Server::builder()
         .add_service(health_service)
         .add_service(reflection)
-        .add_service(grpc::ExecutorService::new(reads))
+        .add_service(grpc::ExecutorService::new(reads, token))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

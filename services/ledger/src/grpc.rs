@@ -204,8 +204,10 @@ pub(crate) async fn serve(
     store: Arc<dyn Store>,
     subject_prefix: String,
     state: Arc<SharedState>,
+    token: Option<String>,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    spend_proto::internal::check_exposure("the ledger", listener.local_addr()?, token.as_deref()).map_err(anyhow::Error::msg)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
     let reflection_v1 = spend_proto::reflection(&["spendsignoff.v1.Ledger"]).build_v1()?;
@@ -215,7 +217,10 @@ pub(crate) async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(LedgerServer::new(LedgerService { store, subject_prefix, state }))
+        .add_service(LedgerServer::with_interceptor(
+            LedgerService { store, subject_prefix, state },
+            spend_proto::internal::Require::new(token.as_deref()),
+        ))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -57,6 +57,10 @@ pub struct LedgerConfig {
     pub stream: String,
     /// Subject prefix on that stream.
     pub ledger_subject_prefix: String,
+    /// The internal token callers of the gRPC service must send (from
+    /// `SPEND__INTERNAL__TOKEN`; see `spend_proto::internal`).
+    #[serde(skip)]
+    pub internal_token: Option<String>,
 }
 
 impl Default for LedgerConfig {
@@ -71,6 +75,7 @@ impl Default for LedgerConfig {
             consumer: "ledger".into(),
             stream: "SPEND_LEDGER".into(),
             ledger_subject_prefix: "spend.ledger".into(),
+            internal_token: None,
         }
     }
 }
@@ -168,6 +173,7 @@ impl Application {
             self.deps.store.clone(),
             self.config.subject_prefix.clone(),
             self.state.clone(),
+            self.config.internal_token.clone(),
             async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             },

@@ -156,18 +156,21 @@ impl Policy for PolicyGrpc {
 /// `Policy.Decide` over gRPC, for a gateway that runs apart from the
 /// policy service (`gateway.policy_url`).
 pub struct PolicyClient {
-    client: spend_proto::v1::policy_client::PolicyClient<tonic::transport::Channel>,
+    client:
+        spend_proto::v1::policy_client::PolicyClient<tonic::service::interceptor::InterceptedService<tonic::transport::Channel, spend_proto::internal::Attach>>,
 }
 
 impl PolicyClient {
     /// A lazy connection to `url` (the gateway starts before the policy
     /// service is reachable; calls fail with `Unavailable` until it is).
-    pub fn connect_lazy(url: &str) -> anyhow::Result<Self> {
+    /// `token`: the internal token the policy service requires, if any.
+    pub fn connect_lazy(url: &str, token: Option<&str>) -> anyhow::Result<Self> {
         let channel = tonic::transport::Endpoint::from_shared(url.to_string())?
             .timeout(std::time::Duration::from_secs(5))
             .connect_lazy();
+        let attach = spend_proto::internal::Attach::new(token).map_err(anyhow::Error::msg)?;
         Ok(Self {
-            client: spend_proto::v1::policy_client::PolicyClient::new(channel),
+            client: spend_proto::v1::policy_client::PolicyClient::with_interceptor(channel, attach),
         })
     }
 }
@@ -217,12 +220,18 @@ impl Decide for PolicyClient {
 /// until `shutdown`: follows the log for versions, and decides drafts left
 /// undecided through the durable consumer `consumer`. `decider` may be
 /// shared with an in-process gateway (`spend dev`).
+///
+/// With `token`, only callers that send it are served (see
+/// [`spend_proto::internal`]); without one it never listens beyond
+/// loopback.
 pub async fn serve(
     listener: tokio::net::TcpListener,
     decider: Decider,
     consumer: String,
+    token: Option<&str>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
+    spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, token).map_err(anyhow::Error::msg)?;
     let follower = tokio::spawn(crate::decide::follow(decider.state().clone(), decider.recorder().clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let undecided = tokio::spawn(crate::decide::decide_undecided(decider.clone(), consumer, stop_rx));
@@ -232,7 +241,10 @@ pub async fn serve(
         .add_service(health_service)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1()?)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1alpha()?)
-        .add_service(PolicyServer::new(PolicyGrpc::new(decider)))
+        .add_service(PolicyServer::with_interceptor(
+            PolicyGrpc::new(decider),
+            spend_proto::internal::Require::new(token),
+        ))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     // Drain: the consumer finishes the batch in hand and stops.

@@ -48,7 +48,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let decider = Decider::new(log.clone(), "spend.evt", PolicyState::new(bootstrap));
-    let server = tokio::spawn(serve(listener, decider, "policy".into(), async move {
+    let server = tokio::spawn(serve(listener, decider, "policy".into(), None, async move {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
@@ -216,4 +216,42 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
     assert_eq!(serving.status, tonic_health::pb::health_check_response::ServingStatus::Serving as i32);
     let _ = stop.send(());
     server.await.unwrap().unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn with_an_internal_token_only_callers_that_send_it_are_served() {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let bootstrap = Bootstrap {
+        policy: Arc::new(spend_policy::spendmd::parse(BOOTSTRAP).unwrap()),
+        source: BOOTSTRAP.into(),
+        approved_by_human: false,
+    };
+    let decider = Decider::new(log, "spend.evt", PolicyState::new(bootstrap));
+    // Beyond loopback without a token: refused at start.
+    let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
+    let refused = serve(open, decider.clone(), "policy".into(), None, async {}).await;
+    assert!(refused.unwrap_err().to_string().contains("SPEND__INTERNAL__TOKEN"));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let server = tokio::spawn(serve(listener, decider, "policy".into(), Some("internal-s3cret"), std::future::pending()));
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
+    let mut anonymous = PolicyClient::new(channel);
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
+    let e = loop {
+        match anonymous.get_active_policy(pb::GetActivePolicyRequest { org: "acme".into() }).await {
+            Err(e) if e.code() == tonic::Code::Unavailable && tokio::time::Instant::now() < deadline => tokio::time::sleep(Duration::from_millis(50)).await,
+            other => break other.unwrap_err(),
+        }
+    };
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    // The gateway's client sends it: a draft that does not exist is a
+    // NotFound, past authentication.
+    let client = spend_policy::grpc::PolicyClient::connect_lazy(&format!("http://{addr}"), Some("internal-s3cret")).unwrap();
+    use spend_policy::decide::Decide as _;
+    assert!(matches!(
+        client.decide("acme", "nope").await,
+        Err(spend_policy::decide::DecideError::NotFound(_))
+    ));
+    server.abort();
 }

@@ -50,6 +50,7 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let signer = KmsSigner::connect(&config.kms).await.context("connecting to KMS")?;
     let ledger_config = spend_ledger::LedgerConfig {
         subject_prefix: config.nats.subject_prefix.clone(),
+        internal_token: config.internal.token().map(str::to_string),
         ..config.ledger.clone()
     };
     let app = spend_ledger::Application::build(
@@ -109,8 +110,10 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     }
     let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url).map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
-    let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url).map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;
+    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url, config.internal.token())
+        .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
+    let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url, config.internal.token())
+        .map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;
     let state = Arc::new(spend_gateway::GatewayState::new(
         Arc::new(events),
         config.nats.subject_prefix.clone(),
@@ -151,7 +154,7 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
         config.nats.subject_prefix.clone(),
         spend_policy::decide::PolicyState::new(bootstrap),
     );
-    spend_policy::grpc::serve(listener, decider, config.policy.consumer.clone(), shutdown_signal()).await?;
+    spend_policy::grpc::serve(listener, decider, config.policy.consumer.clone(), config.internal.token(), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -168,7 +171,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
         .await
         .with_context(|| format!("binding the executor on {}", config.executor.listen))?;
     tracing::info!(addr = %listener.local_addr()?, platform = %config.executor.platform_url, "executor serving gRPC");
-    spend_executor::serve_grpc(listener, Arc::new(connector), shutdown_signal()).await?;
+    spend_executor::serve_grpc(listener, Arc::new(connector), config.internal.token(), shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
