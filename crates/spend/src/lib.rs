@@ -173,21 +173,25 @@ pub struct DevArgs {
     /// Where `spend dev` keeps its data; a restart keeps history.
     #[arg(long, env = "SPEND_DATA_DIR", default_value = ".spend")]
     pub data_dir: PathBuf,
-    /// The ledger's gRPC address (default: `ledger.listen`, 127.0.0.1:7105).
+    /// The ledger's gRPC address (default: `ledger.listen`, i.e.
+    /// `SPEND__LEDGER__LISTEN`, 127.0.0.1:7105).
     #[arg(long)]
     pub ledger_listen: Option<String>,
-    /// The gateway's HTTP address (MCP at /mcp).
-    #[arg(long, default_value = "127.0.0.1:7100")]
-    pub gateway_listen: String,
-    /// Address of the sandbox ad and card platform.
-    #[arg(long, default_value = "127.0.0.1:7400")]
-    pub sandbox_listen: String,
+    /// The gateway's HTTP address, MCP at /mcp (default: `gateway.listen`,
+    /// i.e. `SPEND__GATEWAY__LISTEN`, 127.0.0.1:7100).
+    #[arg(long)]
+    pub gateway_listen: Option<String>,
+    /// Address of the sandbox ad and card platform (default:
+    /// `sandbox.listen`, i.e. `SPEND__SANDBOX__LISTEN`, 127.0.0.1:7400).
+    #[arg(long)]
+    pub sandbox_listen: Option<String>,
     /// Address of the human approval pages.
     #[arg(long, default_value = "127.0.0.1:7200")]
     pub approval_listen: String,
-    /// Address of the policy service's gRPC.
-    #[arg(long, default_value = "127.0.0.1:7102")]
-    pub policy_listen: String,
+    /// Address of the policy service's gRPC (default: `policy.listen`,
+    /// i.e. `SPEND__POLICY__LISTEN`, 127.0.0.1:7102).
+    #[arg(long)]
+    pub policy_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

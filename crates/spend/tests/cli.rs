@@ -50,6 +50,10 @@ async fn setup() -> Setup {
         ("SPEND__NATS__URL", streams.events.url.clone()),
         ("SPEND__NATS__STREAM", streams.events.stream.clone()),
         ("SPEND__NATS__SUBJECT_PREFIX", streams.events.subject_prefix.clone()),
+        // The shared test server is unrestricted; each test's streams are
+        // its own (the authority tests run `spend nats init`'s path on a
+        // server with k8s/nats/auth.conf).
+        ("SPEND__NATS__MANAGE", "true".into()),
         ("SPEND__LEDGER__STREAM", streams.ledger.stream.clone()),
         ("SPEND__LEDGER__LEDGER_SUBJECT_PREFIX", streams.ledger.subject_prefix.clone()),
         ("SPEND__LEDGER__LISTEN", "127.0.0.1:0".into()),
@@ -527,7 +531,7 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     // ...and audited.
     let alert = s
         .log
-        .last_on_subject(&format!("{}.acme.security.cli", s.streams.events.subject_prefix))
+        .last_on_subject(&format!("{}.acme.security_operator.anonymous", s.streams.events.subject_prefix))
         .await
         .unwrap()
         .expect("the refusal is audited");
@@ -538,13 +542,43 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     let secret = text(&out.stdout).trim().to_string();
     let key_id = secret[4..16].to_string();
 
-    let gateway = spend(&env)
-        .args(["serve", "gateway"])
-        .stdout(Stdio::null())
-        .stderr(Stdio::inherit())
-        .spawn()
-        .map(Spawned::new)
-        .unwrap();
+    // The whole agent path, each service its own process: the sandbox
+    // platform, the executor reading it, the policy service deciding, the
+    // gateway.
+    let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let (sandbox_port, executor_port, policy_port) = (free(), free(), free());
+    for (k, v) in [
+        ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
+        ("SPEND__SANDBOX__TOKEN", "sandbox-test-token".to_string()),
+        ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
+        ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
+        ("SPEND__EXECUTOR__PLATFORM_TOKEN", "sandbox-test-token".to_string()),
+        ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
+        ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
+        ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
+    ] {
+        env.push((k.into(), v));
+    }
+    let serve = |service: &str| {
+        spend(&env)
+            .args(["serve", service])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .map(Spawned::new)
+            .unwrap()
+    };
+    let sandbox = serve("sandbox");
+    let executor = serve("executor");
+    let policy_service = serve("policy");
+    let gateway = serve("gateway");
+    for p in [sandbox_port, executor_port, policy_port] {
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while std::net::TcpStream::connect(("127.0.0.1", p)).is_err() {
+            assert!(std::time::Instant::now() < deadline, "a service never listened on {p}");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+    }
     let url = format!("http://127.0.0.1:{port}/mcp");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
     while text(&agent(&url, &secret, true).stdout).trim() != "ok" {
@@ -565,5 +599,7 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
         assert!(revoked_at.elapsed() < Duration::from_secs(5), "the revoked key still works");
     }
     assert!(revoked_at.elapsed() < Duration::from_secs(2), "revocation took {:?}", revoked_at.elapsed());
-    stop(gateway);
+    for p in [gateway, policy_service, executor, sandbox] {
+        stop(p);
+    }
 }

@@ -4,59 +4,279 @@
 //! - `POST /approvals/{draft_id}/approve`  step one: approve
 //! - `POST /approvals/{draft_id}/push`     step two: push live
 //!
-//! Only a signed-in human passes the gate. A bearer credential of any
-//! kind — an agent API key in particular — is refused with 403 and a
-//! `spend.security.alert.v1` naming the key id (never the key) and the
-//! address: agents never reach these routes, and a request that tries is
-//! exactly the overreach the audit must show. Without a human session the
-//! answer is 401; sessions come with passkey sign-in.
+//! Only a signed-in human passes the gate. A credential of any kind is
+//! refused with 403 and audited, whatever carries it: `Authorization` (or
+//! `Proxy-Authorization`) with any scheme in any case, or none; an API-key
+//! header (`X-Api-Key`, `Api-Key`, `X-Auth-Token`, `X-Access-Token`); or an
+//! agent key (`ssk_…`) anywhere else in the headers, the query or the path.
+//! Each refused credential is a `spend.security.alert.v1` on the approval
+//! service's own security subject, naming the key id (never the key) and
+//! the address. It goes to the key's own organisation when the credential
+//! is a known agent key (its secret matches a key of the key store, which
+//! the gate reads from the log: [`LogKeys`]), else to `unknown`. A string
+//! shaped like an agent key whose id could not be a key id is audited too,
+//! with that id sanitised and truncated in the detail only. Agents never
+//! reach these routes, and a request that tries is exactly the overreach
+//! the audit must show. Without a credential or a human session the answer
+//! is 401; sessions come with passkey sign-in.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::Router;
 use axum::extract::{ConnectInfo, Request, State};
-use axum::http::{StatusCode, header};
+use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
-use spend_core::events::{EventData, SecurityAlert};
-use spend_core::subject::{aggregate_subject, envelope_subject};
-use spend_core::{Actor, Envelope};
-use spend_eventlog::{Append, EventLog};
+use base64::Engine as _;
+use spend_core::authority::Writer;
+use spend_core::events::SecurityAlert;
+use spend_core::subject::is_valid_token;
+use spend_eventlog::{EventLog, Recorder};
+use spend_gateway::credentials::{LogKeys, key_id_of};
+use tokio::sync::Mutex;
 
 pub struct ApprovalState {
     pub log: Arc<dyn EventLog>,
     pub prefix: String,
 }
 
-/// `ssk_<key id>_<secret>` → the key id, the part that may be logged.
-fn agent_key_id(token: &str) -> Option<&str> {
-    let rest = token.strip_prefix("ssk_")?;
-    let (id, secret) = rest.split_once('_')?;
-    (!id.is_empty() && !secret.is_empty()).then_some(id)
+/// The alert reason of every credential refused here.
+pub const REASON: &str = "agent_on_human_route";
+
+/// Headers that carry an API key by convention; any value in them is a
+/// credential.
+const API_KEY_HEADERS: &[&str] = &["x-api-key", "api-key", "x-auth-token", "x-access-token"];
+
+/// Alerts recorded singly for one request; further credentials on it are
+/// counted in the last one's detail.
+const ALERTS_PER_REQUEST: usize = 4;
+
+/// How long the gate waits for the key store to read the log before it
+/// attributes an alert with what it knows.
+const CATCH_UP: Duration = Duration::from_secs(2);
+
+/// The gate's own state: the recorder of its alerts and the key store it
+/// reads from the log to know whose key is presented.
+struct Gate {
+    state: Arc<ApprovalState>,
+    recorder: Recorder,
+    keys: Mutex<LogKeys>,
 }
 
-async fn human_only(State(state): State<Arc<ApprovalState>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.strip_prefix("Bearer "))
-        .map(str::trim);
-    if let Some(token) = bearer {
-        let key_id = agent_key_id(token);
-        let detail = format!(
-            "{} {}: an {} was presented on a human approval route; only a signed-in human approves or pushes",
-            req.method(),
-            req.uri().path(),
-            if key_id.is_some() {
-                "agent API key"
-            } else {
-                "unrecognised bearer credential"
+/// A credential found on a request. `token` is the credential itself:
+/// never logged, recorded or returned.
+struct Found {
+    place: String,
+    token: String,
+}
+
+/// `s` as printable ASCII (anything else is `?`), at most `max` characters.
+fn sanitise(s: &str, max: usize) -> String {
+    let mut out: String = s.chars().take(max).map(|c| if c.is_ascii_graphic() || c == ' ' { c } else { '?' }).collect();
+    if s.chars().count() > max {
+        out.push('…');
+    }
+    out
+}
+
+/// Minimal percent-decoding, to find `ssk_` keys written as `ssk%5F…`.
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && let (Some(h), Some(l)) = (b.get(i + 1).and_then(|c| hex(*c)), b.get(i + 2).and_then(|c| hex(*c)))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+        } else {
+            out.push(if b[i] == b'+' { b' ' } else { b[i] });
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// Every `ssk_…` token in `s` (a run of `[A-Za-z0-9_-]` from `ssk_`).
+fn agent_key_tokens(s: &str) -> impl Iterator<Item = &str> {
+    s.match_indices("ssk_").filter_map(move |(at, _)| {
+        let run = &s[at..];
+        let end = run.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(run.len());
+        // Not the tail of a longer token that was already taken.
+        let preceded = s[..at].chars().next_back().is_some_and(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+        (!preceded).then_some(&run[..end])
+    })
+}
+
+/// `s` with the secret of every `ssk_…` token in it cut out.
+fn redact(s: &str) -> String {
+    let mut out = String::with_capacity(s.len());
+    let mut rest = s;
+    while let Some(at) = rest.find("ssk_") {
+        out.push_str(&rest[..at]);
+        let run = &rest[at..];
+        let end = run.find(|c: char| !(c.is_ascii_alphanumeric() || c == '_' || c == '-')).unwrap_or(run.len());
+        out.push_str("ssk_<redacted>");
+        rest = &run[end..];
+    }
+    out.push_str(rest);
+    out
+}
+
+/// Every credential on the request, de-duplicated, in the order found.
+fn credentials(req: &Request) -> Vec<Found> {
+    let mut found: Vec<Found> = Vec::new();
+    let mut push = |place: String, token: &str| {
+        if !found.iter().any(|f| f.token == token) {
+            found.push(Found {
+                place,
+                token: token.to_string(),
+            });
+        }
+    };
+    for (name, value) in req.headers() {
+        let raw = String::from_utf8_lossy(value.as_bytes());
+        let name = name.as_str();
+        if name == "authorization" || name == "proxy-authorization" {
+            let v = raw.trim();
+            match v.split_once(char::is_whitespace) {
+                Some((scheme, rest)) => {
+                    let place = format!("in {name} (scheme {:?})", sanitise(scheme, 16));
+                    let rest = rest.trim();
+                    // Basic: an agent key as the user name or password.
+                    let basic = scheme
+                        .eq_ignore_ascii_case("basic")
+                        .then(|| base64::engine::general_purpose::STANDARD.decode(rest).ok())
+                        .flatten()
+                        .map(|d| String::from_utf8_lossy(&d).into_owned());
+                    match basic {
+                        Some(pair) if pair.contains("ssk_") => {
+                            for part in pair.splitn(2, ':').filter(|p| p.starts_with("ssk_")) {
+                                push(format!("{place}, as a user name or password"), part);
+                            }
+                        }
+                        _ => push(place, rest),
+                    }
+                }
+                None => push(format!("in {name} (no scheme)"), v),
             }
-        );
-        alert(&state, key_id, &peer.ip().to_string(), &detail).await;
+        } else if API_KEY_HEADERS.contains(&name) {
+            push(format!("in {name}"), raw.trim());
+        } else {
+            for t in agent_key_tokens(&raw) {
+                push(format!("in the {name} header"), t);
+            }
+        }
+    }
+    let path = percent_decode(req.uri().path());
+    for t in agent_key_tokens(&path) {
+        push("in the path".into(), t);
+    }
+    if let Some(q) = req.uri().query() {
+        let q = percent_decode(q);
+        for t in agent_key_tokens(&q) {
+            push("in the query string".into(), t);
+        }
+    }
+    found
+}
+
+impl Gate {
+    /// The key store, brought up to date with the log (within [`CATCH_UP`];
+    /// otherwise as far as it got).
+    async fn keys(&self) -> tokio::sync::MutexGuard<'_, LogKeys> {
+        let mut keys = self.keys.lock().await;
+        match tokio::time::timeout(CATCH_UP, keys.catch_up(&*self.state.log, &self.state.prefix)).await {
+            Ok(Ok(())) => {}
+            Ok(Err(e)) => tracing::warn!(error = %e, "the approval gate's key store is behind the log"),
+            Err(_) => tracing::warn!("the approval gate's key store did not catch up with the log in time"),
+        }
+        keys
+    }
+
+    /// The alert for one refused credential: organisation, key id, and what
+    /// it was (for the detail; never the credential).
+    async fn describe(&self, token: &str) -> (String, Option<String>, String) {
+        let unknown = "unknown".to_string();
+        if let Some(id) = key_id_of(token) {
+            let keys = self.keys().await;
+            let store = keys.store();
+            if let Some(k) = store.identify(token) {
+                let state = if k.revoked {
+                    "revoked"
+                } else if k.expires_at.is_some_and(|t| chrono::Utc::now() >= t) {
+                    "rotated, its overlap window ended"
+                } else {
+                    "active"
+                };
+                let org = if is_valid_token(&k.org) { k.org.clone() } else { unknown };
+                return (org, Some(id.to_string()), format!("an agent API key, {id} of {} ({state}),", k.org));
+            }
+            let what = if store.get(id).is_some() {
+                format!("an agent API key naming key {id} with a secret that is not that key's")
+            } else {
+                format!("an agent API key, {id}, unknown to the key store,")
+            };
+            return (unknown, Some(id.to_string()), what);
+        }
+        if token.get(..4).is_some_and(|p| p.eq_ignore_ascii_case("ssk_")) {
+            // Shaped like an agent key, with an id no key has: the id goes
+            // in the detail only, sanitised and truncated (the part after
+            // it may be a secret: never shown).
+            let id = token[4..].split_once('_').map(|(id, _)| id);
+            let what = match id {
+                Some(id) => format!("a string shaped like an agent API key with an invalid key id {:?}", sanitise(id, 12)),
+                None => "a string shaped like an agent API key without a key id".into(),
+            };
+            return (unknown, None, what);
+        }
+        if spend_gateway::oauth::looks_like_jwt(token) {
+            return (unknown, None, "an OAuth access token".into());
+        }
+        (unknown, None, "an unrecognised credential".into())
+    }
+
+    async fn alert(&self, org: &str, key_id: Option<String>, address: &str, detail: String) {
+        let alert = SecurityAlert {
+            reason: REASON.into(),
+            key_id: key_id.clone(),
+            address: Some(address.into()),
+            detail,
+        };
+        let key_id = key_id.as_deref().unwrap_or("-");
+        match self.recorder.alert(org, alert).record().await {
+            Ok(_) => tracing::warn!(org, key_id, address, "a credential was presented on a human approval route"),
+            Err(e) => tracing::error!(error = %e, org, key_id, address, "could not record a security alert"),
+        }
+    }
+}
+
+async fn human_only(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, req: Request, next: Next) -> Response {
+    let found = credentials(&req);
+    if !found.is_empty() {
+        let address = peer.ip().to_string();
+        let route = format!("{} {}", req.method(), sanitise(&redact(&percent_decode(req.uri().path())), 200));
+        let n = found.len();
+        for (i, f) in found.iter().take(ALERTS_PER_REQUEST).enumerate() {
+            let (org, key_id, what) = gate.describe(&f.token).await;
+            let mut detail = format!(
+                "{route}: {what} was presented {} on a human approval route; only a signed-in human approves or pushes",
+                f.place
+            );
+            if n > 1 {
+                detail.push_str(&format!(" (credential {} of {n} on the request", i + 1));
+                if i + 1 == ALERTS_PER_REQUEST && n > ALERTS_PER_REQUEST {
+                    detail.push_str(&format!("; the other {} are not recorded singly", n - ALERTS_PER_REQUEST));
+                }
+                detail.push(')');
+            }
+            gate.alert(&org, key_id, &address, detail).await;
+        }
         return (StatusCode::FORBIDDEN, "agents cannot approve or push; a signed-in human does").into_response();
     }
     // Human sessions come with passkey sign-in; nothing is signed in yet.
@@ -68,40 +288,36 @@ async fn human_only(State(state): State<Arc<ApprovalState>>, ConnectInfo(peer): 
         .into_response()
 }
 
-async fn alert(state: &ApprovalState, key_id: Option<&str>, address: &str, detail: &str) {
-    // The key id names the org only through the key store; the alert goes
-    // on the approval service's own security subject.
-    let id = key_id.unwrap_or("anonymous");
-    let Ok(subject) = aggregate_subject(&state.prefix, "unknown", "security", id) else {
-        return;
-    };
-    let env = Envelope::new(
-        "spendsignoff/approval",
-        "unknown",
-        Actor::service("approval"),
-        envelope_subject("security", id),
-        EventData::SecurityAlert(SecurityAlert {
-            reason: "agent_on_human_route".into(),
-            key_id: key_id.map(Into::into),
-            address: Some(address.into()),
-            detail: detail.into(),
-        }),
-    );
-    tracing::warn!(key_id = id, address, "agent credential on a human approval route");
-    if let Err(e) = state.log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await {
-        tracing::error!(error = %e, "could not record a security alert");
-    }
-}
-
 async fn unreachable_without_session() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
 }
 
 pub fn router(state: Arc<ApprovalState>) -> Router {
+    let gate = Arc::new(Gate {
+        recorder: Recorder::new(state.log.clone(), state.prefix.clone(), Writer::Approval),
+        keys: Mutex::new(LogKeys::default()),
+        state: state.clone(),
+    });
     Router::new()
         .route("/approvals/{draft_id}", get(unreachable_without_session))
         .route("/approvals/{draft_id}/approve", post(unreachable_without_session))
         .route("/approvals/{draft_id}/push", post(unreachable_without_session))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), human_only))
+        .layer(axum::middleware::from_fn_with_state(gate, human_only))
         .with_state(state)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_found_and_redacted_however_they_are_written() {
+        let key = format!("ssk_a1b2c3d4e5f6_{}", "9".repeat(64));
+        assert_eq!(agent_key_tokens(&format!("a=1; k={key}; b")).collect::<Vec<_>>(), vec![key.as_str()]);
+        assert_eq!(agent_key_tokens("xssk_1").count(), 0, "inside another token");
+        assert_eq!(percent_decode("ssk%5Fab%5f+c%zz"), "ssk_ab_ c%zz");
+        let r = redact(&format!("/approvals/{key}/push"));
+        assert_eq!(r, "/approvals/ssk_<redacted>/push");
+        assert_eq!(sanitise("a\u{7}b\u{e9}", 3), "a?b…");
+    }
 }

@@ -6,8 +6,12 @@
 use std::net::SocketAddr;
 use std::sync::Arc;
 
+use base64::Engine as _;
 use futures::StreamExt;
 use spend_approval::routes::{ApprovalState, router};
+use spend_core::authority::Writer;
+use spend_core::events::{ApiKeyRevoked, EventData};
+use spend_eventlog::Recorder;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::{EventLog, StartAt};
 
@@ -56,4 +60,201 @@ async fn agent_keys_on_human_approval_routes_are_refused_and_audited() {
         assert!(!e.to_string().contains(&secret), "never the key itself");
     }
     assert!(events[0]["data"]["detail"].as_str().unwrap().contains("POST /approvals/d_1/approve"));
+}
+
+/// The approval routes on a fresh log, served on a local port.
+async fn serve() -> (tempfile::TempDir, Arc<dyn EventLog>, SocketAddr) {
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let app = router(Arc::new(ApprovalState {
+        log: log.clone(),
+        prefix: "spend.evt".into(),
+    }));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    (dir, log, addr)
+}
+
+/// Every message on the log: (subject, event).
+async fn everything(log: &Arc<dyn EventLog>) -> Vec<(String, serde_json::Value)> {
+    let n = log.info().await.unwrap().last_seq as usize;
+    log.subscribe(StartAt::Beginning)
+        .await
+        .unwrap()
+        .take(n)
+        .map(|m| {
+            let m = m.unwrap();
+            (m.subject.clone(), serde_json::from_slice(&m.payload).unwrap())
+        })
+        .collect()
+        .await
+}
+
+async fn alerts(log: &Arc<dyn EventLog>) -> Vec<(String, serde_json::Value)> {
+    everything(log)
+        .await
+        .into_iter()
+        .filter(|(_, e)| e["type"] == "spend.security.alert.v1")
+        .collect()
+}
+
+/// An agent key of `org`, recorded on the log as the operator's CLI does.
+async fn create_key(log: &Arc<dyn EventLog>, org: &str) -> spend_gateway::credentials::NewKey {
+    use spend_gateway::credentials::{AgentScope, generate};
+    let key = generate(org, "bot", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now()).unwrap();
+    Recorder::new(log.clone(), "spend.evt", Writer::Operator)
+        .event(
+            org,
+            spend_core::Actor::human("ops"),
+            "apikey",
+            &key.created.key_id,
+            EventData::ApiKeyCreated(key.created.clone()),
+        )
+        .record()
+        .await
+        .unwrap();
+    key
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn every_credential_is_refused_and_audited_whatever_its_scheme_or_header() {
+    let (_dir, log, addr) = serve().await;
+    let secret = format!("ssk_a1b2c3d4e5f6_{}", "7".repeat(64));
+    let jwt = "eyJhbGciOiJFUzI1NiJ9.eyJvcmciOiJhY21lIn0.c2lnbmF0dXJl";
+    let basic = base64::engine::general_purpose::STANDARD.encode(format!("agent:{secret}"));
+    let cases: Vec<(&str, String, &str)> = vec![
+        ("authorization", format!("bearer {secret}"), "scheme \\\"bearer\\\""),
+        ("authorization", format!("BEARER {secret}"), "scheme \\\"BEARER\\\""),
+        ("authorization", secret.clone(), "(no scheme)"),
+        ("x-api-key", secret.clone(), "in x-api-key"),
+        ("authorization", format!("Bearer {jwt}"), "an OAuth access token"),
+        ("authorization", format!("Basic {basic}"), "user name or password"),
+        ("authorization", "Token opaque-thing".into(), "an unrecognised credential"),
+        ("cookie", format!("theme=dark; k={secret}"), "in the cookie header"),
+    ];
+    let http = reqwest::Client::new();
+    for (header, value, _) in &cases {
+        let r = http
+            .post(format!("http://{addr}/approvals/d_1/approve"))
+            .header(*header, value)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "{header}: {value}");
+    }
+    let r = http
+        .post(format!("http://{addr}/approvals/d_1/push?api_key=ssk%5Fa1b2c3d4e5f6_{}", "7".repeat(64)))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403, "a key in the query string");
+
+    let alerts = alerts(&log).await;
+    assert_eq!(alerts.len(), cases.len() + 1, "one alert per refused credential");
+    for ((_, e), (header, value, says)) in alerts.iter().zip(&cases) {
+        assert_eq!(e["data"]["reason"], "agent_on_human_route");
+        assert_eq!(e["data"]["address"], "127.0.0.1");
+        assert!(e.to_string().contains(says), "{header}: {value}: {e}");
+    }
+    assert!(alerts.last().unwrap().1["data"]["detail"].as_str().unwrap().contains("in the query string"));
+    for (subject, e) in &alerts {
+        let text = e.to_string();
+        assert!(
+            !text.contains(&secret[17..]) && !text.contains(jwt) && !text.contains(&basic),
+            "never the credential: {text}"
+        );
+        assert!(subject.starts_with("spend.evt.unknown.security_approval."), "{subject}");
+    }
+    assert_eq!(alerts[0].1["data"]["key_id"], "a1b2c3d4e5f6");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_known_agent_keys_alert_goes_to_its_own_organisation() {
+    let (_dir, log, addr) = serve().await;
+    let acme = create_key(&log, "acme").await;
+    let globex = create_key(&log, "globex").await;
+    let http = reqwest::Client::new();
+    let refuse = |secret: String| {
+        let http = http.clone();
+        async move {
+            let r = http
+                .post(format!("http://{addr}/approvals/d_1/approve"))
+                .header("x-api-key", secret)
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 403);
+        }
+    };
+    refuse(acme.secret.clone()).await;
+    refuse(globex.secret.clone()).await;
+    // Revoked, it is still acme's key presented.
+    Recorder::new(log.clone(), "spend.evt", Writer::Operator)
+        .event(
+            "acme",
+            spend_core::Actor::human("ops"),
+            "apikey",
+            "all",
+            EventData::ApiKeyRevoked(ApiKeyRevoked {
+                key_id: "*".into(),
+                org: "acme".into(),
+                reason: "incident".into(),
+            }),
+        )
+        .record()
+        .await
+        .unwrap();
+    refuse(acme.secret.clone()).await;
+    // acme's key id with a secret that is not acme's: not attributed to acme.
+    let mut forged = acme.secret.clone();
+    forged.replace_range(20..21, if &forged[20..21] == "a" { "b" } else { "a" });
+    refuse(forged).await;
+
+    let alerts = alerts(&log).await;
+    let seen: Vec<(&str, &str)> = alerts.iter().map(|(s, e)| (s.as_str(), e["org"].as_str().unwrap())).collect();
+    let (a, g) = (&acme.created.key_id, &globex.created.key_id);
+    assert_eq!(
+        seen,
+        vec![
+            (format!("spend.evt.acme.security_approval.{a}").as_str(), "acme"),
+            (format!("spend.evt.globex.security_approval.{g}").as_str(), "globex"),
+            (format!("spend.evt.acme.security_approval.{a}").as_str(), "acme"),
+            (format!("spend.evt.unknown.security_approval.{a}").as_str(), "unknown"),
+        ]
+    );
+    assert!(alerts[2].1["data"]["detail"].as_str().unwrap().contains("(revoked)"), "{}", alerts[2].1);
+    for (_, e) in &alerts {
+        assert_eq!(e["source"], "spendsignoff/approval");
+        assert!(!e.to_string().contains(&acme.secret[17..]) && !e.to_string().contains(&globex.secret[17..]));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_key_id_invalid_in_a_subject_is_still_audited_with_the_id_in_the_detail() {
+    let (_dir, log, addr) = serve().await;
+    let tail = "s3cr3t".repeat(10);
+    let long_id = "x".repeat(200);
+    let http = reqwest::Client::new();
+    for token in [format!("ssk_ab.c*d>_{tail}"), format!("ssk_{long_id}_{tail}")] {
+        let r = http.get(format!("http://{addr}/approvals/d_1")).bearer_auth(&token).send().await.unwrap();
+        assert_eq!(r.status(), 403);
+    }
+    let alerts = alerts(&log).await;
+    assert_eq!(alerts.len(), 2, "neither alert is dropped");
+    for (subject, e) in &alerts {
+        assert_eq!(subject, "spend.evt.unknown.security_approval.anonymous");
+        assert!(e["data"]["key_id"].is_null(), "the id is not a key id: {e}");
+        assert!(!e.to_string().contains(&tail), "never the part after the id");
+    }
+    assert!(
+        alerts[0].1["data"]["detail"].as_str().unwrap().contains(r#"invalid key id "ab.c*d>""#),
+        "{}",
+        alerts[0].1
+    );
+    let detail = alerts[1].1["data"]["detail"].as_str().unwrap();
+    assert!(
+        detail.contains(&format!("\"{}…\"", "x".repeat(12))) && !detail.contains(&"x".repeat(13)),
+        "truncated: {detail}"
+    );
 }

@@ -15,8 +15,9 @@
 //! do, and latency is measured from each request's *scheduled* time, so a
 //! stall shows up in the percentiles instead of slowing the offered load
 //! (no coordinated omission). A draft's latency is the whole call:
-//! authentication and guard, the draft event, the budget read, the
-//! decision event (both appends acknowledged by JetStream), and the reply.
+//! authentication and guard, the draft event, the `Policy.Decide` call
+//! (the policy service reads the draft, its decision subject and the
+//! envelope, and appends the decision), and the reply.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -30,9 +31,13 @@ use spend_gateway::{Application, GatewayConfig, GatewayState};
 use spend_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
 
+// Every draft here is decided and settles (denied by the per-transaction
+// limit, after every rule ran): an organisation may have at most 1,000
+// drafts waiting for a human, and an open-loop run at 1,000/s would reach
+// that in a second.
 const POLICY: &str = "\
 spend:
-  per_transaction: 1000 USD
+  per_transaction: 0.50 USD
 approval:
   require_confirmation_over: 500 USD
 security:

@@ -193,3 +193,85 @@ async fn a_draft_whose_decision_call_never_came_is_decided_by_the_policy_service
     let _ = stop.send(true);
     worker.await.unwrap().unwrap();
 }
+
+fn campaign_raise(id: &str, before: i64, after: i64) -> DraftProposed {
+    let usd = |m| Money::new(m, "USD").unwrap();
+    DraftProposed {
+        draft_id: id.into(),
+        account_id: "act_1001".into(),
+        kind: "budget".into(),
+        diff: vec![],
+        spend_impact: usd(after - before),
+        rationale: "scale the winner".into(),
+        drafted_against: None,
+        change: DraftChange::Campaign {
+            campaign_id: "cmp_1".into(),
+            field: "budget".into(),
+            daily_budget_before: usd(before),
+            daily_budget_after: usd(after),
+            status_before: "active".into(),
+            status_after: "active".into(),
+        },
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_budget_raise_repeated_on_the_next_day_does_not_refill_the_envelope() {
+    let streams = spend_testkit::Streams::new();
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
+    let prefix = streams.events.subject_prefix.clone();
+    // Yesterday's raise to 80 USD a day, committed then: its payments
+    // window is long gone, but the campaign spends 80 USD every day.
+    let two_days_ago = (chrono::Utc::now() - chrono::Duration::days(2)).date_naive().format("%Y-%m-%d").to_string();
+    let yesterday = spend_core::events::EnvelopeState {
+        currency: "USD".into(),
+        payments: vec![],
+        month: String::new(),
+        month_payments: 0,
+        campaigns: vec![spend_core::events::CampaignRate {
+            account_id: "act_1001".into(),
+            campaign_id: "cmp_1".into(),
+            daily_minor: 8_000,
+            since: two_days_ago,
+        }],
+        recent_drafts: vec!["d_day1".into()],
+    };
+    Recorder::new(log.clone(), &prefix, Writer::Policy)
+        .event(
+            "acme",
+            Actor::service("policy"),
+            "budget",
+            "envelope",
+            EventData::BudgetCommitted(spend_core::events::BudgetCommitted {
+                draft_id: "d_day1".into(),
+                account_id: "act_1001".into(),
+                amount: Money::new(8_000, "USD").unwrap(),
+                campaign_id: Some("cmp_1".into()),
+                envelope: yesterday,
+            }),
+        )
+        .record()
+        .await
+        .unwrap();
+    let policy = "spend:\n  daily_limit: 100 USD\n  monthly_limit: 100000 USD\napproval:\n  auto_approve_under: 200 USD\n";
+    let decider = Decider::start(
+        log.clone(),
+        &prefix,
+        Bootstrap {
+            policy: Arc::new(spendmd::parse(policy).unwrap()),
+            source: policy.into(),
+            approved_by_human: true,
+        },
+    );
+    let gateway = Recorder::new(log.clone(), &prefix, Writer::Gateway);
+    // The same raise again today, 80 → 160 USD: it would spend 160 a day.
+    record(&gateway, &campaign_raise("d_day2", 8_000, 16_000)).await;
+    let again = decider.decide("acme", "d_day2").await.unwrap();
+    assert_eq!(again.outcome, Outcome::Deny, "{again:?}");
+    assert!(again.reasons.iter().any(|r| r.code == "limit.daily"), "{again:?}");
+    // What still fits under the ceiling is allowed: 80 → 95 USD.
+    record(&gateway, &campaign_raise("d_day2b", 8_000, 9_500)).await;
+    assert_eq!(decider.decide("acme", "d_day2b").await.unwrap().outcome, Outcome::AutoApprove);
+    let (envelope, _) = decider.envelope("acme").await.unwrap();
+    assert_eq!(envelope.daily_committed(chrono::Utc::now()), 9_500, "the campaign counts once, at its new rate");
+}

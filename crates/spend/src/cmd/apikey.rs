@@ -10,11 +10,11 @@ use std::sync::Arc;
 use anyhow::Context;
 use spend_core::Actor;
 use spend_core::authority::Writer;
-use spend_core::events::{ApiKeyCreated, ApiKeyRevoked, EventData};
+use spend_core::events::{ApiKeyRevoked, EventData};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_gateway::credentials::{AgentScope, generate, parse_scopes};
+use spend_gateway::credentials::{LogKeys, generate, parse_scopes};
 
 use crate::ApiKeyCommand;
 use crate::config::{DevPaths, SpendConfig};
@@ -32,7 +32,7 @@ pub(crate) async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> a
 }
 
 async fn record(log: Arc<dyn EventLog>, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
-    record_as_operator(log, prefix, org, "apikey", key_id, data).await.map(|_| ())
+    record_as_operator(log, prefix, org, "apikey", key_id, data, None).await.map(|_| ())
 }
 
 /// The operator at the CLI (a human, named by $USER).
@@ -40,7 +40,9 @@ fn operator() -> Actor {
     Actor::human(std::env::var("USER").unwrap_or_else(|_| "operator".into()))
 }
 
-/// Appends an event by the operator at the CLI, on an operator aggregate.
+/// Appends an event by the operator at the CLI, on an operator aggregate;
+/// with `expected`, only if the subject's last sequence is that (`Some(0)`:
+/// the first event of an id wins, as for a policy proposal).
 pub(crate) async fn record_as_operator(
     log: Arc<dyn EventLog>,
     prefix: &str,
@@ -48,28 +50,14 @@ pub(crate) async fn record_as_operator(
     aggregate: &'static str,
     id: &str,
     data: EventData,
+    expected: Option<u64>,
 ) -> anyhow::Result<spend_eventlog::Recorded> {
-    Ok(Recorder::new(log, prefix, Writer::Operator)
-        .event(org, operator(), aggregate, id, data)
-        .record()
-        .await?)
-}
-
-/// Appends an event only if its subject is still empty: the first of an
-/// id wins (a policy proposal).
-pub(crate) async fn record_first(
-    log: Arc<dyn EventLog>,
-    prefix: &str,
-    org: &str,
-    aggregate: &'static str,
-    id: &str,
-    data: EventData,
-) -> anyhow::Result<spend_eventlog::Recorded> {
-    Ok(Recorder::new(log, prefix, Writer::Operator)
-        .event(org, operator(), aggregate, id, data)
-        .expect_seq(0)
-        .record()
-        .await?)
+    let recorder = Recorder::new(log, prefix, Writer::Operator);
+    let mut event = recorder.event(org, operator(), aggregate, id, data);
+    if let Some(seq) = expected {
+        event = event.expect_seq(seq);
+    }
+    Ok(event.record().await?)
 }
 
 pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {
@@ -110,22 +98,37 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
             overlap_hours,
             data_dir,
         } => {
+            spend_core::subject::aggregate_subject(&prefix, &org, "apikey", &key_id)?;
             let log = open_log(&config, data_dir.as_deref()).await?;
-            let subject = spend_core::subject::aggregate_subject(&prefix, &org, "apikey", &key_id)?;
-            let old = log.last_on_subject(&subject).await?.with_context(|| format!("no key {key_id} in {org}"))?;
-            let v: serde_json::Value = serde_json::from_slice(&old.payload)?;
-            if v["type"] != "spend.apikey.created.v1" {
-                anyhow::bail!("key {key_id} was revoked; create a new one instead");
-            }
-            let old: ApiKeyCreated = serde_json::from_value(v["data"].clone())?;
-            let scopes = old.scopes.iter().map(|s| s.parse::<AgentScope>()).collect::<Result<Vec<_>, _>>()?;
+            // The key's state is the log's: replay the API key events as
+            // every gateway does (a revocation, one or `--all`, is final).
+            let mut keys = LogKeys::default();
+            keys.catch_up(&*log, &prefix).await.context("reading the API keys from the event log")?;
             let now = chrono::Utc::now();
-            let mut key = generate(&org, &old.name, &scopes, now)?;
+            let old = keys
+                .store()
+                .get(&key_id)
+                .filter(|k| k.org == org)
+                .with_context(|| format!("no key {key_id} in {org}"))?;
+            if old.revoked {
+                anyhow::bail!("key {key_id} in {org} has been revoked and cannot be rotated; create a new one with `spend api-key create`");
+            }
+            if old.expires_at.is_some_and(|t| now >= t) {
+                anyhow::bail!("key {key_id} in {org} was rotated and its overlap window has ended; rotate its replacement instead");
+            }
+            let (name, scopes, earlier) = (old.name.clone(), old.scopes.clone(), old.expires_at);
+            let until = now + chrono::Duration::hours(overlap_hours as i64);
+            let mut key = generate(&org, &name, &scopes, now)?;
             key.created.replaces = Some(key_id.clone());
-            key.created.overlap_until = Some((now + chrono::Duration::hours(overlap_hours as i64)).to_rfc3339());
+            key.created.overlap_until = Some(until.to_rfc3339());
             record(log.clone(), &prefix, &org, &key.created.key_id, EventData::ApiKeyCreated(key.created.clone())).await?;
+            // A window only ever shortens: an earlier rotation's end stands.
+            let keeps = match earlier {
+                Some(t) if t < until => format!("until {} (an earlier rotation's window)", t.to_rfc3339()),
+                _ => format!("for {overlap_hours} h"),
+            };
             eprintln!(
-                "rotated {key_id} → {}; {key_id} keeps working for {overlap_hours} h. The new secret is shown once:",
+                "rotated {key_id} → {}; {key_id} keeps working {keeps}. The new secret is shown once:",
                 key.created.key_id
             );
             println!("{}", key.secret);

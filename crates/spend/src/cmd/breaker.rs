@@ -30,7 +30,7 @@ pub async fn run(config: SpendConfig, command: BreakerCommand) -> anyhow::Result
         account_id: account.clone(),
         note,
     });
-    super::apikey::record_as_operator(log, &prefix, &org, "breaker_reset", &account, data).await?;
+    super::apikey::record_as_operator(log, &prefix, &org, "breaker_reset", &account, data, None).await?;
     eprintln!("reset the breaker of {account} in {org}; drafts on it resume");
     Ok(ExitCode::SUCCESS)
 }

@@ -129,9 +129,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // gateway reads through the connector.
     let sandbox_token = spend_gateway::credentials::random_hex(32).context("generating the sandbox token")?;
     let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![super::serve::sandbox_token(sandbox_token.clone(), 90)]);
-    let sandbox_listener = tokio::net::TcpListener::bind(&args.sandbox_listen)
+    let sandbox_listen = args.sandbox_listen.clone().unwrap_or_else(|| config.sandbox.listen.clone());
+    let sandbox_listener = tokio::net::TcpListener::bind(&sandbox_listen)
         .await
-        .with_context(|| format!("binding the sandbox platform on {}", args.sandbox_listen))?;
+        .with_context(|| format!("binding the sandbox platform on {sandbox_listen}"))?;
     let sandbox_addr = sandbox_listener.local_addr()?;
     let connector =
         spend_executor::connector::PlatformConnector::new(&format!("http://{sandbox_addr}"), spend_executor::connector::PlatformToken::new(sandbox_token))
@@ -140,7 +141,11 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // A dev policy file is the developer's own: it counts as approved only
     // for what it can do without a mandate, so auto-approval stays off.
     let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
-    gateway_config.listen = args.gateway_listen.clone();
+    // A flag wins; else `gateway.listen` (SPEND__GATEWAY__LISTEN), which
+    // gateway_config already took from the configuration.
+    if let Some(listen) = &args.gateway_listen {
+        gateway_config.listen = listen.clone();
+    }
     let prefix_for_approval = prefix.clone();
     // The policy service, in this process: the gateway's decisions are its
     // calls, and it decides drafts left undecided on its own.
@@ -163,9 +168,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         gateway_config,
     ));
     let gateway = spend_gateway::Application::build(gateway_state).await?;
-    let policy_listener = tokio::net::TcpListener::bind(&args.policy_listen)
+    let policy_listen = args.policy_listen.clone().unwrap_or_else(|| config.policy.listen.clone());
+    let policy_listener = tokio::net::TcpListener::bind(&policy_listen)
         .await
-        .with_context(|| format!("binding the policy service on {}", args.policy_listen))?;
+        .with_context(|| format!("binding the policy service on {policy_listen}"))?;
     let policy_addr = policy_listener.local_addr()?;
     let approval_listener = tokio::net::TcpListener::bind(&args.approval_listen)
         .await
@@ -202,6 +208,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         policy_listener,
         decider,
         spend_policy::decide::CONSUMER.to_string(),
+        // One process on loopback: no internal token.
+        None,
         stopped(stop_rx.clone()),
     ));
     let approval_stop = stopped(stop_rx.clone());

@@ -1,12 +1,24 @@
 //! `spend policy validate SPEND.md`: every error with its line and field.
 
-use std::io::Read;
+use std::fmt::Write as _;
+use std::io::{Read, Write as _};
 use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::Context;
 use spend_policy::money::format_amount;
 use spend_policy::spendmd;
+
+/// Writes `text` to stdout. A reader that went away (`spend policy validate
+/// F | head -1`) is no error: the rest of the output is simply not wanted,
+/// so the command ends quietly with the exit code it would have had.
+fn print(text: &str) -> anyhow::Result<()> {
+    let mut out = std::io::stdout().lock();
+    match out.write_all(text.as_bytes()).and_then(|()| out.flush()) {
+        Err(e) if e.kind() != std::io::ErrorKind::BrokenPipe => Err(anyhow::Error::new(e).context("writing to stdout")),
+        _ => Ok(()),
+    }
+}
 
 pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
     let source = if path.as_os_str() == "-" {
@@ -17,25 +29,30 @@ pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
         std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?
     };
     let name = path.display();
+    // Writing to a String cannot fail.
+    let mut out = String::new();
     match spendmd::parse(&source) {
         Ok(md) => {
             if json {
-                println!("{}", serde_json::json!({"ok": true, "version": md.version}));
+                let _ = writeln!(out, "{}", serde_json::json!({"ok": true, "version": md.version}));
             } else {
                 let show = |m: &Option<spend_core::Money>| m.as_ref().map(format_amount).unwrap_or_else(|| "none".into());
-                println!("{name}: valid (version {})", md.version);
-                println!(
+                let _ = writeln!(out, "{name}: valid (version {})", md.version);
+                let _ = writeln!(
+                    out,
                     "  limits: per transaction {}, 24 h {}, month {}",
                     show(&md.spend.per_transaction),
                     show(&md.spend.daily_limit),
                     show(&md.spend.monthly_limit)
                 );
-                println!(
+                let _ = writeln!(
+                    out,
                     "  approval: auto under {} (only once this version is approved by a human), two approvers over {}",
                     show(&md.approval.auto_approve_under),
                     show(&md.approval.require_confirmation_over)
                 );
             }
+            print(&out)?;
             Ok(ExitCode::SUCCESS)
         }
         Err(errors) => {
@@ -44,11 +61,13 @@ pub fn validate(path: &Path, json: bool) -> anyhow::Result<ExitCode> {
                     .iter()
                     .map(|e| serde_json::json!({"line": e.line, "field": e.field, "message": e.message}))
                     .collect();
-                println!("{}", serde_json::json!({"ok": false, "errors": list}));
+                let _ = writeln!(out, "{}", serde_json::json!({"ok": false, "errors": list}));
+                print(&out)?;
             } else {
                 for e in &errors {
-                    println!("{name}: {e}");
+                    let _ = writeln!(out, "{name}: {e}");
                 }
+                print(&out)?;
                 eprintln!("{} error(s) in {name}", errors.len());
             }
             Ok(ExitCode::FAILURE)
@@ -81,12 +100,12 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
         enables_auto_approve: md.approval.auto_approve_under.is_some(),
     });
     let log = super::apikey::open_log(&config, data_dir).await?;
-    let recorded = super::apikey::record_first(log, &config.nats.subject_prefix, org, "policy", &draft_id, data).await?;
+    let recorded = super::apikey::record_as_operator(log, &config.nats.subject_prefix, org, "policy", &draft_id, data, Some(0)).await?;
     eprintln!(
         "proposed {} as {draft_id} (event hash {}); it applies once a human approves it",
         md.version,
         spend_draft::event_hash(&recorded.bytes)
     );
-    println!("{draft_id}");
+    print(&format!("{draft_id}\n"))?;
     Ok(ExitCode::SUCCESS)
 }
