@@ -24,6 +24,9 @@ set -euo pipefail
 ROOT="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 cd "$ROOT"
 export CARGO_TARGET_DIR="${CARGO_TARGET_DIR:-$HOME/.cache/spendsignoff-target}"
+# No incremental artifacts: CI builds each crate once, and they would
+# only take gigabytes of the cache's disk.
+export CARGO_INCREMENTAL=0
 export PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_ROOT_USER_ACTION=ignore
 STATE="$HOME/.cache/spendsignoff-test"
 mkdir -p "$STATE"
