@@ -4,7 +4,7 @@ use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
-    let files = ["common", "ledger", "gateway", "policy", "approval", "executor"].map(|f| root.join(format!("spendsignoff/v1/{f}.proto")));
+    let files = ["common", "platform", "ledger", "gateway", "policy", "approval", "executor"].map(|f| root.join(format!("spendsignoff/v1/{f}.proto")));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = tonic_prost_build::Config::new();
     if std::env::var_os("PROTOC").is_none() {

@@ -35,7 +35,7 @@ use spend_core::authority::Writer;
 use spend_core::events::SecurityAlert;
 use spend_core::subject::is_valid_token;
 use spend_eventlog::{EventLog, Recorder};
-use spend_gateway::credentials::{LogKeys, key_id_of};
+use spend_credentials::{LogKeys, key_id_of};
 use tokio::sync::Mutex;
 
 pub struct ApprovalState {
@@ -235,7 +235,7 @@ impl Gate {
             };
             return (unknown, None, what);
         }
-        if spend_gateway::oauth::looks_like_jwt(token) {
+        if spend_credentials::looks_like_jwt(token) {
             return (unknown, None, "an OAuth access token".into());
         }
         (unknown, None, "an unrecognised credential".into())

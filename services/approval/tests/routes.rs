@@ -100,8 +100,8 @@ async fn alerts(log: &Arc<dyn EventLog>) -> Vec<(String, serde_json::Value)> {
 }
 
 /// An agent key of `org`, recorded on the log as the operator's CLI does.
-async fn create_key(log: &Arc<dyn EventLog>, org: &str) -> spend_gateway::credentials::NewKey {
-    use spend_gateway::credentials::{AgentScope, generate};
+async fn create_key(log: &Arc<dyn EventLog>, org: &str) -> spend_credentials::NewKey {
+    use spend_credentials::{AgentScope, generate};
     let key = generate(org, "bot", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now()).unwrap();
     Recorder::new(log.clone(), "spend.evt", Writer::Operator)
         .event(

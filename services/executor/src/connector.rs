@@ -1,9 +1,7 @@
-//! Platform connectors and the read contract the gateway depends on.
-//!
-//! [`Reads`] is what the gateway may ask of the executor: reads only. It
-//! has two implementations: [`PlatformConnector`], which holds the
+//! The platform connector: the executor's side of the read contract
+//! ([`spend_platform::Reads`]), which has two implementations: [`PlatformConnector`], which holds the
 //! platform token and speaks the platform's HTTP API (in `spend dev` the
-//! gateway calls it in-process), and [`crate::grpc::ExecutorClient`], the
+//! gateway calls it in-process), and [`spend_platform::grpc::ExecutorClient`], the
 //! gRPC client of a separately deployed executor (`spend serve gateway`).
 //! Either way the gateway never sees a platform token.
 
@@ -13,40 +11,7 @@ use chrono::{DateTime, Utc};
 use reqwest::StatusCode;
 use serde::de::DeserializeOwned;
 
-use crate::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
-
-#[derive(Debug, thiserror::Error, Clone, PartialEq, Eq)]
-pub enum ReadError {
-    #[error("not found: {0}")]
-    NotFound(String),
-    #[error("invalid request: {0}")]
-    Invalid(String),
-    /// The platform refused the vaulted token (expired, revoked, missing a scope).
-    #[error("the platform refused the connection's token: {0}")]
-    TokenRefused(String),
-    #[error("the platform is rate limiting; try again later")]
-    Throttled,
-    /// The platform or the executor could not be reached or failed.
-    #[error("the platform is unavailable: {0}")]
-    Unavailable(String),
-}
-
-/// Reads the gateway serves to agents. Nothing here writes.
-#[async_trait::async_trait]
-pub trait Reads: Send + Sync {
-    async fn accounts(&self) -> Result<Vec<Account>, ReadError>;
-    async fn campaigns(&self, account_id: &str) -> Result<Vec<Campaign>, ReadError>;
-    async fn performance(
-        &self,
-        account_id: &str,
-        campaign_id: Option<&str>,
-        from: Option<DateTime<Utc>>,
-        to: Option<DateTime<Utc>>,
-    ) -> Result<Performance, ReadError>;
-    async fn cards(&self) -> Result<Vec<Card>, ReadError>;
-    async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>) -> Result<Vec<Transaction>, ReadError>;
-    async fn token_health(&self) -> Result<TokenHealth, ReadError>;
-}
+use spend_platform::{Account, Campaign, Card, Merchant, Performance, ReadError, Reads, TokenHealth, Transaction};
 
 /// A platform access token. Its `Debug` never shows the value, so it
 /// cannot leak through a log line or an error.
@@ -194,6 +159,27 @@ impl Reads for PlatformConnector {
             other => other,
         }
     }
+
+    async fn merchant(&self, domain: &str) -> Result<Option<Merchant>, ReadError> {
+        let Some(domain) = domain_segment(domain) else {
+            return Ok(None);
+        };
+        let path = format!("/v1/merchants/{domain}");
+        match self.get::<Merchant>(&path, &[]).await {
+            Ok(m) => Ok(Some(m)),
+            Err(ReadError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+/// Domains go into URL paths: only host names are looked up. A merchant
+/// named otherwise (no dot, other characters) is one the platform's
+/// merchant data cannot know.
+fn domain_segment(domain: &str) -> Option<String> {
+    let d = domain.trim().trim_end_matches('.').to_ascii_lowercase();
+    let host_name = d.len() <= 253 && d.contains('.') && d.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'.');
+    (host_name && !d.starts_with('.') && !d.contains("..")).then_some(d)
 }
 
 /// Ids go into URL paths: only plain id characters are accepted.

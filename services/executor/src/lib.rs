@@ -3,8 +3,8 @@
 //!
 //! Built so far: the read path the gateway serves to agents —
 //! [`connector::PlatformConnector`] (the platform's HTTP API, token kept
-//! out of every log and error), the [`connector::Reads`] contract, its gRPC
-//! server and client ([`grpc`]), and the [`sandbox`] platform that stands in
+//! out of every log and error), the read contract's implementation
+//! ([`spend_platform::Reads`]), its gRPC server ([`grpc`]), and the [`sandbox`] platform that stands in
 //! for a real ad and card platform on machines that cannot reach one.
 //! Pushes of human-approved changes with idempotency keys, one-click
 //! rollback, the KMS-encrypted token vault and kill switches come with the
@@ -13,13 +13,12 @@
 
 pub mod connector;
 pub mod grpc;
-pub mod platform;
 pub mod sandbox;
 
 use std::future::Future;
 use std::sync::Arc;
 
-use connector::Reads;
+use spend_platform::Reads;
 
 /// Serves `spendsignoff.v1.Executor` with gRPC health and reflection on
 /// `listener` until `shutdown` resolves; with `token`, only callers that

@@ -14,6 +14,8 @@
 //! - `PATCH /v1/campaigns/{id}` `{daily_budget_minor?, bid_minor?, status?}`
 //! - `GET  /v1/cards`, `GET /v1/transactions?status=&from=`
 //! - `GET  /v1/token` (the token's expiry and scopes)
+//! - `GET  /v1/merchants/{domain}` (the platform's merchant data: name and
+//!   category; 404 for a merchant it does not know)
 //! - `POST /sandbox/faults` `{"fail_next": n, "status": 503}` (test control)
 
 use std::collections::HashMap;
@@ -30,7 +32,7 @@ use chrono::{DateTime, Duration, Utc};
 use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
-use crate::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
+use spend_platform::{Account, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};
 
 /// A token the sandbox accepts.
 #[derive(Clone)]
@@ -62,6 +64,7 @@ struct Inner {
     campaigns: Mutex<Vec<Campaign>>,
     cards: Vec<Card>,
     transactions: Vec<Transaction>,
+    merchants: Vec<Merchant>,
     faults: Mutex<Faults>,
     /// Idempotency-Key → the campaign as that write left it.
     idempotent: Mutex<HashMap<String, Campaign>>,
@@ -97,6 +100,15 @@ impl Sandbox {
             campaign("cmp_5", "act_1002", "Lookalikes", "active", 7_500, 60, epoch),
         ];
         let cards = vec![card("crd_1", "4242", 100_000), card("crd_2", "1881", 50_000), card("crd_3", "0005", 25_000)];
+        let merchant_data = vec![
+            merchant("api.openai.com", "OpenAI", "software"),
+            merchant("aws.amazon.com", "Amazon Web Services", "cloud"),
+            merchant("github.com", "GitHub", "software"),
+            merchant("figma.com", "Figma", "software"),
+            merchant("slack.com", "Slack", "software"),
+            merchant("ads.example-network.com", "Example Ad Network", "advertising"),
+            merchant("casino.example.com", "Example Casino", "gambling"),
+        ];
         let merchants = ["api.openai.com", "aws.amazon.com", "github.com", "figma.com", "slack.com"];
         let now = Utc::now();
         let transactions = (0..40)
@@ -127,6 +139,7 @@ impl Sandbox {
                 campaigns: Mutex::new(campaigns),
                 cards,
                 transactions,
+                merchants: merchant_data,
                 faults: Mutex::default(),
                 idempotent: Mutex::default(),
             }),
@@ -143,6 +156,7 @@ impl Sandbox {
             .route("/v1/cards", get(cards))
             .route("/v1/transactions", get(transactions))
             .route("/v1/token", get(token))
+            .route("/v1/merchants/{domain}", get(merchant_by_domain))
             .route("/sandbox/faults", post(faults))
             .with_state(self.clone())
     }
@@ -179,6 +193,14 @@ fn campaign(id: &str, account_id: &str, name: &str, status: &str, budget: i64, b
         bid_minor: bid,
         currency: "USD".into(),
         updated_at: at,
+    }
+}
+
+fn merchant(domain: &str, name: &str, category: &str) -> Merchant {
+    Merchant {
+        domain: domain.into(),
+        name: name.into(),
+        category: category.into(),
     }
 }
 
@@ -405,6 +427,17 @@ async fn transactions(State(sb): State<Sandbox>, headers: HeaderMap, Query(q): Q
         .filter(|t| q.status.as_ref().is_none_or(|s| &t.status == s) && q.from.is_none_or(|f| t.time >= f))
         .collect();
     Json(serde_json::json!({"data": list})).into_response()
+}
+
+async fn merchant_by_domain(State(sb): State<Sandbox>, headers: HeaderMap, Path(domain): Path<String>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.read") {
+        return r.into_response();
+    }
+    let domain = domain.trim_end_matches('.').to_ascii_lowercase();
+    match sb.inner.merchants.iter().find(|m| m.domain == domain) {
+        Some(m) => Json(m).into_response(),
+        None => error(StatusCode::NOT_FOUND, "not_found", format!("no merchant {domain}")).into_response(),
+    }
 }
 
 async fn token(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {

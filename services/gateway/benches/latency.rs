@@ -26,7 +26,7 @@ use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_gateway::credentials::{AgentScope, generate};
+use spend_credentials::{AgentScope, generate};
 use spend_gateway::{Application, GatewayConfig, GatewayState};
 use spend_proto::v1 as pb;
 use tonic::metadata::MetadataValue;

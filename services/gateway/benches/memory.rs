@@ -16,7 +16,7 @@ use std::sync::Arc;
 
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_gateway::credentials::AgentScope;
+use spend_credentials::AgentScope;
 use spend_gateway::ops::{ChangeRequest, MAX_MERCHANT_CHARS, MAX_RATIONALE_CHARS, MAX_URL_CHARS, OpError, ProposeRequest};
 use spend_gateway::view::{HISTORY_PER_ORG, MAX_PENDING_PER_ORG};
 use spend_gateway::{Application, GatewayConfig, GatewayState, Identity};

@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use spend_executor::grpc::{account_pb, campaign_pb, card_pb, performance_pb, token_health_pb, transaction_pb};
+use spend_platform::grpc::{account_pb, campaign_pb, card_pb, performance_pb, token_health_pb, transaction_pb};
 use spend_proto::v1 as pb;
 use spend_proto::v1::agent_gateway_server::{AgentGateway, AgentGatewayServer};
 use tonic::{Request, Response, Status};

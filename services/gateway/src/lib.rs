@@ -13,7 +13,7 @@
 //! per-key rate limit, size limit, signed requests). Every refusal is a
 //! `spend.security.alert.v1` event on the gateway's own security subject.
 //! Reads go to the executor's connectors
-//! ([`spend_executor::connector::Reads`]). A draft is recorded here and
+//! ([`spend_platform::Reads`]). A draft is recorded here and
 //! decided by the policy service ([`spend_policy::decide::Decide`]): the
 //! gateway's NATS user cannot write a decision or a commitment. Each
 //! replica keeps a [`view`] of the event log (API keys, drafts, audit
@@ -21,7 +21,7 @@
 #![forbid(unsafe_code)]
 
 pub mod breaker;
-pub mod credentials;
+use spend_credentials as credentials;
 pub mod grpc;
 pub mod mcp;
 pub mod oauth;
@@ -43,7 +43,7 @@ use rmcp::transport::streamable_http_server::{StreamableHttpServerConfig, Stream
 use spend_core::authority::Writer;
 use spend_core::events::{EventData, SecurityAlert};
 use spend_eventlog::{EventLog, LogError, Recorder};
-use spend_executor::connector::Reads;
+use spend_platform::Reads;
 use spend_policy::decide::Decide;
 use spend_policy::spendmd::SpendMd;
 use tokio::sync::{RwLock, watch};
@@ -114,6 +114,9 @@ pub struct GatewayState {
     /// The platform's account ids and when they were read (see
     /// `ops::account_exists`).
     accounts: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// Merchant categories from the platform's merchant data, by domain,
+    /// with when they were read (see `ops::merchant_category`).
+    merchants: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<String>)>>,
     pub keys: RwLock<KeyStore>,
     pub view: RwLock<View>,
     /// The last log sequence the view applied.
@@ -145,6 +148,7 @@ impl GatewayState {
             bootstrap_approved: policy_approved_by_human,
             reads,
             accounts: tokio::sync::Mutex::new(None),
+            merchants: tokio::sync::Mutex::default(),
             keys: RwLock::new(KeyStore::default()),
             view: RwLock::new(View::default()),
             seen: watch::channel(0).0,

@@ -15,7 +15,7 @@ use rmcp::service::RequestContext;
 use rmcp::{Json, RoleServer, ServerHandler, tool, tool_handler, tool_router};
 use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
-use spend_executor::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
+use spend_platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
 
 use crate::ops::{AuditOut, ChangeRequest, DraftOut, OpError, ProposeRequest, audit_out, parse_time};
 use crate::{GatewayState, Identity};

@@ -95,10 +95,7 @@ impl TokenClaims {
     }
 }
 
-/// A bearer credential that looks like a JWT (three base64url parts).
-pub fn looks_like_jwt(token: &str) -> bool {
-    !token.starts_with("ssk_") && token.split('.').count() == 3
-}
+pub use spend_credentials::looks_like_jwt;
 
 /// Validates an access token at `now` (unix seconds).
 pub fn validate(config: &OAuthConfig, token: &str, now: i64) -> Result<TokenClaims, TokenError> {

@@ -16,8 +16,8 @@ use spend_core::subject::is_valid_token;
 use spend_core::{Actor, Money};
 use spend_draft::Draft;
 use spend_eventlog::LogError;
-use spend_executor::connector::ReadError;
-use spend_executor::platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
+use spend_platform::ReadError;
+use spend_platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
 use spend_policy::decide::DecideError;
 
 use crate::credentials::AgentScope;
@@ -276,17 +276,15 @@ fn money(minor: i64, currency: &str) -> Result<Money, OpError> {
     Money::new(minor, currency).map_err(|e| OpError::Invalid(e.to_string()))
 }
 
-fn payment_draft(
-    amount_minor: i64,
-    currency: &str,
-    merchant: String,
+/// What an agent says about a payment beside its amount and merchant.
+struct Stated {
     category: Option<String>,
     country: Option<String>,
     url: Option<String>,
-) -> Result<Shaped, OpError> {
-    if amount_minor <= 0 {
-        return Err(OpError::Invalid("payment.amount_minor must be positive".into()));
-    }
+}
+
+/// The merchant an agent names, checked before anything is read about it.
+fn check_merchant(merchant: &str) -> Result<(), OpError> {
     if merchant.trim().is_empty() {
         return Err(OpError::Invalid("payment.merchant is required".into()));
     }
@@ -295,6 +293,17 @@ fn payment_draft(
             "payment.merchant must be at most {MAX_MERCHANT_CHARS} characters without control characters"
         )));
     }
+    Ok(())
+}
+
+/// A payment draft; `platform_category` is the platform's category for the
+/// merchant (see `merchant_category`).
+fn payment_draft(amount_minor: i64, currency: &str, merchant: String, platform_category: Option<String>, stated: Stated) -> Result<Shaped, OpError> {
+    let Stated { category, country, url } = stated;
+    if amount_minor <= 0 {
+        return Err(OpError::Invalid("payment.amount_minor must be positive".into()));
+    }
+    check_merchant(&merchant)?;
     if url.as_ref().is_some_and(|u| u.chars().count() > MAX_URL_CHARS) {
         return Err(OpError::Invalid(format!("payment.url must be at most {MAX_URL_CHARS} characters")));
     }
@@ -307,12 +316,13 @@ fn payment_draft(
         before: serde_json::Value::Null,
         after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category_stated_by_agent": category, "country": country}),
     }];
-    // The category an agent states is shown to the human but never judged:
-    // allowed_categories could otherwise be satisfied by saying so.
+    // The category an agent states is shown to the human but never judged
+    // (allowed_categories could otherwise be satisfied by saying so): the
+    // caller fills in the platform's own category for the merchant.
     let change = DraftChange::Payment {
         amount: impact.clone(),
         merchant,
-        category: None,
+        category: platform_category,
         country,
         url,
     };
@@ -428,6 +438,8 @@ impl GatewayState {
 /// How long the platform's account list is believed before it is read
 /// again; an account not in it is always re-read first.
 const ACCOUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
+/// How many merchants' categories the gateway remembers at once.
+const MERCHANT_CACHE_ENTRIES: usize = 10_000;
 
 impl GatewayState {
     /// Whether the platform has `account_id`: from a list read at most
@@ -446,6 +458,30 @@ impl GatewayState {
         let found = ids.iter().any(|a| a == account_id);
         *self.accounts.lock().await = Some((std::time::Instant::now(), ids));
         Ok(found)
+    }
+
+    /// The category the platform's merchant data gives `merchant`, read at
+    /// most every [`ACCOUNTS_TTL`] per merchant (at most
+    /// [`MERCHANT_CACHE_ENTRIES`] remembered), `None` when the platform does
+    /// not know it. This, never the category an agent states, is what
+    /// `allowed_categories` and `blocked_categories` judge.
+    async fn merchant_category(&self, merchant: &str) -> Result<Option<String>, OpError> {
+        let key = merchant.trim().trim_end_matches('.').to_ascii_lowercase();
+        if let Some((at, category)) = self.merchants.lock().await.get(&key)
+            && at.elapsed() < ACCOUNTS_TTL
+        {
+            return Ok(category.clone());
+        }
+        let category = self.reads.merchant(&key).await?.map(|m| m.category);
+        let mut cache = self.merchants.lock().await;
+        if cache.len() >= MERCHANT_CACHE_ENTRIES {
+            cache.retain(|_, (at, _)| at.elapsed() < ACCOUNTS_TTL);
+            if cache.len() >= MERCHANT_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (std::time::Instant::now(), category.clone()));
+        Ok(category)
     }
 
     async fn read_performed(&self, who: &Identity, operation: &str, account_id: Option<&str>, count: usize) {
@@ -612,7 +648,12 @@ impl GatewayState {
                 category,
                 country,
                 url,
-            } => (payment_draft(amount_minor, &currency, merchant, category, country, url)?, None),
+            } => {
+                check_merchant(&merchant)?;
+                let platform_category = self.merchant_category(&merchant).await?;
+                let stated = Stated { category, country, url };
+                (payment_draft(amount_minor, &currency, merchant, platform_category, stated)?, None)
+            }
             ChangeRequest::Budget {
                 campaign_id,
                 new_daily_budget_minor,

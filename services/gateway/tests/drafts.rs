@@ -49,6 +49,21 @@ fn payment(minor: i64) -> ProposeRequest {
     }
 }
 
+fn payment_to(merchant: &str, stated_category: Option<&str>) -> ProposeRequest {
+    ProposeRequest {
+        account_id: "card_1".into(),
+        rationale: "tools".into(),
+        change: ChangeRequest::Payment {
+            amount_minor: 2_000,
+            currency: "USD".into(),
+            merchant: merchant.into(),
+            category: stated_category.map(Into::into),
+            country: None,
+            url: Some(format!("https://{merchant}/billing")),
+        },
+    }
+}
+
 async fn append(log: &Arc<dyn EventLog>, subject: String, env: Envelope) {
     log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await.unwrap();
 }
@@ -242,4 +257,50 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
     let forged_alerts = events(&log).await.into_iter().filter(by_gateway).count();
     assert_eq!(forged_alerts, 1, "one alert per forgery, however many replicas replay it");
     replica.stop().await;
+}
+
+/// `allowed_categories` and `blocked_categories` judge the category the
+/// platform's merchant data gives, never the one the agent states.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn categories_come_from_the_platform_not_from_the_agent() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let policy = "\
+spend:
+  daily_limit: 1000 USD
+  per_transaction: 100 USD
+  allowlist: [openai.com]
+  allowed_categories: [software]
+  blocked_categories: [gambling]
+approval:
+  require_confirmation_over: 500 USD
+";
+    let gw = Gateway::start(log.clone(), policy, GatewayConfig::new("")).await;
+    let who = gw.identity(&gw.key);
+    let reasons = |d: &spend_gateway::ops::DraftOut| d.decision.as_ref().unwrap().reasons.iter().map(|r| r.code.clone()).collect::<Vec<_>>();
+
+    // figma.com is not allowlisted, but the platform files it under software.
+    let figma = gw.state.propose_change(&who, payment_to("figma.com", None)).await.unwrap();
+    assert_eq!(figma.status, "pending_approval", "{:?}", reasons(&figma));
+    assert!(!reasons(&figma).contains(&"allowlist.merchant".to_string()), "{:?}", reasons(&figma));
+
+    // A merchant the platform does not know: saying "software" does not help.
+    let unknown = gw.state.propose_change(&who, payment_to("totally-legit.example", Some("software"))).await.unwrap();
+    assert_eq!(unknown.status, "denied");
+    assert!(reasons(&unknown).contains(&"allowlist.merchant".to_string()), "{:?}", reasons(&unknown));
+
+    // The platform files the casino under gambling, whatever the agent says.
+    let casino = gw.state.propose_change(&who, payment_to("Casino.Example.com", Some("software"))).await.unwrap();
+    assert_eq!(casino.status, "denied");
+    assert!(reasons(&casino).contains(&"category.blocked".to_string()), "{:?}", reasons(&casino));
+
+    // What was recorded for the policy is the platform's category.
+    let events = events(&log).await;
+    let recorded: Vec<_> = events
+        .iter()
+        .filter(|e| e["type"] == "spend.draft.proposed.v1")
+        .map(|e| e["data"]["change"]["category"].clone())
+        .collect();
+    assert_eq!(recorded, vec![serde_json::json!("software"), serde_json::Value::Null, serde_json::json!("gambling")]);
+    gw.stop().await;
 }

@@ -130,7 +130,7 @@ fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
 async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_create_consumers() {
     // nats-server parses environment values as config values: a password
     // must not start with a digit (see k8s/nats/auth.conf).
-    let password = || format!("pw{}", spend_gateway::credentials::random_hex(16).unwrap());
+    let password = || format!("pw{}", spend_credentials::random_hex(16).unwrap());
     let (gateway_pw, operator_pw, policy_pw, admin_pw, others) = (password(), password(), password(), password(), password());
     let nats = start_nats(&[
         ("SPEND_NATS_GATEWAY_PASSWORD", &gateway_pw),

@@ -14,7 +14,7 @@ use spend_core::events::{ApiKeyRevoked, EventData};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_gateway::credentials::{LogKeys, generate, parse_scopes};
+use spend_credentials::{LogKeys, generate, parse_scopes};
 
 use crate::ApiKeyCommand;
 use crate::config::{DevPaths, SpendConfig};
@@ -67,7 +67,7 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
             spend_core::subject::aggregate_subject(&prefix, &org, "apikey", "x")?;
             let scopes = match parse_scopes(&scopes) {
                 Ok(s) => s,
-                Err(e @ spend_gateway::credentials::ScopeError::ApproveNeverGranted) => {
+                Err(e @ spend_credentials::ScopeError::ApproveNeverGranted) => {
                     // Asking for the approve scope is itself worth an audit entry.
                     let log = open_log(&config, data_dir.as_deref()).await?;
                     let alert = spend_core::events::SecurityAlert {

@@ -15,7 +15,7 @@ use spend_core::Actor;
 use spend_core::events::EventData;
 use spend_eventlog::EventLog;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
-use spend_gateway::credentials::{AgentScope, generate};
+use spend_credentials::{AgentScope, generate};
 use spend_ledger::store::{SqliteStore, Store};
 use spend_signer::LocalSigner;
 
@@ -127,7 +127,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // The sandbox platform, in-process but over a real socket, with a
     // fresh token each start; the executor's connector holds it, and the
     // gateway reads through the connector.
-    let sandbox_token = spend_gateway::credentials::random_hex(32).context("generating the sandbox token")?;
+    let sandbox_token = spend_credentials::random_hex(32).context("generating the sandbox token")?;
     let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![super::serve::sandbox_token(sandbox_token.clone(), 90)]);
     let sandbox_listen = args.sandbox_listen.clone().unwrap_or_else(|| config.sandbox.listen.clone());
     let sandbox_listener = tokio::net::TcpListener::bind(&sandbox_listen)

@@ -91,7 +91,7 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
             return Ok(ExitCode::from(1));
         }
     };
-    let draft_id = format!("p_{}", spend_gateway::credentials::random_hex(8)?);
+    let draft_id = format!("p_{}", spend_credentials::random_hex(8)?);
     let data = spend_core::events::EventData::PolicyProposed(spend_core::events::PolicyProposed {
         draft_id: draft_id.clone(),
         version: md.version.clone(),

@@ -110,7 +110,7 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     }
     let (policy, _) = super::load_policy(std::path::Path::new(&config.gateway.policy_file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let reads = spend_executor::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url, config.internal.token())
+    let reads = spend_platform::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url, config.internal.token())
         .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
     let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url, config.internal.token())
         .map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;

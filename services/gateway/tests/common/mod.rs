@@ -11,7 +11,7 @@ use futures::StreamExt;
 use spend_eventlog::{Append, EventLog, StartAt};
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_gateway::credentials::{AgentScope, NewKey, generate};
+use spend_credentials::{AgentScope, NewKey, generate};
 use spend_gateway::{Application, GatewayConfig, GatewayState, Identity};
 
 pub const PREFIX: &str = "spend.evt";

@@ -76,3 +76,13 @@ pub struct TokenHealth {
     /// Why the token is unhealthy, when it is.
     pub problem: Option<String>,
 }
+
+/// A merchant as the platform's own merchant data knows it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct Merchant {
+    /// The merchant's domain, lower case (the key payments name it by).
+    pub domain: String,
+    pub name: String,
+    /// The platform's category for it, e.g. `software` or `cloud`.
+    pub category: String,
+}

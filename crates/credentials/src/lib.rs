@@ -28,6 +28,13 @@ use spend_eventlog::read::{Read, classify};
 use spend_eventlog::{EventLog, LogError, StartAt, StoredMessage};
 use subtle::ConstantTimeEq;
 
+/// A bearer credential that looks like a JWT (three base64url parts)
+/// rather than an API key: the gateway validates it as an OAuth access
+/// token, and the human routes audit it as an agent credential.
+pub fn looks_like_jwt(token: &str) -> bool {
+    !token.starts_with("ssk_") && token.split('.').count() == 3
+}
+
 /// What an agent credential may be granted. Approving is not among them.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum AgentScope {
