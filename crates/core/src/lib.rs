@@ -7,6 +7,7 @@
 //! signer and the services build on these types.
 #![forbid(unsafe_code)]
 
+pub mod alert_gate;
 pub mod authority;
 pub mod config;
 pub mod envelope;

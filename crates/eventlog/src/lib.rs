@@ -173,7 +173,19 @@ pub trait Consumer: Send {
 /// restarted under it, say), it resubscribes after the last message handed
 /// over, backing off up to 5 s between attempts — so a follower never
 /// silently stops, and never sees a message twice or out of order.
-pub async fn follow<F, Fut>(log: std::sync::Arc<dyn EventLog>, from: u64, mut apply: F)
+pub async fn follow<F, Fut>(log: std::sync::Arc<dyn EventLog>, from: u64, apply: F)
+where
+    F: FnMut(StoredMessage) -> Fut,
+    Fut: std::future::Future<Output = ()>,
+{
+    let (_keep, never) = tokio::sync::watch::channel(false);
+    follow_until(log, from, never, apply).await;
+}
+
+/// [`follow`] until `stop` turns true: a message being applied is applied
+/// to the end first (a follower drains; it is never cut off mid-update).
+/// Returns the sequence of the next message it would have applied.
+pub async fn follow_until<F, Fut>(log: std::sync::Arc<dyn EventLog>, from: u64, mut stop: tokio::sync::watch::Receiver<bool>, mut apply: F) -> u64
 where
     F: FnMut(StoredMessage) -> Fut,
     Fut: std::future::Future<Output = ()>,
@@ -181,10 +193,16 @@ where
     use futures::StreamExt as _;
     let mut next = from.max(1);
     let mut backoff = Duration::from_millis(200);
-    loop {
+    let stopped = |stop: &tokio::sync::watch::Receiver<bool>| *stop.borrow();
+    while !stopped(&stop) {
         match log.subscribe(StartAt::Sequence(next)).await {
             Ok(mut stream) => loop {
-                match stream.next().await {
+                let item = tokio::select! {
+                    biased;
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return next,
+                    item = stream.next() => item,
+                };
+                match item {
                     Some(Ok(m)) if m.seq < next => {}
                     Some(Ok(m)) => {
                         next = m.seq + 1;
@@ -203,7 +221,11 @@ where
             },
             Err(e) => tracing::error!(error = %e, next, "cannot follow the event log; retrying"),
         }
-        tokio::time::sleep(backoff).await;
+        tokio::select! {
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return next,
+            _ = tokio::time::sleep(backoff) => {}
+        }
         backoff = (backoff * 2).min(Duration::from_secs(5));
     }
+    next
 }

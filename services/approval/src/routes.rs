@@ -31,11 +31,12 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine as _;
+use spend_core::alert_gate::{AlertGate, Repeats};
 use spend_core::authority::Writer;
 use spend_core::events::SecurityAlert;
 use spend_core::subject::is_valid_token;
-use spend_eventlog::{EventLog, Recorder};
 use spend_credentials::{LogKeys, key_id_of};
+use spend_eventlog::{EventLog, Recorder};
 use tokio::sync::Mutex;
 
 pub struct ApprovalState {
@@ -58,12 +59,15 @@ const ALERTS_PER_REQUEST: usize = 4;
 /// attributes an alert with what it knows.
 const CATCH_UP: Duration = Duration::from_secs(2);
 
-/// The gate's own state: the recorder of its alerts and the key store it
-/// reads from the log to know whose key is presented.
-struct Gate {
+/// The gate's own state: the recorder of its alerts, the key store it
+/// reads from the log to know whose key is presented, and the aggregation
+/// of floods (one refusal repeated in a window is recorded three times,
+/// then counted: [`AlertGate`]).
+pub(crate) struct Gate {
     state: Arc<ApprovalState>,
     recorder: Recorder,
     keys: Mutex<LogKeys>,
+    alerts: AlertGate,
 }
 
 /// A credential found on a request. `token` is the credential itself:
@@ -188,7 +192,10 @@ fn credentials(req: &Request) -> Vec<Found> {
 
 impl Gate {
     /// The key store, brought up to date with the log (within [`CATCH_UP`];
-    /// otherwise as far as it got).
+    /// otherwise as far as it got), so that an alert names a key's state
+    /// as of now (a revocation a moment ago included). The service keeps
+    /// the store current in the background as well ([`Gate::refresh`]), so
+    /// this usually asks the log its last sequence and reads nothing.
     async fn keys(&self) -> tokio::sync::MutexGuard<'_, LogKeys> {
         let mut keys = self.keys.lock().await;
         match tokio::time::timeout(CATCH_UP, keys.catch_up(&*self.state.log, &self.state.prefix)).await {
@@ -197,6 +204,27 @@ impl Gate {
             Err(_) => tracing::warn!("the approval gate's key store did not catch up with the log in time"),
         }
         keys
+    }
+
+    /// Brings the key store up to date with the log (the service calls it
+    /// every few seconds, so revocations and new keys are known before a
+    /// request needs them).
+    pub(crate) async fn refresh(&self) {
+        let mut keys = self.keys.lock().await;
+        if let Err(e) = keys.catch_up(&*self.state.log, &self.state.prefix).await {
+            tracing::warn!(error = %e, "the approval gate's key store is behind the log");
+        }
+    }
+
+    /// Records the repeats counted in windows that ended (`all`: in every
+    /// window, as the service stops).
+    pub(crate) async fn flush(&self, all: bool) {
+        let repeats: Vec<Repeats> = if all { self.alerts.drain() } else { self.alerts.due() };
+        for r in repeats {
+            if let Err(e) = self.recorder.alert(&r.org, r.alert()).record().await {
+                tracing::error!(error = %e, "could not record aggregated security alerts");
+            }
+        }
     }
 
     /// The alert for one refused credential: organisation, key id, and what
@@ -241,7 +269,14 @@ impl Gate {
         (unknown, None, "an unrecognised credential".into())
     }
 
-    async fn alert(&self, org: &str, key_id: Option<String>, address: &str, detail: String) {
+    /// Records one refused credential, unless the same credential was
+    /// refused the same way from the same address three times in the
+    /// window already: then it is counted into the window's aggregate.
+    async fn alert(&self, org: &str, key_id: Option<String>, address: &str, kind: &str, detail: String) {
+        if self.alerts.admit_kind(org, key_id.as_deref(), Some(address), REASON, kind).is_none() {
+            // Counted into this window's aggregate, recorded when it ends.
+            return;
+        }
         let alert = SecurityAlert {
             reason: REASON.into(),
             key_id: key_id.clone(),
@@ -275,7 +310,7 @@ async fn human_only(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInf
                 }
                 detail.push(')');
             }
-            gate.alert(&org, key_id, &address, detail).await;
+            gate.alert(&org, key_id, &address, &f.place, detail).await;
         }
         return (StatusCode::FORBIDDEN, "agents cannot approve or push; a signed-in human does").into_response();
     }
@@ -292,18 +327,27 @@ async fn unreachable_without_session() -> Response {
     StatusCode::UNAUTHORIZED.into_response()
 }
 
+/// The approval routes behind the gate. Served by [`crate::Application`],
+/// which also keeps the gate's key store current and records the alerts
+/// it counted.
 pub fn router(state: Arc<ApprovalState>) -> Router {
+    gated(state).1
+}
+
+pub(crate) fn gated(state: Arc<ApprovalState>) -> (Arc<Gate>, Router) {
     let gate = Arc::new(Gate {
         recorder: Recorder::new(state.log.clone(), state.prefix.clone(), Writer::Approval),
         keys: Mutex::new(LogKeys::default()),
+        alerts: AlertGate::default(),
         state: state.clone(),
     });
-    Router::new()
+    let router = Router::new()
         .route("/approvals/{draft_id}", get(unreachable_without_session))
         .route("/approvals/{draft_id}/approve", post(unreachable_without_session))
         .route("/approvals/{draft_id}/push", post(unreachable_without_session))
-        .layer(axum::middleware::from_fn_with_state(gate, human_only))
-        .with_state(state)
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), human_only))
+        .with_state(state);
+    (gate, router)
 }
 
 #[cfg(test)]

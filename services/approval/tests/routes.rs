@@ -258,3 +258,58 @@ async fn a_key_id_invalid_in_a_subject_is_still_audited_with_the_id_in_the_detai
         "truncated: {detail}"
     );
 }
+
+/// A flood of one refused credential makes a bounded number of events, and
+/// none goes uncounted: three recorded singly, the rest counted into one
+/// alert that the service records by the end of the window, or, as here,
+/// when it stops.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flood_of_refusals_is_aggregated_and_every_refusal_counted() {
+    use spend_approval::{Application, ApprovalConfig, Deps};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let key = create_key(&log, "acme").await;
+    let app = Application::build(
+        ApprovalConfig { listen: "127.0.0.1:0".into() },
+        Deps {
+            log: log.clone(),
+            prefix: "spend.evt".into(),
+        },
+    )
+    .await
+    .unwrap();
+    let addr = app.local_addr();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run_until_stopped(async move {
+        let _ = stopped.await;
+    }));
+    let http = reqwest::Client::new();
+    for _ in 0..50 {
+        let r = http
+            .post(format!("http://{addr}/approvals/d_1/approve"))
+            .bearer_auth(&key.secret)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 403, "every one is refused");
+    }
+    // Presented another way: recorded on its own.
+    let r = http
+        .post(format!("http://{addr}/approvals/d_1/approve"))
+        .header("x-api-key", &key.secret)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(alerts(&log).await.len(), 4, "three singles of the flood and the other form");
+
+    stop.send(()).unwrap();
+    server.await.unwrap().unwrap();
+    let alerts = alerts(&log).await;
+    assert_eq!(alerts.len(), 5, "the counted repeats are recorded as the service stops");
+    let (subject, last) = alerts.last().unwrap();
+    assert_eq!(subject, &format!("spend.evt.acme.security_approval.{}", key.created.key_id));
+    let detail = last["data"]["detail"].as_str().unwrap();
+    assert!(detail.starts_with("47 more refusals (agent_on_human_route: "), "{detail}");
+    assert!(!last.to_string().contains(&key.secret[17..]));
+}

@@ -86,4 +86,3 @@ impl Executor for ExecutorService {
         Err(Status::unimplemented("card freezes are not available in this version of the executor"))
     }
 }
-

@@ -22,12 +22,12 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use spend_credentials::{AgentScope, generate};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_credentials::{AgentScope, generate};
-use spend_gateway::{Application, GatewayConfig, GatewayState};
+use spend_gateway::{Application, Deps, GatewayConfig};
 use spend_proto::v1 as pb;
 use tonic::metadata::MetadataValue;
 
@@ -178,15 +178,14 @@ async fn run() {
             approved_by_human: false,
         },
     );
-    let state = Arc::new(GatewayState::new(
-        log.clone(),
-        prefix.clone(),
-        spend_policy::spendmd::parse(POLICY).unwrap(),
-        false,
-        Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
-        Arc::new(decider),
-        gw_config,
-    ));
+    let deps = Deps {
+        log: log.clone(),
+        prefix: prefix.clone(),
+        policy: spend_policy::spendmd::parse(POLICY).unwrap(),
+        policy_approved_by_human: false,
+        reads: Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
+        decider: Arc::new(decider),
+    };
     let key = generate("acme", "bench", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now()).unwrap();
     let env = spend_core::Envelope::new(
         "spendsignoff/cli",
@@ -202,7 +201,8 @@ async fn run() {
     ))
     .await
     .unwrap();
-    let app = Application::build(state.clone()).await.unwrap();
+    let app = Application::build(gw_config, deps).await.unwrap();
+    let state = app.state();
     let addr = app.local_addr();
     tokio::spawn(app.run_until_stopped(std::future::pending()));
     state.caught_up().await.unwrap();

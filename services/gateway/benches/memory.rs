@@ -14,12 +14,12 @@
 
 use std::sync::Arc;
 
+use spend_credentials::AgentScope;
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_credentials::AgentScope;
 use spend_gateway::ops::{ChangeRequest, MAX_MERCHANT_CHARS, MAX_RATIONALE_CHARS, MAX_URL_CHARS, OpError, ProposeRequest};
 use spend_gateway::view::{HISTORY_PER_ORG, MAX_PENDING_PER_ORG};
-use spend_gateway::{Application, GatewayConfig, GatewayState, Identity};
+use spend_gateway::{Application, Deps, GatewayConfig, Identity};
 
 const POLICY: &str = "\
 spend:
@@ -76,16 +76,16 @@ async fn run() {
     );
     let mut config = GatewayConfig::new("127.0.0.1:0");
     config.breaker.max_drafts_per_minute = usize::MAX;
-    let state = Arc::new(GatewayState::new(
-        log.clone(),
-        "spend.evt",
+    let deps = Deps {
+        log: log.clone(),
+        prefix: "spend.evt".into(),
         policy,
-        true,
-        Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
-        Arc::new(decider),
-        config,
-    ));
-    let app = Application::build(state.clone()).await.unwrap();
+        policy_approved_by_human: true,
+        reads: Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
+        decider: Arc::new(decider),
+    };
+    let app = Application::build(config, deps).await.unwrap();
+    let state = app.state();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;

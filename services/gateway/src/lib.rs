@@ -128,7 +128,7 @@ pub struct GatewayState {
 }
 
 impl GatewayState {
-    pub fn new(
+    fn new(
         log: Arc<dyn EventLog>,
         prefix: impl Into<String>,
         policy: SpendMd,
@@ -222,19 +222,17 @@ impl GatewayState {
 
     /// Records the repeats counted in alert windows that have ended.
     pub async fn flush_alerts(&self) {
-        for r in self.alerts.due() {
-            let alert = SecurityAlert {
-                reason: r.reason.clone(),
-                key_id: r.key_id.clone(),
-                address: r.address.clone(),
-                detail: format!(
-                    "{} more refusals ({}) in the {} s after the first one recorded",
-                    r.count,
-                    r.reason,
-                    security::ALERT_WINDOW.as_secs()
-                ),
-            };
-            if let Err(e) = self.recorder.alert(&r.org, alert).record().await {
+        self.record_repeats(self.alerts.due()).await;
+    }
+
+    /// Records every counted repeat, ended window or not (at shutdown).
+    pub async fn drain_alerts(&self) {
+        self.record_repeats(self.alerts.drain()).await;
+    }
+
+    async fn record_repeats(&self, repeats: Vec<security::Repeats>) {
+        for r in repeats {
+            if let Err(e) = self.recorder.alert(&r.org, r.alert()).record().await {
                 tracing::error!(error = %e, reason = %r.reason, "could not record aggregated security alerts");
             }
         }
@@ -260,24 +258,25 @@ impl GatewayState {
 /// Follows the whole log into the view and the key store (resuming after
 /// the last event applied if the subscription fails, so a replica never
 /// silently stops learning of revocations).
-async fn follow(state: Arc<GatewayState>) {
+async fn follow(state: Arc<GatewayState>, stop: watch::Receiver<bool>) {
     let log = state.log.clone();
-    spend_eventlog::follow(log, 1, |m| {
+    spend_eventlog::follow_until(log, 1, stop, |m| {
         let state = state.clone();
         async move { apply(&state, &m).await }
     })
-    .await
+    .await;
 }
 
 async fn apply(state: &GatewayState, m: &spend_eventlog::StoredMessage) {
     let applied = state.view.write().await.apply(&state.prefix, m);
     match applied {
-        Applied::Event(EventData::ApiKeyCreated(c)) => {
-            if let Err(e) = state.keys.write().await.apply_created(&c) {
+        // Keys are applied as every key reader applies them (the same
+        // placement and organisation checks as the CLI and approval gate).
+        Applied::Event(EventData::ApiKeyCreated(_) | EventData::ApiKeyRevoked(_)) => {
+            if let Err(e) = state.keys.write().await.apply_message(&state.prefix, m) {
                 tracing::warn!(seq = m.seq, error = %e, "ignoring an invalid API key event");
             }
         }
-        Applied::Event(EventData::ApiKeyRevoked(r)) => state.keys.write().await.apply_revoked(&r),
         // Every replica sees it; one alert per message.
         Applied::Audit { org, id, reason, detail } => state.alert_once(&org, &id, &reason, &detail).await,
         _ => {}
@@ -326,17 +325,44 @@ async fn request_log(req: Request, next: Next) -> Response {
     resp
 }
 
+/// What the gateway is given besides its [`GatewayConfig`].
+pub struct Deps {
+    /// The event log, as the gateway's own NATS user.
+    pub log: Arc<dyn EventLog>,
+    /// The stream's subject prefix.
+    pub prefix: String,
+    /// The SPEND.md used for an organisation until a human approves a
+    /// version of its own (its limits shape what the gateway refuses early).
+    pub policy: SpendMd,
+    /// Whether that file counts as human-approved.
+    pub policy_approved_by_human: bool,
+    /// Platform reads: the executor (over gRPC, or in-process in `spend dev`).
+    pub reads: Arc<dyn Reads>,
+    /// The policy service, which decides every draft recorded here.
+    pub decider: Arc<dyn Decide>,
+}
+
 pub struct Application {
     listener: tokio::net::TcpListener,
     state: Arc<GatewayState>,
 }
 
 impl Application {
-    pub async fn build(state: Arc<GatewayState>) -> anyhow::Result<Self> {
-        let listen = state.config.listen.clone();
+    /// Binds `config.listen` and builds the shared state.
+    pub async fn build(config: GatewayConfig, deps: Deps) -> anyhow::Result<Self> {
+        let listen = config.listen.clone();
         let listener = tokio::net::TcpListener::bind(&listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding the gateway on {listen}: {e}"))?;
+        let state = Arc::new(GatewayState::new(
+            deps.log,
+            deps.prefix,
+            deps.policy,
+            deps.policy_approved_by_human,
+            deps.reads,
+            deps.decider,
+            config,
+        ));
         Ok(Self { listener, state })
     }
 
@@ -344,14 +370,27 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The state every handler shares (tests and benches drive operations
+    /// on it directly).
+    pub fn state(&self) -> Arc<GatewayState> {
+        self.state.clone()
+    }
+
+    /// Serves until `shutdown` resolves, then drains: stops accepting,
+    /// lets in-flight requests finish, records every counted alert, and
+    /// stops the view's follower after the message in hand.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let follower = tokio::spawn(follow(self.state.clone()));
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let follower = tokio::spawn(follow(self.state.clone(), stop_rx.clone()));
         let flusher_state = self.state.clone();
+        let mut flusher_stop = stop_rx;
         let flusher = tokio::spawn(async move {
             let mut tick = tokio::time::interval(Duration::from_secs(10));
             loop {
-                tick.tick().await;
-                flusher_state.flush_alerts().await;
+                tokio::select! {
+                    _ = tick.tick() => flusher_state.flush_alerts().await,
+                    _ = async { let _ = flusher_stop.wait_for(|s| *s).await; } => return,
+                }
             }
         });
         let ct = tokio_util::sync::CancellationToken::new();
@@ -398,9 +437,10 @@ impl Application {
             .await?;
         // Drained: in-flight requests have finished. Record the counted
         // repeats, then stop following.
-        flusher.abort();
-        self.state.flush_alerts().await;
-        follower.abort();
+        let _ = stop_tx.send(true);
+        let _ = flusher.await;
+        self.state.drain_alerts().await;
+        let _ = follower.await;
         Ok(())
     }
 }

@@ -26,7 +26,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use axum::body::Body;
 use axum::extract::{ConnectInfo, Request, State};
@@ -70,86 +70,7 @@ impl RateLimiter {
     }
 }
 
-/// How long repeats of one refusal are counted into one alert.
-pub const ALERT_WINDOW: Duration = Duration::from_secs(60);
-/// Distinct (org, key, address, reason) windows tracked at once.
-const ALERT_KEYS: usize = 10_000;
-/// Refusals of one kind recorded one by one in a window before the rest
-/// are counted.
-const ALERT_SINGLES: u64 = 3;
-
-/// Aggregates floods of one refusal: the first few of a window (per org,
-/// key, address and reason) are recorded at once; further repeats inside
-/// the window are counted, and recorded as one alert with their count when
-/// the window ends ([`AlertGate::due`]) — so 1,000 unauthenticated
-/// requests make four events, not 1,000, and no refusal goes uncounted.
-#[derive(Default)]
-pub struct AlertGate {
-    windows: Mutex<HashMap<AlertKey, (Instant, u64)>>,
-}
-
-/// (org, key id, address, reason).
-type AlertKey = (String, String, String, String);
-
-/// Repeats counted in a window that has ended, to record.
-pub struct Repeats {
-    pub org: String,
-    pub key_id: Option<String>,
-    pub address: Option<String>,
-    pub reason: String,
-    pub count: u64,
-}
-
-impl AlertGate {
-    /// `Some(1)` when this refusal opens a window (record it); `None` when
-    /// it is counted into an open one.
-    pub fn admit(&self, org: &str, key_id: Option<&str>, address: Option<&str>, reason: &str) -> Option<u64> {
-        let key = (
-            org.to_string(),
-            key_id.unwrap_or_default().to_string(),
-            address.unwrap_or_default().to_string(),
-            reason.to_string(),
-        );
-        let now = Instant::now();
-        let mut w = self.windows.lock().expect("alert gate lock");
-        if let Some((start, seen)) = w.get_mut(&key)
-            && now.duration_since(*start) < ALERT_WINDOW
-        {
-            *seen += 1;
-            return (*seen <= ALERT_SINGLES).then_some(*seen);
-        }
-        if w.len() >= ALERT_KEYS {
-            // Full: the oldest windows are recorded by `due` soon; keep
-            // counting by opening no more windows than the bound.
-            return Some(1);
-        }
-        w.insert(key, (now, 1));
-        Some(1)
-    }
-
-    /// Windows that ended with repeats (removed), and every ended window
-    /// dropped from the table.
-    pub fn due(&self) -> Vec<Repeats> {
-        let now = Instant::now();
-        let mut out = Vec::new();
-        self.windows.lock().expect("alert gate lock").retain(|(org, key, addr, reason), (start, seen)| {
-            if now.duration_since(*start) < ALERT_WINDOW {
-                return true;
-            }
-            if *seen > ALERT_SINGLES {
-                out.push(Repeats {
-                    org: org.clone(),
-                    key_id: (!key.is_empty()).then(|| key.clone()),
-                    address: (!addr.is_empty()).then(|| addr.clone()),
-                    reason: reason.clone(),
-                    count: *seen - ALERT_SINGLES,
-                });
-            }
-            false
-        });
-        out
-    }
-}
+pub use spend_core::alert_gate::{ALERT_WINDOW, AlertGate, Repeats};
 
 /// The client's address: the peer, unless the peer is a trusted proxy.
 /// Then `X-Forwarded-For` is walked from the right (the hops our own

@@ -285,7 +285,11 @@ approval:
     assert!(!reasons(&figma).contains(&"allowlist.merchant".to_string()), "{:?}", reasons(&figma));
 
     // A merchant the platform does not know: saying "software" does not help.
-    let unknown = gw.state.propose_change(&who, payment_to("totally-legit.example", Some("software"))).await.unwrap();
+    let unknown = gw
+        .state
+        .propose_change(&who, payment_to("totally-legit.example", Some("software")))
+        .await
+        .unwrap();
     assert_eq!(unknown.status, "denied");
     assert!(reasons(&unknown).contains(&"allowlist.merchant".to_string()), "{:?}", reasons(&unknown));
 
@@ -301,6 +305,9 @@ approval:
         .filter(|e| e["type"] == "spend.draft.proposed.v1")
         .map(|e| e["data"]["change"]["category"].clone())
         .collect();
-    assert_eq!(recorded, vec![serde_json::json!("software"), serde_json::Value::Null, serde_json::json!("gambling")]);
+    assert_eq!(
+        recorded,
+        vec![serde_json::json!("software"), serde_json::Value::Null, serde_json::json!("gambling")]
+    );
     gw.stop().await;
 }

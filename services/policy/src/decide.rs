@@ -75,6 +75,7 @@ pub trait Decide: Send + Sync + 'static {
 
 /// The SPEND.md a process starts with, in force until a human approves a
 /// version of an organisation's own.
+#[derive(Clone)]
 pub struct Bootstrap {
     pub policy: Arc<SpendMd>,
     pub source: String,
@@ -172,12 +173,18 @@ async fn record_once(recorder: &Recorder, org: &str, id: &str, alert: spend_core
 
 /// Follows the whole log into `state` (resuming where it stopped).
 pub async fn follow(state: Arc<PolicyState>, recorder: Recorder) {
+    let (_keep, never) = watch::channel(false);
+    follow_until(state, recorder, never).await
+}
+
+/// [`follow`] until `stop` turns true, finishing the message in hand.
+pub async fn follow_until(state: Arc<PolicyState>, recorder: Recorder, stop: watch::Receiver<bool>) {
     let log = recorder.log().clone();
-    spend_eventlog::follow(log, 1, |m| {
+    spend_eventlog::follow_until(log, 1, stop, |m| {
         let (state, recorder) = (state.clone(), recorder.clone());
         async move { apply(&state, &recorder, &m).await }
     })
-    .await
+    .await;
 }
 
 /// The in-process decider (the gRPC `Policy.Decide` serves the same).

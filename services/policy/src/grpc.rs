@@ -217,14 +217,17 @@ impl Decide for PolicyClient {
 }
 
 /// Serves the Policy service with health and reflection on `listener`
-/// until `shutdown`: follows the log for versions, and decides drafts left
-/// undecided through the durable consumer `consumer`. `decider` may be
-/// shared with an in-process gateway (`spend dev`).
+/// until `shutdown` (see [`crate::Application`], which calls it): follows
+/// the log for versions, and decides drafts left undecided through the
+/// durable consumer `consumer`. On shutdown it drains in order: the gRPC
+/// server stops accepting and finishes the calls in flight, the consumer
+/// finishes and acknowledges its batch, and the follower applies the
+/// message in hand.
 ///
 /// With `token`, only callers that send it are served (see
 /// [`spend_proto::internal`]); without one it never listens beyond
 /// loopback.
-pub async fn serve(
+pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     decider: Decider,
     consumer: String,
@@ -232,8 +235,12 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
     spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, token).map_err(anyhow::Error::msg)?;
-    let follower = tokio::spawn(crate::decide::follow(decider.state().clone(), decider.recorder().clone()));
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let follower = tokio::spawn(crate::decide::follow_until(
+        decider.state().clone(),
+        decider.recorder().clone(),
+        stop_rx.clone(),
+    ));
     let undecided = tokio::spawn(crate::decide::decide_undecided(decider.clone(), consumer, stop_rx));
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<PolicyServer<PolicyGrpc>>().await;
@@ -247,11 +254,12 @@ pub async fn serve(
         ))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
-    // Drain: the consumer finishes the batch in hand and stops.
+    // Drain: the consumer finishes (and acknowledges) the batch in hand,
+    // the follower the message in hand.
     let _ = stop_tx.send(true);
     if let Ok(Err(e)) = undecided.await {
         tracing::error!(error = %e, "the undecided-drafts consumer failed");
     }
-    follower.abort();
+    let _ = follower.await;
     Ok(())
 }

@@ -16,9 +16,12 @@
 //! - [`versions`]: SPEND.md versions proposed by the operator and put in
 //!   force by a human's approval of their exact bytes;
 //! - [`grpc`]: `spendsignoff.v1.Policy` (decide, validate, version in
-//!   force, dry-run evaluation), served by `spend serve policy`.
+//!   force, dry-run evaluation) and [`grpc::PolicyClient`];
+//! - [`Application`]: the service as `spend serve policy` and `spend dev`
+//!   run it — [`PolicyConfig`] + [`Deps`], `build`, `run_until_stopped`.
 #![forbid(unsafe_code)]
 
+mod app;
 pub mod decide;
 pub mod envelope;
 pub mod evaluate;
@@ -26,3 +29,5 @@ pub mod grpc;
 pub mod money;
 pub mod spendmd;
 pub mod versions;
+
+pub use app::{Application, Deps, PolicyConfig};

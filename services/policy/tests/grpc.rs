@@ -11,8 +11,8 @@ use spend_core::events::{ApprovalGranted, EventData, PolicyProposed};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::{Append, EventLog};
-use spend_policy::decide::{Bootstrap, Decider, PolicyState};
-use spend_policy::grpc::serve;
+use spend_policy::decide::Bootstrap;
+use spend_policy::{Application, Deps, PolicyConfig};
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_client::PolicyClient;
 
@@ -27,6 +27,14 @@ async fn append(log: &Arc<dyn EventLog>, subject: &str, actor: Actor, source: &s
     bytes
 }
 
+fn config(token: Option<&str>) -> PolicyConfig {
+    PolicyConfig {
+        listen: "127.0.0.1:0".into(),
+        consumer: "policy".into(),
+        internal_token: token.map(Into::into),
+    }
+}
+
 async fn version_of(client: &mut PolicyClient<tonic::transport::Channel>) -> pb::PolicyVersion {
     client
         .get_active_policy(pb::GetActivePolicyRequest { org: "acme".into() })
@@ -39,16 +47,24 @@ async fn version_of(client: &mut PolicyClient<tonic::transport::Channel>) -> pb:
 async fn the_policy_service_validates_names_the_version_in_force_and_evaluates() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
     let bootstrap = Bootstrap {
         policy: Arc::new(spend_policy::spendmd::parse(BOOTSTRAP).unwrap()),
         source: BOOTSTRAP.into(),
         approved_by_human: false,
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let decider = Decider::new(log.clone(), "spend.evt", PolicyState::new(bootstrap));
-    let server = tokio::spawn(serve(listener, decider, "policy".into(), None, async move {
+    let app = Application::build(
+        config(None),
+        Deps {
+            log: log.clone(),
+            prefix: "spend.evt".into(),
+            bootstrap,
+        },
+    )
+    .await
+    .unwrap();
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;
     }));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
@@ -227,14 +243,21 @@ async fn with_an_internal_token_only_callers_that_send_it_are_served() {
         source: BOOTSTRAP.into(),
         approved_by_human: false,
     };
-    let decider = Decider::new(log, "spend.evt", PolicyState::new(bootstrap));
+    let deps = || Deps {
+        log: log.clone(),
+        prefix: "spend.evt".into(),
+        bootstrap: bootstrap.clone(),
+    };
     // Beyond loopback without a token: refused at start.
-    let open = tokio::net::TcpListener::bind("0.0.0.0:0").await.unwrap();
-    let refused = serve(open, decider.clone(), "policy".into(), None, async {}).await;
-    assert!(refused.unwrap_err().to_string().contains("SPEND__INTERNAL__TOKEN"));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    let server = tokio::spawn(serve(listener, decider, "policy".into(), Some("internal-s3cret"), std::future::pending()));
+    let open = PolicyConfig {
+        listen: "0.0.0.0:0".into(),
+        ..config(None)
+    };
+    let refused = Application::build(open, deps()).await.err().expect("refused");
+    assert!(refused.to_string().contains("SPEND__INTERNAL__TOKEN"), "{refused}");
+    let app = Application::build(config(Some("internal-s3cret")), deps()).await.unwrap();
+    let addr = app.local_addr();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
     let channel = tonic::transport::Endpoint::from_shared(format!("http://{addr}")).unwrap().connect_lazy();
     let mut anonymous = PolicyClient::new(channel);
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);

@@ -8,11 +8,11 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::StreamExt;
+use spend_credentials::{AgentScope, NewKey, generate};
 use spend_eventlog::{Append, EventLog, StartAt};
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
-use spend_credentials::{AgentScope, NewKey, generate};
-use spend_gateway::{Application, GatewayConfig, GatewayState, Identity};
+use spend_gateway::{Application, Deps, GatewayConfig, GatewayState, Identity};
 
 pub const PREFIX: &str = "spend.evt";
 
@@ -98,18 +98,18 @@ impl Gateway {
                 approved_by_human: true,
             },
         );
-        let state = Arc::new(GatewayState::new(
-            log.clone(),
-            prefix,
+        let deps = Deps {
+            log: log.clone(),
+            prefix: prefix.into(),
             policy,
-            true,
-            Arc::new(connector),
-            Arc::new(decider),
-            config,
-        ));
+            policy_approved_by_human: true,
+            reads: Arc::new(connector),
+            decider: Arc::new(decider),
+        };
         let key = record_key(key_log, prefix, "acme", "agent", &[AgentScope::Read, AgentScope::Draft]).await;
         let read_key = record_key(key_log, prefix, "acme", "reader", &[AgentScope::Read]).await;
-        let app = Application::build(state.clone()).await.unwrap();
+        let app = Application::build(config, deps).await.unwrap();
+        let state = app.state();
         let addr = app.local_addr();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         let server = tokio::spawn(app.run_until_stopped(async move {

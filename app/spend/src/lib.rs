@@ -185,9 +185,10 @@ pub struct DevArgs {
     /// `sandbox.listen`, i.e. `SPEND__SANDBOX__LISTEN`, 127.0.0.1:7400).
     #[arg(long)]
     pub sandbox_listen: Option<String>,
-    /// Address of the human approval pages.
-    #[arg(long, default_value = "127.0.0.1:7200")]
-    pub approval_listen: String,
+    /// Address of the human approval pages (default: `approval.listen`,
+    /// i.e. `SPEND__APPROVAL__LISTEN`, 127.0.0.1:7200).
+    #[arg(long)]
+    pub approval_listen: Option<String>,
     /// Address of the policy service's gRPC (default: `policy.listen`,
     /// i.e. `SPEND__POLICY__LISTEN`, 127.0.0.1:7102).
     #[arg(long)]
@@ -205,6 +206,9 @@ pub enum Service {
     Policy,
     /// The executor: the platform connectors (gRPC, for the gateway's reads).
     Executor,
+    /// The approval service: the human approval routes (agent credentials
+    /// refused and audited; passkey sign-in comes with human approval).
+    Approval,
     /// The sandbox ad and card platform, standing in for a real one.
     Sandbox,
 }
@@ -294,6 +298,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { service: Service::Gateway } => cmd::serve::gateway(config).await,
         Command::Serve { service: Service::Policy } => cmd::serve::policy(config).await,
         Command::Serve { service: Service::Executor } => cmd::serve::executor(config).await,
+        Command::Serve { service: Service::Approval } => cmd::serve::approval(config).await,
         Command::Serve { service: Service::Sandbox } => cmd::serve::sandbox(config).await,
         Command::ApiKey { command } => cmd::apikey::run(config, command).await,
         Command::Ledger { command } => cmd::ledger::run(config, command).await,

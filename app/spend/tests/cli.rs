@@ -581,8 +581,17 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     }
     let url = format!("http://127.0.0.1:{port}/mcp");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);
-    while text(&agent(&url, &secret, true).stdout).trim() != "ok" {
-        assert!(std::time::Instant::now() < deadline, "the gateway never accepted the new key");
+    loop {
+        let out = agent(&url, &secret, true);
+        if text(&out.stdout).trim() == "ok" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the gateway never accepted the new key: {} {}",
+            text(&out.stdout),
+            text(&out.stderr)
+        );
         std::thread::sleep(Duration::from_millis(100));
     }
     let out = agent(&url, &secret, false);

@@ -20,7 +20,24 @@ pub struct SpendConfig {
     pub executor: ExecutorSettings,
     pub sandbox: SandboxSettings,
     pub policy: PolicySettings,
+    pub approval: ApprovalSettings,
     pub internal: InternalSettings,
+}
+
+/// Approval service settings (`[approval]` / `SPEND__APPROVAL__…`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct ApprovalSettings {
+    /// HTTP address of the approval pages (`spend serve approval`).
+    pub listen: String,
+}
+
+impl Default for ApprovalSettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7200".into(),
+        }
+    }
 }
 
 /// Authentication between services (`[internal]` / `SPEND__INTERNAL__…`).

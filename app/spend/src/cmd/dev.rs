@@ -1,7 +1,8 @@
 //! `spend dev`: every service in one process on embedded defaults (an
 //! embedded durable event log, SQLite, a local signing key), persisting
-//! under a data folder, like `vault server -dev`. Running now: the ledger
-//! and the gateway's MCP server; the other services join as they land.
+//! under a data folder, like `vault server -dev`. Every service is built
+//! with the same `Application::build(config, deps)` that `spend serve`
+//! uses, on embedded dependencies, and stopped with the same drain.
 //!
 //! On first start it writes a restrictive `SPEND.md` (edit it and restart)
 //! and a development agent key, kept in a 0600 file and never printed.
@@ -13,9 +14,9 @@ use std::sync::Arc;
 use anyhow::Context;
 use spend_core::Actor;
 use spend_core::events::EventData;
+use spend_credentials::{AgentScope, generate};
 use spend_eventlog::EventLog;
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
-use spend_credentials::{AgentScope, generate};
 use spend_ledger::store::{SqliteStore, Store};
 use spend_signer::LocalSigner;
 
@@ -149,38 +150,45 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let prefix_for_approval = prefix.clone();
     // The policy service, in this process: the gateway's decisions are its
     // calls, and it decides drafts left undecided on its own.
-    let decider = spend_policy::decide::Decider::new(
-        log.clone(),
-        prefix.clone(),
-        spend_policy::decide::PolicyState::new(spend_policy::decide::Bootstrap {
-            policy: Arc::new(policy.clone()),
-            source: source.clone(),
-            approved_by_human: false,
-        }),
-    );
-    let gateway_state = Arc::new(spend_gateway::GatewayState::new(
-        log.clone(),
+    let policy_service = spend_policy::Application::build(
+        spend_policy::PolicyConfig {
+            listen: args.policy_listen.clone().unwrap_or_else(|| config.policy.listen.clone()),
+            consumer: spend_policy::decide::CONSUMER.to_string(),
+            // One process on loopback: no internal token.
+            internal_token: None,
+        },
+        spend_policy::Deps {
+            log: log.clone(),
+            prefix: prefix.clone(),
+            bootstrap: spend_policy::decide::Bootstrap {
+                policy: Arc::new(policy.clone()),
+                source: source.clone(),
+                approved_by_human: false,
+            },
+        },
+    )
+    .await?;
+    let policy_addr = policy_service.local_addr();
+    let gateway_deps = spend_gateway::Deps {
+        log: log.clone(),
         prefix,
         policy,
-        false,
-        Arc::new(connector),
-        Arc::new(decider.clone()),
-        gateway_config,
-    ));
-    let gateway = spend_gateway::Application::build(gateway_state).await?;
-    let policy_listen = args.policy_listen.clone().unwrap_or_else(|| config.policy.listen.clone());
-    let policy_listener = tokio::net::TcpListener::bind(&policy_listen)
-        .await
-        .with_context(|| format!("binding the policy service on {policy_listen}"))?;
-    let policy_addr = policy_listener.local_addr()?;
-    let approval_listener = tokio::net::TcpListener::bind(&args.approval_listen)
-        .await
-        .with_context(|| format!("binding the approval pages on {}", args.approval_listen))?;
-    let approval_addr = approval_listener.local_addr()?;
-    let approval = spend_approval::routes::router(Arc::new(spend_approval::routes::ApprovalState {
-        log: log.clone(),
-        prefix: prefix_for_approval,
-    }));
+        policy_approved_by_human: false,
+        reads: Arc::new(connector),
+        decider: Arc::new(policy_service.decider()),
+    };
+    let gateway = spend_gateway::Application::build(gateway_config, gateway_deps).await?;
+    let approval = spend_approval::Application::build(
+        spend_approval::ApprovalConfig {
+            listen: args.approval_listen.clone().unwrap_or_else(|| config.approval.listen.clone()),
+        },
+        spend_approval::Deps {
+            log: log.clone(),
+            prefix: prefix_for_approval,
+        },
+    )
+    .await?;
+    let approval_addr = approval.local_addr();
 
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!(
@@ -204,20 +212,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         let _ = rx.wait_for(|s| *s).await;
     };
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
-    let policy_task = tokio::spawn(spend_policy::grpc::serve(
-        policy_listener,
-        decider,
-        spend_policy::decide::CONSUMER.to_string(),
-        // One process on loopback: no internal token.
-        None,
-        stopped(stop_rx.clone()),
-    ));
-    let approval_stop = stopped(stop_rx.clone());
-    let approval_task = tokio::spawn(async move {
-        axum::serve(approval_listener, approval.into_make_service_with_connect_info::<std::net::SocketAddr>())
-            .with_graceful_shutdown(approval_stop)
-            .await
-    });
+    let policy_task = tokio::spawn(policy_service.run_until_stopped(stopped(stop_rx.clone())));
+    let approval_task = tokio::spawn(approval.run_until_stopped(stopped(stop_rx.clone())));
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;

@@ -114,16 +114,16 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
         .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
     let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url, config.internal.token())
         .map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;
-    let state = Arc::new(spend_gateway::GatewayState::new(
-        Arc::new(events),
-        config.nats.subject_prefix.clone(),
+    let deps = spend_gateway::Deps {
+        log: Arc::new(events),
+        prefix: config.nats.subject_prefix.clone(),
         policy,
-        config.gateway.policy_approved_by_human,
-        Arc::new(reads),
-        Arc::new(decider),
-        gateway_config(&config.gateway)?,
-    ));
-    let app = spend_gateway::Application::build(state).await?;
+        policy_approved_by_human: config.gateway.policy_approved_by_human,
+        reads: Arc::new(reads),
+        decider: Arc::new(decider),
+    };
+    let gw_config = gateway_config(&config.gateway)?;
+    let app = spend_gateway::Application::build(gw_config, deps).await?;
     tracing::info!(addr = %app.local_addr(), executor = %config.gateway.executor_url, "gateway serving MCP at /mcp and gRPC AgentGateway");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
@@ -140,21 +140,26 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
     }
     let (policy, source) = super::load_policy(std::path::Path::new(file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let listener = tokio::net::TcpListener::bind(&config.policy.listen)
-        .await
-        .with_context(|| format!("binding the policy service on {}", config.policy.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, version = %policy.version, "policy service serving gRPC");
-    let bootstrap = spend_policy::decide::Bootstrap {
-        policy: Arc::new(policy),
-        source,
-        approved_by_human: config.policy.policy_approved_by_human,
-    };
-    let decider = spend_policy::decide::Decider::new(
-        Arc::new(events),
-        config.nats.subject_prefix.clone(),
-        spend_policy::decide::PolicyState::new(bootstrap),
-    );
-    spend_policy::grpc::serve(listener, decider, config.policy.consumer.clone(), config.internal.token(), shutdown_signal()).await?;
+    let version = policy.version.clone();
+    let app = spend_policy::Application::build(
+        spend_policy::PolicyConfig {
+            listen: config.policy.listen.clone(),
+            consumer: config.policy.consumer.clone(),
+            internal_token: config.internal.token().map(str::to_string),
+        },
+        spend_policy::Deps {
+            log: Arc::new(events),
+            prefix: config.nats.subject_prefix.clone(),
+            bootstrap: spend_policy::decide::Bootstrap {
+                policy: Arc::new(policy),
+                source,
+                approved_by_human: config.policy.policy_approved_by_human,
+            },
+        },
+    )
+    .await?;
+    tracing::info!(addr = %app.local_addr(), %version, "policy service serving gRPC");
+    app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -167,11 +172,33 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
         spend_executor::connector::PlatformToken::new(config.executor.platform_token.clone()),
     )
     .map_err(|e| anyhow::anyhow!("{e}"))?;
-    let listener = tokio::net::TcpListener::bind(&config.executor.listen)
-        .await
-        .with_context(|| format!("binding the executor on {}", config.executor.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, platform = %config.executor.platform_url, "executor serving gRPC");
-    spend_executor::serve_grpc(listener, Arc::new(connector), config.internal.token(), shutdown_signal()).await?;
+    let app = spend_executor::Application::build(
+        spend_executor::ExecutorConfig {
+            listen: config.executor.listen.clone(),
+            internal_token: config.internal.token().map(str::to_string),
+        },
+        spend_executor::Deps { reads: Arc::new(connector) },
+    )
+    .await?;
+    tracing::info!(addr = %app.local_addr(), platform = %spend_core::secret::redact_url(&config.executor.platform_url), "executor serving gRPC");
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let app = spend_approval::Application::build(
+        spend_approval::ApprovalConfig {
+            listen: config.approval.listen.clone(),
+        },
+        spend_approval::Deps {
+            log: Arc::new(events),
+            prefix: config.nats.subject_prefix.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(addr = %app.local_addr(), "approval service serving the approval routes");
+    app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -11,10 +11,10 @@ use anyhow::Context;
 use spend_core::Actor;
 use spend_core::authority::Writer;
 use spend_core::events::{ApiKeyRevoked, EventData};
+use spend_credentials::{LogKeys, generate, parse_scopes};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_credentials::{LogKeys, generate, parse_scopes};
 
 use crate::ApiKeyCommand;
 use crate::config::{DevPaths, SpendConfig};
