@@ -28,6 +28,7 @@ use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
 use tokio::sync::{RwLock, watch};
 
 use crate::envelope::EnvelopeExt;
+use crate::recent::{Recent, Recorded};
 use crate::evaluate::{Change, Draft, Windows, evaluate};
 use crate::spendmd::SpendMd;
 use crate::versions::{Noticed, Versions};
@@ -41,6 +42,9 @@ pub const CONSUMER: &str = "policy";
 pub const UNDECIDED_AFTER: Duration = Duration::from_secs(2);
 /// Attempts at a contended commitment before giving up.
 const MAX_ATTEMPTS: usize = 64;
+/// How long a decision waits for the follower to deliver a draft before it
+/// reads the draft from the log itself.
+const FOLLOWER_WAIT: Duration = Duration::from_millis(20);
 
 /// Why a draft could not be decided, in kinds callers can match on.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -86,6 +90,8 @@ pub struct Bootstrap {
 pub struct PolicyState {
     pub bootstrap: Bootstrap,
     pub versions: RwLock<Versions>,
+    /// Undecided drafts and envelopes the follower saw ([`crate::recent`]).
+    recent: std::sync::Mutex<Recent>,
     /// The last log sequence applied.
     seen: watch::Sender<u64>,
 }
@@ -95,6 +101,7 @@ impl PolicyState {
         Arc::new(Self {
             bootstrap,
             versions: RwLock::new(Versions::default()),
+            recent: std::sync::Mutex::default(),
             seen: watch::channel(0).0,
         })
     }
@@ -123,13 +130,62 @@ impl PolicyState {
     pub fn seen(&self) -> u64 {
         *self.seen.borrow()
     }
+
+    /// The undecided draft `draft_id` as the follower delivered it, with
+    /// the envelope as of the follower's position, waiting up to `wait`
+    /// for the follower to get there; `None` if it did not.
+    async fn recent_draft(&self, org: &str, draft_id: &str, wait: Duration) -> Option<(Recorded, (EnvelopeState, u64))> {
+        let lookup = || {
+            let recent = self.recent.lock().expect("recent lock");
+            recent.draft(org, draft_id).map(|d| (d, recent.envelope(org)))
+        };
+        let mut rx = self.seen.subscribe();
+        let deadline = tokio::time::Instant::now() + wait;
+        loop {
+            if let Some(found) = lookup() {
+                return Some(found);
+            }
+            match tokio::time::timeout_at(deadline, rx.changed()).await {
+                Ok(Ok(())) => {}
+                _ => return lookup(),
+            }
+        }
+    }
+
+    /// What the follower remembers of one message for deciding.
+    fn remember(&self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, aggregate: &str, id: &str) {
+        let mut recent = self.recent.lock().expect("recent lock");
+        match aggregate {
+            "draft" => {
+                let draft = (env.event_type == DraftProposed::TYPE && env.actor.kind == ActorKind::Agent)
+                    .then(|| serde_json::from_str::<DraftProposed>(env.data.get()).ok())
+                    .flatten()
+                    .filter(|d| d.draft_id == id)
+                    .map(|data| Recorded {
+                        data,
+                        cause: env.cause(),
+                        seq: m.seq,
+                    });
+                recent.draft_event(&env.org, id, draft);
+            }
+            "decision" => recent.decided(&env.org, id),
+            "budget" if id == ENVELOPE_ID && env.event_type == BudgetCommitted::TYPE => {
+                match serde_json::from_str::<BudgetCommitted>(env.data.get()) {
+                    Ok(c) => recent.envelope_seen(&env.org, c.envelope, m.seq),
+                    Err(e) => tracing::warn!(seq = m.seq, prefix, error = %e, "an envelope event that does not parse"),
+                }
+            }
+            _ => {}
+        }
+    }
 }
 
 /// Applies one message to the versions, auditing what must be (through
 /// `recorder`, on the policy's own security subject).
 pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) {
     match classify(recorder.prefix(), m) {
-        Read::Event { env, .. } => {
+        Read::Event { env, aggregate, id } => {
+            state.remember(recorder.prefix(), m, &env, aggregate, id);
             let noticed = state
                 .versions
                 .write()
@@ -194,12 +250,6 @@ pub struct Decider {
     state: Arc<PolicyState>,
 }
 
-/// A draft as read from the log.
-struct Recorded {
-    data: DraftProposed,
-    cause: Cause,
-    seq: u64,
-}
 
 fn evaluation(bytes: &[u8]) -> Option<PolicyEvaluated> {
     let env = RawEnvelope::parse(bytes).ok()?;
@@ -280,6 +330,9 @@ impl Decider {
     }
 
     async fn decide_draft(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
+        if let Some(decided) = self.decide_from_follower(org, draft_id).await? {
+            return Ok(decided);
+        }
         // Independent reads, one round trip: whether it is decided already,
         // the draft itself, and the envelope for the first attempt.
         let (existing, draft, first_read) = futures::join!(self.existing_decision(org, draft_id), self.read_draft(org, draft_id), self.envelope(org));
@@ -290,13 +343,6 @@ impl Decider {
         let mut first_read = Some(first_read);
         self.state.reached(draft.seq).await?;
         let (policy, mandate, _) = self.state.active(org).await;
-        let change = Change::from(&draft.data.change);
-        let campaign_last_changed = draft
-            .data
-            .drafted_against
-            .as_deref()
-            .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-            .map(|t| t.with_timezone(&Utc));
         for _ in 0..MAX_ATTEMPTS {
             let now = Utc::now();
             // A retry after a lost race reads the envelope again.
@@ -304,42 +350,13 @@ impl Decider {
                 Some(read) => read?,
                 None => self.envelope(org).await?,
             };
-            let already = envelope.has_committed(draft_id);
-            let commitment = envelope.commit(draft_id, &draft.data.account_id, &draft.data.change, now);
-            let counted = if already { 0 } else { commitment.counted };
-            let currency = draft.data.spend_impact.currency.clone();
-            let windows = Windows {
-                last_24h: envelope.daily_committed(now),
-                this_month: envelope.month_committed(now),
-                campaign_last_changed,
-            };
-            let month_counted = if already {
-                0
-            } else {
-                commitment.after.month_committed(now) - windows.this_month
-            };
-            let judged = Draft {
-                account_id: draft.data.account_id.clone(),
-                change: change.clone(),
-                spend_impact: Money {
-                    minor_units: counted.max(draft.data.spend_impact.minor_units),
-                    currency: currency.clone(),
-                },
-                counted: Money {
-                    minor_units: counted,
-                    currency: currency.clone(),
-                },
-                month_counted: Money {
-                    minor_units: month_counted,
-                    currency: currency.clone(),
-                },
-            };
-            let decision = evaluate(&policy, mandate, &windows, &judged, now);
+            let judged = Judged::new(&draft, &envelope, now);
+            let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
             let mut cause = draft.cause;
-            if decision.outcome == Outcome::AutoApprove && counted > 0 {
-                let mut after = commitment.after.clone();
+            if decision.outcome == Outcome::AutoApprove && judged.counted > 0 {
+                let mut after = judged.commitment.after.clone();
                 if after.currency.is_empty() {
-                    after.currency = currency.clone();
+                    after.currency = judged.currency.clone();
                 }
                 let committed = self
                     .recorder
@@ -351,8 +368,8 @@ impl Decider {
                         EventData::BudgetCommitted(BudgetCommitted {
                             draft_id: draft_id.to_string(),
                             account_id: draft.data.account_id.clone(),
-                            amount: judged.counted.clone(),
-                            campaign_id: commitment.campaign_id.clone(),
+                            amount: judged.draft.counted.clone(),
+                            campaign_id: judged.commitment.campaign_id.clone(),
                             envelope: after,
                         }),
                     )
@@ -366,41 +383,77 @@ impl Decider {
                     Err(e) => return Err(e.into()),
                 }
             }
-            let evaluated = PolicyEvaluated {
-                draft_id: draft_id.to_string(),
-                outcome: decision.outcome.clone(),
-                reasons: decision.reasons.clone(),
-                policy_version: policy.version.clone(),
-            };
-            let recorded = self
-                .recorder
-                .event(
-                    org,
-                    Actor::service("policy"),
-                    "decision",
-                    draft_id,
-                    EventData::PolicyEvaluated(evaluated.clone()),
-                )
-                .following(cause)
-                .expect_seq(0)
-                .record()
-                .await;
-            match recorded {
-                Ok(r) => {
-                    self.limit_notices(org, &draft.data, &decision.alerts, &currency, r.cause).await;
-                    return Ok(evaluated);
-                }
-                // Another call or replica decided first: its decision holds.
-                Err(LogError::WrongLastSequence { .. }) => {
-                    return self
-                        .existing_decision(org, draft_id)
-                        .await?
-                        .ok_or_else(|| DecideError::Unavailable(format!("draft {draft_id}'s decision subject is not empty but holds no decision")));
-                }
-                Err(e) => return Err(e.into()),
-            }
+            return self.record_decision(org, &draft, &policy.version, decision, &judged.currency, cause).await;
         }
         Err(DecideError::Contended(org.to_string()))
+    }
+
+    /// The fast path ([`crate::recent`]): a draft the follower delivered,
+    /// judged against the envelope as of the follower's position, decided
+    /// without reading the log — when the decision needs no commitment.
+    /// `None` when it does not apply (the draft is not in the follower's
+    /// memory, or it would be auto-approved: a commitment is made on fresh
+    /// reads, after checking the draft is not decided already).
+    async fn decide_from_follower(&self, org: &str, draft_id: &str) -> Result<Option<PolicyEvaluated>, DecideError> {
+        let Some((draft, (envelope, _))) = self.state.recent_draft(org, draft_id, FOLLOWER_WAIT).await else {
+            return Ok(None);
+        };
+        let (policy, mandate, _) = self.state.active(org).await;
+        let now = Utc::now();
+        let judged = Judged::new(&draft, &envelope, now);
+        let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
+        if decision.outcome == Outcome::AutoApprove && judged.counted > 0 {
+            return Ok(None);
+        }
+        self.record_decision(org, &draft, &policy.version, decision, &judged.currency, draft.cause)
+            .await
+            .map(Some)
+    }
+
+    /// Appends the one decision of `draft` on `decision.<draft_id>`
+    /// (expected sequence 0): if another call or replica decided first,
+    /// its decision holds and is returned.
+    async fn record_decision(
+        &self,
+        org: &str,
+        draft: &Recorded,
+        version: &str,
+        decision: crate::evaluate::Decision,
+        currency: &str,
+        cause: Cause,
+    ) -> Result<PolicyEvaluated, DecideError> {
+        let draft_id = draft.data.draft_id.as_str();
+        let evaluated = PolicyEvaluated {
+            draft_id: draft_id.to_string(),
+            outcome: decision.outcome.clone(),
+            reasons: decision.reasons.clone(),
+            policy_version: version.to_string(),
+        };
+        let recorded = self
+            .recorder
+            .event(
+                org,
+                Actor::service("policy"),
+                "decision",
+                draft_id,
+                EventData::PolicyEvaluated(evaluated.clone()),
+            )
+            .following(cause)
+            .expect_seq(0)
+            .record()
+            .await;
+        match recorded {
+            Ok(r) => {
+                self.limit_notices(org, &draft.data, &decision.alerts, currency, r.cause).await;
+                Ok(evaluated)
+            }
+            // Another call or replica decided first: its decision holds.
+            Err(LogError::WrongLastSequence { .. }) => self
+                .existing_decision(org, draft_id)
+                .await?
+                .ok_or_else(|| DecideError::Unavailable(format!("draft {draft_id}'s decision subject is not empty but holds no decision"))),
+            Err(e) => Err(e.into()),
+        }
     }
 
     /// `spend.limit.approaching.v1` / `spend.limit.exceeded.v1` on the
@@ -471,6 +524,59 @@ impl Decide for Decider {
     #[tracing::instrument(skip_all, fields(org, draft_id))]
     async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
         self.decide_draft(org, draft_id).await
+    }
+}
+
+/// A draft as the rules judge it against an envelope at `now`: what it
+/// would commit (counted at its honest worst case, nothing if it is
+/// committed already), and the windows it is judged in.
+struct Judged {
+    draft: Draft,
+    windows: Windows,
+    commitment: crate::envelope::Commitment,
+    counted: i64,
+    currency: String,
+}
+
+impl Judged {
+    fn new(recorded: &Recorded, envelope: &EnvelopeState, now: DateTime<Utc>) -> Self {
+        let data = &recorded.data;
+        let already = envelope.has_committed(&data.draft_id);
+        let commitment = envelope.commit(&data.draft_id, &data.account_id, &data.change, now);
+        let counted = if already { 0 } else { commitment.counted };
+        let currency = data.spend_impact.currency.clone();
+        let windows = Windows {
+            last_24h: envelope.daily_committed(now),
+            this_month: envelope.month_committed(now),
+            campaign_last_changed: data
+                .drafted_against
+                .as_deref()
+                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                .map(|t| t.with_timezone(&Utc)),
+        };
+        let month_counted = if already {
+            0
+        } else {
+            commitment.after.month_committed(now) - windows.this_month
+        };
+        let money = |minor_units| Money {
+            minor_units,
+            currency: currency.clone(),
+        };
+        let draft = Draft {
+            account_id: data.account_id.clone(),
+            change: Change::from(&data.change),
+            spend_impact: money(counted.max(data.spend_impact.minor_units)),
+            counted: money(counted),
+            month_counted: money(month_counted),
+        };
+        Self {
+            draft,
+            windows,
+            commitment,
+            counted,
+            currency,
+        }
     }
 }
 

@@ -13,6 +13,9 @@
 //! - [`decide`]: the decision path — read a draft from the log, decide,
 //!   commit an auto-approval against the envelope, record the decision on
 //!   its own subject — and the consumer that decides drafts left undecided;
+//! - [`recent`]: what the follower saw lately (undecided drafts, the
+//!   envelope), so that deciding a draft just recorded reads nothing from
+//!   the log;
 //! - [`versions`]: SPEND.md versions proposed by the operator and put in
 //!   force by a human's approval of their exact bytes;
 //! - [`grpc`]: `spendsignoff.v1.Policy` (decide, validate, version in
@@ -22,6 +25,7 @@
 #![forbid(unsafe_code)]
 
 mod app;
+pub mod recent;
 pub mod decide;
 pub mod envelope;
 pub mod evaluate;
