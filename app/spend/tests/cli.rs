@@ -12,27 +12,8 @@ use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
 use spend_testkit::{Streams, TestDatabase};
 
-const SPEND: &str = env!("CARGO_BIN_EXE_spend");
-
-/// A `spend` command with a clean environment plus `env`.
-fn spend(env: &[(String, String)]) -> Command {
-    let mut c = Command::new(SPEND);
-    for (k, _) in std::env::vars() {
-        if k.starts_with("SPEND") || k.starts_with("AWS_") {
-            c.env_remove(k);
-        }
-    }
-    c.envs(env.iter().map(|(k, v)| (k.as_str(), v.as_str())));
-    c
-}
-
-fn run(env: &[(String, String)], args: &[&str]) -> Output {
-    spend(env).args(args).output().expect("runs spend")
-}
-
-fn text(b: &[u8]) -> String {
-    String::from_utf8_lossy(b).into_owned()
-}
+mod common;
+use common::{SPEND, Spawned, run, spend, text};
 
 struct Setup {
     streams: Streams,
@@ -159,36 +140,6 @@ async fn wait_signed(pool: &sqlx::PgPool, n: i64, within: Duration) {
 
 /// A `spend` process that a failing test does not leave behind: killed on
 /// drop unless [`stop`] already ended it.
-struct Spawned(Option<Child>);
-
-impl Spawned {
-    fn new(child: Child) -> Self {
-        Self(Some(child))
-    }
-}
-
-impl std::ops::Deref for Spawned {
-    type Target = Child;
-    fn deref(&self) -> &Child {
-        self.0.as_ref().expect("a running child")
-    }
-}
-
-impl std::ops::DerefMut for Spawned {
-    fn deref_mut(&mut self) -> &mut Child {
-        self.0.as_mut().expect("a running child")
-    }
-}
-
-impl Drop for Spawned {
-    fn drop(&mut self) {
-        if let Some(mut c) = self.0.take() {
-            let _ = c.kill();
-            let _ = c.wait();
-        }
-    }
-}
-
 fn serve(env: &[(String, String)]) -> Spawned {
     Spawned::new(
         spend(env)

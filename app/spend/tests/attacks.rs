@@ -1,0 +1,394 @@
+//! The authority issue's attacks against the running system, not a model
+//! of it: a nats-server of this test's own with k8s/nats/auth.conf,
+//! `spend nats init` as the NATS admin, and every service as its own
+//! `spend serve` process logged in as its own NATS user (sandbox platform,
+//! executor, policy, gateway, approval). Each attack is refused, by the
+//! server where it should be, or ignored and audited by the running
+//! readers; and after each, the genuine path still works — a real draft is
+//! decided by the policy process — so that a stopped service cannot pass
+//! for a refusal.
+
+mod common;
+
+use std::process::Stdio;
+use std::time::Duration;
+
+use common::{Spawned, free_port, run, spend, text, wait_port};
+use futures::StreamExt as _;
+use spend_core::events::{ApprovalGranted, EventData};
+use spend_core::{Actor, Envelope};
+use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
+use spend_eventlog::{EventLog, StartAt};
+use spend_proto::v1 as pb;
+use spend_proto::v1::agent_gateway_client::AgentGatewayClient;
+use spend_testkit::authnats::AuthNats;
+
+const USERS: [&str; 7] = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
+
+const POLICY: &str = "\
+spend:
+  daily_limit: 100 USD
+  per_transaction: 50 USD
+  allowlist: [openai.com]
+  require_https: true
+approval:
+  require_confirmation_over: 10 USD
+";
+
+struct System {
+    nats: AuthNats,
+    passwords: Vec<(String, String)>,
+    dir: tempfile::TempDir,
+    gateway_port: u16,
+    approval_port: u16,
+    _services: Vec<Spawned>,
+}
+
+impl System {
+    /// The environment of `spend` logged in to NATS as `user`.
+    fn env(&self, user: &str) -> Vec<(String, String)> {
+        let password = self.password(user);
+        let mut env: Vec<(String, String)> = [
+            ("SPEND__NATS__URL", self.nats.url.clone()),
+            ("SPEND__NATS__USER", user.to_string()),
+            ("SPEND__NATS__PASSWORD", password),
+            ("SPEND__NATS__INBOX_PREFIX", format!("_INBOX_{user}")),
+            ("SPEND__GATEWAY__POLICY_FILE", self.dir.path().join("SPEND.md").display().to_string()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect();
+        env.push(("RUST_LOG".into(), "warn".into()));
+        env
+    }
+
+    fn password(&self, user: &str) -> String {
+        let var = format!("SPEND_NATS_{}_PASSWORD", user.to_uppercase());
+        self.passwords.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()).expect("a password per user")
+    }
+
+    /// A direct connection to the stream as `user` (what a compromised
+    /// service holding that user's credentials has).
+    async fn log_as(&self, user: &str) -> JetStreamLog {
+        JetStreamLog::connect(JetStreamConfig {
+            url: self.nats.url.clone(),
+            user: Some(user.into()),
+            password: Some(spend_core::Secret::new(self.password(user))),
+            inbox_prefix: Some(format!("_INBOX_{user}")),
+            ..JetStreamConfig::default()
+        })
+        .await
+        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+    }
+
+    async fn agent(&self, key: &str) -> Agent {
+        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.gateway_port))
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        Agent {
+            client: AgentGatewayClient::new(channel),
+            bearer: format!("Bearer {key}").parse().unwrap(),
+        }
+    }
+}
+
+struct Agent {
+    client: AgentGatewayClient<tonic::transport::Channel>,
+    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Agent {
+    fn req<T>(&self, m: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut().insert("authorization", self.bearer.clone());
+        r
+    }
+
+    async fn pay(&mut self, account: &str, minor: i64, rationale: &str) -> Result<pb::Draft, tonic::Status> {
+        let req = self.req(pb::ProposeChangeRequest {
+            account_id: account.into(),
+            rationale: rationale.into(),
+            change: Some(pb::propose_change_request::Change::Payment(pb::Payment {
+                amount: Some(pb::Money {
+                    minor_units: minor,
+                    currency: "USD".into(),
+                }),
+                merchant: "openai.com".into(),
+                url: "https://openai.com/billing".into(),
+                ..Default::default()
+            })),
+        });
+        Ok(self.client.propose_change(req).await?.into_inner().draft.expect("a draft"))
+    }
+
+    async fn status(&mut self, draft_id: &str) -> String {
+        let req = self.req(pb::GetDraftStatusRequest { draft_id: draft_id.into() });
+        self.client.get_draft_status(req).await.unwrap().into_inner().status
+    }
+}
+
+/// Every event on the stream: (subject, event), read as `log`'s user.
+async fn events(log: &JetStreamLog) -> Vec<(String, serde_json::Value)> {
+    let n = log.info().await.unwrap().last_seq as usize;
+    log.subscribe(StartAt::Beginning)
+        .await
+        .unwrap()
+        .take(n)
+        .map(|m| {
+            let m = m.unwrap();
+            (m.subject.clone(), serde_json::from_slice(&m.payload).unwrap_or_default())
+        })
+        .collect()
+        .await
+}
+
+/// Waits until an event matching `want` is on the stream.
+async fn eventually(log: &JetStreamLog, what: &str, want: impl Fn(&str, &serde_json::Value) -> bool) -> serde_json::Value {
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(15);
+    loop {
+        if let Some((_, e)) = events(log).await.into_iter().find(|(s, e)| want(s, e)) {
+            return e;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "never on the stream: {what}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+async fn start() -> System {
+    let passwords: Vec<(String, String)> = USERS
+        .iter()
+        .map(|u| (format!("SPEND_NATS_{}_PASSWORD", u.to_uppercase()), format!("pw{}", spend_testkit::unique())))
+        .collect();
+    let pairs: Vec<(&str, &str)> = passwords.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let nats = AuthNats::start(&pairs).await;
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(dir.path().join("SPEND.md"), POLICY).unwrap();
+    let mut system = System {
+        nats,
+        passwords,
+        dir,
+        gateway_port: free_port(),
+        approval_port: free_port(),
+        _services: vec![],
+    };
+    let out = run(&system.env("admin"), &["nats", "init"]);
+    assert!(out.status.success(), "spend nats init: {}", text(&out.stderr));
+
+    let (sandbox_port, executor_port, policy_port) = (free_port(), free_port(), free_port());
+    let wiring = [
+        ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
+        ("SPEND__SANDBOX__TOKEN", "sandbox-attack-token".to_string()),
+        ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
+        ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
+        ("SPEND__EXECUTOR__PLATFORM_TOKEN", "sandbox-attack-token".to_string()),
+        ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
+        ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
+        ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
+        ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
+        ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
+    ];
+    for (service, user, port) in [
+        ("sandbox", "executor", sandbox_port),
+        ("executor", "executor", executor_port),
+        ("policy", "policy", policy_port),
+        ("gateway", "gateway", system.gateway_port),
+        ("approval", "approval", system.approval_port),
+    ] {
+        let mut env = system.env(user);
+        env.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        let child = spend(&env)
+            .args(["serve", service])
+            .stdout(Stdio::null())
+            .stderr(Stdio::inherit())
+            .spawn()
+            .unwrap();
+        system._services.push(Spawned::new(child));
+        wait_port(port, service, Duration::from_secs(30));
+    }
+    system
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
+    let system = start().await;
+    let reader = system.log_as("operator").await;
+
+    // A wrong NATS password: the service does not start, and the password
+    // is in none of what it prints.
+    let mut wrong = system.env("gateway");
+    let bad = format!("wrong{}", spend_testkit::unique());
+    for (k, v) in &mut wrong {
+        if k == "SPEND__NATS__PASSWORD" {
+            *v = bad.clone();
+        }
+    }
+    wrong.push(("SPEND__GATEWAY__LISTEN".into(), format!("127.0.0.1:{}", free_port())));
+    let out = tokio::task::block_in_place(|| {
+        let mut c = spend(&wrong).args(["serve", "gateway"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let deadline = std::time::Instant::now() + Duration::from_secs(30);
+        while c.try_wait().unwrap().is_none() {
+            if std::time::Instant::now() > deadline {
+                let _ = c.kill();
+                panic!("a gateway with a wrong NATS password kept running");
+            }
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        c.wait_with_output().unwrap()
+    });
+    assert!(!out.status.success());
+    let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
+    assert!(!printed.contains(&bad), "the password is never printed: {printed}");
+    assert!(printed.to_lowercase().contains("authoriz") || printed.to_lowercase().contains("auth"), "{printed}");
+
+    // An agent key, recorded by the operator's CLI as the operator's user.
+    let out = run(&system.env("operator"), &["api-key", "create", "--org", "acme", "--name", "bot"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let secret = text(&out.stdout).trim().to_string();
+    let key_id = secret[4..16].to_string();
+    let mut agent = system.agent(&secret).await;
+
+    // The genuine path: recorded by the gateway process, decided by the
+    // policy process, one correlation.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    let genuine = loop {
+        match agent.pay("card_1", 2_000, "API credits").await {
+            Ok(d) => break d,
+            Err(e) if tokio::time::Instant::now() < deadline => {
+                // The gateway learns the new key from the log.
+                assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+            Err(e) => panic!("the genuine draft: {e:?}"),
+        }
+    };
+    assert_eq!(genuine.status, "pending_approval", "$20 needs a human: {genuine:?}");
+    let subject = |aggregate: &str, id: &str| format!("spend.evt.acme.{aggregate}.{id}");
+    let draft_event = eventually(&reader, "the draft", |s, _| s == subject("draft", &genuine.draft_id)).await;
+    let decision = eventually(&reader, "the decision", |s, _| s == subject("decision", &genuine.draft_id)).await;
+    assert_eq!(decision["source"], "spendsignoff/policy", "the policy process decided it");
+    assert_eq!(decision["causationid"], draft_event["id"]);
+    assert_eq!(decision["correlationid"], draft_event["correlationid"]);
+
+    // 1. The gateway's credentials cannot publish an approval, a policy
+    //    proposal or a budget commitment: the server refuses each.
+    let gateway_conn = spend_eventlog::jetstream::connect_client(&JetStreamConfig {
+        url: system.nats.url.clone(),
+        user: Some("gateway".into()),
+        password: Some(spend_core::Secret::new(system.password("gateway"))),
+        inbox_prefix: Some("_INBOX_gateway".into()),
+        ..JetStreamConfig::default()
+    })
+    .await
+    .unwrap();
+    let js = async_nats::jetstream::with_prefix(gateway_conn.clone(), "$JS.API");
+    for (aggregate, id) in [("approval", genuine.draft_id.as_str()), ("policy", "p_forged"), ("budget", "envelope"), ("decision", "d_forged")] {
+        let forged = approval_envelope(&genuine.draft_id, &format!("{aggregate}/{id}"));
+        let sent = js.publish(subject(aggregate, id), forged.to_bytes().into()).await;
+        let acked = match sent {
+            Ok(ack) => tokio::time::timeout(Duration::from_secs(3), ack).await.ok().and_then(Result::ok),
+            Err(_) => None,
+        };
+        assert!(acked.is_none(), "the gateway's user stored an event on {aggregate}.{id}");
+    }
+    // ...nor create a stream (a republishing one was the critical attack).
+    let created = js
+        .create_stream(async_nats::jetstream::stream::Config {
+            name: "FORGE".into(),
+            subjects: vec!["_INBOX_gateway.forge.*".into()],
+            republish: Some(async_nats::jetstream::stream::Republish {
+                source: ">".into(),
+                destination: subject("approval", &genuine.draft_id),
+                headers_only: false,
+            }),
+            ..Default::default()
+        })
+        .await;
+    assert!(created.is_err(), "the gateway's user created a stream");
+    let nats_log = std::fs::read_to_string(&system.nats.log_file).unwrap_or_default();
+    assert!(nats_log.contains("Permissions Violation"), "the server refused them");
+
+    // 2. An approval written where the gateway may write (the draft's own
+    //    subject) is ignored by the running readers and audited; the draft
+    //    stays waiting for a human.
+    let forged = approval_envelope(&genuine.draft_id, &format!("draft/{}", genuine.draft_id));
+    let ack = js.publish(subject("draft", &genuine.draft_id), forged.to_bytes().into()).await.unwrap();
+    ack.await.unwrap();
+    let audited = eventually(&reader, "the forged approval's alert", |s, e| {
+        s.starts_with("spend.evt.acme.security_gateway.") && e["data"]["reason"] == "event.misplaced"
+    })
+    .await;
+    assert!(audited["data"]["detail"].as_str().unwrap().contains(&genuine.draft_id), "{audited}");
+    eventually(&reader, "the policy service's own alert", |s, e| {
+        s.starts_with("spend.evt.acme.security_policy.") && e["data"]["reason"] == "event.misplaced"
+    })
+    .await;
+    assert_eq!(agent.status(&genuine.draft_id).await, "pending_approval", "a forgery approves nothing");
+
+    // 3. Payments over an invented account: refused before anything is
+    //    recorded.
+    let before = events(&reader).await.len();
+    let e = agent.pay("card_invented_999", 300, "split the limit").await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let drafts_after: Vec<_> = events(&reader).await.into_iter().skip(before).filter(|(s, _)| s.contains(".draft.")).collect();
+    assert!(drafts_after.is_empty(), "nothing is drafted against an invented account: {drafts_after:?}");
+
+    // 4. A 900 KB rationale: a clear error, nothing recorded.
+    let e = agent.pay("card_1", 300, &"x".repeat(900 * 1024)).await.unwrap_err();
+    assert!(
+        matches!(e.code(), tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        "{e:?}"
+    );
+
+    // 5. A flood of unauthenticated calls: every one refused, a bounded
+    //    number of alerts.
+    let mut anonymous = system.agent("ssk_000000000000_not-a-key").await;
+    for _ in 0..200 {
+        let req = anonymous.req(pb::ListAccountsRequest {});
+        assert_eq!(anonymous.client.list_accounts(req).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+    let flood_alerts = events(&reader)
+        .await
+        .into_iter()
+        .filter(|(s, e)| s.contains(".security_gateway.") && e["data"]["address"] == "127.0.0.1" && e["data"]["reason"] != "event.misplaced")
+        .count();
+    assert!((1..=10).contains(&flood_alerts), "200 refusals, {flood_alerts} alerts");
+
+    // 6. An agent key with a lower-case scheme on a human approval route of
+    //    the running approval service: refused and audited on the key's own
+    //    organisation.
+    let r = reqwest::Client::new()
+        .post(format!("http://127.0.0.1:{}/approvals/{}/approve", system.approval_port, genuine.draft_id))
+        .header("authorization", format!("bearer {secret}"))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let alert = eventually(&reader, "the approval route's alert", |s, _| s == subject("security_approval", &key_id)).await;
+    assert_eq!(alert["data"]["reason"], "agent_on_human_route");
+    assert!(!alert.to_string().contains(&secret[17..]), "never the key");
+
+    // After all of it, the genuine path still works.
+    let again = agent.pay("card_1", 500, "more API credits").await.unwrap();
+    assert_eq!(again.status, "pending_approval", "{again:?}");
+    let decided = eventually(&reader, "the second decision", |s, _| s == subject("decision", &again.draft_id)).await;
+    assert_eq!(decided["source"], "spendsignoff/policy");
+}
+
+fn approval_envelope(draft_id: &str, subject: &str) -> Envelope {
+    Envelope::new(
+        "spendsignoff/approval",
+        "acme",
+        Actor::human("mallory"),
+        subject,
+        EventData::ApprovalGranted(ApprovalGranted {
+            draft_id: draft_id.into(),
+            approval_id: "forged".into(),
+            step: 1,
+            credential_id: "none".into(),
+            approver_id: "mallory".into(),
+            approved_hash: "0".repeat(64),
+        }),
+    )
+}
