@@ -11,6 +11,7 @@
 
 use std::time::Duration;
 
+pub mod authnats;
 pub mod events;
 
 use spend_eventlog::jetstream::JetStreamConfig;

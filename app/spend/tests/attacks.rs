@@ -64,7 +64,11 @@ impl System {
 
     fn password(&self, user: &str) -> String {
         let var = format!("SPEND_NATS_{}_PASSWORD", user.to_uppercase());
-        self.passwords.iter().find(|(k, _)| *k == var).map(|(_, v)| v.clone()).expect("a password per user")
+        self.passwords
+            .iter()
+            .find(|(k, _)| *k == var)
+            .map(|(_, v)| v.clone())
+            .expect("a password per user")
     }
 
     /// A direct connection to the stream as `user` (what a compromised
@@ -226,7 +230,12 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     }
     wrong.push(("SPEND__GATEWAY__LISTEN".into(), format!("127.0.0.1:{}", free_port())));
     let out = tokio::task::block_in_place(|| {
-        let mut c = spend(&wrong).args(["serve", "gateway"]).stdout(Stdio::piped()).stderr(Stdio::piped()).spawn().unwrap();
+        let mut c = spend(&wrong)
+            .args(["serve", "gateway"])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap();
         let deadline = std::time::Instant::now() + Duration::from_secs(30);
         while c.try_wait().unwrap().is_none() {
             if std::time::Instant::now() > deadline {
@@ -240,7 +249,10 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     assert!(!out.status.success());
     let printed = format!("{}{}", text(&out.stdout), text(&out.stderr));
     assert!(!printed.contains(&bad), "the password is never printed: {printed}");
-    assert!(printed.to_lowercase().contains("authoriz") || printed.to_lowercase().contains("auth"), "{printed}");
+    assert!(
+        printed.to_lowercase().contains("authoriz") || printed.to_lowercase().contains("auth"),
+        "{printed}"
+    );
 
     // An agent key, recorded by the operator's CLI as the operator's user.
     let out = run(&system.env("operator"), &["api-key", "create", "--org", "acme", "--name", "bot"]);
@@ -283,7 +295,12 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     .await
     .unwrap();
     let js = async_nats::jetstream::with_prefix(gateway_conn.clone(), "$JS.API");
-    for (aggregate, id) in [("approval", genuine.draft_id.as_str()), ("policy", "p_forged"), ("budget", "envelope"), ("decision", "d_forged")] {
+    for (aggregate, id) in [
+        ("approval", genuine.draft_id.as_str()),
+        ("policy", "p_forged"),
+        ("budget", "envelope"),
+        ("decision", "d_forged"),
+    ] {
         let forged = approval_envelope(&genuine.draft_id, &format!("{aggregate}/{id}"));
         let sent = js.publish(subject(aggregate, id), forged.to_bytes().into()).await;
         let acked = match sent {
@@ -307,7 +324,13 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
         .await;
     assert!(created.is_err(), "the gateway's user created a stream");
     let nats_log = std::fs::read_to_string(&system.nats.log_file).unwrap_or_default();
-    assert!(nats_log.contains("Permissions Violation"), "the server refused them");
+    for refused in [
+        format!("Publish Violation - User \"gateway\", Subject \"{}\"", subject("approval", &genuine.draft_id)),
+        format!("Publish Violation - User \"gateway\", Subject \"{}\"", subject("policy", "p_forged")),
+        "Publish Violation - User \"gateway\", Subject \"$JS.API.STREAM.CREATE.FORGE\"".to_string(),
+    ] {
+        assert!(nats_log.contains(&refused), "the server refused it: {refused}");
+    }
 
     // 2. An approval written where the gateway may write (the draft's own
     //    subject) is ignored by the running readers and audited; the draft
@@ -337,7 +360,10 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     // 4. A 900 KB rationale: a clear error, nothing recorded.
     let e = agent.pay("card_1", 300, &"x".repeat(900 * 1024)).await.unwrap_err();
     assert!(
-        matches!(e.code(), tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted),
+        matches!(
+            e.code(),
+            tonic::Code::InvalidArgument | tonic::Code::OutOfRange | tonic::Code::ResourceExhausted
+        ),
         "{e:?}"
     );
 

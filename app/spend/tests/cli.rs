@@ -3,7 +3,7 @@
 //! tamper, transactions, replay, and clear errors for bad input.
 
 use std::path::Path;
-use std::process::{Child, Command, Output, Stdio};
+use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
 use spend_core::events::{ChangePushed, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
@@ -156,7 +156,7 @@ fn stop(mut spawned: Spawned) {
     let deadline = std::time::Instant::now() + Duration::from_secs(15);
     while std::time::Instant::now() < deadline {
         if spawned.try_wait().unwrap().is_some() {
-            spawned.0 = None;
+            spawned.forget();
             return;
         }
         std::thread::sleep(Duration::from_millis(50));

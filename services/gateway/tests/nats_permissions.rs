@@ -9,7 +9,6 @@
 
 mod common;
 
-use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -19,84 +18,7 @@ use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use spend_eventlog::{Append, EventLog};
 use spend_gateway::GatewayConfig;
-
-struct NatsServer {
-    child: tokio::process::Child,
-    url: String,
-    log_file: std::path::PathBuf,
-    _dir: tempfile::TempDir,
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.start_kill();
-    }
-}
-
-async fn start_nats(passwords: &[(&str, &str)]) -> NatsServer {
-    // A port picked by binding :0 can be taken by someone else before the
-    // server binds it: try a few.
-    let mut last = String::new();
-    for _ in 0..3 {
-        match try_start_nats(passwords).await {
-            Ok(s) => return s,
-            Err(e) => last = e,
-        }
-    }
-    panic!("nats-server did not start: {last}");
-}
-
-async fn try_start_nats(passwords: &[(&str, &str)]) -> Result<NatsServer, String> {
-    let dir = tempfile::tempdir().unwrap();
-    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
-    // Includes are relative to the including file: copy it beside.
-    std::fs::copy(concat!(env!("CARGO_MANIFEST_DIR"), "/../../k8s/nats/auth.conf"), dir.path().join("auth.conf")).unwrap();
-    let conf = dir.path().join("nats.conf");
-    std::fs::write(
-        &conf,
-        format!(
-            "listen: 127.0.0.1:{port}\njetstream {{ store_dir: \"{}\" }}\ninclude \"auth.conf\"\n",
-            dir.path().join("js").display()
-        ),
-    )
-    .unwrap();
-    let log_file = dir.path().join("nats.log");
-    let stderr = std::fs::File::create(dir.path().join("stderr")).unwrap();
-    let mut cmd = tokio::process::Command::new(which_nats());
-    cmd.arg("-c").arg(&conf).arg("-l").arg(&log_file).stdout(Stdio::null()).stderr(stderr);
-    for (k, v) in passwords {
-        cmd.env(k, v);
-    }
-    let mut child = cmd.kill_on_drop(true).spawn().map_err(|e| format!("spawning nats-server: {e}"))?;
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-        let exited = child.try_wait().ok().flatten();
-        if exited.is_some() || tokio::time::Instant::now() > deadline {
-            let _ = child.start_kill();
-            return Err(format!(
-                "port {port}, exit {exited:?}: {} {}",
-                std::fs::read_to_string(dir.path().join("stderr")).unwrap_or_default(),
-                std::fs::read_to_string(&log_file).unwrap_or_default()
-            ));
-        }
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
-    Ok(NatsServer {
-        child,
-        url: format!("nats://127.0.0.1:{port}"),
-        log_file,
-        _dir: dir,
-    })
-}
-
-fn which_nats() -> String {
-    for p in ["/usr/sbin/nats-server", "/usr/bin/nats-server", "/usr/local/bin/nats-server"] {
-        if std::path::Path::new(p).exists() {
-            return p.into();
-        }
-    }
-    "nats-server".into()
-}
+use spend_testkit::authnats::AuthNats;
 
 fn config(url: &str, user: &str, password: &str, manage: bool) -> JetStreamConfig {
     JetStreamConfig {
@@ -132,7 +54,7 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     // must not start with a digit (see k8s/nats/auth.conf).
     let password = || format!("pw{}", spend_credentials::random_hex(16).unwrap());
     let (gateway_pw, operator_pw, policy_pw, admin_pw, others) = (password(), password(), password(), password(), password());
-    let nats = start_nats(&[
+    let nats = AuthNats::start(&[
         ("SPEND_NATS_GATEWAY_PASSWORD", &gateway_pw),
         ("SPEND_NATS_OPERATOR_PASSWORD", &operator_pw),
         ("SPEND_NATS_POLICY_PASSWORD", &policy_pw),

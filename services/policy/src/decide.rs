@@ -28,8 +28,8 @@ use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
 use tokio::sync::{RwLock, watch};
 
 use crate::envelope::EnvelopeExt;
-use crate::recent::{Recent, Recorded};
 use crate::evaluate::{Change, Draft, Windows, evaluate};
+use crate::recent::{Recent, Recorded};
 use crate::spendmd::SpendMd;
 use crate::versions::{Noticed, Versions};
 
@@ -169,12 +169,10 @@ impl PolicyState {
                 recent.draft_event(&env.org, id, draft);
             }
             "decision" => recent.decided(&env.org, id),
-            "budget" if id == ENVELOPE_ID && env.event_type == BudgetCommitted::TYPE => {
-                match serde_json::from_str::<BudgetCommitted>(env.data.get()) {
-                    Ok(c) => recent.envelope_seen(&env.org, c.envelope, m.seq),
-                    Err(e) => tracing::warn!(seq = m.seq, prefix, error = %e, "an envelope event that does not parse"),
-                }
-            }
+            "budget" if id == ENVELOPE_ID && env.event_type == BudgetCommitted::TYPE => match serde_json::from_str::<BudgetCommitted>(env.data.get()) {
+                Ok(c) => recent.envelope_seen(&env.org, c.envelope, m.seq),
+                Err(e) => tracing::warn!(seq = m.seq, prefix, error = %e, "an envelope event that does not parse"),
+            },
             _ => {}
         }
     }
@@ -249,7 +247,6 @@ pub struct Decider {
     recorder: Recorder,
     state: Arc<PolicyState>,
 }
-
 
 fn evaluation(bytes: &[u8]) -> Option<PolicyEvaluated> {
     let env = RawEnvelope::parse(bytes).ok()?;

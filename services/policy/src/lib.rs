@@ -25,12 +25,12 @@
 #![forbid(unsafe_code)]
 
 mod app;
-pub mod recent;
 pub mod decide;
 pub mod envelope;
 pub mod evaluate;
 pub mod grpc;
 pub mod money;
+pub mod recent;
 pub mod spendmd;
 pub mod versions;
 

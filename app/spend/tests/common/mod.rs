@@ -35,6 +35,11 @@ impl Spawned {
     pub fn new(child: Child) -> Self {
         Self(Some(child))
     }
+
+    /// The child has exited (and was reaped): nothing to kill on drop.
+    pub fn forget(&mut self) {
+        self.0 = None;
+    }
 }
 
 impl std::ops::Deref for Spawned {
