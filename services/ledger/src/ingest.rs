@@ -17,13 +17,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::Utc;
-use spend_core::events::{EventData, Outcome};
+use spend_core::events::EventData;
 use spend_core::{Actor, Envelope};
 use spend_eventlog::{Append, EventLog, StartAt, StoredMessage};
 use spend_signer::Signer;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
+use crate::drafts::{DraftBook, OPEN_STATUSES};
 use crate::export::checkpoint_body;
 use crate::merkle::{CompactRange, leaf_hash};
 use crate::store::{CheckpointRow, EventRow, Store, TxRow};
@@ -82,52 +83,27 @@ macro_rules! retry {
     }};
 }
 
+/// A projected event as the stream delivered it (for rebuilding the draft
+/// book; an event the book applied was never a republished one).
+fn stored(e: &EventRow) -> StoredMessage {
+    StoredMessage {
+        seq: e.seq,
+        subject: e.subject.clone(),
+        payload: e.payload.clone().into(),
+        time: e.stored_at,
+        msg_id: e.msg_id.clone(),
+        republished: false,
+    }
+}
+
 fn db_transient(e: &crate::store::StoreError) -> bool {
     e.is_transient()
 }
 
-/// The status a transaction moves to with this event, if any.
-fn transaction_row(idx: u64, accepted: &validate::Accepted<'_>) -> Option<TxRow> {
-    let env = &accepted.envelope;
-    let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
-    // Status names are the draft aggregate's (spend_draft::DraftStatus),
-    // the one vocabulary; an approval alone changes no status here (dual
-    // control needs the aggregate and its verifier: the approval service
-    // and the gateway's view apply it).
-    use spend_draft::DraftStatus as S;
-    let (draft_id, status, account, money) = match data {
-        EventData::DraftProposed(d) => (d.draft_id, S::Proposed, Some(d.account_id), Some(d.spend_impact)),
-        EventData::PolicyEvaluated(p) => {
-            let status = match p.outcome {
-                Outcome::Deny => S::Denied,
-                Outcome::AutoApprove => S::AutoApproved,
-                Outcome::RequireApproval | Outcome::RequireDualApproval => S::PendingApproval,
-            };
-            (p.draft_id, status, None, None)
-        }
-        EventData::ApprovalRejected(r) => (r.draft_id, S::Rejected, None, None),
-        EventData::DraftStaled(d) if d.reason == spend_draft::STALE_EXPIRED => (d.draft_id, S::Expired, None, None),
-        EventData::DraftStaled(d) => (d.draft_id, S::Stale, None, None),
-        EventData::ChangeStarted(c) => (c.draft_id, S::Pushing, None, None),
-        EventData::ChangePushed(c) => (c.draft_id, S::Pushed, None, None),
-        EventData::ChangeFailed(c) => (c.draft_id, S::Failed, None, None),
-        EventData::ChangeRolledBack(c) => (c.draft_id, S::RolledBack, None, None),
-        _ => return None,
-    };
-    Some(TxRow {
-        idx,
-        draft_id,
-        status: status.as_str().to_string(),
-        org: env.org.to_string(),
-        account_id: account,
-        amount_minor: money.as_ref().map(|m| m.minor_units),
-        currency: money.map(|m| m.currency),
-        event_time: env.time,
-    })
-}
-
-/// Turns a delivered message into its projected row (and transaction row).
-pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage) -> (EventRow, Option<TxRow>) {
+/// Turns a delivered message into its projected row, and the transaction
+/// row of the draft it moves, if it moves one (`book`: the drafts that can
+/// still move).
+pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage, book: &mut DraftBook) -> (EventRow, Option<TxRow>) {
     let leaf = leaf_hash(&m.payload);
     let mut row = EventRow {
         idx,
@@ -149,7 +125,16 @@ pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage) -> (EventRow, O
             row.event_type = Some(acc.envelope.event_type.to_string());
             row.org = Some(acc.envelope.org.to_string());
             row.event_time = Some(acc.time());
-            let tx = transaction_row(idx, &acc);
+            let tx = book.apply(prefix, m).map(|mv| TxRow {
+                idx,
+                draft_id: mv.draft_id,
+                status: mv.status.as_str().to_string(),
+                org: acc.envelope.org.to_string(),
+                account_id: mv.account_id,
+                amount_minor: mv.amount.as_ref().map(|a| a.minor_units),
+                currency: mv.amount.map(|a| a.currency),
+                event_time: acc.time(),
+            });
             (row, tx)
         }
         Err(reason) => {
@@ -175,6 +160,16 @@ impl Ingest {
         let Some(latest) = retry!("database", shutdown, db_transient, store.latest_checkpoint().await)? else {
             return Ok(());
         };
+        let open: Vec<&str> = OPEN_STATUSES.iter().map(|s| s.as_str()).collect();
+        let Some(open_events) = retry!("database", shutdown, db_transient, store.draft_events(&open).await)? else {
+            return Ok(());
+        };
+        let mut book = DraftBook::default();
+        for e in &open_events {
+            book.apply(&self.config.subject_prefix, &stored(e));
+        }
+        tracing::info!(open = book.open_count(), events = open_events.len(), "open drafts rebuilt from the projection");
+        drop(open_events);
         let mut range = CompactRange::new();
         leaves.iter().for_each(|h| range.push(*h));
         tracing::info!(position, leaves = leaves.len(), "ledger state loaded");
@@ -262,7 +257,7 @@ impl Ingest {
                         m.seq
                     );
                 }
-                let (row, tx) = project(&self.config.subject_prefix, next_idx + rows.len() as u64, m);
+                let (row, tx) = project(&self.config.subject_prefix, next_idx + rows.len() as u64, m, &mut book);
                 rows.push(row);
                 txs.extend(tx);
                 last = m.seq;

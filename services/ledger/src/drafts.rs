@@ -1,0 +1,346 @@
+//! The transactions projection's draft lifecycle: the draft aggregate
+//! (`spend_draft`), applied to the events the stream delivers, so that the
+//! ledger says what the gateway's view and the approval service say — in
+//! the one vocabulary, with dual control counting distinct approvers, and
+//! an approval counting only when the approval verifier accepts it (on its
+//! own subject, by the approval service, naming the hash of the exact draft
+//! bytes).
+//!
+//! Only events where their writer puts them move a draft
+//! (`spend_eventlog::read::classify`): a decision a compromised gateway
+//! wrote on a draft subject is recorded in the tree like every byte the
+//! ledger is given, and changes no transaction's status.
+//!
+//! The book keeps the drafts that can still move (proposed, waiting for a
+//! human, approved, pushing), at most [`MAX_OPEN`] (the oldest dropped
+//! first). A draft it no longer keeps — pushed, ended, dropped — still
+//! moves on the facts that need no history (a push, a failure, a roll-back
+//! are what they say); an approval of such a draft moves nothing. After a
+//! restart the book is rebuilt from the projection itself: the events of
+//! every draft whose last status can still move ([`OPEN_STATUSES`]).
+
+use std::collections::{HashMap, VecDeque};
+
+use spend_core::Money;
+use spend_core::events::{EventData, Outcome};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
+use spend_eventlog::StoredMessage;
+use spend_eventlog::read::{Read, classify};
+
+/// Open drafts kept at once.
+pub const MAX_OPEN: usize = 100_000;
+
+/// The statuses from which a draft can still move: the drafts the book is
+/// rebuilt with after a restart.
+pub const OPEN_STATUSES: [DraftStatus; 6] = [
+    DraftStatus::Proposed,
+    DraftStatus::PendingApproval,
+    DraftStatus::AwaitingSecondApproval,
+    DraftStatus::Approved,
+    DraftStatus::AutoApproved,
+    DraftStatus::Pushing,
+];
+
+/// A move of one draft: the status it moved to, and for a new draft its
+/// account and amount.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Move {
+    pub draft_id: String,
+    pub status: DraftStatus,
+    pub account_id: Option<String>,
+    pub amount: Option<Money>,
+}
+
+type Key = (String, String);
+
+#[derive(Default)]
+pub struct DraftBook {
+    open: HashMap<Key, (u64, Draft)>,
+    order: VecDeque<(u64, Key)>,
+    inserted: u64,
+}
+
+impl DraftBook {
+    /// The move `m` makes, if it moves a draft.
+    pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Option<Move> {
+        let Read::Event { env, aggregate, id } = classify(prefix, m) else {
+            return None;
+        };
+        let org = env.org.to_string();
+        if aggregate == "approval" {
+            let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished).ok()?;
+            let key = (org, facts.data.draft_id.clone());
+            let (_, draft) = self.open.get(&key)?;
+            let verified = recorded_approval(&facts, draft).ok()?;
+            return self.step(&key, &DraftEvent::Approved(verified));
+        }
+        let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
+        if let EventData::DraftProposed(d) = &data {
+            let DraftEvent::Proposed { data, at, hash, .. } = DraftEvent::from_stored_proposal(&m.payload)? else {
+                return None;
+            };
+            if aggregate != "draft" || d.draft_id != id {
+                return None;
+            }
+            let key = (org.clone(), d.draft_id.clone());
+            if self.open.contains_key(&key) {
+                // A second proposal on a draft's subject is not a draft.
+                return None;
+            }
+            let draft = Draft::from_proposed(&org, &data, at, hash);
+            let found = Move {
+                draft_id: d.draft_id.clone(),
+                status: draft.status(),
+                account_id: Some(d.account_id.clone()),
+                amount: Some(d.spend_impact.clone()),
+            };
+            self.insert(key, draft);
+            return Some(found);
+        }
+        let event = DraftEvent::from_fact(data)?;
+        // A decision sits on its draft's own decision subject.
+        if aggregate == "decision" && event.draft_id() != id {
+            return None;
+        }
+        let key = (org, event.draft_id().to_string());
+        if self.open.contains_key(&key) {
+            return self.step(&key, &event);
+        }
+        without_history(&event).map(|status| Move {
+            draft_id: key.1,
+            status,
+            account_id: None,
+            amount: None,
+        })
+    }
+
+    fn step(&mut self, key: &Key, event: &DraftEvent) -> Option<Move> {
+        let (_, draft) = self.open.get_mut(key)?;
+        if !draft.apply(event) {
+            return None;
+        }
+        let status = draft.status();
+        if !OPEN_STATUSES.contains(&status) {
+            self.open.remove(key);
+        }
+        Some(Move {
+            draft_id: key.1.clone(),
+            status,
+            account_id: None,
+            amount: None,
+        })
+    }
+
+    fn insert(&mut self, key: Key, draft: Draft) {
+        self.inserted += 1;
+        self.order.push_back((self.inserted, key.clone()));
+        self.open.insert(key, (self.inserted, draft));
+        while self.order.len() > MAX_OPEN {
+            if let Some((n, k)) = self.order.pop_front()
+                && self.open.get(&k).is_some_and(|(m, _)| *m == n)
+            {
+                self.open.remove(&k);
+            }
+        }
+    }
+
+    /// How many drafts the book keeps.
+    pub fn open_count(&self) -> usize {
+        self.open.len()
+    }
+}
+
+/// The status a fact gives a draft the book does not keep: only facts that
+/// say what they are without the draft's history.
+fn without_history(event: &DraftEvent) -> Option<DraftStatus> {
+    Some(match event {
+        DraftEvent::PushStarted(_) => DraftStatus::Pushing,
+        DraftEvent::Pushed(_) => DraftStatus::Pushed,
+        DraftEvent::Failed(_) => DraftStatus::Failed,
+        DraftEvent::RolledBack(_) => DraftStatus::RolledBack,
+        DraftEvent::Decided(d) => match d.outcome {
+            // A decision of a draft dropped from the book (never its own
+            // first sight of the draft: the draft comes first on the log).
+            Outcome::Deny => DraftStatus::Denied,
+            Outcome::AutoApprove => DraftStatus::AutoApproved,
+            Outcome::RequireApproval | Outcome::RequireDualApproval => DraftStatus::PendingApproval,
+        },
+        _ => return None,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::events::{ApprovalGranted, DraftChange, DraftProposed, PolicyEvaluated};
+    use spend_core::{Actor, Envelope};
+
+    const PREFIX: &str = "spend.evt";
+
+    /// Given/when/then over stored messages, as the stream delivers them.
+    struct Given {
+        book: DraftBook,
+        seq: u64,
+        draft_bytes: Vec<u8>,
+    }
+
+    impl Given {
+        fn stored(&mut self, subject: &str, env: &Envelope) -> StoredMessage {
+            self.seq += 1;
+            StoredMessage {
+                seq: self.seq,
+                subject: subject.into(),
+                payload: env.to_bytes().into(),
+                time: chrono::Utc::now(),
+                msg_id: None,
+                republished: false,
+            }
+        }
+
+        fn when(&mut self, subject: &str, env: Envelope) -> Option<DraftStatus> {
+            let m = self.stored(subject, &env);
+            self.book.apply(PREFIX, &m).map(|mv| mv.status)
+        }
+
+        /// A draft d1 recorded by an agent, decided with `outcome`.
+        fn a_draft_decided(outcome: Outcome) -> Self {
+            let amount = Money::new(2_000, "USD").unwrap();
+            let proposed = Envelope::new(
+                "spendsignoff/gateway",
+                "acme",
+                Actor::agent("k1"),
+                "draft/d1",
+                EventData::DraftProposed(DraftProposed {
+                    draft_id: "d1".into(),
+                    account_id: "card_1".into(),
+                    kind: "payment".into(),
+                    diff: vec![],
+                    spend_impact: amount.clone(),
+                    rationale: "tools".into(),
+                    drafted_against: None,
+                    change: DraftChange::Payment {
+                        amount,
+                        merchant: "openai.com".into(),
+                        category: None,
+                        country: None,
+                        url: None,
+                    },
+                }),
+            );
+            let mut g = Self {
+                book: DraftBook::default(),
+                seq: 0,
+                draft_bytes: proposed.to_bytes(),
+            };
+            assert_eq!(g.when("spend.evt.acme.draft.d1", proposed), Some(DraftStatus::Proposed));
+            let decided = g.when("spend.evt.acme.decision.d1", decision(outcome, "spendsignoff/policy", "decision/d1"));
+            assert!(decided.is_some());
+            g
+        }
+
+        fn approval_by(&self, approver: &str) -> Envelope {
+            Envelope::new(
+                "spendsignoff/approval",
+                "acme",
+                Actor::human(approver),
+                "approval/d1",
+                EventData::ApprovalGranted(ApprovalGranted {
+                    draft_id: "d1".into(),
+                    approval_id: format!("a-{approver}"),
+                    step: 1,
+                    credential_id: format!("cred-{approver}"),
+                    approver_id: approver.into(),
+                    approved_hash: spend_draft::event_hash(&self.draft_bytes),
+                }),
+            )
+        }
+    }
+
+    fn decision(outcome: Outcome, source: &str, subject: &str) -> Envelope {
+        Envelope::new(
+            source,
+            "acme",
+            Actor::service("policy"),
+            subject,
+            EventData::PolicyEvaluated(PolicyEvaluated {
+                draft_id: "d1".into(),
+                outcome,
+                reasons: vec![],
+                policy_version: "v1".into(),
+            }),
+        )
+    }
+
+    #[test]
+    fn dual_control_needs_two_distinct_approvers() {
+        let mut g = Given::a_draft_decided(Outcome::RequireDualApproval);
+        let alice = g.approval_by("alice");
+        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::AwaitingSecondApproval));
+        let again = g.approval_by("alice");
+        assert_eq!(g.when("spend.evt.acme.approval.d1", again), None, "the same approver twice counts once");
+        let bob = g.approval_by("bob");
+        assert_eq!(g.when("spend.evt.acme.approval.d1", bob), Some(DraftStatus::Approved));
+    }
+
+    #[test]
+    fn one_approval_approves_what_needs_one() {
+        let mut g = Given::a_draft_decided(Outcome::RequireApproval);
+        let alice = g.approval_by("alice");
+        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::Approved));
+    }
+
+    #[test]
+    fn forgeries_move_nothing() {
+        let mut g = Given::a_draft_decided(Outcome::RequireApproval);
+        // A decision where the gateway may write: not a decision.
+        let forged = decision(Outcome::AutoApprove, "spendsignoff/gateway", "draft/d1");
+        assert_eq!(g.when("spend.evt.acme.draft.d1", forged), None);
+        // An approval on the draft's subject, and one of other bytes.
+        let mut on_draft = g.approval_by("mallory");
+        on_draft.subject = "draft/d1".into();
+        assert_eq!(g.when("spend.evt.acme.draft.d1", on_draft), None);
+        let mut wrong_hash = g.approval_by("mallory");
+        if let EventData::ApprovalGranted(a) = &mut wrong_hash.data {
+            a.approved_hash = "0".repeat(64);
+        }
+        assert_eq!(g.when("spend.evt.acme.approval.d1", wrong_hash), None);
+        // The genuine one still counts.
+        let alice = g.approval_by("alice");
+        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::Approved));
+    }
+
+    #[test]
+    fn ended_drafts_leave_the_book_and_pushes_need_no_history() {
+        let g = Given::a_draft_decided(Outcome::Deny);
+        assert_eq!(g.book.open_count(), 0, "a denied draft cannot move");
+        let mut g = Given::a_draft_decided(Outcome::RequireApproval);
+        assert_eq!(g.book.open_count(), 1);
+        let alice = g.approval_by("alice");
+        g.when("spend.evt.acme.approval.d1", alice);
+        let executor = |data| Envelope::new("spendsignoff/executor", "acme", Actor::service("executor"), "change/d1", data);
+        let started = executor(EventData::ChangeStarted(spend_core::events::ChangeStarted {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+        }));
+        assert_eq!(g.when("spend.evt.acme.change.d1", started), Some(DraftStatus::Pushing));
+        let pushed = executor(EventData::ChangePushed(spend_core::events::ChangePushed {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+            platform: "sandbox-cards".into(),
+            idempotency_key: "d1".into(),
+            diff: vec![],
+        }));
+        assert_eq!(g.when("spend.evt.acme.change.d1", pushed), Some(DraftStatus::Pushed));
+        assert_eq!(g.book.open_count(), 0, "pushed: out of the book");
+        // A push the book no longer holds the draft of still says what it is.
+        let again = executor(EventData::ChangePushed(spend_core::events::ChangePushed {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+            platform: "sandbox-cards".into(),
+            idempotency_key: "d1".into(),
+            diff: vec![],
+        }));
+        assert_eq!(g.when("spend.evt.acme.change.d1", again), Some(DraftStatus::Pushed));
+        assert_eq!(g.book.open_count(), 0);
+    }
+}
