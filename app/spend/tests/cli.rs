@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use spend_core::events::{ChangePushed, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
+use spend_core::events::{ChangePushed, ChangeStarted, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
@@ -54,10 +54,12 @@ async fn setup() -> Setup {
     Setup { streams, db, env, log }
 }
 
-/// Draft `n`'s life: proposed, evaluated, pushed (payments of n cents).
+/// Draft `n`'s life, each event by its writer on its own aggregate's
+/// subject: proposed (the gateway), auto-approved (the policy service),
+/// and, when `pushed`, push started and pushed (the executor). Payments of
+/// n cents.
 fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
     let draft = format!("draft{n}");
-    let subject = spend_core::subject::aggregate_subject(prefix, "acme", "draft", &draft).unwrap();
     let mut datas = vec![
         EventData::DraftProposed(DraftProposed {
             draft_id: draft.clone(),
@@ -87,6 +89,10 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
         }),
     ];
     if pushed {
+        datas.push(EventData::ChangeStarted(ChangeStarted {
+            change_id: format!("c{n}"),
+            draft_id: draft.clone(),
+        }));
         datas.push(EventData::ChangePushed(ChangePushed {
             change_id: format!("c{n}"),
             draft_id: draft.clone(),
@@ -98,8 +104,14 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
     datas
         .into_iter()
         .map(|d| {
-            let env = Envelope::new("spendsignoff/test", "acme", Actor::service("test"), format!("draft/{draft}"), d);
-            Append::new(subject.clone(), env.id.to_string(), env.to_bytes())
+            let (aggregate, source, actor) = match &d {
+                EventData::DraftProposed(_) => ("draft", "spendsignoff/gateway", Actor::agent("k_test")),
+                EventData::PolicyEvaluated(_) => ("decision", "spendsignoff/policy", Actor::service("policy")),
+                _ => ("change", "spendsignoff/executor", Actor::service("executor")),
+            };
+            let subject = spend_core::subject::aggregate_subject(prefix, "acme", aggregate, &draft).unwrap();
+            let env = Envelope::new(source, "acme", actor, format!("{aggregate}/{draft}"), d);
+            Append::new(subject, env.id.to_string(), env.to_bytes())
         })
         .collect()
 }
@@ -168,7 +180,7 @@ fn stop(mut spawned: Spawned) {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots() {
     let s = setup().await;
-    let payloads = publish_lifecycles(&s, 0, 12_000).await; // 30,000 events
+    let payloads = publish_lifecycles(&s, 0, 10_000).await; // 30,000 events
     let total = payloads.len() as i64;
     let pool = pg(&s.db.url).await;
     let mut child = serve(&s.env);
@@ -227,7 +239,7 @@ async fn sigkill_mid_ingest_loses_nothing_duplicates_nothing_and_keeps_the_roots
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
     let s = setup().await;
-    publish_lifecycles(&s, 0, 100).await; // 250 events, 50 completed
+    publish_lifecycles(&s, 0, 100).await; // 300 events, 50 completed
     // A forged event on another org's subject: recorded, rejected, signed.
     let forged = &lifecycle(&s.streams.events.subject_prefix, 999, false)[0];
     s.log
@@ -240,7 +252,7 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
         .unwrap();
     let pool = pg(&s.db.url).await;
     let child = serve(&s.env);
-    wait_signed(&pool, 251, Duration::from_secs(60)).await;
+    wait_signed(&pool, 301, Duration::from_secs(60)).await;
     stop(child);
 
     let dir = tempfile::tempdir().unwrap();
@@ -259,7 +271,7 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
     let verify = |file: &Path| run(&[], &["ledger", "verify", file.to_str().unwrap(), "--public-key", key.to_str().unwrap()]);
     let out = verify(&export);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
-    assert!(text(&out.stdout).starts_with("OK: 251 events"), "{}", text(&out.stdout));
+    assert!(text(&out.stdout).starts_with("OK: 301 events"), "{}", text(&out.stdout));
 
     let original = std::fs::read_to_string(&export).unwrap();
     let line = original.lines().find(|l| l.contains("\"index\":137,")).unwrap();
@@ -285,13 +297,13 @@ async fn export_verify_tamper_transactions_and_replay_from_the_command_line() {
     let out = run(&s.env, &["ledger", "replay", "--public-key", key.to_str().unwrap()]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
-        text(&out.stdout).contains("OK: the stream's first 251 events hash to the signed checkpoint root"),
+        text(&out.stdout).contains("OK: the stream's first 301 events hash to the signed checkpoint root"),
         "{}",
         text(&out.stdout)
     );
     let out = run(&s.env, &["ledger", "replay", "--from-time", "2026-01-01"]);
     assert!(
-        text(&out.stdout).contains("OK: the stream's first 251 events"),
+        text(&out.stdout).contains("OK: the stream's first 301 events"),
         "{}{}",
         text(&out.stdout),
         text(&out.stderr)
