@@ -5,7 +5,7 @@ use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::Append;
 
 /// A realistic event: the i-th step of a draft's life (proposed → evaluated
-/// → pushed), on its own aggregate subject.
+/// → pushed), each by its writer on its own aggregate's subject.
 pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
     let draft = format!("d{}", i / 3);
     let data = match i % 3 {
@@ -47,13 +47,81 @@ pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
             diff: vec![],
         }),
     };
-    let env = Envelope::new(
-        "spendsignoff/test",
-        org,
-        Actor::service("test"),
-        spend_core::subject::envelope_subject("draft", &draft),
-        data,
-    );
-    let subject = spend_core::subject::aggregate_subject(prefix, org, "draft", &draft).unwrap();
+    let (aggregate, source, actor) = match i % 3 {
+        0 => ("draft", "spendsignoff/gateway", Actor::agent("k_test")),
+        1 => ("decision", "spendsignoff/policy", Actor::service("policy")),
+        _ => ("change", "spendsignoff/executor", Actor::service("executor")),
+    };
+    let env = Envelope::new(source, org, actor, spend_core::subject::envelope_subject(aggregate, &draft), data);
+    let subject = subject_of(prefix, &env);
     Append::new(subject, env.id.to_string(), env.to_bytes())
+}
+
+/// The stream subject an envelope belongs on: `<prefix>.<org>.<aggregate>.<id>`.
+pub fn subject_of(prefix: &str, env: &Envelope) -> String {
+    let (aggregate, id) = env.subject.split_once('/').expect("an <aggregate>/<id> subject");
+    spend_core::subject::aggregate_subject(prefix, &env.org, aggregate, id).expect("a valid subject")
+}
+
+/// A payment of `minor` US cents to openai.com, drafted by an agent as the
+/// gateway records it.
+pub fn payment_proposed(org: &str, draft_id: &str, minor: i64) -> Envelope {
+    let amount = Money::new(minor, "USD").unwrap();
+    Envelope::new(
+        "spendsignoff/gateway",
+        org,
+        Actor::agent("k_test"),
+        format!("draft/{draft_id}"),
+        EventData::DraftProposed(DraftProposed {
+            draft_id: draft_id.into(),
+            account_id: "card_1".into(),
+            kind: "payment".into(),
+            diff: vec![],
+            spend_impact: amount.clone(),
+            rationale: "API credits".into(),
+            drafted_against: None,
+            change: spend_core::events::DraftChange::Payment {
+                amount,
+                merchant: "openai.com".into(),
+                category: Some("software".into()),
+                country: None,
+                url: Some("https://openai.com/billing".into()),
+            },
+        }),
+    )
+}
+
+/// The policy service's decision of a draft.
+pub fn decided(org: &str, draft_id: &str, outcome: Outcome) -> Envelope {
+    Envelope::new(
+        "spendsignoff/policy",
+        org,
+        Actor::service("policy"),
+        format!("decision/{draft_id}"),
+        EventData::PolicyEvaluated(PolicyEvaluated {
+            draft_id: draft_id.into(),
+            outcome,
+            reasons: vec![],
+            policy_version: "sha256:test".into(),
+        }),
+    )
+}
+
+/// A human's approval as the approval service records it, of the draft
+/// whose stored bytes hash to `approved_hash` (`spend_draft::event_hash`).
+pub fn approved(org: &str, draft_id: &str, approver: &str, approved_hash: &str) -> Envelope {
+    Envelope::new(
+        "spendsignoff/approval",
+        org,
+        Actor::human(approver),
+        format!("approval/{draft_id}"),
+        EventData::ApprovalGranted(spend_core::events::ApprovalGranted {
+            draft_id: draft_id.into(),
+            approval_id: format!("a-{approver}"),
+            step: 1,
+            credential_id: format!("cred-{approver}"),
+            approver_id: approver.into(),
+            approved_hash: approved_hash.into(),
+        }),
+    )
 }

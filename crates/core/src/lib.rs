@@ -9,6 +9,7 @@
 
 pub mod alert_gate;
 pub mod authority;
+pub mod bounded;
 pub mod config;
 pub mod envelope;
 pub mod events;

@@ -19,9 +19,8 @@
 //! restart the book is rebuilt from the projection itself: the events of
 //! every draft whose last status can still move ([`OPEN_STATUSES`]).
 
-use std::collections::{HashMap, VecDeque};
-
 use spend_core::Money;
+use spend_core::bounded::FifoMap;
 use spend_core::events::{EventData, Outcome};
 use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
 use spend_eventlog::StoredMessage;
@@ -53,11 +52,14 @@ pub struct Move {
 
 type Key = (String, String);
 
-#[derive(Default)]
 pub struct DraftBook {
-    open: HashMap<Key, (u64, Draft)>,
-    order: VecDeque<(u64, Key)>,
-    inserted: u64,
+    open: FifoMap<Key, Draft>,
+}
+
+impl Default for DraftBook {
+    fn default() -> Self {
+        Self { open: FifoMap::new(MAX_OPEN) }
+    }
 }
 
 impl DraftBook {
@@ -70,7 +72,7 @@ impl DraftBook {
         if aggregate == "approval" {
             let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished).ok()?;
             let key = (org, facts.data.draft_id.clone());
-            let (_, draft) = self.open.get(&key)?;
+            let draft = self.open.get(&key)?;
             let verified = recorded_approval(&facts, draft).ok()?;
             return self.step(&key, &DraftEvent::Approved(verified));
         }
@@ -94,7 +96,7 @@ impl DraftBook {
                 account_id: Some(d.account_id.clone()),
                 amount: Some(d.spend_impact.clone()),
             };
-            self.insert(key, draft);
+            self.open.insert_new(key, draft);
             return Some(found);
         }
         let event = DraftEvent::from_fact(data)?;
@@ -115,7 +117,7 @@ impl DraftBook {
     }
 
     fn step(&mut self, key: &Key, event: &DraftEvent) -> Option<Move> {
-        let (_, draft) = self.open.get_mut(key)?;
+        let draft = self.open.get_mut(key)?;
         if !draft.apply(event) {
             return None;
         }
@@ -129,19 +131,6 @@ impl DraftBook {
             account_id: None,
             amount: None,
         })
-    }
-
-    fn insert(&mut self, key: Key, draft: Draft) {
-        self.inserted += 1;
-        self.order.push_back((self.inserted, key.clone()));
-        self.open.insert(key, (self.inserted, draft));
-        while self.order.len() > MAX_OPEN {
-            if let Some((n, k)) = self.order.pop_front()
-                && self.open.get(&k).is_some_and(|(m, _)| *m == n)
-            {
-                self.open.remove(&k);
-            }
-        }
     }
 
     /// How many drafts the book keeps.
@@ -172,8 +161,9 @@ fn without_history(event: &DraftEvent) -> Option<DraftStatus> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use spend_core::events::{ApprovalGranted, DraftChange, DraftProposed, PolicyEvaluated};
-    use spend_core::{Actor, Envelope};
+    use spend_core::Envelope;
+    use spend_core::events::{ChangePushed, ChangeStarted};
+    use spend_testkit::events::{approved, decided, payment_proposed, subject_of};
 
     const PREFIX: &str = "spend.evt";
 
@@ -181,132 +171,99 @@ mod tests {
     struct Given {
         book: DraftBook,
         seq: u64,
-        draft_bytes: Vec<u8>,
+        hash: String,
     }
 
     impl Given {
-        fn stored(&mut self, subject: &str, env: &Envelope) -> StoredMessage {
+        /// A draft d1 recorded by an agent, decided with `outcome`.
+        fn a_draft_decided(outcome: Outcome) -> Self {
+            let proposed = payment_proposed("acme", "d1", 2_000);
+            let mut g = Self {
+                book: DraftBook::default(),
+                seq: 0,
+                hash: spend_draft::event_hash(&proposed.to_bytes()),
+            };
+            assert_eq!(g.when(proposed), Some(DraftStatus::Proposed));
+            assert!(g.when(decided("acme", "d1", outcome)).is_some());
+            g
+        }
+
+        /// `env` stored on its own subject.
+        fn when(&mut self, env: Envelope) -> Option<DraftStatus> {
+            let subject = subject_of(PREFIX, &env);
+            self.when_on(&subject, env)
+        }
+
+        /// `env` stored on `subject`, wherever it belongs.
+        fn when_on(&mut self, subject: &str, env: Envelope) -> Option<DraftStatus> {
             self.seq += 1;
-            StoredMessage {
+            let m = StoredMessage {
                 seq: self.seq,
                 subject: subject.into(),
                 payload: env.to_bytes().into(),
                 time: chrono::Utc::now(),
                 msg_id: None,
                 republished: false,
-            }
-        }
-
-        fn when(&mut self, subject: &str, env: Envelope) -> Option<DraftStatus> {
-            let m = self.stored(subject, &env);
+            };
             self.book.apply(PREFIX, &m).map(|mv| mv.status)
         }
 
-        /// A draft d1 recorded by an agent, decided with `outcome`.
-        fn a_draft_decided(outcome: Outcome) -> Self {
-            let amount = Money::new(2_000, "USD").unwrap();
-            let proposed = Envelope::new(
-                "spendsignoff/gateway",
-                "acme",
-                Actor::agent("k1"),
-                "draft/d1",
-                EventData::DraftProposed(DraftProposed {
-                    draft_id: "d1".into(),
-                    account_id: "card_1".into(),
-                    kind: "payment".into(),
-                    diff: vec![],
-                    spend_impact: amount.clone(),
-                    rationale: "tools".into(),
-                    drafted_against: None,
-                    change: DraftChange::Payment {
-                        amount,
-                        merchant: "openai.com".into(),
-                        category: None,
-                        country: None,
-                        url: None,
-                    },
-                }),
-            );
-            let mut g = Self {
-                book: DraftBook::default(),
-                seq: 0,
-                draft_bytes: proposed.to_bytes(),
-            };
-            assert_eq!(g.when("spend.evt.acme.draft.d1", proposed), Some(DraftStatus::Proposed));
-            let decided = g.when("spend.evt.acme.decision.d1", decision(outcome, "spendsignoff/policy", "decision/d1"));
-            assert!(decided.is_some());
-            g
-        }
-
         fn approval_by(&self, approver: &str) -> Envelope {
-            Envelope::new(
-                "spendsignoff/approval",
-                "acme",
-                Actor::human(approver),
-                "approval/d1",
-                EventData::ApprovalGranted(ApprovalGranted {
-                    draft_id: "d1".into(),
-                    approval_id: format!("a-{approver}"),
-                    step: 1,
-                    credential_id: format!("cred-{approver}"),
-                    approver_id: approver.into(),
-                    approved_hash: spend_draft::event_hash(&self.draft_bytes),
-                }),
-            )
+            approved("acme", "d1", approver, &self.hash)
         }
     }
 
-    fn decision(outcome: Outcome, source: &str, subject: &str) -> Envelope {
-        Envelope::new(
-            source,
-            "acme",
-            Actor::service("policy"),
-            subject,
-            EventData::PolicyEvaluated(PolicyEvaluated {
-                draft_id: "d1".into(),
-                outcome,
-                reasons: vec![],
-                policy_version: "v1".into(),
-            }),
-        )
+    fn executor(data: EventData) -> Envelope {
+        Envelope::new("spendsignoff/executor", "acme", spend_core::Actor::service("executor"), "change/d1", data)
+    }
+
+    fn pushed() -> Envelope {
+        executor(EventData::ChangePushed(ChangePushed {
+            change_id: "c1".into(),
+            draft_id: "d1".into(),
+            platform: "sandbox-cards".into(),
+            idempotency_key: "d1".into(),
+            diff: vec![],
+        }))
     }
 
     #[test]
     fn dual_control_needs_two_distinct_approvers() {
         let mut g = Given::a_draft_decided(Outcome::RequireDualApproval);
         let alice = g.approval_by("alice");
-        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::AwaitingSecondApproval));
+        assert_eq!(g.when(alice), Some(DraftStatus::AwaitingSecondApproval));
         let again = g.approval_by("alice");
-        assert_eq!(g.when("spend.evt.acme.approval.d1", again), None, "the same approver twice counts once");
+        assert_eq!(g.when(again), None, "the same approver twice counts once");
         let bob = g.approval_by("bob");
-        assert_eq!(g.when("spend.evt.acme.approval.d1", bob), Some(DraftStatus::Approved));
+        assert_eq!(g.when(bob), Some(DraftStatus::Approved));
     }
 
     #[test]
     fn one_approval_approves_what_needs_one() {
         let mut g = Given::a_draft_decided(Outcome::RequireApproval);
         let alice = g.approval_by("alice");
-        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::Approved));
+        assert_eq!(g.when(alice), Some(DraftStatus::Approved));
     }
 
     #[test]
     fn forgeries_move_nothing() {
         let mut g = Given::a_draft_decided(Outcome::RequireApproval);
         // A decision where the gateway may write: not a decision.
-        let forged = decision(Outcome::AutoApprove, "spendsignoff/gateway", "draft/d1");
-        assert_eq!(g.when("spend.evt.acme.draft.d1", forged), None);
+        let mut forged = decided("acme", "d1", Outcome::AutoApprove);
+        forged.subject = "draft/d1".into();
+        assert_eq!(g.when(forged), None);
         // An approval on the draft's subject, and one of other bytes.
         let mut on_draft = g.approval_by("mallory");
         on_draft.subject = "draft/d1".into();
-        assert_eq!(g.when("spend.evt.acme.draft.d1", on_draft), None);
-        let mut wrong_hash = g.approval_by("mallory");
-        if let EventData::ApprovalGranted(a) = &mut wrong_hash.data {
-            a.approved_hash = "0".repeat(64);
-        }
-        assert_eq!(g.when("spend.evt.acme.approval.d1", wrong_hash), None);
+        assert_eq!(g.when(on_draft), None);
+        let wrong_hash = approved("acme", "d1", "mallory", &"0".repeat(64));
+        assert_eq!(g.when(wrong_hash), None);
+        // An approval stored on another subject than its own.
+        let elsewhere = g.approval_by("mallory");
+        assert_eq!(g.when_on("spend.evt.acme.approval.d2", elsewhere), None);
         // The genuine one still counts.
         let alice = g.approval_by("alice");
-        assert_eq!(g.when("spend.evt.acme.approval.d1", alice), Some(DraftStatus::Approved));
+        assert_eq!(g.when(alice), Some(DraftStatus::Approved));
     }
 
     #[test]
@@ -316,31 +273,15 @@ mod tests {
         let mut g = Given::a_draft_decided(Outcome::RequireApproval);
         assert_eq!(g.book.open_count(), 1);
         let alice = g.approval_by("alice");
-        g.when("spend.evt.acme.approval.d1", alice);
-        let executor = |data| Envelope::new("spendsignoff/executor", "acme", Actor::service("executor"), "change/d1", data);
-        let started = executor(EventData::ChangeStarted(spend_core::events::ChangeStarted {
+        g.when(alice);
+        let started = executor(EventData::ChangeStarted(ChangeStarted {
             change_id: "c1".into(),
             draft_id: "d1".into(),
         }));
-        assert_eq!(g.when("spend.evt.acme.change.d1", started), Some(DraftStatus::Pushing));
-        let pushed = executor(EventData::ChangePushed(spend_core::events::ChangePushed {
-            change_id: "c1".into(),
-            draft_id: "d1".into(),
-            platform: "sandbox-cards".into(),
-            idempotency_key: "d1".into(),
-            diff: vec![],
-        }));
-        assert_eq!(g.when("spend.evt.acme.change.d1", pushed), Some(DraftStatus::Pushed));
+        assert_eq!(g.when(started), Some(DraftStatus::Pushing));
+        assert_eq!(g.when(pushed()), Some(DraftStatus::Pushed));
         assert_eq!(g.book.open_count(), 0, "pushed: out of the book");
         // A push the book no longer holds the draft of still says what it is.
-        let again = executor(EventData::ChangePushed(spend_core::events::ChangePushed {
-            change_id: "c1".into(),
-            draft_id: "d1".into(),
-            platform: "sandbox-cards".into(),
-            idempotency_key: "d1".into(),
-            diff: vec![],
-        }));
-        assert_eq!(g.when("spend.evt.acme.change.d1", again), Some(DraftStatus::Pushed));
-        assert_eq!(g.book.open_count(), 0);
+        assert_eq!(g.when(pushed()), Some(DraftStatus::Pushed));
     }
 }

@@ -219,8 +219,9 @@ async fn the_projection_refuses_updates_and_deletes() {
 /// it (the open drafts are rebuilt from the projection).
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn transactions_follow_the_draft_aggregate_across_a_restart() {
-    use spend_core::events::{ApprovalGranted, DraftChange, DraftProposed, EventData, Outcome, PolicyEvaluated};
-    use spend_core::{Actor, Envelope, Money};
+    use spend_core::Envelope;
+    use spend_core::events::Outcome;
+    use spend_testkit::events::{approved, decided, payment_proposed, subject_of};
 
     let dir = tempfile::tempdir().unwrap();
     let open = || async {
@@ -243,6 +244,7 @@ async fn transactions_follow_the_draft_aggregate_across_a_restart() {
     let append = |log: EmbeddedLog, subject: String, env: Envelope| async move {
         log.append(Append::new(subject, env.id.to_string(), env.to_bytes())).await.unwrap();
     };
+    let own = |env: Envelope| (subject_of("spend.evt", &env), env);
     let status = |store: Arc<dyn Store>| async move {
         let rows = store.transactions(None, None, Some("acme")).await.unwrap();
         assert_eq!(rows.len(), 1, "{rows:?}");
@@ -250,89 +252,34 @@ async fn transactions_follow_the_draft_aggregate_across_a_restart() {
     };
 
     let (log, store, running) = open().await;
-    let amount = Money::new(90_000, "USD").unwrap();
-    let proposed = Envelope::new(
-        "spendsignoff/gateway",
-        "acme",
-        Actor::agent("k1"),
-        "draft/d1",
-        EventData::DraftProposed(DraftProposed {
-            draft_id: "d1".into(),
-            account_id: "card_1".into(),
-            kind: "payment".into(),
-            diff: vec![],
-            spend_impact: amount.clone(),
-            rationale: "annual licences".into(),
-            drafted_against: None,
-            change: DraftChange::Payment {
-                amount,
-                merchant: "figma.com".into(),
-                category: Some("software".into()),
-                country: None,
-                url: None,
-            },
-        }),
-    );
+    let proposed = payment_proposed("acme", "d1", 90_000);
     let hash = spend_draft::event_hash(&proposed.to_bytes());
-    let decision = |source: &str, subject: &str, outcome: Outcome| {
-        Envelope::new(
-            source,
-            "acme",
-            Actor::service("policy"),
-            subject,
-            EventData::PolicyEvaluated(PolicyEvaluated {
-                draft_id: "d1".into(),
-                outcome,
-                reasons: vec![],
-                policy_version: "v1".into(),
-            }),
-        )
-    };
-    let approval = |approver: &str| {
-        Envelope::new(
-            "spendsignoff/approval",
-            "acme",
-            Actor::human(approver),
-            "approval/d1",
-            EventData::ApprovalGranted(ApprovalGranted {
-                draft_id: "d1".into(),
-                approval_id: format!("a-{approver}"),
-                step: 1,
-                credential_id: format!("cred-{approver}"),
-                approver_id: approver.into(),
-                approved_hash: hash.clone(),
-            }),
-        )
-    };
-    append(log.clone(), "spend.evt.acme.draft.d1".into(), proposed).await;
-    append(
-        log.clone(),
-        "spend.evt.acme.decision.d1".into(),
-        decision("spendsignoff/policy", "decision/d1", Outcome::RequireDualApproval),
-    )
-    .await;
     // A compromised gateway's "decision" on the draft's own subject.
-    append(
-        log.clone(),
-        "spend.evt.acme.draft.d1".into(),
-        decision("spendsignoff/gateway", "draft/d1", Outcome::AutoApprove),
-    )
-    .await;
-    append(log.clone(), "spend.evt.acme.approval.d1".into(), approval("alice")).await;
-    append(log.clone(), "spend.evt.acme.approval.d1".into(), approval("alice")).await;
+    let mut forged = decided("acme", "d1", Outcome::AutoApprove);
+    forged.subject = "draft/d1".into();
+    for (subject, env) in [
+        own(proposed),
+        own(decided("acme", "d1", Outcome::RequireDualApproval)),
+        own(forged),
+        own(approved("acme", "d1", "alice", &hash)),
+        own(approved("acme", "d1", "alice", &hash)),
+    ] {
+        append(log.clone(), subject, env).await;
+    }
     running.wait_covered(5, Duration::from_secs(10)).await;
     assert_eq!(status(store.clone()).await, "awaiting_second_approval");
     running.stop().await.unwrap();
     drop((log, store));
 
     let (log, store, running) = open().await;
-    append(log.clone(), "spend.evt.acme.approval.d1".into(), approval("bob")).await;
+    let (subject, bob) = own(approved("acme", "d1", "bob", &hash));
+    append(log.clone(), subject, bob).await;
     running.wait_covered(6, Duration::from_secs(10)).await;
     assert_eq!(status(store.clone()).await, "approved", "the second distinct approver, after a restart");
-    let history: Vec<String> = {
-        let rows = store.events_by_index(0, 10, 10).await.unwrap();
-        rows.iter().map(|r| r.event_type.clone().unwrap_or_default()).collect()
-    };
-    assert_eq!(history.len(), 6, "every byte is in the tree, forgery included: {history:?}");
+    assert_eq!(
+        store.events_by_index(0, 10, 10).await.unwrap().len(),
+        6,
+        "every byte is in the tree, forgery included"
+    );
     running.stop().await.unwrap();
 }

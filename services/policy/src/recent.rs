@@ -18,9 +18,10 @@
 //! draft is decided from the log as before), one envelope per
 //! organisation.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 
 use spend_core::Cause;
+use spend_core::bounded::FifoMap;
 use spend_core::events::{DraftProposed, EnvelopeState};
 
 /// Undecided drafts remembered at once.
@@ -37,37 +38,29 @@ pub struct Recorded {
 
 type Key = (String, String);
 
-#[derive(Default)]
 pub struct Recent {
     /// `None`: the first event on the draft's subject was not an agent's
     /// draft, so the subject holds no draft (as the log path finds too).
-    drafts: HashMap<Key, (u64, Option<Recorded>)>,
-    /// Insertion order, for dropping the oldest; never longer than
-    /// [`MAX_DRAFTS`] (entries of drafts decided meanwhile pop harmlessly).
-    order: VecDeque<(u64, Key)>,
-    inserted: u64,
+    drafts: FifoMap<Key, Option<Recorded>>,
     envelopes: HashMap<String, (EnvelopeState, u64)>,
+}
+
+impl Default for Recent {
+    fn default() -> Self {
+        Self {
+            drafts: FifoMap::new(MAX_DRAFTS),
+            envelopes: HashMap::new(),
+        }
+    }
 }
 
 impl Recent {
     /// The follower saw an event on `draft.<draft_id>`: `Some` when it is
     /// an agent's `spend.draft.proposed.v1` naming that id.
     pub fn draft_event(&mut self, org: &str, draft_id: &str, recorded: Option<Recorded>) {
-        let key = (org.to_string(), draft_id.to_string());
-        if self.drafts.contains_key(&key) {
-            // Not the first event on its subject: never a draft of its own.
-            return;
-        }
-        self.inserted += 1;
-        self.order.push_back((self.inserted, key.clone()));
-        self.drafts.insert(key, (self.inserted, recorded));
-        while self.order.len() > MAX_DRAFTS {
-            if let Some((n, k)) = self.order.pop_front()
-                && self.drafts.get(&k).is_some_and(|(m, _)| *m == n)
-            {
-                self.drafts.remove(&k);
-            }
-        }
+        // Only the first event on its subject: a later one is never a
+        // draft of its own.
+        self.drafts.insert_new((org.to_string(), draft_id.to_string()), recorded);
     }
 
     /// The follower saw a decision of `draft_id`: it is no longer a draft
@@ -83,7 +76,7 @@ impl Recent {
 
     /// An undecided draft the follower delivered.
     pub fn draft(&self, org: &str, draft_id: &str) -> Option<Recorded> {
-        self.drafts.get(&(org.to_string(), draft_id.to_string())).and_then(|(_, r)| r.clone())
+        self.drafts.get(&(org.to_string(), draft_id.to_string())).cloned().flatten()
     }
 
     /// The envelope as of the follower's position, and the sequence of the
@@ -157,7 +150,7 @@ mod tests {
             if i % 2 == 0 {
                 r.decided("acme", &id);
             }
-            assert!(r.order.len() <= MAX_DRAFTS);
+            assert!(r.len() <= MAX_DRAFTS);
         }
         assert!(r.len() <= MAX_DRAFTS);
         let last = format!("d{}", 3 * MAX_DRAFTS - 1);
