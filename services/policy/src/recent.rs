@@ -64,9 +64,12 @@ impl Recent {
     }
 
     /// The follower saw a decision of `draft_id`: it is no longer a draft
-    /// to decide.
+    /// to decide. Its place is kept (as no draft), so a later draft event
+    /// on its subject is not taken for a first one.
     pub fn decided(&mut self, org: &str, draft_id: &str) {
-        self.drafts.remove(&(org.to_string(), draft_id.to_string()));
+        if let Some(entry) = self.drafts.get_mut(&(org.to_string(), draft_id.to_string())) {
+            *entry = None;
+        }
     }
 
     /// The follower saw a commitment: the envelope after it, at `seq`.
@@ -139,6 +142,8 @@ mod tests {
         assert!(r.draft("globex", "d1").is_none(), "per organisation");
         r.decided("acme", "d1");
         assert!(r.draft("acme", "d1").is_none(), "a decided draft is not served");
+        r.draft_event("acme", "d1", Some(draft("d1", 9, 1)));
+        assert!(r.draft("acme", "d1").is_none(), "nor is a later draft event on its subject");
     }
 
     #[test]
