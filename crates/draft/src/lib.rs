@@ -20,10 +20,12 @@
 //!
 //! Layout: [`status`] (the status type and `--status` filters), `aggregate`
 //! (state, events, commands, re-exported here), [`verify`] (the approval
-//! verifier and [`event_hash`]).
+//! verifier and [`event_hash`]), [`proof`] (the pinned passkey approval
+//! proof and its check: the verifier's next step, with human approval).
 #![forbid(unsafe_code)]
 
 mod aggregate;
+pub mod proof;
 pub mod status;
 pub mod verify;
 
