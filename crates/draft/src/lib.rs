@@ -21,10 +21,13 @@
 //! Layout: [`status`] (the status type and `--status` filters), `aggregate`
 //! (state, events, commands, re-exported here), [`verify`] (the approval
 //! verifier and [`event_hash`]), [`proof`] (the pinned passkey approval
-//! proof and its check: the verifier's next step, with human approval).
+//! proof and its check) and [`approvers`] (the registry of who may approve:
+//! anchored first admins and admin-countersigned approvers) — the
+//! verifier's next step, which it requires once approvers enroll.
 #![forbid(unsafe_code)]
 
 mod aggregate;
+pub mod approvers;
 pub mod proof;
 pub mod status;
 pub mod verify;
