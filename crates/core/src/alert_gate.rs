@@ -18,6 +18,8 @@ const ALERT_KEYS: usize = 10_000;
 /// Refusals of one kind recorded one by one in a window before the rest
 /// are counted.
 const ALERT_SINGLES: u64 = 3;
+/// The kind of the window a full gate counts into.
+const OVERFLOW: &str = "from more addresses or keys than are tracked one by one";
 
 /// Aggregates floods of one refusal: the first few of a window (per org,
 /// key, address and reason) are recorded at once; further repeats inside
@@ -71,9 +73,14 @@ impl AlertGate {
             return (*seen <= ALERT_SINGLES).then_some(*seen);
         }
         if w.len() >= ALERT_KEYS {
-            // Full: the oldest windows are recorded by `due` soon; keep
-            // counting by opening no more windows than the bound.
-            return Some(1);
+            // Full (a flood from many addresses or keys at once): count
+            // into one overflow window per organisation and reason, opened
+            // past the bound (organisations and reasons are few), so the
+            // flood is still counted and still bounded.
+            let overflow = (org.to_string(), String::new(), String::new(), reason.to_string(), OVERFLOW.to_string());
+            let (_, seen) = w.entry(overflow).or_insert((now, 0));
+            *seen += 1;
+            return (*seen <= ALERT_SINGLES).then_some(*seen);
         }
         w.insert(key, (now, 1));
         Some(1)
@@ -133,5 +140,32 @@ impl Repeats {
                 ALERT_WINDOW.as_secs()
             ),
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_flood_from_ever_new_addresses_is_counted_in_a_bounded_table() {
+        let gate = AlertGate::default();
+        let mut recorded = 0;
+        for i in 0..(ALERT_KEYS + 1_000) {
+            if gate
+                .admit("unknown", None, Some(&format!("10.0.{}.{}", i / 256, i % 256)), "key.unknown")
+                .is_some()
+            {
+                recorded += 1;
+            }
+        }
+        assert!(gate.windows.lock().unwrap().len() <= ALERT_KEYS + 1, "bounded");
+        assert_eq!(
+            recorded,
+            ALERT_KEYS + ALERT_SINGLES as usize,
+            "the first of each tracked window, then three of the overflow"
+        );
+        let counted: u64 = gate.drain().iter().map(|r| r.count).sum();
+        assert_eq!(counted, 1_000 - ALERT_SINGLES, "every other refusal counted");
     }
 }

@@ -6,9 +6,9 @@
 use std::collections::{HashMap, VecDeque};
 use std::hash::Hash;
 
-/// At most `cap` entries; inserting one more forgets the oldest inserted.
-/// Removing an entry frees its place at once; the insertion order it
-/// leaves behind is bounded by `cap` too.
+/// At most `cap` entries; inserting one more forgets the oldest one still
+/// held. Removing an entry frees its place at once; the insertion order
+/// kept for forgetting is compacted so it never holds more than `2 × cap`.
 #[derive(Debug, Clone)]
 pub struct FifoMap<K, V> {
     map: HashMap<K, (u64, V)>,
@@ -36,12 +36,15 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
         self.inserted += 1;
         self.order.push_back((self.inserted, key.clone()));
         self.map.insert(key, (self.inserted, value));
-        while self.order.len() > self.cap {
-            if let Some((n, k)) = self.order.pop_front()
-                && self.map.get(&k).is_some_and(|(m, _)| *m == n)
-            {
+        while self.map.len() > self.cap {
+            let Some((n, k)) = self.order.pop_front() else { break };
+            if self.map.get(&k).is_some_and(|(m, _)| *m == n) {
                 self.map.remove(&k);
             }
+        }
+        if self.order.len() > 2 * self.cap {
+            let map = &self.map;
+            self.order.retain(|(n, k)| map.get(k).is_some_and(|(m, _)| m == n));
         }
         true
     }
@@ -60,6 +63,11 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
 
     pub fn remove(&mut self, key: &K) -> Option<V> {
         self.map.remove(key).map(|(_, v)| v)
+    }
+
+    /// The values held, in no particular order.
+    pub fn values(&self) -> impl Iterator<Item = &V> {
+        self.map.values().map(|(_, v)| v)
     }
 
     pub fn len(&self) -> usize {
@@ -83,11 +91,23 @@ mod tests {
             if i % 2 == 0 {
                 m.remove(&i);
             }
-            assert!(m.order.len() <= 3 && m.len() <= 3);
+            assert!(m.order.len() <= 6 && m.len() <= 3);
         }
         assert_eq!(m.get(&9), Some(&90));
         assert!(m.get(&1).is_none(), "the oldest are forgotten");
         assert!(!m.insert_new(9, 0), "present: unchanged");
         assert_eq!(m.get(&9), Some(&90));
+    }
+
+    #[test]
+    fn removed_entries_free_their_place() {
+        let mut m = FifoMap::new(3);
+        m.insert_new("old", 1);
+        for i in 0..100 {
+            m.insert_new("churn", i);
+            m.remove(&"churn");
+        }
+        assert_eq!(m.get(&"old"), Some(&1), "only live entries count towards the bound");
+        assert!(m.order.len() <= 6);
     }
 }

@@ -359,6 +359,11 @@ impl LogKeys {
         &self.store
     }
 
+    /// The next log sequence it would read: how far it got.
+    pub fn position(&self) -> u64 {
+        self.next
+    }
+
     /// Reads every message appended since the last call, up to the log's
     /// last sequence as of now. An error leaves what was read applied (the
     /// next call resumes after it); the store is then behind the log.

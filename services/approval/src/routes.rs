@@ -73,7 +73,11 @@ pub(crate) struct Gate {
 /// A credential found on a request. `token` is the credential itself:
 /// never logged, recorded or returned.
 struct Found {
+    /// Where it was, for the alert's detail (redacted).
     place: String,
+    /// Where it was, from a closed set: what floods are aggregated by
+    /// (the caller controls header names and scheme spellings).
+    kind: &'static str,
     token: String,
 }
 
@@ -132,13 +136,25 @@ fn redact(s: &str) -> String {
     out
 }
 
+/// The kind of an `Authorization` credential, from a closed set whatever
+/// the spelling of its scheme.
+fn authorization_kind(scheme: Option<&str>) -> &'static str {
+    match scheme.map(str::to_ascii_lowercase).as_deref() {
+        None => "authorization without a scheme",
+        Some("bearer") => "authorization bearer",
+        Some("basic") => "authorization basic",
+        Some(_) => "authorization with another scheme",
+    }
+}
+
 /// Every credential on the request, de-duplicated, in the order found.
 fn credentials(req: &Request) -> Vec<Found> {
     let mut found: Vec<Found> = Vec::new();
-    let mut push = |place: String, token: &str| {
+    let mut push = |place: String, kind: &'static str, token: &str| {
         if !found.iter().any(|f| f.token == token) {
             found.push(Found {
-                place,
+                place: redact(&place),
+                kind,
                 token: token.to_string(),
             });
         }
@@ -151,6 +167,7 @@ fn credentials(req: &Request) -> Vec<Found> {
             match v.split_once(char::is_whitespace) {
                 Some((scheme, rest)) => {
                     let place = format!("in {name} (scheme {:?})", sanitise(scheme, 16));
+                    let kind = authorization_kind(Some(scheme));
                     let rest = rest.trim();
                     // Basic: an agent key as the user name or password.
                     let basic = scheme
@@ -161,30 +178,30 @@ fn credentials(req: &Request) -> Vec<Found> {
                     match basic {
                         Some(pair) if pair.contains("ssk_") => {
                             for part in pair.splitn(2, ':').filter(|p| p.starts_with("ssk_")) {
-                                push(format!("{place}, as a user name or password"), part);
+                                push(format!("{place}, as a user name or password"), kind, part);
                             }
                         }
-                        _ => push(place, rest),
+                        _ => push(place, kind, rest),
                     }
                 }
-                None => push(format!("in {name} (no scheme)"), v),
+                None => push(format!("in {name} (no scheme)"), authorization_kind(None), v),
             }
         } else if API_KEY_HEADERS.contains(&name) {
-            push(format!("in {name}"), raw.trim());
+            push(format!("in {name}"), "api-key header", raw.trim());
         } else {
             for t in agent_key_tokens(&raw) {
-                push(format!("in the {name} header"), t);
+                push(format!("in the {name} header"), "other header", t);
             }
         }
     }
     let path = percent_decode(req.uri().path());
     for t in agent_key_tokens(&path) {
-        push("in the path".into(), t);
+        push("in the path".into(), "path", t);
     }
     if let Some(q) = req.uri().query() {
         let q = percent_decode(q);
         for t in agent_key_tokens(&q) {
-            push("in the query string".into(), t);
+            push("in the query string".into(), "query", t);
         }
     }
     found
@@ -209,10 +226,17 @@ impl Gate {
     /// Brings the key store up to date with the log (the service calls it
     /// every few seconds, so revocations and new keys are known before a
     /// request needs them).
+    ///
+    /// It reads into a copy, without holding the store, so a long first
+    /// replay never keeps a request waiting beyond [`CATCH_UP`].
     pub(crate) async fn refresh(&self) {
-        let mut keys = self.keys.lock().await;
-        if let Err(e) = keys.catch_up(&*self.state.log, &self.state.prefix).await {
+        let mut copy = self.keys.lock().await.clone();
+        if let Err(e) = copy.catch_up(&*self.state.log, &self.state.prefix).await {
             tracing::warn!(error = %e, "the approval gate's key store is behind the log");
+        }
+        let mut keys = self.keys.lock().await;
+        if copy.position() > keys.position() {
+            *keys = copy;
         }
     }
 
@@ -269,11 +293,14 @@ impl Gate {
         (unknown, None, "an unrecognised credential".into())
     }
 
-    /// Records one refused credential, unless the same credential was
-    /// refused the same way from the same address three times in the
-    /// window already: then it is counted into the window's aggregate.
+    /// Records one refused credential, unless one like it was refused from
+    /// the same address three times in the window already: then it is
+    /// counted into the window's aggregate. "Like it": the same known key
+    /// presented the same kind of way — an unknown key id is no key, so a
+    /// flood of invented ids is one window per address and kind.
     async fn alert(&self, org: &str, key_id: Option<String>, address: &str, kind: &str, detail: String) {
-        if self.alerts.admit_kind(org, key_id.as_deref(), Some(address), REASON, kind).is_none() {
+        let window_key = if org == "unknown" { None } else { key_id.as_deref() };
+        if self.alerts.admit_kind(org, window_key, Some(address), REASON, kind).is_none() {
             // Counted into this window's aggregate, recorded when it ends.
             return;
         }
@@ -310,7 +337,7 @@ async fn human_only(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInf
                 }
                 detail.push(')');
             }
-            gate.alert(&org, key_id, &address, &f.place, detail).await;
+            gate.alert(&org, key_id, &address, f.kind, detail).await;
         }
         return (StatusCode::FORBIDDEN, "agents cannot approve or push; a signed-in human does").into_response();
     }

@@ -12,12 +12,14 @@
 //! ledger is given, and changes no transaction's status.
 //!
 //! The book keeps the drafts that can still move (proposed, waiting for a
-//! human, approved, pushing), at most [`MAX_OPEN`] (the oldest dropped
-//! first). A draft it no longer keeps — pushed, ended, dropped — still
-//! moves on the facts that need no history (a push, a failure, a roll-back
-//! are what they say); an approval of such a draft moves nothing. After a
-//! restart the book is rebuilt from the projection itself: the events of
-//! every draft whose last status can still move ([`OPEN_STATUSES`]).
+//! human, approved, pushing) and the place of those that ended (so a
+//! second proposal on an ended draft's subject is not a new draft), at
+//! most [`MAX_OPEN`] in all (the oldest forgotten first). A draft it holds
+//! no state of — pushed, ended, forgotten — still moves on the facts that
+//! need no history (a push, a failure, a roll-back are what they say); an
+//! approval of such a draft moves nothing. After a restart the book is
+//! rebuilt from the projection itself: the events of the [`MAX_OPEN`]
+//! most recent drafts whose last status can still move ([`OPEN_STATUSES`]).
 
 use spend_core::Money;
 use spend_core::bounded::FifoMap;
@@ -53,7 +55,8 @@ pub struct Move {
 type Key = (String, String);
 
 pub struct DraftBook {
-    open: FifoMap<Key, Draft>,
+    /// `None`: the draft ended (its place kept).
+    open: FifoMap<Key, Option<Draft>>,
 }
 
 impl Default for DraftBook {
@@ -69,10 +72,10 @@ impl DraftBook {
             return None;
         };
         let org = env.org.to_string();
-        if aggregate == "approval" {
+        if aggregate == "approval" && env.event_type == spend_core::events::ApprovalGranted::TYPE {
             let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished).ok()?;
             let key = (org, facts.data.draft_id.clone());
-            let draft = self.open.get(&key)?;
+            let draft = self.open.get(&key)?.as_ref()?;
             let verified = recorded_approval(&facts, draft).ok()?;
             return self.step(&key, &DraftEvent::Approved(verified));
         }
@@ -86,7 +89,8 @@ impl DraftBook {
             }
             let key = (org.clone(), d.draft_id.clone());
             if self.open.contains_key(&key) {
-                // A second proposal on a draft's subject is not a draft.
+                // A second proposal on a draft's subject is not a draft,
+                // whether the first is open or ended.
                 return None;
             }
             let draft = Draft::from_proposed(&org, &data, at, hash);
@@ -96,7 +100,7 @@ impl DraftBook {
                 account_id: Some(d.account_id.clone()),
                 amount: Some(d.spend_impact.clone()),
             };
-            self.open.insert_new(key, draft);
+            self.open.insert_new(key, Some(draft));
             return Some(found);
         }
         let event = DraftEvent::from_fact(data)?;
@@ -105,7 +109,7 @@ impl DraftBook {
             return None;
         }
         let key = (org, event.draft_id().to_string());
-        if self.open.contains_key(&key) {
+        if let Some(Some(_)) = self.open.get(&key) {
             return self.step(&key, &event);
         }
         without_history(&event).map(|status| Move {
@@ -117,13 +121,14 @@ impl DraftBook {
     }
 
     fn step(&mut self, key: &Key, event: &DraftEvent) -> Option<Move> {
-        let draft = self.open.get_mut(key)?;
+        let entry = self.open.get_mut(key)?;
+        let draft = entry.as_mut()?;
         if !draft.apply(event) {
             return None;
         }
         let status = draft.status();
         if !OPEN_STATUSES.contains(&status) {
-            self.open.remove(key);
+            *entry = None;
         }
         Some(Move {
             draft_id: key.1.clone(),
@@ -133,9 +138,9 @@ impl DraftBook {
         })
     }
 
-    /// How many drafts the book keeps.
+    /// How many drafts the book keeps that can still move.
     pub fn open_count(&self) -> usize {
-        self.open.len()
+        self.open.values().filter(|d| d.is_some()).count()
     }
 }
 
@@ -236,6 +241,27 @@ mod tests {
         assert_eq!(g.when(again), None, "the same approver twice counts once");
         let bob = g.approval_by("bob");
         assert_eq!(g.when(bob), Some(DraftStatus::Approved));
+    }
+
+    #[test]
+    fn a_rejection_on_the_approval_subject_rejects() {
+        let mut g = Given::a_draft_decided(Outcome::RequireApproval);
+        let rejected = Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            spend_core::Actor::human("alice"),
+            "approval/d1",
+            EventData::ApprovalRejected(spend_core::events::ApprovalRejected {
+                draft_id: "d1".into(),
+                approval_id: "r1".into(),
+                approver_id: "alice".into(),
+                reason: "not this month".into(),
+            }),
+        );
+        assert_eq!(g.when(rejected), Some(DraftStatus::Rejected));
+        // A second proposal on the ended draft's subject is no new draft.
+        assert_eq!(g.when(payment_proposed("acme", "d1", 1)), None);
+        assert_eq!(g.book.open_count(), 0);
     }
 
     #[test]

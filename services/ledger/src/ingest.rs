@@ -24,7 +24,7 @@ use spend_signer::Signer;
 use tokio::sync::watch;
 use tokio::time::Instant;
 
-use crate::drafts::{DraftBook, OPEN_STATUSES};
+use crate::drafts::{DraftBook, MAX_OPEN, OPEN_STATUSES};
 use crate::export::checkpoint_body;
 use crate::merkle::{CompactRange, leaf_hash};
 use crate::store::{CheckpointRow, EventRow, Store, TxRow};
@@ -161,7 +161,7 @@ impl Ingest {
             return Ok(());
         };
         let open: Vec<&str> = OPEN_STATUSES.iter().map(|s| s.as_str()).collect();
-        let Some(open_events) = retry!("database", shutdown, db_transient, store.draft_events(&open).await)? else {
+        let Some(open_events) = retry!("database", shutdown, db_transient, store.draft_events(&open, MAX_OPEN).await)? else {
             return Ok(());
         };
         let mut book = DraftBook::default();

@@ -125,10 +125,10 @@ pub trait Store: Send + Sync + 'static {
     async fn first_index_at(&self, t: DateTime<Utc>) -> Result<Option<u64>, StoreError>;
     /// Drafts/payments whose latest status matches, latest first.
     async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>, org: Option<&str>) -> Result<Vec<TxRow>, StoreError>;
-    /// Every event that moved a draft whose last status is one of
-    /// `statuses`, in log order: what the ledger rebuilds its open drafts
-    /// from after a restart.
-    async fn draft_events(&self, statuses: &[&str]) -> Result<Vec<EventRow>, StoreError>;
+    /// Every event that moved one of the `max_drafts` most recent drafts
+    /// whose last status is one of `statuses`, in log order: what the
+    /// ledger rebuilds its open drafts from after a restart.
+    async fn draft_events(&self, statuses: &[&str], max_drafts: usize) -> Result<Vec<EventRow>, StoreError>;
 }
 
 /// Opens the store a database URL names: `postgres://…` or `sqlite://…`.
@@ -363,7 +363,7 @@ macro_rules! store_impl {
             rows.iter().map($rows::tx_from).collect()
         }
 
-        async fn draft_events(&self, statuses: &[&str]) -> Result<Vec<EventRow>, StoreError> {
+        async fn draft_events(&self, statuses: &[&str], max_drafts: usize) -> Result<Vec<EventRow>, StoreError> {
             if statuses.is_empty() {
                 return Ok(vec![]);
             }
@@ -373,7 +373,7 @@ macro_rules! store_impl {
                 "SELECT {cols} FROM ledger_events e JOIN ledger_transactions t ON t.idx = e.idx \
                  WHERE t.draft_id IN (SELECT l.draft_id FROM ledger_transactions l \
                    JOIN (SELECT draft_id, MAX(idx) AS idx FROM ledger_transactions GROUP BY draft_id) latest ON latest.idx = l.idx \
-                   WHERE l.status IN ({placeholders})) \
+                   WHERE l.status IN ({placeholders}) ORDER BY l.idx DESC LIMIT {max_drafts}) \
                  ORDER BY e.idx"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));

@@ -152,6 +152,14 @@ impl PolicyState {
         }
     }
 
+    /// A misplaced event first on a draft's subject leaves no draft there
+    /// (as the log path finds: the first event on the subject is no draft).
+    fn remember_misplaced(&self, prefix: &str, m: &StoredMessage, org: &str) {
+        if let Some(("draft", id)) = spend_core::subject::split_aggregate(&m.subject, prefix, org) {
+            self.recent.lock().expect("recent lock").draft_event(org, id, None);
+        }
+    }
+
     /// What the follower remembers of one message for deciding.
     fn remember(&self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, aggregate: &str, id: &str) {
         let mut recent = self.recent.lock().expect("recent lock");
@@ -199,6 +207,7 @@ pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) 
             }
         }
         Read::Misplaced { org, detail } => {
+            state.remember_misplaced(recorder.prefix(), m, &org);
             let (id, alert) = misplaced_alert(m.seq, detail);
             record_once(recorder, &org, &id, alert).await;
         }
