@@ -135,19 +135,25 @@ impl PolicyState {
     /// the envelope as of the follower's position, waiting up to `wait`
     /// for the follower to get there; `None` if it did not.
     async fn recent_draft(&self, org: &str, draft_id: &str, wait: Duration) -> Option<(Recorded, (EnvelopeState, u64))> {
+        // `Err`: settled (decided, or no draft there): do not wait.
         let lookup = || {
             let recent = self.recent.lock().expect("recent lock");
-            recent.draft(org, draft_id).map(|d| (d, recent.envelope(org)))
+            if recent.settled(org, draft_id) {
+                return Err(());
+            }
+            Ok(recent.draft(org, draft_id).map(|d| (d, recent.envelope(org))))
         };
         let mut rx = self.seen.subscribe();
         let deadline = tokio::time::Instant::now() + wait;
         loop {
-            if let Some(found) = lookup() {
-                return Some(found);
+            match lookup() {
+                Ok(Some(found)) => return Some(found),
+                Err(()) => return None,
+                Ok(None) => {}
             }
             match tokio::time::timeout_at(deadline, rx.changed()).await {
                 Ok(Ok(())) => {}
-                _ => return lookup(),
+                _ => return lookup().ok().flatten(),
             }
         }
     }

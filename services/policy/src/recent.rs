@@ -77,6 +77,13 @@ impl Recent {
         self.envelopes.insert(org.to_string(), (envelope, seq));
     }
 
+    /// Whether the follower saw the draft's subject and it holds no draft
+    /// to decide (decided, or its first event was no draft): the log path
+    /// answers at once, without waiting for the follower.
+    pub fn settled(&self, org: &str, draft_id: &str) -> bool {
+        matches!(self.drafts.get(&(org.to_string(), draft_id.to_string())), Some(None))
+    }
+
     /// An undecided draft the follower delivered.
     pub fn draft(&self, org: &str, draft_id: &str) -> Option<Recorded> {
         self.drafts.get(&(org.to_string(), draft_id.to_string())).cloned().flatten()
@@ -139,9 +146,11 @@ mod tests {
         r.draft_event("acme", "d2", None);
         r.draft_event("acme", "d2", Some(draft("d2", 7, 1)));
         assert!(r.draft("acme", "d2").is_none(), "a subject whose first event is not a draft holds none");
+        assert!(r.settled("acme", "d2") && !r.settled("acme", "d1") && !r.settled("acme", "d9"));
         assert!(r.draft("globex", "d1").is_none(), "per organisation");
         r.decided("acme", "d1");
         assert!(r.draft("acme", "d1").is_none(), "a decided draft is not served");
+        assert!(r.settled("acme", "d1"), "and is settled: no wait for the follower");
         r.draft_event("acme", "d1", Some(draft("d1", 9, 1)));
         assert!(r.draft("acme", "d1").is_none(), "nor is a later draft event on its subject");
     }
