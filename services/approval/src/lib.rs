@@ -69,12 +69,16 @@ impl Application {
             let mut tick = tokio::time::interval(REFRESH);
             loop {
                 tokio::select! {
-                    _ = tick.tick() => {
-                        gate.refresh().await;
-                        gate.flush(false).await;
-                    }
+                    _ = tick.tick() => {}
                     _ = async { let _ = stop_rx.wait_for(|s| *s).await; } => return,
                 }
+                // A refresh reads into a copy: stopping in the middle of a
+                // long one loses nothing. A flush always runs to its end.
+                tokio::select! {
+                    _ = gate.refresh() => {}
+                    _ = async { let _ = stop_rx.wait_for(|s| *s).await; } => return,
+                }
+                gate.flush(false).await;
             }
         });
         axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
