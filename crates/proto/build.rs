@@ -3,7 +3,10 @@
 use std::path::PathBuf;
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
-    let root = PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../../proto");
+    // The run-time variable, not `env!`: a build script compiled in one
+    // checkout may be reused from a shared target folder by another, and
+    // must read the protos of the checkout it runs for.
+    let root = PathBuf::from(std::env::var("CARGO_MANIFEST_DIR")?).join("../../proto");
     let files = ["common", "platform", "ledger", "gateway", "policy", "approval", "executor"].map(|f| root.join(format!("spendsignoff/v1/{f}.proto")));
     let out = PathBuf::from(std::env::var("OUT_DIR")?);
     let mut config = tonic_prost_build::Config::new();
