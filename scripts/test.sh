@@ -127,6 +127,24 @@ else
   grpcurl -version
 fi
 
+step "the build cache"
+# The cache is shared by every checkout on this machine. Cargo reuses this
+# workspace's own crates as another checkout built them when this checkout's
+# files are older, and those carry the other checkout's paths compiled in
+# (`env!("CARGO_MANIFEST_DIR")`): when another checkout used the cache last,
+# rebuild this workspace's crates (dependencies stay cached).
+marker="$CARGO_TARGET_DIR/.last-checkout"
+if [ -f "$marker" ] && [ "$(cat "$marker")" != "$ROOT" ]; then
+  echo "last used by $(cat "$marker"): rebuilding this workspace's crates"
+  mapfile -t members < <(cargo metadata --no-deps --format-version 1 --locked \
+    | python3 -c 'import json,sys; print("\n".join(p["name"] for p in json.load(sys.stdin)["packages"]))')
+  cargo clean --locked $(printf -- '-p %s ' "${members[@]}") 2>&1 | tail -1
+else
+  echo "$CARGO_TARGET_DIR"
+fi
+mkdir -p "$CARGO_TARGET_DIR"
+echo "$ROOT" >"$marker"
+
 step "format and lints"
 cargo fmt --all -- --check
 cargo clippy --workspace --all-targets --locked -- -D warnings
