@@ -1,8 +1,8 @@
-//! Realistic events for tests and benchmarks.
+//! Realistic events for tests and benchmarks, and reading them back.
 
 use spend_core::events::{ChangePushed, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated, Reason};
 use spend_core::{Actor, Envelope, Money};
-use spend_eventlog::Append;
+use spend_eventlog::{Append, EventLog, StartAt};
 
 /// A realistic event: the i-th step of a draft's life (proposed → evaluated
 /// → pushed), each by its writer on its own aggregate's subject.
@@ -55,6 +55,23 @@ pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
     let env = Envelope::new(source, org, actor, spend_core::subject::envelope_subject(aggregate, &draft), data);
     let subject = subject_of(prefix, &env);
     Append::new(subject, env.id.to_string(), env.to_bytes())
+}
+
+/// Every message on `log` as it stands now: (subject, payload parsed as
+/// JSON, `Null` when it is not JSON), in log order.
+pub async fn on_log(log: &dyn EventLog) -> Vec<(String, serde_json::Value)> {
+    use futures::StreamExt as _;
+    let n = log.info().await.expect("log info").last_seq as usize;
+    log.subscribe(StartAt::Beginning)
+        .await
+        .expect("subscribe")
+        .take(n)
+        .map(|m| {
+            let m = m.expect("a stored message");
+            (m.subject.clone(), serde_json::from_slice(&m.payload).unwrap_or_default())
+        })
+        .collect()
+        .await
 }
 
 /// The stream subject an envelope belongs on: `<prefix>.<org>.<aggregate>.<id>`.

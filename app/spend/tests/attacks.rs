@@ -14,11 +14,10 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::{Spawned, free_port, run, spend, text, wait_port};
-use futures::StreamExt as _;
 use spend_core::events::{ApprovalGranted, EventData};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
-use spend_eventlog::{EventLog, StartAt};
+
 use spend_proto::v1 as pb;
 use spend_proto::v1::agent_gateway_client::AgentGatewayClient;
 use spend_testkit::authnats::AuthNats;
@@ -135,17 +134,7 @@ impl Agent {
 
 /// Every event on the stream: (subject, event), read as `log`'s user.
 async fn events(log: &JetStreamLog) -> Vec<(String, serde_json::Value)> {
-    let n = log.info().await.unwrap().last_seq as usize;
-    log.subscribe(StartAt::Beginning)
-        .await
-        .unwrap()
-        .take(n)
-        .map(|m| {
-            let m = m.unwrap();
-            (m.subject.clone(), serde_json::from_slice(&m.payload).unwrap_or_default())
-        })
-        .collect()
-        .await
+    spend_testkit::events::on_log(log).await
 }
 
 /// Waits until an event matching `want` is on the stream.

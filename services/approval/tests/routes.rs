@@ -78,17 +78,7 @@ async fn serve() -> (tempfile::TempDir, Arc<dyn EventLog>, SocketAddr) {
 
 /// Every message on the log: (subject, event).
 async fn everything(log: &Arc<dyn EventLog>) -> Vec<(String, serde_json::Value)> {
-    let n = log.info().await.unwrap().last_seq as usize;
-    log.subscribe(StartAt::Beginning)
-        .await
-        .unwrap()
-        .take(n)
-        .map(|m| {
-            let m = m.unwrap();
-            (m.subject.clone(), serde_json::from_slice(&m.payload).unwrap())
-        })
-        .collect()
-        .await
+    spend_testkit::events::on_log(log.as_ref()).await
 }
 
 async fn alerts(log: &Arc<dyn EventLog>) -> Vec<(String, serde_json::Value)> {

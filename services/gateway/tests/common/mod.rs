@@ -7,9 +7,8 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use spend_credentials::{AgentScope, NewKey, generate};
-use spend_eventlog::{Append, EventLog, StartAt};
+use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::{PlatformConnector, PlatformToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::{Application, Deps, GatewayConfig, GatewayState, Identity};
@@ -155,14 +154,7 @@ impl Gateway {
 
 /// Every event on the log, parsed.
 pub async fn events(log: &Arc<dyn EventLog>) -> Vec<serde_json::Value> {
-    let n = log.info().await.unwrap().last_seq as usize;
-    log.subscribe(StartAt::Beginning)
-        .await
-        .unwrap()
-        .take(n)
-        .map(|m| serde_json::from_slice(&m.unwrap().payload).unwrap_or(serde_json::Value::Null))
-        .collect()
-        .await
+    spend_testkit::events::on_log(log.as_ref()).await.into_iter().map(|(_, e)| e).collect()
 }
 
 /// The security alerts on the log, waiting up to 5 s for at least `n`.
