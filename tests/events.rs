@@ -124,21 +124,125 @@ pub fn decided(org: &str, draft_id: &str, outcome: Outcome) -> Envelope {
     )
 }
 
-/// A human's approval as the approval service records it, of the draft
-/// whose stored bytes hash to `approved_hash` (`spend_draft::event_hash`).
-pub fn approved(org: &str, draft_id: &str, approver: &str, approved_hash: &str) -> Envelope {
+/// An organisation's approvers for a test, with software passkeys: the
+/// first named is the anchored first admin, the others approvers she
+/// countersigned. Their approvals carry proofs the real verifier accepts,
+/// once [`Approvers::trust`]'s events are on the log before them.
+pub struct Approvers {
+    org: String,
+    admin: String,
+    humans: std::collections::BTreeMap<String, spend_draft::humans::Human>,
+}
+
+/// The policy version the kit's decisions name, which its approvals sign.
+pub const TEST_POLICY_VERSION: &str = "sha256:test";
+
+/// The expiry the kit's approvals sign (far ahead: tests of expiry make
+/// their own).
+pub const FAR_EXPIRY: &str = "2099-01-01T00:00:00Z";
+
+impl Approvers {
+    pub fn new(org: &str, names: &[&str]) -> Self {
+        use spend_draft::approvers::Role;
+        use spend_draft::humans::Human;
+        assert!(!names.is_empty(), "a first admin is needed");
+        let humans = names
+            .iter()
+            .enumerate()
+            .map(|(i, n)| (n.to_string(), Human::new(n, if i == 0 { Role::Admin } else { Role::Approver })))
+            .collect();
+        Self {
+            org: org.into(),
+            admin: names[0].into(),
+            humans,
+        }
+    }
+
+    /// The events that make them trusted, in the order to append them: the
+    /// first admin's enrollment and the operator's anchor of it, then each
+    /// other approver's enrollment with the admin's countersignature.
+    pub fn trust(&mut self) -> Vec<Envelope> {
+        let org = self.org.clone();
+        let admin = &self.humans[&self.admin];
+        let mut out = vec![
+            enrolled(&org, admin.enrolled(&org, None)),
+            Envelope::new(
+                "spendsignoff/cli",
+                &org,
+                Actor::human("operator"),
+                format!("anchor/{org}"),
+                EventData::ApproverAnchored(admin.anchored(&org)),
+            ),
+        ];
+        let others: Vec<String> = self.humans.keys().filter(|k| **k != self.admin).cloned().collect();
+        for name in others {
+            let mut admin = self.humans.remove(&self.admin).expect("the admin");
+            let e = self.humans[&name].enrolled(&org, Some(&mut admin));
+            self.humans.insert(self.admin.clone(), admin);
+            out.push(enrolled(&org, e));
+        }
+        out
+    }
+
+    /// A genuine approval by `approver` of the draft whose stored bytes hash
+    /// to `approved_hash` (`spend_draft::event_hash`), as the approval
+    /// service records it, signing [`TEST_POLICY_VERSION`].
+    pub fn approved(&mut self, draft_id: &str, approver: &str, approved_hash: &str) -> Envelope {
+        self.approved_under(draft_id, approver, approved_hash, TEST_POLICY_VERSION)
+    }
+
+    /// [`Approvers::approved`] signing `policy_version` (a policy
+    /// proposal's own version, say).
+    pub fn approved_under(&mut self, draft_id: &str, approver: &str, approved_hash: &str, policy_version: &str) -> Envelope {
+        let human = self
+            .humans
+            .get_mut(approver)
+            .unwrap_or_else(|| panic!("{approver} is not one of the test's approvers"));
+        let granted = human.grant(draft_id, approved_hash, policy_version, FAR_EXPIRY, 1);
+        Envelope::new(
+            "spendsignoff/approval",
+            &self.org,
+            Actor::human(approver),
+            format!("approval/{draft_id}"),
+            EventData::ApprovalGranted(granted),
+        )
+    }
+}
+
+fn enrolled(org: &str, e: spend_core::events::ApproverEnrolled) -> Envelope {
+    let id = e.approver_id.clone();
     Envelope::new(
         "spendsignoff/approval",
         org,
-        Actor::human(approver),
-        format!("approval/{draft_id}"),
-        EventData::ApprovalGranted(spend_core::events::ApprovalGranted {
-            draft_id: draft_id.into(),
-            approval_id: format!("a-{approver}"),
-            step: 1,
-            credential_id: format!("cred-{approver}"),
-            approver_id: approver.into(),
-            approved_hash: approved_hash.into(),
-        }),
+        Actor::human(&id),
+        format!("approver/{id}"),
+        EventData::ApproverEnrolled(e),
     )
+}
+
+/// A proof-shaped value that no verifier accepts: for forged approvals
+/// (a compromised writer can put any bytes there, never a passkey's
+/// signature).
+pub fn bogus_proof(draft_id: &str, approver_id: &str, approved_hash: &str) -> spend_core::events::ApprovalProof {
+    spend_core::events::ApprovalProof {
+        approval_id: "forged".into(),
+        draft_id: draft_id.into(),
+        approved_hash: approved_hash.into(),
+        policy_version: TEST_POLICY_VERSION.into(),
+        expires_at: FAR_EXPIRY.into(),
+        approver_id: approver_id.into(),
+        credential_id: "bm9uZQ".into(),
+        authenticator_data: "AAAA".into(),
+        client_data_json: "e30".into(),
+        signature: "MEUCIQ".into(),
+    }
+}
+
+/// Appends each envelope on its own subject (`subject_of`), in order.
+pub async fn append_all(log: &dyn EventLog, prefix: &str, envs: Vec<Envelope>) {
+    for e in envs {
+        log.append(Append::new(subject_of(prefix, &e), e.id.to_string(), e.to_bytes()))
+            .await
+            .expect("appending a test event");
+    }
 }

@@ -404,6 +404,7 @@ fn approval_envelope(draft_id: &str, subject: &str) -> Envelope {
             credential_id: "none".into(),
             approver_id: "mallory".into(),
             approved_hash: "0".repeat(64),
+            proof: spend_testkit::events::bogus_proof(draft_id, "mallory", &"0".repeat(64)),
         }),
     )
 }

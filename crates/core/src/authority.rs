@@ -142,14 +142,14 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "approval",
         writer: Writer::Approval,
-        types: &[ApprovalGranted::TYPE, ApprovalRejected::TYPE],
-        what: "humans' approvals and rejections (`approval.<draft or proposal id>`)",
+        types: &[ApprovalRequested::TYPE, ApprovalGranted::TYPE, ApprovalRejected::TYPE, ApprovalExpired::TYPE],
+        what: "approval requests, humans' approvals (with their passkey proofs) and rejections, expiries (`approval.<draft or proposal id>`)",
     },
     Aggregate {
         name: "approver",
         writer: Writer::Approval,
-        types: &[],
-        what: "approver enrollments (human approval issue)",
+        types: &[ApproverRegistered::TYPE, ApproverEnrolled::TYPE, ApproverRemoved::TYPE],
+        what: "approvers' passkeys: registered, enrolled with an admin's countersignature, removed by an admin (`approver.<approver_id>`)",
     },
     Aggregate {
         name: "client",
@@ -226,8 +226,14 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "anchor",
         writer: Writer::Operator,
-        types: &[],
-        what: "first-admin approver anchors (`spend approver anchor`)",
+        types: &[ApproverAnchored::TYPE],
+        what: "first-admin approver anchors (`spend approver anchor`, `anchor.<org>`)",
+    },
+    Aggregate {
+        name: "roster",
+        writer: Writer::Operator,
+        types: &[ApproverInvited::TYPE, ApproverRemoved::TYPE],
+        what: "approver invitations and removals by the operator (`spend approver invite` / `remove`)",
     },
     Aggregate {
         name: "security_operator",
@@ -269,6 +275,9 @@ mod tests {
                 // On the ledger's own stream.
                 LedgerCheckpointed::TYPE => assert!(homes.is_empty()),
                 SecurityAlert::TYPE => assert_eq!(homes.len(), Writer::ALL.len(), "one alert subject per writer"),
+                // An admin removes in the app, the operator with the CLI:
+                // each on a subject of their own.
+                ApproverRemoved::TYPE => assert_eq!(homes, ["approver", "roster"]),
                 _ => assert_eq!(homes.len(), 1, "{t} belongs on {homes:?}"),
             }
         }

@@ -32,6 +32,13 @@ pub const EVENT_TYPES: &[&str] = &[
     PolicyProposed::TYPE,
     BreakerTripped::TYPE,
     BreakerReset::TYPE,
+    ApprovalRequested::TYPE,
+    ApprovalExpired::TYPE,
+    ApproverInvited::TYPE,
+    ApproverRegistered::TYPE,
+    ApproverEnrolled::TYPE,
+    ApproverAnchored::TYPE,
+    ApproverRemoved::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -60,6 +67,13 @@ pub enum EventData {
     PolicyProposed(PolicyProposed),
     BreakerTripped(BreakerTripped),
     BreakerReset(BreakerReset),
+    ApprovalRequested(ApprovalRequested),
+    ApprovalExpired(ApprovalExpired),
+    ApproverInvited(ApproverInvited),
+    ApproverRegistered(ApproverRegistered),
+    ApproverEnrolled(ApproverEnrolled),
+    ApproverAnchored(ApproverAnchored),
+    ApproverRemoved(ApproverRemoved),
 }
 
 macro_rules! typed {
@@ -103,6 +117,13 @@ typed! {
     PolicyProposed => "spend.policy.proposed.v1",
     BreakerTripped => "spend.breaker.tripped.v1",
     BreakerReset => "spend.breaker.reset.v1",
+    ApprovalRequested => "spend.approval.requested.v1",
+    ApprovalExpired => "spend.approval.expired.v1",
+    ApproverInvited => "spend.approver.invited.v1",
+    ApproverRegistered => "spend.approver.registered.v1",
+    ApproverEnrolled => "spend.approver.enrolled.v1",
+    ApproverAnchored => "spend.approver.anchored.v1",
+    ApproverRemoved => "spend.approver.removed.v1",
 }
 
 /// One field of a before→after diff.
@@ -209,6 +230,161 @@ pub struct ApprovalGranted {
     pub approver_id: String,
     /// Hex SHA-256 of the approved event's bytes on the log.
     pub approved_hash: String,
+    /// The approver's passkey assertion over the pinned challenge: what
+    /// makes this event more than a claim (../shared/DESIGN.md, "Human
+    /// approval").
+    pub proof: ApprovalProof,
+}
+
+/// `data.proof` of an approval event, field for field as
+/// ../shared/DESIGN.md pins it. The last three are unpadded base64url; the
+/// signature is DER. The challenge the authenticator signed is
+/// `SHA-256("spendsignoff-approval-v1\n" + approval_id + "\n" +
+/// approved_hash + "\n" + policy_version + "\n" + expires_at)`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalProof {
+    pub approval_id: String,
+    /// The id of what is approved: a draft, a policy proposal, a rollback
+    /// request.
+    pub draft_id: String,
+    /// Lower-case hex SHA-256 of the exact bytes of the approved event.
+    pub approved_hash: String,
+    pub policy_version: String,
+    /// RFC 3339, used byte for byte in the challenge.
+    pub expires_at: String,
+    pub approver_id: String,
+    /// The passkey's credential id, unpadded base64url.
+    pub credential_id: String,
+    pub authenticator_data: String,
+    pub client_data_json: String,
+    pub signature: String,
+}
+
+/// A draft or a policy proposal waits for a human: the approval service's
+/// request, on `approval.<draft_id>` (appended with expected sequence 0,
+/// so one request per draft however many replicas saw the decision).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalRequested {
+    pub draft_id: String,
+    /// `draft` or `policy`.
+    pub kind: String,
+    /// Hex SHA-256 of the bytes of the event to approve.
+    pub approved_hash: String,
+    /// The SPEND.md version a proof signs (the deciding version of a
+    /// draft; the proposed version of a policy proposal).
+    pub policy_version: String,
+    /// Distinct approvers needed: 1, or 2 under dual control.
+    pub required: u32,
+    /// RFC 3339, as every proof of this request signs it.
+    pub expires_at: String,
+    /// What happens on expiry: `deny` or `escalate` (never an approval).
+    pub timeout_action: String,
+    /// Hex SHA-256 of the link's token (the token itself is never recorded).
+    pub link_token_sha256: String,
+}
+
+/// The operator invited someone to enroll as an approver (`spend approver
+/// invite`, on `roster.<invite_id>`): a single-use link, of whose token
+/// only the hash is recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverInvited {
+    pub invite_id: String,
+    pub org: String,
+    pub email: String,
+    /// `approver` or `admin`.
+    pub role: String,
+    /// Hex SHA-256 of the single-use enrollment token.
+    pub token_sha256: String,
+    pub expires_at: String,
+}
+
+/// An approval request expired before enough humans approved: its
+/// `timeout_action` applied (`deny`: the draft is expired and can no longer
+/// be approved).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalExpired {
+    pub draft_id: String,
+    pub action: String,
+    /// Approvals that counted before expiry.
+    pub approvals: u32,
+    pub required: u32,
+}
+
+/// An invitee created a passkey on the enrollment page; it is trusted only
+/// once an admin countersigns it (`spend.approver.enrolled.v1`) or, for an
+/// organisation's first admin, once the operator anchors its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverRegistered {
+    pub invite_id: String,
+    pub approver_id: String,
+    pub org: String,
+    pub email: String,
+    pub role: String,
+    pub credential_id: String,
+    pub public_key_spki_b64: String,
+    /// Hex SHA-256 of the public key DER, as the enrollment page shows it.
+    pub fingerprint: String,
+    pub rp_id: String,
+    pub origin: String,
+}
+
+/// An admin's assertion over a new approver's enrollment: fields as in an
+/// approval proof, over `SHA-256("spendsignoff-enroll-v1\n" + org + "\n" +
+/// approver_id + "\n" + role + "\n" + credential_id + "\n" +
+/// hex(SHA-256(public key DER)))`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Countersignature {
+    pub approver_id: String,
+    pub credential_id: String,
+    pub authenticator_data: String,
+    pub client_data_json: String,
+    pub signature: String,
+}
+
+/// An approver's passkey, as ../shared/DESIGN.md pins it; trusted when
+/// `countersignature` verifies with an already trusted admin's key, or
+/// (`countersignature` null: an organisation's first admin) once the
+/// operator's `spend.approver.anchored.v1` names its fingerprint.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverEnrolled {
+    pub approver_id: String,
+    pub org: String,
+    pub role: String,
+    pub credential_id: String,
+    /// DER SubjectPublicKeyInfo, standard base64.
+    pub public_key_spki_b64: String,
+    pub rp_id: String,
+    pub origin: String,
+    pub countersignature: Option<Countersignature>,
+    /// The email the invitation went to (display only).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub email: Option<String>,
+}
+
+/// The operator trusts an organisation's first admin: the key whose
+/// fingerprint (hex SHA-256 of the public key DER) this names. Written by
+/// `spend approver anchor` on `anchor.<org>`, an operator subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverAnchored {
+    pub org: String,
+    pub fingerprint: String,
+}
+
+/// An approver is removed: proofs they make afterwards do not verify.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApproverRemoved {
+    pub org: String,
+    pub approver_id: String,
+    pub reason: String,
 }
 
 /// A signed-in human rejected a draft.
@@ -504,6 +680,80 @@ pub fn samples() -> Vec<EventData> {
             credential_id: "cred".into(),
             approver_id: "u_alice".into(),
             approved_hash: "ab".repeat(32),
+            proof: ApprovalProof {
+                approval_id: "a1".into(),
+                draft_id: "d1".into(),
+                approved_hash: "ab".repeat(32),
+                policy_version: "sha256:00".into(),
+                expires_at: "2026-11-21T12:15:00Z".into(),
+                approver_id: "u_alice".into(),
+                credential_id: "cred".into(),
+                authenticator_data: "AAAA".into(),
+                client_data_json: "e30".into(),
+                signature: "MEUC".into(),
+            },
+        }),
+        EventData::ApprovalRequested(ApprovalRequested {
+            draft_id: "d1".into(),
+            kind: "draft".into(),
+            approved_hash: "ab".repeat(32),
+            policy_version: "sha256:00".into(),
+            required: 1,
+            expires_at: "2026-11-21T12:15:00Z".into(),
+            timeout_action: "deny".into(),
+            link_token_sha256: "cd".repeat(32),
+        }),
+        EventData::ApprovalExpired(ApprovalExpired {
+            draft_id: "d1".into(),
+            action: "deny".into(),
+            approvals: 0,
+            required: 1,
+        }),
+        EventData::ApproverInvited(ApproverInvited {
+            invite_id: "inv_1".into(),
+            org: "acme".into(),
+            email: "ada@example.com".into(),
+            role: "admin".into(),
+            token_sha256: "ef".repeat(32),
+            expires_at: "2026-11-28T12:00:00Z".into(),
+        }),
+        EventData::ApproverRegistered(ApproverRegistered {
+            invite_id: "inv_1".into(),
+            approver_id: "u_ada".into(),
+            org: "acme".into(),
+            email: "ada@example.com".into(),
+            role: "admin".into(),
+            credential_id: "Y3JlZA".into(),
+            public_key_spki_b64: "MFkw".into(),
+            fingerprint: "01".repeat(32),
+            rp_id: "localhost".into(),
+            origin: "http://localhost:7200".into(),
+        }),
+        EventData::ApproverEnrolled(ApproverEnrolled {
+            approver_id: "u_bob".into(),
+            org: "acme".into(),
+            role: "approver".into(),
+            credential_id: "Y3JlZA".into(),
+            public_key_spki_b64: "MFkw".into(),
+            rp_id: "localhost".into(),
+            origin: "http://localhost:7200".into(),
+            countersignature: Some(Countersignature {
+                approver_id: "u_ada".into(),
+                credential_id: "Y3JlZGE".into(),
+                authenticator_data: "AAAA".into(),
+                client_data_json: "e30".into(),
+                signature: "MEUC".into(),
+            }),
+            email: Some("bob@example.com".into()),
+        }),
+        EventData::ApproverAnchored(ApproverAnchored {
+            org: "acme".into(),
+            fingerprint: "01".repeat(32),
+        }),
+        EventData::ApproverRemoved(ApproverRemoved {
+            org: "acme".into(),
+            approver_id: "u_bob".into(),
+            reason: "left the company".into(),
         }),
         EventData::ApprovalRejected(ApprovalRejected {
             draft_id: "d1".into(),

@@ -13,8 +13,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use spend_core::events::{
-    ApprovalGranted, ApprovalRejected, ChangeFailed, ChangePushed, ChangeRolledBack, ChangeStarted, DraftProposed, DraftStaled, EventData, FieldDiff, Outcome,
-    PolicyEvaluated, Reason,
+    ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, ChangeFailed, ChangePushed, ChangeRolledBack, ChangeStarted, DraftProposed,
+    DraftStaled, EventData, FieldDiff, Outcome, PolicyEvaluated, Reason,
 };
 use spend_core::{Money, RawEnvelope};
 
@@ -43,6 +43,8 @@ pub struct Draft {
     /// approval must name, so it approves exactly this change.
     proposed_hash: String,
     decision: Option<PolicyEvaluated>,
+    /// The approval service's request, once it asked humans.
+    request: Option<ApprovalRequested>,
     /// Distinct humans who approved, in order: dual control counts them.
     approvers: Vec<String>,
     /// The change applying this draft, once the executor started it: a
@@ -64,6 +66,7 @@ impl Draft {
             proposed_at: at,
             proposed_hash: hash.into(),
             decision: None,
+            request: None,
             approvers: Vec::new(),
             change_id: None,
             status: DraftStatus::Proposed,
@@ -103,6 +106,17 @@ impl Draft {
                     S::AwaitingSecondApproval
                 }
             }
+            (S::PendingApproval | S::AwaitingSecondApproval, DraftEvent::Requested(r)) => {
+                // The first request counts (it is appended with expected
+                // sequence 0, so there is one); it moves no status.
+                if self.request.is_some() || r.approved_hash != self.proposed_hash {
+                    return false;
+                }
+                self.request = Some(r.clone());
+                self.last_event = event.event_type();
+                return true;
+            }
+            (S::PendingApproval | S::AwaitingSecondApproval, DraftEvent::ApprovalExpired(_)) => S::Expired,
             (s, DraftEvent::Rejected(_)) if s.is_pending() => S::Rejected,
             (s, DraftEvent::Staled(st)) if s.is_pending() => match st.reason.as_str() {
                 STALE_LIVE_STATE_MOVED => S::Stale,
@@ -132,9 +146,32 @@ impl Draft {
         }
     }
 
-    /// When a draft still waiting for a human expires.
+    /// When a draft still waiting for a human expires: its approval
+    /// request's expiry once there is one (`timeout_minutes`), else
+    /// [`EXPIRES_AFTER_HOURS`] after the proposal.
     pub fn expires_at(&self) -> DateTime<Utc> {
-        self.proposed_at + Duration::hours(EXPIRES_AFTER_HOURS)
+        let fallback = self.proposed_at + Duration::hours(EXPIRES_AFTER_HOURS);
+        self.request
+            .as_ref()
+            .and_then(|r| DateTime::parse_from_rfc3339(&r.expires_at).ok())
+            .map(|t| t.with_timezone(&Utc).min(fallback))
+            .unwrap_or(fallback)
+    }
+
+    /// The approval request's expiry exactly as recorded (what every proof
+    /// of it signs), once the approval service asked humans.
+    pub fn approval_expires_at(&self) -> Option<&str> {
+        self.request.as_ref().map(|r| r.expires_at.as_str())
+    }
+
+    /// The approval service's request, once it asked humans.
+    pub fn request(&self) -> Option<&ApprovalRequested> {
+        self.request.as_ref()
+    }
+
+    /// The SPEND.md version that decided the draft.
+    pub fn decided_version(&self) -> Option<&str> {
+        self.decision.as_ref().map(|d| d.policy_version.as_str())
     }
 
     /// Whether the draft is still pending at `now` although it has expired:
@@ -228,6 +265,8 @@ pub enum DraftEvent {
     },
     Decided(PolicyEvaluated),
     Approved(VerifiedApproval),
+    Requested(ApprovalRequested),
+    ApprovalExpired(ApprovalExpired),
     Rejected(ApprovalRejected),
     Staled(DraftStaled),
     PushStarted(ChangeStarted),
@@ -262,6 +301,8 @@ impl DraftEvent {
         Some(match data {
             EventData::PolicyEvaluated(e) => Self::Decided(e),
             EventData::ApprovalRejected(e) => Self::Rejected(e),
+            EventData::ApprovalRequested(e) if e.kind == "draft" => Self::Requested(e),
+            EventData::ApprovalExpired(e) => Self::ApprovalExpired(e),
             EventData::DraftStaled(e) => Self::Staled(e),
             EventData::ChangeStarted(e) => Self::PushStarted(e),
             EventData::ChangePushed(e) => Self::Pushed(e),
@@ -278,6 +319,8 @@ impl DraftEvent {
             Self::Decided(e) => &e.draft_id,
             Self::Approved(a) => a.draft_id(),
             Self::Rejected(e) => &e.draft_id,
+            Self::Requested(e) => &e.draft_id,
+            Self::ApprovalExpired(e) => &e.draft_id,
             Self::Staled(e) => &e.draft_id,
             Self::PushStarted(e) => &e.draft_id,
             Self::Pushed(e) => &e.draft_id,
@@ -293,6 +336,8 @@ impl DraftEvent {
             Self::Decided(_) => PolicyEvaluated::TYPE,
             Self::Approved(_) => ApprovalGranted::TYPE,
             Self::Rejected(_) => ApprovalRejected::TYPE,
+            Self::Requested(_) => ApprovalRequested::TYPE,
+            Self::ApprovalExpired(_) => ApprovalExpired::TYPE,
             Self::Staled(_) => DraftStaled::TYPE,
             Self::PushStarted(_) => ChangeStarted::TYPE,
             Self::Pushed(_) => ChangePushed::TYPE,
@@ -535,8 +580,64 @@ mod tests {
         state.unwrap()
     }
 
-    /// The facts of an approval the approval service recorded for a human.
-    fn recorded(approver: &str, draft: &Draft) -> ApprovalFacts {
+    /// The humans of these tests: the first to approve is acme's anchored
+    /// first admin, the others approvers she countersigned; the registry
+    /// learns of them as a reader of the log would.
+    #[derive(Default)]
+    struct World {
+        registry: crate::approvers::Registry,
+        humans: std::collections::HashMap<String, crate::humans::Human>,
+        admin: Option<String>,
+    }
+
+    thread_local! {
+        static WORLD: std::cell::RefCell<World> = std::cell::RefCell::new(World::default());
+    }
+
+    fn with_registry<R>(f: impl FnOnce(&mut crate::approvers::Registry) -> R) -> R {
+        WORLD.with(|w| f(&mut w.borrow_mut().registry))
+    }
+
+    /// A fresh, genuine approval of `hash` by `approver` (enrolled on first use).
+    fn grant(approver: &str, draft: &Draft, hash: &str) -> ApprovalGranted {
+        use crate::approvers::{Enrollment, Role};
+        use crate::humans::Human;
+        WORLD.with(|w| {
+            let w = &mut *w.borrow_mut();
+            if !w.humans.contains_key(approver) {
+                let enrolled = match w.admin.clone() {
+                    None => {
+                        let h = Human::new(approver, Role::Admin);
+                        let e = h.enrolled("acme", None);
+                        w.registry.enroll(Enrollment::from_event(&e).unwrap()).unwrap();
+                        w.registry.anchor("acme", &h.fingerprint()).unwrap();
+                        w.admin = Some(approver.to_string());
+                        w.humans.insert(approver.to_string(), h);
+                        None
+                    }
+                    Some(admin) => {
+                        let h = Human::new(approver, Role::Approver);
+                        let e = h.enrolled("acme", w.humans.get_mut(&admin));
+                        w.humans.insert(approver.to_string(), h);
+                        Some(e)
+                    }
+                };
+                if let Some(e) = enrolled {
+                    w.registry.enroll(Enrollment::from_event(&e).unwrap()).unwrap();
+                }
+            }
+            let version = draft.decided_version().unwrap_or("sha256:00").to_string();
+            let step = draft.approvers().len() as u32 + 1;
+            w.humans
+                .get_mut(approver)
+                .unwrap()
+                .grant(draft.id(), hash, &version, "2099-01-01T00:00:00Z", step)
+        })
+    }
+
+    /// The facts of an approval the approval service recorded for a human,
+    /// with a genuine proof of `hash`.
+    fn recorded_hash(approver: &str, draft: &Draft, hash: &str) -> ApprovalFacts {
         ApprovalFacts {
             subject: format!("spend.evt.acme.approval.{}", draft.id()),
             org: "acme".into(),
@@ -545,19 +646,22 @@ mod tests {
             actor: Actor::human(format!("{approver}@example.com")),
             source: APPROVAL_SOURCE.into(),
             republished: false,
-            data: ApprovalGranted {
-                draft_id: draft.id().into(),
-                approval_id: format!("a_{approver}"),
-                step: draft.approvers().len() as u32 + 1,
-                credential_id: format!("passkey-{approver}"),
-                approver_id: approver.into(),
-                approved_hash: draft.proposed_hash().into(),
-            },
+            seq: 100,
+            stored_at: chrono::Utc::now(),
+            data: grant(approver, draft, hash),
         }
     }
 
+    fn recorded(approver: &str, draft: &Draft) -> ApprovalFacts {
+        recorded_hash(approver, draft, draft.proposed_hash())
+    }
+
+    fn checked(facts: &ApprovalFacts, draft: &Draft) -> Result<VerifiedApproval, crate::Forgery> {
+        with_registry(|r| recorded_approval(facts, draft, r))
+    }
+
     fn approval(approver: &str, draft: &Draft) -> VerifiedApproval {
-        recorded_approval(&recorded(approver, draft), draft).unwrap()
+        checked(&recorded(approver, draft), draft).unwrap()
     }
 
     fn decide_as(outcome: Outcome) -> Command {
@@ -574,11 +678,9 @@ mod tests {
     fn when(mut draft: Draft, command: Command) -> Result<Draft, DraftError> {
         for data in decide(Some(&draft), command)? {
             let event = match data {
-                EventData::ApprovalGranted(g) => {
-                    let mut facts = recorded(&g.approver_id, &draft);
-                    facts.data = g;
-                    DraftEvent::Approved(recorded_approval(&facts, &draft).unwrap())
-                }
+                // What the approval service records for this approver: a
+                // fresh proof (the command's was counted when it was made).
+                EventData::ApprovalGranted(g) => DraftEvent::Approved(checked(&recorded(&g.approver_id, &draft), &draft).unwrap()),
                 other => DraftEvent::from_fact(other).unwrap(),
             };
             assert!(draft.apply(&event), "{} did not move a {} draft", event.event_type(), draft.status());
@@ -771,13 +873,13 @@ mod tests {
     #[test]
     fn an_approval_naming_another_events_hash_is_refused() {
         let d = pending();
-        let mut facts = recorded("u_alice", &d);
         let other = event_hash(&stored(proposal("d2")));
-        facts.data.approved_hash = other.clone();
-        assert_eq!(recorded_approval(&facts, &d).unwrap_err().kind, ForgeryKind::WrongHash);
+        let facts = recorded_hash("u_alice", &d, &other);
+        assert_eq!(checked(&facts, &d).unwrap_err().kind, ForgeryKind::WrongHash);
 
         // Even an approval verified for other bytes does not move this draft.
-        let for_other = verify_for_hash(&facts, &other, "d1").unwrap();
+        let facts = recorded_hash("u_alice", &d, &other);
+        let for_other = with_registry(|r| verify_for_hash(&facts, &other, "d1", r)).unwrap();
         assert_eq!(
             decide(Some(&d), Command::Approve(for_other.clone())).unwrap_err(),
             DraftError::WrongHash {
@@ -835,11 +937,13 @@ mod tests {
             (|f| f.subject_id = "d2".into(), ForgeryKind::IdMismatch),
             (|f| f.data.draft_id = "d2".into(), ForgeryKind::IdMismatch),
             (|f| f.org = "other".into(), ForgeryKind::WrongOrg),
+            (|f| f.data.proof.policy_version = "sha256:other".into(), ForgeryKind::ProofMismatch),
+            (|f| f.data.approver_id = "u_bob".into(), ForgeryKind::ProofMismatch),
         ];
         for (forge, kind) in cases {
             let mut facts = recorded("u_alice", &d);
             forge(&mut facts);
-            let forgery = recorded_approval(&facts, &d).unwrap_err();
+            let forgery = checked(&facts, &d).unwrap_err();
             assert_eq!(forgery.kind, kind, "{forgery}");
             assert!(forgery.to_string().starts_with("approval.forged: "), "{forgery}");
             assert!(forgery.detail.contains("d1"), "{forgery}");

@@ -21,8 +21,12 @@
 
 use std::collections::HashMap;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::{DateTime, Utc};
+use spend_core::RawEnvelope;
 use spend_core::bounded::FifoMap;
+use spend_core::events::{ApproverAnchored, ApproverEnrolled, ApproverRemoved};
 
 use crate::proof::{ApprovalProof, Assertion, ProofError, RelyingParty, enroll_challenge, fingerprint, verify_approval, verify_assertion};
 
@@ -36,6 +40,15 @@ pub enum Role {
 }
 
 impl Role {
+    /// `approver` or `admin`, as the events spell it.
+    pub fn parse(s: &str) -> Option<Self> {
+        match s {
+            "approver" => Some(Self::Approver),
+            "admin" => Some(Self::Admin),
+            _ => None,
+        }
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Self::Approver => "approver",
@@ -106,6 +119,8 @@ pub enum TrustError {
     Bootstrapped,
     #[error("no approver {0}")]
     Unknown(String),
+    #[error("the event is malformed: {0}")]
+    Malformed(String),
 }
 
 /// Why an approval proof does not count.
@@ -133,7 +148,7 @@ pub enum Trust {
     },
 }
 
-#[derive(Default)]
+#[derive(Default, Clone)]
 struct Org {
     approvers: HashMap<String, Approver>,
     /// First-admin enrollments waiting for an anchor, by fingerprint.
@@ -144,6 +159,30 @@ struct Org {
     bootstrapped: bool,
 }
 
+/// What [`Registry::observe`] did with a registry event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Observed {
+    Enrolled {
+        org: String,
+        approver_id: String,
+        trust: Trust,
+    },
+    Anchored {
+        org: String,
+        trusted: Option<String>,
+    },
+    Removed {
+        org: String,
+        approver_id: String,
+    },
+    /// Refused (a security event: the caller raises an alert with this).
+    Refused {
+        org: String,
+        error: TrustError,
+    },
+}
+
+#[derive(Clone)]
 pub struct Registry {
     orgs: HashMap<String, Org>,
     seen: FifoMap<(String, String), ()>,
@@ -158,7 +197,144 @@ impl Default for Registry {
     }
 }
 
+impl Enrollment {
+    /// The facts of a `spend.approver.enrolled.v1`.
+    pub fn from_event(e: &ApproverEnrolled) -> Result<Self, TrustError> {
+        let bad = |what: &str| TrustError::Malformed(format!("{what} of approver {}", e.approver_id));
+        let role = Role::parse(&e.role).ok_or_else(|| bad("the role"))?;
+        let public_key_der = STANDARD.decode(&e.public_key_spki_b64).map_err(|_| bad("the public key"))?;
+        let countersignature = match &e.countersignature {
+            None => None,
+            Some(c) => {
+                let d = |v: &str, what: &str| URL_SAFE_NO_PAD.decode(v).map_err(|_| bad(what));
+                Some(Countersignature {
+                    admin_id: c.approver_id.clone(),
+                    credential_id: c.credential_id.clone(),
+                    authenticator_data: d(&c.authenticator_data, "the countersignature's authenticator data")?,
+                    client_data_json: d(&c.client_data_json, "the countersignature's client data")?,
+                    signature_der: d(&c.signature, "the countersignature's signature")?,
+                })
+            }
+        };
+        Ok(Self {
+            org: e.org.clone(),
+            approver_id: e.approver_id.clone(),
+            role,
+            credential_id: e.credential_id.clone(),
+            public_key_der,
+            rp: RelyingParty {
+                rp_id: e.rp_id.clone(),
+                origin: e.origin.clone(),
+            },
+            countersignature,
+        })
+    }
+}
+
 impl Registry {
+    /// Applies a registry event at stream sequence `seq`, already placed
+    /// by `spend_eventlog::read::classify` (so an enrollment sits on an
+    /// `approver` subject, written by the approval service, and an anchor
+    /// on an `anchor` subject, written by the operator's CLI). `None` for
+    /// any other event. The event's organisation must be the envelope's.
+    pub fn observe(&mut self, seq: u64, env: &RawEnvelope<'_>) -> Option<Observed> {
+        let org = env.org.to_string();
+        let refused = |error: TrustError| Observed::Refused { org: org.clone(), error };
+        let parse = |what: &str| TrustError::Malformed(format!("a {what} that does not parse at seq {seq}"));
+        match env.event_type.as_ref() {
+            ApproverEnrolled::TYPE => {
+                let Ok(e) = serde_json::from_str::<ApproverEnrolled>(env.data.get()) else {
+                    return Some(refused(parse("spend.approver.enrolled.v1")));
+                };
+                if e.org != org {
+                    return Some(refused(TrustError::Malformed(format!(
+                        "an enrollment of {} into {} on {org}'s subject",
+                        e.approver_id, e.org
+                    ))));
+                }
+                let enrollment = match Enrollment::from_event(&e) {
+                    Ok(x) => x,
+                    Err(error) => return Some(refused(error)),
+                };
+                Some(match self.enroll(enrollment) {
+                    Ok(trust) => Observed::Enrolled {
+                        org,
+                        approver_id: e.approver_id,
+                        trust,
+                    },
+                    Err(error) => refused(error),
+                })
+            }
+            ApproverAnchored::TYPE => {
+                let Ok(a) = serde_json::from_str::<ApproverAnchored>(env.data.get()) else {
+                    return Some(refused(parse("spend.approver.anchored.v1")));
+                };
+                if a.org != org {
+                    return Some(refused(TrustError::Malformed(format!("an anchor for {} on {org}'s subject", a.org))));
+                }
+                Some(match self.anchor(&org, &a.fingerprint) {
+                    Ok(trusted) => Observed::Anchored { org, trusted },
+                    Err(error) => refused(error),
+                })
+            }
+            ApproverRemoved::TYPE => {
+                let Ok(r) = serde_json::from_str::<ApproverRemoved>(env.data.get()) else {
+                    return Some(refused(parse("spend.approver.removed.v1")));
+                };
+                if r.org != org {
+                    return Some(refused(TrustError::Malformed(format!("a removal from {} on {org}'s subject", r.org))));
+                }
+                Some(match self.remove(&org, &r.approver_id, seq) {
+                    Ok(()) => Observed::Removed {
+                        org,
+                        approver_id: r.approver_id,
+                    },
+                    Err(error) => refused(error),
+                })
+            }
+            _ => None,
+        }
+    }
+
+    /// The organisation's approvers, trusted ones first by id, removed
+    /// ones included (with their removal).
+    pub fn approvers(&self, org: &str) -> Vec<&Approver> {
+        let mut v: Vec<&Approver> = self.orgs.get(org).map(|o| o.approvers.values().collect()).unwrap_or_default();
+        v.sort_by(|a, b| (a.removed_at.is_some(), &a.approver_id).cmp(&(b.removed_at.is_some(), &b.approver_id)));
+        v
+    }
+
+    /// First-admin enrollments waiting for the operator's anchor:
+    /// (approver id, fingerprint).
+    pub fn awaiting_anchor(&self, org: &str) -> Vec<(String, String)> {
+        let mut v: Vec<(String, String)> = self
+            .orgs
+            .get(org)
+            .map(|o| o.unanchored.iter().map(|(fp, e)| (e.approver_id.clone(), fp.clone())).collect())
+            .unwrap_or_default();
+        v.sort();
+        v
+    }
+
+    /// Whether the organisation's first admin was ever trusted.
+    pub fn bootstrapped(&self, org: &str) -> bool {
+        self.orgs.get(org).is_some_and(|o| o.bootstrapped)
+    }
+
+    /// The trusted, not removed approver with this credential.
+    pub fn by_credential(&self, org: &str, credential_id: &str) -> Option<&Approver> {
+        self.orgs
+            .get(org)?
+            .approvers
+            .values()
+            .find(|a| a.credential_id == credential_id && a.removed_at.is_none())
+    }
+
+    /// The last sign counter seen of an approver's passkey.
+    pub fn counter(&self, org: &str, approver_id: &str) -> Option<u32> {
+        self.approver(org, approver_id).map(|a| a.counter)
+    }
+
     /// Applies an enrollment.
     pub fn enroll(&mut self, e: Enrollment) -> Result<Trust, TrustError> {
         let org = self.orgs.entry(e.org.clone()).or_default();

@@ -28,6 +28,8 @@
 
 mod aggregate;
 pub mod approvers;
+#[cfg(any(test, feature = "soft-authenticator"))]
+pub mod humans;
 pub mod proof;
 pub mod status;
 pub mod verify;

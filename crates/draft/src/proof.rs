@@ -28,7 +28,7 @@ use chrono::{DateTime, Utc};
 use p256::ecdsa::signature::Verifier as _;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 /// Domain separation of approval challenges.
@@ -60,26 +60,7 @@ pub fn enroll_challenge(org: &str, approver_id: &str, role: &str, credential_id:
     Sha256::digest(text.as_bytes()).into()
 }
 
-/// `data.proof` of an approval event, field for field as pinned. The last
-/// three are unpadded base64url; the signature is DER.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ApprovalProof {
-    pub approval_id: String,
-    /// The id of what is approved: a draft, a policy proposal, a rollback
-    /// request.
-    pub draft_id: String,
-    /// Lower-case hex SHA-256 of the exact bytes of the approved event.
-    pub approved_hash: String,
-    pub policy_version: String,
-    /// RFC 3339, used byte for byte in the challenge.
-    pub expires_at: String,
-    pub approver_id: String,
-    pub credential_id: String,
-    pub authenticator_data: String,
-    pub client_data_json: String,
-    pub signature: String,
-}
+pub use spend_core::events::ApprovalProof;
 
 /// The relying party a passkey was created for.
 #[derive(Debug, Clone, PartialEq, Eq)]

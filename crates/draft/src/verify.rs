@@ -7,16 +7,22 @@
 //! [`VerifiedApproval`]'s field is private and its one constructor is private
 //! to this module, so no code path can approve on an event alone.
 //!
-//! Today's check is that the approval service recorded the approval for a
-//! signed-in human, of exactly the event it names ([`verify_for_hash`]).
-//! The passkey proof verifier (WebAuthn assertion over the pinned challenge)
-//! extends it here, behind the same private constructor.
+//! An approval counts when ([`verify_for_hash`]) the approval service
+//! recorded it where only it writes, for a human, of exactly the event it
+//! names, **and** its `data.proof` — a WebAuthn assertion over the pinned
+//! challenge — verifies with the passkey of an approver the registry
+//! trusts ([`crate::approvers::Registry`]: anchored first admin or
+//! admin-countersigned, not removed before the approval), unexpired when
+//! the stream stored it, never counted before. A compromised approval
+//! service can write the event; it cannot make the proof.
 
+use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
 use spend_core::events::{ApprovalGranted, SecurityAlert};
 use spend_core::{Actor, ActorKind, RawEnvelope};
 
 use crate::Draft;
+use crate::approvers::Registry;
 
 /// The `source` of the events the approval service records.
 pub const APPROVAL_SOURCE: &str = "spendsignoff/approval";
@@ -52,6 +58,12 @@ pub struct ApprovalFacts {
     /// Whether the message was republished from another stream (a copy
     /// carries another writer's authority, not the approval service's).
     pub republished: bool,
+    /// The stream sequence it sits at (removals before it count).
+    pub seq: u64,
+    /// When the stream stored it (the server's clock, not the writer's):
+    /// what the proof's expiry is checked against, so a replay of history
+    /// judges each approval as of when it was made.
+    pub stored_at: DateTime<Utc>,
     pub data: ApprovalGranted,
 }
 
@@ -60,7 +72,14 @@ impl ApprovalFacts {
     /// subject and parsed envelope. A subject that is not
     /// `<prefix>.<envelope org>.<aggregate>.<id>`, another event type or data
     /// that does not parse are forgeries too.
-    pub fn from_stored(prefix: &str, stream_subject: &str, env: &RawEnvelope<'_>, republished: bool) -> Result<Self, Forgery> {
+    pub fn from_stored(
+        prefix: &str,
+        stream_subject: &str,
+        env: &RawEnvelope<'_>,
+        republished: bool,
+        seq: u64,
+        stored_at: DateTime<Utc>,
+    ) -> Result<Self, Forgery> {
         let malformed = |why: String| Forgery {
             kind: ForgeryKind::Malformed,
             detail: format!(
@@ -83,6 +102,8 @@ impl ApprovalFacts {
             actor: env.actor.clone(),
             source: env.source.to_string(),
             republished,
+            seq,
+            stored_at,
             data,
         })
     }
@@ -148,6 +169,12 @@ pub enum ForgeryKind {
     WrongOrg,
     /// `approved_hash` names other bytes than the event being approved.
     WrongHash,
+    /// The event's fields and its proof's disagree, or the proof signs
+    /// another policy version or expiry than the request.
+    ProofMismatch,
+    /// The passkey proof does not verify: no trusted approver's key, a
+    /// removed approver, a replay, an expired or a forged assertion.
+    Proof,
 }
 
 /// A refused approval: [`Forgery::REASON`] plus a detail naming the draft,
@@ -176,8 +203,10 @@ impl Forgery {
 }
 
 /// Verifies an approval of draft `draft`: [`verify_for_hash`] against the
-/// draft's id and `proposed_hash`, and the draft's organisation.
-pub fn recorded_approval(facts: &ApprovalFacts, draft: &Draft) -> Result<VerifiedApproval, Forgery> {
+/// draft's id and `proposed_hash`, and the draft's organisation; the proof
+/// must sign the policy version that decided the draft and the expiry of
+/// its approval request, as the page showed them.
+pub fn recorded_approval(facts: &ApprovalFacts, draft: &Draft, registry: &mut Registry) -> Result<VerifiedApproval, Forgery> {
     if facts.org != draft.org() {
         return Err(forgery(
             facts,
@@ -186,7 +215,28 @@ pub fn recorded_approval(facts: &ApprovalFacts, draft: &Draft) -> Result<Verifie
             format!("it is {}'s, the draft is {}'s", facts.org, draft.org()),
         ));
     }
-    verify_for_hash(facts, draft.proposed_hash(), draft.id())
+    let proof = &facts.data.proof;
+    if let Some(version) = draft.decided_version()
+        && proof.policy_version != version
+    {
+        return Err(forgery(
+            facts,
+            draft.id(),
+            ForgeryKind::ProofMismatch,
+            format!("its proof signs policy version {}, the draft was decided under {version}", proof.policy_version),
+        ));
+    }
+    if let Some(expires_at) = draft.approval_expires_at()
+        && proof.expires_at != expires_at
+    {
+        return Err(forgery(
+            facts,
+            draft.id(),
+            ForgeryKind::ProofMismatch,
+            format!("its proof signs expiry {}, the approval request expires at {expires_at}", proof.expires_at),
+        ));
+    }
+    verify_for_hash(facts, draft.proposed_hash(), draft.id(), registry)
 }
 
 /// Verifies an approval of the event with id `id` whose stored bytes hash
@@ -197,7 +247,7 @@ pub fn recorded_approval(facts: &ApprovalFacts, draft: &Draft) -> Result<Verifie
 /// `approved_hash` is `expected_hash` exactly. The hashed bytes include the
 /// envelope (type, org, subject), so one kind or organisation cannot pass
 /// for another.
-pub fn verify_for_hash(facts: &ApprovalFacts, expected_hash: &str, id: &str) -> Result<VerifiedApproval, Forgery> {
+pub fn verify_for_hash(facts: &ApprovalFacts, expected_hash: &str, id: &str, registry: &mut Registry) -> Result<VerifiedApproval, Forgery> {
     let refuse = |kind, why: String| Err(forgery(facts, id, kind, why));
     if facts.aggregate != APPROVAL_AGGREGATE {
         return refuse(
@@ -235,6 +285,24 @@ pub fn verify_for_hash(facts: &ApprovalFacts, expected_hash: &str, id: &str) -> 
             format!("it approves the event hashing to {}, not {expected_hash}", facts.data.approved_hash),
         );
     }
+    let (d, p) = (&facts.data, &facts.data.proof);
+    if p.approval_id != d.approval_id
+        || p.draft_id != d.draft_id
+        || p.approved_hash != d.approved_hash
+        || p.approver_id != d.approver_id
+        || p.credential_id != d.credential_id
+    {
+        return refuse(
+            ForgeryKind::ProofMismatch,
+            format!(
+                "its proof is approval {} of {} by {} with credential {}, not what the event says",
+                p.approval_id, p.draft_id, p.approver_id, p.credential_id
+            ),
+        );
+    }
+    if let Err(e) = registry.verify(&facts.org, p, expected_hash, facts.stored_at, facts.seq) {
+        return refuse(ForgeryKind::Proof, format!("its passkey proof by {} does not verify: {e}", p.approver_id));
+    }
     Ok(VerifiedApproval::new(facts.data.clone()))
 }
 
@@ -256,6 +324,8 @@ fn forgery(facts: &ApprovalFacts, id: &str, kind: ForgeryKind, why: String) -> F
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::approvers::{Enrollment, Role};
+    use crate::humans::Human;
     use spend_core::events::EventData;
     use spend_core::{Actor, Envelope};
 
@@ -263,25 +333,34 @@ mod tests {
     type Forge = fn(&mut ApprovalFacts);
 
     const HASH: &str = "5f1ac6c1b1e2ac4d2ba7a6d1e7b6a9e0c8e7f4a1b2c3d4e5f60718293a4b5c6d";
+    const LATER: &str = "2099-01-01T00:00:00Z";
 
-    fn genuine() -> ApprovalFacts {
+    /// A registry in which ada is acme's anchored first admin.
+    fn trusted() -> (Registry, Human) {
+        let mut r = Registry::default();
+        let ada = Human::new("u_ada", Role::Admin);
+        r.enroll(Enrollment::from_event(&ada.enrolled("acme", None)).unwrap()).unwrap();
+        r.anchor("acme", &ada.fingerprint()).unwrap();
+        (r, ada)
+    }
+
+    fn facts(data: ApprovalGranted) -> ApprovalFacts {
         ApprovalFacts {
             subject: "spend.evt.acme.approval.p1".into(),
             org: "acme".into(),
             aggregate: "approval".into(),
             subject_id: "p1".into(),
-            actor: Actor::human("alice@example.com"),
+            actor: Actor::human("ada@example.com"),
             source: APPROVAL_SOURCE.into(),
             republished: false,
-            data: ApprovalGranted {
-                draft_id: "p1".into(),
-                approval_id: "a1".into(),
-                step: 1,
-                credential_id: "passkey-1".into(),
-                approver_id: "u_alice".into(),
-                approved_hash: HASH.into(),
-            },
+            seq: 10,
+            stored_at: Utc::now(),
+            data,
         }
+    }
+
+    fn genuine(ada: &mut Human) -> ApprovalFacts {
+        facts(ada.grant("p1", HASH, "sha256:v1", LATER, 1))
     }
 
     #[test]
@@ -290,20 +369,23 @@ mod tests {
     }
 
     #[test]
-    fn a_recorded_human_approval_of_the_named_hash_verifies() {
-        let v = verify_for_hash(&genuine(), HASH, "p1").unwrap();
-        assert_eq!(
-            (v.draft_id(), v.approval_id(), v.approver_id(), v.approved_hash()),
-            ("p1", "a1", "u_alice", HASH)
-        );
+    fn a_recorded_human_approval_with_a_trusted_passkey_proof_verifies() {
+        let (mut r, mut ada) = trusted();
+        let f = genuine(&mut ada);
+        let v = verify_for_hash(&f, HASH, "p1", &mut r).unwrap();
+        assert_eq!((v.draft_id(), v.approver_id(), v.approved_hash()), ("p1", "u_ada", HASH));
+        // The same proof again is a replay.
+        let e = verify_for_hash(&f, HASH, "p1", &mut r).unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::Proof, "{e}");
     }
 
     #[test]
     fn an_approval_of_other_bytes_is_refused_for_a_policy_proposal() {
-        let e = verify_for_hash(&genuine(), &event_hash(b"another proposal"), "p1").unwrap_err();
+        let (mut r, mut ada) = trusted();
+        let e = verify_for_hash(&genuine(&mut ada), &event_hash(b"another proposal"), "p1", &mut r).unwrap_err();
         assert_eq!(e.kind, ForgeryKind::WrongHash);
         assert!(
-            verify_for_hash(&genuine(), &HASH.to_uppercase(), "p1").is_err(),
+            verify_for_hash(&genuine(&mut ada), &HASH.to_uppercase(), "p1", &mut r).is_err(),
             "the hash is compared as pinned: lower-case"
         );
     }
@@ -318,11 +400,23 @@ mod tests {
             (|f| f.source = "spendsignoff/gateway".into(), ForgeryKind::WrongSource),
             (|f| f.subject_id = "p2".into(), ForgeryKind::IdMismatch),
             (|f| f.data.draft_id = "p2".into(), ForgeryKind::IdMismatch),
+            // The event says bob approved; the proof is ada's.
+            (|f| f.data.approver_id = "u_bob".into(), ForgeryKind::ProofMismatch),
+            // A proof of another approval, pasted into this one.
+            (|f| f.data.proof.approval_id = "ap_other".into(), ForgeryKind::ProofMismatch),
+            // Recorded after its expiry (the stream's clock decides).
+            (
+                |f| f.stored_at = DateTime::parse_from_rfc3339("2099-01-02T00:00:00Z").unwrap().into(),
+                ForgeryKind::Proof,
+            ),
+            // The signature of another challenge.
+            (|f| f.data.proof.signature = f.data.proof.signature.chars().rev().collect(), ForgeryKind::Proof),
         ];
         for (forge, kind) in cases {
-            let mut facts = genuine();
-            forge(&mut facts);
-            let e = verify_for_hash(&facts, HASH, "p1").unwrap_err();
+            let (mut r, mut ada) = trusted();
+            let mut f = genuine(&mut ada);
+            forge(&mut f);
+            let e = verify_for_hash(&f, HASH, "p1", &mut r).unwrap_err();
             assert_eq!(e.kind, kind, "{e}");
             assert!(e.detail.contains("draft p1"), "{e}");
             let alert = e.security_alert();
@@ -332,19 +426,38 @@ mod tests {
     }
 
     #[test]
+    fn a_proof_by_a_passkey_the_registry_does_not_trust_is_refused() {
+        let (mut r, _ada) = trusted();
+        // Enrolled by a compromised approval service without a
+        // countersignature: never trusted.
+        let mut mallory = Human::new("u_mallory", Role::Approver);
+        assert!(r.enroll(Enrollment::from_event(&mallory.enrolled("acme", None)).unwrap()).is_err());
+        let e = verify_for_hash(&genuine(&mut mallory), HASH, "p1", &mut r).unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::Proof, "{e}");
+        // A first admin without an anchor proves nothing either.
+        let mut fresh = Registry::default();
+        let mut ada = Human::new("u_ada", Role::Admin);
+        fresh.enroll(Enrollment::from_event(&ada.enrolled("acme", None)).unwrap()).unwrap();
+        let e = verify_for_hash(&genuine(&mut ada), HASH, "p1", &mut fresh).unwrap_err();
+        assert_eq!(e.kind, ForgeryKind::Proof, "{e}");
+    }
+
+    #[test]
     fn facts_are_read_from_the_stored_subject_and_envelope() {
+        let (_, mut ada) = trusted();
+        let g = genuine(&mut ada);
         let env = Envelope::new(
             APPROVAL_SOURCE,
             "acme",
-            Actor::human("alice@example.com"),
+            Actor::human("ada@example.com"),
             "approval/p1",
-            EventData::ApprovalGranted(genuine().data),
+            EventData::ApprovalGranted(g.data.clone()),
         );
         let bytes = env.to_bytes();
         let raw = RawEnvelope::parse(&bytes).unwrap();
-        let facts = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false).unwrap();
-        assert_eq!(facts, genuine());
-        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.other.approval.p1", &raw, false).unwrap_err();
+        let facts = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false, 10, g.stored_at).unwrap();
+        assert_eq!(facts, g);
+        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.other.approval.p1", &raw, false, 10, g.stored_at).unwrap_err();
         assert_eq!(e.kind, ForgeryKind::Malformed);
     }
 
@@ -364,7 +477,7 @@ mod tests {
         );
         let bytes = env.to_bytes();
         let raw = RawEnvelope::parse(&bytes).unwrap();
-        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false).unwrap_err();
+        let e = ApprovalFacts::from_stored("spend.evt", "spend.evt.acme.approval.p1", &raw, false, 1, Utc::now()).unwrap_err();
         assert_eq!(e.kind, ForgeryKind::Malformed);
     }
 }

@@ -139,7 +139,7 @@ impl View {
                 payload: m.payload.clone(),
             });
         }
-        match self.versions.apply(prefix, &m.subject, m.seq, &m.payload, env, m.republished) {
+        match self.versions.apply(prefix, m, env) {
             Some(Noticed::ReusedId { org, detail }) => {
                 return Applied::Audit {
                     org,
@@ -154,6 +154,14 @@ impl View {
                     id: format!("forged-{}", m.seq),
                     reason: spend_draft::Forgery::REASON.into(),
                     detail: forgery.detail,
+                };
+            }
+            Some(Noticed::Untrusted { org, detail }) => {
+                return Applied::Audit {
+                    org,
+                    id: format!("untrusted-{}", m.seq),
+                    reason: spend_policy::versions::UNTRUSTED.into(),
+                    detail,
                 };
             }
             None => {}
@@ -206,7 +214,7 @@ impl View {
 
     fn apply_approval(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Applied {
         let org = env.org.to_string();
-        let facts = match ApprovalFacts::from_stored(prefix, &m.subject, env, m.republished) {
+        let facts = match ApprovalFacts::from_stored(prefix, &m.subject, env, m.republished, m.seq, m.time) {
             Ok(f) => f,
             Err(forgery) => {
                 return Applied::Audit {
@@ -222,7 +230,7 @@ impl View {
             // draft this replica no longer keeps.
             return Applied::Nothing;
         };
-        match recorded_approval(&facts, draft) {
+        match recorded_approval(&facts, draft, &mut self.versions.approvers) {
             Ok(verified) => {
                 self.apply_to_draft(&org, &DraftEvent::Approved(verified));
                 Applied::Nothing

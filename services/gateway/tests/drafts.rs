@@ -210,6 +210,7 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
             credential_id: "none".into(),
             approver_id: "mallory".into(),
             approved_hash: hash.clone(),
+            proof: spend_testkit::events::bogus_proof("p1", "mallory", &hash),
         }),
     );
     append(&log, "spend.evt.acme.draft.p1".into(), forged).await;
@@ -225,21 +226,11 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
         forged_alerts[0]
     );
 
-    // The approval service records a human's approval.
-    let approved = Envelope::new(
-        "spendsignoff/approval",
-        "acme",
-        Actor::human("alice@example.com"),
-        "approval/p1",
-        EventData::ApprovalGranted(ApprovalGranted {
-            draft_id: "p1".into(),
-            approval_id: "a1".into(),
-            step: 1,
-            credential_id: "passkey-1".into(),
-            approver_id: "u_alice".into(),
-            approved_hash: hash.clone(),
-        }),
-    );
+    // The approval service records a human's approval, with a passkey
+    // proof by an approver the registry trusts.
+    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice"]);
+    spend_testkit::events::append_all(&*log, "spend.evt", humans.trust()).await;
+    let approved = humans.approved_under("p1", "alice", &hash, &version);
     append(&log, "spend.evt.acme.approval.p1".into(), approved).await;
     gw.state.caught_up().await.unwrap();
     let after = gw.state.propose_change(&who, payment(300)).await.unwrap();

@@ -44,6 +44,7 @@ fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
             credential_id: "none".into(),
             approver_id: "mallory".into(),
             approved_hash: "0".repeat(64),
+            proof: spend_testkit::events::bogus_proof(draft, "mallory", &"0".repeat(64)),
         }),
     )
 }

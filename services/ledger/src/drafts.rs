@@ -24,6 +24,7 @@
 use spend_core::Money;
 use spend_core::bounded::FifoMap;
 use spend_core::events::{EventData, Outcome};
+use spend_draft::approvers::Registry;
 use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
@@ -57,11 +58,17 @@ type Key = (String, String);
 pub struct DraftBook {
     /// `None`: the draft ended (its place kept).
     open: FifoMap<Key, Option<Draft>>,
+    /// Who may approve, as the log says so far: approvals count only with
+    /// a proof by one of them.
+    registry: Registry,
 }
 
 impl Default for DraftBook {
     fn default() -> Self {
-        Self { open: FifoMap::new(MAX_OPEN) }
+        Self {
+            open: FifoMap::new(MAX_OPEN),
+            registry: Registry::default(),
+        }
     }
 }
 
@@ -72,11 +79,14 @@ impl DraftBook {
             return None;
         };
         let org = env.org.to_string();
+        if self.registry.observe(m.seq, &env).is_some() {
+            return None;
+        }
         if aggregate == "approval" && env.event_type == spend_core::events::ApprovalGranted::TYPE {
-            let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished).ok()?;
+            let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished, m.seq, m.time).ok()?;
             let key = (org, facts.data.draft_id.clone());
             let draft = self.open.get(&key)?.as_ref()?;
-            let verified = recorded_approval(&facts, draft).ok()?;
+            let verified = recorded_approval(&facts, draft, &mut self.registry).ok()?;
             return self.step(&key, &DraftEvent::Approved(verified));
         }
         let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
@@ -168,7 +178,7 @@ mod tests {
     use super::*;
     use spend_core::Envelope;
     use spend_core::events::{ChangePushed, ChangeStarted};
-    use spend_testkit::events::{approved, decided, payment_proposed, subject_of};
+    use spend_testkit::events::{Approvers, decided, payment_proposed, subject_of};
 
     const PREFIX: &str = "spend.evt";
 
@@ -177,6 +187,7 @@ mod tests {
         book: DraftBook,
         seq: u64,
         hash: String,
+        approvers: Approvers,
     }
 
     impl Given {
@@ -187,7 +198,11 @@ mod tests {
                 book: DraftBook::default(),
                 seq: 0,
                 hash: spend_draft::event_hash(&proposed.to_bytes()),
+                approvers: Approvers::new("acme", &["alice", "bob", "mallory"]),
             };
+            for e in g.approvers.trust() {
+                assert_eq!(g.when(e), None, "registry events move no draft");
+            }
             assert_eq!(g.when(proposed), Some(DraftStatus::Proposed));
             assert!(g.when(decided("acme", "d1", outcome)).is_some());
             g
@@ -213,8 +228,9 @@ mod tests {
             self.book.apply(PREFIX, &m).map(|mv| mv.status)
         }
 
-        fn approval_by(&self, approver: &str) -> Envelope {
-            approved("acme", "d1", approver, &self.hash)
+        fn approval_by(&mut self, approver: &str) -> Envelope {
+            let hash = self.hash.clone();
+            self.approvers.approved("d1", approver, &hash)
         }
     }
 
@@ -282,11 +298,21 @@ mod tests {
         let mut on_draft = g.approval_by("mallory");
         on_draft.subject = "draft/d1".into();
         assert_eq!(g.when(on_draft), None);
-        let wrong_hash = approved("acme", "d1", "mallory", &"0".repeat(64));
+        let wrong_hash = g.approvers.approved("d1", "mallory", &"0".repeat(64));
         assert_eq!(g.when(wrong_hash), None);
         // An approval stored on another subject than its own.
         let elsewhere = g.approval_by("mallory");
         assert_eq!(g.when_on("spend.evt.acme.approval.d2", elsewhere), None);
+        // A proof by a passkey nobody vouched for: a compromised approval
+        // service's own key, enrolled without a countersignature.
+        let mut rogue = Approvers::new("acme", &["eve"]);
+        let mut rogue_events = rogue.trust();
+        rogue_events.truncate(1);
+        for e in rogue_events {
+            assert_eq!(g.when(e), None);
+        }
+        let by_eve = rogue.approved("d1", "eve", &g.hash.clone());
+        assert_eq!(g.when(by_eve), None, "eve is no trusted approver");
         // The genuine one still counts.
         let alice = g.approval_by("alice");
         assert_eq!(g.when(alice), Some(DraftStatus::Approved));

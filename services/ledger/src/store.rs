@@ -104,6 +104,13 @@ pub struct EventFilter {
     pub limit: u32,
 }
 
+/// The approver registry's event types, replayed with the open drafts.
+pub const REGISTRY_TYPES: [&str; 3] = [
+    spend_core::events::ApproverEnrolled::TYPE,
+    spend_core::events::ApproverAnchored::TYPE,
+    spend_core::events::ApproverRemoved::TYPE,
+];
+
 #[async_trait]
 pub trait Store: Send + Sync + 'static {
     async fn migrate(&self) -> Result<(), StoreError>;
@@ -127,7 +134,8 @@ pub trait Store: Send + Sync + 'static {
     async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>, org: Option<&str>) -> Result<Vec<TxRow>, StoreError>;
     /// Every event that moved one of the `max_drafts` most recent drafts
     /// whose last status is one of `statuses`, in log order: what the
-    /// ledger rebuilds its open drafts from after a restart.
+    /// ledger rebuilds its open drafts from after a restart, with every
+    /// event of the approver registry ([`REGISTRY_TYPES`]) among them.
     async fn draft_events(&self, statuses: &[&str], max_drafts: usize) -> Result<Vec<EventRow>, StoreError>;
 }
 
@@ -369,11 +377,16 @@ macro_rules! store_impl {
             }
             let placeholders = (1..=statuses.len()).map(|i| format!("${i}")).collect::<Vec<_>>().join(", ");
             let cols = EVENT_COLS.split(',').map(|c| format!("e.{}", c.trim())).collect::<Vec<_>>().join(", ");
+            // The approver registry's events come along, in log order, so
+            // the approvals among them are judged as they were at first.
+            let registry = REGISTRY_TYPES.iter().map(|t| format!("'{t}'")).collect::<Vec<_>>().join(", ");
             let sql = format!(
-                "SELECT {cols} FROM ledger_events e JOIN ledger_transactions t ON t.idx = e.idx \
-                 WHERE t.draft_id IN (SELECT l.draft_id FROM ledger_transactions l \
+                "SELECT {cols} FROM ledger_events e \
+                 WHERE e.idx IN (SELECT t.idx FROM ledger_transactions t \
+                   WHERE t.draft_id IN (SELECT l.draft_id FROM ledger_transactions l \
                    JOIN (SELECT draft_id, MAX(idx) AS idx FROM ledger_transactions GROUP BY draft_id) latest ON latest.idx = l.idx \
-                   WHERE l.status IN ({placeholders}) ORDER BY l.idx DESC LIMIT {max_drafts}) \
+                   WHERE l.status IN ({placeholders}) ORDER BY l.idx DESC LIMIT {max_drafts})) \
+                 OR e.event_type IN ({registry}) \
                  ORDER BY e.idx"
             );
             let mut q = sqlx::query(AssertSqlSafe(sql));

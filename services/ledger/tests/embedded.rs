@@ -221,7 +221,7 @@ async fn the_projection_refuses_updates_and_deletes() {
 async fn transactions_follow_the_draft_aggregate_across_a_restart() {
     use spend_core::Envelope;
     use spend_core::events::Outcome;
-    use spend_testkit::events::{approved, decided, payment_proposed, subject_of};
+    use spend_testkit::events::{Approvers, decided, payment_proposed, subject_of};
 
     let dir = tempfile::tempdir().unwrap();
     let open = || async {
@@ -252,33 +252,41 @@ async fn transactions_follow_the_draft_aggregate_across_a_restart() {
     };
 
     let (log, store, running) = open().await;
+    let mut humans = Approvers::new("acme", &["alice", "bob"]);
+    let trust = humans.trust();
+    let trusted = trust.len() as u64;
     let proposed = payment_proposed("acme", "d1", 90_000);
     let hash = spend_draft::event_hash(&proposed.to_bytes());
     // A compromised gateway's "decision" on the draft's own subject.
     let mut forged = decided("acme", "d1", Outcome::AutoApprove);
     forged.subject = "draft/d1".into();
-    for (subject, env) in [
+    let first = [
         own(proposed),
         own(decided("acme", "d1", Outcome::RequireDualApproval)),
         own(forged),
-        own(approved("acme", "d1", "alice", &hash)),
-        own(approved("acme", "d1", "alice", &hash)),
-    ] {
+        own(humans.approved("d1", "alice", &hash)),
+        own(humans.approved("d1", "alice", &hash)),
+    ];
+    for (subject, env) in trust.into_iter().map(own).chain(first) {
         append(log.clone(), subject, env).await;
     }
-    running.wait_covered(5, Duration::from_secs(10)).await;
+    running.wait_covered(trusted + 5, Duration::from_secs(10)).await;
     assert_eq!(status(store.clone()).await, "awaiting_second_approval");
     running.stop().await.unwrap();
     drop((log, store));
 
     let (log, store, running) = open().await;
-    let (subject, bob) = own(approved("acme", "d1", "bob", &hash));
+    let (subject, bob) = own(humans.approved("d1", "bob", &hash));
     append(log.clone(), subject, bob).await;
-    running.wait_covered(6, Duration::from_secs(10)).await;
-    assert_eq!(status(store.clone()).await, "approved", "the second distinct approver, after a restart");
+    running.wait_covered(trusted + 6, Duration::from_secs(10)).await;
     assert_eq!(
-        store.events_by_index(0, 10, 10).await.unwrap().len(),
-        6,
+        status(store.clone()).await,
+        "approved",
+        "the second distinct approver, after a restart (the registry rebuilt from the projection too)"
+    );
+    assert_eq!(
+        store.events_by_index(0, 20, 20).await.unwrap().len() as u64,
+        trusted + 6,
         "every byte is in the tree, forgery included"
     );
     running.stop().await.unwrap();

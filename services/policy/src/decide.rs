@@ -198,17 +198,14 @@ pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) 
     match classify(recorder.prefix(), m) {
         Read::Event { env, aggregate, id } => {
             state.remember(recorder.prefix(), m, &env, aggregate, id);
-            let noticed = state
-                .versions
-                .write()
-                .await
-                .apply(recorder.prefix(), &m.subject, m.seq, &m.payload, &env, m.republished);
+            let noticed = state.versions.write().await.apply(recorder.prefix(), m, &env);
             match noticed {
                 Some(Noticed::ReusedId { org, detail }) => once_alert(recorder, &org, m.seq, "policy.proposal_reused", detail).await,
                 Some(Noticed::Forged { org, forgery }) => {
                     let a = forgery.security_alert();
                     once_alert(recorder, &org, m.seq, &a.reason, a.detail).await
                 }
+                Some(Noticed::Untrusted { org, detail }) => once_alert(recorder, &org, m.seq, crate::versions::UNTRUSTED, detail).await,
                 None => {}
             }
         }

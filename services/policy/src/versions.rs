@@ -9,14 +9,18 @@
 //! so approved.
 //!
 //! Every process that decides or enforces SPEND.md (the policy service,
-//! the gateway's replicas) follows the log into a [`Versions`].
+//! the gateway's replicas) follows the log into a [`Versions`], which also
+//! keeps the approver registry the verifier checks proofs against (built
+//! from the same log, in order: [`Versions::approvers`]).
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use spend_core::RawEnvelope;
 use spend_core::events::{ApprovalGranted, PolicyProposed};
+use spend_draft::approvers::{Observed, Registry};
 use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
+use spend_eventlog::StoredMessage;
 
 use crate::spendmd::{self, SpendMd};
 
@@ -43,21 +47,39 @@ pub enum Noticed {
     ReusedId { org: String, detail: String },
     /// An approval of a proposal that the verifier refused.
     Forged { org: String, forgery: Forgery },
+    /// A registry event the registry refused (an enrollment nobody
+    /// trusted vouched for, an anchor after the bootstrap, ...).
+    Untrusted { org: String, detail: String },
 }
+
+/// The alert reason of a refused registry event.
+pub const UNTRUSTED: &str = "approver.untrusted";
 
 /// The versions of every organisation, as proposed and approved.
 #[derive(Default)]
 pub struct Versions {
     proposals: HashMap<(String, String), Proposed>,
     active: HashMap<String, Active>,
+    /// Who may approve, per organisation, as the log says so far.
+    pub approvers: Registry,
 }
 
 impl Versions {
     /// Applies one event already placed by [`spend_eventlog::read::classify`]
     /// (so a proposal sits on a `policy` subject and an approval on an
-    /// `approval` subject). `payload` is the event's bytes as stored.
-    pub fn apply(&mut self, prefix: &str, subject: &str, seq: u64, payload: &[u8], env: &RawEnvelope<'_>, republished: bool) -> Option<Noticed> {
+    /// `approval` subject), with `env` parsed from `m`.
+    pub fn apply(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Option<Noticed> {
+        let (subject, seq, payload) = (m.subject.as_str(), m.seq, &m.payload[..]);
         let org = env.org.to_string();
+        if let Some(observed) = self.approvers.observe(seq, env) {
+            if let Observed::Refused { org, error } = observed {
+                return Some(Noticed::Untrusted {
+                    org,
+                    detail: format!("a {} at seq {seq} on {subject} was refused: {error}", env.event_type),
+                });
+            }
+            return None;
+        }
         match env.event_type.as_ref() {
             PolicyProposed::TYPE => {
                 let data: PolicyProposed = serde_json::from_str(env.data.get()).ok()?;
@@ -89,12 +111,12 @@ impl Versions {
                 None
             }
             ApprovalGranted::TYPE => {
-                let facts = match ApprovalFacts::from_stored(prefix, subject, env, republished) {
+                let facts = match ApprovalFacts::from_stored(prefix, subject, env, m.republished, seq, m.time) {
                     Ok(f) => f,
                     Err(forgery) => return Some(Noticed::Forged { org, forgery }),
                 };
                 let proposed = self.proposals.get(&(org.clone(), facts.data.draft_id.clone()))?;
-                if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id) {
+                if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id, &mut self.approvers) {
                     return Some(Noticed::Forged { org, forgery });
                 }
                 let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);

@@ -158,8 +158,12 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
             credential_id: "passkey-1".into(),
             approver_id: "u_alice".into(),
             approved_hash: approved_hash.into(),
+            proof: spend_testkit::events::bogus_proof("p1", "u_alice", approved_hash),
         })
     };
+    // The organisation's approvers, trusted through the registry's events.
+    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice"]);
+    spend_testkit::events::append_all(&*log, "spend.evt", humans.trust()).await;
     // Forgeries: on a draft subject by an agent; on the approval subject but
     // naming other bytes.
     append(
@@ -188,7 +192,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         Actor::human("alice@example.com"),
         "spendsignoff/approval",
         "approval/p1",
-        approval(2, &hash),
+        humans.approved_under("p1", "alice", &hash, &version).data,
     )
     .await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
