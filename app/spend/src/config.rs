@@ -30,12 +30,47 @@ pub struct SpendConfig {
 pub struct ApprovalSettings {
     /// HTTP address of the approval pages (`spend serve approval`).
     pub listen: String,
+    /// The WebAuthn relying party ID approvers' passkeys are bound to: the
+    /// app's domain (never an IP address). Changing it orphans every
+    /// passkey.
+    pub rp_id: String,
+    /// The origin approvers open, e.g. `https://approvals.example.com`
+    /// (default `http://localhost:<port>`).
+    pub origin: String,
+    /// The SPEND.md whose timeouts apply until a version is approved on
+    /// the log (default: the gateway's `policy_file`).
+    pub policy_file: String,
+    /// Minutes without a request before a session ends.
+    pub session_idle_minutes: u64,
+    /// Hours after sign-in a session ends, however active.
+    pub session_absolute_hours: u64,
 }
 
 impl Default for ApprovalSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7200".into(),
+            rp_id: "localhost".into(),
+            origin: String::new(),
+            policy_file: String::new(),
+            session_idle_minutes: 15,
+            session_absolute_hours: 8,
+        }
+    }
+}
+
+impl ApprovalSettings {
+    /// The approval service's configuration, with `listen` and `outbox`.
+    pub fn service(&self, listen: String, outbox: Option<std::path::PathBuf>) -> spend_approval::ApprovalConfig {
+        spend_approval::ApprovalConfig {
+            listen,
+            rp_id: self.rp_id.clone(),
+            origin: (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string()),
+            outbox,
+            sessions: spend_approval::web::SessionPolicy {
+                idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
+                absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
+            },
         }
     }
 }

@@ -78,6 +78,62 @@ pub enum Command {
         #[command(subcommand)]
         command: BreakerCommand,
     },
+    /// Approvers: invite (an enrollment link), anchor a first admin, list, remove.
+    Approver {
+        #[command(subcommand)]
+        command: ApproverCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ApproverCommand {
+    /// Make a single-use enrollment link for EMAIL (printed once; only its
+    /// hash is recorded).
+    Invite {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        email: String,
+        /// approver or admin.
+        #[arg(long, default_value = "approver")]
+        role: String,
+        /// How long the link works.
+        #[arg(long, default_value_t = cmd::approver::INVITE_HOURS)]
+        hours: u32,
+        /// Write to a stopped `spend dev` data folder instead of JetStream.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Trust an organisation's first admin: the key fingerprint their
+    /// enrollment page showed them (once per organisation, ever).
+    Anchor {
+        #[arg(long)]
+        org: String,
+        /// Hex SHA-256 of the admin's public key (64 characters).
+        #[arg(long)]
+        fingerprint: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// The organisation's approvers, who vouched for each, and who waits.
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        json: bool,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Remove an approver: their approvals from now on do not verify.
+    Remove {
+        approver_id: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "removed by an operator")]
+        reason: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -310,6 +366,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
             command: PolicyCommand::Propose { file, org, data_dir },
         } => cmd::policy::propose(config, &file, &org, data_dir.as_deref()).await,
         Command::Breaker { command } => cmd::breaker::run(config, command).await,
+        Command::Approver { command } => cmd::approver::run(config, command).await,
         Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
     }
 }

@@ -148,8 +148,8 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "approver",
         writer: Writer::Approval,
-        types: &[ApproverRegistered::TYPE, ApproverEnrolled::TYPE, ApproverRemoved::TYPE],
-        what: "approvers' passkeys: registered, enrolled with an admin's countersignature, removed by an admin (`approver.<approver_id>`)",
+        types: &[ApproverInvited::TYPE, ApproverRegistered::TYPE, ApproverEnrolled::TYPE, ApproverRemoved::TYPE],
+        what: "approvers: invited and removed by an admin in the app, passkeys registered and enrolled with an admin's countersignature (`approver.<approver or invite id>`)",
     },
     Aggregate {
         name: "client",
@@ -277,7 +277,7 @@ mod tests {
                 SecurityAlert::TYPE => assert_eq!(homes.len(), Writer::ALL.len(), "one alert subject per writer"),
                 // An admin removes in the app, the operator with the CLI:
                 // each on a subject of their own.
-                ApproverRemoved::TYPE => assert_eq!(homes, ["approver", "roster"]),
+                ApproverRemoved::TYPE | ApproverInvited::TYPE => assert_eq!(homes, ["approver", "roster"]),
                 _ => assert_eq!(homes.len(), 1, "{t} belongs on {homes:?}"),
             }
         }

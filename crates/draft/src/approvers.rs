@@ -197,6 +197,13 @@ impl Default for Registry {
     }
 }
 
+impl Approver {
+    /// The passkey's last sign counter the log showed.
+    pub fn counter_value(&self) -> u32 {
+        self.counter
+    }
+}
+
 impl Enrollment {
     /// The facts of a `spend.approver.enrolled.v1`.
     pub fn from_event(e: &ApproverEnrolled) -> Result<Self, TrustError> {

@@ -1,29 +1,74 @@
-//! Approvals: approval requests for drafts that need a human, Slack and
-//! email notifications with links, approver identity (passkeys), the
-//! two-step approve-and-push page, and timeouts (which always deny).
-//! Contract: proto/spendsignoff/v1/approval.proto.
+//! Approvals: who the approvers are (passkeys, enrolled by invitation,
+//! trusted through the operator's anchor and admins' countersignatures),
+//! approval requests for drafts that need a human, the approval app (the
+//! queue, the draft page, the two-step approve-and-push, rejection, the
+//! approvers page), and timeouts, which never approve.
 //!
-//! Built so far: the human-only gate in front of the approval routes
-//! ([`routes`]). An agent credential presented there is refused and
-//! audited; everything else needs a signed-in human's session, which
-//! arrives with passkey sign-in. Until then every request is refused with
-//! 401 — the routes approve nothing.
+//! The service holds no authority of its own: an approval it records
+//! counts only because the approver's passkey signed the pinned challenge,
+//! which every consumer checks with `spend_draft`'s verifier against the
+//! registry on the log. A compromised approval service can refuse to
+//! work; it cannot approve, nor add an approver.
+//!
+//! - [`book`]: what the service knows, from the log alone.
+//! - [`passkeys`]: the WebAuthn ceremonies (webauthn-rs for enrollment).
+//! - [`web`]: the pages and their POSTs.
+//! - [`routes`]: the gate that refuses (and audits) agent credentials on
+//!   every route.
 #![forbid(unsafe_code)]
 
+pub mod book;
+pub mod passkeys;
 pub mod routes;
+pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spend_eventlog::EventLog;
+use axum::Router;
+use axum::routing::{get, post};
+use chrono::{SecondsFormat, Utc};
+use spend_core::Actor;
+use spend_core::authority::Writer;
+use spend_core::events::{ApprovalExpired, ApprovalRequested, EventData};
+use spend_draft::proof::RelyingParty;
+use spend_eventlog::{EventLog, LogError, Recorder};
+use spend_policy::spendmd::{SpendMd, TimeoutAction};
+use tokio::sync::RwLock;
+
+use crate::book::Book;
 
 /// What the approval service needs to know.
 #[derive(Debug, Clone)]
 pub struct ApprovalConfig {
     /// HTTP address of the approval pages (`127.0.0.1:0` for any port).
     pub listen: String,
+    /// The WebAuthn relying party ID (a domain, never an IP address);
+    /// `localhost` by default.
+    pub rp_id: String,
+    /// The origin approvers open (`https://approvals.example.com`); by
+    /// default `http://localhost:<the bound port>`.
+    pub origin: Option<String>,
+    /// Where approval links are written for `spend dev` (one file per
+    /// approval), and printed; `None` in production, where the
+    /// notifications service delivers them.
+    pub outbox: Option<PathBuf>,
+    pub sessions: web::SessionPolicy,
+}
+
+impl ApprovalConfig {
+    pub fn new(listen: impl Into<String>) -> Self {
+        Self {
+            listen: listen.into(),
+            rp_id: "localhost".into(),
+            origin: None,
+            outbox: None,
+            sessions: web::SessionPolicy::default(),
+        }
+    }
 }
 
 /// What the approval service is given.
@@ -32,61 +77,253 @@ pub struct Deps {
     pub log: Arc<dyn EventLog>,
     /// The stream's subject prefix.
     pub prefix: String,
+    /// The SPEND.md in force until a human approves a version on the log
+    /// (for `timeout_minutes` and `timeout_action`).
+    pub policy: Arc<SpendMd>,
 }
 
 pub struct Application {
     listener: tokio::net::TcpListener,
     gate: Arc<routes::Gate>,
-    router: axum::Router,
+    router: Router,
+    app: Arc<web::App>,
+    log: Arc<dyn EventLog>,
+    prefix: String,
+    policy: Arc<SpendMd>,
 }
 
 /// How often the gate's key store is brought up to date, and counted
 /// alerts of ended windows recorded.
 const REFRESH: Duration = Duration::from_secs(5);
+/// How often requests are opened and expiries applied.
+const TICK: Duration = Duration::from_millis(250);
 
 impl Application {
     pub async fn build(config: ApprovalConfig, deps: Deps) -> anyhow::Result<Self> {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding the approval pages on {}: {e}", config.listen))?;
-        let (gate, router) = routes::gated(Arc::new(routes::ApprovalState {
+        let port = listener.local_addr()?.port();
+        let origin = config.origin.clone().unwrap_or_else(|| format!("http://localhost:{port}"));
+        let rp = RelyingParty {
+            rp_id: config.rp_id.clone(),
+            origin,
+        };
+        let passkeys = passkeys::Passkeys::new(rp).map_err(|e| anyhow::anyhow!("{e}"))?;
+        let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
+        let book = Arc::new(RwLock::new(Book::default()));
+        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, config.outbox.clone()));
+        let (gate, router) = routes::gated(
+            Arc::new(routes::ApprovalState {
+                log: deps.log.clone(),
+                prefix: deps.prefix.clone(),
+            }),
+            pages(app.clone()),
+        );
+        Ok(Self {
+            listener,
+            gate,
+            router,
+            app,
             log: deps.log,
             prefix: deps.prefix,
-        }));
-        Ok(Self { listener, gate, router })
+            policy: deps.policy,
+        })
     }
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// The origin approvers open (and links point at).
+    pub fn origin(&self) -> String {
+        self.app.passkeys.rp.origin.clone()
+    }
+
     /// Serves until `shutdown` resolves, then drains: stops accepting,
     /// lets in-flight requests finish, and records every alert it counted.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let (stop_tx, mut stop_rx) = tokio::sync::watch::channel(false);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let gate = self.gate.clone();
+        let mut stop = stop_rx.clone();
         let background = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH);
             loop {
                 tokio::select! {
                     _ = tick.tick() => {}
-                    _ = async { let _ = stop_rx.wait_for(|s| *s).await; } => return,
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 }
                 // A refresh reads into a copy: stopping in the middle of a
                 // long one loses nothing. A flush always runs to its end.
                 tokio::select! {
                     _ = gate.refresh() => {}
-                    _ = async { let _ = stop_rx.wait_for(|s| *s).await; } => return,
+                    _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 }
                 gate.flush(false).await;
             }
         });
+        let book = self.app.book.clone();
+        let prefix = self.prefix.clone();
+        let follower = tokio::spawn(spend_eventlog::follow_until(self.log.clone(), 1, stop_rx.clone(), move |m| {
+            let book = book.clone();
+            let prefix = prefix.clone();
+            async move {
+                book.write().await.apply(&prefix, &m);
+            }
+        }));
+        let ticker = tokio::spawn(tick_loop(self.app.clone(), self.log.clone(), self.policy.clone(), stop_rx));
         axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
         let _ = stop_tx.send(true);
         let _ = background.await;
+        let _ = follower.await;
+        let _ = ticker.await;
         self.gate.flush(true).await;
         Ok(())
+    }
+}
+
+fn pages(app: Arc<web::App>) -> Router {
+    Router::new()
+        .route("/", get(web::home))
+        .route("/static/app.js", get(web::app_js))
+        .route("/static/app.css", get(web::app_css))
+        .route("/signin", get(web::signin))
+        .route("/signin/start", post(web::signin_start))
+        .route("/signin/finish", post(web::signin_finish))
+        .route("/signout", post(web::signout))
+        .route("/enroll/{token}", get(web::enroll_page))
+        .route("/enroll/{token}/start", post(web::enroll_start))
+        .route("/enroll/{token}/finish", post(web::enroll_finish))
+        .route("/approvals", get(web::queue))
+        .route("/approvals/{draft_id}", get(web::draft_page))
+        .route("/approvals/{draft_id}/arm", post(web::arm))
+        .route("/approvals/{draft_id}/confirm", post(web::confirm))
+        .route("/approvals/{draft_id}/reject", post(web::reject))
+        .route("/a/{token}", get(web::link))
+        .route("/approvers", get(web::approvers_page))
+        .route("/approvers/invite", post(web::invite))
+        .route("/approvers/{approver_id}/countersign/start", post(web::countersign_start))
+        .route("/approvers/{approver_id}/countersign/finish", post(web::countersign_finish))
+        .route("/approvers/{approver_id}/remove", post(web::remove))
+        .layer(axum::middleware::from_fn(web::security_headers))
+        .with_state(app)
+}
+
+/// Opens approval requests and applies expiries, once the book has caught
+/// up with the log (so a replay at start-up opens nothing twice: every
+/// request is appended with expected sequence 0 besides).
+async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<SpendMd>, mut stop: tokio::sync::watch::Receiver<bool>) {
+    let mut tick = tokio::time::interval(TICK);
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+        let Ok(info) = log.info().await else { continue };
+        let due = {
+            let book = app.book.read().await;
+            if book.seq < info.last_seq {
+                continue;
+            }
+            book.due(Utc::now())
+        };
+        for (org, draft_id) in due.requests {
+            if let Err(e) = open_request(&app, &bootstrap, &org, &draft_id).await {
+                tracing::warn!(error = %e, org, draft_id, "could not open an approval request; retrying");
+            }
+        }
+        for (org, draft_id) in due.expired {
+            if let Err(e) = expire(&app, &org, &draft_id).await {
+                tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");
+            }
+        }
+    }
+}
+
+async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, draft_id: &str) -> Result<(), LogError> {
+    let (request, kind_line) = {
+        let book = app.book.read().await;
+        let Some(e) = book.entry(org, draft_id) else { return Ok(()) };
+        let Some(decision) = e.draft.decision() else { return Ok(()) };
+        let policy = book
+            .versions
+            .active(org)
+            .filter(|a| a.proposal.version == decision.policy_version)
+            .map(|a| a.policy.clone());
+        let approval = policy.as_deref().unwrap_or(bootstrap).approval.clone();
+        let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
+        let token = spend_credentials::random_hex(32).map_err(|e| LogError::Rejected(e.to_string()))?;
+        let request = ApprovalRequested {
+            draft_id: draft_id.to_string(),
+            kind: "draft".into(),
+            approved_hash: e.draft.proposed_hash().to_string(),
+            policy_version: decision.policy_version.clone(),
+            required: e.draft.approvals_needed() as u32,
+            expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+            timeout_action: match approval.timeout_action {
+                TimeoutAction::Deny => "deny".into(),
+            },
+            link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
+        };
+        let line = format!("{} on {}, {}", e.draft.kind(), e.draft.account_id(), e.draft.spend_impact());
+        ((request, token), line)
+    };
+    let (request, token) = request;
+    let expires_at = request.expires_at.clone();
+    let recorded = app
+        .recorder
+        .event(org, Actor::service("approval"), "approval", draft_id, EventData::ApprovalRequested(request))
+        .expect_seq(0)
+        .record()
+        .await;
+    match recorded {
+        Ok(_) => {}
+        // Another replica (or an earlier run) opened it.
+        Err(LogError::WrongLastSequence { .. }) => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    let link = format!("{}/a/{token}", app.passkeys.rp.origin);
+    match &app.outbox {
+        Some(dir) => {
+            let text = format!("Approval needed for draft {draft_id} of {org}: {kind_line}\nExpires at {expires_at}\n{link}\n");
+            let path = dir.join(format!("approval-{org}-{draft_id}.txt"));
+            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
+                tracing::error!(error = %e, path = %path.display(), "could not write the approval link to the outbox");
+            }
+            eprintln!("approval needed: draft {draft_id} of {org} ({kind_line}), until {expires_at}: {link}");
+        }
+        None => tracing::info!(org, draft_id, expires_at, "approval requested; approvers see it in the queue"),
+    }
+    Ok(())
+}
+
+async fn expire(app: &web::App, org: &str, draft_id: &str) -> Result<(), LogError> {
+    let (expired, expected) = {
+        let book = app.book.read().await;
+        let Some(e) = book.entry(org, draft_id) else { return Ok(()) };
+        let Some(r) = e.draft.request() else { return Ok(()) };
+        (
+            ApprovalExpired {
+                draft_id: draft_id.to_string(),
+                // `escalate` extends once through the notifications
+                // service; until it delivers, the request is denied.
+                action: "deny".into(),
+                approvals: e.approvals.len() as u32,
+                required: r.required,
+            },
+            e.approval_seq,
+        )
+    };
+    match app
+        .recorder
+        .event(org, Actor::service("approval"), "approval", draft_id, EventData::ApprovalExpired(expired))
+        .expect_seq(expected)
+        .record()
+        .await
+    {
+        Ok(_) | Err(LogError::WrongLastSequence { .. }) => Ok(()),
+        Err(e) => Err(e),
     }
 }

@@ -1,10 +1,6 @@
-//! The human approval routes and the gate in front of them.
+//! The gate in front of every route of the approval app ([`crate::web`]).
 //!
-//! - `GET  /approvals/{draft_id}`          the approval page
-//! - `POST /approvals/{draft_id}/approve`  step one: approve
-//! - `POST /approvals/{draft_id}/push`     step two: push live
-//!
-//! Only a signed-in human passes the gate. A credential of any kind is
+//! Only a human passes the gate. A credential of any kind is
 //! refused with 403 and audited, whatever carries it: `Authorization` (or
 //! `Proxy-Authorization`) with any scheme in any case, or none; an API-key
 //! header (`X-Api-Key`, `Api-Key`, `X-Auth-Token`, `X-Access-Token`); or an
@@ -17,8 +13,8 @@
 //! shaped like an agent key whose id could not be a key id is audited too,
 //! with that id sanitised and truncated in the detail only. Agents never
 //! reach these routes, and a request that tries is exactly the overreach
-//! the audit must show. Without a credential or a human session the answer
-//! is 401; sessions come with passkey sign-in.
+//! the audit must show. Past the gate, every change needs a signed-in
+//! human's session (passkey sign-in) and its CSRF token.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -29,7 +25,6 @@ use axum::extract::{ConnectInfo, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use base64::Engine as _;
 use spend_core::alert_gate::{AlertGate, Repeats};
 use spend_core::authority::Writer;
@@ -341,39 +336,20 @@ async fn human_only(State(gate): State<Arc<Gate>>, ConnectInfo(peer): ConnectInf
         }
         return (StatusCode::FORBIDDEN, "agents cannot approve or push; a signed-in human does").into_response();
     }
-    // Human sessions come with passkey sign-in; nothing is signed in yet.
-    let _ = next;
-    (
-        StatusCode::UNAUTHORIZED,
-        "sign in with your passkey to approve (human sign-in is not available in this version)",
-    )
-        .into_response()
+    next.run(req).await
 }
 
-async fn unreachable_without_session() -> Response {
-    StatusCode::UNAUTHORIZED.into_response()
-}
-
-/// The approval routes behind the gate. Served by [`crate::Application`],
-/// which also keeps the gate's key store current and records the alerts
-/// it counted.
-pub fn router(state: Arc<ApprovalState>) -> Router {
-    gated(state).1
-}
-
-pub(crate) fn gated(state: Arc<ApprovalState>) -> (Arc<Gate>, Router) {
+/// `inner` behind the gate. Served by [`crate::Application`], which also
+/// keeps the gate's key store current and records the alerts it counted.
+pub(crate) fn gated(state: Arc<ApprovalState>, inner: Router) -> (Arc<Gate>, Router) {
     let gate = Arc::new(Gate {
         recorder: Recorder::new(state.log.clone(), state.prefix.clone(), Writer::Approval),
         keys: Mutex::new(LogKeys::default()),
         alerts: AlertGate::default(),
         state: state.clone(),
     });
-    let router = Router::new()
-        .route("/approvals/{draft_id}", get(unreachable_without_session))
-        .route("/approvals/{draft_id}/approve", post(unreachable_without_session))
-        .route("/approvals/{draft_id}/push", post(unreachable_without_session))
-        .layer(axum::middleware::from_fn_with_state(gate.clone(), human_only))
-        .with_state(state);
+    let _ = state;
+    let router = inner.layer(axum::middleware::from_fn_with_state(gate.clone(), human_only));
     (gate, router)
 }
 

@@ -1,14 +1,13 @@
-//! The human approval routes refuse every agent credential, and audit it:
-//! an agent key presented on approve or push gets 403 and a
-//! `spend.security.alert.v1` naming the key id (never the key) and the
-//! address. Without a signed-in human session the answer is 401.
+//! The approval app refuses every agent credential, and audits it: an agent
+//! key presented on arm or confirm gets 403 and a `spend.security.alert.v1`
+//! naming the key id (never the key) and the address. Without a signed-in
+//! human session the answer is 401.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
 use base64::Engine as _;
 use futures::StreamExt;
-use spend_approval::routes::{ApprovalState, router};
 use spend_core::authority::Writer;
 use spend_core::events::{ApiKeyRevoked, EventData};
 use spend_eventlog::Recorder;
@@ -17,19 +16,11 @@ use spend_eventlog::{EventLog, StartAt};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn agent_keys_on_human_approval_routes_are_refused_and_audited() {
-    let dir = tempfile::tempdir().unwrap();
-    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
-    let app = router(Arc::new(ApprovalState {
-        log: log.clone(),
-        prefix: "spend.evt".into(),
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
+    let (_dir, log, addr) = serve().await;
 
     let secret = format!("ssk_a1b2c3d4e5f6_{}", "9".repeat(64));
     let http = reqwest::Client::new();
-    for (method, path) in [("POST", "/approvals/d_1/approve"), ("POST", "/approvals/d_1/push"), ("GET", "/approvals/d_1")] {
+    for (method, path) in [("POST", "/approvals/d_1/arm"), ("POST", "/approvals/d_1/confirm"), ("GET", "/approvals/d_1")] {
         let r = http
             .request(method.parse().unwrap(), format!("http://{addr}{path}"))
             .bearer_auth(&secret)
@@ -39,7 +30,7 @@ async fn agent_keys_on_human_approval_routes_are_refused_and_audited() {
         assert_eq!(r.status(), 403, "{method} {path}");
     }
     // No credential and no session: sign in first.
-    let r = http.post(format!("http://{addr}/approvals/d_1/approve")).send().await.unwrap();
+    let r = http.post(format!("http://{addr}/approvals/d_1/arm")).send().await.unwrap();
     assert_eq!(r.status(), 401);
 
     let n = log.info().await.unwrap().last_seq as usize;
@@ -59,21 +50,27 @@ async fn agent_keys_on_human_approval_routes_are_refused_and_audited() {
         assert_eq!(e["data"]["address"], "127.0.0.1");
         assert!(!e.to_string().contains(&secret), "never the key itself");
     }
-    assert!(events[0]["data"]["detail"].as_str().unwrap().contains("POST /approvals/d_1/approve"));
+    assert!(events[0]["data"]["detail"].as_str().unwrap().contains("POST /approvals/d_1/arm"));
 }
 
-/// The approval routes on a fresh log, served on a local port.
+/// The approval app on a fresh log, served on a local port.
 async fn serve() -> (tempfile::TempDir, Arc<dyn EventLog>, SocketAddr) {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
-    let app = router(Arc::new(ApprovalState {
+    let app = spend_approval::Application::build(spend_approval::ApprovalConfig::new("127.0.0.1:0"), deps(&log))
+        .await
+        .unwrap();
+    let addr = app.local_addr();
+    tokio::spawn(app.run_until_stopped(std::future::pending()));
+    (dir, log, addr)
+}
+
+fn deps(log: &Arc<dyn EventLog>) -> spend_approval::Deps {
+    spend_approval::Deps {
         log: log.clone(),
         prefix: "spend.evt".into(),
-    }));
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = listener.local_addr().unwrap();
-    tokio::spawn(async move { axum::serve(listener, app.into_make_service_with_connect_info::<SocketAddr>()).await });
-    (dir, log, addr)
+        policy: Arc::new(spend_policy::spendmd::parse("spend:\n  per_transaction: 5 USD\n").unwrap()),
+    }
 }
 
 /// Every message on the log: (subject, event).
@@ -126,7 +123,7 @@ async fn every_credential_is_refused_and_audited_whatever_its_scheme_or_header()
     let http = reqwest::Client::new();
     for (header, value, _) in &cases {
         let r = http
-            .post(format!("http://{addr}/approvals/d_1/approve"))
+            .post(format!("http://{addr}/approvals/d_1/arm"))
             .header(*header, value)
             .send()
             .await
@@ -169,7 +166,7 @@ async fn a_known_agent_keys_alert_goes_to_its_own_organisation() {
         let http = http.clone();
         async move {
             let r = http
-                .post(format!("http://{addr}/approvals/d_1/approve"))
+                .post(format!("http://{addr}/approvals/d_1/arm"))
                 .header("x-api-key", secret)
                 .send()
                 .await
@@ -255,19 +252,11 @@ async fn a_key_id_invalid_in_a_subject_is_still_audited_with_the_id_in_the_detai
 /// when it stops.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_flood_of_refusals_is_aggregated_and_every_refusal_counted() {
-    use spend_approval::{Application, ApprovalConfig, Deps};
+    use spend_approval::{Application, ApprovalConfig};
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
     let key = create_key(&log, "acme").await;
-    let app = Application::build(
-        ApprovalConfig { listen: "127.0.0.1:0".into() },
-        Deps {
-            log: log.clone(),
-            prefix: "spend.evt".into(),
-        },
-    )
-    .await
-    .unwrap();
+    let app = Application::build(ApprovalConfig::new("127.0.0.1:0"), deps(&log)).await.unwrap();
     let addr = app.local_addr();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let server = tokio::spawn(app.run_until_stopped(async move {
@@ -276,7 +265,7 @@ async fn a_flood_of_refusals_is_aggregated_and_every_refusal_counted() {
     let http = reqwest::Client::new();
     for _ in 0..50 {
         let r = http
-            .post(format!("http://{addr}/approvals/d_1/approve"))
+            .post(format!("http://{addr}/approvals/d_1/arm"))
             .bearer_auth(&key.secret)
             .send()
             .await
@@ -285,7 +274,7 @@ async fn a_flood_of_refusals_is_aggregated_and_every_refusal_counted() {
     }
     // Presented another way: recorded on its own.
     let r = http
-        .post(format!("http://{addr}/approvals/d_1/approve"))
+        .post(format!("http://{addr}/approvals/d_1/arm"))
         .header("x-api-key", &key.secret)
         .send()
         .await

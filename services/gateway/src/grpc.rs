@@ -74,6 +74,9 @@ fn money_minor(m: Option<pb::Money>, field: &str) -> Result<pb::Money, Status> {
 fn draft_pb(d: DraftOut) -> pb::Draft {
     let show = |v: &serde_json::Value| if v.is_null() { String::new() } else { v.to_string() };
     pb::Draft {
+        expires_at: d.expires_at.clone().unwrap_or_default(),
+        approvals_given: d.approvals_given,
+        approvals_required: d.approvals_required,
         draft_id: d.draft_id,
         status: d.status,
         diff: d

@@ -165,6 +165,14 @@ pub struct DraftOut {
     pub proposed_at: DateTime<Utc>,
     /// The type of the draft's latest event.
     pub last_event: String,
+    /// While it waits for a human: when the approval request expires
+    /// (RFC 3339). Never a link, a token or who the approvers are.
+    pub expires_at: Option<String>,
+    /// Distinct human approvals given so far.
+    pub approvals_given: u32,
+    /// Distinct human approvals the policy requires (1, or 2 under dual
+    /// control; 0 when no human is needed).
+    pub approvals_required: u32,
 }
 
 /// One entry of the organisation's audit trail.
@@ -210,6 +218,12 @@ pub fn draft_out(d: &Draft) -> DraftOut {
         decision: d.decision().map(decision_out),
         proposed_at: d.proposed_at(),
         last_event: d.last_event().to_string(),
+        expires_at: d.approval_expires_at().map(str::to_string),
+        approvals_given: d.approvers().len() as u32,
+        approvals_required: match d.decision().map(|x| &x.outcome) {
+            Some(Outcome::RequireApproval | Outcome::RequireDualApproval) => d.approvals_needed() as u32,
+            _ => 0,
+        },
     }
 }
 

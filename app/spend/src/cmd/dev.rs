@@ -178,13 +178,16 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         decider: Arc::new(policy_service.decider()),
     };
     let gateway = spend_gateway::Application::build(gateway_config, gateway_deps).await?;
+    let approval_settings = &config.approval;
     let approval = spend_approval::Application::build(
-        spend_approval::ApprovalConfig {
-            listen: args.approval_listen.clone().unwrap_or_else(|| config.approval.listen.clone()),
-        },
+        approval_settings.service(
+            args.approval_listen.clone().unwrap_or_else(|| approval_settings.listen.clone()),
+            Some(args.data_dir.join("outbox")),
+        ),
         spend_approval::Deps {
             log: log.clone(),
-            prefix: prefix_for_approval,
+            prefix: prefix_for_approval.clone(),
+            policy: Arc::new(super::load_policy(&paths.policy)?.0),
         },
     )
     .await?;
@@ -200,11 +203,16 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
     eprintln!("  policy gRPC     http://{policy_addr}  (decide, validate, version in force, dry-run evaluation)");
     eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
-    eprintln!("  approvals       http://{approval_addr}/approvals/<draft>  (human sign-in comes with the approval service)");
+    eprintln!(
+        "  approvals       {}/approvals  (on {approval_addr}; links and the outbox folder {})",
+        approval.origin(),
+        args.data_dir.join("outbox").display()
+    );
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
     eprintln!("  signing key     {} ({key_id}; development only)", paths.signing_key.display());
+    let first_admin = first_admin(log.clone(), &prefix_for_approval, &approval.origin()).await?;
     eprintln!("Ctrl-C stops; a restart keeps history.");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -215,14 +223,80 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let policy_task = tokio::spawn(policy_service.run_until_stopped(stopped(stop_rx.clone())));
     let approval_task = tokio::spawn(approval.run_until_stopped(stopped(stop_rx.clone())));
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
+    let anchor_task = tokio::spawn(anchor_first_admin(log.clone(), prefix_for_approval, first_admin, stop_rx.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s, a, p) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task);
+    let (l, g, s, a, p, _) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task);
     p.context("the policy task")??;
     a.context("the approval task")??;
     s.context("the sandbox task")??;
     l.context("the ledger task")??;
     g.context("the gateway task")??;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The organisation `spend dev` serves.
+const DEV_ORG: &str = "dev";
+
+/// Until `dev` has its first admin: a fresh invitation each start (links
+/// are stored hashed, so an earlier one cannot be printed again), printed.
+/// Returns whether the bootstrap is still open.
+async fn first_admin(log: Arc<dyn EventLog>, prefix: &str, origin: &str) -> anyhow::Result<bool> {
+    let book = super::approver::replay(log.clone(), prefix).await?;
+    if book.versions.approvers.bootstrapped(DEV_ORG) {
+        return Ok(false);
+    }
+    let inv = super::approver::invite(log, prefix, DEV_ORG, "admin@dev.localhost", "admin", origin, 24).await?;
+    eprintln!("  first admin     enroll with a passkey at {}", inv.link);
+    eprintln!("                  (development only: `spend dev` anchors the first admin who enrolls itself)");
+    Ok(true)
+}
+
+/// `spend dev` is its own operator: it anchors the first admin of `dev`
+/// who enrolls, and says so. In production the operator runs
+/// `spend approver anchor` with the fingerprint the admin read out.
+async fn anchor_first_admin(log: Arc<dyn EventLog>, prefix: String, open: bool, stop: tokio::sync::watch::Receiver<bool>) {
+    if !open {
+        return;
+    }
+    let book = Arc::new(tokio::sync::Mutex::new(spend_approval::book::Book::default()));
+    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let (log2, prefix2) = (log.clone(), prefix.clone());
+    spend_eventlog::follow_until(log, 1, stop, move |m| {
+        let (book, done, log, prefix) = (book.clone(), done.clone(), log2.clone(), prefix2.clone());
+        async move {
+            if done.load(std::sync::atomic::Ordering::SeqCst) {
+                return;
+            }
+            let waiting = {
+                let mut b = book.lock().await;
+                b.apply(&prefix, &m);
+                if b.versions.approvers.bootstrapped(DEV_ORG) {
+                    done.store(true, std::sync::atomic::Ordering::SeqCst);
+                    return;
+                }
+                b.versions.approvers.awaiting_anchor(DEV_ORG).into_iter().next()
+            };
+            if let Some((approver_id, fingerprint)) = waiting {
+                let anchored = spend_core::events::ApproverAnchored {
+                    org: DEV_ORG.into(),
+                    fingerprint: fingerprint.clone(),
+                };
+                let recorder = spend_eventlog::Recorder::new(log, &prefix, spend_core::authority::Writer::Operator);
+                match recorder
+                    .event(DEV_ORG, Actor::service("spend-dev"), "anchor", DEV_ORG, EventData::ApproverAnchored(anchored))
+                    .record()
+                    .await
+                {
+                    Ok(_) => {
+                        done.store(true, std::sync::atomic::Ordering::SeqCst);
+                        eprintln!("spend dev anchored {approver_id} as the first admin of {DEV_ORG} (key {fingerprint}; development only)");
+                    }
+                    Err(e) => tracing::error!(error = %e, "spend dev could not anchor its first admin"),
+                }
+            }
+        }
+    })
+    .await;
 }

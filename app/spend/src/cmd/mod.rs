@@ -1,6 +1,7 @@
 //! One module per command.
 
 pub mod apikey;
+pub mod approver;
 pub mod breaker;
 pub mod dev;
 pub mod ledger;

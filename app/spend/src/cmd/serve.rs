@@ -187,17 +187,25 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let file = if config.approval.policy_file.is_empty() {
+        &config.gateway.policy_file
+    } else {
+        &config.approval.policy_file
+    };
+    if file.is_empty() {
+        anyhow::bail!("no SPEND.md configured for its approval timeouts: set SPEND__APPROVAL__POLICY_FILE (or the gateway's policy_file)");
+    }
+    let (policy, _) = super::load_policy(std::path::Path::new(file))?;
     let app = spend_approval::Application::build(
-        spend_approval::ApprovalConfig {
-            listen: config.approval.listen.clone(),
-        },
+        config.approval.service(config.approval.listen.clone(), None),
         spend_approval::Deps {
             log: Arc::new(events),
             prefix: config.nats.subject_prefix.clone(),
+            policy: Arc::new(policy),
         },
     )
     .await?;
-    tracing::info!(addr = %app.local_addr(), "approval service serving the approval routes");
+    tracing::info!(addr = %app.local_addr(), origin = %app.origin(), "approval service serving the approval app");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

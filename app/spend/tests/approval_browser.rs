@@ -1,0 +1,278 @@
+//! Human approval end to end, in a real browser: `spend dev`, an agent's
+//! drafts over gRPC, and Debian's Chromium (headless, playwright-core, CDP
+//! virtual passkey authenticators with user verification) driving the
+//! approval app through tests/browser/approval.mjs: the first admin
+//! enrolls and is anchored, signs in, approves (arm → alertdialog →
+//! "Confirm and push live"), rejects with a reason, invites and
+//! countersigns a second approver, and both approve a dual-control draft; a
+//! presence-only authenticator and a POST without its CSRF token are
+//! refused. Then the ledger export's approval proofs are checked by a
+//! script with standard crypto only (tests/scripts/verify_approvals.py).
+//!
+//! scripts/test.sh installs Chromium, Node's playwright-core and Python's
+//! `cryptography`.
+
+mod common;
+
+use std::io::BufRead as _;
+use std::path::Path;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Spawned, free_port, run, spend, text, wait_port};
+use spend_proto::v1 as pb;
+use spend_proto::v1::agent_gateway_client::AgentGatewayClient;
+
+/// A policy under which a human approves every payment, two humans above
+/// 25 USD.
+const POLICY: &str = "\
+# SPEND.md for the browser test
+## Spending
+spend:
+  monthly_limit: 500 USD
+  daily_limit: 200 USD
+  per_transaction: 50 USD
+  allowlist:
+    - openai.com
+  require_https: true
+## Approval
+approval:
+  require_confirmation_over: 25 USD
+  timeout_action: deny
+  timeout_minutes: 15
+";
+
+struct Agent {
+    client: AgentGatewayClient<tonic::transport::Channel>,
+    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
+}
+
+impl Agent {
+    fn req<T>(&self, m: T) -> tonic::Request<T> {
+        let mut r = tonic::Request::new(m);
+        r.metadata_mut().insert("authorization", self.bearer.clone());
+        r
+    }
+
+    async fn pay(&mut self, minor: i64, rationale: &str) -> pb::Draft {
+        let mut req = self.req(payment(minor, rationale));
+        // A gateway that just started may not have read the dev key yet.
+        let deadline = Instant::now() + Duration::from_secs(15);
+        loop {
+            match self.client.propose_change(req).await {
+                Ok(r) => return r.into_inner().draft.expect("a draft"),
+                Err(e) if e.code() == tonic::Code::Unauthenticated && Instant::now() < deadline => {
+                    tokio::time::sleep(Duration::from_millis(100)).await;
+                    req = self.req(payment(minor, rationale));
+                }
+                Err(e) => panic!("proposing a payment: {e}"),
+            }
+        }
+    }
+
+    async fn status(&mut self, draft_id: &str) -> pb::Draft {
+        let req = self.req(pb::GetDraftStatusRequest { draft_id: draft_id.into() });
+        self.client.get_draft_status(req).await.unwrap().into_inner()
+    }
+}
+
+fn payment(minor: i64, rationale: &str) -> pb::ProposeChangeRequest {
+    pb::ProposeChangeRequest {
+        account_id: "card_1".into(),
+        rationale: rationale.into(),
+        change: Some(pb::propose_change_request::Change::Payment(pb::Payment {
+            amount: Some(pb::Money {
+                minor_units: minor,
+                currency: "USD".into(),
+            }),
+            merchant: "openai.com".into(),
+            url: "https://openai.com/billing".into(),
+            ..Default::default()
+        })),
+    }
+}
+
+/// `spend dev`'s stderr, line by line, as it comes.
+fn lines(child: &mut Spawned) -> std::sync::mpsc::Receiver<String> {
+    let stderr = child.stderr.take().expect("piped stderr");
+    let (tx, rx) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for line in std::io::BufReader::new(stderr).lines().map_while(Result::ok) {
+            eprintln!("[spend dev] {line}");
+            if tx.send(line).is_err() {
+                break;
+            }
+        }
+    });
+    rx
+}
+
+fn wait_line(rx: &std::sync::mpsc::Receiver<String>, contains: &str, within: Duration) -> String {
+    let deadline = Instant::now() + within;
+    while Instant::now() < deadline {
+        if let Ok(l) = rx.recv_timeout(Duration::from_millis(200))
+            && l.contains(contains)
+        {
+            return l;
+        }
+    }
+    panic!("spend dev never printed {contains:?}");
+}
+
+fn link_in(outbox: &Path, draft_id: &str) -> String {
+    let path = outbox.join(format!("approval-dev-{draft_id}.txt"));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if let Ok(t) = std::fs::read_to_string(&path)
+            && let Some(l) = t.lines().find(|l| l.starts_with("http://localhost:"))
+        {
+            return l.to_string();
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no approval link for {draft_id} in {}", outbox.display());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_verifies_offline() {
+    let dir = tempfile::tempdir().unwrap();
+    let data = dir.path().join("data");
+    std::fs::create_dir_all(&data).unwrap();
+    std::fs::write(data.join("SPEND.md"), POLICY).unwrap();
+    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let addr = |p: u16| format!("127.0.0.1:{p}");
+    let mut dev = Spawned::new(
+        spend(&[])
+            .args(["dev", "--data-dir", data.to_str().unwrap()])
+            .args(["--gateway-listen", &addr(ports[0]), "--ledger-listen", &addr(ports[1])])
+            .args(["--sandbox-listen", &addr(ports[2]), "--approval-listen", &addr(ports[3])])
+            .args(["--policy-listen", &addr(ports[4])])
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spend dev starts"),
+    );
+    let rx = lines(&mut dev);
+    let enroll_line = wait_line(&rx, "enroll with a passkey at ", Duration::from_secs(60));
+    let admin_enroll = enroll_line.rsplit(' ').next().unwrap().to_string();
+    let origin = format!("http://localhost:{}", ports[3]);
+    assert!(admin_enroll.starts_with(&format!("{origin}/enroll/")), "{enroll_line}");
+    wait_port(ports[0], "the gateway", Duration::from_secs(30));
+    wait_port(ports[3], "the approval app", Duration::from_secs(30));
+
+    // The agent drafts three payments that need humans.
+    let key = std::fs::read_to_string(data.join("keys").join("dev-agent-key")).unwrap().trim().to_string();
+    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addr(ports[0])))
+        .unwrap()
+        .connect()
+        .await
+        .unwrap();
+    let mut agent = Agent {
+        client: AgentGatewayClient::new(channel),
+        bearer: format!("Bearer {key}").parse().unwrap(),
+    };
+    let approve = agent.pay(1_000, "API credits for the evaluation run").await;
+    let reject = agent.pay(1_200, "more credits <script>alert(1)</script> [click](http://evil.example)").await;
+    let dual = agent.pay(3_000, "a bigger top-up").await;
+    for d in [&approve, &reject, &dual] {
+        assert_eq!(d.status, "pending_approval", "{d:?}");
+    }
+    let outbox = data.join("outbox");
+    let links: Vec<String> = [&approve, &reject, &dual].iter().map(|d| link_in(&outbox, &d.draft_id)).collect();
+
+    // While it waits, the agent sees the expiry and approvals given of
+    // required: never a link, a token or who the approvers are.
+    let waiting = agent.status(&dual.draft_id).await;
+    assert!(!waiting.expires_at.is_empty(), "{waiting:?}");
+    assert_eq!((waiting.approvals_given, waiting.approvals_required), (0, 2));
+    let shown = format!("{waiting:?}");
+    let token = links[2].rsplit('/').next().unwrap();
+    assert!(!shown.contains(token) && !shown.contains("/a/") && !shown.contains("@dev.localhost"), "{shown}");
+
+    // An agent credential cannot arm, confirm or even read an approval.
+    let http = reqwest::Client::new();
+    for path in [
+        format!("/approvals/{}/arm", approve.draft_id),
+        format!("/approvals/{}/confirm", approve.draft_id),
+    ] {
+        let r = http.post(format!("{origin}{path}")).bearer_auth(&key).send().await.unwrap();
+        assert_eq!(r.status(), 403, "{path}");
+    }
+
+    // The browser.
+    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/browser/approval.mjs");
+    let mut node = Command::new("node");
+    node.arg(script)
+        .env("ORIGIN", &origin)
+        .env("ADMIN_ENROLL", &admin_enroll)
+        .env("LINK_APPROVE", &links[0])
+        .env("LINK_REJECT", &links[1])
+        .env("LINK_DUAL", &links[2]);
+    if let Ok(shots) = std::env::var("SPEND_SCREENSHOTS") {
+        node.env("SCREENSHOTS", shots);
+    }
+    let out = tokio::task::block_in_place(|| node.output().expect("node runs (scripts/test.sh installs it)"));
+    let stdout = text(&out.stdout);
+    assert!(out.status.success(), "the browser run failed:\n{stdout}\n{}", text(&out.stderr));
+    let seen: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
+    let s = |k: &str| seen[k].as_str().unwrap_or_default().to_string();
+    assert_eq!(seen["admin_enroll"]["fingerprint"].as_str().unwrap().len(), 64, "{seen}");
+    assert!(seen["admin_enroll"]["status"].as_str().unwrap().contains("spend approver anchor"), "{seen}");
+    assert_eq!(seen["admin_signed_in"], true, "{seen}");
+    assert_eq!(seen["draft_page_has_approve"], true);
+    assert_eq!(seen["cancel_closes"], true);
+    assert_eq!(seen["post_without_csrf"], 403, "{seen}");
+    assert!(s("approved_status").starts_with("Approved"), "{seen}");
+    assert!(s("decided_link").starts_with("Approved"), "{seen}");
+    assert_eq!(seen["decided_has_no_approve"], true);
+    assert!(s("rejected_status").contains("Not this quarter <b>really</b>"), "shown as text: {seen}");
+    assert!(s("bob_before_countersign").starts_with("You are not signed in"), "{seen}");
+    assert!(s("approvers_page").contains("bob@dev.localhost"), "{seen}");
+    assert_eq!(seen["bob_signed_in"], true, "{seen}");
+    assert!(s("dual_first").contains("awaiting_second_approval"), "{seen}");
+    assert_eq!(seen["dual_same_person_again"], true, "one person approves once");
+    assert!(s("dual_second").starts_with("Approved"), "{seen}");
+    assert!(s("presence_only").starts_with("Your passkey was not created"), "{seen}");
+
+    // What the agent sees now.
+    assert_eq!(agent.status(&approve.draft_id).await.status, "approved");
+    assert_eq!(agent.status(&reject.draft_id).await.status, "rejected");
+    let done = agent.status(&dual.draft_id).await;
+    assert_eq!((done.status.as_str(), done.approvals_given), ("approved", 2));
+
+    // Audited: the POST without its CSRF token.
+    drop(agent);
+    let _ = Command::new("kill").arg("-TERM").arg(dev.id().to_string()).status();
+    let _ = dev.wait();
+    dev.forget();
+
+    // The export, checked with standard crypto only.
+    let export = dir.path().join("export.jsonl");
+    let out = run(
+        &[],
+        &["ledger", "export", "--data-dir", data.to_str().unwrap(), "--output", export.to_str().unwrap()],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = std::fs::read_to_string(&export).unwrap();
+    assert!(
+        all.contains("csrf.refused") || decoded_contains(&all, "csrf.refused"),
+        "the refused POST is audited"
+    );
+    let checker = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/scripts/verify_approvals.py");
+    let out = Command::new("python3").arg(checker).arg(&export).output().expect("python3 runs");
+    let report = text(&out.stdout);
+    assert!(out.status.success(), "{report}{}", text(&out.stderr));
+    assert!(report.contains("3 approval proofs verified, 0 failed"), "{report}");
+}
+
+/// Whether any event's payload in an export contains `needle`.
+fn decoded_contains(export: &str, needle: &str) -> bool {
+    use base64::Engine as _;
+    export.lines().any(|l| {
+        let v: serde_json::Value = serde_json::from_str(l).unwrap_or_default();
+        v["payload_b64"]
+            .as_str()
+            .and_then(|p| base64::engine::general_purpose::STANDARD.decode(p).ok())
+            .is_some_and(|b| String::from_utf8_lossy(&b).contains(needle))
+    })
+}

@@ -1,0 +1,287 @@
+//! What the approval service knows, and only from the log: invitations,
+//! registered passkeys, the approver registry (through the policy
+//! [`Versions`], which keeps it), the drafts that need or needed a human
+//! (the draft aggregate of `spend-draft`, the one place a status is
+//! derived), and the approval links' token hashes.
+//!
+//! Any replica rebuilds it by replaying; it is the service's only state
+//! beyond short-lived sign-in ceremonies and sessions. Pure: the service
+//! follows the log into [`Book::apply`] and asks [`Book::due`] what to
+//! append next (requests to open, requests that expired).
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, Utc};
+use spend_core::bounded::FifoMap;
+use spend_core::events::{ApprovalGranted, ApproverEnrolled, ApproverInvited, ApproverRegistered, EventData, Outcome};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
+use spend_eventlog::StoredMessage;
+use spend_eventlog::read::{Read, classify};
+use spend_policy::versions::Versions;
+
+/// Drafts the book keeps (the oldest forgotten first): pending ones and
+/// the recent history the app shows.
+pub const MAX_DRAFTS: usize = 100_000;
+
+/// Invitations kept (the oldest forgotten first).
+pub const MAX_INVITES: usize = 10_000;
+
+#[derive(Debug, Clone)]
+pub struct Invite {
+    pub invite: ApproverInvited,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// The registration that used it, if any (single use).
+    pub used_by: Option<String>,
+}
+
+impl Invite {
+    pub fn usable(&self, now: DateTime<Utc>) -> bool {
+        self.used_by.is_none() && self.expires_at.is_some_and(|t| now < t)
+    }
+}
+
+/// One draft as the app shows it.
+#[derive(Debug, Clone)]
+pub struct Entry {
+    pub draft: Draft,
+    /// Who drafted it (the agent key id on the envelope).
+    pub agent: String,
+    /// Its approval subject's last stream sequence (0: none yet): what the
+    /// service's next append on it expects.
+    pub approval_seq: u64,
+    /// Approvals counted: (approver id, when).
+    pub approvals: Vec<(String, DateTime<Utc>)>,
+    /// The rejection, if rejected: (approver id, reason).
+    pub rejection: Option<(String, String)>,
+}
+
+#[derive(Default)]
+pub struct Book {
+    /// SPEND.md versions, and the approver registry.
+    pub versions: Versions,
+    invites: HashMap<String, Invite>,
+    invite_order: Vec<String>,
+    /// Registered passkeys (trusted or not), by (org, approver id).
+    registered: HashMap<(String, String), ApproverRegistered>,
+    /// Approver ids by (org, lower-case email).
+    by_email: HashMap<(String, String), Vec<String>>,
+    drafts: Option<FifoMap<(String, String), Entry>>,
+    /// Approval links: token hash -> (org, draft id).
+    links: HashMap<String, (String, String)>,
+    /// The last stream sequence applied.
+    pub seq: u64,
+}
+
+impl Book {
+    fn drafts_mut(&mut self) -> &mut FifoMap<(String, String), Entry> {
+        self.drafts.get_or_insert_with(|| FifoMap::new(MAX_DRAFTS))
+    }
+
+    /// Applies one message from the log.
+    pub fn apply(&mut self, prefix: &str, m: &StoredMessage) {
+        self.seq = self.seq.max(m.seq);
+        let Read::Event { env, aggregate, id } = classify(prefix, m) else {
+            return;
+        };
+        let org = env.org.to_string();
+        // Policy versions and the registry (enrollments, anchors, removals,
+        // approvals of policy proposals).
+        let _ = self.versions.apply(prefix, m, &env);
+        if env.event_type == ApprovalGranted::TYPE {
+            let Ok(facts) = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished, m.seq, m.time) else {
+                return;
+            };
+            let key = (org, facts.data.draft_id.clone());
+            let registry = &mut self.versions.approvers;
+            let Some(entry) = self.drafts.as_mut().and_then(|d| d.get_mut(&key)) else {
+                return;
+            };
+            entry.approval_seq = m.seq;
+            if let Ok(verified) = recorded_approval(&facts, &entry.draft, registry)
+                && entry.draft.apply(&DraftEvent::Approved(verified))
+            {
+                entry.approvals.push((facts.data.approver_id.clone(), m.time));
+            }
+            return;
+        }
+        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
+            return;
+        };
+        match data {
+            EventData::ApproverInvited(i) if i.org == org => {
+                let expires_at = DateTime::parse_from_rfc3339(&i.expires_at).ok().map(|t| t.with_timezone(&Utc));
+                let hash = i.token_sha256.clone();
+                if self.invites.len() >= MAX_INVITES && !self.invite_order.is_empty() {
+                    let old = self.invite_order.remove(0);
+                    self.invites.remove(&old);
+                }
+                self.invite_order.push(hash.clone());
+                self.invites.insert(
+                    hash,
+                    Invite {
+                        invite: i,
+                        expires_at,
+                        used_by: None,
+                    },
+                );
+            }
+            EventData::ApproverRegistered(r) if r.org == org => {
+                if let Some(inv) = self.invites.values_mut().find(|i| i.invite.invite_id == r.invite_id && i.invite.org == org) {
+                    inv.used_by.get_or_insert(r.approver_id.clone());
+                }
+                let ids = self.by_email.entry((org.clone(), r.email.to_lowercase())).or_default();
+                if !ids.contains(&r.approver_id) {
+                    ids.push(r.approver_id.clone());
+                }
+                self.registered.entry((org, r.approver_id.clone())).or_insert(r);
+            }
+            EventData::ApproverEnrolled(ApproverEnrolled { .. }) => {}
+            EventData::DraftProposed(_) => {
+                if aggregate != "draft" {
+                    return;
+                }
+                if let Some(DraftEvent::Proposed { data, at, hash, .. }) = DraftEvent::from_stored_proposal(&m.payload)
+                    && data.draft_id == id
+                {
+                    let key = (org.clone(), data.draft_id.clone());
+                    let agent = env.actor.id.to_string();
+                    let drafts = self.drafts_mut();
+                    if !drafts.contains_key(&key) {
+                        drafts.insert_new(
+                            key,
+                            Entry {
+                                draft: Draft::from_proposed(&org, &data, at, hash),
+                                agent,
+                                approval_seq: 0,
+                                approvals: Vec::new(),
+                                rejection: None,
+                            },
+                        );
+                    }
+                }
+            }
+            other => {
+                let Some(event) = DraftEvent::from_fact(other) else {
+                    return;
+                };
+                if aggregate == "decision" && event.draft_id() != id {
+                    return;
+                }
+                let key = (org, event.draft_id().to_string());
+                let on_approval = aggregate == "approval";
+                let Some(entry) = self.drafts.as_mut().and_then(|d| d.get_mut(&key)) else {
+                    return;
+                };
+                if on_approval {
+                    entry.approval_seq = m.seq;
+                }
+                if entry.draft.apply(&event) {
+                    match &event {
+                        DraftEvent::Requested(r) => {
+                            self.links.insert(r.link_token_sha256.clone(), key);
+                        }
+                        DraftEvent::Rejected(r) => entry.rejection = Some((r.approver_id.clone(), r.reason.clone())),
+                        _ => {}
+                    }
+                }
+            }
+        }
+    }
+
+    pub fn invite(&self, token_sha256: &str) -> Option<&Invite> {
+        self.invites.get(token_sha256)
+    }
+
+    pub fn registered(&self, org: &str, approver_id: &str) -> Option<&ApproverRegistered> {
+        self.registered.get(&(org.to_string(), approver_id.to_string()))
+    }
+
+    /// Every registration of `org`, by approver id.
+    pub fn registrations(&self, org: &str) -> Vec<&ApproverRegistered> {
+        let mut v: Vec<_> = self.registered.iter().filter(|((o, _), _)| o == org).map(|(_, r)| r).collect();
+        v.sort_by(|a, b| a.approver_id.cmp(&b.approver_id));
+        v
+    }
+
+    /// The approver ids registered with `email` in any organisation:
+    /// (org, approver id).
+    pub fn by_email(&self, email: &str) -> Vec<(String, String)> {
+        let email = email.trim().to_lowercase();
+        let mut v: Vec<(String, String)> = self
+            .by_email
+            .iter()
+            .filter(|((_, e), _)| *e == email)
+            .flat_map(|((o, _), ids)| ids.iter().map(move |id| (o.clone(), id.clone())))
+            .collect();
+        v.sort();
+        v
+    }
+
+    pub fn entry(&self, org: &str, draft_id: &str) -> Option<&Entry> {
+        self.drafts.as_ref()?.get(&(org.to_string(), draft_id.to_string()))
+    }
+
+    /// The draft an approval link's token (hashed) names.
+    pub fn link(&self, token_sha256: &str) -> Option<&(String, String)> {
+        self.links.get(token_sha256)
+    }
+
+    /// The organisation's drafts, newest first: those waiting for a human
+    /// and the `history` most recent others.
+    pub fn queue(&self, org: &str, history: usize) -> (Vec<&Entry>, Vec<&Entry>) {
+        let mut all: Vec<&Entry> = self
+            .drafts
+            .as_ref()
+            .map(|d| d.values().filter(|e| e.draft.org() == org).collect())
+            .unwrap_or_default();
+        all.sort_by_key(|e| std::cmp::Reverse(e.draft.proposed_at()));
+        let (waiting, done): (Vec<&Entry>, Vec<&Entry>) = all.into_iter().partition(|e| waits_for_a_human(e.draft.status()));
+        (waiting, done.into_iter().take(history).collect())
+    }
+
+    /// What the service should append now: drafts whose decision asks for
+    /// a human and that have no request yet, and requests that expired at
+    /// `now`.
+    pub fn due(&self, now: DateTime<Utc>) -> Due {
+        let mut due = Due::default();
+        let Some(drafts) = self.drafts.as_ref() else {
+            return due;
+        };
+        for e in drafts.values() {
+            if !waits_for_a_human(e.draft.status()) {
+                continue;
+            }
+            match e.draft.request() {
+                None => {
+                    let needs = matches!(
+                        e.draft.decision().map(|d| &d.outcome),
+                        Some(Outcome::RequireApproval | Outcome::RequireDualApproval)
+                    );
+                    if needs {
+                        due.requests.push((e.draft.org().to_string(), e.draft.id().to_string()));
+                    }
+                }
+                Some(r) => {
+                    let expired = DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|t| t.with_timezone(&Utc) <= now);
+                    if expired {
+                        due.expired.push((e.draft.org().to_string(), e.draft.id().to_string()));
+                    }
+                }
+            }
+        }
+        due
+    }
+}
+
+/// Whether a draft in `status` waits for a human.
+pub fn waits_for_a_human(status: DraftStatus) -> bool {
+    matches!(status, DraftStatus::PendingApproval | DraftStatus::AwaitingSecondApproval)
+}
+
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct Due {
+    /// (org, draft id) to open an approval request for.
+    pub requests: Vec<(String, String)>,
+    /// (org, draft id) whose request expired.
+    pub expired: Vec<(String, String)>,
+}

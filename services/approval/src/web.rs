@@ -1,0 +1,1355 @@
+//! The approval app: server-rendered pages (maud escapes everything it
+//! renders, so whatever an agent wrote — rationale, merchant, names — is
+//! text, never markup or a link), one static script for the passkey
+//! ceremonies, and a strict Content Security Policy.
+//!
+//! - GET never changes anything (mail scanners open links). Every change
+//!   is a POST from a signed-in session carrying its CSRF token, from this
+//!   app's own origin; anything else is refused and audited.
+//! - Sessions: a random token in an HttpOnly, Secure, SameSite=Strict
+//!   cookie (only its hash is kept), with idle and absolute expiry, for one
+//!   approver of one organisation.
+//! - Approve is two steps: "Approve" arms (the server fixes the approval id
+//!   and the pinned challenge) and opens a `role="alertdialog"` with the
+//!   diff again; "Confirm and push live" asks the passkey for a fresh
+//!   assertion over that challenge, which the server checks with the same
+//!   verifier every consumer uses before it records
+//!   `spend.approval.granted.v1` with the proof.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use axum::Json;
+use axum::extract::{ConnectInfo, Form, Path, Query, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{Html, IntoResponse, Redirect, Response};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use chrono::{DateTime, Utc};
+use maud::{DOCTYPE, Markup, html};
+use serde::Deserialize;
+use sha2::{Digest, Sha256};
+use spend_core::Actor;
+use spend_core::bounded::FifoMap;
+use spend_core::events::{
+    ApprovalGranted, ApprovalProof, ApprovalRejected, ApproverEnrolled, ApproverRegistered, ApproverRemoved, Countersignature, EventData, SecurityAlert,
+};
+use spend_draft::approvers::{Enrollment, Role};
+use spend_draft::proof::{approval_challenge, enroll_challenge, fingerprint};
+use spend_eventlog::{LogError, Recorder};
+use tokio::sync::{Mutex, RwLock};
+use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
+
+use crate::book::{Book, Entry, waits_for_a_human};
+use crate::passkeys::{CEREMONY_TTL, Passkeys, PostedAssertion};
+
+/// The session cookie's name.
+pub const COOKIE: &str = "spend_session";
+/// Sessions kept at once (the oldest forgotten first).
+const MAX_SESSIONS: usize = 10_000;
+/// Ceremonies in flight kept at once, per kind.
+const MAX_CEREMONIES: usize = 10_000;
+/// The longest rejection reason.
+const MAX_REASON: usize = 1_000;
+/// Finished drafts the queue shows under the waiting ones.
+const HISTORY: usize = 50;
+
+const CSP: &str =
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
+const APP_JS: &str = include_str!("../static/app.js");
+const APP_CSS: &str = include_str!("../static/app.css");
+
+/// Session lifetimes.
+#[derive(Debug, Clone, Copy)]
+pub struct SessionPolicy {
+    /// Signed out after this long without a request.
+    pub idle: Duration,
+    /// Signed out this long after signing in, however active.
+    pub absolute: Duration,
+}
+
+impl Default for SessionPolicy {
+    fn default() -> Self {
+        Self {
+            idle: Duration::from_secs(15 * 60),
+            absolute: Duration::from_secs(8 * 3600),
+        }
+    }
+}
+
+#[derive(Debug, Clone)]
+struct Session {
+    org: String,
+    approver_id: String,
+    email: String,
+    role: Role,
+    csrf: String,
+    started: Instant,
+    seen: Instant,
+}
+
+struct SignIn {
+    challenge: [u8; 32],
+    /// (org, approver id, credential id) the assertion may come from.
+    candidates: Vec<(String, String, String)>,
+    started: Instant,
+}
+
+struct Armed {
+    org: String,
+    draft_id: String,
+    approver_id: String,
+    started: Instant,
+}
+
+struct Countersigning {
+    org: String,
+    admin_id: String,
+    target: ApproverRegistered,
+    challenge: [u8; 32],
+    started: Instant,
+}
+
+pub struct App {
+    pub recorder: Recorder,
+    pub book: Arc<RwLock<Book>>,
+    pub passkeys: Passkeys,
+    pub sessions_policy: SessionPolicy,
+    /// Where `spend dev` writes approval links (the notifications issue
+    /// delivers them by Slack and email).
+    pub outbox: Option<PathBuf>,
+    sessions: Mutex<FifoMap<String, Session>>,
+    registrations: Mutex<FifoMap<String, (PasskeyRegistration, Instant)>>,
+    signins: Mutex<FifoMap<String, SignIn>>,
+    armed: Mutex<FifoMap<String, Armed>>,
+    countersigns: Mutex<FifoMap<String, Countersigning>>,
+    /// Sign counters seen at sign-in (never on the log), per credential.
+    counters: Mutex<FifoMap<String, u32>>,
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn random_token() -> String {
+    spend_credentials::random_hex(32).expect("the operating system's random source")
+}
+
+fn fresh(started: Instant) -> bool {
+    started.elapsed() < CEREMONY_TTL
+}
+
+/// A refusal the page or the script shows.
+#[derive(Debug)]
+pub struct Refusal {
+    status: StatusCode,
+    message: String,
+}
+
+impl Refusal {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        Self {
+            status,
+            message: message.into(),
+        }
+    }
+}
+
+impl IntoResponse for Refusal {
+    fn into_response(self) -> Response {
+        (self.status, Json(serde_json::json!({"error": self.message}))).into_response()
+    }
+}
+
+type Answer<T> = Result<T, Refusal>;
+
+fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Markup) -> Response {
+    let doc = html! {
+        (DOCTYPE)
+        html lang="en" {
+            head {
+                meta charset="utf-8";
+                meta name="viewport" content="width=device-width, initial-scale=1";
+                @if let Some(t) = csrf { meta name="csrf-token" content=(t); }
+                title { (title) " — SpendSignoff" }
+                link rel="stylesheet" href="/static/app.css";
+                script src="/static/app.js" defer {}
+            }
+            body {
+                header {
+                    p { strong { "SpendSignoff" } " approvals" }
+                    @if let Some(w) = who {
+                        nav aria-label="Account" {
+                            a href="/approvals" { "Queue" } " · " a href="/approvers" { "Approvers" } " · " (w) " "
+                            form method="post" action="/signout" style="display:inline" {
+                                @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
+                                button type="submit" { "Sign out" }
+                            }
+                        }
+                    }
+                }
+                main { h1 { (title) } (body) }
+            }
+        }
+    };
+    Html(doc.into_string()).into_response()
+}
+
+fn with_security_headers(mut r: Response) -> Response {
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+    h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    r
+}
+
+pub async fn security_headers(req: axum::extract::Request, next: axum::middleware::Next) -> Response {
+    with_security_headers(next.run(req).await)
+}
+
+fn cookie_token(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get_all(header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .find(|(k, _)| *k == COOKIE)
+        .map(|(_, v)| v.to_string())
+}
+
+impl App {
+    pub fn new(recorder: Recorder, book: Arc<RwLock<Book>>, passkeys: Passkeys, sessions_policy: SessionPolicy, outbox: Option<PathBuf>) -> Self {
+        Self {
+            recorder,
+            book,
+            passkeys,
+            sessions_policy,
+            outbox,
+            sessions: Mutex::new(FifoMap::new(MAX_SESSIONS)),
+            registrations: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
+            signins: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
+            armed: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
+            countersigns: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
+            counters: Mutex::new(FifoMap::new(MAX_SESSIONS)),
+        }
+    }
+
+    fn origin(&self) -> &str {
+        &self.passkeys.rp.origin
+    }
+
+    /// The signed-in session of a request, if any and not expired; marks it
+    /// seen. An approver removed since signing in is signed out.
+    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
+        let key = sha256_hex(&cookie_token(headers)?);
+        let mut sessions = self.sessions.lock().await;
+        let s = sessions.get_mut(&key)?;
+        let p = self.sessions_policy;
+        if s.seen.elapsed() >= p.idle || s.started.elapsed() >= p.absolute {
+            sessions.remove(&key);
+            return None;
+        }
+        let trusted = {
+            let book = self.book.read().await;
+            book.versions.approvers.approver(&s.org, &s.approver_id).is_some_and(|a| a.removed_at.is_none())
+        };
+        if !trusted {
+            sessions.remove(&key);
+            return None;
+        }
+        s.seen = Instant::now();
+        Some(s.clone())
+    }
+
+    /// A POST's session, its CSRF token and its origin, or a refusal
+    /// (audited: a forged cross-site request is an attack).
+    async fn checked(&self, headers: &HeaderMap, peer: SocketAddr, form_token: Option<&str>) -> Answer<Session> {
+        let origin_ok = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) == Some(self.origin());
+        let Some(s) = self.session(headers).await else {
+            return Err(Refusal::new(StatusCode::UNAUTHORIZED, "sign in with your passkey first"));
+        };
+        let presented = form_token
+            .map(str::to_string)
+            .or_else(|| headers.get("x-csrf-token").and_then(|v| v.to_str().ok()).map(str::to_string));
+        let token_ok = presented.is_some_and(|t| subtle_eq(&t, &s.csrf));
+        if !origin_ok || !token_ok {
+            let why = if !origin_ok { "from another origin" } else { "without its CSRF token" };
+            self.alert(
+                &s.org,
+                "csrf.refused",
+                Some(peer),
+                format!("a POST in {}'s session came {why}: refused", s.approver_id),
+            )
+            .await;
+            return Err(Refusal::new(StatusCode::FORBIDDEN, format!("refused: the request came {why}")));
+        }
+        Ok(s)
+    }
+
+    async fn alert(&self, org: &str, reason: &str, peer: Option<SocketAddr>, detail: String) {
+        let alert = SecurityAlert {
+            reason: reason.into(),
+            key_id: None,
+            address: peer.map(|p| p.ip().to_string()),
+            detail,
+        };
+        if let Err(e) = self.recorder.alert(org, alert).record().await {
+            tracing::error!(error = %e, org, reason, "could not record a security alert");
+        }
+    }
+
+    /// Waits (briefly) until the book has applied the log up to `seq`, so
+    /// the next page shows what was just recorded.
+    async fn wait_for(&self, seq: u64) {
+        let deadline = Instant::now() + Duration::from_secs(3);
+        while self.book.read().await.seq < seq && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    }
+}
+
+fn subtle_eq(a: &str, b: &str) -> bool {
+    use subtle::ConstantTimeEq as _;
+    a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
+}
+
+// ---- static files ----
+
+pub async fn app_js() -> Response {
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8")], APP_JS).into_response()
+}
+
+pub async fn app_css() -> Response {
+    ([(header::CONTENT_TYPE, "text/css; charset=utf-8")], APP_CSS).into_response()
+}
+
+// ---- sign-in ----
+
+#[derive(Deserialize)]
+pub struct Next {
+    next: Option<String>,
+}
+
+fn safe_next(next: Option<&str>) -> String {
+    match next {
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.len() < 300 => n.to_string(),
+        _ => "/approvals".into(),
+    }
+}
+
+pub async fn home(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    if app.session(&headers).await.is_some() {
+        Redirect::to("/approvals").into_response()
+    } else {
+        Redirect::to("/signin").into_response()
+    }
+}
+
+fn signin_page(next: &str) -> Response {
+    page(
+        "Sign in",
+        None,
+        None,
+        html! {
+            p { "Approvers sign in with the passkey they enrolled." }
+            form #signin-form data-next=(next) {
+                label for="email" { "Email" }
+                input #email type="email" name="email" autocomplete="username webauthn" required;
+                p { button.primary type="submit" { "Sign in with passkey" } }
+            }
+            p #signin-status role="status" aria-live="polite" {}
+        },
+    )
+}
+
+pub async fn signin(Query(q): Query<Next>) -> Response {
+    signin_page(&safe_next(q.next.as_deref()))
+}
+
+#[derive(Deserialize)]
+pub struct SignInStart {
+    email: String,
+}
+
+pub async fn signin_start(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<SignInStart>) -> Answer<Json<serde_json::Value>> {
+    same_origin(&app, &headers)?;
+    if body.email.len() > 320 {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "that is not an email address"));
+    }
+    let candidates: Vec<(String, String, String)> = {
+        let book = app.book.read().await;
+        book.by_email(&body.email)
+            .into_iter()
+            .filter_map(|(org, id)| {
+                let a = book.versions.approvers.approver(&org, &id)?;
+                a.removed_at.is_none().then(|| (org, id, a.credential_id.clone()))
+            })
+            .collect()
+    };
+    if candidates.is_empty() {
+        return Err(Refusal::new(
+            StatusCode::NOT_FOUND,
+            "no trusted approver has that email: enroll with your invitation link, and ask an admin to countersign (or your operator to anchor a first admin)",
+        ));
+    }
+    let mut challenge = [0u8; 32];
+    getrandom_fill(&mut challenge);
+    let ceremony = random_token();
+    let ids: Vec<String> = candidates.iter().map(|c| c.2.clone()).collect();
+    app.signins.lock().await.insert_new(
+        ceremony.clone(),
+        SignIn {
+            challenge,
+            candidates,
+            started: Instant::now(),
+        },
+    );
+    Ok(Json(serde_json::json!({
+        "ceremony": ceremony,
+        "challenge": URL_SAFE_NO_PAD.encode(challenge),
+        "credential_ids": ids,
+    })))
+}
+
+fn getrandom_fill(buf: &mut [u8]) {
+    let hex = spend_credentials::random_hex(buf.len()).expect("the operating system's random source");
+    let bytes = hex::decode(hex).expect("hex");
+    buf.copy_from_slice(&bytes);
+}
+
+#[derive(Deserialize)]
+pub struct SignInFinish {
+    ceremony: String,
+    assertion: PostedAssertion,
+}
+
+pub async fn signin_finish(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<SignInFinish>,
+) -> Answer<Response> {
+    same_origin(&app, &headers)?;
+    let Some(ceremony) = app.signins.lock().await.remove(&body.ceremony).filter(|c| fresh(c.started)) else {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "this sign-in expired: start again"));
+    };
+    let Some((org, approver_id, _)) = ceremony.candidates.iter().find(|c| c.2 == body.assertion.credential_id).cloned() else {
+        return Err(Refusal::new(StatusCode::UNAUTHORIZED, "that passkey is not one of this approver's"));
+    };
+    let (key, rp, role, last, email) = {
+        let book = app.book.read().await;
+        let a = book
+            .versions
+            .approvers
+            .approver(&org, &approver_id)
+            .filter(|a| a.removed_at.is_none())
+            .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "that approver is no longer trusted"))?;
+        let email = book
+            .registered(&org, &approver_id)
+            .map(|r| r.email.clone())
+            .unwrap_or_else(|| approver_id.clone());
+        (a.public_key_der.clone(), a.rp.clone(), a.role, a.counter_value(), email)
+    };
+    let seen = app.counters.lock().await.get(&body.assertion.credential_id).copied().unwrap_or(0);
+    let counter = match body.assertion.verify(&key, &rp, &ceremony.challenge, last.max(seen)) {
+        Ok(c) => c,
+        Err(e) => {
+            app.alert(
+                &org,
+                "signin.refused",
+                Some(peer),
+                format!("a sign-in as approver {approver_id} was refused: {e}"),
+            )
+            .await;
+            return Err(Refusal::new(StatusCode::UNAUTHORIZED, format!("sign-in refused: {e}")));
+        }
+    };
+    {
+        let mut counters = app.counters.lock().await;
+        counters.remove(&body.assertion.credential_id);
+        counters.insert_new(body.assertion.credential_id.clone(), counter);
+    }
+    let token = random_token();
+    let now = Instant::now();
+    app.sessions.lock().await.insert_new(
+        sha256_hex(&token),
+        Session {
+            org,
+            approver_id,
+            email,
+            role,
+            csrf: random_token(),
+            started: now,
+            seen: now,
+        },
+    );
+    let cookie = format!(
+        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        app.sessions_policy.absolute.as_secs()
+    );
+    let mut r = Json(serde_json::json!({"ok": true})).into_response();
+    r.headers_mut()
+        .insert(header::SET_COOKIE, HeaderValue::from_str(&cookie).expect("a cookie of hex"));
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+pub struct CsrfForm {
+    csrf: String,
+}
+
+pub async fn signout(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<CsrfForm>) -> Answer<Response> {
+    app.checked(&headers, peer, Some(&f.csrf)).await?;
+    if let Some(t) = cookie_token(&headers) {
+        app.sessions.lock().await.remove(&sha256_hex(&t));
+    }
+    let mut r = Redirect::to("/signin").into_response();
+    r.headers_mut().insert(
+        header::SET_COOKIE,
+        HeaderValue::from_static("spend_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+    );
+    Ok(r)
+}
+
+// ---- enrollment ----
+
+pub async fn enroll_page(State(app): State<Arc<App>>, Path(token): Path<String>) -> Response {
+    let book = app.book.read().await;
+    let Some(invite) = book.invite(&sha256_hex(&token)) else {
+        return page(
+            "Invitation not found",
+            None,
+            None,
+            html! { p { "This enrollment link is not valid. Ask your operator for a new invitation." } },
+        );
+    };
+    if !invite.usable(Utc::now()) {
+        let why = if invite.used_by.is_some() { "was used already" } else { "expired" };
+        return page(
+            "Invitation no longer valid",
+            None,
+            None,
+            html! { p { "This enrollment link " (why) ". Each link enrolls one passkey; ask your operator for a new invitation." } },
+        );
+    }
+    let i = &invite.invite;
+    page(
+        "Create your passkey",
+        None,
+        None,
+        html! {
+            p { "You were invited to approve spend for " strong { (i.org) } " as " strong { (i.role) } " (" (i.email) ")." }
+            p { "Your passkey must verify you (a PIN, fingerprint or face); a tap alone is not enough." }
+            button #create-passkey .primary type="button" data-token=(token) { "Create passkey" }
+            p #enroll-status role="status" aria-live="polite" {}
+            div #enrolled hidden {
+                p { "Your key fingerprint:" }
+                p { code #fingerprint {} }
+            }
+        },
+    )
+}
+
+pub async fn enroll_start(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Answer<Json<serde_json::Value>> {
+    same_origin(&app, &headers)?;
+    let hash = sha256_hex(&token);
+    let email = {
+        let book = app.book.read().await;
+        let invite = book
+            .invite(&hash)
+            .filter(|i| i.usable(Utc::now()))
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "this enrollment link is not valid any more"))?;
+        invite.invite.email.clone()
+    };
+    let (options, state) = app
+        .passkeys
+        .start_registration(&email)
+        .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
+    let mut regs = app.registrations.lock().await;
+    regs.remove(&hash);
+    regs.insert_new(hash, (state, Instant::now()));
+    Ok(Json(
+        serde_json::to_value(options).map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
+    ))
+}
+
+fn same_origin(app: &App, headers: &HeaderMap) -> Answer<()> {
+    if headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) == Some(app.origin()) {
+        Ok(())
+    } else {
+        Err(Refusal::new(StatusCode::FORBIDDEN, "refused: the request came from another origin"))
+    }
+}
+
+pub async fn enroll_finish(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    Path(token): Path<String>,
+    Json(response): Json<RegisterPublicKeyCredential>,
+) -> Answer<Json<serde_json::Value>> {
+    same_origin(&app, &headers)?;
+    let hash = sha256_hex(&token);
+    let Some((state, started)) = app.registrations.lock().await.remove(&hash) else {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "start creating the passkey again"));
+    };
+    if !fresh(started) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "this ceremony expired: start again"));
+    }
+    let (invite, bootstrapped) = {
+        let book = app.book.read().await;
+        let invite = book
+            .invite(&hash)
+            .filter(|i| i.usable(Utc::now()))
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "this enrollment link is not valid any more"))?
+            .invite
+            .clone();
+        let b = book.versions.approvers.bootstrapped(&invite.org);
+        (invite, b)
+    };
+    let created = app
+        .passkeys
+        .finish_registration(&response, &state)
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let approver_id = format!("u_{}", &random_token()[..16]);
+    let fp = fingerprint(&created.public_key_der);
+    let org = invite.org.clone();
+    let registered = ApproverRegistered {
+        invite_id: invite.invite_id.clone(),
+        approver_id: approver_id.clone(),
+        org: org.clone(),
+        email: invite.email.clone(),
+        role: invite.role.clone(),
+        credential_id: created.credential_id.clone(),
+        public_key_spki_b64: STANDARD.encode(&created.public_key_der),
+        fingerprint: fp.clone(),
+        rp_id: app.passkeys.rp.rp_id.clone(),
+        origin: app.passkeys.rp.origin.clone(),
+    };
+    let actor = Actor::human(&invite.email);
+    let rec = app
+        .recorder
+        .event(&org, actor.clone(), "approver", &approver_id, EventData::ApproverRegistered(registered.clone()))
+        .expect_seq(0)
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    let first_admin = invite.role == "admin" && !bootstrapped;
+    let mut last = rec.seq;
+    let message = if first_admin {
+        let enrolled = enrolled_from(&registered, None);
+        last = app
+            .recorder
+            .event(&org, actor, "approver", &approver_id, EventData::ApproverEnrolled(enrolled))
+            .record()
+            .await
+            .map_err(log_refusal)?
+            .seq;
+        format!("Your passkey is enrolled as {org}'s first admin. It is trusted once your operator runs: spend approver anchor --org {org} --fingerprint {fp}")
+    } else {
+        "Your passkey is created. It is trusted once an admin of your organisation countersigns it on the Approvers page.".to_string()
+    };
+    app.wait_for(last).await;
+    Ok(Json(serde_json::json!({"approver_id": approver_id, "fingerprint": fp, "message": message})))
+}
+
+fn enrolled_from(r: &ApproverRegistered, countersignature: Option<Countersignature>) -> ApproverEnrolled {
+    ApproverEnrolled {
+        approver_id: r.approver_id.clone(),
+        org: r.org.clone(),
+        role: r.role.clone(),
+        credential_id: r.credential_id.clone(),
+        public_key_spki_b64: r.public_key_spki_b64.clone(),
+        rp_id: r.rp_id.clone(),
+        origin: r.origin.clone(),
+        countersignature,
+        email: Some(r.email.clone()),
+    }
+}
+
+fn log_refusal(e: LogError) -> Refusal {
+    match e {
+        LogError::WrongLastSequence { .. } => Refusal::new(StatusCode::CONFLICT, "someone else changed this at the same moment: reload and try again"),
+        other => {
+            tracing::error!(error = %other, "an approval event could not be recorded");
+            Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "the event log is unavailable: nothing was recorded, try again")
+        }
+    }
+}
+
+// ---- the queue and the draft page ----
+
+fn who(s: &Session) -> String {
+    format!("{} ({}, {})", s.email, s.role.as_str(), s.org)
+}
+
+fn need_session(next: &str) -> Response {
+    Redirect::to(&format!("/signin?next={}", url_escape(next))).into_response()
+}
+
+fn url_escape(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' | b'/' => (b as char).to_string(),
+            _ => format!("%{b:02X}"),
+        })
+        .collect()
+}
+
+pub async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(s) = app.session(&headers).await else {
+        return need_session("/approvals");
+    };
+    let book = app.book.read().await;
+    let (waiting, done) = book.queue(&s.org, HISTORY);
+    page(
+        "Approval queue",
+        Some(&s.csrf),
+        Some(&who(&s)),
+        html! {
+            h2 { "Waiting for a human (" (waiting.len()) ")" }
+            @if waiting.is_empty() { p { "Nothing waits for approval." } } @else { (draft_table(&waiting)) }
+            h2 { "Recently decided" }
+            @if done.is_empty() { p { "Nothing yet." } } @else { (draft_table(&done)) }
+        },
+    )
+}
+
+fn draft_table(entries: &[&Entry]) -> Markup {
+    html! {
+        table {
+            thead { tr { th scope="col" { "Draft" } th scope="col" { "What" } th scope="col" { "Amount" } th scope="col" { "Agent" } th scope="col" { "Status" } th scope="col" { "Expires" } } }
+            tbody {
+                @for e in entries {
+                    tr {
+                        td { a href={ "/approvals/" (e.draft.id()) } { (e.draft.id()) } }
+                        td { (e.draft.kind()) " on " (e.draft.account_id()) }
+                        td { (e.draft.spend_impact().to_string()) }
+                        td { (e.agent) }
+                        td { (e.draft.status().as_str()) }
+                        td { (e.draft.approval_expires_at().unwrap_or("-")) }
+                    }
+                }
+            }
+        }
+    }
+}
+
+pub async fn draft_page(State(app): State<Arc<App>>, headers: HeaderMap, Path(draft_id): Path<String>) -> Response {
+    let Some(s) = app.session(&headers).await else {
+        return need_session(&format!("/approvals/{draft_id}"));
+    };
+    render_draft(&app, &s, &draft_id).await
+}
+
+/// An approval link: GET only shows (sign-in first); it never changes anything.
+pub async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Response {
+    let found = app.book.read().await.link(&sha256_hex(&token)).cloned();
+    let Some((org, draft_id)) = found else {
+        return page("Approval not found", None, None, html! { p { "This approval link is not valid." } });
+    };
+    let Some(s) = app.session(&headers).await else {
+        return need_session(&format!("/a/{token}"));
+    };
+    if s.org != org {
+        return page(
+            "Another organisation's approval",
+            Some(&s.csrf),
+            Some(&who(&s)),
+            html! { p { "This approval belongs to another organisation. Sign in as one of its approvers." } },
+        );
+    }
+    render_draft(&app, &s, &draft_id).await
+}
+
+fn json_text(v: &serde_json::Value) -> String {
+    match v {
+        serde_json::Value::String(s) => s.clone(),
+        other => other.to_string(),
+    }
+}
+
+async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
+    let book = app.book.read().await;
+    let Some(e) = book.entry(&s.org, draft_id) else {
+        return page(
+            "Draft not found",
+            Some(&s.csrf),
+            Some(&who(s)),
+            html! { p { "No draft " code { (draft_id) } " of " (s.org) " is known here." } },
+        );
+    };
+    let d = &e.draft;
+    let decision = d.decision();
+    let needed = d.approvals_needed();
+    let waiting = waits_for_a_human(d.status());
+    let mine = e.approvals.iter().any(|(a, _)| *a == s.approver_id);
+    let expired_now = d
+        .approval_expires_at()
+        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+        .is_some_and(|t| t.with_timezone(&Utc) <= Utc::now());
+    let diff = html! {
+        table {
+            caption { "Change (before → after)" }
+            thead { tr { th scope="col" { "Field" } th scope="col" { "Before" } th scope="col" { "After" } } }
+            tbody { @for f in d.diff() { tr { td { code { (f.path) } } td { (json_text(&f.before)) } td { (json_text(&f.after)) } } } }
+        }
+    };
+    let outcome = match d.status() {
+        spend_draft::DraftStatus::Approved => "Approved by enough humans; the executor pushes it.".to_string(),
+        spend_draft::DraftStatus::Rejected => match &e.rejection {
+            Some((by, why)) => format!("Rejected by {by}: {why}"),
+            None => "Rejected.".into(),
+        },
+        spend_draft::DraftStatus::Expired => "Expired before enough humans approved: it was denied (nothing is ever approved by timeout).".into(),
+        other => format!("Status: {}", other.as_str()),
+    };
+    page(
+        &format!("Draft {}", d.id()),
+        Some(&s.csrf),
+        Some(&who(s)),
+        html! {
+            p.status role="status" { (outcome) }
+            table {
+                tbody {
+                    tr { th scope="row" { "What" } td { (d.kind()) " on account " (d.account_id()) } }
+                    tr { th scope="row" { "Spend impact" } td { (d.spend_impact().to_string()) } }
+                    tr { th scope="row" { "Agent" } td { (e.agent) } }
+                    tr { th scope="row" { "Approvals" } td { (e.approvals.len()) " of " (needed) " required" @if needed == 2 { " (two distinct people)" } } }
+                    tr { th scope="row" { "Expires" } td { (d.approval_expires_at().unwrap_or("no approval request yet")) } }
+                    tr { th scope="row" { "Policy version" } td { code { (decision.map(|x| x.policy_version.as_str()).unwrap_or("-")) } } }
+                }
+            }
+            (diff)
+            h2 { "Why the policy asks a human" }
+            ul { @for r in decision.map(|x| x.reasons.as_slice()).unwrap_or(&[]) { li { code { (r.code) } ": " (r.message) } } }
+            h2 { "The agent's rationale" }
+            p.rationale { (d.rationale()) }
+            @if waiting && !expired_now && d.request().is_some() {
+                @if mine {
+                    p.notice { "You approved this draft; a second, distinct approver is needed." }
+                } @else {
+                    section aria-labelledby="decide" {
+                        h2 #decide { "Decide" }
+                        p { button #approve .primary type="button" data-arm={ "/approvals/" (d.id()) "/arm" } { "Approve" } }
+                        p #approve-status role="status" aria-live="polite" {}
+                        form method="post" action={ "/approvals/" (d.id()) "/reject" } {
+                            input type="hidden" name="csrf" value=(s.csrf);
+                            label for="reason" { "Reason" }
+                            textarea #reason name="reason" required maxlength="1000" rows="3" {}
+                            p { button.danger type="submit" { "Reject" } }
+                        }
+                    }
+                    div #confirm-dialog role="alertdialog" aria-modal="true" aria-labelledby="confirm-title" aria-describedby="confirm-desc" hidden {
+                        h2 #confirm-title { "Push this change live?" }
+                        p #confirm-desc { (d.kind()) " on " (d.account_id()) ", " (d.spend_impact().to_string()) ". Your passkey signs exactly this draft, policy version and expiry." }
+                        (diff)
+                        p {
+                            button #confirm-push .primary type="button" data-confirm={ "/approvals/" (d.id()) "/confirm" } { "Confirm and push live" }
+                            " "
+                            button #confirm-cancel type="button" { "Cancel" }
+                        }
+                        p #confirm-status role="status" aria-live="polite" {}
+                    }
+                }
+            }
+        },
+    )
+}
+
+// ---- approve (two steps) and reject ----
+
+pub async fn arm(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(draft_id): Path<String>,
+) -> Answer<Json<serde_json::Value>> {
+    let s = app.checked(&headers, peer, None).await?;
+    let book = app.book.read().await;
+    let e = book
+        .entry(&s.org, &draft_id)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
+    let r = ready_to_approve(e, &s)?;
+    let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
+    let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
+    let credential_id = book
+        .versions
+        .approvers
+        .approver(&s.org, &s.approver_id)
+        .map(|a| a.credential_id.clone())
+        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted approver"))?;
+    drop(book);
+    app.armed.lock().await.insert_new(
+        approval_id.clone(),
+        Armed {
+            org: s.org.clone(),
+            draft_id: draft_id.clone(),
+            approver_id: s.approver_id.clone(),
+            started: Instant::now(),
+        },
+    );
+    Ok(Json(serde_json::json!({
+        "approval_id": approval_id,
+        "challenge": URL_SAFE_NO_PAD.encode(challenge),
+        "credential_id": credential_id,
+    })))
+}
+
+fn ready_to_approve<'e>(e: &'e Entry, s: &Session) -> Answer<&'e spend_core::events::ApprovalRequested> {
+    if !waits_for_a_human(e.draft.status()) {
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            format!("the draft is {}: nothing to approve", e.draft.status()),
+        ));
+    }
+    let r = e
+        .draft
+        .request()
+        .ok_or_else(|| Refusal::new(StatusCode::CONFLICT, "the approval request is not open yet: reload in a moment"))?;
+    let expired = DateTime::parse_from_rfc3339(&r.expires_at).map_or(true, |t| t.with_timezone(&Utc) <= Utc::now());
+    if expired {
+        return Err(Refusal::new(StatusCode::CONFLICT, "the approval expired"));
+    }
+    if e.approvals.iter().any(|(a, _)| *a == s.approver_id) {
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "you approved this draft already: dual control needs a second, distinct approver",
+        ));
+    }
+    Ok(r)
+}
+
+#[derive(Deserialize)]
+pub struct Confirm {
+    approval_id: String,
+    assertion: PostedAssertion,
+}
+
+pub async fn confirm(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(draft_id): Path<String>,
+    Json(body): Json<Confirm>,
+) -> Answer<Json<serde_json::Value>> {
+    let s = app.checked(&headers, peer, None).await?;
+    let armed = app.armed.lock().await.remove(&body.approval_id);
+    let Some(armed) = armed.filter(|a| fresh(a.started) && a.org == s.org && a.draft_id == draft_id && a.approver_id == s.approver_id) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "this approval was not armed here, or the dialog waited too long: press Approve again",
+        ));
+    };
+    let book = app.book.read().await;
+    let e = book
+        .entry(&s.org, &draft_id)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
+    let r = ready_to_approve(e, &s)?.clone();
+    let a = &body.assertion;
+    let proof = ApprovalProof {
+        approval_id: body.approval_id.clone(),
+        draft_id: draft_id.clone(),
+        approved_hash: r.approved_hash.clone(),
+        policy_version: r.policy_version.clone(),
+        expires_at: r.expires_at.clone(),
+        approver_id: armed.approver_id.clone(),
+        credential_id: a.credential_id.clone(),
+        authenticator_data: a.authenticator_data.trim_end_matches('=').to_string(),
+        client_data_json: a.client_data_json.trim_end_matches('=').to_string(),
+        signature: a.signature.trim_end_matches('=').to_string(),
+    };
+    // The same verifier every consumer runs, on a copy of the registry
+    // (the log's copy counts it when the event arrives).
+    let mut registry = book.versions.approvers.clone();
+    if let Err(err) = registry.verify(&s.org, &proof, d_hash(e), Utc::now(), book.seq + 1) {
+        drop(book);
+        app.alert(
+            &s.org,
+            "approval.refused",
+            Some(peer),
+            format!("approval of draft {draft_id} by {} refused: {err}", s.approver_id),
+        )
+        .await;
+        return Err(Refusal::new(
+            StatusCode::UNAUTHORIZED,
+            format!("your passkey's approval does not verify: {err}"),
+        ));
+    }
+    let granted = ApprovalGranted {
+        draft_id: draft_id.clone(),
+        approval_id: body.approval_id.clone(),
+        step: e.approvals.len() as u32 + 1,
+        credential_id: proof.credential_id.clone(),
+        approver_id: s.approver_id.clone(),
+        approved_hash: r.approved_hash.clone(),
+        proof,
+    };
+    let expected = e.approval_seq;
+    drop(book);
+    let rec = app
+        .recorder
+        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, EventData::ApprovalGranted(granted))
+        .expect_seq(expected)
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    app.wait_for(rec.seq).await;
+    let status = app
+        .book
+        .read()
+        .await
+        .entry(&s.org, &draft_id)
+        .map(|e| e.draft.status().as_str())
+        .unwrap_or("unknown");
+    Ok(Json(
+        serde_json::json!({"ok": true, "status": status, "message": format!("Approved: the draft is {status}.")}),
+    ))
+}
+
+fn d_hash(e: &Entry) -> &str {
+    e.draft.proposed_hash()
+}
+
+#[derive(Deserialize)]
+pub struct RejectForm {
+    csrf: String,
+    reason: String,
+}
+
+pub async fn reject(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(draft_id): Path<String>,
+    Form(f): Form<RejectForm>,
+) -> Answer<Response> {
+    let s = app.checked(&headers, peer, Some(&f.csrf)).await?;
+    let reason = f.reason.trim();
+    if reason.is_empty() || reason.chars().count() > MAX_REASON {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            format!("a rejection needs a reason of 1 to {MAX_REASON} characters"),
+        ));
+    }
+    let expected = {
+        let book = app.book.read().await;
+        let e = book
+            .entry(&s.org, &draft_id)
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
+        if !waits_for_a_human(e.draft.status()) {
+            return Err(Refusal::new(
+                StatusCode::CONFLICT,
+                format!("the draft is {}: nothing to reject", e.draft.status()),
+            ));
+        }
+        e.approval_seq
+    };
+    let rejected = ApprovalRejected {
+        draft_id: draft_id.clone(),
+        approval_id: format!("rej_{}", uuid::Uuid::now_v7().simple()),
+        approver_id: s.approver_id.clone(),
+        reason: reason.to_string(),
+    };
+    let rec = app
+        .recorder
+        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, EventData::ApprovalRejected(rejected))
+        .expect_seq(expected)
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    app.wait_for(rec.seq).await;
+    Ok(Redirect::to(&format!("/approvals/{draft_id}")).into_response())
+}
+
+// ---- approvers ----
+
+pub async fn approvers_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let Some(s) = app.session(&headers).await else {
+        return need_session("/approvers");
+    };
+    let book = app.book.read().await;
+    let reg = &book.versions.approvers;
+    let trusted = reg.approvers(&s.org);
+    let pending: Vec<_> = book
+        .registrations(&s.org)
+        .into_iter()
+        .filter(|r| reg.approver(&s.org, &r.approver_id).is_none())
+        .collect();
+    let admin = s.role == Role::Admin;
+    let email_of = |id: &str| book.registered(&s.org, id).map(|r| r.email.clone()).unwrap_or_default();
+    page(
+        "Approvers",
+        Some(&s.csrf),
+        Some(&who(&s)),
+        html! {
+            p #approvers-status role="status" aria-live="polite" {}
+            table {
+                caption { "Trusted approvers of " (s.org) }
+                thead { tr { th scope="col" { "Approver" } th scope="col" { "Role" } th scope="col" { "Key fingerprint" } th scope="col" { "Vouched for by" } th scope="col" { "State" } @if admin { th scope="col" { "Action" } } } }
+                tbody {
+                    @for a in &trusted {
+                        tr {
+                            td { (email_of(&a.approver_id)) " " code { (a.approver_id) } }
+                            td { (a.role.as_str()) }
+                            td { code { (fingerprint(&a.public_key_der)) } }
+                            td { @match &a.vouched_by { spend_draft::approvers::Voucher::Anchor => { "the operator's anchor" } spend_draft::approvers::Voucher::Admin(x) => { "admin " code { (x) } } } }
+                            td { @if a.removed_at.is_some() { "removed" } @else { "trusted" } }
+                            @if admin {
+                                td {
+                                    @if a.removed_at.is_none() && a.approver_id != s.approver_id {
+                                        form method="post" action={ "/approvers/" (a.approver_id) "/remove" } {
+                                            input type="hidden" name="csrf" value=(s.csrf);
+                                            button.danger type="submit" aria-label={ "Remove " (a.approver_id) } { "Remove" }
+                                        }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            h2 { "Waiting for a countersignature" }
+            @if pending.is_empty() { p { "No passkey waits." } } @else {
+                table {
+                    thead { tr { th scope="col" { "Invitee" } th scope="col" { "Role" } th scope="col" { "Key fingerprint" } @if admin { th scope="col" { "Action" } } } }
+                    tbody {
+                        @for r in &pending {
+                            tr {
+                                td { (r.email) " " code { (r.approver_id) } }
+                                td { (r.role) }
+                                td { code { (r.fingerprint) } }
+                                @if admin {
+                                    td {
+                                        button.primary type="button" data-countersign="1"
+                                            data-start={ "/approvers/" (r.approver_id) "/countersign/start" }
+                                            data-finish={ "/approvers/" (r.approver_id) "/countersign/finish" }
+                                            aria-label={ "Countersign " (r.email) } { "Countersign" }
+                                    }
+                                }
+                            }
+                        }
+                    }
+                }
+            }
+            @if admin {
+                h2 { "Invite an approver" }
+                form method="post" action="/approvers/invite" {
+                    input type="hidden" name="csrf" value=(s.csrf);
+                    label for="invite-email" { "Email" }
+                    input #invite-email type="email" name="email" required maxlength="320";
+                    label for="invite-role" { "Role" }
+                    select #invite-role name="role" { option value="approver" selected { "approver" } option value="admin" { "admin" } }
+                    p { button.primary type="submit" { "Invite" } }
+                }
+            } @else {
+                p { "Only admins invite, countersign and remove approvers." }
+            }
+        },
+    )
+}
+
+#[derive(Deserialize)]
+pub struct InviteForm {
+    csrf: String,
+    email: String,
+    role: String,
+}
+
+/// How long an invitation made in the app works.
+const INVITE_HOURS: i64 = 72;
+
+pub async fn invite(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Form(f): Form<InviteForm>,
+) -> Answer<Response> {
+    let s = app.checked(&headers, peer, Some(&f.csrf)).await?;
+    need_admin(&s)?;
+    let email = f.email.trim();
+    if email.len() > 320 || !email.contains('@') || email.chars().any(char::is_whitespace) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "that is not an email address"));
+    }
+    if Role::parse(&f.role).is_none() {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "the role is approver or admin"));
+    }
+    let token = random_token();
+    let invite_id = format!("inv_{}", &random_token()[..16]);
+    let expires = Utc::now() + chrono::Duration::hours(INVITE_HOURS);
+    let invited = spend_core::events::ApproverInvited {
+        invite_id: invite_id.clone(),
+        org: s.org.clone(),
+        email: email.to_string(),
+        role: f.role.clone(),
+        token_sha256: sha256_hex(&token),
+        expires_at: expires.to_rfc3339_opts(chrono::SecondsFormat::Secs, true),
+    };
+    let rec = app
+        .recorder
+        .event(&s.org, Actor::human(&s.email), "approver", &invite_id, EventData::ApproverInvited(invited))
+        .expect_seq(0)
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    app.wait_for(rec.seq).await;
+    let link = format!("{}/enroll/{token}", app.origin());
+    Ok(page(
+        "Invitation created",
+        Some(&s.csrf),
+        Some(&who(&s)),
+        html! {
+            p { "Send this link to " (email) ". It works once, for " (INVITE_HOURS) " hours, and is shown only now:" }
+            p { code #invite-link { (link) } }
+            p { "Once they create their passkey, countersign it on the " a href="/approvers" { "Approvers" } " page." }
+        },
+    ))
+}
+
+fn need_admin(s: &Session) -> Answer<()> {
+    if s.role == Role::Admin {
+        Ok(())
+    } else {
+        Err(Refusal::new(StatusCode::FORBIDDEN, "only an admin does that"))
+    }
+}
+
+pub async fn countersign_start(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(approver_id): Path<String>,
+) -> Answer<Json<serde_json::Value>> {
+    let s = app.checked(&headers, peer, None).await?;
+    need_admin(&s)?;
+    let book = app.book.read().await;
+    if book.versions.approvers.approver(&s.org, &approver_id).is_some() {
+        return Err(Refusal::new(StatusCode::CONFLICT, "that approver is enrolled already"));
+    }
+    let target = book
+        .registered(&s.org, &approver_id)
+        .cloned()
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such passkey waits for a countersignature"))?;
+    let der = STANDARD
+        .decode(&target.public_key_spki_b64)
+        .map_err(|_| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "that passkey's public key does not decode"))?;
+    let challenge = enroll_challenge(&s.org, &target.approver_id, &target.role, &target.credential_id, &der);
+    let credential_id = book
+        .versions
+        .approvers
+        .approver(&s.org, &s.approver_id)
+        .map(|a| a.credential_id.clone())
+        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted admin"))?;
+    drop(book);
+    let ceremony = random_token();
+    app.countersigns.lock().await.insert_new(
+        ceremony.clone(),
+        Countersigning {
+            org: s.org.clone(),
+            admin_id: s.approver_id.clone(),
+            target,
+            challenge,
+            started: Instant::now(),
+        },
+    );
+    Ok(Json(serde_json::json!({
+        "ceremony": ceremony,
+        "challenge": URL_SAFE_NO_PAD.encode(challenge),
+        "credential_id": credential_id,
+    })))
+}
+
+#[derive(Deserialize)]
+pub struct CountersignFinish {
+    ceremony: String,
+    assertion: PostedAssertion,
+}
+
+pub async fn countersign_finish(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(approver_id): Path<String>,
+    Json(body): Json<CountersignFinish>,
+) -> Answer<Json<serde_json::Value>> {
+    let s = app.checked(&headers, peer, None).await?;
+    need_admin(&s)?;
+    let c = app.countersigns.lock().await.remove(&body.ceremony);
+    let Some(c) = c.filter(|c| fresh(c.started) && c.org == s.org && c.admin_id == s.approver_id && c.target.approver_id == approver_id) else {
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "this countersignature was not started here, or it waited too long",
+        ));
+    };
+    let _ = c.challenge;
+    let a = &body.assertion;
+    let cs = Countersignature {
+        approver_id: s.approver_id.clone(),
+        credential_id: a.credential_id.clone(),
+        authenticator_data: a.authenticator_data.trim_end_matches('=').to_string(),
+        client_data_json: a.client_data_json.trim_end_matches('=').to_string(),
+        signature: a.signature.trim_end_matches('=').to_string(),
+    };
+    let enrolled = enrolled_from(&c.target, Some(cs));
+    // Checked as every reader will check it, on a copy of the registry.
+    {
+        let book = app.book.read().await;
+        let mut registry = book.versions.approvers.clone();
+        let checked = Enrollment::from_event(&enrolled).and_then(|e| registry.enroll(e));
+        if let Err(err) = checked {
+            drop(book);
+            app.alert(
+                &s.org,
+                "countersignature.refused",
+                Some(peer),
+                format!("{}'s countersignature of {approver_id} refused: {err}", s.approver_id),
+            )
+            .await;
+            return Err(Refusal::new(StatusCode::UNAUTHORIZED, format!("the countersignature does not verify: {err}")));
+        }
+    }
+    let rec = app
+        .recorder
+        .event(&s.org, Actor::human(&s.email), "approver", &approver_id, EventData::ApproverEnrolled(enrolled))
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    app.wait_for(rec.seq).await;
+    Ok(Json(
+        serde_json::json!({"ok": true, "message": format!("{} is a trusted {} now.", c.target.email, c.target.role)}),
+    ))
+}
+
+pub async fn remove(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(approver_id): Path<String>,
+    Form(f): Form<CsrfForm>,
+) -> Answer<Response> {
+    let s = app.checked(&headers, peer, Some(&f.csrf)).await?;
+    need_admin(&s)?;
+    if approver_id == s.approver_id {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "an admin cannot remove themselves: ask another admin"));
+    }
+    let known = app.book.read().await.versions.approvers.approver(&s.org, &approver_id).is_some();
+    if !known {
+        return Err(Refusal::new(StatusCode::NOT_FOUND, "no such approver"));
+    }
+    let removed = ApproverRemoved {
+        org: s.org.clone(),
+        approver_id: approver_id.clone(),
+        reason: format!("removed by admin {}", s.approver_id),
+    };
+    let rec = app
+        .recorder
+        .event(&s.org, Actor::human(&s.email), "approver", &approver_id, EventData::ApproverRemoved(removed))
+        .record()
+        .await
+        .map_err(log_refusal)?;
+    app.wait_for(rec.seq).await;
+    Ok(Redirect::to("/approvers").into_response())
+}

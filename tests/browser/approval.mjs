@@ -1,0 +1,171 @@
+// Drives Debian's Chromium (headless, through playwright-core, never a
+// downloaded browser) through SpendSignoff's approval app with CDP virtual
+// passkey authenticators, as a first admin, a second approver and a
+// presence-only authenticator would use it. Called by
+// app/spend/tests/approval_browser.rs, which prepares `spend dev`, the
+// agent's drafts and the links, and checks the log afterwards.
+//
+// Input (environment): ORIGIN, ADMIN_ENROLL (the first admin's enrollment
+// link), LINK_APPROVE, LINK_REJECT, LINK_DUAL (approval links), and
+// SCREENSHOTS (a folder; optional).
+// Output: one JSON object on stdout with what it saw.
+import { chromium } from "playwright-core";
+
+const env = (k) => {
+  const v = process.env[k];
+  if (!v) throw new Error(`${k} is not set`);
+  return v;
+};
+const ORIGIN = env("ORIGIN");
+const shots = process.env.SCREENSHOTS || "";
+const seen = {};
+
+const browser = await chromium.launch({
+  executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
+  args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
+});
+
+/** A person: their own browser context and passkey authenticator. */
+async function person(userVerified = true) {
+  const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
+  const page = await context.newPage();
+  const cdp = await context.newCDPSession(page);
+  await cdp.send("WebAuthn.enable");
+  await cdp.send("WebAuthn.addVirtualAuthenticator", {
+    options: { protocol: "ctap2", transport: "internal", hasResidentKey: true, hasUserVerification: userVerified, isUserVerified: userVerified, automaticPresenceSimulation: true },
+  });
+  return { context, page };
+}
+
+async function status(page, id) {
+  return (await page.locator(`#${id}`).textContent()) || "";
+}
+
+async function enroll(page, link) {
+  await page.goto(link);
+  await page.getByRole("button", { name: "Create passkey" }).click();
+  await page.waitForFunction(() => {
+    const s = document.getElementById("enroll-status");
+    return s && s.textContent && !s.textContent.startsWith("Creating");
+  });
+  return { status: await status(page, "enroll-status"), fingerprint: (await page.locator("#fingerprint").textContent()) || "" };
+}
+
+async function signIn(page, email) {
+  for (let attempt = 0; attempt < 50; attempt++) {
+    await page.goto(`${ORIGIN}/signin`);
+    await page.getByLabel("Email").fill(email);
+    await page.getByRole("button", { name: "Sign in with passkey" }).click();
+    try {
+      await page.waitForURL(`${ORIGIN}/approvals`, { timeout: 2000 });
+      return true;
+    } catch (_) {
+      // Not trusted yet (the anchor or a countersignature is on its way).
+      await page.waitForTimeout(200);
+    }
+  }
+  return false;
+}
+
+async function approve(page, link, shotName) {
+  await page.goto(link);
+  await page.getByRole("button", { name: "Approve" }).click();
+  const dialog = page.getByRole("alertdialog");
+  await dialog.waitFor();
+  if (shots && shotName) await page.screenshot({ path: `${shots}/${shotName}`, fullPage: true });
+  await dialog.getByRole("button", { name: "Confirm and push live" }).click();
+  // Approved: the page reloads without the dialog. Refused: it says why.
+  await page.waitForFunction(() => {
+    const d = document.getElementById("confirm-dialog");
+    const s = document.getElementById("confirm-status");
+    return !d || (s && s.textContent.startsWith("Not approved"));
+  }, null, { timeout: 15000 });
+  const refused = await page.locator("#confirm-status").count() ? await status(page, "confirm-status") : "";
+  return refused || (await page.locator("p.status").textContent()) || "";
+}
+
+try {
+  // The first admin enrolls; `spend dev` anchors her and she signs in.
+  const ada = await person();
+  const e = await enroll(ada.page, env("ADMIN_ENROLL"));
+  seen.admin_enroll = e;
+  seen.admin_signed_in = await signIn(ada.page, "admin@dev.localhost");
+
+  // A GET of the approval link changes nothing; the page shows the draft.
+  await ada.page.goto(env("LINK_APPROVE"));
+  seen.draft_page_has_approve = await ada.page.getByRole("button", { name: "Approve" }).isVisible();
+  if (shots) await ada.page.screenshot({ path: `${shots}/draft.png`, fullPage: true });
+
+  // Arming opens the alertdialog; Cancel closes it and approves nothing.
+  await ada.page.getByRole("button", { name: "Approve" }).click();
+  await ada.page.getByRole("alertdialog").waitFor();
+  await ada.page.getByRole("alertdialog").getByRole("button", { name: "Cancel" }).click();
+  seen.cancel_closes = !(await ada.page.getByRole("alertdialog").isVisible());
+
+  // A POST without its CSRF token is refused.
+  seen.post_without_csrf = await ada.page.evaluate(async (url) => (await fetch(url, { method: "POST" })).status, new URL(env("LINK_APPROVE")).origin + "/approvals/none/arm");
+
+  // Approve and push live: a fresh assertion over the pinned challenge.
+  seen.approved_status = await approve(ada.page, env("LINK_APPROVE"), "alertdialog.png");
+
+  // The link of a decided approval shows what happened.
+  await ada.page.goto(env("LINK_APPROVE"));
+  seen.decided_link = (await ada.page.locator("p.status").textContent()) || "";
+  seen.decided_has_no_approve = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
+
+  // Reject asks for a reason.
+  await ada.page.goto(env("LINK_REJECT"));
+  await ada.page.getByLabel("Reason").fill("Not this quarter <b>really</b>");
+  await ada.page.getByRole("button", { name: "Reject" }).click();
+  await ada.page.waitForLoadState("load");
+  seen.rejected_status = (await ada.page.locator("p.status").count())
+    ? (await ada.page.locator("p.status").textContent()) || ""
+    : `no status on ${ada.page.url()}: ${(await ada.page.locator("body").textContent() || "").slice(0, 300)}`;
+
+  // A second approver: invited in the app, enrolled, countersigned by the admin.
+  await ada.page.goto(`${ORIGIN}/approvers`);
+  await ada.page.getByLabel("Email").fill("bob@dev.localhost");
+  await ada.page.getByRole("button", { name: "Invite" }).click();
+  const bobLink = (await ada.page.locator("#invite-link").textContent()) || "";
+  const bob = await person();
+  seen.bob_enroll = await enroll(bob.page, bobLink);
+  seen.bob_before_countersign = await (async () => {
+    await bob.page.goto(`${ORIGIN}/signin`);
+    await bob.page.getByLabel("Email").fill("bob@dev.localhost");
+    await bob.page.getByRole("button", { name: "Sign in with passkey" }).click();
+    await bob.page.waitForFunction(() => (document.getElementById("signin-status") || {}).textContent?.startsWith("You are not"));
+    return status(bob.page, "signin-status");
+  })();
+  await ada.page.goto(`${ORIGIN}/approvers`);
+  const countersign = ada.page.getByRole("button", { name: "Countersign bob@dev.localhost" });
+  await countersign.click();
+  await countersign.waitFor({ state: "detached", timeout: 15000 });
+  seen.approvers_page = (await ada.page.locator("main").textContent()) || "";
+  seen.bob_signed_in = await signIn(bob.page, "bob@dev.localhost");
+
+  // Dual control: two distinct approvers.
+  seen.dual_first = await approve(ada.page, env("LINK_DUAL"), null);
+  await ada.page.goto(env("LINK_DUAL"));
+  seen.dual_same_person_again = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
+  seen.dual_second = await approve(bob.page, env("LINK_DUAL"), null);
+
+  // The queue.
+  await ada.page.goto(`${ORIGIN}/approvals`);
+  if (shots) await ada.page.screenshot({ path: `${shots}/queue.png`, fullPage: true });
+  seen.queue = (await ada.page.locator("main").textContent()) || "";
+
+  // A presence-only authenticator cannot create a passkey.
+  await ada.page.goto(`${ORIGIN}/approvers`);
+  await ada.page.getByLabel("Email").fill("tap@dev.localhost");
+  await ada.page.getByRole("button", { name: "Invite" }).click();
+  const tapLink = (await ada.page.locator("#invite-link").textContent()) || "";
+  const tap = await person(false);
+  seen.presence_only = (await enroll(tap.page, tapLink)).status;
+
+  console.log(JSON.stringify(seen));
+} catch (err) {
+  console.log(JSON.stringify({ ...seen, error: String(err && err.stack || err) }));
+  process.exitCode = 1;
+} finally {
+  await browser.close();
+}
