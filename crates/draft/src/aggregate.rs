@@ -349,6 +349,7 @@ impl DraftEvent {
 
 /// What a service asks of a draft. Each names the one transition it makes.
 #[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::large_enum_variant)] // built one at a time and decided at once, never stored
 pub enum Command {
     /// An agent drafts a change (gateway). Only for a draft that does not
     /// exist.
