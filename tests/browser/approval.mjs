@@ -6,8 +6,9 @@
 // agent's drafts and the links, and checks the log afterwards.
 //
 // Input (environment): ORIGIN, ADMIN_ENROLL (the first admin's enrollment
-// link), LINK_APPROVE, LINK_REJECT, LINK_DUAL (approval links), and
-// SCREENSHOTS (a folder; optional).
+// link), LINK_APPROVE, LINK_REJECT, LINK_DUAL, LINK_EXPIRE (approval
+// links of drafts), LINK_POLICY (of a SPEND.md proposal), and SCREENSHOTS
+// (a folder; optional).
 // Output: one JSON object on stdout with what it saw.
 import { chromium } from "playwright-core";
 
@@ -91,6 +92,12 @@ try {
   seen.admin_enroll = e;
   seen.admin_signed_in = await signIn(ada.page, "admin@dev.localhost");
 
+  // A SPEND.md version, proposed by the operator: the page says what
+  // changes in practice; approved through the same two steps.
+  await ada.page.goto(env("LINK_POLICY"));
+  seen.policy_page = (await ada.page.locator("main").textContent()) || "";
+  seen.policy_status = await approve(ada.page, env("LINK_POLICY"), null);
+
   // A GET of the approval link changes nothing; the page shows the draft.
   await ada.page.goto(env("LINK_APPROVE"));
   seen.draft_page_has_approve = await ada.page.getByRole("button", { name: "Approve" }).isVisible();
@@ -161,6 +168,17 @@ try {
   const tapLink = (await ada.page.locator("#invite-link").textContent()) || "";
   const tap = await person(false);
   seen.presence_only = (await enroll(tap.page, tapLink)).status;
+
+  // Nobody answers the last draft: it expires (the timeout is a minute),
+  // and its link says so.
+  const until = Date.now() + 120000;
+  for (;;) {
+    await ada.page.goto(env("LINK_EXPIRE"));
+    seen.expired_status = (await ada.page.locator("p.status").textContent()) || "";
+    if (seen.expired_status.startsWith("Expired") || Date.now() > until) break;
+    await ada.page.waitForTimeout(2000);
+  }
+  seen.expired_has_no_approve = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
 
   console.log(JSON.stringify(seen));
 } catch (err) {

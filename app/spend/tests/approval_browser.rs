@@ -39,7 +39,27 @@ spend:
 approval:
   require_confirmation_over: 25 USD
   timeout_action: deny
-  timeout_minutes: 15
+  timeout_minutes: 1
+";
+
+/// The version an operator proposes: a lower per-transaction limit and one
+/// more merchant.
+const PROPOSED: &str = "\
+# SPEND.md, as proposed
+## Spending
+spend:
+  monthly_limit: 500 USD
+  daily_limit: 200 USD
+  per_transaction: 45 USD
+  allowlist:
+    - openai.com
+    - anthropic.com
+  require_https: true
+## Approval
+approval:
+  require_confirmation_over: 25 USD
+  timeout_action: deny
+  timeout_minutes: 1
 ";
 
 struct Agent {
@@ -139,6 +159,23 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let data = dir.path().join("data");
     std::fs::create_dir_all(&data).unwrap();
     std::fs::write(data.join("SPEND.md"), POLICY).unwrap();
+    // The operator proposes a new version (before `spend dev` holds the log).
+    let proposed_file = dir.path().join("proposed.md");
+    std::fs::write(&proposed_file, PROPOSED).unwrap();
+    let out = run(
+        &[],
+        &[
+            "policy",
+            "propose",
+            proposed_file.to_str().unwrap(),
+            "--org",
+            "dev",
+            "--data-dir",
+            data.to_str().unwrap(),
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let proposal_id = text(&out.stdout).trim().to_string();
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let addr = |p: u16| format!("127.0.0.1:{p}");
     let mut dev = Spawned::new(
@@ -174,11 +211,14 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let approve = agent.pay(1_000, "API credits for the evaluation run").await;
     let reject = agent.pay(1_200, "more credits <script>alert(1)</script> [click](http://evil.example)").await;
     let dual = agent.pay(3_000, "a bigger top-up").await;
-    for d in [&approve, &reject, &dual] {
+    let lapse = agent.pay(900, "nobody will answer this one").await;
+    for d in [&approve, &reject, &dual, &lapse] {
         assert_eq!(d.status, "pending_approval", "{d:?}");
     }
+    let bootstrap_version = approve.decision.as_ref().unwrap().policy_version.clone();
     let outbox = data.join("outbox");
-    let links: Vec<String> = [&approve, &reject, &dual].iter().map(|d| link_in(&outbox, &d.draft_id)).collect();
+    let mut links: Vec<String> = [&approve, &reject, &dual, &lapse].iter().map(|d| link_in(&outbox, &d.draft_id)).collect();
+    links.push(link_in(&outbox, &proposal_id));
 
     // While it waits, the agent sees the expiry and approvals given of
     // required: never a link, a token or who the approvers are.
@@ -207,7 +247,9 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .env("ADMIN_ENROLL", &admin_enroll)
         .env("LINK_APPROVE", &links[0])
         .env("LINK_REJECT", &links[1])
-        .env("LINK_DUAL", &links[2]);
+        .env("LINK_DUAL", &links[2])
+        .env("LINK_EXPIRE", &links[3])
+        .env("LINK_POLICY", &links[4]);
     if let Ok(shots) = std::env::var("SPEND_SCREENSHOTS") {
         node.env("SCREENSHOTS", shots);
     }
@@ -233,12 +275,22 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert_eq!(seen["dual_same_person_again"], true, "one person approves once");
     assert!(s("dual_second").starts_with("Approved"), "{seen}");
     assert!(s("presence_only").starts_with("Your passkey was not created"), "{seen}");
+    assert!(s("policy_page").contains("per transaction") && s("policy_page").contains("45.00 USD"), "{seen}");
+    assert!(s("policy_status").starts_with("Approved"), "{seen}");
+    assert!(s("expired_status").starts_with("Expired"), "{seen}");
+    assert_eq!(seen["expired_has_no_approve"], true);
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await.status, "approved");
     assert_eq!(agent.status(&reject.draft_id).await.status, "rejected");
     let done = agent.status(&dual.draft_id).await;
     assert_eq!((done.status.as_str(), done.approvals_given), ("approved", 2));
+    assert_eq!(agent.status(&lapse.draft_id).await.status, "expired", "nothing is approved by timeout");
+    // The approved version is in force: a new draft is decided under it.
+    let after = agent.pay(4_600, "above the new per-transaction limit").await;
+    let decision = after.decision.as_ref().unwrap();
+    assert_ne!(decision.policy_version, bootstrap_version);
+    assert_eq!(after.status, "denied", "46 USD is over the approved version's 45 USD: {after:?}");
 
     // Audited: the POST without its CSRF token.
     drop(agent);
@@ -262,7 +314,8 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let out = Command::new("python3").arg(checker).arg(&export).output().expect("python3 runs");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
-    assert!(report.contains("3 approval proofs verified, 0 failed"), "{report}");
+    assert!(report.contains("4 approval proofs verified, 0 failed"), "{report}");
+    assert!(report.contains("approves spend.policy.proposed.v1"), "{report}");
 }
 
 /// Whether any event's payload in an export contains `needle`.

@@ -70,6 +70,10 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
         self.map.values().map(|(_, v)| v)
     }
 
+    pub fn values_mut(&mut self) -> impl Iterator<Item = &mut V> {
+        self.map.values_mut().map(|(_, v)| v)
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -137,6 +137,24 @@ impl Draft {
         true
     }
 
+    /// An approver was removed: their approvals of a draft still waiting
+    /// for a human lapse (dual control then needs two other people).
+    /// Returns whether the draft moved. A draft already approved keeps its
+    /// approval: it was complete, and verified, before the removal.
+    pub fn lapse_approvals_of(&mut self, approver_id: &str) -> bool {
+        use DraftStatus as S;
+        if !matches!(self.status, S::PendingApproval | S::AwaitingSecondApproval) || !self.approvers.iter().any(|a| a == approver_id) {
+            return false;
+        }
+        self.approvers.retain(|a| a != approver_id);
+        self.status = if self.approvers.is_empty() {
+            S::PendingApproval
+        } else {
+            S::AwaitingSecondApproval
+        };
+        true
+    }
+
     /// Distinct human approvals the policy's decision requires: two under
     /// dual control (`require_confirmation_over`), otherwise one.
     pub fn approvals_needed(&self) -> usize {
@@ -949,6 +967,18 @@ mod tests {
             assert!(forgery.to_string().starts_with("approval.forged: "), "{forgery}");
             assert!(forgery.detail.contains("d1"), "{forgery}");
         }
+    }
+
+    #[test]
+    fn a_removed_approvers_pending_approval_lapses() {
+        let mut d = half_approved();
+        assert_eq!(d.status(), DraftStatus::AwaitingSecondApproval);
+        assert!(!d.lapse_approvals_of("u_bob"), "bob gave none");
+        assert!(d.lapse_approvals_of("u_alice"));
+        assert_eq!((d.status(), d.approvers().len()), (DraftStatus::PendingApproval, 0));
+        let mut done = approved();
+        assert!(!done.lapse_approvals_of("u_alice"), "a complete approval stands");
+        assert_eq!(done.status(), DraftStatus::Approved);
     }
 
     #[test]

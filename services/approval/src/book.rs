@@ -55,8 +55,34 @@ pub struct Entry {
     pub rejection: Option<(String, String)>,
 }
 
+/// A SPEND.md proposal's approval, as the app shows it (the proposal
+/// itself is in [`Versions`]).
+#[derive(Debug, Clone, Default)]
+pub struct PolicyEntry {
+    pub request: Option<spend_core::events::ApprovalRequested>,
+    pub approval_seq: u64,
+    pub approvals: Vec<(String, DateTime<Utc>)>,
+    pub rejection: Option<(String, String)>,
+    pub expired: bool,
+}
+
+/// What a human can approve, whichever kind it is: a draft or a policy
+/// proposal.
+#[derive(Debug, Clone)]
+pub struct Target {
+    /// `draft` or `policy`.
+    pub kind: &'static str,
+    pub approved_hash: String,
+    pub request: Option<spend_core::events::ApprovalRequested>,
+    pub waiting: bool,
+    pub approvers: Vec<String>,
+    pub approval_seq: u64,
+}
+
 #[derive(Default)]
 pub struct Book {
+    /// Approvals of SPEND.md proposals, by (org, proposal id).
+    policies: HashMap<(String, String), PolicyEntry>,
     /// SPEND.md versions, and the approver registry.
     pub versions: Versions,
     invites: HashMap<String, Invite>,
@@ -87,6 +113,22 @@ impl Book {
         // Policy versions and the registry (enrollments, anchors, removals,
         // approvals of policy proposals).
         let _ = self.versions.apply(prefix, m, &env);
+        if env.event_type == spend_core::events::ApproverRemoved::TYPE
+            && let Ok(r) = serde_json::from_str::<spend_core::events::ApproverRemoved>(env.data.get())
+            && r.org == org
+            && let Some(drafts) = self.drafts.as_mut()
+        {
+            // Their approvals of drafts still waiting lapse.
+            for e in drafts.values_mut().filter(|e| e.draft.org() == org) {
+                if e.draft.lapse_approvals_of(&r.approver_id) {
+                    e.approvals.retain(|(a, _)| *a != r.approver_id);
+                }
+            }
+        }
+        if aggregate == "approval" && self.versions.proposal(&org, id).is_some() {
+            self.apply_policy_approval(&org, id, m, &env);
+            return;
+        }
         if env.event_type == ApprovalGranted::TYPE {
             let Ok(facts) = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished, m.seq, m.time) else {
                 return;
@@ -188,6 +230,64 @@ impl Book {
         }
     }
 
+    fn apply_policy_approval(&mut self, org: &str, id: &str, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>) {
+        let approved = self.versions.is_approved(org, id);
+        let e = self.policies.entry((org.to_string(), id.to_string())).or_default();
+        e.approval_seq = m.seq;
+        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
+            return;
+        };
+        let open = e.rejection.is_none() && !e.expired && e.approvals.is_empty();
+        match data {
+            EventData::ApprovalRequested(r) if r.kind == "policy" && e.request.is_none() => {
+                self.links.insert(r.link_token_sha256.clone(), (org.to_string(), id.to_string()));
+                e.request = Some(r);
+            }
+            EventData::ApprovalGranted(g) if approved && open => e.approvals.push((g.approver_id, m.time)),
+            EventData::ApprovalRejected(r) if open => e.rejection = Some((r.approver_id, r.reason)),
+            EventData::ApprovalExpired(_) if open => e.expired = true,
+            _ => {}
+        }
+    }
+
+    pub fn policy_entry(&self, org: &str, id: &str) -> Option<&PolicyEntry> {
+        self.policies.get(&(org.to_string(), id.to_string()))
+    }
+
+    /// What a human can approve under `id`: a draft, else a policy proposal.
+    pub fn target(&self, org: &str, id: &str) -> Option<Target> {
+        if let Some(e) = self.entry(org, id) {
+            return Some(Target {
+                kind: "draft",
+                approved_hash: e.draft.proposed_hash().to_string(),
+                request: e.draft.request().cloned(),
+                waiting: waits_for_a_human(e.draft.status()),
+                approvers: e.approvals.iter().map(|a| a.0.clone()).collect(),
+                approval_seq: e.approval_seq,
+            });
+        }
+        let (_, hash) = self.versions.proposal(org, id)?;
+        let p = self.policy_entry(org, id).cloned().unwrap_or_default();
+        Some(Target {
+            kind: "policy",
+            approved_hash: hash.to_string(),
+            waiting: p.rejection.is_none() && !p.expired && p.approvals.is_empty() && !self.versions.is_approved(org, id),
+            request: p.request,
+            approvers: p.approvals.iter().map(|a| a.0.clone()).collect(),
+            approval_seq: p.approval_seq,
+        })
+    }
+
+    /// Policy proposals of `org` waiting for a human: (id, version).
+    pub fn waiting_policies(&self, org: &str) -> Vec<(String, String)> {
+        self.versions
+            .waiting(org)
+            .into_iter()
+            .filter(|(p, _, _)| self.policy_entry(org, &p.draft_id).is_none_or(|e| e.rejection.is_none() && !e.expired))
+            .map(|(p, _, _)| (p.draft_id.clone(), p.version.clone()))
+            .collect()
+    }
+
     pub fn invite(&self, token_sha256: &str) -> Option<&Invite> {
         self.invites.get(token_sha256)
     }
@@ -244,6 +344,18 @@ impl Book {
     /// `now`.
     pub fn due(&self, now: DateTime<Utc>) -> Due {
         let mut due = Due::default();
+        for org in self.versions.orgs_with_proposals() {
+            for (id, _) in self.waiting_policies(&org) {
+                match self.policy_entry(&org, &id).and_then(|e| e.request.as_ref()) {
+                    None => due.policy_requests.push((org.clone(), id)),
+                    Some(r) => {
+                        if DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|t| t.with_timezone(&Utc) <= now) {
+                            due.expired.push((org.clone(), id));
+                        }
+                    }
+                }
+            }
+        }
         let Some(drafts) = self.drafts.as_ref() else {
             return due;
         };
@@ -282,6 +394,8 @@ pub fn waits_for_a_human(status: DraftStatus) -> bool {
 pub struct Due {
     /// (org, draft id) to open an approval request for.
     pub requests: Vec<(String, String)>,
-    /// (org, draft id) whose request expired.
+    /// (org, proposal id) of SPEND.md proposals to open a request for.
+    pub policy_requests: Vec<(String, String)>,
+    /// (org, draft or proposal id) whose request expired.
     pub expired: Vec<(String, String)>,
 }

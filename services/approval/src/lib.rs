@@ -112,7 +112,14 @@ impl Application {
         let passkeys = passkeys::Passkeys::new(rp).map_err(|e| anyhow::anyhow!("{e}"))?;
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         let book = Arc::new(RwLock::new(Book::default()));
-        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, config.outbox.clone()));
+        let app = Arc::new(web::App::new(
+            recorder,
+            book,
+            passkeys,
+            config.sessions,
+            config.outbox.clone(),
+            deps.policy.clone(),
+        ));
         let (gate, router) = routes::gated(
             Arc::new(routes::ApprovalState {
                 log: deps.log.clone(),
@@ -234,6 +241,11 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
                 tracing::warn!(error = %e, org, draft_id, "could not open an approval request; retrying");
             }
         }
+        for (org, id) in due.policy_requests {
+            if let Err(e) = open_policy_request(&app, &bootstrap, &org, &id).await {
+                tracing::warn!(error = %e, org, proposal = id, "could not open a policy approval request; retrying");
+            }
+        }
         for (org, draft_id) in due.expired {
             if let Err(e) = expire(&app, &org, &draft_id).await {
                 tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");
@@ -271,6 +283,39 @@ async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, draft_id: 
         ((request, token), line)
     };
     let (request, token) = request;
+    record_request(app, org, draft_id, request, token, &kind_line).await
+}
+
+/// The approval service's request for a SPEND.md proposal: the proposed
+/// version is what the proof signs.
+async fn open_policy_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str) -> Result<(), LogError> {
+    let (request, token, line) = {
+        let book = app.book.read().await;
+        let Some((proposal, hash)) = book.versions.proposal(org, id) else {
+            return Ok(());
+        };
+        let in_force = book.versions.active(org).map(|a| a.policy.clone());
+        let approval = in_force.as_deref().unwrap_or(bootstrap).approval.clone();
+        let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
+        let token = spend_credentials::random_hex(32).map_err(|e| LogError::Rejected(e.to_string()))?;
+        let request = ApprovalRequested {
+            draft_id: id.to_string(),
+            kind: "policy".into(),
+            approved_hash: hash.to_string(),
+            policy_version: proposal.version.clone(),
+            required: 1,
+            expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
+            timeout_action: "deny".into(),
+            link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
+        };
+        (request, token, format!("SPEND.md version {}", proposal.version))
+    };
+    record_request(app, org, id, request, token, &line).await
+}
+
+/// Appends a request (expected sequence 0: one per draft or proposal) and
+/// delivers its link: to the outbox and the console in `spend dev`.
+async fn record_request(app: &web::App, org: &str, draft_id: &str, request: ApprovalRequested, token: String, kind_line: &str) -> Result<(), LogError> {
     let expires_at = request.expires_at.clone();
     let recorded = app
         .recorder
@@ -287,38 +332,41 @@ async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, draft_id: 
     let link = format!("{}/a/{token}", app.passkeys.rp.origin);
     match &app.outbox {
         Some(dir) => {
-            let text = format!("Approval needed for draft {draft_id} of {org}: {kind_line}\nExpires at {expires_at}\n{link}\n");
+            let text = format!("Approval needed for {draft_id} of {org}: {kind_line}\nExpires at {expires_at}\n{link}\n");
             let path = dir.join(format!("approval-{org}-{draft_id}.txt"));
             if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
                 tracing::error!(error = %e, path = %path.display(), "could not write the approval link to the outbox");
             }
-            eprintln!("approval needed: draft {draft_id} of {org} ({kind_line}), until {expires_at}: {link}");
+            eprintln!("approval needed: {draft_id} of {org} ({kind_line}), until {expires_at}: {link}");
         }
         None => tracing::info!(org, draft_id, expires_at, "approval requested; approvers see it in the queue"),
     }
     Ok(())
 }
 
-async fn expire(app: &web::App, org: &str, draft_id: &str) -> Result<(), LogError> {
+async fn expire(app: &web::App, org: &str, id: &str) -> Result<(), LogError> {
     let (expired, expected) = {
         let book = app.book.read().await;
-        let Some(e) = book.entry(org, draft_id) else { return Ok(()) };
-        let Some(r) = e.draft.request() else { return Ok(()) };
+        let Some(t) = book.target(org, id) else { return Ok(()) };
+        let Some(r) = &t.request else { return Ok(()) };
+        if !t.waiting {
+            return Ok(());
+        }
         (
             ApprovalExpired {
-                draft_id: draft_id.to_string(),
+                draft_id: id.to_string(),
                 // `escalate` extends once through the notifications
                 // service; until it delivers, the request is denied.
                 action: "deny".into(),
-                approvals: e.approvals.len() as u32,
+                approvals: t.approvers.len() as u32,
                 required: r.required,
             },
-            e.approval_seq,
+            t.approval_seq,
         )
     };
     match app
         .recorder
-        .event(org, Actor::service("approval"), "approval", draft_id, EventData::ApprovalExpired(expired))
+        .event(org, Actor::service("approval"), "approval", id, EventData::ApprovalExpired(expired))
         .expect_seq(expected)
         .record()
         .await

@@ -42,7 +42,7 @@ use spend_eventlog::{LogError, Recorder};
 use tokio::sync::{Mutex, RwLock};
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
 
-use crate::book::{Book, Entry, waits_for_a_human};
+use crate::book::{Book, Entry, Target, waits_for_a_human};
 use crate::passkeys::{CEREMONY_TTL, Passkeys, PostedAssertion};
 
 /// The session cookie's name.
@@ -120,6 +120,8 @@ pub struct App {
     /// Where `spend dev` writes approval links (the notifications issue
     /// delivers them by Slack and email).
     pub outbox: Option<PathBuf>,
+    /// The SPEND.md in force until a version is approved on the log.
+    pub bootstrap: Arc<spend_policy::spendmd::SpendMd>,
     sessions: Mutex<FifoMap<String, Session>>,
     registrations: Mutex<FifoMap<String, (PasskeyRegistration, Instant)>>,
     signins: Mutex<FifoMap<String, SignIn>>,
@@ -222,8 +224,16 @@ fn cookie_token(headers: &HeaderMap) -> Option<String> {
 }
 
 impl App {
-    pub fn new(recorder: Recorder, book: Arc<RwLock<Book>>, passkeys: Passkeys, sessions_policy: SessionPolicy, outbox: Option<PathBuf>) -> Self {
+    pub fn new(
+        recorder: Recorder,
+        book: Arc<RwLock<Book>>,
+        passkeys: Passkeys,
+        sessions_policy: SessionPolicy,
+        outbox: Option<PathBuf>,
+        bootstrap: Arc<spend_policy::spendmd::SpendMd>,
+    ) -> Self {
         Self {
+            bootstrap,
             recorder,
             book,
             passkeys,
@@ -712,6 +722,11 @@ pub async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
         html! {
             h2 { "Waiting for a human (" (waiting.len()) ")" }
             @if waiting.is_empty() { p { "Nothing waits for approval." } } @else { (draft_table(&waiting)) }
+            @let policies = book.waiting_policies(&s.org);
+            @if !policies.is_empty() {
+                h2 { "SPEND.md versions waiting (" (policies.len()) ")" }
+                ul { @for (id, version) in &policies { li { a href={ "/approvals/" (id) } { (id) } " — version " code { (version) } } } }
+            }
             h2 { "Recently decided" }
             @if done.is_empty() { p { "Nothing yet." } } @else { (draft_table(&done)) }
         },
@@ -774,6 +789,11 @@ fn json_text(v: &serde_json::Value) -> String {
 
 async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
     let book = app.book.read().await;
+    if book.entry(&s.org, draft_id).is_none()
+        && let Some(r) = render_policy(app, &book, s, draft_id)
+    {
+        return r;
+    }
     let Some(e) = book.entry(&s.org, draft_id) else {
         return page(
             "Draft not found",
@@ -832,32 +852,140 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
                 @if mine {
                     p.notice { "You approved this draft; a second, distinct approver is needed." }
                 } @else {
-                    section aria-labelledby="decide" {
-                        h2 #decide { "Decide" }
-                        p { button #approve .primary type="button" data-arm={ "/approvals/" (d.id()) "/arm" } { "Approve" } }
-                        p #approve-status role="status" aria-live="polite" {}
-                        form method="post" action={ "/approvals/" (d.id()) "/reject" } {
-                            input type="hidden" name="csrf" value=(s.csrf);
-                            label for="reason" { "Reason" }
-                            textarea #reason name="reason" required maxlength="1000" rows="3" {}
-                            p { button.danger type="submit" { "Reject" } }
-                        }
-                    }
-                    div #confirm-dialog role="alertdialog" aria-modal="true" aria-labelledby="confirm-title" aria-describedby="confirm-desc" hidden {
-                        h2 #confirm-title { "Push this change live?" }
-                        p #confirm-desc { (d.kind()) " on " (d.account_id()) ", " (d.spend_impact().to_string()) ". Your passkey signs exactly this draft, policy version and expiry." }
-                        (diff)
-                        p {
-                            button #confirm-push .primary type="button" data-confirm={ "/approvals/" (d.id()) "/confirm" } { "Confirm and push live" }
-                            " "
-                            button #confirm-cancel type="button" { "Cancel" }
-                        }
-                        p #confirm-status role="status" aria-live="polite" {}
-                    }
+                    (decide(d.id(), &s.csrf, &format!("{} on {}, {}", d.kind(), d.account_id(), d.spend_impact()), diff))
                 }
             }
         },
     )
+}
+
+/// The two-step decision: "Approve" arms and opens the alertdialog, which
+/// shows `change` again; "Reject" asks for a "Reason".
+fn decide(id: &str, csrf: &str, summary: &str, change: Markup) -> Markup {
+    html! {
+        section aria-labelledby="decide" {
+            h2 #decide { "Decide" }
+            p { button #approve .primary type="button" data-arm={ "/approvals/" (id) "/arm" } { "Approve" } }
+            p #approve-status role="status" aria-live="polite" {}
+            form method="post" action={ "/approvals/" (id) "/reject" } {
+                input type="hidden" name="csrf" value=(csrf);
+                label for="reason" { "Reason" }
+                textarea #reason name="reason" required maxlength="1000" rows="3" {}
+                p { button.danger type="submit" { "Reject" } }
+            }
+        }
+        div #confirm-dialog role="alertdialog" aria-modal="true" aria-labelledby="confirm-title" aria-describedby="confirm-desc" hidden {
+            h2 #confirm-title { "Push this change live?" }
+            p #confirm-desc { (summary) ". Your passkey signs exactly this, its policy version and the expiry." }
+            (change)
+            p {
+                button #confirm-push .primary type="button" data-confirm={ "/approvals/" (id) "/confirm" } { "Confirm and push live" }
+                " "
+                button #confirm-cancel type="button" { "Cancel" }
+            }
+            p #confirm-status role="status" aria-live="polite" {}
+        }
+    }
+}
+
+fn money_text(m: &Option<spend_core::Money>) -> String {
+    m.as_ref().map(|m| m.to_string()).unwrap_or_else(|| "none".into())
+}
+
+/// What a SPEND.md version changes in practice: (setting, in force, proposed).
+fn policy_changes(old: &spend_policy::spendmd::SpendMd, new: &spend_policy::spendmd::SpendMd) -> Vec<(&'static str, String, String)> {
+    let rows = [
+        (
+            "per transaction",
+            money_text(&old.spend.per_transaction),
+            money_text(&new.spend.per_transaction),
+        ),
+        (
+            "24-hour envelope (daily_limit)",
+            money_text(&old.spend.daily_limit),
+            money_text(&new.spend.daily_limit),
+        ),
+        ("monthly limit", money_text(&old.spend.monthly_limit), money_text(&new.spend.monthly_limit)),
+        ("allowlist", old.spend.allowlist.join(", "), new.spend.allowlist.join(", ")),
+        (
+            "standing mandate (auto_approve_under)",
+            money_text(&old.approval.auto_approve_under),
+            money_text(&new.approval.auto_approve_under),
+        ),
+        (
+            "dual control over (require_confirmation_over)",
+            money_text(&old.approval.require_confirmation_over),
+            money_text(&new.approval.require_confirmation_over),
+        ),
+        (
+            "approval timeout (minutes)",
+            old.approval.timeout_minutes.to_string(),
+            new.approval.timeout_minutes.to_string(),
+        ),
+    ];
+    rows.into_iter().filter(|(_, a, b)| a != b).collect()
+}
+
+fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Response> {
+    let (p, _) = book.versions.proposal(&s.org, id)?;
+    let t = book.target(&s.org, id)?;
+    let entry = book.policy_entry(&s.org, id).cloned().unwrap_or_default();
+    let in_force = book.versions.active(&s.org);
+    let old_md = in_force.map(|a| (*a.policy).clone()).unwrap_or_else(|| (*app.bootstrap).clone());
+    let new_md = spend_policy::spendmd::parse(&p.source).ok();
+    let changes = new_md.as_ref().map(|n| policy_changes(&old_md, n)).unwrap_or_default();
+    let outcome = if book.versions.is_approved(&s.org, id) {
+        "Approved: this version is in force (unless a newer one was approved since).".to_string()
+    } else if let Some((by, why)) = &entry.rejection {
+        format!("Rejected by {by}: {why}")
+    } else if entry.expired {
+        "Expired before a human approved it: the version in force stays.".into()
+    } else {
+        "Status: waiting for a human".into()
+    };
+    let change = html! {
+        table {
+            caption { "What changes in practice" }
+            thead { tr { th scope="col" { "Setting" } th scope="col" { "In force" } th scope="col" { "Proposed" } } }
+            tbody {
+                @if changes.is_empty() { tr { td colspan="3" { "No limit, allowlist or mandate changes." } } }
+                @for (k, a, b) in &changes { tr { td { (k) } td { (a) } td { (b) } } }
+            }
+        }
+    };
+    let old_text = in_force.map(|a| a.proposal.source.clone());
+    let expired_now = t
+        .request
+        .as_ref()
+        .and_then(|r| DateTime::parse_from_rfc3339(&r.expires_at).ok())
+        .is_some_and(|x| x.with_timezone(&Utc) <= Utc::now());
+    Some(page(
+        &format!("SPEND.md proposal {id}"),
+        Some(&s.csrf),
+        Some(&who(s)),
+        html! {
+            p.status role="status" { (outcome) }
+            table {
+                tbody {
+                    tr { th scope="row" { "Proposed version" } td { code { (p.version) } } }
+                    tr { th scope="row" { "In force now" } td { code { (in_force.map(|a| a.proposal.version.as_str()).unwrap_or(old_md.version.as_str())) } } }
+                    tr { th scope="row" { "Standing mandate" } td { @if p.enables_auto_approve { "enabled by this version (auto-approval applies once a human approves it)" } @else { "none" } } }
+                    tr { th scope="row" { "Expires" } td { (t.request.as_ref().map(|r| r.expires_at.as_str()).unwrap_or("no approval request yet")) } }
+                }
+            }
+            (change)
+            h2 { "The proposed SPEND.md" }
+            pre.rationale { (p.source) }
+            h2 { "The SPEND.md in force" }
+            @match &old_text {
+                Some(text) => { pre.rationale { (text) } }
+                None => { p { "The service's bootstrap file (not on the log), version " code { (old_md.version) } "." } }
+            }
+            @if t.waiting && !expired_now && t.request.is_some() {
+                (decide(id, &s.csrf, &format!("SPEND.md version {}", p.version), change))
+            }
+        },
+    ))
 }
 
 // ---- approve (two steps) and reject ----
@@ -870,10 +998,10 @@ pub async fn arm(
 ) -> Answer<Json<serde_json::Value>> {
     let s = app.checked(&headers, peer, None).await?;
     let book = app.book.read().await;
-    let e = book
-        .entry(&s.org, &draft_id)
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
-    let r = ready_to_approve(e, &s)?;
+    let t = book
+        .target(&s.org, &draft_id)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to approve under that id"))?;
+    let r = ready_to_approve(&t, &s)?;
     let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
     let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
     let credential_id = book
@@ -899,25 +1027,28 @@ pub async fn arm(
     })))
 }
 
-fn ready_to_approve<'e>(e: &'e Entry, s: &Session) -> Answer<&'e spend_core::events::ApprovalRequested> {
-    if !waits_for_a_human(e.draft.status()) {
-        return Err(Refusal::new(
-            StatusCode::CONFLICT,
-            format!("the draft is {}: nothing to approve", e.draft.status()),
-        ));
+fn ready_to_approve(t: &Target, s: &Session) -> Answer<spend_core::events::ApprovalRequested> {
+    if !t.waiting {
+        return Err(Refusal::new(StatusCode::CONFLICT, "it no longer waits for a human: nothing to approve"));
     }
-    let r = e
-        .draft
-        .request()
+    let r = t
+        .request
+        .clone()
         .ok_or_else(|| Refusal::new(StatusCode::CONFLICT, "the approval request is not open yet: reload in a moment"))?;
-    let expired = DateTime::parse_from_rfc3339(&r.expires_at).map_or(true, |t| t.with_timezone(&Utc) <= Utc::now());
+    let expired = DateTime::parse_from_rfc3339(&r.expires_at).map_or(true, |x| x.with_timezone(&Utc) <= Utc::now());
     if expired {
         return Err(Refusal::new(StatusCode::CONFLICT, "the approval expired"));
     }
-    if e.approvals.iter().any(|(a, _)| *a == s.approver_id) {
+    if r.approved_hash != t.approved_hash {
         return Err(Refusal::new(
             StatusCode::CONFLICT,
-            "you approved this draft already: dual control needs a second, distinct approver",
+            "the approval request names other bytes than the log holds: refused",
+        ));
+    }
+    if t.approvers.contains(&s.approver_id) {
+        return Err(Refusal::new(
+            StatusCode::CONFLICT,
+            "you approved this already: dual control needs a second, distinct approver",
         ));
     }
     Ok(r)
@@ -945,10 +1076,10 @@ pub async fn confirm(
         ));
     };
     let book = app.book.read().await;
-    let e = book
-        .entry(&s.org, &draft_id)
-        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
-    let r = ready_to_approve(e, &s)?.clone();
+    let t = book
+        .target(&s.org, &draft_id)
+        .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to approve under that id"))?;
+    let r = ready_to_approve(&t, &s)?;
     let a = &body.assertion;
     let proof = ApprovalProof {
         approval_id: body.approval_id.clone(),
@@ -965,7 +1096,7 @@ pub async fn confirm(
     // The same verifier every consumer runs, on a copy of the registry
     // (the log's copy counts it when the event arrives).
     let mut registry = book.versions.approvers.clone();
-    if let Err(err) = registry.verify(&s.org, &proof, d_hash(e), Utc::now(), book.seq + 1) {
+    if let Err(err) = registry.verify(&s.org, &proof, &t.approved_hash, Utc::now(), book.seq + 1) {
         drop(book);
         app.alert(
             &s.org,
@@ -982,13 +1113,13 @@ pub async fn confirm(
     let granted = ApprovalGranted {
         draft_id: draft_id.clone(),
         approval_id: body.approval_id.clone(),
-        step: e.approvals.len() as u32 + 1,
+        step: t.approvers.len() as u32 + 1,
         credential_id: proof.credential_id.clone(),
         approver_id: s.approver_id.clone(),
         approved_hash: r.approved_hash.clone(),
         proof,
     };
-    let expected = e.approval_seq;
+    let expected = t.approval_seq;
     drop(book);
     let rec = app
         .recorder
@@ -998,20 +1129,15 @@ pub async fn confirm(
         .await
         .map_err(log_refusal)?;
     app.wait_for(rec.seq).await;
-    let status = app
-        .book
-        .read()
-        .await
-        .entry(&s.org, &draft_id)
-        .map(|e| e.draft.status().as_str())
-        .unwrap_or("unknown");
+    let book = app.book.read().await;
+    let status = match book.entry(&s.org, &draft_id) {
+        Some(e) => e.draft.status().as_str().to_string(),
+        None if book.versions.is_approved(&s.org, &draft_id) => "approved".into(),
+        None => "recorded".into(),
+    };
     Ok(Json(
-        serde_json::json!({"ok": true, "status": status, "message": format!("Approved: the draft is {status}.")}),
+        serde_json::json!({"ok": true, "status": status, "message": format!("Approved: {status}.")}),
     ))
-}
-
-fn d_hash(e: &Entry) -> &str {
-    e.draft.proposed_hash()
 }
 
 #[derive(Deserialize)]
@@ -1037,16 +1163,13 @@ pub async fn reject(
     }
     let expected = {
         let book = app.book.read().await;
-        let e = book
-            .entry(&s.org, &draft_id)
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such draft"))?;
-        if !waits_for_a_human(e.draft.status()) {
-            return Err(Refusal::new(
-                StatusCode::CONFLICT,
-                format!("the draft is {}: nothing to reject", e.draft.status()),
-            ));
+        let t = book
+            .target(&s.org, &draft_id)
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to reject under that id"))?;
+        if !t.waiting {
+            return Err(Refusal::new(StatusCode::CONFLICT, "it no longer waits for a human: nothing to reject"));
         }
-        e.approval_seq
+        t.approval_seq
     };
     let rejected = ApprovalRejected {
         draft_id: draft_id.clone(),

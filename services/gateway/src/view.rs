@@ -139,6 +139,14 @@ impl View {
                 payload: m.payload.clone(),
             });
         }
+        if env.event_type == spend_core::events::ApproverRemoved::TYPE
+            && let Ok(r) = serde_json::from_str::<spend_core::events::ApproverRemoved>(env.data.get())
+            && let Some(o) = self.orgs.get_mut(&org)
+        {
+            for d in o.drafts.values_mut() {
+                d.lapse_approvals_of(&r.approver_id);
+            }
+        }
         match self.versions.apply(prefix, m, env) {
             Some(Noticed::ReusedId { org, detail }) => {
                 return Applied::Audit {

@@ -79,7 +79,14 @@ impl DraftBook {
             return None;
         };
         let org = env.org.to_string();
-        if self.registry.observe(m.seq, &env).is_some() {
+        if let Some(observed) = self.registry.observe(m.seq, &env) {
+            // A removed approver's approvals of drafts still waiting lapse
+            // (the projection shows it with the draft's next move).
+            if let spend_draft::approvers::Observed::Removed { org, approver_id } = observed {
+                for d in self.open.values_mut().flatten().filter(|d| d.org() == org) {
+                    d.lapse_approvals_of(&approver_id);
+                }
+            }
             return None;
         }
         if aggregate == "approval" && env.event_type == spend_core::events::ApprovalGranted::TYPE {

@@ -60,6 +60,8 @@ pub const UNTRUSTED: &str = "approver.untrusted";
 pub struct Versions {
     proposals: HashMap<(String, String), Proposed>,
     active: HashMap<String, Active>,
+    /// Proposals a verified approval approved.
+    approved: std::collections::HashSet<(String, String)>,
     /// Who may approve, per organisation, as the log says so far.
     pub approvers: Registry,
 }
@@ -116,9 +118,23 @@ impl Versions {
                     Err(forgery) => return Some(Noticed::Forged { org, forgery }),
                 };
                 let proposed = self.proposals.get(&(org.clone(), facts.data.draft_id.clone()))?;
+                if facts.data.proof.policy_version != proposed.data.version {
+                    let detail = format!(
+                        "approval {} of policy proposal {} at seq {seq}: its proof signs version {}, the proposal is {}",
+                        facts.data.approval_id, proposed.data.draft_id, facts.data.proof.policy_version, proposed.data.version
+                    );
+                    return Some(Noticed::Forged {
+                        org,
+                        forgery: Forgery {
+                            kind: spend_draft::ForgeryKind::ProofMismatch,
+                            detail,
+                        },
+                    });
+                }
                 if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id, &mut self.approvers) {
                     return Some(Noticed::Forged { org, forgery });
                 }
+                self.approved.insert((org.clone(), proposed.data.draft_id.clone()));
                 let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);
                 if !newer {
                     tracing::info!(org, version = %proposed.data.version, "an older policy version was approved after a newer one; the newer stays in force");
@@ -149,6 +165,33 @@ impl Versions {
     /// The version in force for `org`, if a human approved one.
     pub fn active(&self, org: &str) -> Option<&Active> {
         self.active.get(org)
+    }
+
+    /// Whether a verified approval approved proposal `id`.
+    pub fn is_approved(&self, org: &str, id: &str) -> bool {
+        self.approved.contains(&(org.to_string(), id.to_string()))
+    }
+
+    /// The proposals of `org` that no verified approval approved yet and
+    /// that are newer than the version in force: (proposal, hash, seq).
+    pub fn waiting(&self, org: &str) -> Vec<(&PolicyProposed, &str, u64)> {
+        let in_force = self.active.get(org).map(|a| a.seq).unwrap_or(0);
+        let mut v: Vec<_> = self
+            .proposals
+            .iter()
+            .filter(|((o, id), p)| o == org && p.seq > in_force && !self.approved.contains(&(o.clone(), id.clone())))
+            .map(|(_, p)| (&p.data, p.hash.as_str(), p.seq))
+            .collect();
+        v.sort_by_key(|x| x.2);
+        v
+    }
+
+    /// Every organisation with a proposal.
+    pub fn orgs_with_proposals(&self) -> Vec<String> {
+        let mut v: Vec<String> = self.proposals.keys().map(|(o, _)| o.clone()).collect();
+        v.sort();
+        v.dedup();
+        v
     }
 
     /// The proposal of `id` and the hash an approval of it must name.
