@@ -399,3 +399,83 @@ pub struct Due {
     /// (org, draft or proposal id) whose request expired.
     pub expired: Vec<(String, String)>,
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::events::{ApprovalRequested, EventData};
+    use spend_core::{Actor, Envelope};
+    use spend_testkit::events::{decided, payment_proposed, subject_of};
+
+    struct Given {
+        book: Book,
+        seq: u64,
+    }
+
+    impl Given {
+        fn new() -> Self {
+            Self { book: Book::default(), seq: 0 }
+        }
+
+        fn when(&mut self, env: Envelope) {
+            self.seq += 1;
+            let m = StoredMessage {
+                seq: self.seq,
+                subject: subject_of("spend.evt", &env),
+                payload: env.to_bytes().into(),
+                time: Utc::now(),
+                msg_id: None,
+                republished: false,
+            };
+            self.book.apply("spend.evt", &m);
+        }
+    }
+
+    fn requested(draft_id: &str, hash: &str, expires_at: &str) -> Envelope {
+        Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::service("approval"),
+            format!("approval/{draft_id}"),
+            EventData::ApprovalRequested(ApprovalRequested {
+                draft_id: draft_id.into(),
+                kind: "draft".into(),
+                approved_hash: hash.into(),
+                policy_version: "sha256:test".into(),
+                required: 1,
+                expires_at: expires_at.into(),
+                timeout_action: "deny".into(),
+                link_token_sha256: "ab".repeat(32),
+            }),
+        )
+    }
+
+    #[test]
+    fn a_draft_that_needs_a_human_gets_one_request_and_expires_when_nobody_answers() {
+        let mut g = Given::new();
+        let proposed = payment_proposed("acme", "d1", 900);
+        let hash = spend_draft::event_hash(&proposed.to_bytes());
+        g.when(proposed);
+        assert_eq!(g.book.due(Utc::now()), Due::default(), "undecided: nothing to ask yet");
+        g.when(decided("acme", "d1", Outcome::RequireApproval));
+        assert_eq!(g.book.due(Utc::now()).requests, [("acme".to_string(), "d1".to_string())]);
+        g.when(requested("d1", &hash, "2099-01-01T00:00:00Z"));
+        assert_eq!(g.book.due(Utc::now()), Due::default(), "one request per draft");
+        assert_eq!(g.book.link(&"ab".repeat(32)), Some(&("acme".to_string(), "d1".to_string())));
+        let later: DateTime<Utc> = DateTime::parse_from_rfc3339("2099-01-01T00:00:01Z").unwrap().into();
+        assert_eq!(g.book.due(later).expired, [("acme".to_string(), "d1".to_string())]);
+    }
+
+    #[test]
+    fn a_request_naming_other_bytes_opens_nothing_and_denied_drafts_ask_nobody() {
+        let mut g = Given::new();
+        g.when(payment_proposed("acme", "d1", 900));
+        g.when(decided("acme", "d1", Outcome::RequireApproval));
+        g.when(requested("d1", &"00".repeat(32), "2099-01-01T00:00:00Z"));
+        let e = g.book.entry("acme", "d1").unwrap();
+        assert!(e.draft.request().is_none(), "a request must name the draft's exact bytes");
+        g.when(payment_proposed("acme", "d2", 900));
+        g.when(decided("acme", "d2", Outcome::Deny));
+        assert_eq!(g.book.due(Utc::now()).requests, [("acme".to_string(), "d1".to_string())]);
+    }
+}

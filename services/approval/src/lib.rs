@@ -223,6 +223,9 @@ fn pages(app: Arc<web::App>) -> Router {
 /// request is appended with expected sequence 0 besides).
 async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<SpendMd>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
+    // Requests another writer holds the subject of already (a replica, or
+    // a forged event there): asked once, not at every tick.
+    let mut settled: spend_core::bounded::FifoMap<(String, String), ()> = spend_core::bounded::FifoMap::new(100_000);
     loop {
         tokio::select! {
             _ = tick.tick() => {}
@@ -237,13 +240,27 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
             book.due(Utc::now())
         };
         for (org, draft_id) in due.requests {
-            if let Err(e) = open_request(&app, &bootstrap, &org, &draft_id).await {
-                tracing::warn!(error = %e, org, draft_id, "could not open an approval request; retrying");
+            let key = (org.clone(), draft_id.clone());
+            if settled.contains_key(&key) {
+                continue;
+            }
+            match open_request(&app, &bootstrap, &org, &draft_id).await {
+                Ok(()) => {
+                    settled.insert_new(key, ());
+                }
+                Err(e) => tracing::warn!(error = %e, org, draft_id, "could not open an approval request; retrying"),
             }
         }
         for (org, id) in due.policy_requests {
-            if let Err(e) = open_policy_request(&app, &bootstrap, &org, &id).await {
-                tracing::warn!(error = %e, org, proposal = id, "could not open a policy approval request; retrying");
+            let key = (org.clone(), id.clone());
+            if settled.contains_key(&key) {
+                continue;
+            }
+            match open_policy_request(&app, &bootstrap, &org, &id).await {
+                Ok(()) => {
+                    settled.insert_new(key, ());
+                }
+                Err(e) => tracing::warn!(error = %e, org, proposal = id, "could not open a policy approval request; retrying"),
             }
         }
         for (org, draft_id) in due.expired {
