@@ -19,9 +19,8 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
+use common::agent::Agent;
 use common::{Spawned, free_port, run, spend, text, wait_port};
-use spend_proto::v1 as pb;
-use spend_proto::v1::agent_gateway_client::AgentGatewayClient;
 
 /// A policy under which a human approves every payment, two humans above
 /// 25 USD.
@@ -61,56 +60,6 @@ approval:
   timeout_action: deny
   timeout_minutes: 1
 ";
-
-struct Agent {
-    client: AgentGatewayClient<tonic::transport::Channel>,
-    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-}
-
-impl Agent {
-    fn req<T>(&self, m: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(m);
-        r.metadata_mut().insert("authorization", self.bearer.clone());
-        r
-    }
-
-    async fn pay(&mut self, minor: i64, rationale: &str) -> pb::Draft {
-        let mut req = self.req(payment(minor, rationale));
-        // A gateway that just started may not have read the dev key yet.
-        let deadline = Instant::now() + Duration::from_secs(15);
-        loop {
-            match self.client.propose_change(req).await {
-                Ok(r) => return r.into_inner().draft.expect("a draft"),
-                Err(e) if e.code() == tonic::Code::Unauthenticated && Instant::now() < deadline => {
-                    tokio::time::sleep(Duration::from_millis(100)).await;
-                    req = self.req(payment(minor, rationale));
-                }
-                Err(e) => panic!("proposing a payment: {e}"),
-            }
-        }
-    }
-
-    async fn status(&mut self, draft_id: &str) -> pb::Draft {
-        let req = self.req(pb::GetDraftStatusRequest { draft_id: draft_id.into() });
-        self.client.get_draft_status(req).await.unwrap().into_inner()
-    }
-}
-
-fn payment(minor: i64, rationale: &str) -> pb::ProposeChangeRequest {
-    pb::ProposeChangeRequest {
-        account_id: "card_1".into(),
-        rationale: rationale.into(),
-        change: Some(pb::propose_change_request::Change::Payment(pb::Payment {
-            amount: Some(pb::Money {
-                minor_units: minor,
-                currency: "USD".into(),
-            }),
-            merchant: "openai.com".into(),
-            url: "https://openai.com/billing".into(),
-            ..Default::default()
-        })),
-    }
-}
 
 /// `spend dev`'s stderr, line by line, as it comes.
 fn lines(child: &mut Spawned) -> std::sync::mpsc::Receiver<String> {
@@ -199,19 +148,13 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
 
     // The agent drafts three payments that need humans.
     let key = std::fs::read_to_string(data.join("keys").join("dev-agent-key")).unwrap().trim().to_string();
-    let channel = tonic::transport::Endpoint::from_shared(format!("http://{}", addr(ports[0])))
-        .unwrap()
-        .connect()
-        .await
-        .unwrap();
-    let mut agent = Agent {
-        client: AgentGatewayClient::new(channel),
-        bearer: format!("Bearer {key}").parse().unwrap(),
-    };
-    let approve = agent.pay(1_000, "API credits for the evaluation run").await;
-    let reject = agent.pay(1_200, "more credits <script>alert(1)</script> [click](http://evil.example)").await;
-    let dual = agent.pay(3_000, "a bigger top-up").await;
-    let lapse = agent.pay(900, "nobody will answer this one").await;
+    let mut agent = Agent::connect(&addr(ports[0]), &key).await;
+    let approve = agent.pay_once_known("card_1", 1_000, "API credits for the evaluation run").await;
+    let reject = agent
+        .pay_once_known("card_1", 1_200, "more credits <script>alert(1)</script> [click](http://evil.example)")
+        .await;
+    let dual = agent.pay_once_known("card_1", 3_000, "a bigger top-up").await;
+    let lapse = agent.pay_once_known("card_1", 900, "nobody will answer this one").await;
     for d in [&approve, &reject, &dual, &lapse] {
         assert_eq!(d.status, "pending_approval", "{d:?}");
     }
@@ -222,7 +165,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
 
     // While it waits, the agent sees the expiry and approvals given of
     // required: never a link, a token or who the approvers are.
-    let waiting = agent.status(&dual.draft_id).await;
+    let waiting = agent.draft(&dual.draft_id).await;
     assert!(!waiting.expires_at.is_empty(), "{waiting:?}");
     assert_eq!((waiting.approvals_given, waiting.approvals_required), (0, 2));
     let shown = format!("{waiting:?}");
@@ -281,13 +224,13 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert_eq!(seen["expired_has_no_approve"], true);
 
     // What the agent sees now.
-    assert_eq!(agent.status(&approve.draft_id).await.status, "approved");
-    assert_eq!(agent.status(&reject.draft_id).await.status, "rejected");
-    let done = agent.status(&dual.draft_id).await;
+    assert_eq!(agent.status(&approve.draft_id).await, "approved");
+    assert_eq!(agent.status(&reject.draft_id).await, "rejected");
+    let done = agent.draft(&dual.draft_id).await;
     assert_eq!((done.status.as_str(), done.approvals_given), ("approved", 2));
-    assert_eq!(agent.status(&lapse.draft_id).await.status, "expired", "nothing is approved by timeout");
+    assert_eq!(agent.status(&lapse.draft_id).await, "expired", "nothing is approved by timeout");
     // The approved version is in force: a new draft is decided under it.
-    let after = agent.pay(4_600, "above the new per-transaction limit").await;
+    let after = agent.pay_once_known("card_1", 4_600, "above the new per-transaction limit").await;
     let decision = after.decision.as_ref().unwrap();
     assert_ne!(decision.policy_version, bootstrap_version);
     assert_eq!(after.status, "denied", "46 USD is over the approved version's 45 USD: {after:?}");

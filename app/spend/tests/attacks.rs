@@ -13,13 +13,13 @@ mod common;
 use std::process::Stdio;
 use std::time::Duration;
 
+use common::agent::Agent;
 use common::{Spawned, free_port, run, spend, text, wait_port};
 use spend_core::events::{ApprovalGranted, EventData};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
-
 use spend_proto::v1 as pb;
-use spend_proto::v1::agent_gateway_client::AgentGatewayClient;
+
 use spend_testkit::authnats::AuthNats;
 
 const USERS: [&str; 7] = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
@@ -85,50 +85,7 @@ impl System {
     }
 
     async fn agent(&self, key: &str) -> Agent {
-        let channel = tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{}", self.gateway_port))
-            .unwrap()
-            .connect()
-            .await
-            .unwrap();
-        Agent {
-            client: AgentGatewayClient::new(channel),
-            bearer: format!("Bearer {key}").parse().unwrap(),
-        }
-    }
-}
-
-struct Agent {
-    client: AgentGatewayClient<tonic::transport::Channel>,
-    bearer: tonic::metadata::MetadataValue<tonic::metadata::Ascii>,
-}
-
-impl Agent {
-    fn req<T>(&self, m: T) -> tonic::Request<T> {
-        let mut r = tonic::Request::new(m);
-        r.metadata_mut().insert("authorization", self.bearer.clone());
-        r
-    }
-
-    async fn pay(&mut self, account: &str, minor: i64, rationale: &str) -> Result<pb::Draft, tonic::Status> {
-        let req = self.req(pb::ProposeChangeRequest {
-            account_id: account.into(),
-            rationale: rationale.into(),
-            change: Some(pb::propose_change_request::Change::Payment(pb::Payment {
-                amount: Some(pb::Money {
-                    minor_units: minor,
-                    currency: "USD".into(),
-                }),
-                merchant: "openai.com".into(),
-                url: "https://openai.com/billing".into(),
-                ..Default::default()
-            })),
-        });
-        Ok(self.client.propose_change(req).await?.into_inner().draft.expect("a draft"))
-    }
-
-    async fn status(&mut self, draft_id: &str) -> String {
-        let req = self.req(pb::GetDraftStatusRequest { draft_id: draft_id.into() });
-        self.client.get_draft_status(req).await.unwrap().into_inner().status
+        Agent::connect(&format!("127.0.0.1:{}", self.gateway_port), key).await
     }
 }
 

@@ -3,6 +3,8 @@
 //! whatever way it ends.
 #![allow(dead_code)]
 
+pub mod agent;
+
 use std::process::{Child, Command, Output};
 use std::time::Duration;
 
