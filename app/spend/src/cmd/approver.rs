@@ -198,6 +198,19 @@ fn print_list(book: &spend_approval::book::Book, org: &str, json: bool) {
                     })
                 }),
         )
+        .chain(
+            // A first admin whose enrollment came without a registration
+            // the book knows (e.g. recorded by another tool).
+            reg.awaiting_anchor(org)
+                .into_iter()
+                .filter(|(id, _)| book.registered(org, id).is_none())
+                .map(|(id, fp)| {
+                    serde_json::json!({
+                        "approver_id": id, "email": "", "role": "admin", "fingerprint": fp,
+                        "vouched_by": null, "state": "awaiting the operator's anchor",
+                    })
+                }),
+        )
         .collect();
     if json {
         println!("{}", serde_json::Value::Array(rows));
