@@ -81,6 +81,8 @@ pub struct Target {
 
 #[derive(Default)]
 pub struct Book {
+    /// Each organisation's spend envelope, as its last commitment left it.
+    envelopes: HashMap<String, spend_core::events::EnvelopeState>,
     /// Approvals of SPEND.md proposals, by (org, proposal id).
     policies: HashMap<(String, String), PolicyEntry>,
     /// SPEND.md versions, and the approver registry.
@@ -178,6 +180,9 @@ impl Book {
                 self.registered.entry((org, r.approver_id.clone())).or_insert(r);
             }
             EventData::ApproverEnrolled(ApproverEnrolled { .. }) => {}
+            EventData::BudgetCommitted(c) if aggregate == "budget" => {
+                self.envelopes.insert(org, c.envelope);
+            }
             EventData::DraftProposed(_) => {
                 if aggregate != "draft" {
                     return;
@@ -248,6 +253,11 @@ impl Book {
             EventData::ApprovalExpired(_) if open => e.expired = true,
             _ => {}
         }
+    }
+
+    /// The organisation's envelope as its last commitment left it.
+    pub fn envelope(&self, org: &str) -> Option<&spend_core::events::EnvelopeState> {
+        self.envelopes.get(org)
     }
 
     pub fn policy_entry(&self, org: &str, id: &str) -> Option<&PolicyEntry> {

@@ -837,6 +837,7 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
                 tbody {
                     tr { th scope="row" { "What" } td { (d.kind()) " on account " (d.account_id()) } }
                     tr { th scope="row" { "Spend impact" } td { (d.spend_impact().to_string()) } }
+                    tr { th scope="row" { "24-hour envelope" } td { (envelope_line(app, &book, &s.org, d.spend_impact())) } }
                     tr { th scope="row" { "Agent" } td { (e.agent) } }
                     tr { th scope="row" { "Approvals" } td { (e.approvals.len()) " of " (needed) " required" @if needed == 2 { " (two distinct people)" } } }
                     tr { th scope="row" { "Expires" } td { (d.approval_expires_at().unwrap_or("no approval request yet")) } }
@@ -886,6 +887,34 @@ fn decide(id: &str, csrf: &str, summary: &str, change: Markup) -> Markup {
             p #confirm-status role="status" aria-live="polite" {}
         }
     }
+}
+
+/// The 24-hour envelope: committed now (every standing campaign rate and
+/// the last 24 hours' payments, docs/spend-windows.md), what is left under
+/// `daily_limit`, and what this change would leave.
+fn envelope_line(app: &App, book: &Book, org: &str, impact: &spend_core::Money) -> String {
+    use spend_policy::envelope::EnvelopeExt as _;
+    let policy = book.versions.active(org).map(|a| a.policy.clone()).unwrap_or_else(|| app.bootstrap.clone());
+    let Some(limit) = policy.spend.daily_limit.clone() else {
+        return "no daily_limit in the SPEND.md in force".into();
+    };
+    let used = book
+        .envelope(org)
+        .filter(|e| e.currency == limit.currency)
+        .map(|e| e.daily_committed(Utc::now()))
+        .unwrap_or(0);
+    let m = |minor: i64| spend_core::Money {
+        minor_units: minor,
+        currency: limit.currency.clone(),
+    };
+    let left = limit.minor_units - used;
+    format!(
+        "{} used of {}, {} left; {} left after this change",
+        m(used),
+        limit,
+        m(left),
+        m(left - impact.minor_units.max(0))
+    )
 }
 
 fn money_text(m: &Option<spend_core::Money>) -> String {
