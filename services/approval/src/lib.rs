@@ -152,6 +152,7 @@ impl Application {
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
         let gate = self.gate.clone();
+        let housekeeping = self.app.clone();
         let mut stop = stop_rx.clone();
         let background = tokio::spawn(async move {
             let mut tick = tokio::time::interval(REFRESH);
@@ -167,6 +168,7 @@ impl Application {
                     _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
                 }
                 gate.flush(false).await;
+                housekeeping.housekeeping(false).await;
             }
         });
         let book = self.app.book.clone();
@@ -187,6 +189,7 @@ impl Application {
         let _ = follower.await;
         let _ = ticker.await;
         self.gate.flush(true).await;
+        self.app.housekeeping(true).await;
         Ok(())
     }
 }

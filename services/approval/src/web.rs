@@ -47,6 +47,9 @@ use crate::passkeys::{CEREMONY_TTL, Passkeys, PostedAssertion};
 
 /// The session cookie's name.
 pub const COOKIE: &str = "spend_session";
+/// Sign-in and enrollment attempts an address may make per minute
+/// (burst the same): enough for people, too few to guess at scale.
+pub const ATTEMPTS_PER_MINUTE: u32 = 20;
 /// Sessions kept at once (the oldest forgotten first).
 const MAX_SESSIONS: usize = 10_000;
 /// Ceremonies in flight kept at once, per kind.
@@ -129,6 +132,10 @@ pub struct App {
     countersigns: Mutex<FifoMap<String, Countersigning>>,
     /// Sign counters seen at sign-in (never on the log), per credential.
     counters: Mutex<FifoMap<String, u32>>,
+    /// Sign-in and enrollment attempts per address.
+    attempts: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    /// Refusals counted, not recorded singly, in a flood.
+    pub alerts: spend_core::alert_gate::AlertGate,
 }
 
 fn sha256_hex(s: &str) -> String {
@@ -245,6 +252,43 @@ impl App {
             armed: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
             countersigns: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
             counters: Mutex::new(FifoMap::new(MAX_SESSIONS)),
+            attempts: governor::RateLimiter::keyed(governor::Quota::per_minute(
+                std::num::NonZeroU32::new(ATTEMPTS_PER_MINUTE).expect("a positive quota"),
+            )),
+            alerts: spend_core::alert_gate::AlertGate::default(),
+        }
+    }
+
+    /// Refuses an address that made too many sign-in or enrollment attempts
+    /// in the last minute, with 429 and an alert (a flood of them is
+    /// counted into one per window).
+    async fn throttle(&self, peer: SocketAddr, what: &'static str) -> Answer<()> {
+        let ip = peer.ip();
+        if self.attempts.check_key(&ip).is_ok() {
+            return Ok(());
+        }
+        let address = ip.to_string();
+        if self.alerts.admit_kind("unknown", None, Some(&address), "approval.rate_limited", what).is_some() {
+            self.alert(
+                "unknown",
+                "approval.rate_limited",
+                Some(peer),
+                format!("more than {ATTEMPTS_PER_MINUTE} {what} attempts a minute from {address}: refused"),
+            )
+            .await;
+        }
+        Err(Refusal::new(StatusCode::TOO_MANY_REQUESTS, "too many attempts: wait a minute"))
+    }
+
+    /// Forgets idle addresses' attempts, and records the refusals counted
+    /// in windows that ended (`all`: every window, as the service stops).
+    pub async fn housekeeping(&self, all: bool) {
+        self.attempts.retain_recent();
+        let repeats = if all { self.alerts.drain() } else { self.alerts.due() };
+        for r in repeats {
+            if let Err(e) = self.recorder.alert(&r.org, r.alert()).record().await {
+                tracing::error!(error = %e, "could not record aggregated security alerts");
+            }
         }
     }
 
@@ -385,8 +429,14 @@ pub struct SignInStart {
     email: String,
 }
 
-pub async fn signin_start(State(app): State<Arc<App>>, headers: HeaderMap, Json(body): Json<SignInStart>) -> Answer<Json<serde_json::Value>> {
+pub async fn signin_start(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Json(body): Json<SignInStart>,
+) -> Answer<Json<serde_json::Value>> {
     same_origin(&app, &headers)?;
+    app.throttle(peer, "sign-in").await?;
     if body.email.len() > 320 {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "that is not an email address"));
     }
@@ -444,6 +494,7 @@ pub async fn signin_finish(
     Json(body): Json<SignInFinish>,
 ) -> Answer<Response> {
     same_origin(&app, &headers)?;
+    app.throttle(peer, "sign-in").await?;
     let Some(ceremony) = app.signins.lock().await.remove(&body.ceremony).filter(|c| fresh(c.started)) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "this sign-in expired: start again"));
     };
@@ -564,8 +615,14 @@ pub async fn enroll_page(State(app): State<Arc<App>>, Path(token): Path<String>)
     )
 }
 
-pub async fn enroll_start(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): Path<String>) -> Answer<Json<serde_json::Value>> {
+pub async fn enroll_start(
+    State(app): State<Arc<App>>,
+    headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(token): Path<String>,
+) -> Answer<Json<serde_json::Value>> {
     same_origin(&app, &headers)?;
+    app.throttle(peer, "enrollment").await?;
     let hash = sha256_hex(&token);
     let email = {
         let book = app.book.read().await;
@@ -598,10 +655,12 @@ fn same_origin(app: &App, headers: &HeaderMap) -> Answer<()> {
 pub async fn enroll_finish(
     State(app): State<Arc<App>>,
     headers: HeaderMap,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
     Json(response): Json<RegisterPublicKeyCredential>,
 ) -> Answer<Json<serde_json::Value>> {
     same_origin(&app, &headers)?;
+    app.throttle(peer, "enrollment").await?;
     let hash = sha256_hex(&token);
     let Some((state, started)) = app.registrations.lock().await.remove(&hash) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "start creating the passkey again"));

@@ -292,3 +292,48 @@ async fn a_flood_of_refusals_is_aggregated_and_every_refusal_counted() {
     assert!(detail.starts_with("47 more refusals (agent_on_human_route: "), "{detail}");
     assert!(!last.to_string().contains(&key.secret[17..]));
 }
+
+/// Sign-in and enrollment attempts are limited per address: past the
+/// limit the answer is 429, and the refusal is audited.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn too_many_sign_in_attempts_from_one_address_are_refused_and_audited() {
+    let (_dir, log, addr) = serve().await;
+    let origin = format!("http://localhost:{}", addr.port());
+    let http = reqwest::Client::new();
+    let mut statuses = Vec::new();
+    for _ in 0..(spend_approval::web::ATTEMPTS_PER_MINUTE + 5) {
+        let r = http
+            .post(format!("http://{addr}/signin/start"))
+            .header("origin", &origin)
+            .json(&serde_json::json!({"email": "nobody@example.com"}))
+            .send()
+            .await
+            .unwrap();
+        statuses.push(r.status().as_u16());
+    }
+    let limit = spend_approval::web::ATTEMPTS_PER_MINUTE as usize;
+    assert!(statuses[..limit].iter().all(|s| *s == 404), "unknown email, within the limit: {statuses:?}");
+    assert!(statuses[limit..].iter().all(|s| *s == 429), "past the limit: {statuses:?}");
+    // From another origin: refused before counting.
+    let r = http
+        .post(format!("http://{addr}/signin/start"))
+        .header("origin", "http://evil.example")
+        .json(&serde_json::json!({"email": "nobody@example.com"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 403);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let limited = alerts(&log)
+            .await
+            .into_iter()
+            .filter(|(_, e)| e["data"]["reason"] == "approval.rate_limited")
+            .count();
+        if limited >= 1 {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "the refusal is audited");
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    }
+}

@@ -92,17 +92,21 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
         }
     };
     let draft_id = format!("p_{}", spend_credentials::random_hex(8)?);
+    let log = super::apikey::open_log(&config, data_dir).await?;
+    // The version in force on the log, if a human approved one (else the
+    // services' bootstrap file, which is not on the log).
+    let book = super::approver::replay(log.clone(), &config.nats.subject_prefix).await?;
+    let previous_version = book.versions.active(org).map(|a| a.proposal.version.clone());
     let data = spend_core::events::EventData::PolicyProposed(spend_core::events::PolicyProposed {
         draft_id: draft_id.clone(),
         version: md.version.clone(),
         source,
-        previous_version: None,
+        previous_version,
         enables_auto_approve: md.approval.auto_approve_under.is_some(),
     });
-    let log = super::apikey::open_log(&config, data_dir).await?;
     let recorded = super::apikey::record_as_operator(log, &config.nats.subject_prefix, org, "policy", &draft_id, data, Some(0)).await?;
     eprintln!(
-        "proposed {} as {draft_id} (event hash {}); it applies once a human approves it",
+        "proposed {} as {draft_id} (event hash {}); it applies once a human approves it in the approval app",
         md.version,
         spend_draft::event_hash(&recorded.bytes)
     );
