@@ -20,6 +20,9 @@ const env = (k) => {
 const ORIGIN = env("ORIGIN");
 const shots = process.env.SCREENSHOTS || "";
 const seen = {};
+// Anything the Content Security Policy blocked (an inline style or script
+// slipped into a page): the test expects none.
+const cspViolations = [];
 
 const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
@@ -30,6 +33,9 @@ const browser = await chromium.launch({
 async function person(userVerified = true) {
   const context = await browser.newContext({ viewport: { width: 1100, height: 900 } });
   const page = await context.newPage();
+  page.on("console", (m) => {
+    if (m.text().includes("Content Security Policy")) cspViolations.push(m.text());
+  });
   const cdp = await context.newCDPSession(page);
   await cdp.send("WebAuthn.enable");
   await cdp.send("WebAuthn.addVirtualAuthenticator", {
@@ -180,6 +186,7 @@ try {
   }
   seen.expired_has_no_approve = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
 
+  seen.csp_violations = cspViolations;
   console.log(JSON.stringify(seen));
 } catch (err) {
   console.log(JSON.stringify({ ...seen, error: String(err && err.stack || err) }));

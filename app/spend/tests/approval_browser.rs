@@ -222,6 +222,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("policy_status").starts_with("Approved"), "{seen}");
     assert!(s("expired_status").starts_with("Expired"), "{seen}");
     assert_eq!(seen["expired_has_no_approve"], true);
+    assert_eq!(seen["csp_violations"], serde_json::json!([]), "nothing the CSP blocks is on a page");
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");

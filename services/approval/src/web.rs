@@ -192,7 +192,7 @@ fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Markup) -> Res
                     @if let Some(w) = who {
                         nav aria-label="Account" {
                             a href="/approvals" { "Queue" } " · " a href="/approvers" { "Approvers" } " · " (w) " "
-                            form method="post" action="/signout" style="display:inline" {
+                            form.inline method="post" action="/signout" {
                                 @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
                                 button type="submit" { "Sign out" }
                             }
