@@ -111,7 +111,6 @@ struct Countersigning {
     org: String,
     admin_id: String,
     target: ApproverRegistered,
-    challenge: [u8; 32],
     started: Instant,
 }
 
@@ -476,9 +475,7 @@ pub async fn signin_start(
 }
 
 fn getrandom_fill(buf: &mut [u8]) {
-    let hex = spend_credentials::random_hex(buf.len()).expect("the operating system's random source");
-    let bytes = hex::decode(hex).expect("hex");
-    buf.copy_from_slice(&bytes);
+    getrandom::fill(buf).expect("the operating system's random source");
 }
 
 #[derive(Deserialize)]
@@ -1462,7 +1459,6 @@ pub async fn countersign_start(
             org: s.org.clone(),
             admin_id: s.approver_id.clone(),
             target,
-            challenge,
             started: Instant::now(),
         },
     );
@@ -1495,7 +1491,8 @@ pub async fn countersign_finish(
             "this countersignature was not started here, or it waited too long",
         ));
     };
-    let _ = c.challenge;
+    // The registry recomputes the enrollment challenge from the
+    // enrollment itself: what the admin signed is what is recorded.
     let a = &body.assertion;
     let cs = Countersignature {
         approver_id: s.approver_id.clone(),
