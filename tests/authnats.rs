@@ -24,6 +24,20 @@ impl Drop for AuthNats {
 }
 
 impl AuthNats {
+    /// The event log's configuration for logging in as `user` (its own
+    /// inbox prefix, as auth.conf requires); `manage` creates the streams,
+    /// which only the `admin` user may.
+    pub fn config(&self, user: &str, password: &str, manage: bool) -> spend_eventlog::jetstream::JetStreamConfig {
+        spend_eventlog::jetstream::JetStreamConfig {
+            url: self.url.clone(),
+            user: Some(user.into()),
+            password: Some(spend_core::Secret::new(password)),
+            inbox_prefix: Some(format!("_INBOX_{user}")),
+            manage,
+            ..Default::default()
+        }
+    }
+
     /// Starts one on a free loopback port with `passwords` (environment
     /// variable, value) pairs.
     pub async fn start(passwords: &[(&str, &str)]) -> Self {

@@ -73,15 +73,9 @@ impl System {
     /// A direct connection to the stream as `user` (what a compromised
     /// service holding that user's credentials has).
     async fn log_as(&self, user: &str) -> JetStreamLog {
-        JetStreamLog::connect(JetStreamConfig {
-            url: self.nats.url.clone(),
-            user: Some(user.into()),
-            password: Some(spend_core::Secret::new(self.password(user))),
-            inbox_prefix: Some(format!("_INBOX_{user}")),
-            ..JetStreamConfig::default()
-        })
-        .await
-        .unwrap_or_else(|e| panic!("{user} connects: {e}"))
+        JetStreamLog::connect(self.nats.config(user, &self.password(user), false))
+            .await
+            .unwrap_or_else(|e| panic!("{user} connects: {e}"))
     }
 
     async fn agent(&self, key: &str) -> Agent {

@@ -79,7 +79,6 @@ pub struct Target {
     pub approval_seq: u64,
 }
 
-#[derive(Default)]
 pub struct Book {
     /// Each organisation's spend envelope, as its last commitment left it.
     envelopes: HashMap<String, spend_core::events::EnvelopeState>,
@@ -87,24 +86,36 @@ pub struct Book {
     policies: HashMap<(String, String), PolicyEntry>,
     /// SPEND.md versions, and the approver registry.
     pub versions: Versions,
-    invites: HashMap<String, Invite>,
-    invite_order: Vec<String>,
+    /// Invitations by the hash of their token (the oldest forgotten first).
+    invites: FifoMap<String, Invite>,
     /// Registered passkeys (trusted or not), by (org, approver id).
     registered: HashMap<(String, String), ApproverRegistered>,
     /// Approver ids by (org, lower-case email).
     by_email: HashMap<(String, String), Vec<String>>,
-    drafts: Option<FifoMap<(String, String), Entry>>,
+    drafts: FifoMap<(String, String), Entry>,
     /// Approval links: token hash -> (org, draft id).
     links: HashMap<String, (String, String)>,
     /// The last stream sequence applied.
     pub seq: u64,
 }
 
-impl Book {
-    fn drafts_mut(&mut self) -> &mut FifoMap<(String, String), Entry> {
-        self.drafts.get_or_insert_with(|| FifoMap::new(MAX_DRAFTS))
+impl Default for Book {
+    fn default() -> Self {
+        Self {
+            envelopes: HashMap::new(),
+            policies: HashMap::new(),
+            versions: Versions::default(),
+            invites: FifoMap::new(MAX_INVITES),
+            registered: HashMap::new(),
+            by_email: HashMap::new(),
+            drafts: FifoMap::new(MAX_DRAFTS),
+            links: HashMap::new(),
+            seq: 0,
+        }
     }
+}
 
+impl Book {
     /// Applies one message from the log.
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) {
         self.seq = self.seq.max(m.seq);
@@ -118,10 +129,9 @@ impl Book {
         if env.event_type == spend_core::events::ApproverRemoved::TYPE
             && let Ok(r) = serde_json::from_str::<spend_core::events::ApproverRemoved>(env.data.get())
             && r.org == org
-            && let Some(drafts) = self.drafts.as_mut()
         {
             // Their approvals of drafts still waiting lapse.
-            for e in drafts.values_mut().filter(|e| e.draft.org() == org) {
+            for e in self.drafts.values_mut().filter(|e| e.draft.org() == org) {
                 if e.draft.lapse_approvals_of(&r.approver_id) {
                     e.approvals.retain(|(a, _)| *a != r.approver_id);
                 }
@@ -137,7 +147,7 @@ impl Book {
             };
             let key = (org, facts.data.draft_id.clone());
             let registry = &mut self.versions.approvers;
-            let Some(entry) = self.drafts.as_mut().and_then(|d| d.get_mut(&key)) else {
+            let Some(entry) = self.drafts.get_mut(&key) else {
                 return;
             };
             entry.approval_seq = m.seq;
@@ -155,12 +165,7 @@ impl Book {
             EventData::ApproverInvited(i) if i.org == org => {
                 let expires_at = DateTime::parse_from_rfc3339(&i.expires_at).ok().map(|t| t.with_timezone(&Utc));
                 let hash = i.token_sha256.clone();
-                if self.invites.len() >= MAX_INVITES && !self.invite_order.is_empty() {
-                    let old = self.invite_order.remove(0);
-                    self.invites.remove(&old);
-                }
-                self.invite_order.push(hash.clone());
-                self.invites.insert(
+                self.invites.insert_new(
                     hash,
                     Invite {
                         invite: i,
@@ -192,7 +197,7 @@ impl Book {
                 {
                     let key = (org.clone(), data.draft_id.clone());
                     let agent = env.actor.id.to_string();
-                    let drafts = self.drafts_mut();
+                    let drafts = &mut self.drafts;
                     if !drafts.contains_key(&key) {
                         drafts.insert_new(
                             key,
@@ -216,7 +221,7 @@ impl Book {
                 }
                 let key = (org, event.draft_id().to_string());
                 let on_approval = aggregate == "approval";
-                let Some(entry) = self.drafts.as_mut().and_then(|d| d.get_mut(&key)) else {
+                let Some(entry) = self.drafts.get_mut(&key) else {
                     return;
                 };
                 if on_approval {
@@ -299,7 +304,7 @@ impl Book {
     }
 
     pub fn invite(&self, token_sha256: &str) -> Option<&Invite> {
-        self.invites.get(token_sha256)
+        self.invites.get(&token_sha256.to_string())
     }
 
     pub fn registered(&self, org: &str, approver_id: &str) -> Option<&ApproverRegistered> {
@@ -328,7 +333,7 @@ impl Book {
     }
 
     pub fn entry(&self, org: &str, draft_id: &str) -> Option<&Entry> {
-        self.drafts.as_ref()?.get(&(org.to_string(), draft_id.to_string()))
+        self.drafts.get(&(org.to_string(), draft_id.to_string()))
     }
 
     /// The draft an approval link's token (hashed) names.
@@ -339,11 +344,7 @@ impl Book {
     /// The organisation's drafts, newest first: those waiting for a human
     /// and the `history` most recent others.
     pub fn queue(&self, org: &str, history: usize) -> (Vec<&Entry>, Vec<&Entry>) {
-        let mut all: Vec<&Entry> = self
-            .drafts
-            .as_ref()
-            .map(|d| d.values().filter(|e| e.draft.org() == org).collect())
-            .unwrap_or_default();
+        let mut all: Vec<&Entry> = self.drafts.values().filter(|e| e.draft.org() == org).collect();
         all.sort_by_key(|e| std::cmp::Reverse(e.draft.proposed_at()));
         let (waiting, done): (Vec<&Entry>, Vec<&Entry>) = all.into_iter().partition(|e| waits_for_a_human(e.draft.status()));
         (waiting, done.into_iter().take(history).collect())
@@ -366,10 +367,7 @@ impl Book {
                 }
             }
         }
-        let Some(drafts) = self.drafts.as_ref() else {
-            return due;
-        };
-        for e in drafts.values() {
+        for e in self.drafts.values() {
             if !waits_for_a_human(e.draft.status()) {
                 continue;
             }

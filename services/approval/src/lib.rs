@@ -142,6 +142,12 @@ impl Application {
         self.listener.local_addr().expect("a bound listener has an address")
     }
 
+    /// What the service knows from the log (shared with `spend dev`, which
+    /// anchors its own first admin from it).
+    pub fn book(&self) -> Arc<RwLock<Book>> {
+        self.app.book.clone()
+    }
+
     /// The origin approvers open (and links point at).
     pub fn origin(&self) -> String {
         self.app.passkeys.rp.origin.clone()
@@ -242,28 +248,18 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
             }
             book.due(Utc::now())
         };
-        for (org, draft_id) in due.requests {
-            let key = (org.clone(), draft_id.clone());
-            if settled.contains_key(&key) {
-                continue;
-            }
-            match open_request(&app, &bootstrap, &org, &draft_id).await {
-                Ok(()) => {
-                    settled.insert_new(key, ());
-                }
-                Err(e) => tracing::warn!(error = %e, org, draft_id, "could not open an approval request; retrying"),
-            }
-        }
-        for (org, id) in due.policy_requests {
+        let drafts = due.requests.into_iter().map(|k| (k, Kind::Draft));
+        let policies = due.policy_requests.into_iter().map(|k| (k, Kind::Policy));
+        for ((org, id), kind) in drafts.chain(policies) {
             let key = (org.clone(), id.clone());
             if settled.contains_key(&key) {
                 continue;
             }
-            match open_policy_request(&app, &bootstrap, &org, &id).await {
+            match open_request(&app, &bootstrap, &org, &id, kind).await {
                 Ok(()) => {
                     settled.insert_new(key, ());
                 }
-                Err(e) => tracing::warn!(error = %e, org, proposal = id, "could not open a policy approval request; retrying"),
+                Err(e) => tracing::warn!(error = %e, org, id, "could not open an approval request; retrying"),
             }
         }
         for (org, draft_id) in due.expired {
@@ -274,61 +270,66 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
     }
 }
 
-async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, draft_id: &str) -> Result<(), LogError> {
-    let (request, kind_line) = {
+/// What an approval request is for.
+#[derive(Debug, Clone, Copy)]
+enum Kind {
+    Draft,
+    Policy,
+}
+
+/// Opens the request of a draft (its deciding version is what a proof
+/// signs) or of a SPEND.md proposal (the proposed version), expiring after
+/// the `timeout_minutes` of the version that applies.
+async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
+    let (request, token, line) = {
         let book = app.book.read().await;
-        let Some(e) = book.entry(org, draft_id) else { return Ok(()) };
-        let Some(decision) = e.draft.decision() else { return Ok(()) };
-        let policy = book
-            .versions
-            .active(org)
-            .filter(|a| a.proposal.version == decision.policy_version)
-            .map(|a| a.policy.clone());
+        // (kind, approved hash, signed version, approvals required, the
+        // SPEND.md whose timeout applies, what it is)
+        let (kind, hash, version, required, policy, line) = match kind {
+            Kind::Draft => {
+                let Some(e) = book.entry(org, id) else { return Ok(()) };
+                let Some(decision) = e.draft.decision() else { return Ok(()) };
+                let deciding = book
+                    .versions
+                    .active(org)
+                    .filter(|a| a.proposal.version == decision.policy_version)
+                    .map(|a| a.policy.clone());
+                let line = format!("{} on {}, {}", e.draft.kind(), e.draft.account_id(), e.draft.spend_impact());
+                let required = e.draft.approvals_needed() as u32;
+                (
+                    "draft",
+                    e.draft.proposed_hash().to_string(),
+                    decision.policy_version.clone(),
+                    required,
+                    deciding,
+                    line,
+                )
+            }
+            Kind::Policy => {
+                let Some((proposal, hash)) = book.versions.proposal(org, id) else {
+                    return Ok(());
+                };
+                let in_force = book.versions.active(org).map(|a| a.policy.clone());
+                let line = format!("SPEND.md version {}", proposal.version);
+                ("policy", hash.to_string(), proposal.version.clone(), 1, in_force, line)
+            }
+        };
         let approval = policy.as_deref().unwrap_or(bootstrap).approval.clone();
         let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
         let token = spend_credentials::random_hex(32).map_err(|e| LogError::Rejected(e.to_string()))?;
         let request = ApprovalRequested {
-            draft_id: draft_id.to_string(),
-            kind: "draft".into(),
-            approved_hash: e.draft.proposed_hash().to_string(),
-            policy_version: decision.policy_version.clone(),
-            required: e.draft.approvals_needed() as u32,
+            draft_id: id.to_string(),
+            kind: kind.into(),
+            approved_hash: hash,
+            policy_version: version,
+            required,
             expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
             timeout_action: match approval.timeout_action {
                 TimeoutAction::Deny => "deny".into(),
             },
             link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
         };
-        let line = format!("{} on {}, {}", e.draft.kind(), e.draft.account_id(), e.draft.spend_impact());
-        ((request, token), line)
-    };
-    let (request, token) = request;
-    record_request(app, org, draft_id, request, token, &kind_line).await
-}
-
-/// The approval service's request for a SPEND.md proposal: the proposed
-/// version is what the proof signs.
-async fn open_policy_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str) -> Result<(), LogError> {
-    let (request, token, line) = {
-        let book = app.book.read().await;
-        let Some((proposal, hash)) = book.versions.proposal(org, id) else {
-            return Ok(());
-        };
-        let in_force = book.versions.active(org).map(|a| a.policy.clone());
-        let approval = in_force.as_deref().unwrap_or(bootstrap).approval.clone();
-        let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
-        let token = spend_credentials::random_hex(32).map_err(|e| LogError::Rejected(e.to_string()))?;
-        let request = ApprovalRequested {
-            draft_id: id.to_string(),
-            kind: "policy".into(),
-            approved_hash: hash.to_string(),
-            policy_version: proposal.version.clone(),
-            required: 1,
-            expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
-            timeout_action: "deny".into(),
-            link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
-        };
-        (request, token, format!("SPEND.md version {}", proposal.version))
+        (request, token, line)
     };
     record_request(app, org, id, request, token, &line).await
 }

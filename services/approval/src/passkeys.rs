@@ -113,6 +113,18 @@ pub struct PostedAssertion {
 }
 
 impl PostedAssertion {
+    /// The same assertion with every field unpadded, as proofs and
+    /// countersignatures carry them (a browser may pad base64url).
+    pub fn unpadded(&self) -> Self {
+        let u = |v: &str| v.trim_end_matches('=').to_string();
+        Self {
+            credential_id: u(&self.credential_id),
+            authenticator_data: u(&self.authenticator_data),
+            client_data_json: u(&self.client_data_json),
+            signature: u(&self.signature),
+        }
+    }
+
     /// Checks it by `public_key_der` over `challenge` for `rp`, after the
     /// last known counter; returns the new counter.
     pub fn verify(&self, public_key_der: &[u8], rp: &RelyingParty, challenge: &[u8; 32], last_counter: u32) -> Result<u32, PasskeyError> {

@@ -1089,12 +1089,7 @@ pub async fn arm(
     let r = ready_to_approve(&t, &s)?;
     let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
     let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
-    let credential_id = book
-        .versions
-        .approvers
-        .approver(&s.org, &s.approver_id)
-        .map(|a| a.credential_id.clone())
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted approver"))?;
+    let credential_id = own_credential(&book, &s)?;
     drop(book);
     app.armed.lock().await.insert_new(
         approval_id.clone(),
@@ -1110,6 +1105,16 @@ pub async fn arm(
         "challenge": URL_SAFE_NO_PAD.encode(challenge),
         "credential_id": credential_id,
     })))
+}
+
+/// The signed-in approver's passkey credential, as the registry holds it.
+fn own_credential(book: &Book, s: &Session) -> Answer<String> {
+    book.versions
+        .approvers
+        .approver(&s.org, &s.approver_id)
+        .filter(|a| a.removed_at.is_none())
+        .map(|a| a.credential_id.clone())
+        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted approver"))
 }
 
 fn ready_to_approve(t: &Target, s: &Session) -> Answer<spend_core::events::ApprovalRequested> {
@@ -1165,7 +1170,7 @@ pub async fn confirm(
         .target(&s.org, &draft_id)
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to approve under that id"))?;
     let r = ready_to_approve(&t, &s)?;
-    let a = &body.assertion;
+    let a = body.assertion.unpadded();
     let proof = ApprovalProof {
         approval_id: body.approval_id.clone(),
         draft_id: draft_id.clone(),
@@ -1174,9 +1179,9 @@ pub async fn confirm(
         expires_at: r.expires_at.clone(),
         approver_id: armed.approver_id.clone(),
         credential_id: a.credential_id.clone(),
-        authenticator_data: a.authenticator_data.trim_end_matches('=').to_string(),
-        client_data_json: a.client_data_json.trim_end_matches('=').to_string(),
-        signature: a.signature.trim_end_matches('=').to_string(),
+        authenticator_data: a.authenticator_data,
+        client_data_json: a.client_data_json,
+        signature: a.signature,
     };
     // The same verifier every consumer runs, on a copy of the registry
     // (the log's copy counts it when the event arrives).
@@ -1445,12 +1450,7 @@ pub async fn countersign_start(
         .decode(&target.public_key_spki_b64)
         .map_err(|_| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "that passkey's public key does not decode"))?;
     let challenge = enroll_challenge(&s.org, &target.approver_id, &target.role, &target.credential_id, &der);
-    let credential_id = book
-        .versions
-        .approvers
-        .approver(&s.org, &s.approver_id)
-        .map(|a| a.credential_id.clone())
-        .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted admin"))?;
+    let credential_id = own_credential(&book, &s)?;
     drop(book);
     let ceremony = random_token();
     app.countersigns.lock().await.insert_new(
@@ -1493,13 +1493,13 @@ pub async fn countersign_finish(
     };
     // The registry recomputes the enrollment challenge from the
     // enrollment itself: what the admin signed is what is recorded.
-    let a = &body.assertion;
+    let a = body.assertion.unpadded();
     let cs = Countersignature {
         approver_id: s.approver_id.clone(),
         credential_id: a.credential_id.clone(),
-        authenticator_data: a.authenticator_data.trim_end_matches('=').to_string(),
-        client_data_json: a.client_data_json.trim_end_matches('=').to_string(),
-        signature: a.signature.trim_end_matches('=').to_string(),
+        authenticator_data: a.authenticator_data,
+        client_data_json: a.client_data_json,
+        signature: a.signature,
     };
     let enrolled = enrolled_from(&c.target, Some(cs));
     // Checked as every reader will check it, on a copy of the registry.

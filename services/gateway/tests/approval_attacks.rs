@@ -22,22 +22,11 @@ use spend_core::events::EventData;
 use spend_core::{Actor, Envelope};
 use spend_draft::approvers::Role;
 use spend_draft::humans::Human;
-use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
+use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
 use spend_gateway::GatewayConfig;
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{Approvers, subject_of};
-
-fn config(url: &str, user: &str, password: &str, manage: bool) -> JetStreamConfig {
-    JetStreamConfig {
-        url: url.into(),
-        user: Some(user.into()),
-        password: Some(spend_core::Secret::new(password)),
-        inbox_prefix: Some(format!("_INBOX_{user}")),
-        manage,
-        ..JetStreamConfig::default()
-    }
-}
 
 async fn put(log: &Arc<dyn EventLog>, env: &Envelope) -> Result<u64, spend_eventlog::LogError> {
     log.append(Append::new(subject_of("spend.evt", env), env.id.to_string(), env.to_bytes()))
@@ -69,10 +58,10 @@ async fn forged_replayed_expired_and_mismatched_approvals_are_refused_and_a_genu
         ("SPEND_NATS_LEDGER_PASSWORD", &others),
     ])
     .await;
-    JetStreamLog::connect(config(&nats.url, "admin", &admin_pw, true)).await.unwrap();
+    JetStreamLog::connect(nats.config("admin", &admin_pw, true)).await.unwrap();
     let connect = |user: &'static str, pw: String| {
-        let url = nats.url.clone();
-        async move { Arc::new(JetStreamLog::connect(config(&url, user, &pw, false)).await.unwrap()) as Arc<dyn EventLog> }
+        let cfg = nats.config(user, &pw, false);
+        async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
     };
     let gateway_log = connect("gateway", gateway_pw).await;
     let operator_log = connect("operator", operator_pw).await;

@@ -20,17 +20,6 @@ use spend_eventlog::{Append, EventLog};
 use spend_gateway::GatewayConfig;
 use spend_testkit::authnats::AuthNats;
 
-fn config(url: &str, user: &str, password: &str, manage: bool) -> JetStreamConfig {
-    JetStreamConfig {
-        url: url.into(),
-        user: Some(user.into()),
-        password: Some(spend_core::Secret::new(password)),
-        inbox_prefix: Some(format!("_INBOX_{user}")),
-        manage,
-        ..JetStreamConfig::default()
-    }
-}
-
 fn approval(draft: &str, actor: Actor, subject: &str) -> Envelope {
     Envelope::new(
         "spendsignoff/approval",
@@ -66,11 +55,11 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     ])
     .await;
     // `spend nats init`'s part: the admin creates the stream.
-    JetStreamLog::connect(config(&nats.url, "admin", &admin_pw, true)).await.unwrap();
+    JetStreamLog::connect(nats.config("admin", &admin_pw, true)).await.unwrap();
     // The gateway logs in with credentials from its config, never from the
     // URL, and may not create anything; a wrong password says so without
     // printing it.
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "gateway", &gateway_pw, false)).await.unwrap());
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(nats.config("gateway", &gateway_pw, false)).await.unwrap());
     let wrong = JetStreamLog::connect(JetStreamConfig {
         url: nats.url.replace("nats://", "nats://gateway:wrongpassword@"),
         ..JetStreamConfig::default()
@@ -78,7 +67,7 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     .await;
     let err = wrong.err().expect("a wrong password is refused").to_string();
     assert!(!err.contains("wrongpassword"), "the password never reaches a message: {err}");
-    let operator_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "operator", &operator_pw, false)).await.unwrap());
+    let operator_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(nats.config("operator", &operator_pw, false)).await.unwrap());
     let client = async_nats::ConnectOptions::with_user_and_password("gateway".into(), gateway_pw.clone())
         .custom_inbox_prefix("_INBOX_gateway")
         .connect(&nats.url)
@@ -133,7 +122,7 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
     // 5. The genuine path: a real draft, decided by the policy service
     // through its own user; a forged approval on the draft subject (which
     // the gateway may write) is ignored and audited.
-    let policy_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(config(&nats.url, "policy", &policy_pw, false)).await.unwrap());
+    let policy_log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(nats.config("policy", &policy_pw, false)).await.unwrap());
     let gw = Gateway::start_full(
         log.clone(),
         &operator_log,

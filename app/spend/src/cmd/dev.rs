@@ -212,7 +212,6 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
     eprintln!("  signing key     {} ({key_id}; development only)", paths.signing_key.display());
-    let first_admin = first_admin(log.clone(), &prefix_for_approval, &approval.origin()).await?;
     eprintln!("Ctrl-C stops; a restart keeps history.");
 
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
@@ -221,9 +220,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     };
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
     let policy_task = tokio::spawn(policy_service.run_until_stopped(stopped(stop_rx.clone())));
+    let (approval_origin, approval_book) = (approval.origin(), approval.book());
     let approval_task = tokio::spawn(approval.run_until_stopped(stopped(stop_rx.clone())));
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
-    let anchor_task = tokio::spawn(anchor_first_admin(log.clone(), prefix_for_approval, first_admin, stop_rx.clone()));
+    let anchor_task = tokio::spawn(first_admin(log.clone(), prefix_for_approval, approval_origin, approval_book, stop_rx.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
@@ -239,64 +239,65 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
 /// The organisation `spend dev` serves.
 const DEV_ORG: &str = "dev";
 
-/// Until `dev` has its first admin: a fresh invitation each start (links
-/// are stored hashed, so an earlier one cannot be printed again), printed.
-/// Returns whether the bootstrap is still open.
-async fn first_admin(log: Arc<dyn EventLog>, prefix: &str, origin: &str) -> anyhow::Result<bool> {
-    let book = super::approver::replay(log.clone(), prefix).await?;
-    if book.versions.approvers.bootstrapped(DEV_ORG) {
-        return Ok(false);
-    }
-    let inv = super::approver::invite(log, prefix, DEV_ORG, "admin@dev.localhost", "admin", origin, 24).await?;
-    eprintln!("  first admin     enroll with a passkey at {}", inv.link);
-    eprintln!("                  (development only: `spend dev` anchors the first admin who enrolls itself)");
-    Ok(true)
-}
-
-/// `spend dev` is its own operator: it anchors the first admin of `dev`
+/// `spend dev` is its own operator for its organisation `dev`, reading the
+/// approval service's own book (no second replay of the log). Once the
+/// book has caught up: if `dev` has no first admin yet, it invites one (a
+/// fresh link each start: links are stored hashed, so an earlier one cannot
+/// be printed again) and prints the link; then it anchors the first admin
 /// who enrolls, and says so. In production the operator runs
 /// `spend approver anchor` with the fingerprint the admin read out.
-async fn anchor_first_admin(log: Arc<dyn EventLog>, prefix: String, open: bool, stop: tokio::sync::watch::Receiver<bool>) {
-    if !open {
-        return;
-    }
-    let book = Arc::new(tokio::sync::Mutex::new(spend_approval::book::Book::default()));
-    let done = Arc::new(std::sync::atomic::AtomicBool::new(false));
-    let (log2, prefix2) = (log.clone(), prefix.clone());
-    spend_eventlog::follow_until(log, 1, stop, move |m| {
-        let (book, done, log, prefix) = (book.clone(), done.clone(), log2.clone(), prefix2.clone());
-        async move {
-            if done.load(std::sync::atomic::Ordering::SeqCst) {
+async fn first_admin(
+    log: Arc<dyn EventLog>,
+    prefix: String,
+    origin: String,
+    book: Arc<tokio::sync::RwLock<spend_approval::book::Book>>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));
+    let mut invited = false;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+        }
+        let Ok(info) = log.info().await else { continue };
+        let waiting = {
+            let b = book.read().await;
+            if b.seq < info.last_seq {
+                continue;
+            }
+            if b.versions.approvers.bootstrapped(DEV_ORG) {
                 return;
             }
-            let waiting = {
-                let mut b = book.lock().await;
-                b.apply(&prefix, &m);
-                if b.versions.approvers.bootstrapped(DEV_ORG) {
-                    done.store(true, std::sync::atomic::Ordering::SeqCst);
-                    return;
+            b.versions.approvers.awaiting_anchor(DEV_ORG).into_iter().next()
+        };
+        if !invited {
+            match super::approver::invite(log.clone(), &prefix, DEV_ORG, "admin@dev.localhost", "admin", &origin, 24).await {
+                Ok(inv) => {
+                    eprintln!("  first admin     enroll with a passkey at {}", inv.link);
+                    eprintln!("                  (development only: `spend dev` anchors the first admin who enrolls itself)");
+                    invited = true;
                 }
-                b.versions.approvers.awaiting_anchor(DEV_ORG).into_iter().next()
-            };
-            if let Some((approver_id, fingerprint)) = waiting {
-                let anchored = spend_core::events::ApproverAnchored {
-                    org: DEV_ORG.into(),
-                    fingerprint: fingerprint.clone(),
-                };
-                let recorder = spend_eventlog::Recorder::new(log, &prefix, spend_core::authority::Writer::Operator);
-                match recorder
-                    .event(DEV_ORG, Actor::service("spend-dev"), "anchor", DEV_ORG, EventData::ApproverAnchored(anchored))
-                    .record()
-                    .await
-                {
-                    Ok(_) => {
-                        done.store(true, std::sync::atomic::Ordering::SeqCst);
-                        eprintln!("spend dev anchored {approver_id} as the first admin of {DEV_ORG} (key {fingerprint}; development only)");
-                    }
-                    Err(e) => tracing::error!(error = %e, "spend dev could not anchor its first admin"),
-                }
+                Err(e) => tracing::error!(error = %e, "spend dev could not invite its first admin"),
             }
+            continue;
         }
-    })
-    .await;
+        let Some((approver_id, fingerprint)) = waiting else { continue };
+        let anchored = spend_core::events::ApproverAnchored {
+            org: DEV_ORG.into(),
+            fingerprint: fingerprint.clone(),
+        };
+        let recorder = spend_eventlog::Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Operator);
+        match recorder
+            .event(DEV_ORG, Actor::service("spend-dev"), "anchor", DEV_ORG, EventData::ApproverAnchored(anchored))
+            .record()
+            .await
+        {
+            Ok(_) => {
+                eprintln!("spend dev anchored {approver_id} as the first admin of {DEV_ORG} (key {fingerprint}; development only)");
+                return;
+            }
+            Err(e) => tracing::error!(error = %e, "spend dev could not anchor its first admin"),
+        }
+    }
 }
