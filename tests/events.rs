@@ -209,8 +209,10 @@ impl Approvers {
     }
 }
 
-fn enrolled(org: &str, e: spend_core::events::ApproverEnrolled) -> Envelope {
+fn enrolled(org: &str, mut e: spend_core::events::ApproverEnrolled) -> Envelope {
     let id = e.approver_id.clone();
+    // Display only (no signature covers it): where approval requests go.
+    e.email.get_or_insert_with(|| format!("{id}@{org}.example"));
     Envelope::new(
         "spendsignoff/approval",
         org,

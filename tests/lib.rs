@@ -13,6 +13,8 @@ use std::time::Duration;
 
 pub mod authnats;
 pub mod events;
+pub mod smtp;
+pub mod webhook;
 
 use spend_eventlog::jetstream::JetStreamConfig;
 

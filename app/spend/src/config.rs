@@ -44,6 +44,127 @@ pub struct ApprovalSettings {
     pub session_idle_minutes: u64,
     /// Hours after sign-in a session ends, however active.
     pub session_absolute_hours: u64,
+    /// The secret approval links are derived from
+    /// (`SPEND__APPROVAL__LINK_SECRET`, at least 32 characters, the same on
+    /// every replica). Required once a webhook or an SMTP relay is
+    /// configured, so a link delivered again after a restart still opens.
+    #[serde(skip_serializing)]
+    pub link_secret: Option<spend_core::Secret>,
+    /// Slack and email (`[approval.notify]` / `SPEND__APPROVAL__NOTIFY__…`).
+    pub notify: NotifySettings,
+}
+
+/// Notification delivery (`[approval.notify]`).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct NotifySettings {
+    /// Slack incoming webhooks by the name SPEND.md's
+    /// `notifications.slack` uses: `SPEND__APPROVAL__NOTIFY__SLACK_WEBHOOKS__ALERTS=https://hooks…`
+    /// for `slack: alerts`. Secrets: from the environment, never logged.
+    #[serde(skip_serializing)]
+    pub slack_webhooks: std::collections::BTreeMap<String, spend_core::Secret>,
+    /// The SMTP relay notification emails go through.
+    pub smtp: SmtpSettings,
+    /// The sender of notification emails.
+    pub from: String,
+    /// Events older than this are not notified (after an outage).
+    pub max_age_minutes: u64,
+    /// How long a replica holds a notification before another may take it on.
+    pub lease_seconds: u64,
+    /// How long a notification is retried before it is recorded as failed.
+    pub delivery_deadline_seconds: u64,
+}
+
+impl Default for NotifySettings {
+    fn default() -> Self {
+        let d = spend_approval::notify::NotifyConfig::default();
+        Self {
+            slack_webhooks: Default::default(),
+            smtp: SmtpSettings::default(),
+            from: d.from,
+            max_age_minutes: d.max_age.as_secs() / 60,
+            lease_seconds: d.lease.as_secs(),
+            delivery_deadline_seconds: d.delivery_deadline.as_secs(),
+        }
+    }
+}
+
+/// `[approval.notify.smtp]`; no host: no email (except `spend dev`'s
+/// outbox).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct SmtpSettings {
+    pub host: String,
+    pub port: u16,
+    /// `starttls` (required; port 587), `tls` (port 465) or `none` (a relay
+    /// on loopback or a private network only).
+    pub tls: String,
+    pub username: String,
+    /// From the environment (`SPEND__APPROVAL__NOTIFY__SMTP__PASSWORD`).
+    #[serde(skip_serializing)]
+    pub password: Option<spend_core::Secret>,
+}
+
+impl Default for SmtpSettings {
+    fn default() -> Self {
+        Self {
+            host: String::new(),
+            port: 587,
+            tls: "starttls".into(),
+            username: String::new(),
+            password: None,
+        }
+    }
+}
+
+impl NotifySettings {
+    /// The notifier's configuration; `outbox` for `spend dev`.
+    pub fn service(&self, link_secret: Option<spend_core::Secret>, outbox: Option<std::path::PathBuf>) -> anyhow::Result<spend_approval::notify::NotifyConfig> {
+        use spend_approval::notify::{NotifyConfig, SmtpConfig, SmtpTls};
+        let smtp = if self.smtp.host.is_empty() {
+            None
+        } else {
+            let tls = match self.smtp.tls.as_str() {
+                "starttls" => SmtpTls::StartTls,
+                "tls" => SmtpTls::Tls,
+                "none" => SmtpTls::None,
+                other => anyhow::bail!("approval.notify.smtp.tls: {other:?} is not one of starttls, tls, none"),
+            };
+            Some(SmtpConfig {
+                host: self.smtp.host.clone(),
+                port: self.smtp.port,
+                tls,
+                username: (!self.smtp.username.is_empty()).then(|| self.smtp.username.clone()),
+                password: self.smtp.password.clone().filter(|p| !p.is_empty()),
+            })
+        };
+        let config = NotifyConfig {
+            slack_webhooks: self
+                .slack_webhooks
+                .iter()
+                .filter(|(_, v)| !v.is_empty())
+                .map(|(k, v)| (k.to_lowercase(), v.clone()))
+                .collect(),
+            smtp,
+            from: self.from.clone(),
+            outbox,
+            link_secret: link_secret.filter(|s| !s.is_empty()),
+            max_age: std::time::Duration::from_secs(self.max_age_minutes.max(1) * 60),
+            lease: std::time::Duration::from_secs(self.lease_seconds.max(10)),
+            delivery_deadline: std::time::Duration::from_secs(self.delivery_deadline_seconds.max(1)),
+        };
+        if config.delivery_deadline >= config.lease {
+            anyhow::bail!(
+                "approval.notify.delivery_deadline_seconds must be shorter than lease_seconds, or a second replica would send while the first still retries"
+            );
+        }
+        if config.delivers() && config.outbox.is_none() && config.link_secret.is_none() {
+            anyhow::bail!(
+                "approval.link_secret is required once Slack or SMTP is configured: set SPEND__APPROVAL__LINK_SECRET to at least 32 random characters, the same on every replica"
+            );
+        }
+        Ok(config)
+    }
 }
 
 impl Default for ApprovalSettings {
@@ -55,23 +176,31 @@ impl Default for ApprovalSettings {
             policy_file: String::new(),
             session_idle_minutes: 15,
             session_absolute_hours: 8,
+            link_secret: None,
+            notify: NotifySettings::default(),
         }
     }
 }
 
 impl ApprovalSettings {
-    /// The approval service's configuration, with `listen` and `outbox`.
-    pub fn service(&self, listen: String, outbox: Option<std::path::PathBuf>) -> spend_approval::ApprovalConfig {
-        spend_approval::ApprovalConfig {
+    /// The approval service's configuration, with `listen`, and for
+    /// `spend dev` its outbox and link secret.
+    pub fn service(
+        &self,
+        listen: String,
+        outbox: Option<std::path::PathBuf>,
+        dev_link_secret: Option<spend_core::Secret>,
+    ) -> anyhow::Result<spend_approval::ApprovalConfig> {
+        Ok(spend_approval::ApprovalConfig {
             listen,
             rp_id: self.rp_id.clone(),
             origin: (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string()),
-            outbox,
+            notify: self.notify.service(self.link_secret.clone().or(dev_link_secret), outbox)?,
             sessions: spend_approval::web::SessionPolicy {
                 idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
                 absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
             },
-        }
+        })
     }
 }
 
@@ -264,6 +393,10 @@ pub struct DevPaths {
     pub policy: PathBuf,
     /// The development agent key (0600), written on first start.
     pub agent_key: PathBuf,
+    /// The approval links' secret (0600), written on first start.
+    pub link_secret: PathBuf,
+    /// Approval links and notifications, as files.
+    pub outbox: PathBuf,
 }
 
 impl DevPaths {
@@ -275,6 +408,8 @@ impl DevPaths {
             signing_key: dir.join("keys").join("ledger-signing-key.pem"),
             policy: dir.join("SPEND.md"),
             agent_key: dir.join("keys").join("dev-agent-key"),
+            link_secret: dir.join("keys").join("approval-link-secret"),
+            outbox: dir.join("outbox"),
         }
     }
 

@@ -142,14 +142,26 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "approval",
         writer: Writer::Approval,
-        types: &[ApprovalRequested::TYPE, ApprovalGranted::TYPE, ApprovalRejected::TYPE, ApprovalExpired::TYPE],
-        what: "approval requests, humans' approvals (with their passkey proofs) and rejections, expiries (`approval.<draft or proposal id>`)",
+        types: &[
+            ApprovalRequested::TYPE,
+            ApprovalGranted::TYPE,
+            ApprovalRejected::TYPE,
+            ApprovalExpired::TYPE,
+            ApprovalEscalated::TYPE,
+        ],
+        what: "approval requests, humans' approvals (with their passkey proofs) and rejections, escalations and expiries (`approval.<draft or proposal id>`)",
     },
     Aggregate {
         name: "approver",
         writer: Writer::Approval,
         types: &[ApproverInvited::TYPE, ApproverRegistered::TYPE, ApproverEnrolled::TYPE, ApproverRemoved::TYPE],
         what: "approvers: invited and removed by an admin in the app, passkeys registered and enrolled with an admin's countersignature (`approver.<approver or invite id>`)",
+    },
+    Aggregate {
+        name: "notification",
+        writer: Writer::Approval,
+        types: &[NotificationAttempted::TYPE, NotificationSent::TYPE, NotificationFailed::TYPE],
+        what: "Slack and email notifications: who took each on, and its outcome (`notification.<notice_id>`)",
     },
     Aggregate {
         name: "client",
@@ -172,7 +184,7 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "card",
         writer: Writer::Executor,
-        types: &[CardFrozen::TYPE],
+        types: &[CardCreated::TYPE, CardFrozen::TYPE],
         what: "card state",
     },
     Aggregate {

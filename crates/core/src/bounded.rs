@@ -74,6 +74,11 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
         self.map.values_mut().map(|(_, v)| v)
     }
 
+    /// The entries held, in no particular order.
+    pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
+        self.map.iter_mut().map(|(k, (_, v))| (k, v))
+    }
+
     pub fn len(&self) -> usize {
         self.map.len()
     }

@@ -39,6 +39,11 @@ pub const EVENT_TYPES: &[&str] = &[
     ApproverEnrolled::TYPE,
     ApproverAnchored::TYPE,
     ApproverRemoved::TYPE,
+    ApprovalEscalated::TYPE,
+    NotificationAttempted::TYPE,
+    NotificationSent::TYPE,
+    NotificationFailed::TYPE,
+    CardCreated::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -74,6 +79,11 @@ pub enum EventData {
     ApproverEnrolled(ApproverEnrolled),
     ApproverAnchored(ApproverAnchored),
     ApproverRemoved(ApproverRemoved),
+    ApprovalEscalated(ApprovalEscalated),
+    NotificationAttempted(NotificationAttempted),
+    NotificationSent(NotificationSent),
+    NotificationFailed(NotificationFailed),
+    CardCreated(CardCreated),
 }
 
 macro_rules! typed {
@@ -124,6 +134,11 @@ typed! {
     ApproverEnrolled => "spend.approver.enrolled.v1",
     ApproverAnchored => "spend.approver.anchored.v1",
     ApproverRemoved => "spend.approver.removed.v1",
+    ApprovalEscalated => "spend.approval.escalated.v1",
+    NotificationAttempted => "spend.notification.attempted.v1",
+    NotificationSent => "spend.notification.sent.v1",
+    NotificationFailed => "spend.notification.failed.v1",
+    CardCreated => "spend.card.created.v1",
 }
 
 /// One field of a before→after diff.
@@ -283,6 +298,88 @@ pub struct ApprovalRequested {
     pub timeout_action: String,
     /// Hex SHA-256 of the link's token (the token itself is never recorded).
     pub link_token_sha256: String,
+}
+
+/// Nobody answered an approval request whose `timeout_action` is
+/// `escalate`: the approval service notified the next approval channel
+/// and extended the request once, to `expires_at` (what every later proof
+/// of it signs). A second timeout denies.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApprovalEscalated {
+    pub draft_id: String,
+    /// The request's expiry before (RFC 3339, as recorded).
+    pub previous_expires_at: String,
+    /// The extended expiry (RFC 3339): later than the previous one.
+    pub expires_at: String,
+    /// The approval channel notified now: `slack` or `email`.
+    pub channel: String,
+}
+
+/// The approval service took on delivering one notification (one message
+/// to one channel target): appended with the expected last sequence of
+/// `notification.<notice_id>`, so one replica delivers it however often
+/// its event is read, replayed or redelivered. A later attempt (after a
+/// replica died mid-delivery) follows the previous one on the same subject.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationAttempted {
+    pub notice_id: String,
+    /// The id of the event notified about (for a digest, the last one).
+    pub source_event_id: String,
+    /// What is notified: one of SPEND.md's eight notification events
+    /// (`transaction.completed`, ...), `approval.requested`,
+    /// `approval.escalated`, or `digest.<event>` for a flood folded into one
+    /// message.
+    pub kind: String,
+    /// `slack`, `email` or `outbox`.
+    pub channel: String,
+    /// Where it goes: the configured webhook's name (never its URL), an
+    /// email address, or the outbox folder.
+    pub target: String,
+    /// 1 for the first replica to take it on.
+    pub attempt: u32,
+    /// The process that took it on (random per start).
+    pub replica: String,
+}
+
+/// A notification was delivered: the channel accepted it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationSent {
+    pub notice_id: String,
+    pub channel: String,
+    pub target: String,
+    /// Tries it took (retries after 429, 5xx, timeouts and 4xx SMTP replies).
+    pub tries: u32,
+    /// What the channel answered, e.g. `HTTP 200` or `250 queued`.
+    pub detail: String,
+}
+
+/// A notification could not be delivered: the channel refused it for good
+/// or kept failing until the delivery deadline.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NotificationFailed {
+    pub notice_id: String,
+    pub channel: String,
+    pub target: String,
+    pub tries: u32,
+    pub reason: String,
+}
+
+/// A virtual card was issued on an account.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardCreated {
+    pub card_id: String,
+    pub account_id: String,
+    /// The card number's last four digits (never the number).
+    pub last4: String,
+    /// What the card is for, e.g. `openai.com credits`.
+    pub label: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub spend_limit: Option<Money>,
 }
 
 /// The operator invited someone to enroll as an approver (`spend approver
@@ -708,6 +805,42 @@ pub fn samples() -> Vec<EventData> {
             action: "deny".into(),
             approvals: 0,
             required: 1,
+        }),
+        EventData::ApprovalEscalated(ApprovalEscalated {
+            draft_id: "d1".into(),
+            previous_expires_at: "2026-11-21T12:15:00Z".into(),
+            expires_at: "2026-11-21T12:30:00Z".into(),
+            channel: "email".into(),
+        }),
+        EventData::NotificationAttempted(NotificationAttempted {
+            notice_id: "0a".repeat(16),
+            source_event_id: "01937e6a-0000-7000-8000-000000000001".into(),
+            kind: "transaction.pending_approval".into(),
+            channel: "slack".into(),
+            target: "alerts".into(),
+            attempt: 1,
+            replica: "r-1f2e".into(),
+        }),
+        EventData::NotificationSent(NotificationSent {
+            notice_id: "0a".repeat(16),
+            channel: "slack".into(),
+            target: "alerts".into(),
+            tries: 2,
+            detail: "HTTP 200".into(),
+        }),
+        EventData::NotificationFailed(NotificationFailed {
+            notice_id: "0b".repeat(16),
+            channel: "email".into(),
+            target: "security@acme.example".into(),
+            tries: 6,
+            reason: "SMTP 451: try again later".into(),
+        }),
+        EventData::CardCreated(CardCreated {
+            card_id: "card_9".into(),
+            account_id: "act_1".into(),
+            last4: "4242".into(),
+            label: "openai.com credits".into(),
+            spend_limit: Some(usd(5000)),
         }),
         EventData::ApproverInvited(ApproverInvited {
             invite_id: "inv_1".into(),

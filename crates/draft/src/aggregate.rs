@@ -13,8 +13,8 @@
 use chrono::{DateTime, Duration, Utc};
 use serde::Serialize;
 use spend_core::events::{
-    ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, ChangeFailed, ChangePushed, ChangeRolledBack, ChangeStarted, DraftProposed,
-    DraftStaled, EventData, FieldDiff, Outcome, PolicyEvaluated, Reason,
+    ApprovalEscalated, ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, ChangeFailed, ChangePushed, ChangeRolledBack, ChangeStarted,
+    DraftProposed, DraftStaled, EventData, FieldDiff, Outcome, PolicyEvaluated, Reason,
 };
 use spend_core::{Money, RawEnvelope};
 
@@ -43,8 +43,11 @@ pub struct Draft {
     /// approval must name, so it approves exactly this change.
     proposed_hash: String,
     decision: Option<PolicyEvaluated>,
-    /// The approval service's request, once it asked humans.
+    /// The approval service's request, once it asked humans (its
+    /// `expires_at` extended once if it escalated).
     request: Option<ApprovalRequested>,
+    /// Whether the request escalated (it may, once).
+    escalated: bool,
     /// Distinct humans who approved, in order: dual control counts them.
     approvers: Vec<String>,
     /// The change applying this draft, once the executor started it: a
@@ -67,6 +70,7 @@ impl Draft {
             proposed_hash: hash.into(),
             decision: None,
             request: None,
+            escalated: false,
             approvers: Vec::new(),
             change_id: None,
             status: DraftStatus::Proposed,
@@ -113,6 +117,19 @@ impl Draft {
                     return false;
                 }
                 self.request = Some(r.clone());
+                self.last_event = event.event_type();
+                return true;
+            }
+            (S::PendingApproval | S::AwaitingSecondApproval, DraftEvent::Escalated(e)) => {
+                // Once, for a request that said it would escalate, and only
+                // later: an escalation never shortens (and cannot outlast
+                // the draft's own limit, `expires_at`).
+                let Some(r) = self.request.as_mut() else { return false };
+                if self.escalated || r.timeout_action != "escalate" || e.previous_expires_at != r.expires_at || !later(&e.expires_at, &r.expires_at) {
+                    return false;
+                }
+                r.expires_at = e.expires_at.clone();
+                self.escalated = true;
                 self.last_event = event.event_type();
                 return true;
             }
@@ -180,6 +197,11 @@ impl Draft {
     /// of it signs), once the approval service asked humans.
     pub fn approval_expires_at(&self) -> Option<&str> {
         self.request.as_ref().map(|r| r.expires_at.as_str())
+    }
+
+    /// Whether the approval request escalated (and was extended) already.
+    pub fn escalated(&self) -> bool {
+        self.escalated
     }
 
     /// The approval service's request, once it asked humans.
@@ -255,6 +277,14 @@ impl Draft {
     }
 }
 
+/// Whether RFC 3339 time `a` is later than `b` (both must parse).
+fn later(a: &str, b: &str) -> bool {
+    match (DateTime::parse_from_rfc3339(a), DateTime::parse_from_rfc3339(b)) {
+        (Ok(a), Ok(b)) => a > b,
+        _ => false,
+    }
+}
+
 /// [`Draft::apply`] for a draft that may not exist yet: a proposal creates
 /// it, anything else before it is ignored (returns `false`).
 pub fn apply(state: &mut Option<Draft>, event: &DraftEvent) -> bool {
@@ -284,6 +314,7 @@ pub enum DraftEvent {
     Decided(PolicyEvaluated),
     Approved(VerifiedApproval),
     Requested(ApprovalRequested),
+    Escalated(ApprovalEscalated),
     ApprovalExpired(ApprovalExpired),
     Rejected(ApprovalRejected),
     Staled(DraftStaled),
@@ -321,6 +352,7 @@ impl DraftEvent {
             EventData::ApprovalRejected(e) => Self::Rejected(e),
             EventData::ApprovalRequested(e) if e.kind == "draft" => Self::Requested(e),
             EventData::ApprovalExpired(e) => Self::ApprovalExpired(e),
+            EventData::ApprovalEscalated(e) => Self::Escalated(e),
             EventData::DraftStaled(e) => Self::Staled(e),
             EventData::ChangeStarted(e) => Self::PushStarted(e),
             EventData::ChangePushed(e) => Self::Pushed(e),
@@ -339,6 +371,7 @@ impl DraftEvent {
             Self::Rejected(e) => &e.draft_id,
             Self::Requested(e) => &e.draft_id,
             Self::ApprovalExpired(e) => &e.draft_id,
+            Self::Escalated(e) => &e.draft_id,
             Self::Staled(e) => &e.draft_id,
             Self::PushStarted(e) => &e.draft_id,
             Self::Pushed(e) => &e.draft_id,
@@ -356,6 +389,7 @@ impl DraftEvent {
             Self::Rejected(_) => ApprovalRejected::TYPE,
             Self::Requested(_) => ApprovalRequested::TYPE,
             Self::ApprovalExpired(_) => ApprovalExpired::TYPE,
+            Self::Escalated(_) => ApprovalEscalated::TYPE,
             Self::Staled(_) => DraftStaled::TYPE,
             Self::PushStarted(_) => ChangeStarted::TYPE,
             Self::Pushed(_) => ChangePushed::TYPE,
@@ -1035,6 +1069,45 @@ mod tests {
         assert_eq!(d.status(), DraftStatus::Stale);
         assert_eq!(d.last_event(), "spend.draft.staled.v1");
         invalid(&d, Command::Approve(approval("u_alice", &d)));
+    }
+
+    #[test]
+    fn a_request_that_escalates_is_extended_once_and_only_later() {
+        let request = |d: &Draft, action: &str| {
+            DraftEvent::Requested(ApprovalRequested {
+                draft_id: "d1".into(),
+                kind: "draft".into(),
+                approved_hash: d.proposed_hash().to_string(),
+                policy_version: "sha256:00".into(),
+                required: 1,
+                expires_at: "2026-11-21T12:15:00Z".into(),
+                timeout_action: action.into(),
+                link_token_sha256: "ab".repeat(32),
+            })
+        };
+        let escalation = |from: &str, to: &str| {
+            DraftEvent::Escalated(ApprovalEscalated {
+                draft_id: "d1".into(),
+                previous_expires_at: from.into(),
+                expires_at: to.into(),
+                channel: "email".into(),
+            })
+        };
+        let mut d = pending();
+        assert!(!d.apply(&escalation("2026-11-21T12:15:00Z", "2026-11-21T12:30:00Z")), "no request yet");
+        assert!(d.apply(&request(&d.clone(), "escalate")));
+        assert!(!d.apply(&escalation("2026-11-21T12:15:00Z", "2026-11-21T12:10:00Z")), "never sooner");
+        assert!(!d.apply(&escalation("2026-11-21T12:00:00Z", "2026-11-21T12:30:00Z")), "from another expiry");
+        assert!(d.apply(&escalation("2026-11-21T12:15:00Z", "2026-11-21T12:30:00Z")));
+        assert_eq!(d.approval_expires_at(), Some("2026-11-21T12:30:00Z"), "what proofs sign from now on");
+        assert_eq!(d.status(), DraftStatus::PendingApproval);
+        assert!(d.escalated());
+        assert!(!d.apply(&escalation("2026-11-21T12:30:00Z", "2026-11-21T12:45:00Z")), "once");
+        // A request that denies on timeout never escalates.
+        let mut d = pending();
+        assert!(d.apply(&request(&d.clone(), "deny")));
+        assert!(!d.apply(&escalation("2026-11-21T12:15:00Z", "2026-11-21T12:30:00Z")));
+        assert_eq!(d.approval_expires_at(), Some("2026-11-21T12:15:00Z"));
     }
 
     #[test]

@@ -64,6 +64,8 @@ pub struct PolicyEntry {
     pub approvals: Vec<(String, DateTime<Utc>)>,
     pub rejection: Option<(String, String)>,
     pub expired: bool,
+    /// The request escalated (and was extended) once already.
+    pub escalated: bool,
 }
 
 /// What a human can approve, whichever kind it is: a draft or a policy
@@ -75,6 +77,8 @@ pub struct Target {
     pub approved_hash: String,
     pub request: Option<spend_core::events::ApprovalRequested>,
     pub waiting: bool,
+    /// Its request escalated already (it may, once).
+    pub escalated: bool,
     pub approvers: Vec<String>,
     pub approval_seq: u64,
 }
@@ -92,6 +96,9 @@ pub struct Book {
     registered: HashMap<(String, String), ApproverRegistered>,
     /// Approver ids by (org, lower-case email).
     by_email: HashMap<(String, String), Vec<String>>,
+    /// The email each enrollment names, by (org, approver id): where
+    /// approval requests are emailed.
+    emails: HashMap<(String, String), String>,
     drafts: FifoMap<(String, String), Entry>,
     /// Approval links: token hash -> (org, draft id).
     links: HashMap<String, (String, String)>,
@@ -108,6 +115,7 @@ impl Default for Book {
             invites: FifoMap::new(MAX_INVITES),
             registered: HashMap::new(),
             by_email: HashMap::new(),
+            emails: HashMap::new(),
             drafts: FifoMap::new(MAX_DRAFTS),
             links: HashMap::new(),
             seq: 0,
@@ -184,7 +192,14 @@ impl Book {
                 }
                 self.registered.entry((org, r.approver_id.clone())).or_insert(r);
             }
-            EventData::ApproverEnrolled(ApproverEnrolled { .. }) => {}
+            EventData::ApproverEnrolled(ApproverEnrolled {
+                org: o,
+                approver_id,
+                email: Some(email),
+                ..
+            }) if o == org => {
+                self.emails.insert((org, approver_id), email);
+            }
             EventData::BudgetCommitted(c) if aggregate == "budget" => {
                 self.envelopes.insert(org, c.envelope);
             }
@@ -256,6 +271,18 @@ impl Book {
             EventData::ApprovalGranted(g) if approved && open => e.approvals.push((g.approver_id, m.time)),
             EventData::ApprovalRejected(r) if open => e.rejection = Some((r.approver_id, r.reason)),
             EventData::ApprovalExpired(_) if open => e.expired = true,
+            // As the draft aggregate takes one: once, for a request that
+            // escalates, and only later.
+            EventData::ApprovalEscalated(x) if open && !e.escalated => {
+                if let Some(r) = e.request.as_mut()
+                    && r.timeout_action == "escalate"
+                    && x.previous_expires_at == r.expires_at
+                    && DateTime::parse_from_rfc3339(&x.expires_at).ok() > DateTime::parse_from_rfc3339(&r.expires_at).ok()
+                {
+                    r.expires_at = x.expires_at;
+                    e.escalated = true;
+                }
+            }
             _ => {}
         }
     }
@@ -277,6 +304,7 @@ impl Book {
                 approved_hash: e.draft.proposed_hash().to_string(),
                 request: e.draft.request().cloned(),
                 waiting: waits_for_a_human(e.draft.status()),
+                escalated: e.draft.escalated(),
                 approvers: e.approvals.iter().map(|a| a.0.clone()).collect(),
                 approval_seq: e.approval_seq,
             });
@@ -287,6 +315,7 @@ impl Book {
             kind: "policy",
             approved_hash: hash.to_string(),
             waiting: p.rejection.is_none() && !p.expired && p.approvals.is_empty() && !self.versions.is_approved(org, id),
+            escalated: p.escalated,
             request: p.request,
             approvers: p.approvals.iter().map(|a| a.0.clone()).collect(),
             approval_seq: p.approval_seq,
@@ -309,6 +338,15 @@ impl Book {
 
     pub fn registered(&self, org: &str, approver_id: &str) -> Option<&ApproverRegistered> {
         self.registered.get(&(org.to_string(), approver_id.to_string()))
+    }
+
+    /// The email an approver enrolled (or registered) with.
+    pub fn email(&self, org: &str, approver_id: &str) -> Option<&str> {
+        let key = (org.to_string(), approver_id.to_string());
+        self.emails
+            .get(&key)
+            .map(String::as_str)
+            .or_else(|| self.registered.get(&key).map(|r| r.email.as_str()))
     }
 
     /// Every registration of `org`, by approver id.

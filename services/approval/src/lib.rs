@@ -15,16 +15,18 @@
 //! - [`web`]: the pages and their POSTs.
 //! - [`routes`]: the gate that refuses (and audits) agent credentials on
 //!   every route.
+//! - [`notify`]: Slack and email (approval links, the eight SPEND.md
+//!   notification events), delivered once per event across replicas.
 #![forbid(unsafe_code)]
 
 pub mod book;
+pub mod notify;
 pub mod passkeys;
 pub mod routes;
 pub mod web;
 
 use std::future::Future;
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -33,10 +35,10 @@ use axum::routing::{get, post};
 use chrono::{SecondsFormat, Utc};
 use spend_core::Actor;
 use spend_core::authority::Writer;
-use spend_core::events::{ApprovalExpired, ApprovalRequested, EventData};
+use spend_core::events::{ApprovalEscalated, ApprovalExpired, ApprovalRequested, EventData};
 use spend_draft::proof::RelyingParty;
 use spend_eventlog::{EventLog, LogError, Recorder};
-use spend_policy::spendmd::{SpendMd, TimeoutAction};
+use spend_policy::spendmd::{Channel, SpendMd};
 use tokio::sync::RwLock;
 
 use crate::book::Book;
@@ -52,10 +54,8 @@ pub struct ApprovalConfig {
     /// The origin approvers open (`https://approvals.example.com`); by
     /// default `http://localhost:<the bound port>`.
     pub origin: Option<String>,
-    /// Where approval links are written for `spend dev` (one file per
-    /// approval), and printed; `None` in production, where the
-    /// notifications service delivers them.
-    pub outbox: Option<PathBuf>,
+    /// Slack, email, and `spend dev`'s outbox.
+    pub notify: notify::NotifyConfig,
     pub sessions: web::SessionPolicy,
 }
 
@@ -65,7 +65,7 @@ impl ApprovalConfig {
             listen: listen.into(),
             rp_id: "localhost".into(),
             origin: None,
-            outbox: None,
+            notify: notify::NotifyConfig::default(),
             sessions: web::SessionPolicy::default(),
         }
     }
@@ -90,6 +90,7 @@ pub struct Application {
     log: Arc<dyn EventLog>,
     prefix: String,
     policy: Arc<SpendMd>,
+    notifier: Arc<notify::Notifier>,
 }
 
 /// How often the gate's key store is brought up to date, and counted
@@ -111,15 +112,9 @@ impl Application {
         };
         let passkeys = passkeys::Passkeys::new(rp).map_err(|e| anyhow::anyhow!("{e}"))?;
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
+        let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::default()));
-        let app = Arc::new(web::App::new(
-            recorder,
-            book,
-            passkeys,
-            config.sessions,
-            config.outbox.clone(),
-            deps.policy.clone(),
-        ));
+        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone()));
         let (gate, router) = routes::gated(
             Arc::new(routes::ApprovalState {
                 log: deps.log.clone(),
@@ -135,6 +130,7 @@ impl Application {
             log: deps.log,
             prefix: deps.prefix,
             policy: deps.policy,
+            notifier,
         })
     }
 
@@ -179,14 +175,24 @@ impl Application {
         });
         let book = self.app.book.clone();
         let prefix = self.prefix.clone();
+        let (notifier, bootstrap) = (self.notifier.clone(), self.policy.clone());
         let follower = tokio::spawn(spend_eventlog::follow_until(self.log.clone(), 1, stop_rx.clone(), move |m| {
             let book = book.clone();
             let prefix = prefix.clone();
+            let (notifier, bootstrap) = (notifier.clone(), bootstrap.clone());
             async move {
-                book.write().await.apply(&prefix, &m);
+                let mut book = book.write().await;
+                book.apply(&prefix, &m);
+                notifier.observe(&book, &bootstrap, &prefix, &m);
             }
         }));
-        let ticker = tokio::spawn(tick_loop(self.app.clone(), self.log.clone(), self.policy.clone(), stop_rx));
+        let ticker = tokio::spawn(tick_loop(
+            self.app.clone(),
+            self.notifier.clone(),
+            self.log.clone(),
+            self.policy.clone(),
+            stop_rx,
+        ));
         axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
@@ -194,6 +200,7 @@ impl Application {
         let _ = background.await;
         let _ = follower.await;
         let _ = ticker.await;
+        self.notifier.drain().await;
         self.gate.flush(true).await;
         self.app.housekeeping(true).await;
         Ok(())
@@ -230,7 +237,13 @@ fn pages(app: Arc<web::App>) -> Router {
 /// Opens approval requests and applies expiries, once the book has caught
 /// up with the log (so a replay at start-up opens nothing twice: every
 /// request is appended with expected sequence 0 besides).
-async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<SpendMd>, mut stop: tokio::sync::watch::Receiver<bool>) {
+async fn tick_loop(
+    app: Arc<web::App>,
+    notifier: Arc<notify::Notifier>,
+    log: Arc<dyn EventLog>,
+    bootstrap: Arc<SpendMd>,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
     let mut tick = tokio::time::interval(TICK);
     // Requests another writer holds the subject of already (a replica, or
     // a forged event there): asked once, not at every tick.
@@ -255,7 +268,7 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
             if settled.contains_key(&key) {
                 continue;
             }
-            match open_request(&app, &bootstrap, &org, &id, kind).await {
+            match open_request(&app, &notifier.links, &bootstrap, &org, &id, kind).await {
                 Ok(()) => {
                     settled.insert_new(key, ());
                 }
@@ -263,10 +276,11 @@ async fn tick_loop(app: Arc<web::App>, log: Arc<dyn EventLog>, bootstrap: Arc<Sp
             }
         }
         for (org, draft_id) in due.expired {
-            if let Err(e) = expire(&app, &org, &draft_id).await {
+            if let Err(e) = expire(&app, &bootstrap, &org, &draft_id).await {
                 tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");
             }
         }
+        notifier.tick(Utc::now()).await;
     }
 }
 
@@ -280,8 +294,8 @@ enum Kind {
 /// Opens the request of a draft (its deciding version is what a proof
 /// signs) or of a SPEND.md proposal (the proposed version), expiring after
 /// the `timeout_minutes` of the version that applies.
-async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
-    let (request, token, line) = {
+async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
+    let (request, line) = {
         let book = app.book.read().await;
         // (kind, approved hash, signed version, approvals required, the
         // SPEND.md whose timeout applies, what it is)
@@ -316,7 +330,8 @@ async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str, 
         };
         let approval = policy.as_deref().unwrap_or(bootstrap).approval.clone();
         let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
-        let token = spend_credentials::random_hex(32).map_err(|e| LogError::Rejected(e.to_string()))?;
+        // Derived, not random: any replica can deliver the link again.
+        let token = links.token(org, id);
         let request = ApprovalRequested {
             draft_id: id.to_string(),
             kind: kind.into(),
@@ -324,19 +339,18 @@ async fn open_request(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str, 
             policy_version: version,
             required,
             expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
-            timeout_action: match approval.timeout_action {
-                TimeoutAction::Deny => "deny".into(),
-            },
+            timeout_action: approval.timeout_action.as_str().into(),
             link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
         };
-        (request, token, line)
+        (request, line)
     };
-    record_request(app, org, id, request, token, &line).await
+    record_request(app, org, id, request, &line).await
 }
 
-/// Appends a request (expected sequence 0: one per draft or proposal) and
-/// delivers its link: to the outbox and the console in `spend dev`.
-async fn record_request(app: &web::App, org: &str, draft_id: &str, request: ApprovalRequested, token: String, kind_line: &str) -> Result<(), LogError> {
+/// Appends a request (expected sequence 0: one per draft or proposal); the
+/// notifier delivers its link (to the outbox and the console in `spend
+/// dev`) once it reads it back from the log.
+async fn record_request(app: &web::App, org: &str, draft_id: &str, request: ApprovalRequested, kind_line: &str) -> Result<(), LogError> {
     let expires_at = request.expires_at.clone();
     let recorded = app
         .recorder
@@ -350,44 +364,50 @@ async fn record_request(app: &web::App, org: &str, draft_id: &str, request: Appr
         Err(LogError::WrongLastSequence { .. }) => return Ok(()),
         Err(e) => return Err(e),
     }
-    let link = format!("{}/a/{token}", app.passkeys.rp.origin);
-    match &app.outbox {
-        Some(dir) => {
-            let text = format!("Approval needed for {draft_id} of {org}: {kind_line}\nExpires at {expires_at}\n{link}\n");
-            let path = dir.join(format!("approval-{org}-{draft_id}.txt"));
-            if let Err(e) = std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, text)) {
-                tracing::error!(error = %e, path = %path.display(), "could not write the approval link to the outbox");
-            }
-            eprintln!("approval needed: {draft_id} of {org} ({kind_line}), until {expires_at}: {link}");
-        }
-        None => tracing::info!(org, draft_id, expires_at, "approval requested; approvers see it in the queue"),
-    }
+    tracing::info!(org, draft_id, expires_at, what = kind_line, "approval requested");
     Ok(())
 }
 
-async fn expire(app: &web::App, org: &str, id: &str) -> Result<(), LogError> {
-    let (expired, expected) = {
+/// A request nobody answered in time: escalated once if its SPEND.md
+/// says `timeout_action: escalate` (the next approval channel is notified,
+/// the request extended by `timeout_minutes`), otherwise — and the second
+/// time — expired. Neither ever approves.
+async fn expire(app: &web::App, bootstrap: &SpendMd, org: &str, id: &str) -> Result<(), LogError> {
+    let (data, expected) = {
         let book = app.book.read().await;
         let Some(t) = book.target(org, id) else { return Ok(()) };
         let Some(r) = &t.request else { return Ok(()) };
         if !t.waiting {
             return Ok(());
         }
-        (
-            ApprovalExpired {
+        let data = if r.timeout_action == "escalate" && !t.escalated {
+            let in_force = book.versions.active(org).map(|a| a.policy.clone());
+            let approval = &in_force.as_deref().unwrap_or(bootstrap).approval;
+            let previous = chrono::DateTime::parse_from_rfc3339(&r.expires_at)
+                .map(|t| t.with_timezone(&Utc))
+                .unwrap_or_else(|_| Utc::now());
+            let channels = &approval.approval_channels;
+            let next = channels.get(1).or(channels.first()).copied().unwrap_or(Channel::Email);
+            EventData::ApprovalEscalated(ApprovalEscalated {
                 draft_id: id.to_string(),
-                // `escalate` extends once through the notifications
-                // service; until it delivers, the request is denied.
+                previous_expires_at: r.expires_at.clone(),
+                expires_at: (previous.max(Utc::now()) + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1))))
+                    .to_rfc3339_opts(SecondsFormat::Secs, true),
+                channel: next.as_str().into(),
+            })
+        } else {
+            EventData::ApprovalExpired(ApprovalExpired {
+                draft_id: id.to_string(),
                 action: "deny".into(),
                 approvals: t.approvers.len() as u32,
                 required: r.required,
-            },
-            t.approval_seq,
-        )
+            })
+        };
+        (data, t.approval_seq)
     };
     match app
         .recorder
-        .event(org, Actor::service("approval"), "approval", id, EventData::ApprovalExpired(expired))
+        .event(org, Actor::service("approval"), "approval", id, data)
         .expect_seq(expected)
         .record()
         .await

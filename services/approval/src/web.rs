@@ -17,7 +17,6 @@
 //!   `spend.approval.granted.v1` with the proof.
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -119,9 +118,6 @@ pub struct App {
     pub book: Arc<RwLock<Book>>,
     pub passkeys: Passkeys,
     pub sessions_policy: SessionPolicy,
-    /// Where `spend dev` writes approval links (the notifications issue
-    /// delivers them by Slack and email).
-    pub outbox: Option<PathBuf>,
     /// The SPEND.md in force until a version is approved on the log.
     pub bootstrap: Arc<spend_policy::spendmd::SpendMd>,
     sessions: Mutex<FifoMap<String, Session>>,
@@ -235,7 +231,6 @@ impl App {
         book: Arc<RwLock<Book>>,
         passkeys: Passkeys,
         sessions_policy: SessionPolicy,
-        outbox: Option<PathBuf>,
         bootstrap: Arc<spend_policy::spendmd::SpendMd>,
     ) -> Self {
         Self {
@@ -244,7 +239,6 @@ impl App {
             book,
             passkeys,
             sessions_policy,
-            outbox,
             sessions: Mutex::new(FifoMap::new(MAX_SESSIONS)),
             registrations: Mutex::new(FifoMap::new(MAX_CEREMONIES)),
             signins: Mutex::new(FifoMap::new(MAX_CEREMONIES)),

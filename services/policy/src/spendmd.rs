@@ -37,16 +37,45 @@ impl fmt::Display for PolicyError {
     }
 }
 
-/// What happens to a pending approval nobody answers.
+/// What happens to a pending approval nobody answers. Neither approves.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TimeoutAction {
+    /// The request expires: the draft can no longer be approved.
     Deny,
+    /// Once: the next approval channel is notified and the request is
+    /// extended by `timeout_minutes`; a second timeout denies.
+    Escalate,
 }
 
+impl TimeoutAction {
+    /// As an approval request records it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimeoutAction::Deny => "deny",
+            TimeoutAction::Escalate => "escalate",
+        }
+    }
+}
+
+/// An approval channel, in the order SPEND.md lists them: with
+/// `timeout_action: escalate` the first is notified, and the next on
+/// timeout; otherwise all of them at once.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Channel {
+    /// The Slack webhook `notifications.slack` names.
     Slack,
+    /// Each trusted approver of the organisation, at the address they were
+    /// invited with.
     Email,
+}
+
+impl Channel {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Channel::Slack => "slack",
+            Channel::Email => "email",
+        }
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -104,10 +133,33 @@ pub const NOTIFICATION_EVENTS: &[&str] = &[
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Notifications {
+    /// Where the organisation's notifications are emailed.
     pub email: Option<String>,
-    /// Slack incoming-webhook URL.
+    /// The *name* of a Slack incoming webhook configured on the approval
+    /// service (`approval.notify.slack_webhooks.<name>`). Never the URL: a
+    /// webhook URL is a secret, and SPEND.md is recorded on the log and
+    /// shown to approvers.
     pub slack: Option<String>,
     pub events: Vec<String>,
+}
+
+/// The webhook name a Slack approval channel uses when `notifications.slack`
+/// names none.
+pub const DEFAULT_SLACK_WEBHOOK: &str = "default";
+
+impl Notifications {
+    /// The Slack webhook's name.
+    pub fn slack_webhook(&self) -> &str {
+        self.slack.as_deref().unwrap_or(DEFAULT_SLACK_WEBHOOK)
+    }
+}
+
+impl SpendMd {
+    /// Whether notification event `kind` (one of [`NOTIFICATION_EVENTS`])
+    /// is delivered: `notify_on_all`, or listed in `notifications.events`.
+    pub fn notifies(&self, kind: &str) -> bool {
+        self.approval.notify_on_all || self.notifications.events.iter().any(|e| e == kind)
+    }
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -399,8 +451,13 @@ fn approval(w: &mut Walker, node: &Node) -> Approval {
             }
             "timeout_action" => match w.string(v, &f).as_deref() {
                 Some("deny") | None => {}
-                Some("approve") => w.err(line_of(v), &f, "approve is not allowed: an unanswered approval must never move money; use deny"),
-                Some(other) => w.err(line_of(v), &f, format!("{other:?} is not a timeout action; use deny")),
+                Some("escalate") => a.timeout_action = TimeoutAction::Escalate,
+                Some("approve") => w.err(
+                    line_of(v),
+                    &f,
+                    "approve is not allowed: an unanswered approval must never move money; use deny or escalate",
+                ),
+                Some(other) => w.err(line_of(v), &f, format!("{other:?} is not a timeout action; use deny or escalate")),
             },
             "timeout_minutes" => a.timeout_minutes = w.number(v, &f, 1, 10_080).unwrap_or(a.timeout_minutes),
             _ => unreachable!(),
@@ -416,10 +473,18 @@ fn notifications(w: &mut Walker, node: &Node) -> Notifications {
         match key {
             "email" => n.email = w.string(v, &f).filter(|e| email_like(e) || err_email(w, v, &f)),
             "slack" => {
-                n.slack = w.string(v, &f).filter(|u| {
-                    let ok = u.starts_with("https://");
+                n.slack = w.string(v, &f).filter(|name| {
+                    if name.contains("://") {
+                        w.err(
+                            line_of(v),
+                            &f,
+                            "a webhook URL is a secret and SPEND.md is recorded on the log: name a webhook instead (e.g. `slack: alerts`) and give its URL to the approval service as SPEND__APPROVAL__NOTIFY__SLACK_WEBHOOKS__ALERTS",
+                        );
+                        return false;
+                    }
+                    let ok = !name.is_empty() && name.len() <= 64 && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'_');
                     if !ok {
-                        w.err(line_of(v), &f, "must be an https:// Slack incoming-webhook URL");
+                        w.err(line_of(v), &f, "must name a configured Slack webhook: 1 to 64 of a-z, 0-9 and _");
                     }
                     ok
                 })
@@ -524,6 +589,13 @@ fn cross_checks(w: &mut Walker, md: &SpendMd, root: &Node) {
                 );
             }
         }
+    }
+    if md.approval.timeout_action == TimeoutAction::Escalate && md.approval.approval_channels.is_empty() {
+        w.err(
+            line("approval", "timeout_action"),
+            "approval.timeout_action",
+            "escalate notifies the next approval channel: list approval_channels (e.g. [slack, email])",
+        );
     }
     if let (Some(auto), Some(dual)) = (&md.approval.auto_approve_under, &md.approval.require_confirmation_over)
         && auto.currency == dual.currency

@@ -215,6 +215,26 @@ fn an_invalid_file_gets_every_error_with_its_line_and_field() {
 }
 
 #[test]
+fn a_webhook_url_is_refused_as_a_secret_and_escalation_needs_a_channel_to_escalate_to() {
+    let errors = spendmd::parse("notifications:\n  slack: https://hooks.slack.com/services/T0/B0/XYZ\n").unwrap_err();
+    assert_eq!((errors[0].line, errors[0].field.as_str()), (2, "notifications.slack"));
+    assert!(
+        errors[0].message.contains("secret") && errors[0].message.contains("SPEND__APPROVAL__NOTIFY__SLACK_WEBHOOKS__"),
+        "{}",
+        errors[0]
+    );
+    assert!(!errors[0].message.contains("XYZ"), "the URL is not repeated: {}", errors[0]);
+    let bad_name = spendmd::parse("notifications:\n  slack: \"#general\"\n").unwrap_err();
+    assert_eq!(bad_name[0].field, "notifications.slack");
+    let md = spendmd::parse("approval:\n  approval_channels: [slack, email]\n  timeout_action: escalate\nnotifications:\n  slack: approvals\n").unwrap();
+    assert_eq!(md.approval.timeout_action, spendmd::TimeoutAction::Escalate);
+    assert_eq!(md.notifications.slack_webhook(), "approvals");
+    let errors = spendmd::parse("approval:\n  timeout_action: escalate\n").unwrap_err();
+    assert_eq!((errors[0].line, errors[0].field.as_str()), (2, "approval.timeout_action"));
+    assert!(errors[0].message.contains("approval_channels"), "{}", errors[0]);
+}
+
+#[test]
 fn broken_yaml_names_its_line() {
     let errors = spendmd::parse("spend:\n  daily_limit: 10 USD\n  allowlist: [openai.com\n").unwrap_err();
     assert_eq!(errors.len(), 1);

@@ -65,6 +65,16 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// The approval links' secret of `spend dev`: created once, kept in a
+/// 0600 file, so links printed before a restart still open after it.
+fn dev_link_secret(path: &Path) -> anyhow::Result<spend_core::Secret> {
+    if !path.exists() {
+        write_private(path, &format!("{}\n", spend_credentials::random_hex(32)?))?;
+    }
+    let text = std::fs::read_to_string(path).with_context(|| format!("reading {}", path.display()))?;
+    Ok(spend_core::Secret::new(text.trim()))
+}
+
 /// The development agent key: created once, recorded on the log, kept in a file.
 async fn dev_agent_key(log: Arc<dyn EventLog>, path: &Path, prefix: &str) -> anyhow::Result<()> {
     if path.exists() {
@@ -179,11 +189,13 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     };
     let gateway = spend_gateway::Application::build(gateway_config, gateway_deps).await?;
     let approval_settings = &config.approval;
+    let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
     let approval = spend_approval::Application::build(
         approval_settings.service(
             args.approval_listen.clone().unwrap_or_else(|| approval_settings.listen.clone()),
-            Some(args.data_dir.join("outbox")),
-        ),
+            Some(paths.outbox.clone()),
+            Some(link_secret),
+        )?,
         spend_approval::Deps {
             log: log.clone(),
             prefix: prefix_for_approval.clone(),
@@ -206,7 +218,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!(
         "  approvals       {}/approvals  (on {approval_addr}; links and the outbox folder {})",
         approval.origin(),
-        args.data_dir.join("outbox").display()
+        paths.outbox.display()
     );
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());

@@ -197,7 +197,7 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     }
     let (policy, _) = super::load_policy(std::path::Path::new(file))?;
     let app = spend_approval::Application::build(
-        config.approval.service(config.approval.listen.clone(), None),
+        config.approval.service(config.approval.listen.clone(), None, None)?,
         spend_approval::Deps {
             log: Arc::new(events),
             prefix: config.nats.subject_prefix.clone(),
