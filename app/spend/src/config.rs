@@ -73,6 +73,9 @@ pub struct NotifySettings {
     pub lease_seconds: u64,
     /// How long a notification is retried before it is recorded as failed.
     pub delivery_deadline_seconds: u64,
+    /// Of each notification event, an organisation gets three messages per
+    /// window; the rest are folded into one digest at its end.
+    pub flood_window_seconds: u64,
 }
 
 impl Default for NotifySettings {
@@ -85,6 +88,7 @@ impl Default for NotifySettings {
             max_age_minutes: d.max_age.as_secs() / 60,
             lease_seconds: d.lease.as_secs(),
             delivery_deadline_seconds: d.delivery_deadline.as_secs(),
+            flood_window_seconds: d.flood_window.as_secs(),
         }
     }
 }
@@ -152,6 +156,7 @@ impl NotifySettings {
             max_age: std::time::Duration::from_secs(self.max_age_minutes.max(1) * 60),
             lease: std::time::Duration::from_secs(self.lease_seconds.max(10)),
             delivery_deadline: std::time::Duration::from_secs(self.delivery_deadline_seconds.max(1)),
+            flood_window: std::time::Duration::from_secs(self.flood_window_seconds.max(1)),
         };
         if config.delivery_deadline >= config.lease {
             anyhow::bail!(
@@ -415,5 +420,52 @@ impl DevPaths {
 
     pub fn database_url(&self) -> String {
         format!("sqlite://{}", self.database.display())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::Secret;
+
+    fn settings(webhook: Option<&str>) -> NotifySettings {
+        let mut n = NotifySettings::default();
+        if let Some(url) = webhook {
+            n.slack_webhooks.insert("ALERTS".into(), Secret::new(url));
+            n.slack_webhooks.insert("unused".into(), Secret::new(""));
+        }
+        n
+    }
+
+    #[test]
+    fn a_configured_channel_needs_the_link_secret_and_no_error_shows_a_webhook() {
+        let url = "https://hooks.example/services/T0/B0/SECRETPATH";
+        let e = settings(Some(url)).service(None, None).unwrap_err().to_string();
+        assert!(e.contains("SPEND__APPROVAL__LINK_SECRET"), "{e}");
+        assert!(!e.contains("SECRETPATH"), "{e}");
+        // `spend dev` writes to its outbox with a secret of its own.
+        assert!(settings(Some(url)).service(None, Some("outbox".into())).is_ok());
+        let c = settings(Some(url)).service(Some(Secret::new("x".repeat(40))), None).unwrap();
+        assert_eq!(
+            c.slack_webhooks.keys().collect::<Vec<_>>(),
+            ["alerts"],
+            "names as SPEND.md writes them; empty ones dropped"
+        );
+        assert!(!format!("{c:?}").contains("SECRETPATH"), "Debug never shows a webhook");
+        // Nothing configured: no secret needed.
+        assert!(settings(None).service(None, None).is_ok());
+    }
+
+    #[test]
+    fn smtp_tls_and_timing_mistakes_are_refused_with_the_key_to_fix() {
+        let mut n = settings(None);
+        n.smtp.host = "smtp.example.com".into();
+        n.smtp.tls = "ssl".into();
+        let e = n.service(Some(Secret::new("x".repeat(40))), None).unwrap_err().to_string();
+        assert!(e.contains("approval.notify.smtp.tls") && e.contains("starttls, tls, none"), "{e}");
+        let mut n = settings(None);
+        n.delivery_deadline_seconds = n.lease_seconds;
+        let e = n.service(None, None).unwrap_err().to_string();
+        assert!(e.contains("delivery_deadline_seconds"), "{e}");
     }
 }

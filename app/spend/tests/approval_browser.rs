@@ -6,11 +6,13 @@
 //! "Confirm and push live"), rejects with a reason, invites and
 //! countersigns a second approver, and both approve a dual-control draft; a
 //! presence-only authenticator and a POST without its CSRF token are
-//! refused. Then the ledger export's approval proofs are checked by a
-//! script with standard crypto only (tests/scripts/verify_approvals.py).
+//! refused. The first approval starts from the link in an email `spend
+//! dev` sent through a real SMTP server on loopback (aiosmtpd). Then the
+//! ledger export's approval proofs are checked by a script with standard
+//! crypto only (tests/scripts/verify_approvals.py).
 //!
-//! scripts/test.sh installs Chromium, Node's playwright-core and Python's
-//! `cryptography`.
+//! scripts/test.sh installs Chromium, Node's playwright-core, Python's
+//! `cryptography` and aiosmtpd.
 
 mod common;
 
@@ -39,6 +41,10 @@ approval:
   require_confirmation_over: 25 USD
   timeout_action: deny
   timeout_minutes: 1
+## Notifications
+notifications:
+  email: approvals@dev.localhost
+  events: [transaction.pending_approval]
 ";
 
 /// The version an operator proposes: a lower per-transaction limit and one
@@ -127,8 +133,17 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let proposal_id = text(&out.stdout).trim().to_string();
     let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
     let addr = |p: u16| format!("127.0.0.1:{p}");
+    // Email goes through a real SMTP server; Slack (unconfigured) would go
+    // to the outbox.
+    let smtp = spend_testkit::smtp::SmtpServer::start();
+    let mail_env = [
+        ("SPEND__APPROVAL__NOTIFY__SMTP__HOST", "127.0.0.1".to_string()),
+        ("SPEND__APPROVAL__NOTIFY__SMTP__PORT", smtp.port.to_string()),
+        ("SPEND__APPROVAL__NOTIFY__SMTP__TLS", "none".to_string()),
+    ]
+    .map(|(k, v)| (k.to_string(), v));
     let mut dev = Spawned::new(
-        spend(&[])
+        spend(&mail_env)
             .args(["dev", "--data-dir", data.to_str().unwrap()])
             .args(["--gateway-listen", &addr(ports[0]), "--ledger-listen", &addr(ports[1])])
             .args(["--sandbox-listen", &addr(ports[2]), "--approval-listen", &addr(ports[3])])
@@ -162,6 +177,11 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let outbox = data.join("outbox");
     let mut links: Vec<String> = [&approve, &reject, &dual, &lapse].iter().map(|d| link_in(&outbox, &d.draft_id)).collect();
     links.push(link_in(&outbox, &proposal_id));
+    // The first approval starts from the emailed link (the same link the
+    // outbox holds: any replica derives it).
+    let emailed = emailed_link(&smtp, &approve.draft_id);
+    assert_eq!(emailed, links[0]);
+    links[0] = emailed;
 
     // While it waits, the agent sees the expiry and approvals given of
     // required: never a link, a token or who the approvers are.
@@ -260,6 +280,26 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     assert!(report.contains("4 approval proofs verified, 0 failed"), "{report}");
     assert!(report.contains("approves spend.policy.proposed.v1"), "{report}");
+}
+
+/// The Review link in the email about `draft_id` to the organisation's
+/// notification address.
+fn emailed_link(smtp: &spend_testkit::smtp::SmtpServer, draft_id: &str) -> String {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while Instant::now() < deadline {
+        for m in smtp.messages() {
+            let Some(text) = m.part("text/plain") else { continue };
+            if m.to == "approvals@dev.localhost"
+                && m.subject.starts_with("Approval needed: payment on card_1")
+                && text.contains(&format!("Draft: {draft_id}"))
+                && let Some(link) = text.lines().find_map(|l| l.strip_prefix("Review: "))
+            {
+                return link.trim().to_string();
+            }
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    panic!("no email about {draft_id} reached the SMTP server: {:#?}", smtp.messages());
 }
 
 /// Whether any event's payload in an export contains `needle`.

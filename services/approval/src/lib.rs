@@ -175,15 +175,18 @@ impl Application {
         });
         let book = self.app.book.clone();
         let prefix = self.prefix.clone();
-        let (notifier, bootstrap) = (self.notifier.clone(), self.policy.clone());
+        let (notifier, bootstrap, recorder) = (self.notifier.clone(), self.policy.clone(), self.app.recorder.clone());
         let follower = tokio::spawn(spend_eventlog::follow_until(self.log.clone(), 1, stop_rx.clone(), move |m| {
             let book = book.clone();
             let prefix = prefix.clone();
-            let (notifier, bootstrap) = (notifier.clone(), bootstrap.clone());
+            let (notifier, bootstrap, recorder) = (notifier.clone(), bootstrap.clone(), recorder.clone());
             async move {
-                let mut book = book.write().await;
-                book.apply(&prefix, &m);
-                notifier.observe(&book, &bootstrap, &prefix, &m);
+                {
+                    let mut book = book.write().await;
+                    book.apply(&prefix, &m);
+                    notifier.observe(&book, &bootstrap, &prefix, &m);
+                }
+                audit_misplaced(&recorder, &prefix, &m).await;
             }
         }));
         let ticker = tokio::spawn(tick_loop(
@@ -204,6 +207,21 @@ impl Application {
         self.gate.flush(true).await;
         self.app.housekeeping(true).await;
         Ok(())
+    }
+}
+
+/// An event where its writer could not have put it (an approval on a
+/// draft subject, a notification outcome on the gateway's subject), or one
+/// republished from another stream: ignored by the book and the notifier,
+/// and raised once (every replica and replay appends the same alert with
+/// expected sequence 0).
+async fn audit_misplaced(recorder: &Recorder, prefix: &str, m: &spend_eventlog::StoredMessage) {
+    use spend_eventlog::read::{Read, classify, misplaced_alert};
+    let Read::Misplaced { org, detail } = classify(prefix, m) else { return };
+    let (id, alert) = misplaced_alert(m.seq, detail);
+    match recorder.alert(&org, alert).on_id(&id).expect_seq(0).record().await {
+        Ok(_) | Err(LogError::WrongLastSequence { .. }) => {}
+        Err(e) => tracing::warn!(error = %e, seq = m.seq, "could not record an alert about a misplaced event"),
     }
 }
 

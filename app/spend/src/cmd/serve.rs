@@ -186,7 +186,8 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
-    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    // Configuration first: a mistake there is reported before any connection.
+    let service = config.approval.service(config.approval.listen.clone(), None, None)?;
     let file = if config.approval.policy_file.is_empty() {
         &config.gateway.policy_file
     } else {
@@ -196,8 +197,9 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no SPEND.md configured for its approval timeouts: set SPEND__APPROVAL__POLICY_FILE (or the gateway's policy_file)");
     }
     let (policy, _) = super::load_policy(std::path::Path::new(file))?;
+    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let app = spend_approval::Application::build(
-        config.approval.service(config.approval.listen.clone(), None, None)?,
+        service,
         spend_approval::Deps {
             log: Arc::new(events),
             prefix: config.nats.subject_prefix.clone(),

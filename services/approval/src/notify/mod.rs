@@ -94,6 +94,9 @@ pub struct NotifyConfig {
     pub lease: Duration,
     /// How long a notice is retried before it fails (below `lease`).
     pub delivery_deadline: Duration,
+    /// Of each notification event, an organisation gets three messages per
+    /// window; the rest of the window's are folded into one digest.
+    pub flood_window: Duration,
 }
 
 impl Default for NotifyConfig {
@@ -107,6 +110,7 @@ impl Default for NotifyConfig {
             max_age: Duration::from_secs(3600),
             lease: Duration::from_secs(600),
             delivery_deadline: Duration::from_secs(300),
+            flood_window: Duration::from_secs(60),
         }
     }
 }
@@ -153,7 +157,7 @@ impl Notifier {
         let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
         Ok(Self {
             links: Arc::new(Links::new(origin, secret)),
-            notices: Mutex::new(Notices::new(to_chrono(config.max_age), to_chrono(config.lease))),
+            notices: Mutex::new(Notices::new(to_chrono(config.max_age), to_chrono(config.lease), to_chrono(config.flood_window))),
             dispatcher,
             recorder,
             replica,
@@ -184,6 +188,12 @@ impl Notifier {
         let draft_id = draft_id_of(&data).unwrap_or(id);
         let asks = matches!(data, EventData::ApprovalRequested(_) | EventData::ApprovalEscalated(_));
         let approvers = if asks { approver_emails(book, org) } else { Vec::new() };
+        let escalation_taken = match &data {
+            EventData::ApprovalEscalated(e) => book
+                .target(org, id)
+                .is_some_and(|t| t.escalated && t.request.is_some_and(|r| r.expires_at == e.expires_at)),
+            _ => false,
+        };
         let ctx = Context {
             org,
             policy,
@@ -192,6 +202,7 @@ impl Notifier {
             proposal: (aggregate == "approval").then(|| book.versions.proposal(org, id).map(|p| p.0)).flatten(),
             approvers,
             outbox: self.outbox,
+            escalation_taken,
         };
         let event = Event {
             id: env.id.to_string(),

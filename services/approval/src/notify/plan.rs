@@ -184,6 +184,9 @@ pub struct Context<'a> {
     pub approvers: Vec<String>,
     /// `spend dev`: approval links also go to the outbox and the console.
     pub outbox: bool,
+    /// For an escalation: whether the book applied it (its request now
+    /// expires when the escalation says).
+    pub escalation_taken: bool,
 }
 
 /// One event, as the planner reads it.
@@ -234,7 +237,9 @@ pub fn plan(ctx: &Context<'_>, event: &Event<'_>) -> Planned {
                 }
             }
         }
-        EventData::ApprovalEscalated(e) if event.aggregate == "approval" => {
+        // Only an escalation the book took (once, of a request that said it
+        // would, to a later time): not one that merely sits on the log.
+        EventData::ApprovalEscalated(e) if event.aggregate == "approval" && ctx.escalation_taken => {
             let request = ctx.draft.and_then(|d| d.draft.request().cloned());
             let request = request.or_else(|| ctx.proposal.map(|p| policy_request_stub(p, e)));
             if let Some(r) = request
@@ -512,10 +517,10 @@ fn draft_message(e: &Entry) -> Message {
         ("Amount".into(), d.spend_impact().to_string()),
         ("Account".into(), d.account_id().to_string()),
     ];
-    if let spend_core::events::DraftChange::Payment { merchant, .. } = &d.proposal().change {
-        facts.push(("Merchant".into(), merchant.clone()));
+    match &d.proposal().change {
+        spend_core::events::DraftChange::Payment { merchant, .. } => facts.push(("Merchant".into(), merchant.clone())),
+        spend_core::events::DraftChange::Campaign { .. } => facts.extend(diff_facts(d.diff()).into_iter().map(|(l, v)| (format!("Change {l}"), v))),
     }
-    facts.extend(diff_facts(d.diff()).into_iter().map(|(l, v)| (format!("Change {l}"), v)));
     facts.push(("Agent".into(), format!("key {}", e.agent)));
     facts.push(("Draft".into(), d.id().to_string()));
     Message {

@@ -9,9 +9,10 @@
 //! is taken on again, at most [`MAX_ATTEMPTS`] times.
 //!
 //! **Floods.** Of each notification event kind, an organisation gets at
-//! most [`INDIVIDUAL_PER_WINDOW`] messages a minute; the rest of that
-//! minute's are folded into one digest, sent when the minute is over —
-//! a burst of security alerts reads as three alerts and "47 more".
+//! most [`individual_per_window`] messages a window (a minute by default);
+//! the rest of that window's are folded into one digest, sent when the
+//! window is over — a burst of security alerts reads as three alerts and
+//! "47 more".
 
 use std::collections::{BTreeMap, HashSet};
 
@@ -26,10 +27,11 @@ use super::plan::{Message, Notice, Target, notice_id};
 pub const MAX_NOTICES: usize = 100_000;
 /// Flood windows remembered.
 const MAX_WINDOWS: usize = 10_000;
-/// Messages of one kind an organisation gets singly per window.
-pub const INDIVIDUAL_PER_WINDOW: u32 = 3;
-/// The flood window, in seconds.
-pub const WINDOW_SECS: i64 = 60;
+/// Messages of one kind an organisation gets singly per window: three
+/// security alerts (a burst of them is one story), ten of anything else.
+pub fn individual_per_window(kind: &str) -> u32 {
+    if kind == "security.alert" { 3 } else { 10 }
+}
 /// How long after a window ends its digest waits for late events.
 const WINDOW_GRACE_SECS: i64 = 5;
 /// A notice is taken on at most this often (replicas that died with it).
@@ -84,17 +86,20 @@ pub struct Notices {
     pub max_age: Duration,
     /// How long a replica may hold a notice without an outcome.
     pub lease: Duration,
+    /// The flood window, in seconds.
+    window_secs: i64,
     /// Notices skipped for age (logged, not recorded).
     pub too_old: u64,
 }
 
 impl Notices {
-    pub fn new(max_age: Duration, lease: Duration) -> Self {
+    pub fn new(max_age: Duration, lease: Duration, window: Duration) -> Self {
         Self {
             slots: FifoMap::new(MAX_NOTICES),
             windows: FifoMap::new(MAX_WINDOWS),
             max_age,
             lease,
+            window_secs: window.num_seconds().max(1),
             too_old: 0,
         }
     }
@@ -133,13 +138,13 @@ impl Notices {
         if self.stale(first.at, now) {
             return;
         }
-        let key = (first.org.clone(), kind.to_string(), first.at.timestamp().div_euclid(WINDOW_SECS));
+        let key = (first.org.clone(), kind.to_string(), first.at.timestamp().div_euclid(self.window_secs));
         if !self.windows.contains_key(&key) {
             self.windows.insert_new(key.clone(), Window::default());
         }
         let w = self.windows.get_mut(&key).expect("inserted");
         w.seen += 1;
-        if w.seen <= INDIVIDUAL_PER_WINDOW {
+        if w.seen <= individual_per_window(kind) {
             self.plan(notices, now);
             return;
         }
@@ -154,7 +159,8 @@ impl Notices {
 
     /// Plans the digest of every window that ended before `now`.
     pub fn close_windows(&mut self, now: DateTime<Utc>, queue_link: &str) {
-        let grace_passed = |start: i64| (start + 1) * WINDOW_SECS + WINDOW_GRACE_SECS <= now.timestamp();
+        let secs = self.window_secs;
+        let grace_passed = |start: i64| (start + 1) * secs + WINDOW_GRACE_SECS <= now.timestamp();
         let mut digests = Vec::new();
         for ((org, kind, index), w) in self.windows.iter_mut() {
             if w.closed || !grace_passed(*index) {
@@ -165,15 +171,15 @@ impl Notices {
             if count == 0 {
                 continue;
             }
-            let from = Utc.timestamp_opt(index * WINDOW_SECS, 0).single().unwrap_or(now);
-            let to = from + Duration::seconds(WINDOW_SECS);
+            let from = Utc.timestamp_opt(index * secs, 0).single().unwrap_or(now);
+            let to = from + Duration::seconds(secs);
             let mut facts: Vec<(String, String)> = w.folded.iter().map(|(title, n)| (title.clone(), n.to_string())).collect();
             facts.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(b.1.cmp(&a.1)));
             facts.truncate(9);
             facts.push(("Between".into(), format!("{} and {}", from.format("%H:%M:%S"), to.format("%H:%M:%S UTC"))));
             let message = Message {
                 title: format!("{count} more {kind} notifications"),
-                summary: format!("{count} more {kind} notifications in one minute (folded into this digest)"),
+                summary: format!("{count} more {kind} notifications within {secs} seconds (folded into this digest)"),
                 facts,
                 link: Some(("Open the queue".into(), queue_link.to_string())),
                 ..Message::default()
@@ -331,7 +337,7 @@ mod tests {
 
     #[test]
     fn a_flood_is_three_messages_and_one_digest_per_minute() {
-        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10));
+        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10), Duration::seconds(60));
         let t0 = at(0);
         for i in 0..50 {
             n.plan_flood("security.alert", vec![notice(i, t0 + Duration::milliseconds(i as i64 * 100))], t0);
@@ -358,7 +364,7 @@ mod tests {
 
     #[test]
     fn a_claimed_notice_waits_for_its_lease_then_is_taken_again_then_given_up() {
-        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10));
+        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10), Duration::seconds(60));
         let t0 = at(0);
         let one = notice(1, t0);
         n.plan(vec![one.clone()], t0);
@@ -409,7 +415,7 @@ mod tests {
 
     #[test]
     fn an_old_event_is_not_notified_and_a_known_claim_stops_a_replan() {
-        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10));
+        let mut n = Notices::new(Duration::hours(1), Duration::minutes(10), Duration::seconds(60));
         n.plan(vec![notice(1, at(0))], at(3 * 3600));
         assert!(n.due(at(3 * 3600), &HashSet::new()).is_empty());
         // Planned in time, but not taken on before it got too old.
