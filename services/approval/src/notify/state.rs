@@ -316,7 +316,7 @@ mod tests {
             subject_id: String::new(),
             at,
             message: Message {
-                title: if i % 2 == 0 { "Security alert" } else { "Other" }.into(),
+                title: if i.is_multiple_of(2) { "Security alert" } else { "Other" }.into(),
                 ..Message::default()
             },
         }
