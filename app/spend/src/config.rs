@@ -298,18 +298,29 @@ impl Default for GatewaySettings {
 }
 
 /// Executor settings (`[executor]` / `SPEND__EXECUTOR__…`).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct ExecutorSettings {
     /// gRPC address of the executor.
     pub listen: String,
-    /// The platform API's base URL (the sandbox platform by default).
+    /// The platform API's base URL (the sandbox platform by default); its
+    /// OAuth endpoints are under `/oauth`.
     pub platform_url: String,
-    /// The platform access token: from the environment
-    /// (`SPEND__EXECUTOR__PLATFORM_TOKEN`), never from a file in version
-    /// control. Never logged.
+    /// SpendSignoff's OAuth client id at the platform.
+    pub oauth_client_id: String,
+    /// Its client secret: from the environment
+    /// (`SPEND__EXECUTOR__OAUTH_CLIENT_SECRET`), never logged.
     #[serde(skip_serializing)]
-    pub platform_token: String,
+    pub oauth_client_secret: Option<spend_core::Secret>,
+    /// The KMS key (symmetric, ENCRYPT_DECRYPT) that wraps the vault's data
+    /// keys; `kms.region` and `kms.endpoint` apply.
+    pub vault_key_id: String,
+    /// The vault's database (default: `database.url`); from the
+    /// environment (`SPEND__EXECUTOR__DATABASE_URL`).
+    #[serde(skip_serializing)]
+    pub database_url: Option<spend_core::Secret>,
+    /// Access tokens are refreshed this long before they expire.
+    pub refresh_margin_seconds: u64,
 }
 
 impl Default for ExecutorSettings {
@@ -317,50 +328,64 @@ impl Default for ExecutorSettings {
         Self {
             listen: "127.0.0.1:7300".into(),
             platform_url: "http://127.0.0.1:7400".into(),
-            platform_token: String::new(),
+            oauth_client_id: "spendsignoff".into(),
+            oauth_client_secret: None,
+            vault_key_id: String::new(),
+            database_url: None,
+            refresh_margin_seconds: 300,
         }
     }
 }
 
 /// Sandbox platform settings (`[sandbox]` / `SPEND__SANDBOX__…`).
-#[derive(Clone, Serialize, Deserialize)]
+#[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(default)]
 pub struct SandboxSettings {
     pub listen: String,
-    /// The token the sandbox accepts (`SPEND__SANDBOX__TOKEN`).
+    /// The OAuth client the sandbox registers (SpendSignoff's executor).
+    pub oauth_client_id: String,
+    /// Its secret (`SPEND__SANDBOX__OAUTH_CLIENT_SECRET`): the same as the
+    /// executor's.
     #[serde(skip_serializing)]
-    pub token: String,
-    /// How long that token stays valid, in days.
-    pub token_valid_days: u32,
-}
-
-// Tokens never reach a log line through `{:?}`.
-impl std::fmt::Debug for ExecutorSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("ExecutorSettings")
-            .field("listen", &self.listen)
-            .field("platform_url", &self.platform_url)
-            .field("platform_token", &"<redacted>")
-            .finish()
-    }
-}
-
-impl std::fmt::Debug for SandboxSettings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("SandboxSettings")
-            .field("listen", &self.listen)
-            .field("token", &"<redacted>")
-            .field("token_valid_days", &self.token_valid_days)
-            .finish()
-    }
+    pub oauth_client_secret: Option<spend_core::Secret>,
+    /// Redirect URIs the client registered: exact, or a loopback one on
+    /// any port (the CLI's). Add the approval app's
+    /// `<approval.origin>/accounts/callback`.
+    pub oauth_redirect_uris: Vec<String>,
+    /// Lifetime of the access tokens it issues.
+    pub access_token_minutes: u32,
+    /// Lifetime of its refresh tokens (a human consents again after).
+    pub refresh_token_days: u32,
 }
 
 impl Default for SandboxSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7400".into(),
-            token: String::new(),
-            token_valid_days: 90,
+            oauth_client_id: "spendsignoff".into(),
+            oauth_client_secret: None,
+            oauth_redirect_uris: vec!["http://127.0.0.1/callback".into(), "http://localhost:7200/accounts/callback".into()],
+            access_token_minutes: 60,
+            refresh_token_days: 60,
+        }
+    }
+}
+
+impl SandboxSettings {
+    /// The OAuth client it registers, with `secret`.
+    pub fn client(&self, secret: spend_core::Secret) -> spend_executor::sandbox::oauth::OAuthClient {
+        spend_executor::sandbox::oauth::OAuthClient {
+            client_id: self.oauth_client_id.clone(),
+            client_secret: secret.expose().to_string(),
+            redirect_uris: self.oauth_redirect_uris.clone(),
+        }
+    }
+
+    pub fn lifetimes(&self) -> spend_executor::sandbox::oauth::Lifetimes {
+        spend_executor::sandbox::oauth::Lifetimes {
+            access: chrono::Duration::minutes(i64::from(self.access_token_minutes.max(1))),
+            refresh: chrono::Duration::days(i64::from(self.refresh_token_days.max(1))),
+            ..Default::default()
         }
     }
 }
@@ -375,7 +400,10 @@ pub struct DatabaseConfig {
 
 impl SpendConfig {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
-        Ok(spend_core::config::load(file, &["gateway.trusted_proxies", "gateway.authorization_servers"])?)
+        Ok(spend_core::config::load(
+            file,
+            &["gateway.trusted_proxies", "gateway.authorization_servers", "sandbox.oauth_redirect_uris"],
+        )?)
     }
 
     /// The JetStream settings of the ledger's checkpoint stream.
@@ -402,6 +430,10 @@ pub struct DevPaths {
     pub link_secret: PathBuf,
     /// Approval links and notifications, as files.
     pub outbox: PathBuf,
+    /// The executor's vault (connected accounts, sealed tokens).
+    pub vault_database: PathBuf,
+    /// The vault's local key (0600; AWS KMS in production).
+    pub vault_key: PathBuf,
 }
 
 impl DevPaths {
@@ -415,6 +447,8 @@ impl DevPaths {
             agent_key: dir.join("keys").join("dev-agent-key"),
             link_secret: dir.join("keys").join("approval-link-secret"),
             outbox: dir.join("outbox"),
+            vault_database: dir.join("executor.db"),
+            vault_key: dir.join("keys").join("vault.key"),
         }
     }
 

@@ -83,6 +83,51 @@ pub enum Command {
         #[command(subcommand)]
         command: ApproverCommand,
     },
+    /// Connected ad and card accounts: connect (the platform's consent,
+    /// read access only), list with their health, disconnect.
+    Account {
+        #[command(subcommand)]
+        command: AccountCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AccountCommand {
+    /// Connect an account over the platform's OAuth, read access only:
+    /// prints the consent page to open, and waits for the platform to send
+    /// the browser back to a loopback port.
+    Connect {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "sandbox")]
+        platform: String,
+        /// The account to preselect on the consent page.
+        #[arg(long)]
+        account: Option<String>,
+        /// The executor's gRPC URL (default: `gateway.executor_url`).
+        #[arg(long)]
+        executor_url: Option<String>,
+        /// How long to wait for the consent.
+        #[arg(long, default_value_t = 10)]
+        timeout_minutes: u32,
+    },
+    /// The organisation's connected accounts: scopes and health.
+    List {
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        executor_url: Option<String>,
+        #[arg(long)]
+        json: bool,
+    },
+    /// Disconnect an account: revokes its grant at the platform.
+    Disconnect {
+        account_id: String,
+        #[arg(long)]
+        org: String,
+        #[arg(long)]
+        executor_url: Option<String>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -249,6 +294,10 @@ pub struct DevArgs {
     /// i.e. `SPEND__POLICY__LISTEN`, 127.0.0.1:7102).
     #[arg(long)]
     pub policy_listen: Option<String>,
+    /// Address of the executor's gRPC, for `spend account …` (default:
+    /// `executor.listen`, i.e. `SPEND__EXECUTOR__LISTEN`, 127.0.0.1:7300).
+    #[arg(long)]
+    pub executor_listen: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -260,7 +309,8 @@ pub enum Service {
     Gateway,
     /// The policy core's gRPC service: validate, version in force, dry-run evaluation.
     Policy,
-    /// The executor: the platform connectors (gRPC, for the gateway's reads).
+    /// The executor: connected accounts and their vault, the platform
+    /// connectors (gRPC, for the gateway's reads and `spend account`).
     Executor,
     /// The approval service: the human approval routes (agent credentials
     /// refused and audited; passkey sign-in comes with human approval).
@@ -367,6 +417,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         } => cmd::policy::propose(config, &file, &org, data_dir.as_deref()).await,
         Command::Breaker { command } => cmd::breaker::run(config, command).await,
         Command::Approver { command } => cmd::approver::run(config, command).await,
+        Command::Account { command } => cmd::account::run(config, command).await,
         Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
     }
 }

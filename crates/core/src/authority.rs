@@ -190,8 +190,13 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "account",
         writer: Writer::Executor,
-        types: &[],
-        what: "connected accounts (connected-accounts issue)",
+        types: &[
+            AccountConnected::TYPE,
+            AccountRefreshed::TYPE,
+            AccountDisconnected::TYPE,
+            AccountConsentRequested::TYPE,
+        ],
+        what: "connected accounts: connections, scopes, refreshes, disconnections and write consents asked for (`account.<platform>-<account>`)",
     },
     Aggregate {
         name: "security_executor",

@@ -44,6 +44,10 @@ pub const EVENT_TYPES: &[&str] = &[
     NotificationSent::TYPE,
     NotificationFailed::TYPE,
     CardCreated::TYPE,
+    AccountConnected::TYPE,
+    AccountRefreshed::TYPE,
+    AccountDisconnected::TYPE,
+    AccountConsentRequested::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -84,6 +88,10 @@ pub enum EventData {
     NotificationSent(NotificationSent),
     NotificationFailed(NotificationFailed),
     CardCreated(CardCreated),
+    AccountConnected(AccountConnected),
+    AccountRefreshed(AccountRefreshed),
+    AccountDisconnected(AccountDisconnected),
+    AccountConsentRequested(AccountConsentRequested),
 }
 
 macro_rules! typed {
@@ -139,6 +147,10 @@ typed! {
     NotificationSent => "spend.notification.sent.v1",
     NotificationFailed => "spend.notification.failed.v1",
     CardCreated => "spend.card.created.v1",
+    AccountConnected => "spend.account.connected.v1",
+    AccountRefreshed => "spend.account.refreshed.v1",
+    AccountDisconnected => "spend.account.disconnected.v1",
+    AccountConsentRequested => "spend.account.consent_requested.v1",
 }
 
 /// One field of a before→after diff.
@@ -380,6 +392,61 @@ pub struct CardCreated {
     pub label: String,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub spend_limit: Option<Money>,
+}
+
+/// An account was connected over the platform's OAuth (or its scopes
+/// changed: a human consented to more). On `account.<platform>-<account>`,
+/// by the executor. The tokens are in the executor's vault, never here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConnected {
+    pub platform: String,
+    pub account_id: String,
+    /// `ads` or `cards`.
+    pub kind: String,
+    /// The platform scopes granted, e.g. `ads.read`.
+    pub scopes: Vec<String>,
+    /// When the access token expires (it is refreshed before).
+    pub access_expires_at: String,
+    /// When the grant lapses and a human must consent again.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub consent_expires_at: Option<String>,
+    /// Why it was connected: `connect`, or the draft a write is for.
+    pub purpose: String,
+}
+
+/// An account's access token was refreshed (the refresh token rotated).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountRefreshed {
+    pub platform: String,
+    pub account_id: String,
+    pub access_expires_at: String,
+}
+
+/// An account's connection ended: disconnected by a human (revoked at the
+/// platform), or found revoked or expired there.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountDisconnected {
+    pub platform: String,
+    pub account_id: String,
+    /// `disconnected`, `revoked` or `expired`.
+    pub status: String,
+    pub reason: String,
+}
+
+/// An approved change needs a scope the account has not granted (write,
+/// after a read-first connection): a human consents on the platform's page.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AccountConsentRequested {
+    pub platform: String,
+    pub account_id: String,
+    /// The scope needed, e.g. `ads.write`.
+    pub scope: String,
+    /// The draft that needs it.
+    pub draft_id: String,
 }
 
 /// The operator invited someone to enroll as an approver (`spend approver
@@ -841,6 +908,32 @@ pub fn samples() -> Vec<EventData> {
             last4: "4242".into(),
             label: "openai.com credits".into(),
             spend_limit: Some(usd(5000)),
+        }),
+        EventData::AccountConnected(AccountConnected {
+            platform: "sandbox".into(),
+            account_id: "act_1001".into(),
+            kind: "ads".into(),
+            scopes: vec!["ads.read".into()],
+            access_expires_at: "2026-11-21T13:00:00Z".into(),
+            consent_expires_at: Some("2027-01-20T12:00:00Z".into()),
+            purpose: "connect".into(),
+        }),
+        EventData::AccountRefreshed(AccountRefreshed {
+            platform: "sandbox".into(),
+            account_id: "act_1001".into(),
+            access_expires_at: "2026-11-21T14:00:00Z".into(),
+        }),
+        EventData::AccountDisconnected(AccountDisconnected {
+            platform: "sandbox".into(),
+            account_id: "act_1001".into(),
+            status: "revoked".into(),
+            reason: "the platform refused the refresh token: the grant was revoked".into(),
+        }),
+        EventData::AccountConsentRequested(AccountConsentRequested {
+            platform: "sandbox".into(),
+            account_id: "act_1001".into(),
+            scope: "ads.write".into(),
+            draft_id: "d1".into(),
         }),
         EventData::ApproverInvited(ApproverInvited {
             invite_id: "inv_1".into(),

@@ -11,7 +11,7 @@ use tonic::Status;
 use tonic::transport::Channel;
 
 use crate::reads::{ReadError, Reads};
-use crate::types::{Account, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};
+use crate::types::{Account, AccountHealth, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};
 
 pub fn ts(t: DateTime<Utc>) -> prost_types::Timestamp {
     prost_types::Timestamp {
@@ -41,7 +41,7 @@ impl From<ReadError> for Status {
         match e {
             ReadError::NotFound(_) => Status::not_found(m),
             ReadError::Invalid(_) => Status::invalid_argument(m),
-            ReadError::TokenRefused(_) => Status::failed_precondition(m),
+            ReadError::TokenRefused(_) | ReadError::NotConnected(_) => Status::failed_precondition(m),
             ReadError::Throttled => Status::resource_exhausted(m),
             ReadError::Unavailable(_) => Status::unavailable(m),
         }
@@ -53,7 +53,10 @@ fn read_error(s: Status) -> ReadError {
     match s.code() {
         tonic::Code::NotFound => ReadError::NotFound(m),
         tonic::Code::InvalidArgument => ReadError::Invalid(m),
-        tonic::Code::FailedPrecondition => ReadError::TokenRefused(m),
+        tonic::Code::FailedPrecondition => match m.strip_prefix("not connected: ") {
+            Some(rest) => ReadError::NotConnected(rest.to_string()),
+            None => ReadError::TokenRefused(m),
+        },
         tonic::Code::ResourceExhausted => ReadError::Throttled,
         _ => ReadError::Unavailable(format!("executor: {m}")),
     }
@@ -119,7 +122,65 @@ pub fn token_health_pb(h: &TokenHealth) -> pb::CheckTokenHealthResponse {
         expires_at: h.expires_at.map(ts),
         granted_platform_scopes: h.granted_scopes.clone(),
         problem: h.problem.clone().unwrap_or_default(),
+        accounts: h
+            .accounts
+            .iter()
+            .map(|a| pb::AccountHealth {
+                account_id: a.account_id.clone(),
+                platform: a.platform.clone(),
+                status: a.status.clone(),
+                scopes: a.scopes.clone(),
+                access_expires_at: a.access_expires_at.map(ts),
+                consent_expires_at: a.consent_expires_at.map(ts),
+                problem: a.problem.clone().unwrap_or_default(),
+            })
+            .collect(),
     }
+}
+
+/// A health answer as the read contract holds it.
+pub fn token_health_from(r: pb::CheckTokenHealthResponse) -> TokenHealth {
+    TokenHealth {
+        healthy: r.healthy,
+        expires_at: from_ts(r.expires_at),
+        granted_scopes: r.granted_platform_scopes,
+        problem: non_empty(&r.problem).map(str::to_string),
+        accounts: r
+            .accounts
+            .into_iter()
+            .map(|a| AccountHealth {
+                account_id: a.account_id,
+                platform: a.platform,
+                status: a.status,
+                scopes: a.scopes,
+                access_expires_at: from_ts(a.access_expires_at),
+                consent_expires_at: from_ts(a.consent_expires_at),
+                problem: non_empty(&a.problem).map(str::to_string),
+            })
+            .collect(),
+    }
+}
+
+/// The organisation a call to the executor is for: gRPC metadata, set by
+/// the gateway from the agent key (never from anything the agent sends).
+pub const ORG_HEADER: &str = "spend-org";
+
+/// A request for `org`.
+fn for_org<T>(org: &str, message: T) -> Result<tonic::Request<T>, ReadError> {
+    let mut r = tonic::Request::new(message);
+    let value = org.parse().map_err(|_| ReadError::Invalid(format!("{org:?} is not an organisation id")))?;
+    r.metadata_mut().insert(ORG_HEADER, value);
+    Ok(r)
+}
+
+/// The organisation a request is for (the executor's side).
+pub fn org_of<T>(r: &tonic::Request<T>) -> Result<String, tonic::Status> {
+    r.metadata()
+        .get(ORG_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|o| spend_core::subject::is_valid_token(o))
+        .map(str::to_string)
+        .ok_or_else(|| tonic::Status::invalid_argument(format!("the {ORG_HEADER} metadata must name the organisation")))
 }
 
 pub fn merchant_pb(m: &Merchant) -> pb::Merchant {
@@ -159,8 +220,8 @@ impl ExecutorClient {
 
 #[async_trait::async_trait]
 impl Reads for ExecutorClient {
-    async fn accounts(&self) -> Result<Vec<Account>, ReadError> {
-        let r = self.inner.clone().list_accounts(pb::ListAccountsRequest {}).await.map_err(read_error)?;
+    async fn accounts(&self, org: &str) -> Result<Vec<Account>, ReadError> {
+        let r = self.inner.clone().list_accounts(for_org(org, pb::ListAccountsRequest {})?).await.map_err(read_error)?;
         Ok(r.into_inner()
             .accounts
             .into_iter()
@@ -173,13 +234,16 @@ impl Reads for ExecutorClient {
             .collect())
     }
 
-    async fn campaigns(&self, account_id: &str) -> Result<Vec<Campaign>, ReadError> {
+    async fn campaigns(&self, org: &str, account_id: &str) -> Result<Vec<Campaign>, ReadError> {
         let r = self
             .inner
             .clone()
-            .list_campaigns(pb::ListCampaignsRequest {
-                account_id: account_id.to_string(),
-            })
+            .list_campaigns(for_org(
+                org,
+                pb::ListCampaignsRequest {
+                    account_id: account_id.to_string(),
+                },
+            )?)
             .await
             .map_err(read_error)?;
         Ok(r.into_inner()
@@ -204,6 +268,7 @@ impl Reads for ExecutorClient {
 
     async fn performance(
         &self,
+        org: &str,
         account_id: &str,
         campaign_id: Option<&str>,
         from: Option<DateTime<Utc>>,
@@ -212,12 +277,15 @@ impl Reads for ExecutorClient {
         let r = self
             .inner
             .clone()
-            .get_performance(pb::GetPerformanceRequest {
-                account_id: account_id.to_string(),
-                campaign_id: campaign_id.unwrap_or_default().to_string(),
-                from: from.map(ts),
-                to: to.map(ts),
-            })
+            .get_performance(for_org(
+                org,
+                pb::GetPerformanceRequest {
+                    account_id: account_id.to_string(),
+                    campaign_id: campaign_id.unwrap_or_default().to_string(),
+                    from: from.map(ts),
+                    to: to.map(ts),
+                },
+            )?)
             .await
             .map_err(read_error)?
             .into_inner();
@@ -235,8 +303,8 @@ impl Reads for ExecutorClient {
         })
     }
 
-    async fn cards(&self) -> Result<Vec<Card>, ReadError> {
-        let r = self.inner.clone().list_cards(pb::ListCardsRequest {}).await.map_err(read_error)?;
+    async fn cards(&self, org: &str) -> Result<Vec<Card>, ReadError> {
+        let r = self.inner.clone().list_cards(for_org(org, pb::ListCardsRequest {})?).await.map_err(read_error)?;
         Ok(r.into_inner()
             .cards
             .into_iter()
@@ -253,14 +321,17 @@ impl Reads for ExecutorClient {
             .collect())
     }
 
-    async fn transactions(&self, status: Option<&str>, from: Option<DateTime<Utc>>) -> Result<Vec<Transaction>, ReadError> {
+    async fn transactions(&self, org: &str, status: Option<&str>, from: Option<DateTime<Utc>>) -> Result<Vec<Transaction>, ReadError> {
         let r = self
             .inner
             .clone()
-            .list_transactions(pb::ListTransactionsRequest {
-                status: status.unwrap_or_default().to_string(),
-                from: from.map(ts),
-            })
+            .list_transactions(for_org(
+                org,
+                pb::ListTransactionsRequest {
+                    status: status.unwrap_or_default().to_string(),
+                    from: from.map(ts),
+                },
+            )?)
             .await
             .map_err(read_error)?;
         Ok(r.into_inner()
@@ -281,27 +352,25 @@ impl Reads for ExecutorClient {
             .collect())
     }
 
-    async fn token_health(&self) -> Result<TokenHealth, ReadError> {
+    async fn token_health(&self, org: &str, account_id: Option<&str>) -> Result<TokenHealth, ReadError> {
+        let request = pb::CheckTokenHealthRequest {
+            account_id: account_id.unwrap_or_default().to_string(),
+        };
         let r = self
             .inner
             .clone()
-            .check_token_health(pb::CheckTokenHealthRequest::default())
+            .check_token_health(for_org(org, request)?)
             .await
             .map_err(read_error)?
             .into_inner();
-        Ok(TokenHealth {
-            healthy: r.healthy,
-            expires_at: from_ts(r.expires_at),
-            granted_scopes: r.granted_platform_scopes,
-            problem: non_empty(&r.problem).map(str::to_string),
-        })
+        Ok(token_health_from(r))
     }
 
-    async fn merchant(&self, domain: &str) -> Result<Option<Merchant>, ReadError> {
+    async fn merchant(&self, org: &str, domain: &str) -> Result<Option<Merchant>, ReadError> {
         let r = self
             .inner
             .clone()
-            .get_merchant(pb::GetMerchantRequest { domain: domain.to_string() })
+            .get_merchant(for_org(org, pb::GetMerchantRequest { domain: domain.to_string() })?)
             .await
             .map_err(read_error)?
             .into_inner();
@@ -310,5 +379,129 @@ impl Reads for ExecutorClient {
             name: m.name,
             category: m.category,
         }))
+    }
+}
+
+fn connect_error(s: Status) -> crate::ConnectError {
+    let m = s.message().to_string();
+    match s.code() {
+        tonic::Code::InvalidArgument | tonic::Code::NotFound => crate::ConnectError::Invalid(m),
+        tonic::Code::PermissionDenied => match m.split_once(": ") {
+            Some((error, description)) => crate::ConnectError::Platform {
+                error: error.to_string(),
+                description: description.to_string(),
+            },
+            None => crate::ConnectError::Platform {
+                error: "refused".into(),
+                description: m,
+            },
+        },
+        _ => crate::ConnectError::Unavailable(format!("executor: {m}")),
+    }
+}
+
+impl From<crate::ConnectError> for Status {
+    fn from(e: crate::ConnectError) -> Self {
+        match e {
+            crate::ConnectError::Invalid(m) => Status::invalid_argument(m),
+            crate::ConnectError::Platform { error, description } => Status::permission_denied(format!("{error}: {description}")),
+            crate::ConnectError::Unavailable(m) => Status::unavailable(m),
+        }
+    }
+}
+
+/// An account's health as gRPC carries it.
+pub fn account_health_pb(a: &AccountHealth) -> pb::AccountHealth {
+    token_health_pb(&TokenHealth {
+        healthy: true,
+        expires_at: None,
+        granted_scopes: vec![],
+        problem: None,
+        accounts: vec![a.clone()],
+    })
+    .accounts
+    .remove(0)
+}
+
+fn account_health_from(a: Option<pb::AccountHealth>) -> Result<AccountHealth, crate::ConnectError> {
+    let a = a.ok_or_else(|| crate::ConnectError::Unavailable("the executor answered without the account".into()))?;
+    Ok(token_health_from(pb::CheckTokenHealthResponse {
+        accounts: vec![a],
+        ..Default::default()
+    })
+    .accounts
+    .remove(0))
+}
+
+#[async_trait::async_trait]
+impl crate::Connect for ExecutorClient {
+    async fn begin(&self, org: &str, account_id: Option<&str>, write: bool, redirect_uri: &str, purpose: &str) -> Result<crate::Begun, crate::ConnectError> {
+        let r = self
+            .inner
+            .clone()
+            .begin_connection(pb::BeginConnectionRequest {
+                org: org.into(),
+                account_id: account_id.unwrap_or_default().into(),
+                write,
+                redirect_uri: redirect_uri.into(),
+                purpose: purpose.into(),
+            })
+            .await
+            .map_err(connect_error)?
+            .into_inner();
+        Ok(crate::Begun {
+            authorize_url: r.authorize_url,
+            expires_at: from_ts(r.expires_at).unwrap_or_default(),
+        })
+    }
+
+    async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, crate::ConnectError> {
+        let (code, error, description) = match outcome {
+            Ok(c) => (c, "", ""),
+            Err((e, d)) => ("", e, d),
+        };
+        let r = self
+            .inner
+            .clone()
+            .complete_connection(pb::CompleteConnectionRequest {
+                state: state.into(),
+                code: code.into(),
+                error: error.into(),
+                error_description: description.into(),
+            })
+            .await
+            .map_err(connect_error)?
+            .into_inner();
+        account_health_from(r.account)
+    }
+
+    async fn list(&self, org: &str) -> Result<Vec<AccountHealth>, crate::ConnectError> {
+        let r = self
+            .inner
+            .clone()
+            .list_connections(pb::ListConnectionsRequest { org: org.into() })
+            .await
+            .map_err(connect_error)?
+            .into_inner();
+        Ok(token_health_from(pb::CheckTokenHealthResponse {
+            accounts: r.accounts,
+            ..Default::default()
+        })
+        .accounts)
+    }
+
+    async fn disconnect(&self, org: &str, account_id: &str, by: &str) -> Result<AccountHealth, crate::ConnectError> {
+        let r = self
+            .inner
+            .clone()
+            .disconnect(pb::DisconnectRequest {
+                org: org.into(),
+                account_id: account_id.into(),
+                by: by.into(),
+            })
+            .await
+            .map_err(connect_error)?
+            .into_inner();
+        account_health_from(r.account)
     }
 }

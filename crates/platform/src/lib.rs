@@ -14,9 +14,11 @@
 //! never holds a platform token.
 #![forbid(unsafe_code)]
 
+pub mod connect;
 pub mod grpc;
 mod reads;
 pub mod types;
 
+pub use connect::{Begun, Connect, ConnectError};
 pub use reads::{ReadError, Reads};
-pub use types::{Account, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};
+pub use types::{Account, AccountHealth, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};

@@ -69,11 +69,34 @@ pub struct Transaction {
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 pub struct TokenHealth {
+    /// Every connection asked about is usable.
     pub healthy: bool,
+    /// The earliest access token expiry (tokens are refreshed before it).
     pub expires_at: Option<DateTime<Utc>>,
-    /// The scopes the platform granted the vaulted token.
+    /// The scopes granted (of every connection asked about).
     pub granted_scopes: Vec<String>,
-    /// Why the token is unhealthy, when it is.
+    /// Why a connection is unhealthy, when one is.
+    pub problem: Option<String>,
+    /// Each connected account: its scopes and the state of its tokens.
+    #[serde(default)]
+    pub accounts: Vec<AccountHealth>,
+}
+
+/// One connected account, as the executor holds it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
+pub struct AccountHealth {
+    pub account_id: String,
+    pub platform: String,
+    /// `valid`, `expiring_soon` (a human must consent again within a week),
+    /// `expired` (consent again), `revoked` (at the platform) or
+    /// `disconnected`.
+    pub status: String,
+    /// The platform scopes granted, e.g. `ads.read`, `ads.write`.
+    pub scopes: Vec<String>,
+    /// When the current access token expires (it is refreshed before).
+    pub access_expires_at: Option<DateTime<Utc>>,
+    /// When the grant itself lapses and a human must consent again.
+    pub consent_expires_at: Option<DateTime<Utc>>,
     pub problem: Option<String>,
 }
 

@@ -1,19 +1,27 @@
 //! The executor: the only holder of platform tokens, and the platform
 //! connectors. Contract: proto/spendsignoff/v1/executor.proto.
 //!
-//! Built so far: the read path the gateway serves to agents —
-//! [`connector::PlatformConnector`] (the platform's HTTP API, token kept
-//! out of every log and error), the read contract's implementation
-//! ([`spend_platform::Reads`]), its gRPC server ([`grpc`]), and the [`sandbox`] platform that stands in
-//! for a real ad and card platform on machines that cannot reach one.
+//! - [`accounts`]: connected accounts — the platform's OAuth (read access
+//!   first, write when an approved change needs it), tokens refreshed
+//!   before they expire;
+//! - [`vault`]: the tokens, KMS envelope-encrypted per organisation and
+//!   account, decrypted only here, for the one request that uses them;
+//! - [`connector`]: the read path the gateway serves to agents
+//!   ([`spend_platform::Reads`]) over the platform's HTTP API with each
+//!   organisation's own tokens;
+//! - [`grpc`]: the internal gRPC server (reads, connections);
+//! - [`sandbox`]: the project's stand-in for a real ad and card platform
+//!   (its API and its OAuth server), for machines that cannot reach one.
+//!
 //! Pushes of human-approved changes with idempotency keys, one-click
-//! rollback, the KMS-encrypted token vault and kill switches come with the
-//! executor's own work.
+//! rollback and kill switches come next.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod connector;
 pub mod grpc;
 pub mod sandbox;
+pub mod vault;
 
 use std::future::Future;
 use std::net::SocketAddr;
@@ -33,8 +41,11 @@ pub struct ExecutorConfig {
 
 /// What the executor is given.
 pub struct Deps {
-    /// The platform reads it serves: its connector, holding the token.
+    /// The platform reads it serves: its connector, with each
+    /// organisation's tokens.
     pub reads: Arc<dyn Reads>,
+    /// Connected accounts and their vault; refreshed in the background.
+    pub connections: Option<Arc<accounts::Connections>>,
 }
 
 pub struct Application {
@@ -67,12 +78,25 @@ impl Application {
             .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
             .await;
         let reflection = spend_proto::reflection(&["spendsignoff.v1.Executor"]).build_v1()?;
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        // Access tokens are refreshed (and refresh tokens rotated) before
+        // they expire, whether or not anything reads.
+        let refresher = self
+            .deps
+            .connections
+            .clone()
+            .map(|c| tokio::spawn(c.run_refresher(std::time::Duration::from_secs(30), stopped)));
+        let connect = self.deps.connections.clone().map(|c| c as Arc<dyn spend_platform::Connect>);
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(grpc::ExecutorService::new(self.deps.reads, token))
+            .add_service(grpc::ExecutorService::new(self.deps.reads, connect, token))
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
             .await?;
+        let _ = stop.send(true);
+        if let Some(r) = refresher {
+            let _ = r.await;
+        }
         Ok(())
     }
 }

@@ -25,7 +25,7 @@ use std::time::{Duration, Instant};
 use spend_credentials::{AgentScope, generate};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use spend_eventlog::{Append, EventLog};
-use spend_executor::connector::{PlatformConnector, PlatformToken};
+use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::{Application, Deps, GatewayConfig};
 use spend_proto::v1 as pb;
@@ -183,7 +183,7 @@ async fn run() {
         prefix: prefix.clone(),
         policy: spend_policy::spendmd::parse(POLICY).unwrap(),
         policy_approved_by_human: false,
-        reads: Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
+        reads: Arc::new(PlatformConnector::new(&sandbox_url, Arc::new(StaticToken(PlatformToken::new("bench")))).unwrap()),
         decider: Arc::new(decider),
     };
     let key = generate("acme", "bench", &[AgentScope::Read, AgentScope::Draft], chrono::Utc::now()).unwrap();

@@ -15,7 +15,7 @@
 use std::sync::Arc;
 
 use spend_credentials::AgentScope;
-use spend_executor::connector::{PlatformConnector, PlatformToken};
+use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::ops::{ChangeRequest, MAX_MERCHANT_CHARS, MAX_RATIONALE_CHARS, MAX_URL_CHARS, OpError, ProposeRequest};
 use spend_gateway::view::{HISTORY_PER_ORG, MAX_PENDING_PER_ORG};
@@ -81,7 +81,7 @@ async fn run() {
         prefix: "spend.evt".into(),
         policy,
         policy_approved_by_human: true,
-        reads: Arc::new(PlatformConnector::new(&sandbox_url, PlatformToken::new("bench")).unwrap()),
+        reads: Arc::new(PlatformConnector::new(&sandbox_url, Arc::new(StaticToken(PlatformToken::new("bench")))).unwrap()),
         decider: Arc::new(decider),
     };
     let app = Application::build(config, deps).await.unwrap();

@@ -190,7 +190,9 @@ impl AgentGateway for AgentGatewayService {
     }
 
     async fn check_token_health(&self, r: Request<pb::CheckTokenHealthRequest>) -> Result<Response<pb::CheckTokenHealthResponse>, Status> {
-        let h = self.state.check_token_health(&who(&r)?).await?;
+        let who = who(&r)?;
+        let account = r.into_inner().account_id;
+        let h = self.state.check_token_health(&who, (!account.is_empty()).then_some(account.as_str())).await?;
         Ok(Response::new(token_health_pb(&h)))
     }
 

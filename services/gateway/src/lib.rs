@@ -111,9 +111,9 @@ pub struct GatewayState {
     /// The policy service: it decides every draft recorded here.
     pub decider: Arc<dyn Decide>,
     pub reads: Arc<dyn Reads>,
-    /// The platform's account ids and when they were read (see
-    /// `ops::account_exists`).
-    accounts: tokio::sync::Mutex<Option<(std::time::Instant, Vec<String>)>>,
+    /// Each organisation's connected account ids and when they were read
+    /// (see `ops::account_exists`).
+    accounts: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<String>)>>,
     /// Merchant categories from the platform's merchant data, by domain,
     /// with when they were read (see `ops::merchant_category`).
     merchants: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<String>)>>,
@@ -147,7 +147,7 @@ impl GatewayState {
             bootstrap: Arc::new(policy),
             bootstrap_approved: policy_approved_by_human,
             reads,
-            accounts: tokio::sync::Mutex::new(None),
+            accounts: tokio::sync::Mutex::default(),
             merchants: tokio::sync::Mutex::default(),
             keys: RwLock::new(KeyStore::default()),
             view: RwLock::new(View::default()),

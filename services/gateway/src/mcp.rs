@@ -88,6 +88,14 @@ pub struct AccountInput {
     pub account_id: String,
 }
 
+#[derive(Debug, Default, Deserialize, JsonSchema)]
+#[serde(deny_unknown_fields)]
+pub struct TokenHealthInput {
+    /// One connected account; all of the organisation's when left out.
+    #[serde(default)]
+    pub account_id: Option<String>,
+}
+
 #[derive(Debug, Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PendingInput {
@@ -261,15 +269,22 @@ impl SpendMcp {
         }))
     }
 
-    /// Whether the platform connection's token is valid, when it expires,
-    /// and which platform scopes it holds.
+    /// The organisation's connected accounts: for each, its platform
+    /// scopes (read, and write once a human consented to a change), when
+    /// its access token expires, and whether it is valid, expiring soon,
+    /// expired or revoked.
     #[tool(
         name = "check_token_health",
         title = "Check platform token health",
         annotations(title = "Check platform token health", read_only_hint = true, open_world_hint = false)
     )]
-    async fn check_token_health(&self, ctx: RequestContext<RoleServer>) -> Result<Json<TokenHealth>, String> {
-        Ok(Json(self.state.check_token_health(&identity(&ctx)?).await.map_err(err)?))
+    async fn check_token_health(&self, Parameters(i): Parameters<TokenHealthInput>, ctx: RequestContext<RoleServer>) -> Result<Json<TokenHealth>, String> {
+        Ok(Json(
+            self.state
+                .check_token_health(&identity(&ctx)?, i.account_id.as_deref())
+                .await
+                .map_err(err)?,
+        ))
     }
 
     /// Propose a change as a draft: a payment, or an ad campaign's daily

@@ -74,6 +74,7 @@ impl From<ReadError> for OpError {
         match e {
             ReadError::NotFound(m) => Self::NotFound(m),
             ReadError::Invalid(m) => Self::Invalid(m),
+            e @ ReadError::NotConnected(_) => Self::NotFound(e.to_string()),
             other => Self::Unavailable(other.to_string()),
         }
     }
@@ -427,6 +428,7 @@ impl GatewayState {
     /// returns the shape and the live state's version.
     async fn campaign_draft(
         &self,
+        org: &str,
         account_id: &str,
         campaign_id: String,
         edit: Edit,
@@ -435,7 +437,7 @@ impl GatewayState {
         if campaign_id.is_empty() {
             return Err(OpError::Invalid("campaign_id is required".into()));
         }
-        let live = self.reads.campaigns(account_id).await?;
+        let live = self.reads.campaigns(org, account_id).await?;
         let c = find_campaign(live, &campaign_id, account_id)?;
         if let Some(cur) = currency
             && cur != c.currency
@@ -456,21 +458,28 @@ const ACCOUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
 const MERCHANT_CACHE_ENTRIES: usize = 10_000;
 
 impl GatewayState {
-    /// Whether the platform has `account_id`: from a list read at most
-    /// [`ACCOUNTS_TTL`] ago, re-read on a miss (so a new account works at
-    /// once, and an invented one costs a read and is refused).
-    async fn account_exists(&self, account_id: &str) -> Result<bool, OpError> {
-        let fresh = |c: &Option<(std::time::Instant, Vec<String>)>| {
-            c.as_ref()
-                .filter(|(at, _)| at.elapsed() < ACCOUNTS_TTL)
-                .map(|(_, ids)| ids.iter().any(|a| a == account_id))
-        };
-        if let Some(true) = fresh(&*self.accounts.lock().await) {
+    /// Whether `org` has `account_id` connected: from its list read at
+    /// most [`ACCOUNTS_TTL`] ago, re-read on a miss (so a new connection
+    /// works at once, and an invented or another organisation's account
+    /// costs a read and is refused).
+    async fn account_exists(&self, org: &str, account_id: &str) -> Result<bool, OpError> {
+        let key = org.to_string();
+        if let Some((at, ids)) = self.accounts.lock().await.get(&key)
+            && at.elapsed() < ACCOUNTS_TTL
+            && ids.iter().any(|a| a == account_id)
+        {
             return Ok(true);
         }
-        let ids: Vec<String> = self.reads.accounts().await?.into_iter().map(|a| a.id).collect();
+        let ids: Vec<String> = self.reads.accounts(org).await?.into_iter().map(|a| a.id).collect();
         let found = ids.iter().any(|a| a == account_id);
-        *self.accounts.lock().await = Some((std::time::Instant::now(), ids));
+        let mut cache = self.accounts.lock().await;
+        if cache.len() >= MERCHANT_CACHE_ENTRIES {
+            cache.retain(|_, (at, _)| at.elapsed() < ACCOUNTS_TTL);
+            if cache.len() >= MERCHANT_CACHE_ENTRIES {
+                cache.clear();
+            }
+        }
+        cache.insert(key, (std::time::Instant::now(), ids));
         Ok(found)
     }
 
@@ -479,14 +488,14 @@ impl GatewayState {
     /// [`MERCHANT_CACHE_ENTRIES`] remembered), `None` when the platform does
     /// not know it. This, never the category an agent states, is what
     /// `allowed_categories` and `blocked_categories` judge.
-    async fn merchant_category(&self, merchant: &str) -> Result<Option<String>, OpError> {
+    async fn merchant_category(&self, org: &str, merchant: &str) -> Result<Option<String>, OpError> {
         let key = merchant.trim().trim_end_matches('.').to_ascii_lowercase();
         if let Some((at, category)) = self.merchants.lock().await.get(&key)
             && at.elapsed() < ACCOUNTS_TTL
         {
             return Ok(category.clone());
         }
-        let category = self.reads.merchant(&key).await?.map(|m| m.category);
+        let category = self.reads.merchant(org, &key).await?.map(|m| m.category);
         let mut cache = self.merchants.lock().await;
         if cache.len() >= MERCHANT_CACHE_ENTRIES {
             cache.retain(|_, (at, _)| at.elapsed() < ACCOUNTS_TTL);
@@ -540,11 +549,11 @@ impl GatewayState {
     }
 
     pub async fn list_accounts(&self, who: &Identity) -> Result<Vec<Account>, OpError> {
-        self.platform_read(who, "list_accounts", None, Vec::len, self.reads.accounts()).await
+        self.platform_read(who, "list_accounts", None, Vec::len, self.reads.accounts(&who.org)).await
     }
 
     pub async fn list_campaigns(&self, who: &Identity, account_id: &str) -> Result<Vec<Campaign>, OpError> {
-        self.platform_read(who, "list_campaigns", Some(account_id), Vec::len, self.reads.campaigns(account_id))
+        self.platform_read(who, "list_campaigns", Some(account_id), Vec::len, self.reads.campaigns(&who.org, account_id))
             .await
     }
 
@@ -561,22 +570,31 @@ impl GatewayState {
             "get_performance",
             Some(account_id),
             |_| 1,
-            self.reads.performance(account_id, campaign_id, from, to),
+            self.reads.performance(&who.org, account_id, campaign_id, from, to),
         )
         .await
     }
 
     pub async fn list_cards(&self, who: &Identity) -> Result<Vec<Card>, OpError> {
-        self.platform_read(who, "list_cards", None, Vec::len, self.reads.cards()).await
+        self.platform_read(who, "list_cards", None, Vec::len, self.reads.cards(&who.org)).await
     }
 
     pub async fn list_transactions(&self, who: &Identity, status: Option<&str>, from: Option<DateTime<Utc>>) -> Result<Vec<Transaction>, OpError> {
-        self.platform_read(who, "list_transactions", None, Vec::len, self.reads.transactions(status, from))
+        self.platform_read(who, "list_transactions", None, Vec::len, self.reads.transactions(&who.org, status, from))
             .await
     }
 
-    pub async fn check_token_health(&self, who: &Identity) -> Result<TokenHealth, OpError> {
-        self.platform_read(who, "check_token_health", None, |_| 1, self.reads.token_health()).await
+    /// The organisation's connected accounts, their scopes and health (one
+    /// account's when `account_id` is given).
+    pub async fn check_token_health(&self, who: &Identity, account_id: Option<&str>) -> Result<TokenHealth, OpError> {
+        self.platform_read(
+            who,
+            "check_token_health",
+            account_id,
+            |h: &TokenHealth| h.accounts.len(),
+            self.reads.token_health(&who.org, account_id),
+        )
+        .await
     }
 
     /// The organisation's audit trail (drafts, decisions, approvals,
@@ -651,8 +669,11 @@ impl GatewayState {
         }
         // The account must exist on the platform: limits are the policy's,
         // but an invented account must never even be drafted against.
-        if !self.account_exists(&req.account_id).await? {
-            return Err(OpError::NotFound(format!("no account {} on the platform", req.account_id)));
+        if !self.account_exists(&who.org, &req.account_id).await? {
+            return Err(OpError::NotFound(format!(
+                "no account {} is connected for organisation {} (a human connects accounts; check_token_health lists them)",
+                req.account_id, who.org
+            )));
         }
         let (shaped, live_version) = match req.change {
             ChangeRequest::Payment {
@@ -664,7 +685,7 @@ impl GatewayState {
                 url,
             } => {
                 check_merchant(&merchant)?;
-                let platform_category = self.merchant_category(&merchant).await?;
+                let platform_category = self.merchant_category(&who.org, &merchant).await?;
                 let stated = Stated { category, country, url };
                 (payment_draft(amount_minor, &currency, merchant, platform_category, stated)?, None)
             }
@@ -673,7 +694,7 @@ impl GatewayState {
                 new_daily_budget_minor,
                 currency,
             } => {
-                self.campaign_draft(&req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor), currency.as_deref())
+                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor), currency.as_deref())
                     .await?
             }
             ChangeRequest::Bid {
@@ -681,10 +702,13 @@ impl GatewayState {
                 new_bid_minor,
                 currency,
             } => {
-                self.campaign_draft(&req.account_id, campaign_id, Edit::Bid(new_bid_minor), currency.as_deref())
+                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Bid(new_bid_minor), currency.as_deref())
                     .await?
             }
-            ChangeRequest::Status { campaign_id, new_status } => self.campaign_draft(&req.account_id, campaign_id, Edit::Status(new_status), None).await?,
+            ChangeRequest::Status { campaign_id, new_status } => {
+                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Status(new_status), None)
+                    .await?
+            }
         };
         let Shaped { kind, change, impact, diff } = shaped;
         let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| OpError::Unavailable(e.to_string()))?);
@@ -763,16 +787,16 @@ impl GatewayState {
     /// read per account); accounts that cannot be read are left out, and
     /// their drafts are judged on age alone.
     async fn live_campaigns(&self, drafts: &[&Draft]) -> Vec<Campaign> {
-        let mut accounts: Vec<&str> = drafts
+        let mut accounts: Vec<(&str, &str)> = drafts
             .iter()
             .filter(|r| r.status().is_pending() && r.drafted_against().is_some())
-            .map(|r| r.account_id())
+            .map(|r| (r.org(), r.account_id()))
             .collect();
         accounts.sort_unstable();
         accounts.dedup();
         let mut live = Vec::new();
-        for a in accounts {
-            match self.reads.campaigns(a).await {
+        for (org, a) in accounts {
+            match self.reads.campaigns(org, a).await {
                 Ok(c) => live.extend(c),
                 Err(e) => tracing::warn!(account = a, error = %e, "cannot read live state to check drafts for staleness"),
             }

@@ -135,19 +135,44 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         },
     )
     .await?;
-    // The sandbox platform, in-process but over a real socket, with a
-    // fresh token each start; the executor's connector holds it, and the
-    // gateway reads through the connector.
-    let sandbox_token = spend_credentials::random_hex(32).context("generating the sandbox token")?;
-    let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![super::serve::sandbox_token(sandbox_token.clone(), 90)]);
+    // The sandbox platform, in-process but over a real socket; its OAuth
+    // client (the executor) has a fresh secret each start.
+    let client_secret = spend_core::Secret::new(spend_credentials::random_hex(32).context("generating the sandbox client secret")?);
+    let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(client_secret.clone())], config.sandbox.lifetimes());
     let sandbox_listen = args.sandbox_listen.clone().unwrap_or_else(|| config.sandbox.listen.clone());
     let sandbox_listener = tokio::net::TcpListener::bind(&sandbox_listen)
         .await
         .with_context(|| format!("binding the sandbox platform on {sandbox_listen}"))?;
     let sandbox_addr = sandbox_listener.local_addr()?;
-    let connector =
-        spend_executor::connector::PlatformConnector::new(&format!("http://{sandbox_addr}"), spend_executor::connector::PlatformToken::new(sandbox_token))
-            .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let sandbox_url = format!("http://{sandbox_addr}");
+    // The executor's vault: SQLite and a local key in the data folder.
+    let vault_keys = spend_executor::vault::keys::LocalKeys::load_or_create(&paths.vault_key).context("the vault's local key")?;
+    let vault_store = spend_executor::vault::store::SqliteConnections::open(&paths.vault_database)
+        .await
+        .context("opening the vault's SQLite database")?;
+    let connections = Arc::new(
+        spend_executor::accounts::Connections::new(
+            spend_executor::accounts::PlatformOAuth::sandbox(&sandbox_url, &config.sandbox.oauth_client_id, client_secret),
+            spend_executor::vault::Vault::new(Arc::new(vault_keys)),
+            Arc::new(vault_store),
+            spend_eventlog::Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Executor),
+        )
+        .map_err(|e| anyhow::anyhow!("{e}"))?,
+    );
+    let connector = spend_executor::connector::PlatformConnector::new(&sandbox_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let executor = spend_executor::Application::build(
+        spend_executor::ExecutorConfig {
+            listen: args.executor_listen.clone().unwrap_or_else(|| config.executor.listen.clone()),
+            // One process on loopback: no internal token.
+            internal_token: None,
+        },
+        spend_executor::Deps {
+            reads: Arc::new(connector.clone()),
+            connections: Some(connections.clone()),
+        },
+    )
+    .await?;
+    let executor_addr = executor.local_addr();
 
     // A dev policy file is the developer's own: it counts as approved only
     // for what it can do without a mandate, so auto-approval stays off.
@@ -214,7 +239,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
     eprintln!("  policy gRPC     http://{policy_addr}  (decide, validate, version in force, dry-run evaluation)");
-    eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform)");
+    eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform, with its OAuth consent pages)");
+    eprintln!("  executor gRPC   http://{executor_addr}  (reads, connected accounts: `spend account …`)");
     eprintln!(
         "  approvals       {}/approvals  (on {approval_addr}; links and the outbox folder {})",
         approval.origin(),
@@ -231,6 +257,14 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         let _ = rx.wait_for(|s| *s).await;
     };
     let sandbox_task = tokio::spawn(sandbox.serve(sandbox_listener, stopped(stop_rx.clone())));
+    // `spend dev` is its own platform user: it connects the sandbox's
+    // accounts for `dev`, read access only (the sandbox forgets grants when
+    // it stops, so on every start).
+    match connect_dev_accounts(&connections, &sandbox_url).await {
+        Ok(ids) => eprintln!("  accounts        {} connected for {DEV_ORG}, read access only (development only)", ids.join(", ")),
+        Err(e) => eprintln!("  accounts        could not connect the sandbox's accounts: {e}"),
+    }
+    let executor_task = tokio::spawn(executor.run_until_stopped(stopped(stop_rx.clone())));
     let policy_task = tokio::spawn(policy_service.run_until_stopped(stopped(stop_rx.clone())));
     let (approval_origin, approval_book) = (approval.origin(), approval.book());
     let approval_task = tokio::spawn(approval.run_until_stopped(stopped(stop_rx.clone())));
@@ -239,7 +273,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s, a, p, _) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task);
+    let (l, g, s, a, p, _, x) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task, executor_task);
+    x.context("the executor task")??;
     p.context("the policy task")??;
     a.context("the approval task")??;
     s.context("the sandbox task")??;
@@ -250,6 +285,40 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
 
 /// The organisation `spend dev` serves.
 const DEV_ORG: &str = "dev";
+
+/// Connects every sandbox account for [`DEV_ORG`] with read access, as a
+/// human would: the consent page's Allow, then the callback's code.
+async fn connect_dev_accounts(connections: &spend_executor::accounts::Connections, sandbox_url: &str) -> anyhow::Result<Vec<String>> {
+    let http = reqwest::Client::builder().redirect(reqwest::redirect::Policy::none()).build()?;
+    let mut ids = Vec::new();
+    for account in ["act_1001", "act_1002", "card_1"] {
+        let begun = connections
+            .begin(
+                DEV_ORG,
+                spend_executor::accounts::Access::Read,
+                Some(account),
+                "http://127.0.0.1/callback",
+                "spend dev (development only)",
+            )
+            .await?;
+        let url = reqwest::Url::parse(&begun.authorize_url)?;
+        let mut form: Vec<(String, String)> = url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect();
+        form.push(("decision".into(), "allow".into()));
+        let answer = http.post(format!("{sandbox_url}/oauth/authorize")).form(&form).send().await?;
+        let back = answer
+            .headers()
+            .get(reqwest::header::LOCATION)
+            .and_then(|l| l.to_str().ok())
+            .and_then(|l| reqwest::Url::parse(l).ok())
+            .context("the sandbox's consent page did not send us back")?;
+        let param = |k: &str| back.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
+        let state = param("state").context("no state in the callback")?;
+        let code = param("code").context("no code in the callback")?;
+        connections.complete(&state, Ok(&code)).await?;
+        ids.push(account.to_string());
+    }
+    Ok(ids)
+}
 
 /// `spend dev` is its own operator for its organisation `dev`, reading the
 /// approval service's own book (no second replay of the log). Once the

@@ -1,5 +1,6 @@
 //! One module per command.
 
+pub mod account;
 pub mod apikey;
 pub mod approver;
 pub mod breaker;

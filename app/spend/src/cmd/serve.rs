@@ -163,21 +163,53 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
-    if config.executor.platform_token.is_empty() {
-        anyhow::bail!("no platform token configured: set SPEND__EXECUTOR__PLATFORM_TOKEN");
+/// The executor's connected accounts on production backends: the vault
+/// in PostgreSQL with its data keys wrapped by KMS, the platform's OAuth.
+pub async fn connections(config: &SpendConfig, log: std::sync::Arc<dyn spend_eventlog::EventLog>) -> anyhow::Result<std::sync::Arc<spend_executor::accounts::Connections>> {
+    let e = &config.executor;
+    let secret = e
+        .oauth_client_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .context("no OAuth client secret configured: set SPEND__EXECUTOR__OAUTH_CLIENT_SECRET (the platform registered it for executor.oauth_client_id)")?;
+    let url = match &e.database_url {
+        Some(u) if !u.is_empty() => u.expose().to_string(),
+        _ => config.database.url.clone(),
+    };
+    if url.is_empty() {
+        anyhow::bail!("no database for the vault: set SPEND__EXECUTOR__DATABASE_URL (or SPEND__DATABASE__URL)");
     }
-    let connector = spend_executor::connector::PlatformConnector::new(
-        &config.executor.platform_url,
-        spend_executor::connector::PlatformToken::new(config.executor.platform_token.clone()),
+    let keys = spend_executor::vault::keys::KmsKeys::connect(&e.vault_key_id, config.kms.region.as_deref(), config.kms.endpoint.as_deref())
+        .await
+        .context("the vault's KMS key (executor.vault_key_id)")?;
+    let store = spend_executor::vault::store::PgConnections::connect(&url)
+        .await
+        .with_context(|| format!("the vault's database {}", spend_core::secret::redact_url(&url)))?;
+    let recorder = spend_eventlog::Recorder::new(log, config.nats.subject_prefix.clone(), spend_core::authority::Writer::Executor);
+    let c = spend_executor::accounts::Connections::new(
+        spend_executor::accounts::PlatformOAuth::sandbox(&e.platform_url, &e.oauth_client_id, secret),
+        spend_executor::vault::Vault::new(std::sync::Arc::new(keys)),
+        std::sync::Arc::new(store),
+        recorder,
     )
-    .map_err(|e| anyhow::anyhow!("{e}"))?;
+    .map_err(|e| anyhow::anyhow!("{e}"))?
+    .with_refresh_margin(chrono::Duration::seconds(e.refresh_margin_seconds as i64));
+    Ok(std::sync::Arc::new(c))
+}
+
+pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let connections = connections(&config, Arc::new(events)).await?;
+    let connector = spend_executor::connector::PlatformConnector::new(&config.executor.platform_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: config.executor.listen.clone(),
             internal_token: config.internal.token().map(str::to_string),
         },
-        spend_executor::Deps { reads: Arc::new(connector) },
+        spend_executor::Deps {
+            reads: Arc::new(connector),
+            connections: Some(connections),
+        },
     )
     .await?;
     tracing::info!(addr = %app.local_addr(), platform = %spend_core::secret::redact_url(&config.executor.platform_url), "executor serving gRPC");
@@ -213,23 +245,17 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
 }
 
 pub async fn sandbox(config: SpendConfig) -> anyhow::Result<ExitCode> {
-    if config.sandbox.token.is_empty() {
-        anyhow::bail!("no sandbox token configured: set SPEND__SANDBOX__TOKEN to the token the executor will present");
-    }
-    let sandbox = spend_executor::sandbox::Sandbox::seeded(vec![sandbox_token(config.sandbox.token.clone(), config.sandbox.token_valid_days)]);
+    let secret = config
+        .sandbox
+        .oauth_client_secret
+        .clone()
+        .filter(|s| !s.is_empty())
+        .context("no OAuth client secret configured: set SPEND__SANDBOX__OAUTH_CLIENT_SECRET (the executor presents the same)")?;
+    let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(secret)], config.sandbox.lifetimes());
     let listener = tokio::net::TcpListener::bind(&config.sandbox.listen)
         .await
         .with_context(|| format!("binding the sandbox platform on {}", config.sandbox.listen))?;
     tracing::info!(addr = %listener.local_addr()?, "sandbox platform serving");
     sandbox.serve(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
-}
-
-/// A sandbox token with every platform scope the connectors use.
-pub fn sandbox_token(token: String, valid_days: u32) -> spend_executor::sandbox::SandboxToken {
-    spend_executor::sandbox::SandboxToken {
-        token,
-        expires_at: chrono::Utc::now() + chrono::Duration::days(valid_days as i64),
-        scopes: ["ads.read", "ads.write", "cards.read", "cards.write"].map(String::from).to_vec(),
-    }
 }

@@ -9,7 +9,7 @@ use std::time::Duration;
 
 use spend_credentials::{AgentScope, NewKey, generate};
 use spend_eventlog::{Append, EventLog};
-use spend_executor::connector::{PlatformConnector, PlatformToken};
+use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
 use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::{Application, Deps, GatewayConfig, GatewayState, Identity};
 
@@ -59,7 +59,7 @@ pub async fn sandbox() -> (Sandbox, String, PlatformConnector) {
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
-    let connector = PlatformConnector::new(&url, PlatformToken::new(token)).unwrap();
+    let connector = PlatformConnector::new(&url, Arc::new(StaticToken(PlatformToken::new(token)))).unwrap();
     (sandbox, url, connector)
 }
 

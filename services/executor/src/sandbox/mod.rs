@@ -7,6 +7,11 @@
 //! `spend dev` runs it in-process; `spend serve sandbox` runs it alone, so
 //! the executor's connector is exercised over a real socket either way.
 //!
+//! Access tokens come from the sandbox's own OAuth 2.0 server ([`oauth`]:
+//! authorization code with PKCE, consent, refresh with rotation,
+//! revocation), each bound to one account; static tokens given at start
+//! (tests, benchmarks) reach every account.
+//!
 //! Routes (all under a bearer token):
 //! - `GET  /v1/accounts`
 //! - `GET  /v1/accounts/{id}/campaigns`
@@ -16,7 +21,12 @@
 //! - `GET  /v1/token` (the token's expiry and scopes)
 //! - `GET  /v1/merchants/{domain}` (the platform's merchant data: name and
 //!   category; 404 for a merchant it does not know)
+//! - `GET/POST /oauth/authorize`, `POST /oauth/token`, `POST /oauth/revoke`
 //! - `POST /sandbox/faults` `{"fail_next": n, "status": 503}` (test control)
+//! - `POST /sandbox/revoke` `{"account_id"}`: the owner revokes every
+//!   client's access in the platform's settings (test control)
+
+pub mod oauth;
 
 use std::collections::HashMap;
 use std::future::Future;
@@ -66,6 +76,7 @@ struct Inner {
     transactions: Vec<Transaction>,
     merchants: Vec<Merchant>,
     faults: Mutex<Faults>,
+    oauth: Mutex<oauth::OAuth>,
     /// Idempotency-Key → the campaign as that write left it.
     idempotent: Mutex<HashMap<String, Campaign>>,
 }
@@ -86,6 +97,11 @@ impl Sandbox {
     /// account (`card_1`), five campaigns, three cards and a month of card
     /// transactions, accepting `tokens`.
     pub fn seeded(tokens: Vec<SandboxToken>) -> Self {
+        Self::with_oauth(tokens, Vec::new(), oauth::Lifetimes::default())
+    }
+
+    /// [`Sandbox::seeded`], with OAuth clients that may connect accounts.
+    pub fn with_oauth(tokens: Vec<SandboxToken>, clients: Vec<oauth::OAuthClient>, lifetimes: oauth::Lifetimes) -> Self {
         let epoch: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().expect("a valid time");
         let accounts = vec![
             account("act_1001", "sandbox-ads", "Search ads"),
@@ -141,6 +157,7 @@ impl Sandbox {
                 transactions,
                 merchants: merchant_data,
                 faults: Mutex::default(),
+                oauth: Mutex::new(oauth::OAuth::new(clients, lifetimes)),
                 idempotent: Mutex::default(),
             }),
         }
@@ -157,7 +174,11 @@ impl Sandbox {
             .route("/v1/transactions", get(transactions))
             .route("/v1/token", get(token))
             .route("/v1/merchants/{domain}", get(merchant_by_domain))
+            .route("/oauth/authorize", get(oauth::authorize).post(oauth::decide))
+            .route("/oauth/token", post(oauth::token))
+            .route("/oauth/revoke", post(oauth::revoke))
             .route("/sandbox/faults", post(faults))
+            .route("/sandbox/revoke", post(revoke_account))
             .with_state(self.clone())
     }
 
@@ -235,8 +256,28 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
     }
 }
 
-/// Bearer-token check plus injected faults; the token's scopes on success.
-fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), ApiError> {
+/// Who a request's token speaks for: one account (an OAuth token), or
+/// every account (a static token given at start).
+struct Principal {
+    account: Option<String>,
+}
+
+impl Principal {
+    /// Refuses a token bound to another account.
+    fn may(&self, account_id: &str) -> Result<(), ApiError> {
+        match &self.account {
+            Some(a) if a != account_id => Err(error(
+                StatusCode::FORBIDDEN,
+                "wrong_account",
+                format!("this token is for account {a}, not {account_id}"),
+            )),
+            _ => Ok(()),
+        }
+    }
+}
+
+/// Bearer-token check plus injected faults: who the token speaks for.
+fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<Principal, ApiError> {
     {
         let mut f = sb.inner.faults.lock().expect("fault lock");
         if f.fail_next > 0 {
@@ -250,23 +291,36 @@ fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<(), ApiError>
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .ok_or_else(|| error(StatusCode::UNAUTHORIZED, "missing_token", "Authorization: Bearer <token> is required"))?;
-    let Some(t) = sb.inner.tokens.iter().find(|t| t.token == presented) else {
-        return Err(error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid"));
-    };
-    if t.expires_at <= Utc::now() {
-        return Err(error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired"));
+    let insufficient = || error(StatusCode::FORBIDDEN, "insufficient_scope", format!("the token lacks the {scope} scope"));
+    if let Some(t) = sb.inner.tokens.iter().find(|t| t.token == presented) {
+        if t.expires_at <= Utc::now() {
+            return Err(error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired"));
+        }
+        if !t.scopes.iter().any(|s| s == scope) {
+            return Err(insufficient());
+        }
+        return Ok(Principal { account: None });
     }
-    if !t.scopes.iter().any(|s| s == scope) {
-        return Err(error(StatusCode::FORBIDDEN, "insufficient_scope", format!("the token lacks the {scope} scope")));
+    match sb.inner.oauth.lock().expect("oauth lock").bound(presented) {
+        Ok(b) if b.scopes.contains(scope) => Ok(Principal { account: Some(b.account_id) }),
+        Ok(_) => Err(insufficient()),
+        Err(oauth::Refused::Expired) => Err(error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired")),
+        Err(oauth::Refused::Revoked) => Err(error(StatusCode::UNAUTHORIZED, "token_revoked", "the access token was revoked")),
+        Err(oauth::Refused::Unknown) => Err(error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid")),
     }
-    Ok(())
 }
 
+/// Cards and transactions belong to the card account.
+const CARD_ACCOUNT: &str = "card_1";
+
 async fn accounts(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
-    if let Err(r) = admit(&sb, &headers, "ads.read") {
-        return r.into_response();
-    }
-    Json(serde_json::json!({"data": sb.inner.accounts})).into_response()
+    // Either read scope lists the accounts a token reaches.
+    let who = match admit(&sb, &headers, "ads.read").or_else(|_| admit(&sb, &headers, "cards.read")) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let list: Vec<&Account> = sb.inner.accounts.iter().filter(|a| who.may(&a.id).is_ok()).collect();
+    Json(serde_json::json!({"data": list})).into_response()
 }
 
 fn known_account(sb: &Sandbox, id: &str) -> Result<(), ApiError> {
@@ -278,7 +332,7 @@ fn known_account(sb: &Sandbox, id: &str) -> Result<(), ApiError> {
 }
 
 async fn campaigns(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>) -> Response {
-    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
+    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|p| p.may(&id)).and_then(|_| known_account(&sb, &id)) {
         return r.into_response();
     }
     let list: Vec<Campaign> = sb
@@ -301,7 +355,7 @@ struct InsightsQuery {
 }
 
 async fn insights(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, Query(q): Query<InsightsQuery>) -> Response {
-    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|_| known_account(&sb, &id)) {
+    if let Err(r) = admit(&sb, &headers, "ads.read").and_then(|p| p.may(&id)).and_then(|_| known_account(&sb, &id)) {
         return r.into_response();
     }
     let to = q.to.unwrap_or_else(Utc::now);
@@ -360,7 +414,14 @@ struct CampaignUpdate {
 }
 
 async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
-    if let Err(r) = admit(&sb, &headers, "ads.write") {
+    let who = match admit(&sb, &headers, "ads.write") {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
+    let owner = sb.campaign(&id).map(|c| c.account_id);
+    if let Some(owner) = &owner
+        && let Err(r) = who.may(owner)
+    {
         return r.into_response();
     }
     let update: CampaignUpdate = match serde_json::from_slice(&body) {
@@ -404,7 +465,7 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
 }
 
 async fn cards(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
-    if let Err(r) = admit(&sb, &headers, "cards.read") {
+    if let Err(r) = admit(&sb, &headers, "cards.read").and_then(|p| p.may(CARD_ACCOUNT)) {
         return r.into_response();
     }
     Json(serde_json::json!({"data": sb.inner.cards})).into_response()
@@ -417,7 +478,7 @@ struct TransactionsQuery {
 }
 
 async fn transactions(State(sb): State<Sandbox>, headers: HeaderMap, Query(q): Query<TransactionsQuery>) -> Response {
-    if let Err(r) = admit(&sb, &headers, "cards.read") {
+    if let Err(r) = admit(&sb, &headers, "cards.read").and_then(|p| p.may(CARD_ACCOUNT)) {
         return r.into_response();
     }
     let list: Vec<&Transaction> = sb
@@ -446,16 +507,42 @@ async fn token(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.strip_prefix("Bearer "))
         .unwrap_or_default();
-    match sb.inner.tokens.iter().find(|t| t.token == presented) {
-        Some(t) => Json(TokenHealth {
+    if let Some(t) = sb.inner.tokens.iter().find(|t| t.token == presented) {
+        return Json(TokenHealth {
             healthy: t.expires_at > Utc::now(),
             expires_at: Some(t.expires_at),
             granted_scopes: t.scopes.clone(),
             problem: (t.expires_at <= Utc::now()).then(|| "the access token has expired".into()),
+            accounts: vec![],
+        })
+        .into_response();
+    }
+    match sb.inner.oauth.lock().expect("oauth lock").bound(presented) {
+        Ok(b) => Json(TokenHealth {
+            healthy: true,
+            expires_at: Some(b.expires_at),
+            granted_scopes: b.scopes.into_iter().collect(),
+            problem: None,
+            accounts: vec![],
         })
         .into_response(),
-        None => error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid").into_response(),
+        Err(oauth::Refused::Expired) => error(StatusCode::UNAUTHORIZED, "token_expired", "the access token has expired").into_response(),
+        Err(oauth::Refused::Revoked) => error(StatusCode::UNAUTHORIZED, "token_revoked", "the access token was revoked").into_response(),
+        Err(oauth::Refused::Unknown) => error(StatusCode::UNAUTHORIZED, "invalid_token", "the access token is not valid").into_response(),
     }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RevokeAccount {
+    account_id: String,
+}
+
+/// The account's owner revokes every client's access in the platform's
+/// settings.
+async fn revoke_account(State(sb): State<Sandbox>, Json(r): Json<RevokeAccount>) -> Response {
+    let n = sb.inner.oauth.lock().expect("oauth lock").revoke_account(&r.account_id);
+    Json(serde_json::json!({"revoked_grants": n})).into_response()
 }
 
 #[derive(Deserialize)]

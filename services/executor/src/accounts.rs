@@ -1,0 +1,812 @@
+//! Connected accounts: each ad or card account is connected over the
+//! platform's own OAuth (authorization code with PKCE), read access first;
+//! write access is asked for — on the platform's consent page, keeping
+//! what was granted — only when an approved change first needs it.
+//!
+//! The executor is the only holder of the tokens. [`Connections::begin`]
+//! makes the authorization URL a human opens (the verifier and the state
+//! stay here, sealed), [`Connections::complete`] exchanges the code the
+//! platform sends back and seals the tokens in the [`crate::vault`], per
+//! organisation and account. A token is decrypted only for the request
+//! that uses it ([`Tokens::token`]) and wiped after; tokens are refreshed
+//! (and the refresh token rotated) before they expire, by whichever
+//! replica takes the row's lease. A token never reaches an event, a log
+//! line, an error or a response.
+
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, SecondsFormat, Utc};
+use sha2::{Digest, Sha256};
+use spend_core::bounded::FifoMap;
+use spend_core::events::{AccountConnected, AccountDisconnected, AccountRefreshed, EventData, SecurityAlert};
+use spend_core::{Actor, Secret};
+use spend_eventlog::Recorder;
+use spend_platform::{AccountHealth, Connect, ReadError, TokenHealth};
+
+use crate::connector::{PlatformToken, Tokens, Want, without_url};
+use crate::vault::store::{ConnectionRow, ConnectionStore, PendingRow};
+use crate::vault::{Binding, Vault, VaultError};
+
+/// The platform's OAuth endpoints and SpendSignoff's registration there.
+#[derive(Clone)]
+pub struct PlatformOAuth {
+    /// The platform's name on connections (`sandbox`).
+    pub platform: String,
+    /// The platform API's base URL.
+    pub api_base: String,
+    pub authorize_url: String,
+    pub token_url: String,
+    pub revoke_url: String,
+    pub client_id: String,
+    pub client_secret: Secret,
+}
+
+impl std::fmt::Debug for PlatformOAuth {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PlatformOAuth")
+            .field("platform", &self.platform)
+            .field("api_base", &self.api_base)
+            .field("client_id", &self.client_id)
+            .finish_non_exhaustive()
+    }
+}
+
+impl PlatformOAuth {
+    /// The sandbox platform at `base` (its OAuth endpoints under `/oauth`).
+    pub fn sandbox(base: &str, client_id: &str, client_secret: Secret) -> Self {
+        let base = base.trim_end_matches('/');
+        Self {
+            platform: "sandbox".into(),
+            api_base: base.into(),
+            authorize_url: format!("{base}/oauth/authorize"),
+            token_url: format!("{base}/oauth/token"),
+            revoke_url: format!("{base}/oauth/revoke"),
+            client_id: client_id.into(),
+            client_secret,
+        }
+    }
+}
+
+/// The scopes a read-first connection asks for.
+pub const READ_SCOPES: &[&str] = &["ads.read", "cards.read"];
+/// A connection's health turns `expiring_soon` this long before a human
+/// must consent again.
+const EXPIRING_SOON: chrono::Duration = chrono::Duration::days(7);
+/// How long a replica holds a connection while refreshing it.
+const REFRESH_LEASE_SECS: i64 = 30;
+
+/// What a connection asks of the account.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Access {
+    /// Read scopes: how every account is connected first.
+    Read,
+    /// The write scope of a connected account, keeping what it granted.
+    Write { account_id: String },
+}
+
+pub use spend_platform::{Begun, ConnectError};
+
+impl From<VaultError> for ConnectError {
+    fn from(e: VaultError) -> Self {
+        match e {
+            VaultError::Refused(m) => ConnectError::Invalid(format!("a vaulted value does not decrypt (audited): {m}")),
+            VaultError::Unavailable(m) | VaultError::Store(m) => ConnectError::Unavailable(m),
+        }
+    }
+}
+
+/// The platform's token response.
+#[derive(serde::Deserialize)]
+struct TokenResponse {
+    access_token: String,
+    expires_in: i64,
+    refresh_token: Option<String>,
+    refresh_token_expires_in: Option<i64>,
+    scope: Option<String>,
+    account_id: Option<String>,
+}
+
+impl Drop for TokenResponse {
+    fn drop(&mut self) {
+        use zeroize::Zeroize as _;
+        self.access_token.zeroize();
+        if let Some(r) = self.refresh_token.as_mut() {
+            r.zeroize();
+        }
+    }
+}
+
+impl std::fmt::Debug for TokenResponse {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("TokenResponse").field("scope", &self.scope).finish_non_exhaustive()
+    }
+}
+
+#[derive(serde::Deserialize)]
+struct OAuthErrorBody {
+    error: String,
+    #[serde(default)]
+    error_description: String,
+}
+
+fn random_b64(bytes: usize) -> Result<String, ConnectError> {
+    let mut b = vec![0u8; bytes];
+    getrandom::fill(&mut b).map_err(|e| ConnectError::Unavailable(format!("the random source: {e}")))?;
+    Ok(URL_SAFE_NO_PAD.encode(b))
+}
+
+fn sha256_hex(s: &str) -> String {
+    hex::encode(Sha256::digest(s.as_bytes()))
+}
+
+fn rfc3339(unix: i64) -> String {
+    DateTime::from_timestamp(unix, 0).unwrap_or_default().to_rfc3339_opts(SecondsFormat::Secs, true)
+}
+
+fn sorted_scopes(s: &str) -> String {
+    let mut v: Vec<&str> = s.split_whitespace().collect();
+    v.sort_unstable();
+    v.dedup();
+    v.join(" ")
+}
+
+/// The organisations' connected accounts, their vaulted tokens, and the
+/// platform's OAuth.
+pub struct Connections {
+    oauth: PlatformOAuth,
+    vault: Vault,
+    store: Arc<dyn ConnectionStore>,
+    recorder: Recorder,
+    http: reqwest::Client,
+    /// Access tokens are refreshed this long before they expire.
+    refresh_margin: chrono::Duration,
+    /// How long an authorization waits for its callback.
+    pending_ttl: chrono::Duration,
+    /// Rows whose tokens did not decrypt, alerted once per version.
+    alerted: Mutex<FifoMap<String, ()>>,
+}
+
+impl Connections {
+    pub fn new(oauth: PlatformOAuth, vault: Vault, store: Arc<dyn ConnectionStore>, recorder: Recorder) -> Result<Self, ConnectError> {
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(15))
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| ConnectError::Unavailable(format!("building the HTTP client: {e}")))?;
+        Ok(Self {
+            oauth,
+            vault,
+            store,
+            recorder,
+            http,
+            refresh_margin: chrono::Duration::minutes(5),
+            pending_ttl: chrono::Duration::minutes(10),
+            alerted: Mutex::new(FifoMap::new(10_000)),
+        })
+    }
+
+    /// Refreshes access tokens this long before they expire (default 5
+    /// minutes).
+    pub fn with_refresh_margin(mut self, margin: chrono::Duration) -> Self {
+        self.refresh_margin = margin;
+        self
+    }
+
+    pub fn platform(&self) -> &str {
+        &self.oauth.platform
+    }
+
+    fn binding(&self, org: &str, account_id: &str, kind: &str, scopes: &str) -> Binding {
+        Binding {
+            org: org.into(),
+            platform: self.oauth.platform.clone(),
+            account_id: account_id.into(),
+            kind: kind.into(),
+            scopes: scopes.into(),
+        }
+    }
+
+    /// The platform's consent page for `access`, returning to
+    /// `redirect_uri` (the approval app's callback, or the CLI's loopback).
+    pub async fn begin(&self, org: &str, access: Access, account_hint: Option<&str>, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError> {
+        if !spend_core::subject::is_valid_token(org) {
+            return Err(ConnectError::Invalid(format!("{org:?} is not an organisation id")));
+        }
+        let redirect = reqwest::Url::parse(redirect_uri).map_err(|_| ConnectError::Invalid(format!("redirect_uri {redirect_uri:?} is not a URL")))?;
+        if !matches!(redirect.scheme(), "http" | "https") {
+            return Err(ConnectError::Invalid("redirect_uri must be http(s)".into()));
+        }
+        if purpose.is_empty() || purpose.len() > 200 {
+            return Err(ConnectError::Invalid("purpose must be 1 to 200 characters".into()));
+        }
+        let (scopes, hint, incremental) = match &access {
+            Access::Read => (READ_SCOPES.join(" "), account_hint.map(str::to_string), false),
+            Access::Write { account_id } => {
+                let row = self
+                    .store
+                    .get(org, &self.oauth.platform, account_id)
+                    .await?
+                    .filter(|r| r.status == "active")
+                    .ok_or_else(|| ConnectError::Invalid(format!("{account_id} is not connected for {org}: connect it (read access) first")))?;
+                let write = if row.kind == "cards" { "cards.write" } else { "ads.write" };
+                (write.to_string(), Some(account_id.clone()), true)
+            }
+        };
+        let verifier = random_b64(32)?;
+        let challenge = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+        let state = random_b64(32)?;
+        let state_hash = sha256_hex(&state);
+        let now = Utc::now();
+        let expires_at = now + self.pending_ttl;
+        let sealed = self
+            .vault
+            .seal(&self.binding(org, "pending", "pkce", &state_hash), verifier.as_bytes())
+            .await?;
+        let _ = self.store.purge_pending(now.timestamp()).await;
+        self.store
+            .put_pending(&PendingRow {
+                state_sha256: state_hash,
+                org: org.into(),
+                platform: self.oauth.platform.clone(),
+                account_hint: hint.clone(),
+                scopes: scopes.clone(),
+                redirect_uri: redirect_uri.into(),
+                purpose: purpose.into(),
+                verifier: sealed,
+                expires_at: expires_at.timestamp(),
+            })
+            .await?;
+        let mut url = reqwest::Url::parse(&self.oauth.authorize_url).map_err(|e| ConnectError::Invalid(format!("the platform's authorize URL: {e}")))?;
+        {
+            let mut q = url.query_pairs_mut();
+            q.append_pair("response_type", "code")
+                .append_pair("client_id", &self.oauth.client_id)
+                .append_pair("redirect_uri", redirect_uri)
+                .append_pair("scope", &scopes)
+                .append_pair("state", &state)
+                .append_pair("code_challenge", &challenge)
+                .append_pair("code_challenge_method", "S256");
+            if incremental {
+                q.append_pair("include_granted_scopes", "true");
+            }
+            if let Some(h) = &hint {
+                q.append_pair("account", h);
+            }
+        }
+        Ok(Begun {
+            authorize_url: url.into(),
+            expires_at,
+        })
+    }
+
+    /// The platform's callback: `outcome` is the code, or the error it
+    /// sent (`access_denied`, ...). Exchanges the code, seals the tokens,
+    /// records the connection. An authorization completes once.
+    pub async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError> {
+        let unknown = || ConnectError::Invalid("this authorization is unknown, expired, or was completed already: start again".into());
+        let pending = self.store.take_pending(&sha256_hex(state)).await?.ok_or_else(unknown)?;
+        if pending.expires_at < Utc::now().timestamp() {
+            return Err(unknown());
+        }
+        let code = match outcome {
+            Ok(code) => code,
+            Err((error, description)) => {
+                return Err(ConnectError::Platform {
+                    error: error.chars().take(64).collect(),
+                    description: description.chars().take(300).collect(),
+                });
+            }
+        };
+        let verifier = self
+            .vault
+            .open(&self.binding(&pending.org, "pending", "pkce", &pending.state_sha256), &pending.verifier)
+            .await?;
+        let verifier = String::from_utf8_lossy(&verifier).into_owned();
+        let tokens = self
+            .token_request(&[
+                ("grant_type", "authorization_code"),
+                ("code", code),
+                ("redirect_uri", &pending.redirect_uri),
+                ("code_verifier", &verifier),
+            ])
+            .await?;
+        // Which account the human connected: the platform says, and the
+        // new token lists only it.
+        let access = PlatformToken::new(tokens.access_token.as_str());
+        let listed: serde_json::Value = crate::connector::get_with(&self.http, &self.oauth.api_base, &access, "/v1/accounts", &[])
+            .await
+            .map_err(|e| ConnectError::Unavailable(format!("reading the connected account: {e}")))?;
+        let accounts = listed["data"].as_array().cloned().unwrap_or_default();
+        let account_id = tokens
+            .account_id
+            .clone()
+            .or_else(|| (accounts.len() == 1).then(|| accounts[0]["id"].as_str().unwrap_or_default().to_string()))
+            .filter(|a| spend_core::subject::is_valid_token(a))
+            .ok_or_else(|| ConnectError::Invalid("the platform did not say which account was connected".into()))?;
+        if let Some(hint) = &pending.account_hint
+            && hint != &account_id
+        {
+            self.revoke_at_platform(&tokens.access_token).await;
+            return Err(ConnectError::Invalid(format!(
+                "consent was given for {account_id}, but {hint} was asked for: nothing changed; start again and choose {hint}"
+            )));
+        }
+        let platform_name = accounts
+            .iter()
+            .find(|a| a["id"] == account_id.as_str())
+            .and_then(|a| a["platform"].as_str())
+            .unwrap_or_default();
+        let kind = if platform_name.contains("card") { "cards" } else { "ads" };
+        let row = self.seal_row(&pending.org, &account_id, kind, tokens, None).await?;
+        self.store.upsert(&row).await?;
+        let scopes: Vec<String> = row.scopes.split_whitespace().map(str::to_string).collect();
+        self.record(
+            &pending.org,
+            &account_id,
+            EventData::AccountConnected(AccountConnected {
+                platform: self.oauth.platform.clone(),
+                account_id: account_id.clone(),
+                kind: kind.into(),
+                scopes,
+                access_expires_at: rfc3339(row.access_expires_at),
+                consent_expires_at: row.refresh_expires_at.map(rfc3339),
+                purpose: pending.purpose.clone(),
+            }),
+        )
+        .await;
+        tracing::info!(org = %pending.org, account = %account_id, scopes = %row.scopes, "account connected");
+        Ok(account_health(&row, Utc::now()))
+    }
+
+    /// Seals a token response as a connection row (at `version`, for a
+    /// replacement).
+    async fn seal_row(&self, org: &str, account_id: &str, kind: &str, t: TokenResponse, version: Option<i64>) -> Result<ConnectionRow, ConnectError> {
+        let scopes = sorted_scopes(t.scope.as_deref().unwrap_or_default());
+        let now = Utc::now().timestamp();
+        let access = self
+            .vault
+            .seal(&self.binding(org, account_id, "access", &scopes), t.access_token.as_bytes())
+            .await?;
+        let refresh = match &t.refresh_token {
+            Some(r) => Some(self.vault.seal(&self.binding(org, account_id, "refresh", &scopes), r.as_bytes()).await?),
+            None => None,
+        };
+        Ok(ConnectionRow {
+            org: org.into(),
+            platform: self.oauth.platform.clone(),
+            account_id: account_id.into(),
+            kind: kind.into(),
+            scopes,
+            status: "active".into(),
+            access,
+            access_expires_at: now + t.expires_in.clamp(0, 366 * 86_400),
+            refresh,
+            refresh_expires_at: t.refresh_token_expires_in.map(|s| now + s.clamp(0, 10 * 366 * 86_400)),
+            problem: None,
+            version: version.unwrap_or(0),
+            updated_at: now,
+        })
+    }
+
+    /// POSTs to the platform's token endpoint as this client.
+    async fn token_request(&self, form: &[(&str, &str)]) -> Result<TokenResponse, ConnectError> {
+        let r = self
+            .http
+            .post(&self.oauth.token_url)
+            .basic_auth(&self.oauth.client_id, Some(self.oauth.client_secret.expose()))
+            .form(form)
+            .send()
+            .await
+            .map_err(|e| ConnectError::Unavailable(format!("the platform's token endpoint: {}", without_url(e))))?;
+        let status = r.status();
+        if status.is_success() {
+            return r
+                .json::<TokenResponse>()
+                .await
+                .map_err(|e| ConnectError::Unavailable(format!("the platform's token response: {}", without_url(e))));
+        }
+        match r.json::<OAuthErrorBody>().await {
+            Ok(b) => Err(ConnectError::Platform {
+                error: b.error.chars().take(64).collect(),
+                description: b.error_description.chars().take(300).collect(),
+            }),
+            Err(_) if status.is_server_error() => Err(ConnectError::Unavailable(format!("the platform's token endpoint answered {status}"))),
+            Err(_) => Err(ConnectError::Platform {
+                error: "invalid_response".into(),
+                description: format!("HTTP {status}"),
+            }),
+        }
+    }
+
+    /// Revokes a token at the platform (best effort: a failure is logged).
+    async fn revoke_at_platform(&self, token: &str) -> bool {
+        let r = self
+            .http
+            .post(&self.oauth.revoke_url)
+            .basic_auth(&self.oauth.client_id, Some(self.oauth.client_secret.expose()))
+            .form(&[("token", token)])
+            .send()
+            .await;
+        match r {
+            Ok(r) if r.status().is_success() => true,
+            Ok(r) => {
+                tracing::warn!(status = %r.status(), "the platform refused a revocation");
+                false
+            }
+            Err(e) => {
+                tracing::warn!(error = %without_url(e), "could not reach the platform to revoke a token");
+                false
+            }
+        }
+    }
+
+    async fn record(&self, org: &str, account_id: &str, data: EventData) {
+        let id = format!("{}-{account_id}", self.oauth.platform);
+        if let Err(e) = self.recorder.event(org, Actor::service("executor"), "account", &id, data).record().await {
+            tracing::error!(error = %e, org, account = account_id, "could not record an account event");
+        }
+    }
+
+    /// Audits a token that did not decrypt (once per row version).
+    async fn refused_decryption(&self, row: &ConnectionRow, kind: &str, e: &VaultError) {
+        let key = format!("{}/{}/{}/{}/{}", row.org, row.platform, row.account_id, kind, row.version);
+        if !self.alerted.lock().expect("alerted").insert_new(key, ()) {
+            return;
+        }
+        tracing::error!(org = %row.org, account = %row.account_id, kind, error = %e, "a vaulted token does not decrypt");
+        let alert = SecurityAlert {
+            reason: "vault.decrypt_refused".into(),
+            key_id: None,
+            address: None,
+            detail: format!("the {kind} token of {} ({}) does not decrypt: {e}", row.account_id, row.platform),
+        };
+        if let Err(e) = self.recorder.alert(&row.org, alert).record().await {
+            tracing::error!(error = %e, "could not record a vault alert");
+        }
+    }
+
+    /// The connection of `want` in `org`.
+    async fn row(&self, org: &str, want: Want<'_>) -> Result<ConnectionRow, ReadError> {
+        let found = match want {
+            Want::Account(a) => self.store.get(org, &self.oauth.platform, a).await,
+            Want::Cards => self
+                .store
+                .list(Some(org))
+                .await
+                .map(|rows| rows.into_iter().find(|r| r.kind == "cards" && r.status == "active")),
+        }
+        .map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        found.ok_or_else(|| {
+            ReadError::NotConnected(match want {
+                Want::Account(a) => format!("{a} is not connected for organisation {org}"),
+                Want::Cards => format!("no card account is connected for organisation {org}"),
+            })
+        })
+    }
+
+    /// Refreshes a connection's tokens (whichever replica takes the lease
+    /// does; the others wait for it and read the result).
+    async fn refresh(&self, row: ConnectionRow) -> Result<ConnectionRow, ReadError> {
+        let now = Utc::now().timestamp();
+        if !self
+            .store
+            .lease_refresh(&row, now, now + REFRESH_LEASE_SECS)
+            .await
+            .map_err(|e| ReadError::Unavailable(e.to_string()))?
+        {
+            for _ in 0..20 {
+                tokio::time::sleep(Duration::from_millis(250)).await;
+                if let Some(r) = self
+                    .store
+                    .get(&row.org, &row.platform, &row.account_id)
+                    .await
+                    .map_err(|e| ReadError::Unavailable(e.to_string()))?
+                    && r.version != row.version
+                {
+                    return Ok(r);
+                }
+            }
+            return Err(ReadError::Unavailable(format!("another replica is refreshing {}; try again", row.account_id)));
+        }
+        let Some(sealed) = &row.refresh else {
+            return Err(ReadError::TokenRefused(format!("{} has no refresh token: a human connects it again", row.account_id)));
+        };
+        let refresh = match self.vault.open(&self.binding(&row.org, &row.account_id, "refresh", &row.scopes), sealed).await {
+            Ok(r) => zeroize::Zeroizing::new(String::from_utf8_lossy(&r).into_owned()),
+            Err(e) => {
+                self.refused_decryption(&row, "refresh", &e).await;
+                return Err(vault_read_error(&e));
+            }
+        };
+        match self.token_request(&[("grant_type", "refresh_token"), ("refresh_token", &refresh)]).await {
+            Ok(t) => {
+                let mut next = self
+                    .seal_row(&row.org, &row.account_id, &row.kind, t, Some(row.version))
+                    .await
+                    .map_err(|e| ReadError::Unavailable(e.to_string()))?;
+                if next.refresh.is_none() {
+                    next.refresh = row.refresh.clone();
+                    next.refresh_expires_at = row.refresh_expires_at;
+                }
+                if !self.store.replace_tokens(&next).await.map_err(|e| ReadError::Unavailable(e.to_string()))? {
+                    return Err(ReadError::Unavailable(format!("{} changed while it was refreshed; try again", row.account_id)));
+                }
+                self.record(
+                    &row.org,
+                    &row.account_id,
+                    EventData::AccountRefreshed(AccountRefreshed {
+                        platform: row.platform.clone(),
+                        account_id: row.account_id.clone(),
+                        access_expires_at: rfc3339(next.access_expires_at),
+                    }),
+                )
+                .await;
+                next.version += 1;
+                Ok(next)
+            }
+            Err(ConnectError::Platform { error, description }) => {
+                let status = if row.refresh_expires_at.is_some_and(|t| t <= Utc::now().timestamp()) {
+                    "expired"
+                } else {
+                    "revoked"
+                };
+                let problem = format!("the platform refused the refresh token ({error}): {description}");
+                self.end(&row, status, &problem).await;
+                Err(ReadError::TokenRefused(format!("the connection to {} is {status}: a human connects it again", row.account_id)))
+            }
+            Err(e) => Err(ReadError::Unavailable(e.to_string())),
+        }
+    }
+
+    /// Marks a connection ended, and records it.
+    async fn end(&self, row: &ConnectionRow, status: &str, reason: &str) {
+        let now = Utc::now().timestamp();
+        if let Err(e) = self.store.set_status(&row.org, &row.platform, &row.account_id, status, Some(reason), now).await {
+            tracing::error!(error = %e, "could not record a connection's status");
+        }
+        tracing::warn!(org = %row.org, account = %row.account_id, status, reason, "connection ended");
+        self.record(
+            &row.org,
+            &row.account_id,
+            EventData::AccountDisconnected(AccountDisconnected {
+                platform: row.platform.clone(),
+                account_id: row.account_id.clone(),
+                status: status.into(),
+                reason: reason.chars().take(500).collect(),
+            }),
+        )
+        .await;
+    }
+
+    /// Refreshes every access token that expires within the margin.
+    pub async fn refresh_due(&self) -> usize {
+        let before = (Utc::now() + self.refresh_margin).timestamp();
+        let due = match self.store.due_for_refresh(before).await {
+            Ok(d) => d,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the connections due for refresh");
+                return 0;
+            }
+        };
+        let mut n = 0;
+        for row in due {
+            match self.refresh(row).await {
+                Ok(_) => n += 1,
+                Err(e) => tracing::warn!(error = %e, "a connection could not be refreshed"),
+            }
+        }
+        n
+    }
+
+    /// Refreshes due tokens every `every` until `stop`.
+    pub async fn run_refresher(self: Arc<Self>, every: Duration, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(every);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => return,
+            }
+            self.refresh_due().await;
+        }
+    }
+
+    /// Disconnects an account: revokes its grant at the platform and stops
+    /// using it.
+    pub async fn disconnect(&self, org: &str, account_id: &str, by: &str) -> Result<AccountHealth, ConnectError> {
+        let row = self
+            .store
+            .get(org, &self.oauth.platform, account_id)
+            .await?
+            .ok_or_else(|| ConnectError::Invalid(format!("{account_id} is not connected for {org}")))?;
+        let (kind, sealed) = match &row.refresh {
+            Some(r) => ("refresh", r),
+            None => ("access", &row.access),
+        };
+        let revoked = match self.vault.open(&self.binding(org, account_id, kind, &row.scopes), sealed).await {
+            Ok(token) => self.revoke_at_platform(&String::from_utf8_lossy(&token)).await,
+            Err(e) => {
+                self.refused_decryption(&row, kind, &e).await;
+                false
+            }
+        };
+        let reason = if revoked {
+            format!("disconnected by {by}; revoked at the platform")
+        } else {
+            format!("disconnected by {by}; the platform could not be told (revoke it there too)")
+        };
+        self.end(&row, "disconnected", &reason).await;
+        let mut row = row;
+        row.status = "disconnected".into();
+        row.problem = Some(reason);
+        Ok(account_health(&row, Utc::now()))
+    }
+
+    /// Whether the platform still honours a connection's access token:
+    /// one it revoked out of band is marked so.
+    async fn probe(&self, row: &ConnectionRow) -> Option<String> {
+        let token = match self.vault.open(&self.binding(&row.org, &row.account_id, "access", &row.scopes), &row.access).await {
+            Ok(t) => PlatformToken::new(String::from_utf8_lossy(&t).into_owned()),
+            Err(e) => {
+                self.refused_decryption(row, "access", &e).await;
+                return Some(format!("its token does not decrypt: {e}"));
+            }
+        };
+        match crate::connector::get_with::<serde_json::Value>(&self.http, &self.oauth.api_base, &token, "/v1/token", &[]).await {
+            Err(ReadError::TokenRefused(m)) if m.contains("revoked") => {
+                self.end(row, "revoked", &format!("the platform says: {m}")).await;
+                Some("revoked".into())
+            }
+            _ => None,
+        }
+    }
+
+    /// The connections of `org` (one account's when given), probed at the
+    /// platform.
+    pub async fn health_of(&self, org: &str, account_id: Option<&str>) -> Result<TokenHealth, ReadError> {
+        let rows = self.store.list(Some(org)).await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        let mut rows: Vec<ConnectionRow> = rows.into_iter().filter(|r| account_id.is_none_or(|a| r.account_id == a)).collect();
+        if let Some(a) = account_id
+            && rows.is_empty()
+        {
+            return Err(ReadError::NotConnected(format!("{a} is not connected for organisation {org}")));
+        }
+        for r in rows.iter_mut().filter(|r| r.status == "active") {
+            if self.probe(r).await.is_some()
+                && let Ok(Some(fresh)) = self.store.get(&r.org, &r.platform, &r.account_id).await
+            {
+                *r = fresh;
+            }
+        }
+        let now = Utc::now();
+        let accounts: Vec<AccountHealth> = rows.iter().map(|r| account_health(r, now)).collect();
+        let usable = |a: &AccountHealth| a.status == "valid" || a.status == "expiring_soon";
+        let mut scopes: Vec<String> = accounts.iter().filter(|a| usable(a)).flat_map(|a| a.scopes.clone()).collect();
+        scopes.sort();
+        scopes.dedup();
+        Ok(TokenHealth {
+            healthy: !accounts.is_empty() && accounts.iter().all(usable),
+            expires_at: accounts.iter().filter(|a| usable(a)).filter_map(|a| a.access_expires_at).min(),
+            granted_scopes: scopes,
+            problem: if accounts.is_empty() {
+                Some(format!("no account is connected for organisation {org}"))
+            } else {
+                accounts
+                    .iter()
+                    .find(|a| !usable(a))
+                    .map(|a| format!("{} is {}: {}", a.account_id, a.status, a.problem.clone().unwrap_or_default()))
+            },
+            accounts,
+        })
+    }
+
+    /// Whether `account_id` of `org` holds `scope`; `Ok(false)` when a
+    /// human must consent to it first.
+    pub async fn holds(&self, org: &str, account_id: &str, scope: &str) -> Result<bool, ReadError> {
+        let row = self.row(org, Want::Account(account_id)).await?;
+        Ok(row.status == "active" && row.scopes.split_whitespace().any(|s| s == scope))
+    }
+}
+
+fn vault_read_error(e: &VaultError) -> ReadError {
+    match e {
+        VaultError::Unavailable(m) | VaultError::Store(m) => ReadError::Unavailable(m.clone()),
+        VaultError::Refused(_) => ReadError::TokenRefused("the vaulted token does not decrypt (audited): a human connects the account again".into()),
+    }
+}
+
+/// A connection as agents and humans see it.
+pub fn account_health(r: &ConnectionRow, now: DateTime<Utc>) -> AccountHealth {
+    let at = |t: i64| DateTime::from_timestamp(t, 0);
+    let consent = r.refresh_expires_at.and_then(at);
+    let status = match r.status.as_str() {
+        "active" if consent.is_some_and(|c| c <= now) => "expired",
+        "active" if consent.is_some_and(|c| c <= now + EXPIRING_SOON) => "expiring_soon",
+        "active" => "valid",
+        other => other,
+    };
+    AccountHealth {
+        account_id: r.account_id.clone(),
+        platform: r.platform.clone(),
+        status: status.into(),
+        scopes: r.scopes.split_whitespace().map(str::to_string).collect(),
+        access_expires_at: at(r.access_expires_at),
+        consent_expires_at: consent,
+        problem: r.problem.clone(),
+    }
+}
+
+#[async_trait::async_trait]
+impl Tokens for Connections {
+    async fn token(&self, org: &str, want: Want<'_>, scope: Option<&str>) -> Result<PlatformToken, ReadError> {
+        let mut row = self.row(org, want).await?;
+        if row.status != "active" {
+            return Err(ReadError::TokenRefused(format!(
+                "the connection to {} is {}: a human connects it again",
+                row.account_id, row.status
+            )));
+        }
+        if let Some(s) = scope
+            && !row.scopes.split_whitespace().any(|g| g == s)
+        {
+            return Err(ReadError::TokenRefused(format!("the connection to {} does not hold {s} (it holds {})", row.account_id, row.scopes)));
+        }
+        if row.access_expires_at <= (Utc::now() + self.refresh_margin).timestamp() {
+            row = self.refresh(row).await?;
+        }
+        match self.vault.open(&self.binding(org, &row.account_id, "access", &row.scopes), &row.access).await {
+            Ok(t) => Ok(PlatformToken::new(String::from_utf8_lossy(&t).into_owned())),
+            Err(e) => {
+                self.refused_decryption(&row, "access", &e).await;
+                Err(vault_read_error(&e))
+            }
+        }
+    }
+
+    async fn connected(&self, org: &str) -> Result<Option<Vec<String>>, ReadError> {
+        let rows = self.store.list(Some(org)).await.map_err(|e| ReadError::Unavailable(e.to_string()))?;
+        Ok(Some(rows.into_iter().filter(|r| r.status == "active").map(|r| r.account_id).collect()))
+    }
+
+    async fn health(&self, org: &str, account_id: Option<&str>) -> Result<Option<TokenHealth>, ReadError> {
+        self.health_of(org, account_id).await.map(Some)
+    }
+
+    async fn refused(&self, org: &str, want: Want<'_>, problem: &str) {
+        if !problem.contains("revoked") {
+            return;
+        }
+        if let Ok(row) = self.row(org, want).await
+            && row.status == "active"
+        {
+            self.end(&row, "revoked", &format!("the platform says: {problem}")).await;
+        }
+    }
+}
+
+#[async_trait::async_trait]
+impl Connect for Connections {
+    async fn begin(&self, org: &str, account_id: Option<&str>, write: bool, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError> {
+        let access = match (write, account_id) {
+            (false, _) => Access::Read,
+            (true, Some(a)) => Access::Write { account_id: a.to_string() },
+            (true, None) => return Err(ConnectError::Invalid("write access is asked for one account: name it".into())),
+        };
+        Connections::begin(self, org, access, account_id, redirect_uri, purpose).await
+    }
+
+    async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError> {
+        Connections::complete(self, state, outcome).await
+    }
+
+    async fn list(&self, org: &str) -> Result<Vec<AccountHealth>, ConnectError> {
+        Ok(self.health_of(org, None).await.map_err(|e| ConnectError::Unavailable(e.to_string()))?.accounts)
+    }
+
+    async fn disconnect(&self, org: &str, account_id: &str, by: &str) -> Result<AccountHealth, ConnectError> {
+        Connections::disconnect(self, org, account_id, by).await
+    }
+}
