@@ -12,6 +12,7 @@
 use std::time::Duration;
 
 pub mod authnats;
+pub mod consent;
 pub mod events;
 pub mod smtp;
 pub mod webhook;
@@ -175,4 +176,25 @@ pub async fn kms_key(client: &aws_sdk_kms::Client) -> (String, String) {
         .await
         .expect("create alias");
     (key_id, alias)
+}
+
+/// Creates a fresh symmetric (ENCRYPT_DECRYPT) KMS key: the executor's
+/// vault key. Returns its id.
+pub async fn kms_vault_key(client: &aws_sdk_kms::Client) -> String {
+    use aws_sdk_kms::types::{KeySpec, KeyUsageType};
+    let out = client
+        .create_key()
+        .key_spec(KeySpec::SymmetricDefault)
+        .key_usage(KeyUsageType::EncryptDecrypt)
+        .description("spendsignoff test vault key")
+        .send()
+        .await
+        .unwrap_or_else(|e| {
+            panic!(
+                "creating a KMS key at {}: {} (run the suite with scripts/test.sh)",
+                kms_endpoint(),
+                aws_sdk_kms::error::DisplayErrorContext(&e)
+            )
+        });
+    out.key_metadata().expect("metadata").key_id().to_string()
 }

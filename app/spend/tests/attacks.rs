@@ -41,6 +41,8 @@ struct System {
     gateway_port: u16,
     approval_port: u16,
     _services: Vec<Spawned>,
+    /// The executor's vault database, alive as long as the system.
+    _vault_db: Option<spend_testkit::TestDatabase>,
 }
 
 impl System {
@@ -116,23 +118,25 @@ async fn start() -> System {
         gateway_port: free_port(),
         approval_port: free_port(),
         _services: vec![],
+        _vault_db: None,
     };
     let out = run(&system.env("admin"), &["nats", "init"]);
     assert!(out.status.success(), "spend nats init: {}", text(&out.stderr));
 
     let (sandbox_port, executor_port, policy_port) = (free_port(), free_port(), free_port());
-    let wiring = [
+    let (vault, vault_db) = common::vault_env().await;
+    system._vault_db = Some(vault_db);
+    let mut wiring: Vec<(&str, String)> = vault.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
+    wiring.extend([
         ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
-        ("SPEND__SANDBOX__TOKEN", "sandbox-attack-token".to_string()),
         ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
         ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
-        ("SPEND__EXECUTOR__PLATFORM_TOKEN", "sandbox-attack-token".to_string()),
         ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
         ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
         ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
         ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
         ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
-    ];
+    ]);
     for (service, user, port) in [
         ("sandbox", "executor", sandbox_port),
         ("executor", "executor", executor_port),
@@ -151,6 +155,11 @@ async fn start() -> System {
         system._services.push(Spawned::new(child));
         wait_port(port, service, Duration::from_secs(30));
     }
+    // A human connects acme's card account (read access), through the
+    // executor as its own NATS user.
+    let mut operator = system.env("executor");
+    operator.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    common::connect_account(&operator, &format!("http://127.0.0.1:{executor_port}"), "acme", "card_1").await;
     system
 }
 

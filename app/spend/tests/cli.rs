@@ -510,12 +510,12 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     // gateway.
     let free = || std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
     let (sandbox_port, executor_port, policy_port) = (free(), free(), free());
+    let (vault, _vault_db) = common::vault_env().await;
+    env.extend(vault);
     for (k, v) in [
         ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
-        ("SPEND__SANDBOX__TOKEN", "sandbox-test-token".to_string()),
         ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
         ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
-        ("SPEND__EXECUTOR__PLATFORM_TOKEN", "sandbox-test-token".to_string()),
         ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
         ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
         ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
@@ -541,6 +541,11 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
             assert!(std::time::Instant::now() < deadline, "a service never listened on {p}");
             std::thread::sleep(Duration::from_millis(100));
         }
+    }
+    // A human connects the organisation's accounts (read access).
+    let executor_url = format!("http://127.0.0.1:{executor_port}");
+    for account in ["act_1001", "card_1"] {
+        common::connect_account(&env, &executor_url, "acme", account).await;
     }
     let url = format!("http://127.0.0.1:{port}/mcp");
     let deadline = std::time::Instant::now() + Duration::from_secs(20);

@@ -221,7 +221,12 @@ impl ExecutorClient {
 #[async_trait::async_trait]
 impl Reads for ExecutorClient {
     async fn accounts(&self, org: &str) -> Result<Vec<Account>, ReadError> {
-        let r = self.inner.clone().list_accounts(for_org(org, pb::ListAccountsRequest {})?).await.map_err(read_error)?;
+        let r = self
+            .inner
+            .clone()
+            .list_accounts(for_org(org, pb::ListAccountsRequest {})?)
+            .await
+            .map_err(read_error)?;
         Ok(r.into_inner()
             .accounts
             .into_iter()
@@ -304,7 +309,12 @@ impl Reads for ExecutorClient {
     }
 
     async fn cards(&self, org: &str) -> Result<Vec<Card>, ReadError> {
-        let r = self.inner.clone().list_cards(for_org(org, pb::ListCardsRequest {})?).await.map_err(read_error)?;
+        let r = self
+            .inner
+            .clone()
+            .list_cards(for_org(org, pb::ListCardsRequest {})?)
+            .await
+            .map_err(read_error)?;
         Ok(r.into_inner()
             .cards
             .into_iter()

@@ -242,10 +242,7 @@ impl Connections {
         let state_hash = sha256_hex(&state);
         let now = Utc::now();
         let expires_at = now + self.pending_ttl;
-        let sealed = self
-            .vault
-            .seal(&self.binding(org, "pending", "pkce", &state_hash), verifier.as_bytes())
-            .await?;
+        let sealed = self.vault.seal(&self.binding(org, "pending", "pkce", &state_hash), verifier.as_bytes()).await?;
         let _ = self.store.purge_pending(now.timestamp()).await;
         self.store
             .put_pending(&PendingRow {
@@ -513,7 +510,10 @@ impl Connections {
             return Err(ReadError::Unavailable(format!("another replica is refreshing {}; try again", row.account_id)));
         }
         let Some(sealed) = &row.refresh else {
-            return Err(ReadError::TokenRefused(format!("{} has no refresh token: a human connects it again", row.account_id)));
+            return Err(ReadError::TokenRefused(format!(
+                "{} has no refresh token: a human connects it again",
+                row.account_id
+            )));
         };
         let refresh = match self.vault.open(&self.binding(&row.org, &row.account_id, "refresh", &row.scopes), sealed).await {
             Ok(r) => zeroize::Zeroizing::new(String::from_utf8_lossy(&r).into_owned()),
@@ -556,7 +556,10 @@ impl Connections {
                 };
                 let problem = format!("the platform refused the refresh token ({error}): {description}");
                 self.end(&row, status, &problem).await;
-                Err(ReadError::TokenRefused(format!("the connection to {} is {status}: a human connects it again", row.account_id)))
+                Err(ReadError::TokenRefused(format!(
+                    "the connection to {} is {status}: a human connects it again",
+                    row.account_id
+                )))
             }
             Err(e) => Err(ReadError::Unavailable(e.to_string())),
         }
@@ -648,7 +651,11 @@ impl Connections {
     /// Whether the platform still honours a connection's access token:
     /// one it revoked out of band is marked so.
     async fn probe(&self, row: &ConnectionRow) -> Option<String> {
-        let token = match self.vault.open(&self.binding(&row.org, &row.account_id, "access", &row.scopes), &row.access).await {
+        let token = match self
+            .vault
+            .open(&self.binding(&row.org, &row.account_id, "access", &row.scopes), &row.access)
+            .await
+        {
             Ok(t) => PlatformToken::new(String::from_utf8_lossy(&t).into_owned()),
             Err(e) => {
                 self.refused_decryption(row, "access", &e).await;
@@ -752,7 +759,10 @@ impl Tokens for Connections {
         if let Some(s) = scope
             && !row.scopes.split_whitespace().any(|g| g == s)
         {
-            return Err(ReadError::TokenRefused(format!("the connection to {} does not hold {s} (it holds {})", row.account_id, row.scopes)));
+            return Err(ReadError::TokenRefused(format!(
+                "the connection to {} does not hold {s} (it holds {})",
+                row.account_id, row.scopes
+            )));
         }
         if row.access_expires_at <= (Utc::now() + self.refresh_margin).timestamp() {
             row = self.refresh(row).await?;

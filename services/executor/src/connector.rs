@@ -138,7 +138,13 @@ impl PlatformConnector {
 }
 
 /// GET `path` with `token`: the platform's errors as [`ReadError`]s.
-pub async fn get_with<T: DeserializeOwned>(http: &reqwest::Client, base: &str, token: &PlatformToken, path: &str, query: &[(&str, String)]) -> Result<T, ReadError> {
+pub async fn get_with<T: DeserializeOwned>(
+    http: &reqwest::Client,
+    base: &str,
+    token: &PlatformToken,
+    path: &str,
+    query: &[(&str, String)],
+) -> Result<T, ReadError> {
     let url = format!("{base}{path}");
     let resp = http
         .get(&url)

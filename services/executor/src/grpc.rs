@@ -7,8 +7,10 @@
 
 use std::sync::Arc;
 
+use spend_platform::grpc::{
+    account_health_pb, account_pb, campaign_pb, card_pb, from_ts, merchant_pb, non_empty, org_of, performance_pb, token_health_pb, transaction_pb,
+};
 use spend_platform::{Connect, Reads};
-use spend_platform::grpc::{account_health_pb, account_pb, campaign_pb, card_pb, from_ts, merchant_pb, non_empty, org_of, performance_pb, token_health_pb, transaction_pb};
 use spend_proto::v1 as pb;
 use spend_proto::v1::executor_server::{Executor, ExecutorServer};
 use tonic::{Request, Response, Status};

@@ -280,10 +280,7 @@ impl SpendMcp {
     )]
     async fn check_token_health(&self, Parameters(i): Parameters<TokenHealthInput>, ctx: RequestContext<RoleServer>) -> Result<Json<TokenHealth>, String> {
         Ok(Json(
-            self.state
-                .check_token_health(&identity(&ctx)?, i.account_id.as_deref())
-                .await
-                .map_err(err)?,
+            self.state.check_token_health(&identity(&ctx)?, i.account_id.as_deref()).await.map_err(err)?,
         ))
     }
 

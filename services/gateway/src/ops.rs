@@ -694,8 +694,14 @@ impl GatewayState {
                 new_daily_budget_minor,
                 currency,
             } => {
-                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Budget(new_daily_budget_minor), currency.as_deref())
-                    .await?
+                self.campaign_draft(
+                    &who.org,
+                    &req.account_id,
+                    campaign_id,
+                    Edit::Budget(new_daily_budget_minor),
+                    currency.as_deref(),
+                )
+                .await?
             }
             ChangeRequest::Bid {
                 campaign_id,

@@ -47,7 +47,9 @@ pub async fn run(config: SpendConfig, command: AccountCommand) -> anyhow::Result
             }
             let executor = client(&config, executor_url.as_deref())?;
             // The platform sends the human back here (loopback, any port).
-            let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.context("a loopback port for the platform's callback")?;
+            let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+                .await
+                .context("a loopback port for the platform's callback")?;
             let redirect = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
             let begun = executor
                 .begin(&org, account.as_deref(), false, &redirect, "connect")
@@ -55,7 +57,10 @@ pub async fn run(config: SpendConfig, command: AccountCommand) -> anyhow::Result
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("Open this page to connect an account of {org} (read access only; write is asked for when an approved change needs it):\n");
             println!("{}", begun.authorize_url);
-            eprintln!("\nWaiting for the platform to send you back (until {}; Ctrl-C stops)…", begun.expires_at.format("%H:%M UTC"));
+            eprintln!(
+                "\nWaiting for the platform to send you back (until {}; Ctrl-C stops)…",
+                begun.expires_at.format("%H:%M UTC")
+            );
             let wait = Duration::from_secs(u64::from(timeout_minutes.max(1)) * 60);
             let (state, outcome) = tokio::time::timeout(wait, callback(listener))
                 .await
@@ -91,11 +96,7 @@ pub async fn run(config: SpendConfig, command: AccountCommand) -> anyhow::Result
             }
             Ok(ExitCode::SUCCESS)
         }
-        AccountCommand::Disconnect {
-            account_id,
-            org,
-            executor_url,
-        } => {
+        AccountCommand::Disconnect { account_id, org, executor_url } => {
             let a = client(&config, executor_url.as_deref())?
                 .disconnect(&org, &account_id, "the operator (spend account disconnect)")
                 .await
@@ -118,9 +119,13 @@ async fn callback(listener: tokio::net::TcpListener) -> anyhow::Result<(String, 
         let n = tokio::time::timeout(Duration::from_secs(10), stream.read(&mut buf)).await.unwrap_or(Ok(0))?;
         let head = String::from_utf8_lossy(&buf[..n]);
         let target = head.lines().next().and_then(|l| l.split_whitespace().nth(1)).unwrap_or_default().to_string();
-        let Ok(url) = reqwest::Url::parse(&format!("http://127.0.0.1{target}")) else { continue };
+        let Ok(url) = reqwest::Url::parse(&format!("http://127.0.0.1{target}")) else {
+            continue;
+        };
         if url.path() != "/callback" {
-            let _ = stream.write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n").await;
+            let _ = stream
+                .write_all(b"HTTP/1.1 404 Not Found\r\nContent-Length: 0\r\nConnection: close\r\n\r\n")
+                .await;
             continue;
         }
         let param = |k: &str| url.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned());
@@ -131,7 +136,9 @@ async fn callback(listener: tokio::net::TcpListener) -> anyhow::Result<(String, 
             (None, None) => Err(("invalid_request".into(), "the platform sent neither a code nor an error".into())),
         };
         let body = match &outcome {
-            Ok(_) => "<!DOCTYPE html><title>SpendSignoff</title><p>Back from the platform. The terminal says whether the account is connected; you can close this tab.</p>",
+            Ok(_) => {
+                "<!DOCTYPE html><title>SpendSignoff</title><p>Back from the platform. The terminal says whether the account is connected; you can close this tab.</p>"
+            }
             Err(_) => "<!DOCTYPE html><title>SpendSignoff</title><p>The platform did not grant access. The terminal says why; you can close this tab.</p>",
         };
         let response = format!(

@@ -261,7 +261,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // accounts for `dev`, read access only (the sandbox forgets grants when
     // it stops, so on every start).
     match connect_dev_accounts(&connections, &sandbox_url).await {
-        Ok(ids) => eprintln!("  accounts        {} connected for {DEV_ORG}, read access only (development only)", ids.join(", ")),
+        Ok(ids) => eprintln!(
+            "  accounts        {} connected for {DEV_ORG}, read access only (development only)",
+            ids.join(", ")
+        ),
         Err(e) => eprintln!("  accounts        could not connect the sandbox's accounts: {e}"),
     }
     let executor_task = tokio::spawn(executor.run_until_stopped(stopped(stop_rx.clone())));

@@ -165,7 +165,10 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 /// The executor's connected accounts on production backends: the vault
 /// in PostgreSQL with its data keys wrapped by KMS, the platform's OAuth.
-pub async fn connections(config: &SpendConfig, log: std::sync::Arc<dyn spend_eventlog::EventLog>) -> anyhow::Result<std::sync::Arc<spend_executor::accounts::Connections>> {
+pub async fn connections(
+    config: &SpendConfig,
+    log: std::sync::Arc<dyn spend_eventlog::EventLog>,
+) -> anyhow::Result<std::sync::Arc<spend_executor::accounts::Connections>> {
     let e = &config.executor;
     let secret = e
         .oauth_client_secret
@@ -200,7 +203,8 @@ pub async fn connections(config: &SpendConfig, log: std::sync::Arc<dyn spend_eve
 pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let connections = connections(&config, Arc::new(events)).await?;
-    let connector = spend_executor::connector::PlatformConnector::new(&config.executor.platform_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let connector =
+        spend_executor::connector::PlatformConnector::new(&config.executor.platform_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let app = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: config.executor.listen.clone(),

@@ -79,3 +79,58 @@ pub fn wait_port(port: u16, what: &str, within: Duration) {
         std::thread::sleep(Duration::from_millis(100));
     }
 }
+
+/// What `spend serve sandbox` and `spend serve executor` need for
+/// connected accounts: the OAuth client's secret (both), a vault key on
+/// moto's KMS and a database of the test's own (the executor). Keep the
+/// database alive as long as the executor runs.
+pub async fn vault_env() -> (Vec<(String, String)>, spend_testkit::TestDatabase) {
+    let db = spend_testkit::TestDatabase::create().await;
+    let kms = spend_testkit::kms_client().await;
+    let key = spend_testkit::kms_vault_key(&kms).await;
+    let env = [
+        ("SPEND__SANDBOX__OAUTH_CLIENT_SECRET", format!("client-secret-{}", spend_testkit::unique())),
+        ("SPEND__EXECUTOR__VAULT_KEY_ID", key),
+        ("SPEND__EXECUTOR__DATABASE_URL", db.url.clone()),
+        ("SPEND__KMS__ENDPOINT", spend_testkit::kms_endpoint()),
+        ("SPEND__KMS__REGION", "us-east-1".to_string()),
+        ("AWS_ACCESS_KEY_ID", "test".to_string()),
+        ("AWS_SECRET_ACCESS_KEY", "test".to_string()),
+    ];
+    let mut env: Vec<(String, String)> = env.into_iter().map(|(k, v)| (k.to_string(), v)).collect();
+    let secret = env[0].1.clone();
+    env.push(("SPEND__EXECUTOR__OAUTH_CLIENT_SECRET".into(), secret));
+    (env, db)
+}
+
+/// Connects `account` of `org` through `spend account connect` (read
+/// access), the test answering the platform's consent page as the account
+/// owner would. Returns what the command printed.
+pub async fn connect_account(env: &[(String, String)], executor_url: &str, org: &str, account: &str) -> String {
+    use std::io::BufRead as _;
+    let mut child = Spawned::new(
+        spend(env)
+            .args(["account", "connect", "--org", org, "--account", account, "--executor-url", executor_url])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("spend account connect starts"),
+    );
+    let stdout = child.stdout.take().unwrap();
+    let mut lines = std::io::BufReader::new(stdout).lines();
+    let url = tokio::task::block_in_place(|| lines.next()).expect("the consent URL").unwrap();
+    assert!(url.contains("/oauth/authorize?"), "{url}");
+    let back = spend_testkit::consent::answer_and_return(&url, account, "allow").await;
+    assert!(back.status().is_success(), "the CLI's callback: {}", back.status());
+    let out = tokio::task::block_in_place(|| {
+        let rest: Vec<String> = lines.map_while(Result::ok).collect();
+        let status = child.wait().unwrap();
+        let mut err = String::new();
+        use std::io::Read as _;
+        child.stderr.take().unwrap().read_to_string(&mut err).unwrap();
+        (status, rest.join("\n"), err)
+    });
+    child.forget();
+    assert!(out.0.success(), "spend account connect failed: {}", out.2);
+    format!("{}\n{}", out.1, out.2)
+}

@@ -25,6 +25,8 @@
 //! - `POST /sandbox/faults` `{"fail_next": n, "status": 503}` (test control)
 //! - `POST /sandbox/revoke` `{"account_id"}`: the owner revokes every
 //!   client's access in the platform's settings (test control)
+//! - `GET /sandbox/oauth/issued`: every code and token it issued, so tests
+//!   can search what SpendSignoff wrote for them (test control)
 
 pub mod oauth;
 
@@ -179,6 +181,7 @@ impl Sandbox {
             .route("/oauth/revoke", post(oauth::revoke))
             .route("/sandbox/faults", post(faults))
             .route("/sandbox/revoke", post(revoke_account))
+            .route("/sandbox/oauth/issued", get(issued))
             .with_state(self.clone())
     }
 
@@ -187,6 +190,11 @@ impl Sandbox {
         axum::serve(listener, self.router().into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await
+    }
+
+    /// Every code and token the OAuth server issued (tests search for leaks).
+    pub fn issued(&self) -> Vec<String> {
+        self.inner.oauth.lock().expect("oauth lock").issued()
     }
 
     /// A campaign as the platform holds it now (tests and `spend dev`).
@@ -536,6 +544,11 @@ async fn token(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
 #[serde(deny_unknown_fields)]
 struct RevokeAccount {
     account_id: String,
+}
+
+/// Every code and token issued (test control, for leak searches).
+async fn issued(State(sb): State<Sandbox>) -> Response {
+    Json(serde_json::json!({"issued": sb.inner.oauth.lock().expect("oauth lock").issued()})).into_response()
 }
 
 /// The account's owner revokes every client's access in the platform's

@@ -125,7 +125,14 @@ pub(super) struct OAuth {
     codes: HashMap<String, Code>,
     access: HashMap<String, Access>,
     refresh: HashMap<String, Refresh>,
+    /// Every code and token issued, in the clear: the sandbox is a test
+    /// platform, and tests search everything SpendSignoff wrote for them
+    /// (`GET /sandbox/oauth/issued`). At most [`ISSUED_KEPT`].
+    issued: std::collections::VecDeque<String>,
 }
+
+/// Codes and tokens the sandbox remembers for leak tests.
+const ISSUED_KEPT: usize = 10_000;
 
 /// An access token the API accepts: its account and scopes.
 #[derive(Debug, Clone)]
@@ -194,7 +201,11 @@ impl OAuth {
     }
 
     fn grant_of(&mut self, client_id: &str, account_id: &str) -> usize {
-        if let Some(i) = self.grants.iter().position(|g| g.client_id == client_id && g.account_id == account_id && !g.revoked) {
+        if let Some(i) = self
+            .grants
+            .iter()
+            .position(|g| g.client_id == client_id && g.account_id == account_id && !g.revoked)
+        {
             return i;
         }
         self.grants.push(Grant {
@@ -206,9 +217,23 @@ impl OAuth {
         self.grants.len() - 1
     }
 
+    fn remember(&mut self, secret: &str) {
+        if self.issued.len() >= ISSUED_KEPT {
+            self.issued.pop_front();
+        }
+        self.issued.push_back(secret.to_string());
+    }
+
+    /// Every code and token issued (test control).
+    pub(super) fn issued(&self) -> Vec<String> {
+        self.issued.iter().cloned().collect()
+    }
+
     fn issue(&mut self, grant: usize, scopes: BTreeSet<String>) -> serde_json::Value {
         let now = Utc::now();
         let (access, refresh) = (random_token("sbx_at_"), random_token("sbx_rt_"));
+        self.remember(&access);
+        self.remember(&refresh);
         self.access.insert(
             hash(&access),
             Access {
@@ -319,7 +344,12 @@ enum Checked {
     /// Said on the page (client or redirect URI unknown).
     Page(String),
     /// Said to the client at its redirect URI.
-    Redirect { redirect_uri: String, state: String, error: &'static str, description: String },
+    Redirect {
+        redirect_uri: String,
+        state: String,
+        error: &'static str,
+        description: String,
+    },
 }
 
 fn check(oauth: &OAuth, q: &AuthorizeRequest) -> Checked {
@@ -470,11 +500,18 @@ pub(super) async fn decide(State(sb): State<Sandbox>, Form(d): Form<Decision>) -
     if d.decision != "allow" {
         return redirect_with(
             &redirect_uri,
-            &[("error", "access_denied"), ("error_description", "the account owner denied the request"), ("state", &state)],
+            &[
+                ("error", "access_denied"),
+                ("error_description", "the account owner denied the request"),
+                ("state", &state),
+            ],
         );
     }
     let Some(account) = d.request.account.clone().filter(|a| sb.inner.accounts.iter().any(|x| &x.id == a)) else {
-        return redirect_with(&redirect_uri, &[("error", "invalid_request"), ("error_description", "no account chosen"), ("state", &state)]);
+        return redirect_with(
+            &redirect_uri,
+            &[("error", "invalid_request"), ("error_description", "no account chosen"), ("state", &state)],
+        );
     };
     let grant = oauth.grant_of(&client.client_id, &account);
     if incremental {
@@ -482,6 +519,7 @@ pub(super) async fn decide(State(sb): State<Sandbox>, Form(d): Form<Decision>) -
     }
     oauth.grants[grant].scopes = scopes.clone();
     let code = random_token("sbx_code_");
+    oauth.remember(&code);
     let expires_at = Utc::now() + oauth.lifetimes.code;
     oauth.codes.insert(
         hash(&code),
@@ -550,7 +588,11 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, Form(t)
             if c.used {
                 // A code used twice was stolen: revoke what it issued.
                 oauth.grants[c.grant].revoked = true;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the authorization code was already used; its grant is revoked");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the authorization code was already used; its grant is revoked",
+                );
             }
             oauth.codes.get_mut(&key).expect("present").used = true;
             if oauth.grants[c.grant].client_id != client.client_id {
@@ -560,7 +602,11 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, Form(t)
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the authorization code has expired");
             }
             if t.redirect_uri.as_deref() != Some(c.redirect_uri.as_str()) {
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "redirect_uri does not match the authorization request");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "redirect_uri does not match the authorization request",
+                );
             }
             let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
             if !subtle_eq(computed.as_bytes(), c.challenge.as_bytes()) {
@@ -586,7 +632,11 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, Form(t)
             if r.used {
                 // Rotation: a used refresh token presented again was copied.
                 oauth.grants[r.grant].revoked = true;
-                return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the refresh token was already used; the grant is revoked");
+                return oauth_error(
+                    StatusCode::BAD_REQUEST,
+                    "invalid_grant",
+                    "the refresh token was already used; the grant is revoked",
+                );
             }
             if oauth.grants[r.grant].revoked {
                 return oauth_error(StatusCode::BAD_REQUEST, "invalid_grant", "the grant was revoked");
@@ -606,7 +656,11 @@ pub(super) async fn token(State(sb): State<Sandbox>, headers: HeaderMap, Form(t)
             let body = oauth.issue(r.grant, scopes);
             (StatusCode::OK, [(header::CACHE_CONTROL, "no-store")], Json(body)).into_response()
         }
-        Some(other) => oauth_error(StatusCode::BAD_REQUEST, "unsupported_grant_type", format!("grant_type {other:?} is not supported")),
+        Some(other) => oauth_error(
+            StatusCode::BAD_REQUEST,
+            "unsupported_grant_type",
+            format!("grant_type {other:?} is not supported"),
+        ),
         None => oauth_error(StatusCode::BAD_REQUEST, "invalid_request", "grant_type is required"),
     }
 }

@@ -51,11 +51,18 @@ impl KmsKeys {
                 "no vault key configured (executor.vault_key_id / SPEND__EXECUTOR__VAULT_KEY_ID: a symmetric KMS key)".into(),
             ));
         }
-        let desc = client.describe_key().key_id(key_id).send().await.map_err(|e| kms_error("DescribeKey", key_id, e))?;
+        let desc = client
+            .describe_key()
+            .key_id(key_id)
+            .send()
+            .await
+            .map_err(|e| kms_error("DescribeKey", key_id, e))?;
         let meta = desc
             .key_metadata()
             .ok_or_else(|| VaultError::Unavailable(format!("DescribeKey {key_id}: no metadata")))?;
-        if meta.key_usage() != Some(&aws_sdk_kms::types::KeyUsageType::EncryptDecrypt) || meta.key_spec() != Some(&aws_sdk_kms::types::KeySpec::SymmetricDefault) {
+        if meta.key_usage() != Some(&aws_sdk_kms::types::KeyUsageType::EncryptDecrypt)
+            || meta.key_spec() != Some(&aws_sdk_kms::types::KeySpec::SymmetricDefault)
+        {
             return Err(VaultError::Unavailable(format!(
                 "KMS key {key_id} is {:?} for {:?}; the vault needs a SYMMETRIC_DEFAULT key for ENCRYPT_DECRYPT",
                 meta.key_spec(),
@@ -116,15 +123,20 @@ impl KeyWrap for KmsKeys {
     }
 
     async fn unwrap(&self, wrapped: &[u8], key_id: &str, context: &BTreeMap<String, String>) -> Result<Zeroizing<Vec<u8>>, VaultError> {
+        // Only under this vault's own key, whatever the row says: KMS
+        // refuses a data key another key wrapped.
+        if key_id != self.key_id {
+            tracing::warn!(sealed_with = key_id, vault_key = %self.key_id, "a vaulted value names another KMS key");
+        }
         let out = self
             .client
             .decrypt()
             .ciphertext_blob(Blob::new(wrapped.to_vec()))
-            .key_id(key_id)
+            .key_id(&self.key_id)
             .set_encryption_context(Some(hash_context(context)))
             .send()
             .await
-            .map_err(|e| kms_error("Decrypt", key_id, e))?;
+            .map_err(|e| kms_error("Decrypt", &self.key_id, e))?;
         out.plaintext()
             .map(|b| Zeroizing::new(b.as_ref().to_vec()))
             .ok_or_else(|| VaultError::Refused("KMS Decrypt returned no plaintext".into()))
