@@ -175,6 +175,24 @@ try {
   const tap = await person(false);
   seen.presence_only = (await enroll(tap.page, tapLink)).status;
 
+  // Connected accounts: listed with their health; the admin connects one
+  // (read access) on the platform's consent page, and disconnects one.
+  await ada.page.goto(`${ORIGIN}/accounts`);
+  seen.accounts_page = (await ada.page.locator("main").textContent()) || "";
+  await ada.page.getByRole("button", { name: "Connect account" }).click();
+  seen.connect_page = (await ada.page.locator("main").textContent()) || "";
+  await ada.page.getByRole("link", { name: "Continue to the platform" }).click();
+  seen.platform_consent = (await ada.page.locator("body").textContent()) || "";
+  await ada.page.getByLabel("Social ads (act_1002)").check();
+  await ada.page.getByRole("button", { name: "Allow" }).click();
+  await ada.page.waitForURL(/\/accounts\/callback/);
+  seen.connected = (await ada.page.locator("main").textContent()) || "";
+  await ada.page.goto(`${ORIGIN}/accounts`);
+  await ada.page.getByRole("button", { name: "Disconnect act_1002" }).click();
+  await ada.page.waitForURL(`${ORIGIN}/accounts`);
+  seen.after_disconnect = (await ada.page.locator("main").textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/accounts.png`, fullPage: true });
+
   // Nobody answers the last draft: it expires (the timeout is a minute),
   // and its link says so.
   const until = Date.now() + 120000;

@@ -7,7 +7,9 @@
 //! countersigns a second approver, and both approve a dual-control draft; a
 //! presence-only authenticator and a POST without its CSRF token are
 //! refused. The first approval starts from the link in an email `spend
-//! dev` sent through a real SMTP server on loopback (aiosmtpd). Then the
+//! dev` sent through a real SMTP server on loopback (aiosmtpd). On the
+//! Accounts page the admin connects an account on the sandbox platform's
+//! consent page and disconnects another. Then the
 //! ledger export's approval proofs are checked by a script with standard
 //! crypto only (tests/scripts/verify_approvals.py).
 //!
@@ -243,6 +245,16 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("expired_status").starts_with("Expired"), "{seen}");
     assert_eq!(seen["expired_has_no_approve"], true);
     assert_eq!(seen["csp_violations"], serde_json::json!([]), "nothing the CSP blocks is on a page");
+    // Accounts: spend dev connected the sandbox's read-only; the admin
+    // connected one more on the platform's consent page and disconnected one.
+    assert!(s("accounts_page").contains("act_1001") && s("accounts_page").contains("valid"), "{seen}");
+    assert!(
+        s("connect_page").contains("read access") || s("connect_page").contains("Nothing can be changed"),
+        "{seen}"
+    );
+    assert!(s("platform_consent").contains("see your ad accounts"), "{seen}");
+    assert!(s("connected").contains("Connected act_1002"), "{seen}");
+    assert!(s("after_disconnect").contains("disconnected"), "{seen}");
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");

@@ -75,6 +75,11 @@ impl<K: Hash + Eq + Clone, V> FifoMap<K, V> {
     }
 
     /// The entries held, in no particular order.
+    pub fn iter(&self) -> impl Iterator<Item = (&K, &V)> {
+        self.map.iter().map(|(k, (_, v))| (k, v))
+    }
+
+    /// The entries held, in no particular order.
     pub fn iter_mut(&mut self) -> impl Iterator<Item = (&K, &mut V)> {
         self.map.iter_mut().map(|(k, (_, v))| (k, v))
     }

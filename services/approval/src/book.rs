@@ -102,6 +102,9 @@ pub struct Book {
     drafts: FifoMap<(String, String), Entry>,
     /// Approval links: token hash -> (org, draft id).
     links: HashMap<String, (String, String)>,
+    /// Write access the executor asked a human for, not granted yet:
+    /// (org, account) -> (scope, draft ids).
+    consents: FifoMap<(String, String), (String, Vec<String>)>,
     /// The last stream sequence applied.
     pub seq: u64,
 }
@@ -118,6 +121,7 @@ impl Default for Book {
             emails: HashMap::new(),
             drafts: FifoMap::new(MAX_DRAFTS),
             links: HashMap::new(),
+            consents: FifoMap::new(MAX_INVITES),
             seq: 0,
         }
     }
@@ -199,6 +203,22 @@ impl Book {
                 ..
             }) if o == org => {
                 self.emails.insert((org, approver_id), email);
+            }
+            EventData::AccountConsentRequested(c) if aggregate == "account" => {
+                let key = (org, c.account_id.clone());
+                if !self.consents.contains_key(&key) {
+                    self.consents.insert_new(key.clone(), (c.scope.clone(), Vec::new()));
+                }
+                let entry = self.consents.get_mut(&key).expect("inserted");
+                if !entry.1.contains(&c.draft_id) && entry.1.len() < 100 {
+                    entry.1.push(c.draft_id);
+                }
+            }
+            EventData::AccountConnected(c) if aggregate == "account" => {
+                let key = (org, c.account_id.clone());
+                if self.consents.get(&key).is_some_and(|(scope, _)| c.scopes.contains(scope)) {
+                    self.consents.remove(&key);
+                }
             }
             EventData::BudgetCommitted(c) if aggregate == "budget" => {
                 self.envelopes.insert(org, c.envelope);
@@ -285,6 +305,19 @@ impl Book {
             }
             _ => {}
         }
+    }
+
+    /// Write access the executor asked for and nobody granted yet:
+    /// (account, scope, drafts waiting for it).
+    pub fn consents(&self, org: &str) -> Vec<(String, String, Vec<String>)> {
+        let mut v: Vec<(String, String, Vec<String>)> = Vec::new();
+        for ((o, account), (scope, drafts)) in self.consents.iter() {
+            if o == org {
+                v.push((account.clone(), scope.clone(), drafts.clone()));
+            }
+        }
+        v.sort();
+        v
     }
 
     /// The organisation's envelope as its last commitment left it.

@@ -19,6 +19,7 @@
 //!   notification events), delivered once per event across replicas.
 #![forbid(unsafe_code)]
 
+pub mod accounts;
 pub mod book;
 pub mod notify;
 pub mod passkeys;
@@ -80,6 +81,9 @@ pub struct Deps {
     /// The SPEND.md in force until a human approves a version on the log
     /// (for `timeout_minutes` and `timeout_action`).
     pub policy: Arc<SpendMd>,
+    /// Connected accounts, through the executor: the Accounts page
+    /// (`None`: the page says accounts are managed elsewhere).
+    pub accounts: Option<Arc<dyn spend_platform::Connect>>,
 }
 
 pub struct Application {
@@ -114,7 +118,7 @@ impl Application {
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::default()));
-        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone()));
+        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone(), deps.accounts));
         let (gate, router) = routes::gated(
             Arc::new(routes::ApprovalState {
                 log: deps.log.clone(),
@@ -248,6 +252,11 @@ fn pages(app: Arc<web::App>) -> Router {
         .route("/approvers/{approver_id}/countersign/start", post(web::countersign_start))
         .route("/approvers/{approver_id}/countersign/finish", post(web::countersign_finish))
         .route("/approvers/{approver_id}/remove", post(web::remove))
+        .route("/accounts", get(accounts::accounts_page))
+        .route("/accounts/connect", post(accounts::connect))
+        .route("/accounts/callback", get(accounts::callback))
+        .route("/accounts/{account_id}/write", post(accounts::write))
+        .route("/accounts/{account_id}/disconnect", post(accounts::disconnect))
         .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(app)
 }

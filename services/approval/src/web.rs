@@ -82,12 +82,12 @@ impl Default for SessionPolicy {
 }
 
 #[derive(Debug, Clone)]
-struct Session {
-    org: String,
-    approver_id: String,
-    email: String,
-    role: Role,
-    csrf: String,
+pub(crate) struct Session {
+    pub(crate) org: String,
+    pub(crate) approver_id: String,
+    pub(crate) email: String,
+    pub(crate) role: Role,
+    pub(crate) csrf: String,
     started: Instant,
     seen: Instant,
 }
@@ -120,6 +120,8 @@ pub struct App {
     pub sessions_policy: SessionPolicy,
     /// The SPEND.md in force until a version is approved on the log.
     pub bootstrap: Arc<spend_policy::spendmd::SpendMd>,
+    /// Connected accounts, through the executor (`None`: not offered).
+    pub accounts: Option<Arc<dyn spend_platform::Connect>>,
     sessions: Mutex<FifoMap<String, Session>>,
     registrations: Mutex<FifoMap<String, (PasskeyRegistration, Instant)>>,
     signins: Mutex<FifoMap<String, SignIn>>,
@@ -153,7 +155,7 @@ pub struct Refusal {
 }
 
 impl Refusal {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         Self {
             status,
             message: message.into(),
@@ -167,9 +169,9 @@ impl IntoResponse for Refusal {
     }
 }
 
-type Answer<T> = Result<T, Refusal>;
+pub(crate) type Answer<T> = Result<T, Refusal>;
 
-fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Markup) -> Response {
+pub(crate) fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Markup) -> Response {
     let doc = html! {
         (DOCTYPE)
         html lang="en" {
@@ -186,7 +188,7 @@ fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Markup) -> Res
                     p { strong { "SpendSignoff" } " approvals" }
                     @if let Some(w) = who {
                         nav aria-label="Account" {
-                            a href="/approvals" { "Queue" } " · " a href="/approvers" { "Approvers" } " · " (w) " "
+                            a href="/approvals" { "Queue" } " · " a href="/approvers" { "Approvers" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
                             form.inline method="post" action="/signout" {
                                 @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
                                 button type="submit" { "Sign out" }
@@ -232,9 +234,11 @@ impl App {
         passkeys: Passkeys,
         sessions_policy: SessionPolicy,
         bootstrap: Arc<spend_policy::spendmd::SpendMd>,
+        accounts: Option<Arc<dyn spend_platform::Connect>>,
     ) -> Self {
         Self {
             bootstrap,
+            accounts,
             recorder,
             book,
             passkeys,
@@ -291,7 +295,7 @@ impl App {
 
     /// The signed-in session of a request, if any and not expired; marks it
     /// seen. An approver removed since signing in is signed out.
-    async fn session(&self, headers: &HeaderMap) -> Option<Session> {
+    pub(crate) async fn session(&self, headers: &HeaderMap) -> Option<Session> {
         let key = sha256_hex(&cookie_token(headers)?);
         let mut sessions = self.sessions.lock().await;
         let s = sessions.get_mut(&key)?;
@@ -314,7 +318,7 @@ impl App {
 
     /// A POST's session, its CSRF token and its origin, or a refusal
     /// (audited: a forged cross-site request is an attack).
-    async fn checked(&self, headers: &HeaderMap, peer: SocketAddr, form_token: Option<&str>) -> Answer<Session> {
+    pub(crate) async fn checked(&self, headers: &HeaderMap, peer: SocketAddr, form_token: Option<&str>) -> Answer<Session> {
         let origin_ok = headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()) == Some(self.origin());
         let Some(s) = self.session(headers).await else {
             return Err(Refusal::new(StatusCode::UNAUTHORIZED, "sign in with your passkey first"));
@@ -551,7 +555,7 @@ pub async fn signin_finish(
 
 #[derive(Deserialize)]
 pub struct CsrfForm {
-    csrf: String,
+    pub(crate) csrf: String,
 }
 
 pub async fn signout(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(f): Form<CsrfForm>) -> Answer<Response> {
@@ -742,11 +746,11 @@ fn log_refusal(e: LogError) -> Refusal {
 
 // ---- the queue and the draft page ----
 
-fn who(s: &Session) -> String {
+pub(crate) fn who(s: &Session) -> String {
     format!("{} ({}, {})", s.email, s.role.as_str(), s.org)
 }
 
-fn need_session(next: &str) -> Response {
+pub(crate) fn need_session(next: &str) -> Response {
     Redirect::to(&format!("/signin?next={}", url_escape(next))).into_response()
 }
 
@@ -1416,7 +1420,7 @@ pub async fn invite(
     ))
 }
 
-fn need_admin(s: &Session) -> Answer<()> {
+pub(crate) fn need_admin(s: &Session) -> Answer<()> {
     if s.role == Role::Admin {
         Ok(())
     } else {

@@ -132,6 +132,7 @@ async fn start(log: &Arc<dyn EventLog>, prefix: &str, policy_md: &str, config: A
             log: log.clone(),
             prefix: prefix.into(),
             policy: Arc::new(spend_policy::spendmd::parse(policy_md).unwrap()),
+            accounts: None,
         },
     )
     .await

@@ -108,6 +108,7 @@ async fn notifications_hold_against_each_services_own_credentials() {
             log: approval.clone(),
             prefix: "spend.evt".into(),
             policy: Arc::new(spend_policy::spendmd::parse(md).unwrap()),
+            accounts: None,
         },
     )
     .await

@@ -70,6 +70,7 @@ fn deps(log: &Arc<dyn EventLog>) -> spend_approval::Deps {
         log: log.clone(),
         prefix: "spend.evt".into(),
         policy: Arc::new(spend_policy::spendmd::parse("spend:\n  per_transaction: 5 USD\n").unwrap()),
+        accounts: None,
     }
 }
 

@@ -225,6 +225,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
             log: log.clone(),
             prefix: prefix_for_approval.clone(),
             policy: Arc::new(super::load_policy(&paths.policy)?.0),
+            accounts: Some(connections.clone()),
         },
     )
     .await?;

@@ -240,6 +240,11 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
             log: Arc::new(events),
             prefix: config.nats.subject_prefix.clone(),
             policy: Arc::new(policy),
+            // The Accounts page asks the executor, which alone holds tokens.
+            accounts: Some(Arc::new(
+                spend_platform::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url, config.internal.token())
+                    .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?,
+            )),
         },
     )
     .await?;
