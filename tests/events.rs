@@ -45,6 +45,7 @@ pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
             platform: "sandbox".into(),
             idempotency_key: draft.clone(),
             diff: vec![],
+            response: None,
         }),
     };
     let (aggregate, source, actor) = match i % 3 {

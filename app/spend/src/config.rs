@@ -321,6 +321,24 @@ pub struct ExecutorSettings {
     pub database_url: Option<spend_core::Secret>,
     /// Access tokens are refreshed this long before they expire.
     pub refresh_margin_seconds: u64,
+    /// The SPEND.md in force until a human approves a version on the log
+    /// (default: the policy service's file, then the gateway's); never a
+    /// standing mandate: only a human-approved version auto-approves.
+    pub policy_file: String,
+    /// How long one platform write is retried before the change fails.
+    pub push_deadline_seconds: u64,
+    /// Pushes at once.
+    pub push_concurrency: usize,
+}
+
+impl ExecutorSettings {
+    /// The executor's push settings, with the bootstrap SPEND.md.
+    pub fn push(&self, bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> spend_executor::push::PushConfig {
+        let mut c = spend_executor::push::PushConfig::new(bootstrap);
+        c.deadline = std::time::Duration::from_secs(self.push_deadline_seconds.max(1));
+        c.concurrency = self.push_concurrency.max(1);
+        c
+    }
 }
 
 impl Default for ExecutorSettings {
@@ -333,6 +351,9 @@ impl Default for ExecutorSettings {
             vault_key_id: String::new(),
             database_url: None,
             refresh_margin_seconds: 300,
+            policy_file: String::new(),
+            push_deadline_seconds: 60,
+            push_concurrency: 8,
         }
     }
 }

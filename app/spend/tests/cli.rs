@@ -92,6 +92,7 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
         datas.push(EventData::ChangeStarted(ChangeStarted {
             change_id: format!("c{n}"),
             draft_id: draft.clone(),
+            before: None,
         }));
         datas.push(EventData::ChangePushed(ChangePushed {
             change_id: format!("c{n}"),
@@ -99,6 +100,7 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
             platform: "sandbox".into(),
             idempotency_key: draft.clone(),
             diff: vec![],
+            response: None,
         }));
     }
     datas

@@ -122,12 +122,6 @@ pub const TABLE: &[Aggregate] = &[
         what: "the policy's one decision on a draft (`decision.<draft_id>`)",
     },
     Aggregate {
-        name: "budget",
-        writer: Writer::Policy,
-        types: &[BudgetCommitted::TYPE],
-        what: "commitments against the policy's envelope (the executor becomes its writer when it pushes)",
-    },
-    Aggregate {
         name: "limit",
         writer: Writer::Policy,
         types: &[LimitApproaching::TYPE, LimitExceeded::TYPE],
@@ -182,6 +176,12 @@ pub const TABLE: &[Aggregate] = &[
         what: "pushes and rollbacks",
     },
     Aggregate {
+        name: "budget",
+        writer: Writer::Executor,
+        types: &[BudgetCommitted::TYPE, BudgetReleased::TYPE],
+        what: "commitments against the policy's envelope, made right before a push, released on its final failure (`budget.envelope`)",
+    },
+    Aggregate {
         name: "card",
         writer: Writer::Executor,
         types: &[CardCreated::TYPE, CardFrozen::TYPE],
@@ -225,8 +225,8 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "pause",
         writer: Writer::Operator,
-        types: &[],
-        what: "pauses (kill switches, executor issue)",
+        types: &[AgentsPaused::TYPE, AgentsResumed::TYPE],
+        what: "an organisation's agents paused and resumed (`spend agents pause` and `resume`, `pause.<org>`)",
     },
     Aggregate {
         name: "breaker_reset",
@@ -237,8 +237,8 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "card_freeze",
         writer: Writer::Operator,
-        types: &[],
-        what: "card-freeze requests (`spend card freeze`)",
+        types: &[CardFreezeRequested::TYPE],
+        what: "card-freeze requests (`spend card freeze`, `card_freeze.<card or all>`)",
     },
     Aggregate {
         name: "anchor",

@@ -48,6 +48,10 @@ pub const EVENT_TYPES: &[&str] = &[
     AccountRefreshed::TYPE,
     AccountDisconnected::TYPE,
     AccountConsentRequested::TYPE,
+    BudgetReleased::TYPE,
+    CardFreezeRequested::TYPE,
+    AgentsPaused::TYPE,
+    AgentsResumed::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -92,6 +96,10 @@ pub enum EventData {
     AccountRefreshed(AccountRefreshed),
     AccountDisconnected(AccountDisconnected),
     AccountConsentRequested(AccountConsentRequested),
+    BudgetReleased(BudgetReleased),
+    CardFreezeRequested(CardFreezeRequested),
+    AgentsPaused(AgentsPaused),
+    AgentsResumed(AgentsResumed),
 }
 
 macro_rules! typed {
@@ -151,6 +159,10 @@ typed! {
     AccountRefreshed => "spend.account.refreshed.v1",
     AccountDisconnected => "spend.account.disconnected.v1",
     AccountConsentRequested => "spend.account.consent_requested.v1",
+    BudgetReleased => "spend.budget.released.v1",
+    CardFreezeRequested => "spend.card.freeze_requested.v1",
+    AgentsPaused => "spend.agents.paused.v1",
+    AgentsResumed => "spend.agents.resumed.v1",
 }
 
 /// One field of a before→after diff.
@@ -449,6 +461,47 @@ pub struct AccountConsentRequested {
     pub draft_id: String,
 }
 
+/// A commitment against the envelope is released: the change it was for
+/// failed for good, so its spend never happens. On `budget.envelope`, by
+/// the executor, with the envelope's state after it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BudgetReleased {
+    pub draft_id: String,
+    pub account_id: String,
+    /// What the release took off the envelope.
+    pub amount: Money,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub campaign_id: Option<String>,
+    pub envelope: EnvelopeState,
+}
+
+/// An operator froze a card (`spend card freeze CARD`), or every card of
+/// the organisation (`card_id` `*`, `spend card freeze --all`): the
+/// executor refuses charges on it from then on and freezes it at the
+/// platform.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CardFreezeRequested {
+    pub card_id: String,
+    pub reason: String,
+}
+
+/// An operator paused the organisation's agents (`spend agents pause`): no
+/// reads or drafts until resumed.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsPaused {
+    pub reason: String,
+}
+
+/// An operator resumed the organisation's agents.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AgentsResumed {
+    pub reason: String,
+}
+
 /// The operator invited someone to enroll as an approver (`spend approver
 /// invite`, on `roster.<invite_id>`): a single-use link, of whose token
 /// only the hash is recorded.
@@ -561,12 +614,18 @@ pub struct ApprovalRejected {
     pub reason: String,
 }
 
-/// The executor began applying an approved draft on its platform.
+/// The executor began applying an approved draft on its platform
+/// (appended with expected sequence 0 on `change.<change_id>`: one start
+/// per change, however many replicas).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeStarted {
     pub change_id: String,
     pub draft_id: String,
+    /// The live state the change was applied to, captured before it: what
+    /// a rollback restores, and what a resumed push records as `before`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub before: Option<serde_json::Value>,
 }
 
 /// Applying an approved draft failed for good (retries exhausted or a
@@ -588,6 +647,9 @@ pub struct ChangePushed {
     /// Idempotency key sent to the platform.
     pub idempotency_key: String,
     pub diff: Vec<FieldDiff>,
+    /// What the platform answered (the campaign as it now is, the charge).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Value>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -935,6 +997,21 @@ pub fn samples() -> Vec<EventData> {
             scope: "ads.write".into(),
             draft_id: "d1".into(),
         }),
+        EventData::BudgetReleased(BudgetReleased {
+            draft_id: "d1".into(),
+            account_id: "act_1".into(),
+            amount: usd(250),
+            campaign_id: None,
+            envelope: EnvelopeState::default(),
+        }),
+        EventData::CardFreezeRequested(CardFreezeRequested {
+            card_id: "*".into(),
+            reason: "suspected fraud".into(),
+        }),
+        EventData::AgentsPaused(AgentsPaused {
+            reason: "incident review".into(),
+        }),
+        EventData::AgentsResumed(AgentsResumed { reason: "cleared".into() }),
         EventData::ApproverInvited(ApproverInvited {
             invite_id: "inv_1".into(),
             org: "acme".into(),
@@ -990,6 +1067,7 @@ pub fn samples() -> Vec<EventData> {
         EventData::ChangeStarted(ChangeStarted {
             change_id: "c1".into(),
             draft_id: "d1".into(),
+            before: Some(serde_json::json!({"daily_budget_minor": 5000, "updated_at": "2026-11-21T12:00:00Z"})),
         }),
         EventData::ChangeFailed(ChangeFailed {
             change_id: "c1".into(),
@@ -1002,6 +1080,7 @@ pub fn samples() -> Vec<EventData> {
             platform: "sandbox".into(),
             idempotency_key: "d1".into(),
             diff: diff.clone(),
+            response: Some(serde_json::json!({"id": "c1", "daily_budget_minor": 7500})),
         }),
         EventData::ChangeRolledBack(ChangeRolledBack {
             change_id: "c2".into(),

@@ -421,13 +421,15 @@ pub enum Command {
     MarkStale { detail: String },
     /// The draft waited too long (see [`Draft::is_overdue`]).
     Expire { detail: String },
-    /// The executor starts applying an approved or auto-approved draft.
-    StartPush { change_id: String },
+    /// The executor starts applying an approved or auto-approved draft to
+    /// the live state `before`.
+    StartPush { change_id: String, before: Option<serde_json::Value> },
     /// The started change was applied on its platform.
     RecordPushed {
         platform: String,
         idempotency_key: String,
         diff: Vec<FieldDiff>,
+        response: Option<serde_json::Value>,
     },
     /// The started change failed for good.
     RecordFailed { reason: String },
@@ -550,13 +552,18 @@ pub fn decide(state: Option<&Draft>, command: Command) -> Result<Vec<EventData>,
         }),
         (s, Command::MarkStale { detail }) if s.is_pending() => staled(id(), STALE_LIVE_STATE_MOVED, detail),
         (s, Command::Expire { detail }) if s.is_pending() => staled(id(), STALE_EXPIRED, detail),
-        (S::Approved | S::AutoApproved, Command::StartPush { change_id }) => EventData::ChangeStarted(ChangeStarted { change_id, draft_id: id() }),
+        (S::Approved | S::AutoApproved, Command::StartPush { change_id, before }) => EventData::ChangeStarted(ChangeStarted {
+            change_id,
+            draft_id: id(),
+            before,
+        }),
         (
             S::Pushing,
             Command::RecordPushed {
                 platform,
                 idempotency_key,
                 diff,
+                response,
             },
         ) => EventData::ChangePushed(ChangePushed {
             change_id: started(),
@@ -564,6 +571,7 @@ pub fn decide(state: Option<&Draft>, command: Command) -> Result<Vec<EventData>,
             platform,
             idempotency_key,
             diff,
+            response,
         }),
         (S::Pushing, Command::RecordFailed { reason }) => EventData::ChangeFailed(ChangeFailed {
             change_id: started(),
@@ -763,7 +771,14 @@ mod tests {
     }
 
     fn pushing() -> Draft {
-        when(approved(), Command::StartPush { change_id: "c1".into() }).unwrap()
+        when(
+            approved(),
+            Command::StartPush {
+                change_id: "c1".into(),
+                before: None,
+            },
+        )
+        .unwrap()
     }
 
     fn pushed() -> Draft {
@@ -771,6 +786,7 @@ mod tests {
             platform: "sandbox".into(),
             idempotency_key: "d1".into(),
             diff: vec![],
+            response: None,
         };
         when(pushing(), push).unwrap()
     }
@@ -1157,16 +1173,41 @@ mod tests {
     fn an_auto_approved_draft_is_pushed_without_a_human() {
         let d = when(proposed(), decide_as(Outcome::AutoApprove)).unwrap();
         invalid(&d, Command::Approve(approval("u_alice", &d)));
-        let d = when(d, Command::StartPush { change_id: "c1".into() }).unwrap();
+        let d = when(
+            d,
+            Command::StartPush {
+                change_id: "c1".into(),
+                before: None,
+            },
+        )
+        .unwrap();
         assert_eq!(d.status(), DraftStatus::Pushing);
         assert!(d.approvers().is_empty());
     }
 
     #[test]
     fn a_draft_waiting_for_a_human_cannot_be_pushed() {
-        invalid(&pending(), Command::StartPush { change_id: "c1".into() });
-        invalid(&half_approved(), Command::StartPush { change_id: "c1".into() });
-        invalid(&pushing(), Command::StartPush { change_id: "c2".into() });
+        invalid(
+            &pending(),
+            Command::StartPush {
+                change_id: "c1".into(),
+                before: None,
+            },
+        );
+        invalid(
+            &half_approved(),
+            Command::StartPush {
+                change_id: "c1".into(),
+                before: None,
+            },
+        );
+        invalid(
+            &pushing(),
+            Command::StartPush {
+                change_id: "c2".into(),
+                before: None,
+            },
+        );
     }
 
     #[test]
@@ -1195,6 +1236,7 @@ mod tests {
             platform: "sandbox".into(),
             idempotency_key: "d1".into(),
             diff: vec![],
+            response: None,
         };
         invalid(&approved(), push());
         invalid(&pushed(), push());
@@ -1258,10 +1300,12 @@ mod tests {
                 platform: "sandbox".into(),
                 idempotency_key: "d1".into(),
                 diff: vec![],
+                response: None,
             }),
             DraftEvent::PushStarted(ChangeStarted {
                 change_id: "c1".into(),
                 draft_id: "d1".into(),
+                before: None,
             }),
             DraftEvent::RolledBack(ChangeRolledBack {
                 change_id: "c2".into(),

@@ -220,6 +220,7 @@ async fn each_of_the_eight_kinds_is_delivered_once_to_slack_and_email_and_agent_
             EventData::ChangeStarted(ChangeStarted {
                 change_id: "ch_1".into(),
                 draft_id: "d_push".into(),
+                before: None,
             }),
         ),
         executor(
@@ -230,6 +231,7 @@ async fn each_of_the_eight_kinds_is_delivered_once_to_slack_and_email_and_agent_
                 platform: "sandbox".into(),
                 idempotency_key: "d_push".into(),
                 diff: vec![],
+                response: None,
             }),
         ),
         policy(

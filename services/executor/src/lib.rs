@@ -13,13 +13,16 @@
 //! - [`sandbox`]: the project's stand-in for a real ad and card platform
 //!   (its API and its OAuth server), for machines that cannot reach one.
 //!
-//! Pushes of human-approved changes with idempotency keys, one-click
-//! rollback and kill switches come next.
+//! - [`push`]: approved changes pushed on a proof, exactly once, under
+//!   the ceiling ([`commit`]: commitments against the envelope, whose one
+//!   writer the executor is); operators' card freezes.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
+pub mod commit;
 pub mod connector;
 pub mod grpc;
+pub mod push;
 pub mod sandbox;
 pub mod vault;
 
@@ -46,6 +49,9 @@ pub struct Deps {
     pub reads: Arc<dyn Reads>,
     /// Connected accounts and their vault; refreshed in the background.
     pub connections: Option<Arc<accounts::Connections>>,
+    /// Pushes approved changes (following the log as the executor's NATS
+    /// user); `None`: this executor only reads.
+    pub pusher: Option<Arc<push::Pusher>>,
 }
 
 pub struct Application {
@@ -86,6 +92,7 @@ impl Application {
             .connections
             .clone()
             .map(|c| tokio::spawn(c.run_refresher(std::time::Duration::from_secs(30), stopped)));
+        let pusher = self.deps.pusher.clone().map(|p| tokio::spawn(p.run(stop.subscribe())));
         let connect = self.deps.connections.clone().map(|c| c as Arc<dyn spend_platform::Connect>);
         tonic::transport::Server::builder()
             .add_service(health_service)
@@ -96,6 +103,9 @@ impl Application {
         let _ = stop.send(true);
         if let Some(r) = refresher {
             let _ = r.await;
+        }
+        if let Some(p) = pusher {
+            let _ = p.await;
         }
         Ok(())
     }

@@ -252,6 +252,7 @@ mod tests {
             platform: "sandbox-cards".into(),
             idempotency_key: "d1".into(),
             diff: vec![],
+            response: None,
         }))
     }
 
@@ -336,6 +337,7 @@ mod tests {
         let started = executor(EventData::ChangeStarted(ChangeStarted {
             change_id: "c1".into(),
             draft_id: "d1".into(),
+            before: None,
         }));
         assert_eq!(g.when(started), Some(DraftStatus::Pushing));
         assert_eq!(g.when(pushed()), Some(DraftStatus::Pushed));

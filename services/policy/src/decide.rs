@@ -1,14 +1,16 @@
 //! The policy service decides: given a draft id, it reads the draft from
 //! the log (never from the caller), evaluates it against the SPEND.md
-//! version in force and the policy's envelope, commits an auto-approval
-//! against the envelope, and records its one decision on
+//! version in force and the policy's envelope as the executor's
+//! commitments left it, and records its one decision on
 //! `decision.<draft_id>` (expected last subject sequence 0, so a draft is
 //! decided once, by whichever call or replica gets there first). Nothing
-//! else may write decisions or commitments (k8s/nats/auth.conf).
+//! else may write decisions (k8s/nats/auth.conf). It commits nothing: the
+//! executor commits against the envelope right before it pushes, and
+//! re-checks the ceiling then, so a decision is never what lets spend
+//! through.
 //!
-//! Events of one draft form one correlation: the commitment follows the
-//! draft, the decision follows the commitment (or the draft), the limit
-//! notices follow the decision.
+//! Events of one draft form one correlation: the decision follows the
+//! draft, the limit notices follow the decision.
 //!
 //! [`decide_undecided`] runs beside the RPC: a durable consumer that
 //! decides, on its own, any draft still undecided a short while after it
@@ -19,16 +21,16 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::Utc;
 use spend_core::authority::Writer;
-use spend_core::events::{BudgetCommitted, DraftChange, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, Outcome, PolicyEvaluated};
+use spend_core::events::{BudgetCommitted, DraftChange, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, PolicyEvaluated};
 use spend_core::{Actor, ActorKind, Cause, Money, RawEnvelope};
 use spend_eventlog::read::{Read, classify, misplaced_alert};
 use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
 use tokio::sync::{RwLock, watch};
 
-use crate::envelope::EnvelopeExt;
-use crate::evaluate::{Change, Draft, Windows, evaluate};
+use crate::evaluate::{Change, evaluate};
+use crate::judge::Judged;
 use crate::recent::{Recent, Recorded};
 use crate::spendmd::SpendMd;
 use crate::versions::{Noticed, Versions};
@@ -40,8 +42,6 @@ pub const CONSUMER: &str = "policy";
 /// How long a draft may wait for the gateway's call before the policy
 /// service decides it on its own.
 pub const UNDECIDED_AFTER: Duration = Duration::from_secs(2);
-/// Attempts at a contended commitment before giving up.
-const MAX_ATTEMPTS: usize = 64;
 /// How long a decision waits for the follower to deliver a draft before it
 /// reads the draft from the log itself.
 const FOLLOWER_WAIT: Duration = Duration::from_millis(20);
@@ -349,71 +349,28 @@ impl Decider {
             return Ok(d);
         }
         let draft = draft?;
-        let mut first_read = Some(first_read);
         self.state.reached(draft.seq).await?;
         let (policy, mandate, _) = self.state.active(org).await;
-        for _ in 0..MAX_ATTEMPTS {
-            let now = Utc::now();
-            // A retry after a lost race reads the envelope again.
-            let (envelope, envelope_seq) = match first_read.take() {
-                Some(read) => read?,
-                None => self.envelope(org).await?,
-            };
-            let judged = Judged::new(&draft, &envelope, now);
-            let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
-            let mut cause = draft.cause;
-            if decision.outcome == Outcome::AutoApprove && judged.counted > 0 {
-                let mut after = judged.commitment.after.clone();
-                if after.currency.is_empty() {
-                    after.currency = judged.currency.clone();
-                }
-                let committed = self
-                    .recorder
-                    .event(
-                        org,
-                        Actor::service("policy"),
-                        "budget",
-                        ENVELOPE_ID,
-                        EventData::BudgetCommitted(BudgetCommitted {
-                            draft_id: draft_id.to_string(),
-                            account_id: draft.data.account_id.clone(),
-                            amount: judged.draft.counted.clone(),
-                            campaign_id: judged.commitment.campaign_id.clone(),
-                            envelope: after,
-                        }),
-                    )
-                    .following(draft.cause)
-                    .expect_seq(envelope_seq)
-                    .record()
-                    .await;
-                match committed {
-                    Ok(r) => cause = r.cause,
-                    Err(LogError::WrongLastSequence { .. }) => continue,
-                    Err(e) => return Err(e.into()),
-                }
-            }
-            return self.record_decision(org, &draft, &policy.version, decision, &judged.currency, cause).await;
-        }
-        Err(DecideError::Contended(org.to_string()))
+        let (envelope, _) = first_read?;
+        let now = Utc::now();
+        let judged = Judged::new(&draft.data, &envelope, now);
+        let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
+        self.record_decision(org, &draft, &policy.version, decision, &judged.currency, draft.cause)
+            .await
     }
 
     /// The fast path ([`crate::recent`]): a draft the follower delivered,
     /// judged against the envelope as of the follower's position, decided
-    /// without reading the log — when the decision needs no commitment.
-    /// `None` when it does not apply (the draft is not in the follower's
-    /// memory, or it would be auto-approved: a commitment is made on fresh
-    /// reads, after checking the draft is not decided already).
+    /// without reading the log. `None` when the draft is not in the
+    /// follower's memory.
     async fn decide_from_follower(&self, org: &str, draft_id: &str) -> Result<Option<PolicyEvaluated>, DecideError> {
         let Some((draft, (envelope, _))) = self.state.recent_draft(org, draft_id, FOLLOWER_WAIT).await else {
             return Ok(None);
         };
         let (policy, mandate, _) = self.state.active(org).await;
         let now = Utc::now();
-        let judged = Judged::new(&draft, &envelope, now);
+        let judged = Judged::new(&draft.data, &envelope, now);
         let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
-        if decision.outcome == Outcome::AutoApprove && judged.counted > 0 {
-            return Ok(None);
-        }
         self.record_decision(org, &draft, &policy.version, decision, &judged.currency, draft.cause)
             .await
             .map(Some)
@@ -533,59 +490,6 @@ impl Decide for Decider {
     #[tracing::instrument(skip_all, fields(org, draft_id))]
     async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
         self.decide_draft(org, draft_id).await
-    }
-}
-
-/// A draft as the rules judge it against an envelope at `now`: what it
-/// would commit (counted at its honest worst case, nothing if it is
-/// committed already), and the windows it is judged in.
-struct Judged {
-    draft: Draft,
-    windows: Windows,
-    commitment: crate::envelope::Commitment,
-    counted: i64,
-    currency: String,
-}
-
-impl Judged {
-    fn new(recorded: &Recorded, envelope: &EnvelopeState, now: DateTime<Utc>) -> Self {
-        let data = &recorded.data;
-        let already = envelope.has_committed(&data.draft_id);
-        let commitment = envelope.commit(&data.draft_id, &data.account_id, &data.change, now);
-        let counted = if already { 0 } else { commitment.counted };
-        let currency = data.spend_impact.currency.clone();
-        let windows = Windows {
-            last_24h: envelope.daily_committed(now),
-            this_month: envelope.month_committed(now),
-            campaign_last_changed: data
-                .drafted_against
-                .as_deref()
-                .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                .map(|t| t.with_timezone(&Utc)),
-        };
-        let month_counted = if already {
-            0
-        } else {
-            commitment.after.month_committed(now) - windows.this_month
-        };
-        let money = |minor_units| Money {
-            minor_units,
-            currency: currency.clone(),
-        };
-        let draft = Draft {
-            account_id: data.account_id.clone(),
-            change: Change::from(&data.change),
-            spend_impact: money(counted.max(data.spend_impact.minor_units)),
-            counted: money(counted),
-            month_counted: money(month_counted),
-        };
-        Self {
-            draft,
-            windows,
-            commitment,
-            counted,
-            currency,
-        }
     }
 }
 

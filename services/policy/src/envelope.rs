@@ -74,6 +74,9 @@ pub trait EnvelopeExt {
     fn has_committed(&self, draft_id: &str) -> bool;
     /// The state after committing `change` of `draft_id` at `now`.
     fn commit(&self, draft_id: &str, account_id: &str, change: &DraftChange, now: DateTime<Utc>) -> Commitment;
+    /// The state after releasing what committing `change` at `committed_at`
+    /// counted (`counted`): the change failed for good, so it never spends.
+    fn release(&self, account_id: &str, change: &DraftChange, counted: i64, committed_at: DateTime<Utc>) -> EnvelopeState;
 }
 
 /// The worst-case daily spend of a campaign after a change.
@@ -185,6 +188,29 @@ impl EnvelopeExt for EnvelopeState {
             }
         }
     }
+
+    fn release(&self, account_id: &str, change: &DraftChange, counted: i64, committed_at: DateTime<Utc>) -> EnvelopeState {
+        let mut after = self.clone();
+        let counted = counted.max(0);
+        match change {
+            DraftChange::Payment { .. } => {
+                if let Some((_, v)) = after.payments.iter_mut().find(|(x, _)| *x == bucket(committed_at)) {
+                    *v = (*v - counted).max(0);
+                }
+                after.payments.retain(|(_, v)| *v > 0);
+                if after.month == month_of(committed_at) {
+                    after.month_payments = (after.month_payments - counted).max(0);
+                }
+            }
+            DraftChange::Campaign { campaign_id, .. } => {
+                if let Some(c) = after.campaigns.iter_mut().find(|c| c.account_id == account_id && &c.campaign_id == campaign_id) {
+                    c.daily_minor = (c.daily_minor - counted).max(0);
+                }
+                after.campaigns.retain(|c| c.daily_minor > 0);
+            }
+        }
+        after
+    }
 }
 
 #[cfg(test)]
@@ -274,5 +300,30 @@ mod tests {
         // All 31 days of December.
         let dec = Utc.with_ymd_and_hms(2026, 12, 5, 0, 0, 0).unwrap();
         assert_eq!(c.after.month_committed(dec), 3100);
+    }
+
+    #[test]
+    fn a_release_takes_back_exactly_what_its_commitment_counted() {
+        let now = Utc.with_ymd_and_hms(2026, 11, 21, 12, 0, 0).unwrap();
+        let empty = EnvelopeState {
+            currency: "USD".into(),
+            ..EnvelopeState::default()
+        };
+        let pay = DraftChange::Payment {
+            amount: usd(700),
+            merchant: "openai.com".into(),
+            category: None,
+            country: None,
+            url: None,
+        };
+        let c = empty.commit("d1", "card_1", &pay, now);
+        let c2 = c.after.commit("d2", "card_1", &pay, now);
+        let released = c2.after.release("card_1", &pay, c.counted, now);
+        assert_eq!(released.daily_committed(now), 700, "only the released draft's");
+        assert_eq!(released.month_committed(now), 700);
+        let raise = raise("c1", 5_000, 8_000, "active");
+        let r = empty.commit("d3", "act_1", &raise, now);
+        assert_eq!(r.after.daily_rate(), 8_000);
+        assert_eq!(r.after.release("act_1", &raise, r.counted, now).daily_rate(), 0);
     }
 }

@@ -10,9 +10,12 @@
 //!   reasons;
 //! - [`envelope`]: the policy's spend envelope across every account and
 //!   both rails (a pure model; the ceilings hold on any schedule);
-//! - [`decide`]: the decision path — read a draft from the log, decide,
-//!   commit an auto-approval against the envelope, record the decision on
-//!   its own subject — and the consumer that decides drafts left undecided;
+//! - [`judge`]: a draft judged against the envelope at a moment (what it
+//!   would commit), for the policy's decision and the executor's commit;
+//! - [`decide`]: the decision path — read a draft from the log, decide
+//!   against the envelope as the executor's commitments left it, record the
+//!   decision on its own subject — and the consumer that decides drafts
+//!   left undecided;
 //! - [`recent`]: what the follower saw lately (undecided drafts, the
 //!   envelope), so that deciding a draft just recorded reads nothing from
 //!   the log;
@@ -29,6 +32,7 @@ pub mod decide;
 pub mod envelope;
 pub mod evaluate;
 pub mod grpc;
+pub mod judge;
 pub mod money;
 pub mod recent;
 pub mod spendmd;

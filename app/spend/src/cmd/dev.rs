@@ -160,6 +160,13 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         .map_err(|e| anyhow::anyhow!("{e}"))?,
     );
     let connector = spend_executor::connector::PlatformConnector::new(&sandbox_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let pusher = spend_executor::push::Pusher::new(
+        spend_eventlog::Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Executor),
+        connections.clone(),
+        &sandbox_url,
+        config.executor.push(Arc::new(policy.clone())),
+    )
+    .map_err(anyhow::Error::msg)?;
     let executor = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: args.executor_listen.clone().unwrap_or_else(|| config.executor.listen.clone()),
@@ -169,6 +176,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         spend_executor::Deps {
             reads: Arc::new(connector.clone()),
             connections: Some(connections.clone()),
+            pusher: Some(pusher),
         },
     )
     .await?;

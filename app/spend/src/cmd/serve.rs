@@ -201,10 +201,23 @@ pub async fn connections(
 }
 
 pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
-    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
-    let connections = connections(&config, Arc::new(events)).await?;
+    let file = [&config.executor.policy_file, &config.policy.policy_file, &config.gateway.policy_file]
+        .into_iter()
+        .find(|f| !f.is_empty())
+        .context("no SPEND.md configured for the executor's re-checks: set SPEND__EXECUTOR__POLICY_FILE (or the policy service's or gateway's policy_file)")?;
+    let (bootstrap, _) = super::load_policy(std::path::Path::new(file))?;
+    let events: Arc<dyn spend_eventlog::EventLog> = Arc::new(JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?);
+    let connections = connections(&config, events.clone()).await?;
     let connector =
         spend_executor::connector::PlatformConnector::new(&config.executor.platform_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let recorder = spend_eventlog::Recorder::new(events, config.nats.subject_prefix.clone(), spend_core::authority::Writer::Executor);
+    let pusher = spend_executor::push::Pusher::new(
+        recorder,
+        connections.clone(),
+        &config.executor.platform_url,
+        config.executor.push(Arc::new(bootstrap)),
+    )
+    .map_err(anyhow::Error::msg)?;
     let app = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: config.executor.listen.clone(),
@@ -213,6 +226,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
         spend_executor::Deps {
             reads: Arc::new(connector),
             connections: Some(connections),
+            pusher: Some(pusher),
         },
     )
     .await?;

@@ -18,11 +18,21 @@
 //! - `GET  /v1/accounts/{id}/insights?campaign_id=&from=&to=`
 //! - `PATCH /v1/campaigns/{id}` `{daily_budget_minor?, bid_minor?, status?}`
 //! - `GET  /v1/cards`, `GET /v1/transactions?status=&from=`
+//! - `POST /v1/cards/{id}/charges` `{merchant, amount_minor, currency}`,
+//!   `POST /v1/charges/{id}/refunds`, `POST /v1/cards/{id}/freeze`
+//!
+//! Every write takes an `Idempotency-Key`: the same key is applied once,
+//! and answered with the first answer however often it is sent again.
 //! - `GET  /v1/token` (the token's expiry and scopes)
 //! - `GET  /v1/merchants/{domain}` (the platform's merchant data: name and
 //!   category; 404 for a merchant it does not know)
 //! - `GET/POST /oauth/authorize`, `POST /oauth/token`, `POST /oauth/revoke`
-//! - `POST /sandbox/faults` `{"fail_next": n, "status": 503}` (test control)
+//! - `POST /sandbox/faults` `{"fail_next": n, "status": 503, "retry_after": s,
+//!   "writes_only": bool, "delay_next": n, "delay_ms": ms}` (test control)
+//! - `GET /sandbox/applied`: writes applied per idempotency key, the total
+//!   charged, the campaigns as they are (test control)
+//! - `POST /sandbox/campaigns/{id}` `{daily_budget_minor?, status?}`:
+//!   someone edits a campaign in the platform's own interface (test control)
 //! - `POST /sandbox/revoke` `{"account_id"}`: the owner revokes every
 //!   client's access in the platform's settings (test control)
 //! - `GET /sandbox/oauth/issued`: every code and token it issued, so tests
@@ -64,23 +74,46 @@ impl std::fmt::Debug for SandboxToken {
     }
 }
 
+/// Faults a test injects: the next `fail_next` requests fail with
+/// `status` (429 with `Retry-After: retry_after`), and the next
+/// `delay_next` writes are applied, then answered `delay_ms` late (a slow
+/// platform, or a timeout when that is longer than the caller waits).
 #[derive(Default)]
 struct Faults {
     fail_next: u32,
     status: u16,
+    retry_after: Option<u64>,
+    /// Only writes fail (reads go through).
+    writes_only: bool,
+    delay_next: u32,
+    delay_ms: u64,
+}
+
+/// What the platform applied, by idempotency key: the answer it gave, and
+/// how many times a write with that key was applied (1, however often it
+/// was sent).
+#[derive(Default)]
+struct Applied {
+    /// Every charge, refunds deducted, in minor units.
+    charged_minor: i64,
+    charges: Vec<serde_json::Value>,
+    /// Writes applied in all.
+    writes: u64,
 }
 
 struct Inner {
     tokens: Vec<SandboxToken>,
     accounts: Vec<Account>,
     campaigns: Mutex<Vec<Campaign>>,
-    cards: Vec<Card>,
     transactions: Vec<Transaction>,
     merchants: Vec<Merchant>,
+    cards_state: Mutex<Vec<Card>>,
+    /// Idempotency key -> (the first answer, times applied). Held while a
+    /// keyed write applies, so two sends of one key apply once.
+    keys: Mutex<HashMap<String, (serde_json::Value, u32)>>,
+    applied: Mutex<Applied>,
     faults: Mutex<Faults>,
     oauth: Mutex<oauth::OAuth>,
-    /// Idempotency-Key → the campaign as that write left it.
-    idempotent: Mutex<HashMap<String, Campaign>>,
 }
 
 /// The sandbox's state: seeded deterministically, campaigns writable.
@@ -155,12 +188,13 @@ impl Sandbox {
                 tokens,
                 accounts,
                 campaigns: Mutex::new(campaigns),
-                cards,
+                cards_state: Mutex::new(cards),
+                keys: Mutex::default(),
+                applied: Mutex::default(),
                 transactions,
                 merchants: merchant_data,
                 faults: Mutex::default(),
                 oauth: Mutex::new(oauth::OAuth::new(clients, lifetimes)),
-                idempotent: Mutex::default(),
             }),
         }
     }
@@ -173,6 +207,9 @@ impl Sandbox {
             .route("/v1/accounts/{id}/insights", get(insights))
             .route("/v1/campaigns/{id}", patch(update_campaign))
             .route("/v1/cards", get(cards))
+            .route("/v1/cards/{id}/charges", post(charge))
+            .route("/v1/cards/{id}/freeze", post(freeze_card))
+            .route("/v1/charges/{id}/refunds", post(refund))
             .route("/v1/transactions", get(transactions))
             .route("/v1/token", get(token))
             .route("/v1/merchants/{domain}", get(merchant_by_domain))
@@ -182,6 +219,8 @@ impl Sandbox {
             .route("/sandbox/faults", post(faults))
             .route("/sandbox/revoke", post(revoke_account))
             .route("/sandbox/oauth/issued", get(issued))
+            .route("/sandbox/applied", get(applied))
+            .route("/sandbox/campaigns/{id}", post(edit_campaign))
             .with_state(self.clone())
     }
 
@@ -248,11 +287,18 @@ struct ApiError {
     status: StatusCode,
     code: &'static str,
     message: String,
+    retry_after: Option<u64>,
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.status, Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}))).into_response()
+        let mut r = (self.status, Json(serde_json::json!({"error": {"code": self.code, "message": self.message}}))).into_response();
+        if let Some(s) = self.retry_after
+            && let Ok(v) = s.to_string().parse()
+        {
+            r.headers_mut().insert(header::RETRY_AFTER, v);
+        }
+        r
     }
 }
 
@@ -261,6 +307,7 @@ fn error(status: StatusCode, code: &'static str, message: impl Into<String>) -> 
         status,
         code,
         message: message.into(),
+        retry_after: None,
     }
 }
 
@@ -288,10 +335,13 @@ impl Principal {
 fn admit(sb: &Sandbox, headers: &HeaderMap, scope: &str) -> Result<Principal, ApiError> {
     {
         let mut f = sb.inner.faults.lock().expect("fault lock");
-        if f.fail_next > 0 {
+        if f.fail_next > 0 && (!f.writes_only || scope.ends_with(".write")) {
             f.fail_next -= 1;
             let status = StatusCode::from_u16(f.status).unwrap_or(StatusCode::SERVICE_UNAVAILABLE);
-            return Err(error(status, "injected_fault", "the sandbox was told to fail this request"));
+            return Err(ApiError {
+                retry_after: f.retry_after,
+                ..error(status, "injected_fault", "the sandbox was told to fail this request")
+            });
         }
     }
     let presented = headers
@@ -436,12 +486,6 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response(),
     };
-    let key = headers.get("idempotency-key").and_then(|v| v.to_str().ok()).map(str::to_string);
-    if let Some(k) = &key
-        && let Some(done) = sb.inner.idempotent.lock().expect("idempotency lock").get(k)
-    {
-        return Json(done.clone()).into_response();
-    }
     if update.daily_budget_minor.is_some_and(|b| b < 0) || update.bid_minor.is_some_and(|b| b < 0) {
         return error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative").into_response();
     }
@@ -451,32 +495,236 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
     {
         return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused").into_response();
     }
-    let mut all = sb.inner.campaigns.lock().expect("campaign lock");
-    let Some(c) = all.iter_mut().find(|c| c.id == id) else {
-        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")).into_response();
-    };
-    if let Some(b) = update.daily_budget_minor {
-        c.daily_budget_minor = b;
-    }
-    if let Some(b) = update.bid_minor {
-        c.bid_minor = b;
-    }
-    if let Some(s) = update.status {
-        c.status = s;
-    }
-    c.updated_at = Utc::now();
-    let done = c.clone();
-    if let Some(k) = key {
-        sb.inner.idempotent.lock().expect("idempotency lock").insert(k, done.clone());
-    }
-    Json(done).into_response()
+    let key = idempotency_key(&headers);
+    let answer = sb.apply_once(key.as_deref(), || {
+        let mut all = sb.inner.campaigns.lock().expect("campaign lock");
+        let Some(c) = all.iter_mut().find(|c| c.id == id) else {
+            return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")));
+        };
+        if let Some(b) = update.daily_budget_minor {
+            c.daily_budget_minor = b;
+        }
+        if let Some(b) = update.bid_minor {
+            c.bid_minor = b;
+        }
+        if let Some(s) = &update.status {
+            c.status = s.clone();
+        }
+        c.updated_at = Utc::now();
+        Ok((StatusCode::OK, serde_json::to_value(&*c).unwrap_or_default()))
+    });
+    sb.answer(answer).await
 }
 
 async fn cards(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
     if let Err(r) = admit(&sb, &headers, "cards.read").and_then(|p| p.may(CARD_ACCOUNT)) {
         return r.into_response();
     }
-    Json(serde_json::json!({"data": sb.inner.cards})).into_response()
+    let cards = sb.inner.cards_state.lock().expect("cards lock").clone();
+    Json(serde_json::json!({"data": cards})).into_response()
+}
+
+fn idempotency_key(headers: &HeaderMap) -> Option<String> {
+    headers
+        .get("idempotency-key")
+        .and_then(|v| v.to_str().ok())
+        .filter(|k| !k.is_empty() && k.len() <= 255)
+        .map(str::to_string)
+}
+
+impl Sandbox {
+    /// Applies `write` once per idempotency key: a key seen before is
+    /// answered with its first answer and applies nothing.
+    fn apply_once(
+        &self,
+        key: Option<&str>,
+        write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>,
+    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+        let mut keys = self.inner.keys.lock().expect("keys lock");
+        if let Some(k) = key
+            && let Some((answer, _)) = keys.get(k)
+        {
+            return Ok((StatusCode::OK, answer.clone()));
+        }
+        let (status, answer) = write()?;
+        self.inner.applied.lock().expect("applied lock").writes += 1;
+        if let Some(k) = key {
+            keys.insert(k.to_string(), (answer.clone(), 1));
+        }
+        Ok((status, answer))
+    }
+
+    /// The answer to a write, late when a delay was injected (the write is
+    /// applied already: a slow platform, or a caller's timeout).
+    async fn answer(&self, answer: Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
+        let delay = {
+            let mut f = self.inner.faults.lock().expect("fault lock");
+            if f.delay_next > 0 && answer.is_ok() {
+                f.delay_next -= 1;
+                Some(std::time::Duration::from_millis(f.delay_ms))
+            } else {
+                None
+            }
+        };
+        if let Some(d) = delay {
+            tokio::time::sleep(d).await;
+        }
+        match answer {
+            Ok((status, body)) => (status, Json(body)).into_response(),
+            Err(e) => e.into_response(),
+        }
+    }
+
+    /// What the platform applied (tests).
+    pub fn applied_json(&self) -> serde_json::Value {
+        let by_key: serde_json::Map<String, serde_json::Value> = self
+            .inner
+            .keys
+            .lock()
+            .expect("keys lock")
+            .iter()
+            .map(|(k, (_, n))| (k.clone(), serde_json::json!(n)))
+            .collect();
+        let a = self.inner.applied.lock().expect("applied lock");
+        serde_json::json!({
+            "writes": a.writes,
+            "by_key": by_key,
+            "charged_minor": a.charged_minor,
+            "charges": a.charges,
+            "campaigns": *self.inner.campaigns.lock().expect("campaign lock"),
+            "cards": *self.inner.cards_state.lock().expect("cards lock"),
+        })
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ChargeRequest {
+    merchant: String,
+    amount_minor: i64,
+    currency: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+/// `POST /v1/cards/{id}/charges`: a charge on a card, refused on a frozen
+/// card.
+async fn charge(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>, body: axum::body::Bytes) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.write").and_then(|p| p.may(CARD_ACCOUNT)) {
+        return r.into_response();
+    }
+    let c: ChargeRequest = match serde_json::from_slice(&body) {
+        Ok(c) => c,
+        Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response(),
+    };
+    if c.amount_minor <= 0 || c.currency.len() != 3 || c.merchant.is_empty() {
+        return error(
+            StatusCode::BAD_REQUEST,
+            "invalid_charge",
+            "a positive amount, a currency and a merchant are required",
+        )
+        .into_response();
+    }
+    let key = idempotency_key(&headers);
+    let answer = sb.apply_once(key.as_deref(), || {
+        let cards = sb.inner.cards_state.lock().expect("cards lock");
+        let Some(card) = cards.iter().find(|x| x.id == id) else {
+            return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no card {id}")));
+        };
+        if card.status != "active" {
+            return Err(error(StatusCode::CONFLICT, "card_frozen", format!("card {id} is {}", card.status)));
+        }
+        if c.currency != card.currency {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "currency_mismatch",
+                format!("card {id} charges in {}", card.currency),
+            ));
+        }
+        let mut applied = sb.inner.applied.lock().expect("applied lock");
+        let charge = serde_json::json!({
+            "id": format!("ch_{}", applied.charges.len() + 1),
+            "card_id": id,
+            "merchant": c.merchant,
+            "amount_minor": c.amount_minor,
+            "currency": c.currency,
+            "description": c.description,
+            "status": "captured",
+            "refunded_minor": 0,
+            "created_at": Utc::now(),
+        });
+        applied.charged_minor += c.amount_minor;
+        applied.charges.push(charge.clone());
+        Ok((StatusCode::CREATED, charge))
+    });
+    sb.answer(answer).await
+}
+
+/// `POST /v1/charges/{id}/refunds`: refunds a charge in full.
+async fn refund(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.write").and_then(|p| p.may(CARD_ACCOUNT)) {
+        return r.into_response();
+    }
+    let key = idempotency_key(&headers);
+    let answer = sb.apply_once(key.as_deref(), || {
+        let mut applied = sb.inner.applied.lock().expect("applied lock");
+        let Some(pos) = applied.charges.iter().position(|c| c["id"] == id.as_str()) else {
+            return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no charge {id}")));
+        };
+        let amount = applied.charges[pos]["amount_minor"].as_i64().unwrap_or(0);
+        if applied.charges[pos]["status"] == "refunded" {
+            return Err(error(StatusCode::CONFLICT, "already_refunded", format!("charge {id} was refunded")));
+        }
+        applied.charges[pos]["status"] = "refunded".into();
+        applied.charges[pos]["refunded_minor"] = amount.into();
+        applied.charged_minor -= amount;
+        Ok((
+            StatusCode::CREATED,
+            serde_json::json!({"charge_id": id, "amount_minor": amount, "status": "refunded"}),
+        ))
+    });
+    sb.answer(answer).await
+}
+
+/// `POST /v1/cards/{id}/freeze`: charges on the card are refused from now on.
+async fn freeze_card(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<String>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "cards.write").and_then(|p| p.may(CARD_ACCOUNT)) {
+        return r.into_response();
+    }
+    let mut cards = sb.inner.cards_state.lock().expect("cards lock");
+    let Some(card) = cards.iter_mut().find(|x| x.id == id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no card {id}")).into_response();
+    };
+    card.status = "frozen".into();
+    Json(card.clone()).into_response()
+}
+
+/// What the platform applied (test control).
+async fn applied(State(sb): State<Sandbox>) -> Response {
+    Json(sb.applied_json()).into_response()
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Edit {
+    daily_budget_minor: Option<i64>,
+    status: Option<String>,
+}
+
+/// Someone edits a campaign in the platform's own interface (test control).
+async fn edit_campaign(State(sb): State<Sandbox>, Path(id): Path<String>, Json(e): Json<Edit>) -> Response {
+    let mut all = sb.inner.campaigns.lock().expect("campaign lock");
+    let Some(c) = all.iter_mut().find(|c| c.id == id) else {
+        return error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")).into_response();
+    };
+    if let Some(b) = e.daily_budget_minor {
+        c.daily_budget_minor = b;
+    }
+    if let Some(s) = e.status {
+        c.status = s;
+    }
+    c.updated_at = Utc::now();
+    Json(c.clone()).into_response()
 }
 
 #[derive(Deserialize)]
@@ -561,9 +809,18 @@ async fn revoke_account(State(sb): State<Sandbox>, Json(r): Json<RevokeAccount>)
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct FaultRequest {
+    #[serde(default)]
     fail_next: u32,
     #[serde(default = "default_fault_status")]
     status: u16,
+    #[serde(default)]
+    retry_after: Option<u64>,
+    #[serde(default)]
+    writes_only: bool,
+    #[serde(default)]
+    delay_next: u32,
+    #[serde(default)]
+    delay_ms: u64,
 }
 
 fn default_fault_status() -> u16 {
@@ -574,6 +831,10 @@ async fn faults(State(sb): State<Sandbox>, Json(f): Json<FaultRequest>) -> Respo
     *sb.inner.faults.lock().expect("fault lock") = Faults {
         fail_next: f.fail_next,
         status: f.status,
+        retry_after: f.retry_after,
+        writes_only: f.writes_only,
+        delay_next: f.delay_next,
+        delay_ms: f.delay_ms,
     };
     StatusCode::NO_CONTENT.into_response()
 }

@@ -1,0 +1,164 @@
+//! Commitments against the policy's envelope (`budget.envelope`), whose
+//! one writer is the executor: it commits a change right before it pushes
+//! it, and releases the commitment if the change fails for good.
+//!
+//! A commitment re-judges the draft with the pure policy core against the
+//! SPEND.md given and the envelope as it is now, and is appended with the
+//! subject's expected last sequence: two pushes racing for the last of the
+//! ceiling read the same state, one append wins, the other reads again and
+//! judges again — so no schedule and no concurrency, across every account
+//! and both rails, takes the organisation over `daily_limit` or
+//! `monthly_limit` (docs/spend-windows.md).
+
+use chrono::{DateTime, Utc};
+use spend_core::events::{BudgetCommitted, BudgetReleased, DraftProposed, EnvelopeState, EventData, Outcome, Reason};
+use spend_core::{Actor, Cause, Money, RawEnvelope};
+use spend_eventlog::{LogError, Recorder};
+use spend_policy::envelope::EnvelopeExt;
+use spend_policy::evaluate::evaluate;
+use spend_policy::judge::Judged;
+use spend_policy::spendmd::SpendMd;
+
+/// The aggregate id of the envelope: `budget.envelope`.
+pub const ENVELOPE_ID: &str = "envelope";
+/// Attempts at a contended commitment before giving up for now.
+const MAX_ATTEMPTS: usize = 64;
+
+/// What a commitment came to.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Committed {
+    /// Committed now: what it counted against the ceiling, and when.
+    Now { counted: i64, at: DateTime<Utc> },
+    /// The envelope holds this draft already (a push resumed after a crash).
+    Already,
+    /// The policy in force refuses it now: its reasons.
+    Refused { outcome: Outcome, reasons: Vec<Reason> },
+}
+
+/// The envelope's state and its subject's last sequence.
+pub async fn envelope(recorder: &Recorder, org: &str) -> Result<(EnvelopeState, u64), LogError> {
+    let subject = recorder.subject(org, "budget", ENVELOPE_ID)?;
+    let Some(m) = recorder.log().last_on_subject(&subject).await? else {
+        return Ok((EnvelopeState::default(), 0));
+    };
+    let state = RawEnvelope::parse(&m.payload).ok().and_then(|env| match env.event_type.as_ref() {
+        BudgetCommitted::TYPE => serde_json::from_str::<BudgetCommitted>(env.data.get()).ok().map(|c| c.envelope),
+        BudgetReleased::TYPE => serde_json::from_str::<BudgetReleased>(env.data.get()).ok().map(|c| c.envelope),
+        _ => None,
+    });
+    match state {
+        Some(s) => Ok((s, m.seq)),
+        None => Err(LogError::Corrupt(format!("the last event on {subject} (seq {}) is not an envelope", m.seq))),
+    }
+}
+
+/// Commits `draft` against the envelope if the policy in force allows it
+/// now (`accept`: which outcomes let it through — an auto-approval must
+/// still be one, a human-approved draft must not be denied).
+pub async fn commit(
+    recorder: &Recorder,
+    org: &str,
+    draft: &DraftProposed,
+    policy: &SpendMd,
+    mandate: bool,
+    accept: impl Fn(&Outcome) -> bool,
+    cause: Option<Cause>,
+) -> Result<Committed, LogError> {
+    for _ in 0..MAX_ATTEMPTS {
+        let (state, seq) = envelope(recorder, org).await?;
+        if state.has_committed(&draft.draft_id) {
+            return Ok(Committed::Already);
+        }
+        let now = Utc::now();
+        let judged = Judged::new(draft, &state, now);
+        let decision = evaluate(policy, mandate, &judged.windows, &judged.draft, now);
+        if !accept(&decision.outcome) {
+            return Ok(Committed::Refused {
+                outcome: decision.outcome,
+                reasons: decision.reasons,
+            });
+        }
+        let mut after = judged.commitment.after.clone();
+        if after.currency.is_empty() {
+            after.currency = judged.currency.clone();
+        }
+        let mut event = recorder
+            .event(
+                org,
+                Actor::service("executor"),
+                "budget",
+                ENVELOPE_ID,
+                EventData::BudgetCommitted(BudgetCommitted {
+                    draft_id: draft.draft_id.clone(),
+                    account_id: draft.account_id.clone(),
+                    amount: Money {
+                        minor_units: judged.counted,
+                        currency: judged.currency.clone(),
+                    },
+                    campaign_id: judged.commitment.campaign_id.clone(),
+                    envelope: after,
+                }),
+            )
+            .expect_seq(seq);
+        if let Some(c) = cause {
+            event = event.following(c);
+        }
+        match event.record().await {
+            Ok(_) => {
+                return Ok(Committed::Now {
+                    counted: judged.counted,
+                    at: now,
+                });
+            }
+            Err(LogError::WrongLastSequence { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(LogError::Unavailable(format!("the envelope of {org} is too contended; the push is retried")))
+}
+
+/// Takes back what committing `draft` at `at` counted: the change failed
+/// for good.
+pub async fn release(recorder: &Recorder, org: &str, draft: &DraftProposed, counted: i64, at: DateTime<Utc>, cause: Option<Cause>) -> Result<(), LogError> {
+    if counted <= 0 {
+        return Ok(());
+    }
+    for _ in 0..MAX_ATTEMPTS {
+        let (state, seq) = envelope(recorder, org).await?;
+        let after = state.release(&draft.account_id, &draft.change, counted, at);
+        let campaign_id = match &draft.change {
+            spend_core::events::DraftChange::Campaign { campaign_id, .. } => Some(campaign_id.clone()),
+            spend_core::events::DraftChange::Payment { .. } => None,
+        };
+        let mut event = recorder
+            .event(
+                org,
+                Actor::service("executor"),
+                "budget",
+                ENVELOPE_ID,
+                EventData::BudgetReleased(BudgetReleased {
+                    draft_id: draft.draft_id.clone(),
+                    account_id: draft.account_id.clone(),
+                    amount: Money {
+                        minor_units: counted,
+                        currency: draft.spend_impact.currency.clone(),
+                    },
+                    campaign_id,
+                    envelope: after,
+                }),
+            )
+            .expect_seq(seq);
+        if let Some(c) = cause {
+            event = event.following(c);
+        }
+        match event.record().await {
+            Ok(_) => return Ok(()),
+            Err(LogError::WrongLastSequence { .. }) => continue,
+            Err(e) => return Err(e),
+        }
+    }
+    Err(LogError::Unavailable(format!(
+        "the envelope of {org} is too contended to release {}",
+        draft.draft_id
+    )))
+}

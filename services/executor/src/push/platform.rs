@@ -1,0 +1,154 @@
+//! The platform's write API, as the push uses it: a campaign's live state,
+//! a campaign write, a charge on a card, a card freeze — each write with
+//! the draft's id as `Idempotency-Key`, so a write sent again (a retry, a
+//! replica resuming after a crash) is applied once. Errors say whether
+//! trying again can help.
+
+use std::time::Duration;
+
+use spend_platform::{Campaign, Card, ReadError};
+
+use crate::connector::{PlatformToken, get_with, without_url};
+
+/// Why a write did not happen.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum WriteError {
+    /// Worth trying again (after `after`, when the platform said).
+    Retry { after: Option<Duration>, reason: String },
+    /// Refused for good.
+    Refused(String),
+}
+
+impl std::fmt::Display for WriteError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            WriteError::Retry { reason, .. } | WriteError::Refused(reason) => f.write_str(reason),
+        }
+    }
+}
+
+/// The platform's API at `base`.
+#[derive(Clone)]
+pub struct Platform {
+    base: String,
+    http: reqwest::Client,
+}
+
+#[derive(serde::Deserialize)]
+struct DataList<T> {
+    data: Vec<T>,
+}
+
+impl Platform {
+    pub fn new(base: &str, timeout: Duration) -> Result<Self, String> {
+        let http = reqwest::Client::builder()
+            .timeout(timeout)
+            .connect_timeout(Duration::from_secs(3))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| format!("building the HTTP client: {e}"))?;
+        Ok(Self {
+            base: base.trim_end_matches('/').to_string(),
+            http,
+        })
+    }
+
+    /// A campaign as the platform holds it now.
+    pub async fn campaign(&self, token: &PlatformToken, account_id: &str, campaign_id: &str) -> Result<Campaign, ReadError> {
+        let list: DataList<Campaign> = get_with(&self.http, &self.base, token, &format!("/v1/accounts/{account_id}/campaigns"), &[]).await?;
+        list.data
+            .into_iter()
+            .find(|c| c.id == campaign_id)
+            .ok_or_else(|| ReadError::NotFound(format!("no campaign {campaign_id} in {account_id}")))
+    }
+
+    /// The account's cards.
+    pub async fn cards(&self, token: &PlatformToken) -> Result<Vec<Card>, ReadError> {
+        Ok(get_with::<DataList<Card>>(&self.http, &self.base, token, "/v1/cards", &[]).await?.data)
+    }
+
+    async fn write(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: &PlatformToken,
+        key: Option<&str>,
+        body: Option<serde_json::Value>,
+    ) -> Result<serde_json::Value, WriteError> {
+        let mut r = self.http.request(method, format!("{}{path}", self.base)).bearer_auth(token.expose());
+        if let Some(k) = key {
+            r = r.header("Idempotency-Key", k);
+        }
+        if let Some(b) = body {
+            r = r.json(&b);
+        }
+        let answer = match r.send().await {
+            Ok(a) => a,
+            Err(e) => {
+                return Err(WriteError::Retry {
+                    after: None,
+                    reason: format!("{path}: {}", without_url(e)),
+                });
+            }
+        };
+        let status = answer.status();
+        let retry_after = answer
+            .headers()
+            .get(reqwest::header::RETRY_AFTER)
+            .and_then(|v| v.to_str().ok())
+            .and_then(|v| v.trim().parse::<u64>().ok())
+            .map(|s| Duration::from_secs(s.min(300)));
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        if status.is_success() {
+            return Ok(body);
+        }
+        let message = format!(
+            "the platform answered {} ({}): {}",
+            status.as_u16(),
+            body["error"]["code"].as_str().unwrap_or("no code"),
+            body["error"]["message"].as_str().unwrap_or("no detail")
+        );
+        if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
+            Err(WriteError::Retry {
+                after: retry_after,
+                reason: message,
+            })
+        } else {
+            Err(WriteError::Refused(message))
+        }
+    }
+
+    /// Writes a campaign's fields (`daily_budget_minor`, `bid_minor`,
+    /// `status`).
+    pub async fn update_campaign(
+        &self,
+        token: &PlatformToken,
+        campaign_id: &str,
+        fields: serde_json::Value,
+        key: &str,
+    ) -> Result<serde_json::Value, WriteError> {
+        self.write(reqwest::Method::PATCH, &format!("/v1/campaigns/{campaign_id}"), token, Some(key), Some(fields))
+            .await
+    }
+
+    /// Charges a card.
+    pub async fn charge(
+        &self,
+        token: &PlatformToken,
+        card_id: &str,
+        merchant: &str,
+        amount_minor: i64,
+        currency: &str,
+        key: &str,
+    ) -> Result<serde_json::Value, WriteError> {
+        let body = serde_json::json!({"merchant": merchant, "amount_minor": amount_minor, "currency": currency, "description": format!("SpendSignoff {key}")});
+        self.write(reqwest::Method::POST, &format!("/v1/cards/{card_id}/charges"), token, Some(key), Some(body))
+            .await
+    }
+
+    /// Freezes a card at the platform.
+    pub async fn freeze(&self, token: &PlatformToken, card_id: &str) -> Result<serde_json::Value, WriteError> {
+        self.write(reqwest::Method::POST, &format!("/v1/cards/{card_id}/freeze"), token, None, None)
+            .await
+    }
+}

@@ -1,0 +1,495 @@
+//! The push on the real parts: JetStream, PostgreSQL, moto's KMS and the
+//! sandbox platform over a socket; approvals made with software passkeys.
+//!
+//! - an approved campaign change and payment are pushed once (started with
+//!   the state before, committed, applied with the draft's id as
+//!   idempotency key, recorded with before, after and the platform's
+//!   answer); a restarted executor writes nothing again;
+//! - a write waits for a human's consent to the write scope, then goes;
+//! - a draft whose campaign changed on the platform is refused as stale;
+//! - 429 with `Retry-After` and 5xx are retried; a platform that keeps
+//!   failing ends the change failed, its commitment released;
+//! - 200 approved drafts at once, over three accounts and both rails,
+//!   never take the platform past the daily ceiling; each refused one says
+//!   why;
+//! - an auto-approval without a human-approved mandate is refused and
+//!   audited; under one, it is pushed;
+//! - an operator's freeze stops charges within a second.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spend_core::events::{DraftChange, DraftProposed, EventData, FieldDiff, Outcome};
+use spend_core::{Actor, Envelope, Money};
+use spend_eventlog::jetstream::JetStreamLog;
+use spend_eventlog::{EventLog, Recorder};
+use spend_executor::accounts::{Access, Connections, PlatformOAuth};
+use spend_executor::push::{PushConfig, Pusher, change_id};
+use spend_executor::sandbox::Sandbox;
+use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
+use spend_executor::vault::Vault;
+use spend_executor::vault::keys::KmsKeys;
+use spend_executor::vault::store::PgConnections;
+use spend_testkit::events::{Approvers, append_all, decided, on_log, payment_proposed};
+use spend_testkit::{Streams, TestDatabase};
+
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+
+const POLICY: &str = "\
+spend:
+  daily_limit: 300 USD
+  monthly_limit: 5000 USD
+  per_transaction: 300 USD
+approval:
+  require_confirmation_over: 250 USD
+";
+
+fn usd(m: i64) -> Money {
+    Money::new(m, "USD").unwrap()
+}
+
+struct World {
+    sandbox: Sandbox,
+    base: String,
+    connections: Arc<Connections>,
+    log: Arc<dyn EventLog>,
+    prefix: String,
+    humans: Approvers,
+    _db: TestDatabase,
+    _streams: Streams,
+    _sandbox_task: tokio::task::JoinHandle<std::io::Result<()>>,
+    stop: tokio::sync::watch::Sender<bool>,
+    pusher: Option<tokio::task::JoinHandle<()>>,
+}
+
+impl World {
+    async fn new(policy: &str, deadline: Duration, writable: &[&str], readable: &[&str]) -> Self {
+        let secret = format!("client-secret-{}", spend_testkit::unique());
+        let sandbox = Sandbox::with_oauth(
+            vec![],
+            vec![OAuthClient {
+                client_id: "spendsignoff".into(),
+                client_secret: secret.clone(),
+                redirect_uris: vec!["http://127.0.0.1/callback".into()],
+            }],
+            Lifetimes::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        let task = tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+        let streams = Streams::new();
+        let prefix = streams.events.subject_prefix.clone();
+        let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
+        let db = TestDatabase::create().await;
+        let kms = spend_testkit::kms_client().await;
+        let key = spend_testkit::kms_vault_key(&kms).await;
+        let connections = Arc::new(
+            Connections::new(
+                PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
+                Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
+                Arc::new(PgConnections::connect(&db.url).await.unwrap()),
+                Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Executor),
+            )
+            .unwrap(),
+        );
+        let mut humans = Approvers::new("acme", &["ada", "bob"]);
+        append_all(log.as_ref(), &prefix, humans.trust()).await;
+        let (stop, _) = tokio::sync::watch::channel(false);
+        let mut w = Self {
+            sandbox,
+            base,
+            connections,
+            log,
+            prefix,
+            humans,
+            _db: db,
+            _streams: streams,
+            _sandbox_task: task,
+            stop,
+            pusher: None,
+        };
+        for a in readable.iter().chain(writable) {
+            w.consent(Access::Read, a).await;
+        }
+        for a in writable {
+            w.consent(Access::Write { account_id: a.to_string() }, a).await;
+        }
+        w.start(policy, deadline);
+        w
+    }
+
+    /// A human consents on the platform's page.
+    async fn consent(&self, access: Access, account: &str) {
+        let begun = self.connections.begin("acme", access, Some(account), REDIRECT, "test").await.unwrap();
+        let back = spend_testkit::consent::answer(&begun.authorize_url, account, "allow").await;
+        let u = reqwest::Url::parse(&back).unwrap();
+        let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
+        self.connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
+    }
+
+    fn start(&mut self, policy: &str, deadline: Duration) {
+        let mut config = PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy).unwrap()));
+        config.deadline = deadline;
+        let pusher = Pusher::new(
+            Recorder::new(self.log.clone(), &self.prefix, spend_core::authority::Writer::Executor),
+            self.connections.clone(),
+            &self.base,
+            config,
+        )
+        .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        self.stop = stop;
+        self.pusher = Some(tokio::spawn(pusher.run(stopped)));
+    }
+
+    async fn stop(&mut self) {
+        let _ = self.stop.send(true);
+        if let Some(p) = self.pusher.take() {
+            p.await.unwrap();
+        }
+    }
+
+    async fn append(&self, envs: Vec<Envelope>) {
+        append_all(self.log.as_ref(), &self.prefix, envs).await;
+    }
+
+    /// A draft, decided as needing a human, approved by `approvers`.
+    async fn approved(&mut self, proposed: Envelope, outcome: Outcome, approvers: &[&str]) -> String {
+        let EventData::DraftProposed(d) = &proposed.data else { panic!("a draft") };
+        let id = d.draft_id.clone();
+        let hash = spend_draft::event_hash(&proposed.to_bytes());
+        let mut envs = vec![proposed, decided("acme", &id, outcome)];
+        for a in approvers {
+            envs.push(self.humans.approved(&id, a, &hash));
+        }
+        self.append(envs).await;
+        id
+    }
+
+    /// The outcome of a draft's change: (type, data), waiting for it.
+    async fn outcome(&self, draft_id: &str, within: Duration) -> (String, serde_json::Value) {
+        let subject = format!("{}.acme.change.{}", self.prefix, change_id(draft_id));
+        let deadline = Instant::now() + within;
+        loop {
+            if let Some(m) = self.log.last_on_subject(&subject).await.unwrap() {
+                let e: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+                if e["type"] != "spend.change.started.v1" {
+                    return (e["type"].as_str().unwrap().to_string(), e["data"].clone());
+                }
+            }
+            assert!(Instant::now() < deadline, "no outcome for {draft_id}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
+    async fn applied(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/sandbox/applied", self.base)).await.unwrap().json().await.unwrap()
+    }
+
+    async fn faults(&self, f: serde_json::Value) {
+        reqwest::Client::new()
+            .post(format!("{}/sandbox/faults", self.base))
+            .json(&f)
+            .send()
+            .await
+            .unwrap();
+    }
+
+    async fn events(&self) -> Vec<(String, serde_json::Value)> {
+        on_log(self.log.as_ref()).await
+    }
+}
+
+/// A campaign's budget from `before` to `after` minor units, drafted
+/// against its live state.
+fn raise(sandbox: &Sandbox, id: &str, account: &str, campaign: &str, after: i64) -> Envelope {
+    let c = sandbox.campaign(campaign).unwrap();
+    Envelope::new(
+        "spendsignoff/gateway",
+        "acme",
+        Actor::agent("k_test"),
+        format!("draft/{id}"),
+        EventData::DraftProposed(DraftProposed {
+            draft_id: id.into(),
+            account_id: account.into(),
+            kind: "budget".into(),
+            diff: vec![FieldDiff {
+                path: format!("campaign/{campaign}/daily_budget"),
+                before: serde_json::json!({"minor_units": c.daily_budget_minor, "currency": "USD"}),
+                after: serde_json::json!({"minor_units": after, "currency": "USD"}),
+            }],
+            spend_impact: usd((after - c.daily_budget_minor).max(0)),
+            rationale: "scale the winner".into(),
+            drafted_against: Some(c.updated_at.to_rfc3339()),
+            change: DraftChange::Campaign {
+                campaign_id: campaign.into(),
+                field: "budget".into(),
+                daily_budget_before: usd(c.daily_budget_minor),
+                daily_budget_after: usd(after),
+                status_before: c.status.clone(),
+                status_after: c.status,
+            },
+        }),
+    )
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn approved_changes_are_pushed_once_with_their_before_and_after() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["act_1001", "card_1"], &[]).await;
+    let budget = w
+        .approved(raise(&w.sandbox, "d_budget", "act_1001", "cmp_1", 6_000), Outcome::RequireApproval, &["ada"])
+        .await;
+    let pay = w.approved(payment_proposed("acme", "d_pay", 1_200), Outcome::RequireApproval, &["ada"]).await;
+    let (t, data) = w.outcome(&budget, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    assert_eq!(data["diff"][0]["path"], "campaign/cmp_1/daily_budget_minor");
+    assert_eq!(
+        (data["diff"][0]["before"].clone(), data["diff"][0]["after"].clone()),
+        (serde_json::json!(5_000), serde_json::json!(6_000))
+    );
+    assert_eq!(data["response"]["daily_budget_minor"], 6_000);
+    assert_eq!(w.sandbox.campaign("cmp_1").unwrap().daily_budget_minor, 6_000);
+    let (t, data) = w.outcome(&pay, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    assert_eq!(data["response"]["merchant"], "openai.com");
+    assert_eq!(data["response"]["amount_minor"], 1_200);
+    // Started with the state before; committed before the write.
+    let events = w.events().await;
+    let started = events
+        .iter()
+        .find(|(_, e)| e["type"] == "spend.change.started.v1" && e["data"]["draft_id"] == budget.as_str())
+        .unwrap();
+    assert_eq!(started.1["data"]["before"]["daily_budget_minor"], 5_000);
+    let committed: Vec<&serde_json::Value> = events.iter().map(|(_, e)| e).filter(|e| e["type"] == "spend.budget.committed.v1").collect();
+    assert_eq!(committed.len(), 2);
+    // A restarted executor writes nothing again.
+    w.stop().await;
+    w.start(POLICY, Duration::from_secs(30));
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let applied = w.applied().await;
+    assert_eq!(applied["by_key"][&budget], 1);
+    assert_eq!(applied["by_key"][&pay], 1);
+    assert_eq!(applied["writes"], 2);
+    let pushed = w.events().await.iter().filter(|(_, e)| e["type"] == "spend.change.pushed.v1").count();
+    assert_eq!(pushed, 2);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_write_waits_for_a_humans_consent_to_the_write_scope() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &[], &["act_1002"]).await;
+    let id = w
+        .approved(raise(&w.sandbox, "d_consent", "act_1002", "cmp_5", 8_000), Outcome::RequireApproval, &["ada"])
+        .await;
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let asked = w
+            .events()
+            .await
+            .into_iter()
+            .any(|(_, e)| e["type"] == "spend.account.consent_requested.v1" && e["data"]["scope"] == "ads.write");
+        if asked {
+            break;
+        }
+        assert!(Instant::now() < deadline, "no consent asked for");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.applied().await["writes"], 0, "nothing written without the scope");
+    w.consent(Access::Write { account_id: "act_1002".into() }, "act_1002").await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    assert_eq!(w.sandbox.campaign("cmp_5").unwrap().daily_budget_minor, 8_000);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stale_drafts_are_refused_and_platform_faults_are_retried_or_end_failed() {
+    let mut w = World::new(POLICY, Duration::from_secs(4), &["act_1001", "card_1"], &[]).await;
+    // Someone edits the campaign on the platform after it was drafted.
+    let stale = raise(&w.sandbox, "d_stale", "act_1001", "cmp_2", 13_000);
+    reqwest::Client::new()
+        .post(format!("{}/sandbox/campaigns/cmp_2", w.base))
+        .json(&serde_json::json!({"daily_budget_minor": 12_500}))
+        .send()
+        .await
+        .unwrap();
+    let id = w.approved(stale, Outcome::RequireApproval, &["ada"]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.failed.v1");
+    assert!(data["reason"].as_str().unwrap().starts_with("stale:"), "{data}");
+    assert_eq!(w.sandbox.campaign("cmp_2").unwrap().daily_budget_minor, 12_500, "nothing written");
+
+    // 429 with Retry-After, then 503: retried, pushed once.
+    w.faults(serde_json::json!({"fail_next": 1, "status": 429, "retry_after": 1, "writes_only": true}))
+        .await;
+    let started = Instant::now();
+    let id = w.approved(payment_proposed("acme", "d_retry", 700), Outcome::RequireApproval, &["ada"]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    assert!(started.elapsed() >= Duration::from_secs(1), "Retry-After honoured");
+    w.faults(serde_json::json!({"fail_next": 2, "status": 503, "writes_only": true})).await;
+    let id = w.approved(payment_proposed("acme", "d_503", 800), Outcome::RequireApproval, &["ada"]).await;
+    assert_eq!(w.outcome(&id, Duration::from_secs(20)).await.0, "spend.change.pushed.v1");
+
+    // A platform that keeps failing: failed after the deadline, the
+    // commitment released.
+    w.faults(serde_json::json!({"fail_next": 1000, "status": 503, "writes_only": true})).await;
+    let id = w.approved(payment_proposed("acme", "d_down", 900), Outcome::RequireApproval, &["ada"]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(30)).await;
+    assert_eq!(t, "spend.change.failed.v1");
+    assert!(data["reason"].as_str().unwrap().starts_with("gave up after"), "{data}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        let released = w
+            .events()
+            .await
+            .into_iter()
+            .any(|(_, e)| e["type"] == "spend.budget.released.v1" && e["data"]["draft_id"] == "d_down");
+        if released {
+            break;
+        }
+        assert!(Instant::now() < deadline, "the commitment was never released");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    w.faults(serde_json::json!({"fail_next": 0})).await;
+    let applied = w.applied().await;
+    assert_eq!(applied["charged_minor"], 1_500, "the two that went through, once each");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_hundred_approved_drafts_at_once_never_cross_the_daily_ceiling() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["act_1001", "act_1002", "card_1"], &[]).await;
+    // Both rails, three accounts: raises of four campaigns, and payments.
+    let raises = [
+        ("act_1001", "cmp_1", 9_000),
+        ("act_1001", "cmp_3", 6_000),
+        ("act_1002", "cmp_4", 24_000),
+        ("act_1002", "cmp_5", 9_000),
+    ];
+    let mut envs = Vec::new();
+    let mut ids = Vec::new();
+    for (i, (account, campaign, after)) in raises.iter().enumerate() {
+        let d = raise(&w.sandbox, &format!("d_r{i}"), account, campaign, *after);
+        ids.push(format!("d_r{i}"));
+        envs.push(d);
+    }
+    for i in 0..196 {
+        ids.push(format!("d_p{i}"));
+        envs.push(payment_proposed("acme", &format!("d_p{i}"), 300 + (i % 7) * 100));
+    }
+    let mut all = Vec::new();
+    for proposed in envs {
+        let EventData::DraftProposed(d) = &proposed.data else { unreachable!() };
+        let id = d.draft_id.clone();
+        let hash = spend_draft::event_hash(&proposed.to_bytes());
+        all.push(proposed);
+        all.push(decided("acme", &id, Outcome::RequireApproval));
+        all.push(w.humans.approved(&id, "ada", &hash));
+    }
+    w.append(all).await;
+    let mut refused = 0;
+    for id in &ids {
+        let (t, data) = w.outcome(id, Duration::from_secs(120)).await;
+        if t == "spend.change.failed.v1" {
+            refused += 1;
+            let reason = data["reason"].as_str().unwrap();
+            assert!(reason.contains("limit.daily") || reason.contains("limit.monthly"), "{id}: {reason}");
+        }
+    }
+    assert!(refused > 0, "the ceiling was reached");
+    // What the platform applied: charges, and the campaigns' daily rates
+    // (a budget spends every day) — never over 300 USD.
+    let applied = w.applied().await;
+    let campaigns = applied["campaigns"].as_array().unwrap();
+    let written: i64 = raises
+        .iter()
+        .filter(|(_, c, after)| campaigns.iter().any(|x| x["id"] == *c && x["daily_budget_minor"] == *after))
+        .map(|(_, _, after)| after)
+        .sum();
+    let charged = applied["charged_minor"].as_i64().unwrap();
+    assert!(charged + written <= 30_000, "charged {charged} + daily budgets {written} > 30000");
+    assert!(
+        charged + written > 30_000 - 1_000,
+        "the ceiling was used, not refused early: {}",
+        charged + written
+    );
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_auto_approval_without_a_human_approved_mandate_is_refused_and_audited() {
+    // The file enables a mandate, but no human approved it.
+    let policy = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  auto_approve_under: 10 USD\n";
+    let mut w = World::new(policy, Duration::from_secs(30), &["card_1"], &[]).await;
+    let id = w.approved(payment_proposed("acme", "d_auto", 500), Outcome::AutoApprove, &[]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.failed.v1");
+    assert!(data["reason"].as_str().unwrap().contains("human-approved standing mandate"), "{data}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !w
+        .events()
+        .await
+        .iter()
+        .any(|(s, e)| s.contains(".security_executor.") && e["data"]["reason"] == "push.unapproved")
+    {
+        assert!(Instant::now() < deadline, "not audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.applied().await["writes"], 0);
+
+    // A human approves a version with the mandate: now it applies.
+    let proposal = Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("operator"),
+        "policy/p1",
+        EventData::PolicyProposed(spend_core::events::PolicyProposed {
+            draft_id: "p1".into(),
+            version: spend_policy::spendmd::version_of(policy),
+            source: policy.into(),
+            previous_version: None,
+            enables_auto_approve: true,
+        }),
+    );
+    let hash = spend_draft::event_hash(&proposal.to_bytes());
+    let approval = w.humans.approved_under("p1", "ada", &hash, &spend_policy::spendmd::version_of(policy));
+    w.append(vec![proposal, approval]).await;
+    let id = w.approved(payment_proposed("acme", "d_auto2", 500), Outcome::AutoApprove, &[]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_freeze_stops_charges_within_a_second() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["card_1"], &[]).await;
+    let first = w.approved(payment_proposed("acme", "d_before", 400), Outcome::RequireApproval, &["ada"]).await;
+    assert_eq!(w.outcome(&first, Duration::from_secs(20)).await.0, "spend.change.pushed.v1");
+    let asked = Instant::now();
+    w.append(vec![Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("operator"),
+        "card_freeze/all",
+        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
+            card_id: "*".into(),
+            reason: "incident".into(),
+        }),
+    )])
+    .await;
+    loop {
+        if w.events().await.iter().any(|(_, e)| e["type"] == "spend.card.frozen.v1") {
+            break;
+        }
+        assert!(asked.elapsed() < Duration::from_secs(1), "not frozen within a second");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("frozen after {:?}", asked.elapsed());
+    let id = w.approved(payment_proposed("acme", "d_after", 400), Outcome::RequireApproval, &["ada"]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
+    assert_eq!(t, "spend.change.failed.v1", "{data}");
+    assert!(data["reason"].as_str().unwrap().contains("frozen"), "{data}");
+    assert_eq!(w.applied().await["charged_minor"], 400);
+    w.stop().await;
+}
