@@ -195,11 +195,17 @@ impl Approvers {
     /// [`Approvers::approved`] signing `policy_version` (a policy
     /// proposal's own version, say).
     pub fn approved_under(&mut self, draft_id: &str, approver: &str, approved_hash: &str, policy_version: &str) -> Envelope {
+        self.approved_until(draft_id, approver, approved_hash, policy_version, FAR_EXPIRY)
+    }
+
+    /// [`Approvers::approved_under`] with the proof expiring at `expires_at`
+    /// (RFC 3339; in the past for an expired proof).
+    pub fn approved_until(&mut self, draft_id: &str, approver: &str, approved_hash: &str, policy_version: &str, expires_at: &str) -> Envelope {
         let human = self
             .humans
             .get_mut(approver)
             .unwrap_or_else(|| panic!("{approver} is not one of the test's approvers"));
-        let granted = human.grant(draft_id, approved_hash, policy_version, FAR_EXPIRY, 1);
+        let granted = human.grant(draft_id, approved_hash, policy_version, expires_at, 1);
         Envelope::new(
             "spendsignoff/approval",
             &self.org,

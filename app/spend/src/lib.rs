@@ -89,6 +89,57 @@ pub enum Command {
         #[command(subcommand)]
         command: AccountCommand,
     },
+    /// Kill switch: freeze a card, or every card (charges refused).
+    Card {
+        #[command(subcommand)]
+        command: CardCommand,
+    },
+    /// Kill switch: pause an organisation's agents (no reads or drafts),
+    /// and resume them.
+    Agents {
+        #[command(subcommand)]
+        command: AgentsCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CardCommand {
+    /// Freeze a card, or with --all every card of the organisation.
+    Freeze {
+        #[arg(required_unless_present = "all")]
+        card_id: Option<String>,
+        #[arg(long, conflicts_with = "card_id")]
+        all: bool,
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "frozen by an operator")]
+        reason: String,
+        /// Write to a stopped `spend dev` data folder instead of JetStream.
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AgentsCommand {
+    /// No reads or drafts for the organisation's agents until resumed.
+    Pause {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "paused by an operator")]
+        reason: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
+    /// Let the organisation's agents read and draft again.
+    Resume {
+        #[arg(long)]
+        org: String,
+        #[arg(long, default_value = "resumed by an operator")]
+        reason: String,
+        #[arg(long)]
+        data_dir: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -418,6 +469,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Breaker { command } => cmd::breaker::run(config, command).await,
         Command::Approver { command } => cmd::approver::run(config, command).await,
         Command::Account { command } => cmd::account::run(config, command).await,
+        Command::Card { command } => cmd::killswitch::card(config, command).await,
+        Command::Agents { command } => cmd::killswitch::agents(config, command).await,
         Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
     }
 }

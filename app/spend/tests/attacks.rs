@@ -6,7 +6,8 @@
 //! server where it should be, or ignored and audited by the running
 //! readers; and after each, the genuine path still works — a real draft is
 //! decided by the policy process — so that a stopped service cannot pass
-//! for a refusal.
+//! for a refusal. Last, the operator's kill switches take effect on the
+//! running services within a second: agents paused, cards frozen.
 
 mod common;
 
@@ -349,6 +350,41 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     assert_eq!(again.status, "pending_approval", "{again:?}");
     let decided = eventually(&reader, "the second decision", |s, _| s == subject("decision", &again.draft_id)).await;
     assert_eq!(decided["source"], "spendsignoff/policy");
+
+    // 7. The kill switches, from the operator's CLI, each measured from the
+    //    command's exit to the running services acting on it.
+    let out = run(&system.env("operator"), &["agents", "pause", "--org", "acme", "--reason", "incident review"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let paused_at = std::time::Instant::now();
+    loop {
+        match agent.client.list_accounts(agent.req(pb::ListAccountsRequest {})).await {
+            Err(e) if e.message().contains("paused") => break,
+            _ => assert!(paused_at.elapsed() < Duration::from_secs(1), "agents not paused within a second"),
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let pause_took = paused_at.elapsed();
+    let e = agent.pay("card_1", 300, "while paused").await.unwrap_err();
+    assert!(e.message().contains("paused"), "drafts refused too: {e:?}");
+    let out = run(&system.env("operator"), &["agents", "resume", "--org", "acme", "--reason", "cleared"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let out = run(
+        &system.env("operator"),
+        &["card", "freeze", "--all", "--org", "acme", "--reason", "suspected fraud"],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let frozen_at = std::time::Instant::now();
+    let frozen = eventually(&reader, "a frozen card", |_, e| e["type"] == "spend.card.frozen.v1").await;
+    let freeze_took = frozen_at.elapsed();
+    assert!(freeze_took < Duration::from_secs(1), "frozen after {freeze_took:?}");
+    assert_eq!(frozen["source"], "spendsignoff/executor");
+    assert!(frozen["data"]["reason"].as_str().unwrap().starts_with("suspected fraud"));
+    println!("kill switches: agents paused within {pause_took:?}, cards frozen within {freeze_took:?}");
+    let resumed_at = std::time::Instant::now();
+    while agent.client.list_accounts(agent.req(pb::ListAccountsRequest {})).await.is_err() {
+        assert!(resumed_at.elapsed() < Duration::from_secs(2), "not resumed");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
 }
 
 fn approval_envelope(draft_id: &str, subject: &str) -> Envelope {

@@ -188,6 +188,17 @@ impl GatewayState {
 
     /// Refuses (and audits) an operation the caller's scopes do not allow.
     pub async fn require(&self, who: &Identity, scope: AgentScope, operation: &str) -> Result<(), String> {
+        // An operator's kill switch: no reads or drafts until resumed.
+        let paused = self.view.read().await.paused(&who.org).map(str::to_string);
+        if let Some(reason) = paused {
+            let detail = format!(
+                "{operation} refused: organisation {}'s agents are paused by an operator ({reason}); no reads or drafts until resumed",
+                who.org
+            );
+            self.alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "agents.paused", &detail)
+                .await;
+            return Err(format!("refused: {detail}"));
+        }
         if who.scopes.contains(&scope) {
             return Ok(());
         }
@@ -279,9 +290,25 @@ async fn apply(state: &GatewayState, m: &spend_eventlog::StoredMessage) {
         }
         // Every replica sees it; one alert per message.
         Applied::Audit { org, id, reason, detail } => state.alert_once(&org, &id, &reason, &detail).await,
+        // The platform kept failing a push: breaker input, as failed reads
+        // are (only failures recent enough to count, not a replay's).
+        Applied::Event(EventData::ChangeFailed(f)) if platform_failure(&f.reason) && chrono::Utc::now() - m.time < chrono::Duration::minutes(5) => {
+            if let Ok(env) = spend_core::RawEnvelope::parse(&m.payload) {
+                let account = state.view.read().await.account_of(&env.org, &f.draft_id);
+                if let Some(a) = account {
+                    state.platform_error(&env.org, &a).await;
+                }
+            }
+        }
         _ => {}
     }
     state.seen.send_replace(m.seq);
+}
+
+/// Whether a push failed because of the platform (its errors, its
+/// silence), not because it was refused on purpose.
+fn platform_failure(reason: &str) -> bool {
+    reason.starts_with("gave up after") || reason.starts_with("the platform answered")
 }
 
 /// Requests that reach no route: an agent probing for an approve or push

@@ -87,6 +87,8 @@ pub struct View {
     orgs: HashMap<String, OrgDrafts>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     breakers: HashMap<(String, String), Breaker>,
+    /// Organisations whose agents an operator paused, with why.
+    paused: HashMap<String, String>,
     /// SPEND.md versions proposed and approved, per organisation.
     pub versions: Versions,
 }
@@ -108,6 +110,16 @@ pub enum Applied {
 }
 
 impl View {
+    /// Why an operator paused `org`'s agents, while paused.
+    pub fn paused(&self, org: &str) -> Option<&str> {
+        self.paused.get(org).map(String::as_str)
+    }
+
+    /// The account a draft of `org` is on, while the view keeps it.
+    pub fn account_of(&self, org: &str, draft_id: &str) -> Option<String> {
+        self.orgs.get(org)?.drafts.get(draft_id).map(|d| d.account_id().to_string())
+    }
+
     /// Applies one message from the log. Payloads that are not valid
     /// events are skipped here (the ledger records them as rejected).
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Applied {
@@ -201,6 +213,12 @@ impl View {
             }
             EventData::BreakerReset(b) => {
                 self.breakers.remove(&(org.clone(), b.account_id.clone()));
+            }
+            EventData::AgentsPaused(p) => {
+                self.paused.insert(org.clone(), p.reason.clone());
+            }
+            EventData::AgentsResumed(_) => {
+                self.paused.remove(&org);
             }
             other => {
                 if let Some(e) = DraftEvent::from_fact(other.clone()) {

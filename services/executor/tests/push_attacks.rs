@@ -1,0 +1,278 @@
+//! A compromised service cannot push: on a real nats-server with
+//! k8s/nats/auth.conf, the executor on its own NATS user, the vault on
+//! PostgreSQL and moto's KMS, the sandbox platform. With the gateway's, the
+//! policy service's and the approval service's own credentials, everything
+//! each may publish is published — approvals with a bad signature, of
+//! another draft's hash, replayed, expired, by an approver nobody knows, by
+//! one enrolled without a countersignature; an auto-approval for a draft no
+//! human-approved mandate covers; an approval on a subject of the
+//! gateway's — and no write reaches the platform; each is audited; then a
+//! genuine approval is pushed (so a stopped executor cannot pass).
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use spend_core::events::{EventData, Outcome};
+use spend_core::{Actor, Envelope};
+use spend_draft::approvers::Role;
+use spend_draft::humans::Human;
+use spend_eventlog::jetstream::JetStreamLog;
+use spend_eventlog::{Append, EventLog, Recorder};
+use spend_executor::accounts::{Access, Connections, PlatformOAuth};
+use spend_executor::push::{PushConfig, Pusher, change_id};
+use spend_executor::sandbox::Sandbox;
+use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
+use spend_executor::vault::Vault;
+use spend_executor::vault::keys::KmsKeys;
+use spend_executor::vault::store::PgConnections;
+use spend_testkit::authnats::AuthNats;
+use spend_testkit::events::{Approvers, TEST_POLICY_VERSION, decided, on_log, payment_proposed, subject_of};
+
+const POLICY: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  auto_approve_under: 50 USD\n";
+
+async fn put(log: &Arc<dyn EventLog>, env: &Envelope) -> Result<u64, spend_eventlog::LogError> {
+    log.append(Append::new(subject_of("spend.evt", env), env.id.to_string(), env.to_bytes()))
+        .await
+        .map(|a| a.seq)
+}
+
+fn approval_as(org: &str, draft_id: &str, data: spend_core::events::ApprovalGranted) -> Envelope {
+    Envelope::new(
+        "spendsignoff/approval",
+        org,
+        Actor::human(&data.approver_id),
+        format!("approval/{draft_id}"),
+        EventData::ApprovalGranted(data),
+    )
+}
+
+fn granted(env: &Envelope) -> spend_core::events::ApprovalGranted {
+    match &env.data {
+        EventData::ApprovalGranted(g) => g.clone(),
+        _ => panic!("an approval"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
+    let users = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
+    let pw: std::collections::BTreeMap<&str, String> = users.iter().map(|u| (*u, format!("pw{}", spend_testkit::unique()))).collect();
+    let env: Vec<(String, String)> = pw
+        .iter()
+        .map(|(u, p)| (format!("SPEND_NATS_{}_PASSWORD", u.to_uppercase()), p.clone()))
+        .collect();
+    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let nats = AuthNats::start(&pairs).await;
+    JetStreamLog::connect(nats.config("admin", &pw["admin"], true)).await.unwrap();
+    let connect = |user: &'static str| {
+        let cfg = nats.config(user, &pw[user], false);
+        async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
+    };
+    let (gateway, policy, approval, executor, operator) = (
+        connect("gateway").await,
+        connect("policy").await,
+        connect("approval").await,
+        connect("executor").await,
+        connect("operator").await,
+    );
+
+    // The platform, the vault, card_1 connected with write consent.
+    let secret = format!("client-secret-{}", spend_testkit::unique());
+    let sandbox = Sandbox::with_oauth(
+        vec![],
+        vec![OAuthClient {
+            client_id: "spendsignoff".into(),
+            client_secret: secret.clone(),
+            redirect_uris: vec!["http://127.0.0.1/callback".into()],
+        }],
+        Lifetimes::default(),
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+    let db = spend_testkit::TestDatabase::create().await;
+    let kms = spend_testkit::kms_client().await;
+    let key = spend_testkit::kms_vault_key(&kms).await;
+    let recorder = Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor);
+    let connections = Arc::new(
+        Connections::new(
+            PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
+            Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
+            Arc::new(PgConnections::connect(&db.url).await.unwrap()),
+            recorder.clone(),
+        )
+        .unwrap(),
+    );
+    for access in [Access::Read, Access::Write { account_id: "card_1".into() }] {
+        let begun = connections
+            .begin("acme", access, Some("card_1"), "http://127.0.0.1:9/callback", "test")
+            .await
+            .unwrap();
+        let back = spend_testkit::consent::answer(&begun.authorize_url, "card_1", "allow").await;
+        let u = reqwest::Url::parse(&back).unwrap();
+        let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
+        connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
+    }
+
+    // The registry: ada, anchored by the operator, enrolled by the
+    // approval service; each writer through its own user.
+    let mut humans = Approvers::new("acme", &["ada"]);
+    for env in humans.trust() {
+        let log = if env.subject.starts_with("anchor/") { &operator } else { &approval };
+        put(log, &env).await.unwrap();
+    }
+    let pusher = Pusher::new(
+        recorder,
+        connections,
+        &base,
+        PushConfig::new(Arc::new(spend_policy::spendmd::parse(POLICY).unwrap())),
+    )
+    .unwrap();
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let running = tokio::spawn(pusher.run(stopped));
+
+    // Drafts, by the gateway; decided by the policy service.
+    let mut hashes = std::collections::HashMap::new();
+    for (id, minor) in [
+        ("d_sig", 6_000),
+        ("d_hash", 6_100),
+        ("d_replay", 6_200),
+        ("d_expired", 6_300),
+        ("d_eve", 6_400),
+        ("d_mallory", 6_500),
+        ("d_gw", 6_600),
+        ("d_over", 8_000),
+    ] {
+        let p = payment_proposed("acme", id, minor);
+        hashes.insert(id, spend_draft::event_hash(&p.to_bytes()));
+        put(&gateway, &p).await.unwrap();
+    }
+    for id in ["d_sig", "d_hash", "d_replay", "d_expired", "d_eve", "d_mallory", "d_gw"] {
+        put(&policy, &decided("acme", id, Outcome::RequireApproval)).await.unwrap();
+    }
+    // The policy service's own credentials: an auto-approval of 80 USD,
+    // over the 50 USD mandate (which no human approved anyway).
+    put(&policy, &decided("acme", "d_over", Outcome::AutoApprove)).await.unwrap();
+
+    // The approval service's own credentials:
+    // - a bad signature;
+    let mut bad = granted(&humans.approved("d_sig", "ada", &hashes["d_sig"]));
+    let mut sig = bad.proof.signature.clone().into_bytes();
+    sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
+    bad.proof.signature = String::from_utf8(sig).unwrap();
+    put(&approval, &approval_as("acme", "d_sig", bad)).await.unwrap();
+    // - a genuine signature over another draft's hash;
+    put(&approval, &humans.approved("d_hash", "ada", &hashes["d_sig"])).await.unwrap();
+    // - a replay, onto d_replay, of ada's proof for d_sig;
+    let replayed = granted(&humans.approved("d_sig", "ada", &hashes["d_sig"]));
+    put(
+        &approval,
+        &approval_as(
+            "acme",
+            "d_replay",
+            spend_core::events::ApprovalGranted {
+                draft_id: "d_replay".into(),
+                ..replayed
+            },
+        ),
+    )
+    .await
+    .unwrap();
+    // - an expired proof;
+    put(
+        &approval,
+        &humans.approved_until("d_expired", "ada", &hashes["d_expired"], TEST_POLICY_VERSION, "2020-01-01T00:00:00Z"),
+    )
+    .await
+    .unwrap();
+    // - an approver nobody enrolled;
+    let mut eve = Human::new("eve", Role::Admin);
+    put(
+        &approval,
+        &approval_as(
+            "acme",
+            "d_eve",
+            eve.grant("d_eve", &hashes["d_eve"], TEST_POLICY_VERSION, "2099-01-01T00:00:00Z", 1),
+        ),
+    )
+    .await
+    .unwrap();
+    // - an approver the approval service enrolled without a countersignature.
+    let mut mallory = Human::new("mallory", Role::Admin);
+    put(
+        &approval,
+        &Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::human("mallory"),
+            "approver/mallory",
+            EventData::ApproverEnrolled(mallory.enrolled("acme", None)),
+        ),
+    )
+    .await
+    .unwrap();
+    put(
+        &approval,
+        &approval_as(
+            "acme",
+            "d_mallory",
+            mallory.grant("d_mallory", &hashes["d_mallory"], TEST_POLICY_VERSION, "2099-01-01T00:00:00Z", 1),
+        ),
+    )
+    .await
+    .unwrap();
+    // The gateway's own credentials: a genuine-looking approval on a
+    // subject of its own (it may not write approval subjects at all).
+    let gw_approval = humans.approved("d_gw", "ada", &hashes["d_gw"]);
+    let misplaced = Envelope::new(
+        "spendsignoff/approval",
+        "acme",
+        Actor::human("ada"),
+        "draft/d_gw_approval",
+        gw_approval.data.clone(),
+    );
+    put(&gateway, &misplaced).await.unwrap();
+    assert!(put(&gateway, &gw_approval).await.is_err(), "the gateway cannot write an approval subject");
+
+    // Nothing reaches the platform; every attempt is audited.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+    assert_eq!(applied["writes"], 0, "no write: {applied}");
+    let log = on_log(operator.as_ref()).await;
+    let alerts: Vec<String> = log
+        .iter()
+        .filter(|(s, e)| s.contains(".security_executor.") && e["type"] == "spend.security.alert.v1")
+        .map(|(_, e)| format!("{} {}", e["data"]["reason"].as_str().unwrap(), e["data"]["detail"].as_str().unwrap()))
+        .collect();
+    for (what, needle) in [
+        ("bad signature", "d_sig"),
+        ("another draft's hash", "d_hash"),
+        ("replay", "d_replay"),
+        ("expired", "d_expired"),
+        ("unknown approver", "d_eve"),
+        ("uncountersigned approver", "mallory"),
+        ("auto-approval over the mandate", "d_over"),
+        ("misplaced approval", "draft.d_gw_approval"),
+    ] {
+        assert!(alerts.iter().any(|a| a.contains(needle)), "{what} not audited: {alerts:#?}");
+    }
+    let over = log
+        .iter()
+        .find(|(s, e)| s.ends_with(&change_id("d_over")) && e["type"] == "spend.change.failed.v1");
+    assert!(over.is_some(), "the auto-approval over the mandate is refused on the record");
+
+    // A genuine approval by ada is pushed.
+    put(&approval, &humans.approved("d_gw", "ada", &hashes["d_gw"])).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+        if applied["writes"] == 1 {
+            assert_eq!(applied["by_key"]["d_gw"], 1, "{applied}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the genuine approval was never pushed: {applied}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let _ = stop.send(true);
+    running.await.unwrap();
+}
