@@ -1002,7 +1002,14 @@ pub fn samples() -> Vec<EventData> {
             account_id: "act_1".into(),
             amount: usd(250),
             campaign_id: None,
-            envelope: EnvelopeState::default(),
+            envelope: EnvelopeState {
+                currency: "USD".into(),
+                payments: vec![],
+                month: "2026-11".into(),
+                month_payments: 0,
+                campaigns: vec![],
+                recent_drafts: vec![],
+            },
         }),
         EventData::CardFreezeRequested(CardFreezeRequested {
             card_id: "*".into(),
