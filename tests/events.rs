@@ -216,6 +216,49 @@ impl Approvers {
     }
 }
 
+impl Approvers {
+    /// A genuine approval by `approver` of the rollback request whose
+    /// stored bytes hash to `request_hash`, signing the request's
+    /// `expires_at`, as the approval service records it.
+    pub fn approved_rollback(&mut self, rollback_id: &str, approver: &str, request_hash: &str, expires_at: &str) -> Envelope {
+        let human = self
+            .humans
+            .get_mut(approver)
+            .unwrap_or_else(|| panic!("{approver} is not one of the test's approvers"));
+        let granted = human.grant(rollback_id, request_hash, TEST_POLICY_VERSION, expires_at, 1);
+        Envelope::new(
+            "spendsignoff/approval",
+            &self.org,
+            Actor::human(approver),
+            format!("approval/{rollback_id}"),
+            EventData::RollbackApproved(spend_core::events::RollbackApproved(granted)),
+        )
+    }
+}
+
+/// An operator's request (`spend rollback`) to undo the pushes of `drafts`.
+pub fn rollback_requested(org: &str, rollback_id: &str, drafts: &[&str], expires_at: &str) -> Envelope {
+    Envelope::new(
+        "spendsignoff/cli",
+        org,
+        Actor::human("operator"),
+        format!("rollback_request/{rollback_id}"),
+        EventData::RollbackRequested(spend_core::events::RollbackRequested {
+            rollback_id: rollback_id.into(),
+            changes: drafts
+                .iter()
+                .map(|d| spend_core::events::RollbackItem {
+                    change_id: format!("ch_{d}"),
+                    draft_id: d.to_string(),
+                })
+                .collect(),
+            reason: "the agent went too far".into(),
+            requested_by: "operator".into(),
+            expires_at: expires_at.into(),
+        }),
+    )
+}
+
 fn enrolled(org: &str, mut e: spend_core::events::ApproverEnrolled) -> Envelope {
     let id = e.approver_id.clone();
     // Display only (no signature covers it): where approval requests go.

@@ -7,8 +7,9 @@
 //
 // Input (environment): ORIGIN, ADMIN_ENROLL (the first admin's enrollment
 // link), LINK_APPROVE, LINK_REJECT, LINK_DUAL, LINK_EXPIRE (approval
-// links of drafts), LINK_POLICY (of a SPEND.md proposal), and SCREENSHOTS
-// (a folder; optional).
+// links of drafts), LINK_POLICY (of a SPEND.md proposal), LINK_BUDGET and
+// DRAFT_BUDGET (a budget raise, pushed and rolled back), SANDBOX (the
+// sandbox platform's URL) and SCREENSHOTS (a folder; optional).
 // Output: one JSON object on stdout with what it saw.
 import { chromium } from "playwright-core";
 
@@ -74,6 +75,17 @@ async function signIn(page, email) {
   return false;
 }
 
+/** Waits (up to 30 s) until the sandbox platform shows `campaign` at `minor`. */
+async function campaignBudget(campaign, minor) {
+  for (let i = 0; i < 60; i++) {
+    const applied = await (await fetch(`${env("SANDBOX")}/sandbox/applied`)).json();
+    const c = (applied.campaigns || []).find((x) => x.id === campaign);
+    if (c && c.daily_budget_minor === minor) return true;
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  return false;
+}
+
 async function approve(page, link, shotName) {
   await page.goto(link);
   await page.getByRole("button", { name: "Approve" }).click();
@@ -103,6 +115,11 @@ try {
   await ada.page.goto(env("LINK_POLICY"));
   seen.policy_page = (await ada.page.locator("main").textContent()) || "";
   seen.policy_status = await approve(ada.page, env("LINK_POLICY"), null);
+
+  // The agent's budget raise, approved while its request is young (the
+  // timeout is a minute); pushed and rolled back further down.
+  seen.budget_status = await approve(ada.page, env("LINK_BUDGET"), null);
+  seen.budget2_status = await approve(ada.page, env("LINK_BUDGET2"), null);
 
   // A GET of the approval link changes nothing; the page shows the draft.
   await ada.page.goto(env("LINK_APPROVE"));
@@ -192,6 +209,46 @@ try {
   await ada.page.waitForURL(`${ORIGIN}/accounts`);
   seen.after_disconnect = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/accounts.png`, fullPage: true });
+
+  // The budget raise waits for write access: the admin grants it on the
+  // platform's consent page, and the executor pushes it.
+  for (let i = 0; i < 60; i++) {
+    await ada.page.goto(`${ORIGIN}/accounts`);
+    if (await ada.page.getByRole("button", { name: "Grant write access to act_1001" }).count()) break;
+    await ada.page.waitForTimeout(500);
+  }
+  await ada.page.getByRole("button", { name: "Grant write access to act_1001" }).click();
+  await ada.page.getByRole("link", { name: "Continue to the platform" }).click();
+  await ada.page.getByRole("button", { name: "Allow" }).click();
+  await ada.page.waitForURL(/\/accounts\/callback/);
+  seen.budget_pushed = await campaignBudget("cmp_1", 6000);
+
+  // The audit view: "Roll back" opens the alertdialog; Cancel closes it;
+  // "Confirm rollback" asks the passkey, and the old budget is back.
+  await ada.page.goto(`${ORIGIN}/audit`);
+  const row = ada.page.getByRole("row").filter({ hasText: env("DRAFT_BUDGET") });
+  await row.getByRole("button", { name: "Roll back" }).click();
+  const rollback = ada.page.getByRole("alertdialog");
+  await rollback.waitFor();
+  seen.rollback_dialog = (await rollback.textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/rollback.png`, fullPage: true });
+  await rollback.getByRole("button", { name: "Cancel" }).click();
+  seen.rollback_cancel_closes = !(await rollback.isVisible());
+  await row.getByRole("button", { name: "Roll back" }).click();
+  await rollback.waitFor();
+  await rollback.getByRole("button", { name: "Confirm rollback" }).click();
+  await ada.page.waitForFunction(() => {
+    const s = document.getElementById("rollback-status");
+    return s && (s.textContent.startsWith("Rollback approved") || s.textContent.startsWith("Not rolled back"));
+  }, null, { timeout: 15000 });
+  seen.rollback_status = await status(ada.page, "rollback-status");
+  seen.budget_restored = await campaignBudget("cmp_1", 5000);
+  for (let i = 0; i < 40; i++) {
+    await ada.page.goto(`${ORIGIN}/audit`);
+    seen.audit_after = (await ada.page.getByRole("row").filter({ hasText: env("DRAFT_BUDGET") }).textContent()) || "";
+    if (seen.audit_after.includes("rolled back")) break;
+    await ada.page.waitForTimeout(500);
+  }
 
   // Nobody answers the last draft: it expires (the timeout is a minute),
   // and its link says so.

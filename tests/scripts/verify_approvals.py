@@ -5,7 +5,9 @@ SpendSignoff's code), as an auditor would.
 
     verify_approvals.py EXPORT.jsonl
 
-For each `spend.approval.granted.v1` in the export, in log order:
+For each `spend.approval.granted.v1` and `spend.rollback.approved.v1` (the
+same fields, approving a `spend.rollback.requested.v1`) in the export, in
+log order:
 - the approved event is in the export, and `approved_hash` is the SHA-256
   of its bytes exactly as stored;
 - the proof's challenge is SHA-256("spendsignoff-approval-v1\\n" +
@@ -110,7 +112,7 @@ def main(path):
                     continue
                 via = "countersigned by " + cs["approver_id"]
             approvers[(org, data["approver_id"])] = {**data, "key_der": key_der, "via": via, "fp": fp}
-        elif t == "spend.approval.granted.v1":
+        elif t in ("spend.approval.granted.v1", "spend.rollback.approved.v1"):
             p = data["proof"]
             name = f"approval {p['approval_id']} of {p['draft_id']} by {p['approver_id']}"
             a = approvers.get((org, p["approver_id"]))
@@ -125,6 +127,8 @@ def main(path):
                 why = "a replay of a counted approval"
             elif p["approved_hash"] not in by_hash:
                 why = "the approved event is not in the export"
+            elif (t == "spend.rollback.approved.v1") != (by_hash[p["approved_hash"]]["type"] == "spend.rollback.requested.v1"):
+                why = "a rollback's approval must approve a rollback request, and only it"
             else:
                 text = "spendsignoff-approval-v1\n" + "\n".join([p["approval_id"], p["approved_hash"], p["policy_version"], p["expires_at"]])
                 why = assertion_ok(a["key_der"], a["rp_id"], a["origin"], hashlib.sha256(text.encode()).digest(),

@@ -100,6 +100,33 @@ pub enum Command {
         #[command(subcommand)]
         command: AgentsCommand,
     },
+    /// Ask to undo pushed changes (named drafts, or an agent's since a
+    /// date) as one request a human approves with a passkey.
+    Rollback(RollbackArgs),
+}
+
+#[derive(Debug, clap::Args)]
+pub struct RollbackArgs {
+    /// The drafts whose pushed changes to undo.
+    pub drafts: Vec<String>,
+    /// Every change this agent key (its id) pushed that is still live.
+    #[arg(long)]
+    pub agent: Option<String>,
+    /// Only changes pushed since this date (2026-11-30, midnight UTC) or
+    /// RFC 3339 time.
+    #[arg(long)]
+    pub since: Option<String>,
+    #[arg(long)]
+    pub org: String,
+    /// Why (on the record, and on the approver's page).
+    #[arg(long)]
+    pub reason: String,
+    /// How long the request waits for an approver.
+    #[arg(long, default_value_t = 24 * 60)]
+    pub expires_minutes: i64,
+    /// Write to a stopped `spend dev` data folder instead of JetStream.
+    #[arg(long)]
+    pub data_dir: Option<PathBuf>,
 }
 
 #[derive(Debug, Subcommand)]
@@ -471,6 +498,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Account { command } => cmd::account::run(config, command).await,
         Command::Card { command } => cmd::killswitch::card(config, command).await,
         Command::Agents { command } => cmd::killswitch::agents(config, command).await,
+        Command::Rollback(args) => cmd::rollback::run(config, args).await,
         Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
     }
 }

@@ -9,7 +9,10 @@
 //! refused. The first approval starts from the link in an email `spend
 //! dev` sent through a real SMTP server on loopback (aiosmtpd). On the
 //! Accounts page the admin connects an account on the sandbox platform's
-//! consent page and disconnects another. Then the
+//! consent page and disconnects another. An agent's budget raise is
+//! approved, pushed once the admin grants write access, and rolled back
+//! from the audit view ("Roll back" → alertdialog → "Confirm rollback"):
+//! the sandbox platform shows the new budget, then the old one. Then the
 //! ledger export's approval proofs are checked by a script with standard
 //! crypto only (tests/scripts/verify_approvals.py).
 //!
@@ -172,13 +175,17 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .await;
     let dual = agent.pay_once_known("card_1", 3_000, "a bigger top-up").await;
     let lapse = agent.pay_once_known("card_1", 900, "nobody will answer this one").await;
-    for d in [&approve, &reject, &dual, &lapse] {
+    let budget = agent.raise("act_1001", "cmp_1", 6_000, "Brand search converts: +10 USD a day").await;
+    let budget2 = agent.raise("act_1001", "cmp_2", 12_500, "Competitor terms: +5 USD a day").await;
+    for d in [&approve, &reject, &dual, &lapse, &budget, &budget2] {
         assert_eq!(d.status, "pending_approval", "{d:?}");
     }
     let bootstrap_version = approve.decision.as_ref().unwrap().policy_version.clone();
     let outbox = data.join("outbox");
     let mut links: Vec<String> = [&approve, &reject, &dual, &lapse].iter().map(|d| link_in(&outbox, &d.draft_id)).collect();
     links.push(link_in(&outbox, &proposal_id));
+    links.push(link_in(&outbox, &budget.draft_id));
+    links.push(link_in(&outbox, &budget2.draft_id));
     // The first approval starts from the emailed link (the same link the
     // outbox holds: any replica derives it).
     let emailed = emailed_link(&smtp, &approve.draft_id);
@@ -214,7 +221,11 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .env("LINK_REJECT", &links[1])
         .env("LINK_DUAL", &links[2])
         .env("LINK_EXPIRE", &links[3])
-        .env("LINK_POLICY", &links[4]);
+        .env("LINK_POLICY", &links[4])
+        .env("LINK_BUDGET", &links[5])
+        .env("LINK_BUDGET2", &links[6])
+        .env("DRAFT_BUDGET", &budget.draft_id)
+        .env("SANDBOX", format!("http://{}", addr(ports[2])));
     if let Ok(shots) = std::env::var("SPEND_SCREENSHOTS") {
         node.env("SCREENSHOTS", shots);
     }
@@ -255,6 +266,19 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("platform_consent").contains("see your ad accounts"), "{seen}");
     assert!(s("connected").contains("Connected act_1002"), "{seen}");
     assert!(s("after_disconnect").contains("disconnected"), "{seen}");
+    // The budget raise: approved, pushed once write access was granted,
+    // then rolled back from the audit view.
+    assert!(s("budget_status").starts_with("Approved"), "{seen}");
+    assert!(s("budget2_status").starts_with("Approved"), "{seen}");
+    assert_eq!(seen["budget_pushed"], true, "the sandbox shows the new budget: {seen}");
+    assert!(
+        s("rollback_dialog").contains("cmp_1") && s("rollback_dialog").contains("Confirm rollback"),
+        "{seen}"
+    );
+    assert_eq!(seen["rollback_cancel_closes"], true, "{seen}");
+    assert!(s("rollback_status").starts_with("Rollback approved"), "{seen}");
+    assert_eq!(seen["budget_restored"], true, "the sandbox shows the old budget: {seen}");
+    assert!(s("audit_after").contains("rolled back"), "{seen}");
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");
@@ -262,6 +286,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let done = agent.draft(&dual.draft_id).await;
     assert_eq!((done.status.as_str(), done.approvals_given), ("approved", 2));
     assert_eq!(agent.status(&lapse.draft_id).await, "expired", "nothing is approved by timeout");
+    assert_eq!(agent.status(&budget.draft_id).await, "rolled_back");
     // The approved version is in force: a new draft is decided under it.
     let after = agent.pay_once_known("card_1", 4_600, "above the new per-transaction limit").await;
     let decision = after.decision.as_ref().unwrap();
@@ -290,7 +315,74 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let out = Command::new("python3").arg(checker).arg(&export).output().expect("python3 runs");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
-    assert!(report.contains("4 approval proofs verified, 0 failed"), "{report}");
+    assert!(report.contains("7 approval proofs verified, 0 failed"), "{report}");
+    assert!(report.contains("approves spend.rollback.requested.v1"), "{report}");
+    // Every step is on the record, and the export verifies.
+    for t in [
+        "spend.change.pushed.v1",
+        "spend.rollback.requested.v1",
+        "spend.rollback.approved.v1",
+        "spend.change.rolled_back.v1",
+    ] {
+        assert!(decoded_contains(&all, t), "{t} is on the record");
+    }
+    let out = run(&[], &["ledger", "public-key", "--data-dir", data.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let key = dir.path().join("key.pem");
+    std::fs::write(&key, &out.stdout).unwrap();
+    let out = run(&[], &["ledger", "verify", export.to_str().unwrap(), "--public-key", key.to_str().unwrap()]);
+    assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
+
+    // The operator's `spend rollback`: what is still live since today (the
+    // second raise; the first was rolled back), as one request for a human.
+    let d = data.to_str().unwrap();
+    let today = chrono::Utc::now().format("%Y-%m-%d").to_string();
+    let out = run(&[], &["rollback", &budget.draft_id, "--org", "dev", "--reason", "again", "--data-dir", d]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("rolled_back, not pushed"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[], &["rollback", "--agent", "k_nobody", "--org", "dev", "--reason", "r", "--data-dir", d]);
+    assert!(
+        !out.status.success() && text(&out.stderr).contains("nothing to roll back"),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[], &["rollback", "--since", &today, "--org", "dev", "--reason", "", "--data-dir", d]);
+    assert!(!out.status.success() && text(&out.stderr).contains("--reason"), "{}", text(&out.stderr));
+    let out = run(
+        &[],
+        &[
+            "rollback",
+            "--since",
+            &today,
+            "--org",
+            "dev",
+            "--reason",
+            "the agent overspent",
+            "--data-dir",
+            d,
+        ],
+    );
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let rollback_id = text(&out.stdout).trim().to_string();
+    assert!(
+        rollback_id.starts_with("rb_") && text(&out.stderr).contains(&budget2.draft_id),
+        "{}",
+        text(&out.stderr)
+    );
+    let out = run(&[], &["ledger", "export", "--data-dir", d, "--output", export.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let all = std::fs::read_to_string(&export).unwrap();
+    let request = all
+        .lines()
+        .find(|l| l.contains(&format!("rollback_request.{rollback_id}")))
+        .expect("the request is on the operator's subject");
+    assert!(
+        decoded_contains(request, &budget2.draft_id) && !decoded_contains(request, &budget.draft_id),
+        "{request}"
+    );
     assert!(report.contains("approves spend.policy.proposed.v1"), "{report}");
 }
 

@@ -142,8 +142,10 @@ pub const TABLE: &[Aggregate] = &[
             ApprovalRejected::TYPE,
             ApprovalExpired::TYPE,
             ApprovalEscalated::TYPE,
+            RollbackRequested::TYPE,
+            RollbackApproved::TYPE,
         ],
-        what: "approval requests, humans' approvals (with their passkey proofs) and rejections, escalations and expiries (`approval.<draft or proposal id>`)",
+        what: "approval requests, humans' approvals (with their passkey proofs) and rejections, escalations and expiries (`approval.<draft, proposal or rollback id>`); rollbacks a human asks for in the audit view, and humans' approvals of rollback requests",
     },
     Aggregate {
         name: "approver",
@@ -186,6 +188,12 @@ pub const TABLE: &[Aggregate] = &[
         writer: Writer::Executor,
         types: &[CardCreated::TYPE, CardFrozen::TYPE],
         what: "card state",
+    },
+    Aggregate {
+        name: "rollback",
+        writer: Writer::Executor,
+        types: &[RollbackRefused::TYPE],
+        what: "changes of an approved rollback the executor did not undo, and why (`rollback.<rollback_id>-<draft_id>`); the changes it undid are `spend.change.rolled_back.v1` on their `change` subject",
     },
     Aggregate {
         name: "account",
@@ -239,6 +247,12 @@ pub const TABLE: &[Aggregate] = &[
         writer: Writer::Operator,
         types: &[CardFreezeRequested::TYPE],
         what: "card-freeze requests (`spend card freeze`, `card_freeze.<card or all>`)",
+    },
+    Aggregate {
+        name: "rollback_request",
+        writer: Writer::Operator,
+        types: &[RollbackRequested::TYPE],
+        what: "rollbacks an operator asks for (`spend rollback`, `rollback_request.<rollback_id>`); a human approves each in the app",
     },
     Aggregate {
         name: "anchor",
@@ -295,6 +309,8 @@ mod tests {
                 // An admin removes in the app, the operator with the CLI:
                 // each on a subject of their own.
                 ApproverRemoved::TYPE | ApproverInvited::TYPE => assert_eq!(homes, ["approver", "roster"]),
+                // A human asks in the app, an operator with the CLI.
+                RollbackRequested::TYPE => assert_eq!(homes, ["approval", "rollback_request"]),
                 _ => assert_eq!(homes.len(), 1, "{t} belongs on {homes:?}"),
             }
         }

@@ -52,6 +52,9 @@ pub const EVENT_TYPES: &[&str] = &[
     CardFreezeRequested::TYPE,
     AgentsPaused::TYPE,
     AgentsResumed::TYPE,
+    RollbackRequested::TYPE,
+    RollbackApproved::TYPE,
+    RollbackRefused::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -100,6 +103,9 @@ pub enum EventData {
     CardFreezeRequested(CardFreezeRequested),
     AgentsPaused(AgentsPaused),
     AgentsResumed(AgentsResumed),
+    RollbackRequested(RollbackRequested),
+    RollbackApproved(RollbackApproved),
+    RollbackRefused(RollbackRefused),
 }
 
 macro_rules! typed {
@@ -163,6 +169,9 @@ typed! {
     CardFreezeRequested => "spend.card.freeze_requested.v1",
     AgentsPaused => "spend.agents.paused.v1",
     AgentsResumed => "spend.agents.resumed.v1",
+    RollbackRequested => "spend.rollback.requested.v1",
+    RollbackApproved => "spend.rollback.approved.v1",
+    RollbackRefused => "spend.rollback.refused.v1",
 }
 
 /// One field of a before→after diff.
@@ -652,13 +661,80 @@ pub struct ChangePushed {
     pub response: Option<serde_json::Value>,
 }
 
+/// The executor restored what a push changed (appended on the push's
+/// `change.<change_id>` subject, expecting the sequence of its
+/// `spend.change.pushed.v1`: one rollback per change).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ChangeRolledBack {
+    /// The rollback's own change id (`<rollback_id>-<draft_id>`), the
+    /// idempotency key it was applied with.
     pub change_id: String,
     pub draft_id: String,
+    /// The change id of the push it undoes.
     pub rollback_of: String,
+    /// Each field as the push left it → as restored (a payment: the
+    /// charge → its refund).
     pub diff: Vec<FieldDiff>,
+    /// The approved rollback request it carries out.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rollback_id: Option<String>,
+    /// What the platform answered.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<serde_json::Value>,
+}
+
+/// One pushed change a rollback request undoes.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackItem {
+    /// The push's change id (`spend.change.pushed.v1`).
+    pub change_id: String,
+    pub draft_id: String,
+}
+
+/// Most changes one rollback request lists.
+pub const MAX_ROLLBACK_CHANGES: usize = 200;
+
+/// Someone asks to undo pushed changes: a signed-in human from the audit
+/// view (the approval service, on `approval.<rollback_id>`) or an operator
+/// (`spend rollback`, on `rollback_request.<rollback_id>`). It moves
+/// nothing by itself: a human approves these exact bytes with a passkey
+/// (`spend.rollback.approved.v1`) before the executor restores anything.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRequested {
+    pub rollback_id: String,
+    /// The changes to undo (one request for "everything this agent pushed
+    /// since Monday"), at most [`MAX_ROLLBACK_CHANGES`].
+    pub changes: Vec<RollbackItem>,
+    pub reason: String,
+    /// Who asked: an approver id, or `operator`.
+    pub requested_by: String,
+    /// RFC 3339: an approval of it must be made before, and sign exactly
+    /// this.
+    pub expires_at: String,
+}
+
+/// A signed-in human approved a rollback request: the same fields and
+/// proof as `spend.approval.granted.v1`, whose `approved_hash` is the hash
+/// of the `spend.rollback.requested.v1` bytes (so an approval of a draft
+/// cannot pass for one of a rollback, nor the reverse).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(transparent)]
+pub struct RollbackApproved(pub ApprovalGranted);
+
+/// The executor did not undo one change of an approved rollback, and why
+/// (the live state moved since the push, the change was never pushed, the
+/// platform refused): nothing was changed for it. On
+/// `rollback.<rollback_id>-<draft_id>`, once.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RollbackRefused {
+    pub rollback_id: String,
+    pub change_id: String,
+    pub draft_id: String,
+    pub reason: String,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -1011,6 +1087,42 @@ pub fn samples() -> Vec<EventData> {
                 recent_drafts: vec![],
             },
         }),
+        EventData::RollbackRequested(RollbackRequested {
+            rollback_id: "rb1".into(),
+            changes: vec![RollbackItem {
+                change_id: "ch_d1".into(),
+                draft_id: "d1".into(),
+            }],
+            reason: "the agent overspent".into(),
+            requested_by: "u_alice".into(),
+            expires_at: "2026-11-21T12:15:00Z".into(),
+        }),
+        EventData::RollbackApproved(RollbackApproved(ApprovalGranted {
+            draft_id: "rb1".into(),
+            approval_id: "a2".into(),
+            step: 1,
+            credential_id: "cred".into(),
+            approver_id: "u_alice".into(),
+            approved_hash: "cd".repeat(32),
+            proof: ApprovalProof {
+                approval_id: "a2".into(),
+                draft_id: "rb1".into(),
+                approved_hash: "cd".repeat(32),
+                policy_version: "sha256:00".into(),
+                expires_at: "2026-11-21T12:15:00Z".into(),
+                approver_id: "u_alice".into(),
+                credential_id: "cred".into(),
+                authenticator_data: "AAAA".into(),
+                client_data_json: "e30".into(),
+                signature: "MEUC".into(),
+            },
+        })),
+        EventData::RollbackRefused(RollbackRefused {
+            rollback_id: "rb1".into(),
+            change_id: "ch_d1".into(),
+            draft_id: "d1".into(),
+            reason: "the live state moved since the push".into(),
+        }),
         EventData::CardFreezeRequested(CardFreezeRequested {
             card_id: "*".into(),
             reason: "suspected fraud".into(),
@@ -1094,6 +1206,8 @@ pub fn samples() -> Vec<EventData> {
             draft_id: "d1".into(),
             rollback_of: "c1".into(),
             diff,
+            rollback_id: Some("rb1".into()),
+            response: Some(serde_json::json!({"id": "c1", "daily_budget_minor": 5000})),
         }),
         EventData::ReadPerformed(ReadPerformed {
             operation: "list_campaigns".into(),

@@ -583,6 +583,8 @@ pub fn decide(state: Option<&Draft>, command: Command) -> Result<Vec<EventData>,
             draft_id: id(),
             rollback_of: started(),
             diff,
+            rollback_id: None,
+            response: None,
         }),
         (_, c) => return Err(refuse(&c)),
     };
@@ -1260,6 +1262,8 @@ mod tests {
                 draft_id: "d1".into(),
                 rollback_of: "c1".into(),
                 diff: vec![],
+                rollback_id: None,
+                response: None,
             })]
         );
         let d = when(
@@ -1312,6 +1316,8 @@ mod tests {
                 draft_id: "d1".into(),
                 rollback_of: "c1".into(),
                 diff: vec![],
+                rollback_id: None,
+                response: None,
             }),
         ];
         for e in &out_of_order {
@@ -1348,6 +1354,8 @@ mod tests {
             draft_id: "d1".into(),
             rollback_of: "c9".into(),
             diff: vec![],
+            rollback_id: None,
+            response: None,
         });
         assert!(!d.apply(&rollback_of_other));
         assert_eq!(d.status(), DraftStatus::Pushed);

@@ -18,7 +18,7 @@
 
 use chrono::{DateTime, Utc};
 use sha2::{Digest, Sha256};
-use spend_core::events::{ApprovalGranted, SecurityAlert};
+use spend_core::events::{ApprovalGranted, RollbackApproved, SecurityAlert};
 use spend_core::{Actor, ActorKind, RawEnvelope};
 
 use crate::Draft;
@@ -80,6 +80,32 @@ impl ApprovalFacts {
         seq: u64,
         stored_at: DateTime<Utc>,
     ) -> Result<Self, Forgery> {
+        Self::stored_as(ApprovalGranted::TYPE, prefix, stream_subject, env, republished, seq, stored_at)
+    }
+
+    /// The facts of a stored `spend.rollback.approved.v1` (the fields of
+    /// an approval): only this type, so an approval of a draft is never
+    /// read as one of a rollback, nor the reverse.
+    pub fn from_stored_rollback(
+        prefix: &str,
+        stream_subject: &str,
+        env: &RawEnvelope<'_>,
+        republished: bool,
+        seq: u64,
+        stored_at: DateTime<Utc>,
+    ) -> Result<Self, Forgery> {
+        Self::stored_as(RollbackApproved::TYPE, prefix, stream_subject, env, republished, seq, stored_at)
+    }
+
+    fn stored_as(
+        expected_type: &str,
+        prefix: &str,
+        stream_subject: &str,
+        env: &RawEnvelope<'_>,
+        republished: bool,
+        seq: u64,
+        stored_at: DateTime<Utc>,
+    ) -> Result<Self, Forgery> {
         let malformed = |why: String| Forgery {
             kind: ForgeryKind::Malformed,
             detail: format!(
@@ -87,8 +113,8 @@ impl ApprovalFacts {
                 env.actor.kind, env.actor.id, env.source
             ),
         };
-        if env.event_type != ApprovalGranted::TYPE {
-            return Err(malformed(format!("its type is {}, not {}", env.event_type, ApprovalGranted::TYPE)));
+        if env.event_type != expected_type {
+            return Err(malformed(format!("its type is {}, not {expected_type}", env.event_type)));
         }
         let Some((aggregate, subject_id)) = spend_core::subject::split_aggregate(stream_subject, prefix, &env.org) else {
             return Err(malformed(format!("the subject is not {prefix}.{}.<aggregate>.<id>", env.org)));
@@ -304,6 +330,39 @@ pub fn verify_for_hash(facts: &ApprovalFacts, expected_hash: &str, id: &str, reg
         return refuse(ForgeryKind::Proof, format!("its passkey proof by {} does not verify: {e}", p.approver_id));
     }
     Ok(VerifiedApproval::new(facts.data.clone()))
+}
+
+/// Verifies a human's approval of a rollback request: [`verify_for_hash`]
+/// against the request's id and the hash of its bytes, in the request's
+/// organisation, and the proof must sign the request's own expiry.
+pub fn verify_rollback(
+    facts: &ApprovalFacts,
+    org: &str,
+    rollback_id: &str,
+    request_hash: &str,
+    expires_at: &str,
+    registry: &mut Registry,
+) -> Result<VerifiedApproval, Forgery> {
+    if facts.org != org {
+        return Err(forgery(
+            facts,
+            rollback_id,
+            ForgeryKind::WrongOrg,
+            format!("it is {}'s, the rollback request is {org}'s", facts.org),
+        ));
+    }
+    if facts.data.proof.expires_at != expires_at {
+        return Err(forgery(
+            facts,
+            rollback_id,
+            ForgeryKind::ProofMismatch,
+            format!(
+                "its proof signs expiry {}, the rollback request expires at {expires_at}",
+                facts.data.proof.expires_at
+            ),
+        ));
+    }
+    verify_for_hash(facts, request_hash, rollback_id, registry)
 }
 
 fn forgery(facts: &ApprovalFacts, id: &str, kind: ForgeryKind, why: String) -> Forgery {

@@ -13,8 +13,10 @@ use std::collections::HashMap;
 
 use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
-use spend_core::events::{ApprovalGranted, ApproverEnrolled, ApproverInvited, ApproverRegistered, EventData, Outcome};
-use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
+use spend_core::events::{
+    ApprovalGranted, ApproverEnrolled, ApproverInvited, ApproverRegistered, ChangePushed, EventData, Outcome, RollbackApproved, RollbackRequested,
+};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, recorded_approval, verify_rollback};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
 use spend_policy::versions::Versions;
@@ -53,6 +55,32 @@ pub struct Entry {
     pub approvals: Vec<(String, DateTime<Utc>)>,
     /// The rejection, if rejected: (approver id, reason).
     pub rejection: Option<(String, String)>,
+    /// The live state before its push, as the executor captured it.
+    pub before: Option<serde_json::Value>,
+    /// Its push, once recorded, and when the log stored it.
+    pub pushed: Option<ChangePushed>,
+    pub pushed_at: Option<DateTime<Utc>>,
+    /// Why the executor did not roll it back, when it refused.
+    pub rollback_refused: Option<String>,
+}
+
+/// Rollback requests kept (the oldest forgotten first).
+pub const MAX_ROLLBACKS: usize = 10_000;
+
+/// A rollback request and its approval, as the app shows it.
+#[derive(Debug, Clone)]
+pub struct RollbackEntry {
+    pub request: RollbackRequested,
+    /// Hex SHA-256 of its bytes on the log: what a proof approves.
+    pub hash: String,
+    /// Asked for in the app (on the approval subject), not by an operator.
+    pub in_app: bool,
+    /// The approval request opened for it.
+    pub approval: Option<spend_core::events::ApprovalRequested>,
+    pub approval_seq: u64,
+    /// Who approved it, when (a proof that verified).
+    pub approved: Option<(String, DateTime<Utc>)>,
+    pub expired: bool,
 }
 
 /// A SPEND.md proposal's approval, as the app shows it (the proposal
@@ -72,7 +100,7 @@ pub struct PolicyEntry {
 /// proposal.
 #[derive(Debug, Clone)]
 pub struct Target {
-    /// `draft` or `policy`.
+    /// `draft`, `policy` or `rollback`.
     pub kind: &'static str,
     pub approved_hash: String,
     pub request: Option<spend_core::events::ApprovalRequested>,
@@ -100,6 +128,7 @@ pub struct Book {
     /// approval requests are emailed.
     emails: HashMap<(String, String), String>,
     drafts: FifoMap<(String, String), Entry>,
+    rollbacks: FifoMap<(String, String), RollbackEntry>,
     /// Approval links: token hash -> (org, draft id).
     links: HashMap<String, (String, String)>,
     /// Write access the executor asked a human for, not granted yet:
@@ -120,6 +149,7 @@ impl Default for Book {
             by_email: HashMap::new(),
             emails: HashMap::new(),
             drafts: FifoMap::new(MAX_DRAFTS),
+            rollbacks: FifoMap::new(MAX_ROLLBACKS),
             links: HashMap::new(),
             consents: FifoMap::new(MAX_INVITES),
             seq: 0,
@@ -151,6 +181,10 @@ impl Book {
         }
         if aggregate == "approval" && self.versions.proposal(&org, id).is_some() {
             self.apply_policy_approval(&org, id, m, &env);
+            return;
+        }
+        if env.event_type == RollbackRequested::TYPE || (aggregate == "approval" && self.rollbacks.contains_key(&(org.clone(), id.to_string()))) {
+            self.apply_rollback(prefix, &org, aggregate, id, m, &env);
             return;
         }
         if env.event_type == ApprovalGranted::TYPE {
@@ -223,6 +257,14 @@ impl Book {
             EventData::BudgetCommitted(c) if aggregate == "budget" => {
                 self.envelopes.insert(org, c.envelope);
             }
+            EventData::BudgetReleased(c) if aggregate == "budget" => {
+                self.envelopes.insert(org, c.envelope);
+            }
+            EventData::RollbackRefused(r) if aggregate == "rollback" => {
+                if let Some(e) = self.drafts.get_mut(&(org, r.draft_id)) {
+                    e.rollback_refused = Some(r.reason);
+                }
+            }
             EventData::DraftProposed(_) => {
                 if aggregate != "draft" {
                     return;
@@ -242,6 +284,10 @@ impl Book {
                                 approval_seq: 0,
                                 approvals: Vec::new(),
                                 rejection: None,
+                                before: None,
+                                pushed: None,
+                                pushed_at: None,
+                                rollback_refused: None,
                             },
                         );
                     }
@@ -268,11 +314,91 @@ impl Book {
                             self.links.insert(r.link_token_sha256.clone(), key);
                         }
                         DraftEvent::Rejected(r) => entry.rejection = Some((r.approver_id.clone(), r.reason.clone())),
+                        DraftEvent::PushStarted(s) => entry.before = s.before.clone(),
+                        DraftEvent::Pushed(p) => {
+                            entry.pushed = Some(p.clone());
+                            entry.pushed_at = Some(m.time);
+                        }
                         _ => {}
                     }
                 }
             }
         }
+    }
+
+    /// A rollback request (from the app, on its approval subject, or an
+    /// operator's), and what happens on its approval subject: the request
+    /// opened, a human's approval (counted only when its proof verifies
+    /// against the request's bytes), its expiry.
+    fn apply_rollback(&mut self, prefix: &str, org: &str, aggregate: &str, id: &str, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>) {
+        let key = (org.to_string(), id.to_string());
+        if env.event_type == RollbackApproved::TYPE {
+            let Ok(facts) = ApprovalFacts::from_stored_rollback(prefix, &m.subject, env, m.republished, m.seq, m.time) else {
+                return;
+            };
+            let registry = &mut self.versions.approvers;
+            let Some(e) = self.rollbacks.get_mut(&key) else { return };
+            e.approval_seq = m.seq;
+            if e.approved.is_none() && !e.expired && verify_rollback(&facts, org, id, &e.hash, &e.request.expires_at, registry).is_ok() {
+                e.approved = Some((facts.data.approver_id.clone(), m.time));
+            }
+            return;
+        }
+        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
+            return;
+        };
+        match data {
+            EventData::RollbackRequested(r)
+                if matches!(aggregate, "approval" | "rollback_request") && r.rollback_id == id && !self.rollbacks.contains_key(&key) =>
+            {
+                self.rollbacks.insert_new(
+                    key,
+                    RollbackEntry {
+                        request: r,
+                        hash: event_hash(&m.payload),
+                        in_app: aggregate == "approval",
+                        approval: None,
+                        approval_seq: if aggregate == "approval" { m.seq } else { 0 },
+                        approved: None,
+                        expired: false,
+                    },
+                );
+            }
+            other if aggregate == "approval" => {
+                let Some(e) = self.rollbacks.get_mut(&key) else { return };
+                e.approval_seq = m.seq;
+                match other {
+                    EventData::ApprovalRequested(r) if r.kind == "rollback" && e.approval.is_none() && r.approved_hash == e.hash => {
+                        self.links.insert(r.link_token_sha256.clone(), key);
+                        e.approval = Some(r);
+                    }
+                    EventData::ApprovalExpired(_) if e.approved.is_none() => e.expired = true,
+                    _ => {}
+                }
+            }
+            _ => {}
+        }
+    }
+
+    pub fn rollback(&self, org: &str, id: &str) -> Option<&RollbackEntry> {
+        self.rollbacks.get(&(org.to_string(), id.to_string()))
+    }
+
+    /// The organisation's pushed changes, newest first (at most `max`).
+    pub fn pushed(&self, org: &str, max: usize) -> Vec<&Entry> {
+        let mut v: Vec<&Entry> = self.drafts.values().filter(|e| e.draft.org() == org && e.pushed.is_some()).collect();
+        v.sort_by_key(|e| std::cmp::Reverse(e.draft.proposed_at()));
+        v.truncate(max);
+        v
+    }
+
+    /// The organisation's rollback requests waiting for a human.
+    pub fn waiting_rollbacks(&self, org: &str) -> Vec<&RollbackEntry> {
+        self.rollbacks
+            .iter()
+            .filter(|((o, _), e)| o == org && e.approval.is_some() && e.approved.is_none() && !e.expired)
+            .map(|(_, e)| e)
+            .collect()
     }
 
     fn apply_policy_approval(&mut self, org: &str, id: &str, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>) {
@@ -329,8 +455,20 @@ impl Book {
         self.policies.get(&(org.to_string(), id.to_string()))
     }
 
-    /// What a human can approve under `id`: a draft, else a policy proposal.
+    /// What a human can approve under `id`: a draft, a rollback request,
+    /// else a policy proposal.
     pub fn target(&self, org: &str, id: &str) -> Option<Target> {
+        if let Some(e) = self.rollback(org, id) {
+            return Some(Target {
+                kind: "rollback",
+                approved_hash: e.hash.clone(),
+                request: e.approval.clone(),
+                waiting: e.approval.is_some() && e.approved.is_none() && !e.expired,
+                escalated: false,
+                approvers: e.approved.iter().map(|a| a.0.clone()).collect(),
+                approval_seq: e.approval_seq,
+            });
+        }
         if let Some(e) = self.entry(org, id) {
             return Some(Target {
                 kind: "draft",
@@ -438,6 +576,15 @@ impl Book {
                 }
             }
         }
+        for ((org, id), e) in self.rollbacks.iter() {
+            match &e.approval {
+                None if e.approved.is_none() && !e.expired => due.rollback_requests.push((org.clone(), id.clone())),
+                Some(r) if e.approved.is_none() && !e.expired && DateTime::parse_from_rfc3339(&r.expires_at).is_ok_and(|t| t.with_timezone(&Utc) <= now) => {
+                    due.expired.push((org.clone(), id.clone()));
+                }
+                _ => {}
+            }
+        }
         for e in self.drafts.values() {
             if !waits_for_a_human(e.draft.status()) {
                 continue;
@@ -475,6 +622,8 @@ pub struct Due {
     pub requests: Vec<(String, String)>,
     /// (org, proposal id) of SPEND.md proposals to open a request for.
     pub policy_requests: Vec<(String, String)>,
+    /// (org, rollback id) of rollback requests to open a request for.
+    pub rollback_requests: Vec<(String, String)>,
     /// (org, draft or proposal id) whose request expired.
     pub expired: Vec<(String, String)>,
 }

@@ -23,6 +23,7 @@ pub mod accounts;
 pub mod book;
 pub mod notify;
 pub mod passkeys;
+pub mod rollback;
 pub mod routes;
 pub mod web;
 
@@ -246,6 +247,8 @@ fn pages(app: Arc<web::App>) -> Router {
         .route("/approvals/{draft_id}/arm", post(web::arm))
         .route("/approvals/{draft_id}/confirm", post(web::confirm))
         .route("/approvals/{draft_id}/reject", post(web::reject))
+        .route("/audit", get(rollback::audit_page))
+        .route("/audit/rollback", post(rollback::request))
         .route("/a/{token}", get(web::link))
         .route("/approvers", get(web::approvers_page))
         .route("/approvers/invite", post(web::invite))
@@ -290,7 +293,8 @@ async fn tick_loop(
         };
         let drafts = due.requests.into_iter().map(|k| (k, Kind::Draft));
         let policies = due.policy_requests.into_iter().map(|k| (k, Kind::Policy));
-        for ((org, id), kind) in drafts.chain(policies) {
+        let rollbacks = due.rollback_requests.into_iter().map(|k| (k, Kind::Rollback));
+        for ((org, id), kind) in drafts.chain(policies).chain(rollbacks) {
             let key = (org.clone(), id.clone());
             if settled.contains_key(&key) {
                 continue;
@@ -313,15 +317,17 @@ async fn tick_loop(
 
 /// What an approval request is for.
 #[derive(Debug, Clone, Copy)]
-enum Kind {
+pub(crate) enum Kind {
     Draft,
     Policy,
+    Rollback,
 }
 
 /// Opens the request of a draft (its deciding version is what a proof
 /// signs) or of a SPEND.md proposal (the proposed version), expiring after
 /// the `timeout_minutes` of the version that applies.
-async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
+pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
+    let is_rollback = matches!(kind, Kind::Rollback);
     let (request, line) = {
         let book = app.book.read().await;
         // (kind, approved hash, signed version, approvals required, the
@@ -354,9 +360,22 @@ async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &S
                 let line = format!("SPEND.md version {}", proposal.version);
                 ("policy", hash.to_string(), proposal.version.clone(), 1, in_force, line)
             }
+            Kind::Rollback => {
+                let Some(e) = book.rollback(org, id) else { return Ok(()) };
+                let in_force = book.versions.active(org).map(|a| a.policy.clone());
+                let version = in_force.as_deref().unwrap_or(bootstrap).version.clone();
+                let line = format!("rollback of {} change(s)", e.request.changes.len());
+                ("rollback", e.hash.clone(), version, 1, in_force, line)
+            }
         };
         let approval = policy.as_deref().unwrap_or(bootstrap).approval.clone();
         let expires = Utc::now() + chrono::Duration::minutes(i64::from(approval.timeout_minutes.max(1)));
+        // A rollback request names its own expiry: every proof signs it.
+        let fixed = if is_rollback {
+            book.rollback(org, id).map(|e| e.request.expires_at.clone())
+        } else {
+            None
+        };
         // Derived, not random: any replica can deliver the link again.
         let token = links.token(org, id);
         let request = ApprovalRequested {
@@ -365,8 +384,13 @@ async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &S
             approved_hash: hash,
             policy_version: version,
             required,
-            expires_at: expires.to_rfc3339_opts(SecondsFormat::Secs, true),
-            timeout_action: approval.timeout_action.as_str().into(),
+            expires_at: fixed.unwrap_or_else(|| expires.to_rfc3339_opts(SecondsFormat::Secs, true)),
+            // Nobody else to ask about undoing a change: it lapses.
+            timeout_action: if is_rollback {
+                "deny".into()
+            } else {
+                approval.timeout_action.as_str().into()
+            },
             link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
         };
         (request, line)

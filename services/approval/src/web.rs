@@ -33,7 +33,8 @@ use sha2::{Digest, Sha256};
 use spend_core::Actor;
 use spend_core::bounded::FifoMap;
 use spend_core::events::{
-    ApprovalGranted, ApprovalProof, ApprovalRejected, ApproverEnrolled, ApproverRegistered, ApproverRemoved, Countersignature, EventData, SecurityAlert,
+    ApprovalGranted, ApprovalProof, ApprovalRejected, ApproverEnrolled, ApproverRegistered, ApproverRemoved, Countersignature, EventData, RollbackApproved,
+    SecurityAlert,
 };
 use spend_draft::approvers::{Enrollment, Role};
 use spend_draft::proof::{approval_challenge, enroll_challenge, fingerprint};
@@ -99,11 +100,11 @@ struct SignIn {
     started: Instant,
 }
 
-struct Armed {
-    org: String,
-    draft_id: String,
-    approver_id: String,
-    started: Instant,
+pub(crate) struct Armed {
+    pub(crate) org: String,
+    pub(crate) draft_id: String,
+    pub(crate) approver_id: String,
+    pub(crate) started: Instant,
 }
 
 struct Countersigning {
@@ -135,11 +136,11 @@ pub struct App {
     pub alerts: spend_core::alert_gate::AlertGate,
 }
 
-fn sha256_hex(s: &str) -> String {
+pub(crate) fn sha256_hex(s: &str) -> String {
     hex::encode(Sha256::digest(s.as_bytes()))
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     spend_credentials::random_hex(32).expect("the operating system's random source")
 }
 
@@ -188,7 +189,7 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Mar
                     p { strong { "SpendSignoff" } " approvals" }
                     @if let Some(w) = who {
                         nav aria-label="Account" {
-                            a href="/approvals" { "Queue" } " · " a href="/approvers" { "Approvers" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
+                            a href="/approvals" { "Queue" } " · " a href="/audit" { "Audit" } " · " a href="/approvers" { "Approvers" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
                             form.inline method="post" action="/signout" {
                                 @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
                                 button type="submit" { "Sign out" }
@@ -341,7 +342,7 @@ impl App {
         Ok(s)
     }
 
-    async fn alert(&self, org: &str, reason: &str, peer: Option<SocketAddr>, detail: String) {
+    pub(crate) async fn alert(&self, org: &str, reason: &str, peer: Option<SocketAddr>, detail: String) {
         let alert = SecurityAlert {
             reason: reason.into(),
             key_id: None,
@@ -355,7 +356,7 @@ impl App {
 
     /// Waits (briefly) until the book has applied the log up to `seq`, so
     /// the next page shows what was just recorded.
-    async fn wait_for(&self, seq: u64) {
+    pub(crate) async fn wait_for(&self, seq: u64) {
         let deadline = Instant::now() + Duration::from_secs(3);
         while self.book.read().await.seq < seq && Instant::now() < deadline {
             tokio::time::sleep(Duration::from_millis(20)).await;
@@ -734,7 +735,7 @@ fn enrolled_from(r: &ApproverRegistered, countersignature: Option<Countersignatu
     }
 }
 
-fn log_refusal(e: LogError) -> Refusal {
+pub(crate) fn log_refusal(e: LogError) -> Refusal {
     match e {
         LogError::WrongLastSequence { .. } => Refusal::new(StatusCode::CONFLICT, "someone else changed this at the same moment: reload and try again"),
         other => {
@@ -780,6 +781,11 @@ pub async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
             @if !policies.is_empty() {
                 h2 { "SPEND.md versions waiting (" (policies.len()) ")" }
                 ul { @for (id, version) in &policies { li { a href={ "/approvals/" (id) } { (id) } " — version " code { (version) } } } }
+            }
+            @let rollbacks = book.waiting_rollbacks(&s.org);
+            @if !rollbacks.is_empty() {
+                h2 { "Rollbacks waiting (" (rollbacks.len()) ")" }
+                ul { @for r in &rollbacks { li { a href={ "/approvals/" (r.request.rollback_id) } { (r.request.rollback_id) } " — " (r.request.changes.len()) " change(s), asked by " (r.request.requested_by) } } }
             }
             h2 { "Recently decided" }
             @if done.is_empty() { p { "Nothing yet." } } @else { (draft_table(&done)) }
@@ -834,7 +840,7 @@ pub async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): 
     render_draft(&app, &s, &draft_id).await
 }
 
-fn json_text(v: &serde_json::Value) -> String {
+pub(crate) fn json_text(v: &serde_json::Value) -> String {
     match v {
         serde_json::Value::String(s) => s.clone(),
         other => other.to_string(),
@@ -843,6 +849,9 @@ fn json_text(v: &serde_json::Value) -> String {
 
 async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
     let book = app.book.read().await;
+    if let Some(r) = crate::rollback::render_request(&book, s, draft_id) {
+        return r;
+    }
     if book.entry(&s.org, draft_id).is_none()
         && let Some(r) = render_policy(app, &book, s, draft_id)
     {
@@ -1080,33 +1089,41 @@ pub async fn arm(
     Path(draft_id): Path<String>,
 ) -> Answer<Json<serde_json::Value>> {
     let s = app.checked(&headers, peer, None).await?;
+    Ok(Json(arm_target(&app, &s, &draft_id).await?))
+}
+
+/// Arms an approval of `id` (a draft, a policy proposal, a rollback
+/// request) by the signed-in approver: the approval id and the pinned
+/// challenge their passkey signs, and where to post the assertion.
+pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde_json::Value> {
     let book = app.book.read().await;
     let t = book
-        .target(&s.org, &draft_id)
+        .target(&s.org, id)
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to approve under that id"))?;
-    let r = ready_to_approve(&t, &s)?;
+    let r = ready_to_approve(&t, s)?;
     let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
     let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
-    let credential_id = own_credential(&book, &s)?;
+    let credential_id = own_credential(&book, s)?;
     drop(book);
     app.armed.lock().await.insert_new(
         approval_id.clone(),
         Armed {
             org: s.org.clone(),
-            draft_id: draft_id.clone(),
+            draft_id: id.to_string(),
             approver_id: s.approver_id.clone(),
             started: Instant::now(),
         },
     );
-    Ok(Json(serde_json::json!({
+    Ok(serde_json::json!({
         "approval_id": approval_id,
         "challenge": URL_SAFE_NO_PAD.encode(challenge),
         "credential_id": credential_id,
-    })))
+        "confirm": format!("/approvals/{id}/confirm"),
+    }))
 }
 
 /// The signed-in approver's passkey credential, as the registry holds it.
-fn own_credential(book: &Book, s: &Session) -> Answer<String> {
+pub(crate) fn own_credential(book: &Book, s: &Session) -> Answer<String> {
     book.versions
         .approvers
         .approver(&s.org, &s.approver_id)
@@ -1115,7 +1132,7 @@ fn own_credential(book: &Book, s: &Session) -> Answer<String> {
         .ok_or_else(|| Refusal::new(StatusCode::UNAUTHORIZED, "you are no longer a trusted approver"))
 }
 
-fn ready_to_approve(t: &Target, s: &Session) -> Answer<spend_core::events::ApprovalRequested> {
+pub(crate) fn ready_to_approve(t: &Target, s: &Session) -> Answer<spend_core::events::ApprovalRequested> {
     if !t.waiting {
         return Err(Refusal::new(StatusCode::CONFLICT, "it no longer waits for a human: nothing to approve"));
     }
@@ -1208,16 +1225,31 @@ pub async fn confirm(
         proof,
     };
     let expected = t.approval_seq;
+    let rollback = t.kind == "rollback";
     drop(book);
+    // A rollback's approval is its own type: it can never count as the
+    // approval of a draft, nor the reverse.
+    let data = if rollback {
+        EventData::RollbackApproved(RollbackApproved(granted))
+    } else {
+        EventData::ApprovalGranted(granted)
+    };
     let rec = app
         .recorder
-        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, EventData::ApprovalGranted(granted))
+        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, data)
         .expect_seq(expected)
         .record()
         .await
         .map_err(log_refusal)?;
     app.wait_for(rec.seq).await;
     let book = app.book.read().await;
+    if rollback {
+        return Ok(Json(serde_json::json!({
+            "ok": true,
+            "status": "approved",
+            "message": "Rollback approved: the executor restores the recorded state now.",
+        })));
+    }
     let status = match book.entry(&s.org, &draft_id) {
         Some(e) => e.draft.status().as_str().to_string(),
         None if book.versions.is_approved(&s.org, &draft_id) => "approved".into(),

@@ -1,5 +1,5 @@
-// SpendSignoff approval pages: the passkey ceremonies and the two-step
-// approve dialog. Served from /static/app.js (the Content Security Policy
+// SpendSignoff approval pages: the passkey ceremonies, the two-step
+// approve dialog and the two-step rollback dialog. Served from /static/app.js (the Content Security Policy
 // allows scripts from this origin only; no inline script anywhere).
 "use strict";
 
@@ -141,6 +141,48 @@ async function confirmPush(button) {
   }
 }
 
+function rollbackDialog() { return document.getElementById("rollback-dialog"); }
+
+// "Roll back" only opens the dialog: nothing is asked or recorded yet.
+function openRollback(button) {
+  const d = rollbackDialog();
+  d.dataset.drafts = button.dataset.rollbackDrafts || "";
+  d.dataset.arm = button.dataset.rollbackArm || "";
+  d.dataset.opener = button.id || "";
+  document.getElementById("rollback-desc").textContent = button.dataset.summary || "";
+  document.getElementById("rollback-payment").hidden = button.dataset.payment !== "1";
+  // An operator's request carries its reason already.
+  const reason = document.getElementById("rollback-reason");
+  reason.hidden = !!d.dataset.arm;
+  reason.previousElementSibling.hidden = !!d.dataset.arm;
+  say("rollback-status", "");
+  d.hidden = false;
+  document.getElementById("confirm-rollback").focus();
+}
+
+function closeRollback() {
+  const d = rollbackDialog();
+  if (d) d.hidden = true;
+}
+
+// "Confirm rollback": the request (from the audit view) or the arming of
+// an operator's request, then a fresh passkey assertion over its challenge.
+async function confirmRollback() {
+  const d = rollbackDialog();
+  say("rollback-status", "Confirm with your passkey…");
+  try {
+    const armed = d.dataset.arm
+      ? await post(d.dataset.arm)
+      : await post("/audit/rollback", { drafts: d.dataset.drafts.split(" "), reason: document.getElementById("rollback-reason").value });
+    const a = await assertion(armed.challenge, [armed.credential_id]);
+    const done = await post(armed.confirm, { approval_id: armed.approval_id, assertion: a });
+    say("rollback-status", done.message);
+    setTimeout(() => window.location.reload(), 1500);
+  } catch (e) {
+    say("rollback-status", "Not rolled back: " + e.message);
+  }
+}
+
 async function countersign(button) {
   say("approvers-status", "Countersign with your passkey…");
   try {
@@ -165,9 +207,15 @@ document.addEventListener("DOMContentLoaded", () => {
   if (cp) cp.addEventListener("click", () => confirmPush(cp));
   const cancel = document.getElementById("confirm-cancel");
   if (cancel) cancel.addEventListener("click", disarm);
+  document.querySelectorAll("button[data-rollback-drafts], button[data-rollback-arm]").forEach((b) => b.addEventListener("click", () => openRollback(b)));
+  const cr = document.getElementById("confirm-rollback");
+  if (cr) cr.addEventListener("click", confirmRollback);
+  const rc = document.getElementById("rollback-cancel");
+  if (rc) rc.addEventListener("click", closeRollback);
   document.addEventListener("keydown", (ev) => {
     const d = dialog();
     if (ev.key === "Escape" && d && !d.hidden) disarm();
+    if (ev.key === "Escape") closeRollback();
   });
   document.querySelectorAll("button[data-countersign]").forEach((b) => b.addEventListener("click", () => countersign(b)));
 });

@@ -2,8 +2,10 @@
 //! the gateway forwards. The conversions and the client are the read
 //! contract's ([`spend_platform::grpc`]).
 //!
-//! Rollback and card freezes answer `UNIMPLEMENTED` until pushes land
-//! with the executor's own work; nothing here writes to a platform.
+//! Rollback and card freezes answer `FAILED_PRECONDITION` with where they
+//! are asked for instead: both are events on the log (a rollback request a
+//! human approves with a passkey; an operator's freeze), never a call a
+//! service could make in someone's name. Nothing here writes to a platform.
 
 use std::sync::Arc;
 
@@ -136,10 +138,14 @@ impl Executor for ExecutorService {
     }
 
     async fn rollback(&self, _: Request<pb::RollbackRequest>) -> Result<Response<pb::RollbackResponse>, Status> {
-        Err(Status::unimplemented("rollback is not available in this version of the executor"))
+        Err(Status::failed_precondition(
+            "the executor takes no rollback over gRPC: ask for one in the approval app's audit view or with `spend rollback`, and a human approves it with a passkey",
+        ))
     }
 
     async fn freeze_cards(&self, _: Request<pb::FreezeCardsRequest>) -> Result<Response<pb::FreezeCardsResponse>, Status> {
-        Err(Status::unimplemented("card freezes are not available in this version of the executor"))
+        Err(Status::failed_precondition(
+            "the executor takes no card freeze over gRPC: an operator freezes cards with `spend card freeze` (an audited event)",
+        ))
     }
 }

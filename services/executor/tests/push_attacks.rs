@@ -6,8 +6,10 @@
 //! another draft's hash, replayed, expired, by an approver nobody knows, by
 //! one enrolled without a countersignature; an auto-approval for a draft no
 //! human-approved mandate covers; an approval on a subject of the
-//! gateway's — and no write reaches the platform; each is audited; then a
-//! genuine approval is pushed (so a stopped executor cannot pass).
+//! gateway's; a rollback approval with a bad signature — and no write
+//! reaches the platform; each is audited; then a genuine approval is pushed
+//! and a genuine rollback approval refunds it (so a stopped executor cannot
+//! pass).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -26,7 +28,7 @@ use spend_executor::vault::Vault;
 use spend_executor::vault::keys::KmsKeys;
 use spend_executor::vault::store::PgConnections;
 use spend_testkit::authnats::AuthNats;
-use spend_testkit::events::{Approvers, TEST_POLICY_VERSION, decided, on_log, payment_proposed, subject_of};
+use spend_testkit::events::{Approvers, TEST_POLICY_VERSION, decided, on_log, payment_proposed, rollback_requested, subject_of};
 
 const POLICY: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  auto_approve_under: 50 USD\n";
 
@@ -271,6 +273,48 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
             break;
         }
         assert!(Instant::now() < deadline, "the genuine approval was never pushed: {applied}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // Rollback: the approval service may record a request in a human's
+    // name, but not approve it without that human's passkey; it cannot
+    // write on the operator's subjects at all.
+    let expires = "2099-01-01T00:00:00Z";
+    let mut request = rollback_requested("acme", "rb_attack", &["d_gw"], expires);
+    assert!(
+        put(&approval, &request).await.is_err(),
+        "the approval service cannot write the operator's rollback requests"
+    );
+    request.subject = "approval/rb_attack".into();
+    put(&approval, &request).await.unwrap();
+    let hash = spend_draft::event_hash(&request.to_bytes());
+    let mut forged = humans.approved_rollback("rb_attack", "ada", &hash, expires);
+    if let EventData::RollbackApproved(a) = &mut forged.data {
+        let mut sig = a.0.proof.signature.clone().into_bytes();
+        sig[10] = if sig[10] == b'A' { b'B' } else { b'A' };
+        a.0.proof.signature = String::from_utf8(sig).unwrap();
+    }
+    put(&approval, &forged).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+    assert!(applied["by_key"].get("rb_attack-d_gw").is_none(), "no refund on a forged approval: {applied}");
+    let log = on_log(operator.as_ref()).await;
+    assert!(
+        log.iter().any(|(s, e)| s.contains(".security_executor.")
+            && e["data"]["reason"] == "approval.forged"
+            && e["data"]["detail"].as_str().is_some_and(|d| d.contains("rb_attack"))),
+        "the forged rollback approval is audited"
+    );
+    // Ada's genuine approval of it: refunded, once.
+    put(&approval, &humans.approved_rollback("rb_attack", "ada", &hash, expires)).await.unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+        if applied["by_key"]["rb_attack-d_gw"] == 1 {
+            assert_eq!(applied["charged_minor"], 0, "refunded: {applied}");
+            break;
+        }
+        assert!(Instant::now() < deadline, "the genuine rollback approval was never carried out: {applied}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     let _ = stop.send(true);

@@ -48,6 +48,28 @@ impl Agent {
         r
     }
 
+    /// A raise of `campaign`'s daily budget to `minor` US cents.
+    pub async fn raise(&mut self, account: &str, campaign: &str, minor: i64, rationale: &str) -> pb::Draft {
+        let req = self.req(pb::ProposeChangeRequest {
+            account_id: account.into(),
+            rationale: rationale.into(),
+            change: Some(pb::propose_change_request::Change::Budget(pb::BudgetChange {
+                campaign_id: campaign.into(),
+                new_daily_budget: Some(pb::Money {
+                    minor_units: minor,
+                    currency: "USD".into(),
+                }),
+            })),
+        });
+        self.client
+            .propose_change(req)
+            .await
+            .expect("a budget draft")
+            .into_inner()
+            .draft
+            .expect("a draft")
+    }
+
     pub async fn pay(&mut self, account: &str, minor: i64, rationale: &str) -> Result<pb::Draft, tonic::Status> {
         let req = self.req(payment(account, minor, rationale));
         Ok(self.client.propose_change(req).await?.into_inner().draft.expect("a draft"))

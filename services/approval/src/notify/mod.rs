@@ -203,6 +203,7 @@ impl Notifier {
             approvers,
             outbox: self.outbox,
             escalation_taken,
+            rollback: (aggregate == "approval").then(|| book.rollback(org, id)).flatten(),
         };
         let event = Event {
             id: env.id.to_string(),

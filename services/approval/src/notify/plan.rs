@@ -187,6 +187,8 @@ pub struct Context<'a> {
     /// For an escalation: whether the book applied it (its request now
     /// expires when the escalation says).
     pub escalation_taken: bool,
+    /// The rollback request an approval request is about.
+    pub rollback: Option<&'a crate::book::RollbackEntry>,
 }
 
 /// One event, as the planner reads it.
@@ -339,6 +341,19 @@ fn approval_message(ctx: &Context<'_>, r: &ApprovalRequested, escalated: Option<
             ],
             ..Message::default()
         },
+        // Asked for in the app, it is approved there and then: only an
+        // operator's request waits for someone to hear of it.
+        ("rollback", _, _) => {
+            let rb = ctx.rollback.filter(|r| !r.in_app)?;
+            let drafts: Vec<&str> = rb.request.changes.iter().map(|c| c.draft_id.as_str()).collect();
+            Message {
+                title: "Rollback needs approval".into(),
+                summary: format!("Approval needed: roll back {} pushed change(s) until {}", drafts.len(), short_time(&expires_at)),
+                facts: vec![("Asked by".into(), rb.request.requested_by.clone()), ("Changes".into(), drafts.join(", "))],
+                quote: Some(("Reason".to_string(), rb.request.reason.clone())).filter(|q| !q.1.is_empty()),
+                ..Message::default()
+            }
+        }
         _ => return None,
     };
     if let Some(e) = escalated {

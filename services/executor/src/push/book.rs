@@ -2,7 +2,9 @@
 //! draft aggregate — approvals counted only through the verifier, against
 //! the approver registry this book builds from the same log — the SPEND.md
 //! versions in force (only through a human's verified approval), the
-//! changes it started, the cards an operator froze. Pure: the runtime
+//! changes it started and pushed, the rollbacks a human approved (each
+//! approval verified against the rollback request's exact bytes), the
+//! cards an operator froze. Pure: the runtime
 //! follows the log into [`Book::apply`] and asks [`Book::due`] what to do.
 //!
 //! Nothing here trusts an event for being on the log: an approval counts
@@ -11,16 +13,43 @@
 
 use std::collections::{HashMap, HashSet};
 
+use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
-use spend_core::events::{ApprovalGranted, CardFreezeRequested, DraftProposed, EventData};
+use spend_core::events::{ApprovalGranted, CardFreezeRequested, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested};
 use spend_core::{ActorKind, Cause};
-use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, recorded_approval, verify_rollback};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
 use spend_policy::versions::{Noticed, Versions};
 
 /// Drafts the book keeps (the oldest forgotten first).
 pub const MAX_DRAFTS: usize = 100_000;
+
+/// Rollback requests the book keeps (the oldest forgotten first).
+pub const MAX_ROLLBACKS: usize = 10_000;
+
+/// A change the executor pushed: what its rollback needs.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Pushed {
+    /// Its `spend.change.pushed.v1`'s sequence: what the rollback's
+    /// record expects (one rollback per change).
+    pub seq: u64,
+    /// The platform's answer: the campaign as the push left it, the charge.
+    pub response: Option<serde_json::Value>,
+    pub diff: Vec<FieldDiff>,
+}
+
+/// A rollback request, and whether a human's approval of it verified.
+#[derive(Debug, Clone)]
+pub struct Rollback {
+    pub request: RollbackRequested,
+    /// Hex SHA-256 of its bytes on the log: what an approval must name.
+    pub hash: String,
+    pub cause: Cause,
+    pub approved: bool,
+    /// Drafts of it the executor refused to undo.
+    pub refused: HashSet<String>,
+}
 
 /// A change the executor started: what a resumed push needs.
 #[derive(Debug, Clone, PartialEq)]
@@ -42,6 +71,10 @@ pub struct Tracked {
     pub consent_asked: bool,
     /// Waiting for a scope on this account (set by the runtime).
     pub parked: bool,
+    /// Its push, once recorded.
+    pub pushed: Option<Pushed>,
+    /// What its commitment counted, and when the envelope took it.
+    pub committed: Option<(i64, DateTime<Utc>)>,
 }
 
 /// What to do next.
@@ -52,6 +85,8 @@ pub enum Work {
     /// Finish a change started earlier (by this process before a crash,
     /// or a replica that stopped).
     Resume { org: String, draft_id: String, started: Started },
+    /// Undo one change of a rollback a human approved.
+    RollBack { org: String, rollback_id: String, draft_id: String },
 }
 
 /// Something read that must be audited.
@@ -73,6 +108,7 @@ pub struct Book {
     /// SPEND.md versions and the approver registry.
     pub versions: Versions,
     drafts: FifoMap<(String, String), Tracked>,
+    rollbacks: FifoMap<(String, String), Rollback>,
     frozen: HashMap<String, Frozen>,
     /// The last stream sequence applied.
     pub seq: u64,
@@ -83,6 +119,7 @@ impl Default for Book {
         Self {
             versions: Versions::default(),
             drafts: FifoMap::new(MAX_DRAFTS),
+            rollbacks: FifoMap::new(MAX_ROLLBACKS),
             frozen: HashMap::new(),
             seq: 0,
         }
@@ -122,6 +159,9 @@ impl Book {
                 });
             }
             Some(Noticed::ReusedId { .. }) | None => {}
+        }
+        if env.event_type == RollbackApproved::TYPE {
+            return self.approve_rollback(prefix, m, &env, &org);
         }
         if env.event_type == ApprovalGranted::TYPE {
             if self.versions.proposal(&org, id).is_some() {
@@ -173,6 +213,8 @@ impl Book {
                                 started: None,
                                 consent_asked: false,
                                 parked: false,
+                                pushed: None,
+                                committed: None,
                             },
                         );
                     }
@@ -191,6 +233,33 @@ impl Book {
                     .filter(|t| t.parked && t.draft.org() == org && t.draft.account_id() == c.account_id)
                 {
                     t.parked = false;
+                }
+            }
+            // A human asks in the app (on the approval service's subject),
+            // an operator with the CLI: the first request of an id counts.
+            EventData::RollbackRequested(r) if matches!(aggregate, "approval" | "rollback_request") && r.rollback_id == id => {
+                let key = (org, r.rollback_id.clone());
+                if !self.rollbacks.contains_key(&key) {
+                    self.rollbacks.insert_new(
+                        key,
+                        Rollback {
+                            hash: event_hash(&m.payload),
+                            cause: env.cause(),
+                            request: r,
+                            approved: false,
+                            refused: HashSet::new(),
+                        },
+                    );
+                }
+            }
+            EventData::RollbackRefused(r) if aggregate == "rollback" => {
+                if let Some(rb) = self.rollbacks.get_mut(&(org, r.rollback_id)) {
+                    rb.refused.insert(r.draft_id);
+                }
+            }
+            EventData::BudgetCommitted(c) if aggregate == "budget" => {
+                if let Some(t) = self.drafts.get_mut(&(org, c.draft_id)) {
+                    t.committed = Some((c.amount.minor_units, env.time));
                 }
             }
             EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason }) if aggregate == "card_freeze" => {
@@ -212,18 +281,73 @@ impl Book {
                     return None;
                 }
                 let t = self.drafts.get_mut(&(org, event.draft_id().to_string()))?;
-                if t.draft.apply(&event)
-                    && let DraftEvent::PushStarted(s) = &event
-                {
-                    t.started = Some(Started {
-                        change_id: s.change_id.clone(),
-                        seq: m.seq,
-                        before: s.before.clone(),
-                    });
+                if t.draft.apply(&event) {
+                    match &event {
+                        DraftEvent::PushStarted(s) => {
+                            t.started = Some(Started {
+                                change_id: s.change_id.clone(),
+                                seq: m.seq,
+                                before: s.before.clone(),
+                            });
+                        }
+                        DraftEvent::Pushed(p) => {
+                            t.pushed = Some(Pushed {
+                                seq: m.seq,
+                                response: p.response.clone(),
+                                diff: p.diff.clone(),
+                            });
+                        }
+                        _ => {}
+                    }
                 }
             }
         }
         None
+    }
+
+    /// A `spend.rollback.approved.v1`: counted only when its passkey proof
+    /// verifies against the request's exact bytes and expiry, by an
+    /// approver of the request's organisation.
+    fn approve_rollback(&mut self, prefix: &str, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>, org: &str) -> Option<Audit> {
+        let audit = |detail: String| {
+            Some(Audit {
+                org: org.to_string(),
+                reason: spend_draft::Forgery::REASON.into(),
+                detail,
+            })
+        };
+        let facts = match ApprovalFacts::from_stored_rollback(prefix, &m.subject, env, m.republished, m.seq, m.time) {
+            Ok(f) => f,
+            Err(forgery) => return audit(forgery.detail),
+        };
+        let key = (org.to_string(), facts.data.draft_id.clone());
+        let Some(rb) = self.rollbacks.get_mut(&key) else {
+            return audit(format!(
+                "approval {} on {} names rollback request {}, which is not on the log",
+                facts.data.approval_id, m.subject, facts.data.draft_id
+            ));
+        };
+        if rb.approved {
+            return None;
+        }
+        match verify_rollback(
+            &facts,
+            org,
+            &rb.request.rollback_id,
+            &rb.hash,
+            &rb.request.expires_at,
+            &mut self.versions.approvers,
+        ) {
+            Ok(_) => {
+                rb.approved = true;
+                None
+            }
+            Err(forgery) => audit(forgery.detail),
+        }
+    }
+
+    pub fn rollback(&self, org: &str, rollback_id: &str) -> Option<&Rollback> {
+        self.rollbacks.get(&(org.to_string(), rollback_id.to_string()))
     }
 
     pub fn tracked(&self, org: &str, draft_id: &str) -> Option<&Tracked> {
@@ -261,6 +385,21 @@ impl Book {
                     started: s.clone(),
                 }),
                 _ => {}
+            }
+        }
+        for ((org, rollback_id), rb) in self.rollbacks.iter().filter(|(_, rb)| rb.approved) {
+            for item in &rb.request.changes {
+                if rb.refused.contains(&item.draft_id) {
+                    continue;
+                }
+                let done = self.tracked(org, &item.draft_id).is_some_and(|t| t.draft.status() == DraftStatus::RolledBack);
+                if !done {
+                    out.push(Work::RollBack {
+                        org: org.clone(),
+                        rollback_id: rollback_id.clone(),
+                        draft_id: item.draft_id.clone(),
+                    });
+                }
             }
         }
         out

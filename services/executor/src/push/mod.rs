@@ -28,9 +28,14 @@
 //! at step 4: the envelope has the draft already, the platform answers the
 //! same key with its first answer, and the outcome's append expects the
 //! start's sequence — one write, one commitment, one `change.pushed`.
+//!
+//! A rollback ([`rollback`]) is the same discipline backwards: only on a
+//! human's verified approval of the rollback request's exact bytes, only
+//! while the live state is what the push left, once per change.
 
 pub mod book;
 pub mod platform;
+mod rollback;
 
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -180,6 +185,7 @@ impl Pusher {
         for work in due {
             let key = match &work {
                 Work::Push { org, draft_id } | Work::Resume { org, draft_id, .. } => (org.clone(), draft_id.clone()),
+                Work::RollBack { org, rollback_id, draft_id } => (org.clone(), format!("{rollback_id}/{draft_id}")),
             };
             if !self.in_flight.lock().expect("in flight").insert(key.clone()) {
                 continue;
@@ -193,6 +199,7 @@ impl Pusher {
                 match work {
                     Work::Push { org, draft_id } => me.push(&org, &draft_id).await,
                     Work::Resume { org, draft_id, started } => me.finish(&org, &draft_id, started).await,
+                    Work::RollBack { org, rollback_id, draft_id } => me.roll_back(&org, &rollback_id, &draft_id).await,
                 }
                 // Until the follower has read what the push recorded, the
                 // book would offer it again: wait for the log to catch up.
@@ -469,24 +476,8 @@ impl Pusher {
         scope: &str,
         before: Option<&serde_json::Value>,
     ) -> Result<serde_json::Value, String> {
-        let deadline = tokio::time::Instant::now() + self.config.deadline;
-        let mut wait = Duration::from_millis(500);
-        let mut tries = 0u32;
-        loop {
-            tries += 1;
-            let token = match self.connections.token(org, Want::Account(&proposal.account_id), Some(scope)).await {
-                Ok(t) => t,
-                Err(spend_platform::ReadError::Unavailable(m)) => {
-                    if tokio::time::Instant::now() + wait > deadline {
-                        return Err(format!("gave up after {tries} tries: {m}"));
-                    }
-                    tokio::time::sleep(wait).await;
-                    wait = (wait * 2).min(Duration::from_secs(8));
-                    continue;
-                }
-                Err(e) => return Err(format!("the account's token: {e}")),
-            };
-            let attempt = match &proposal.change {
+        self.with_retries(org, draft_id, &proposal.account_id, scope, |token| async move {
+            match &proposal.change {
                 DraftChange::Campaign {
                     campaign_id,
                     field,
@@ -504,14 +495,37 @@ impl Pusher {
                 DraftChange::Payment { amount, merchant, .. } => {
                     let card = before.and_then(|b| b["card_id"].as_str()).unwrap_or_default();
                     if let Some(reason) = self.book.read().await.frozen(org, card) {
-                        return Err(format!("card {card} was frozen by an operator: {reason}"));
+                        return Err(WriteError::Refused(format!("card {card} was frozen by an operator: {reason}")));
                     }
                     self.platform
                         .charge(&token, card, merchant, amount.minor_units, &amount.currency, draft_id)
                         .await
                 }
+            }
+        })
+        .await
+    }
+
+    /// Makes one write with the account's token (fetched afresh each
+    /// try), retrying what can succeed later (429 with `Retry-After`, 5xx,
+    /// timeouts, a token the vault cannot refresh yet) with backoff until
+    /// the push deadline; a refusal ends it at once.
+    async fn with_retries<F, Fut>(&self, org: &str, what: &str, account: &str, scope: &str, attempt: F) -> Result<serde_json::Value, String>
+    where
+        F: Fn(crate::connector::PlatformToken) -> Fut,
+        Fut: std::future::Future<Output = Result<serde_json::Value, WriteError>>,
+    {
+        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let mut wait = Duration::from_millis(500);
+        let mut tries = 0u32;
+        loop {
+            tries += 1;
+            let outcome = match self.connections.token(org, Want::Account(account), Some(scope)).await {
+                Ok(token) => attempt(token).await,
+                Err(spend_platform::ReadError::Unavailable(m)) => Err(WriteError::Retry { after: None, reason: m }),
+                Err(e) => return Err(format!("the account's token: {e}")),
             };
-            match attempt {
+            match outcome {
                 Ok(r) => return Ok(r),
                 Err(WriteError::Refused(m)) => return Err(m),
                 Err(WriteError::Retry { after, reason }) => {
@@ -519,7 +533,7 @@ impl Pusher {
                     if tokio::time::Instant::now() + pause > deadline {
                         return Err(format!("gave up after {tries} tries: {reason}"));
                     }
-                    tracing::info!(org, draft_id, tries, retry_in_ms = pause.as_millis() as u64, %reason, "the platform did not apply it yet; retrying");
+                    tracing::info!(org, what, tries, retry_in_ms = pause.as_millis() as u64, %reason, "the platform did not apply it yet; retrying");
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(8));
                 }

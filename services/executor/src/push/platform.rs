@@ -1,5 +1,5 @@
 //! The platform's write API, as the push uses it: a campaign's live state,
-//! a campaign write, a charge on a card, a card freeze — each write with
+//! a campaign write, a charge on a card and its refund, a card freeze — each write with
 //! the draft's id as `Idempotency-Key`, so a write sent again (a retry, a
 //! replica resuming after a crash) is applied once. Errors say whether
 //! trying again can help.
@@ -143,6 +143,12 @@ impl Platform {
     ) -> Result<serde_json::Value, WriteError> {
         let body = serde_json::json!({"merchant": merchant, "amount_minor": amount_minor, "currency": currency, "description": format!("SpendSignoff {key}")});
         self.write(reqwest::Method::POST, &format!("/v1/cards/{card_id}/charges"), token, Some(key), Some(body))
+            .await
+    }
+
+    /// Refunds a charge in full.
+    pub async fn refund(&self, token: &PlatformToken, charge_id: &str, key: &str) -> Result<serde_json::Value, WriteError> {
+        self.write(reqwest::Method::POST, &format!("/v1/charges/{charge_id}/refunds"), token, Some(key), None)
             .await
     }
 
