@@ -118,8 +118,8 @@ try {
 
   // The agent's budget raise, approved while its request is young (the
   // timeout is a minute); pushed and rolled back further down.
-  seen.budget_status = await approve(ada.page, env("LINK_BUDGET"), null);
-  seen.budget2_status = await approve(ada.page, env("LINK_BUDGET2"), null);
+  seen.budget_first = await approve(ada.page, env("LINK_BUDGET"), null);
+  seen.budget2_first = await approve(ada.page, env("LINK_BUDGET2"), null);
 
   // A GET of the approval link changes nothing; the page shows the draft.
   await ada.page.goto(env("LINK_APPROVE"));
@@ -178,6 +178,10 @@ try {
   await ada.page.goto(env("LINK_DUAL"));
   seen.dual_same_person_again = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
   seen.dual_second = await approve(bob.page, env("LINK_DUAL"), null);
+  // The budget raises are over require_confirmation_over at their daily
+  // rate: bob is their second approver.
+  seen.budget_status = await approve(bob.page, env("LINK_BUDGET"), null);
+  seen.budget2_status = await approve(bob.page, env("LINK_BUDGET2"), null);
 
   // The queue.
   await ada.page.goto(`${ORIGIN}/approvals`);

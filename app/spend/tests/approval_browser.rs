@@ -35,7 +35,7 @@ const POLICY: &str = "\
 # SPEND.md for the browser test
 ## Spending
 spend:
-  monthly_limit: 500 USD
+  monthly_limit: 10000 USD
   daily_limit: 200 USD
   per_transaction: 50 USD
   allowlist:
@@ -58,7 +58,7 @@ const PROPOSED: &str = "\
 # SPEND.md, as proposed
 ## Spending
 spend:
-  monthly_limit: 500 USD
+  monthly_limit: 10000 USD
   daily_limit: 200 USD
   per_transaction: 45 USD
   allowlist:
@@ -268,6 +268,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("after_disconnect").contains("disconnected"), "{seen}");
     // The budget raise: approved, pushed once write access was granted,
     // then rolled back from the audit view.
+    assert!(s("budget_first").contains("awaiting_second_approval"), "{seen}");
     assert!(s("budget_status").starts_with("Approved"), "{seen}");
     assert!(s("budget2_status").starts_with("Approved"), "{seen}");
     assert_eq!(seen["budget_pushed"], true, "the sandbox shows the new budget: {seen}");
@@ -315,7 +316,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let out = Command::new("python3").arg(checker).arg(&export).output().expect("python3 runs");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
-    assert!(report.contains("7 approval proofs verified, 0 failed"), "{report}");
+    assert!(report.contains("9 approval proofs verified, 0 failed"), "{report}");
     assert!(report.contains("approves spend.rollback.requested.v1"), "{report}");
     // Every step is on the record, and the export verifies.
     for t in [
@@ -372,17 +373,23 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "{}",
         text(&out.stderr)
     );
-    let out = run(&[], &["ledger", "export", "--data-dir", d, "--output", export.to_str().unwrap()]);
-    assert!(out.status.success(), "{}", text(&out.stderr));
-    let all = std::fs::read_to_string(&export).unwrap();
-    let request = all
-        .lines()
-        .find(|l| l.contains(&format!("rollback_request.{rollback_id}")))
-        .expect("the request is on the operator's subject");
-    assert!(
-        decoded_contains(request, &budget2.draft_id) && !decoded_contains(request, &budget.draft_id),
-        "{request}"
-    );
+    // On the log (the ledger checkpoints it when `spend dev` runs again).
+    let log = spend_eventlog::embedded::EmbeddedLog::open(spend_eventlog::embedded::EmbeddedConfig::new(spend_cli::config::DevPaths::new(&data).events))
+        .await
+        .unwrap();
+    let events = spend_testkit::events::on_log(&log).await;
+    let (subject, request) = events
+        .iter()
+        .find(|(_, e)| e["type"] == "spend.rollback.requested.v1" && e["data"]["rollback_id"] == rollback_id.as_str())
+        .expect("the request is on the log");
+    assert_eq!(subject, &format!("spend.evt.dev.rollback_request.{rollback_id}"));
+    let listed: Vec<&str> = request["data"]["changes"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["draft_id"].as_str().unwrap())
+        .collect();
+    assert_eq!(listed, [budget2.draft_id.as_str()], "what is still live: {request}");
     assert!(report.contains("approves spend.policy.proposed.v1"), "{report}");
 }
 
