@@ -706,4 +706,50 @@ mod tests {
         g.when(decided("acme", "d2", Outcome::Deny));
         assert_eq!(g.book.due(Utc::now()).requests, [("acme".to_string(), "d1".to_string())]);
     }
+
+    #[test]
+    fn an_operators_rollback_gets_one_request_and_counts_only_a_verified_approval() {
+        use spend_testkit::events::{Approvers, FAR_EXPIRY, rollback_requested};
+        let mut g = Given::new();
+        let mut humans = Approvers::new("acme", &["ada"]);
+        for e in humans.trust() {
+            g.when(e);
+        }
+        let request = rollback_requested("acme", "rb_1", &["d1"], FAR_EXPIRY);
+        let hash = spend_draft::event_hash(&request.to_bytes());
+        g.when(request);
+        assert_eq!(g.book.due(Utc::now()).rollback_requests, [("acme".to_string(), "rb_1".to_string())]);
+        let opened = Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::service("approval"),
+            "approval/rb_1",
+            EventData::ApprovalRequested(ApprovalRequested {
+                draft_id: "rb_1".into(),
+                kind: "rollback".into(),
+                approved_hash: hash.clone(),
+                policy_version: "sha256:test".into(),
+                required: 1,
+                expires_at: FAR_EXPIRY.into(),
+                timeout_action: "deny".into(),
+                link_token_sha256: "cd".repeat(32),
+            }),
+        );
+        g.when(opened);
+        assert!(g.book.due(Utc::now()).rollback_requests.is_empty(), "one request per rollback");
+        assert_eq!(g.book.link(&"cd".repeat(32)), Some(&("acme".to_string(), "rb_1".to_string())));
+        let t = g.book.target("acme", "rb_1").unwrap();
+        assert_eq!((t.kind, t.waiting, t.approved_hash.as_str()), ("rollback", true, hash.as_str()));
+        assert_eq!(g.book.waiting_rollbacks("acme").len(), 1);
+        // An approval of the draft kind over the same bytes counts for nothing.
+        g.when(humans.approved("rb_1", "ada", &hash));
+        assert!(g.book.rollback("acme", "rb_1").unwrap().approved.is_none());
+        // A proof that signs another expiry than the request's does not verify.
+        g.when(humans.approved_rollback("rb_1", "ada", &hash, "2098-01-01T00:00:00Z"));
+        assert!(g.book.rollback("acme", "rb_1").unwrap().approved.is_none());
+        g.when(humans.approved_rollback("rb_1", "ada", &hash, FAR_EXPIRY));
+        assert_eq!(g.book.rollback("acme", "rb_1").unwrap().approved.as_ref().map(|a| a.0.as_str()), Some("ada"));
+        assert!(!g.book.target("acme", "rb_1").unwrap().waiting);
+        assert!(g.book.waiting_rollbacks("acme").is_empty());
+    }
 }
