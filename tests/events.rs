@@ -201,18 +201,21 @@ impl Approvers {
     /// [`Approvers::approved_under`] with the proof expiring at `expires_at`
     /// (RFC 3339; in the past for an expired proof).
     pub fn approved_until(&mut self, draft_id: &str, approver: &str, approved_hash: &str, policy_version: &str, expires_at: &str) -> Envelope {
+        let granted = self.grant(draft_id, approver, approved_hash, policy_version, expires_at);
+        self.recorded(approver, draft_id, EventData::ApprovalGranted(granted))
+    }
+
+    fn grant(&mut self, id: &str, approver: &str, approved_hash: &str, policy_version: &str, expires_at: &str) -> spend_core::events::ApprovalGranted {
         let human = self
             .humans
             .get_mut(approver)
             .unwrap_or_else(|| panic!("{approver} is not one of the test's approvers"));
-        let granted = human.grant(draft_id, approved_hash, policy_version, expires_at, 1);
-        Envelope::new(
-            "spendsignoff/approval",
-            &self.org,
-            Actor::human(approver),
-            format!("approval/{draft_id}"),
-            EventData::ApprovalGranted(granted),
-        )
+        human.grant(id, approved_hash, policy_version, expires_at, 1)
+    }
+
+    /// An approval event as the approval service records it, on `approval.<id>`.
+    fn recorded(&self, approver: &str, id: &str, data: EventData) -> Envelope {
+        Envelope::new("spendsignoff/approval", &self.org, Actor::human(approver), format!("approval/{id}"), data)
     }
 }
 
@@ -221,18 +224,8 @@ impl Approvers {
     /// stored bytes hash to `request_hash`, signing the request's
     /// `expires_at`, as the approval service records it.
     pub fn approved_rollback(&mut self, rollback_id: &str, approver: &str, request_hash: &str, expires_at: &str) -> Envelope {
-        let human = self
-            .humans
-            .get_mut(approver)
-            .unwrap_or_else(|| panic!("{approver} is not one of the test's approvers"));
-        let granted = human.grant(rollback_id, request_hash, TEST_POLICY_VERSION, expires_at, 1);
-        Envelope::new(
-            "spendsignoff/approval",
-            &self.org,
-            Actor::human(approver),
-            format!("approval/{rollback_id}"),
-            EventData::RollbackApproved(spend_core::events::RollbackApproved(granted)),
-        )
+        let granted = self.grant(rollback_id, approver, request_hash, TEST_POLICY_VERSION, expires_at);
+        self.recorded(approver, rollback_id, EventData::RollbackApproved(spend_core::events::RollbackApproved(granted)))
     }
 }
 
