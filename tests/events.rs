@@ -225,7 +225,11 @@ impl Approvers {
     /// `expires_at`, as the approval service records it.
     pub fn approved_rollback(&mut self, rollback_id: &str, approver: &str, request_hash: &str, expires_at: &str) -> Envelope {
         let granted = self.grant(rollback_id, approver, request_hash, TEST_POLICY_VERSION, expires_at);
-        self.recorded(approver, rollback_id, EventData::RollbackApproved(spend_core::events::RollbackApproved(granted)))
+        self.recorded(
+            approver,
+            rollback_id,
+            EventData::RollbackApproved(spend_core::events::RollbackApproved(granted)),
+        )
     }
 }
 

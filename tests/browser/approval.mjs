@@ -265,6 +265,26 @@ try {
   }
   seen.expired_has_no_approve = (await ada.page.getByRole("button", { name: "Approve" }).count()) === 0;
 
+  // Kill switches: the admin freezes every card, pauses the agents and
+  // resumes them (a resume in the app lifts only the app's pause).
+  await ada.page.goto(`${ORIGIN}/killswitches`);
+  await ada.page.getByLabel("Why").fill("suspected card testing");
+  await ada.page.getByRole("button", { name: "Freeze cards" }).click();
+  for (let i = 0; i < 20; i++) {
+    await ada.page.goto(`${ORIGIN}/killswitches`);
+    seen.frozen_page = (await ada.page.locator("main").textContent()) || "";
+    if (seen.frozen_page.includes("suspected card testing")) break;
+    await ada.page.waitForTimeout(250);
+  }
+  await ada.page.getByLabel("Reason").fill("runaway agent");
+  await ada.page.getByRole("button", { name: "Pause agents" }).click();
+  await ada.page.waitForURL(`${ORIGIN}/killswitches`);
+  seen.paused_page = (await ada.page.locator("main").textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/killswitches.png`, fullPage: true });
+  await ada.page.getByRole("button", { name: "Resume agents" }).click();
+  await ada.page.waitForURL(`${ORIGIN}/killswitches`);
+  seen.resumed_page = (await ada.page.locator("main").textContent()) || "";
+
   seen.csp_violations = cspViolations;
   console.log(JSON.stringify(seen));
 } catch (err) {

@@ -12,7 +12,9 @@
 //! consent page and disconnects another. An agent's budget raise is
 //! approved, pushed once the admin grants write access, and rolled back
 //! from the audit view ("Roll back" → alertdialog → "Confirm rollback"):
-//! the sandbox platform shows the new budget, then the old one. Then the
+//! the sandbox platform shows the new budget, then the old one. On the
+//! Kill switches page the admin freezes every card and pauses and resumes
+//! the agents. Then the
 //! ledger export's approval proofs are checked by a script with standard
 //! crypto only (tests/scripts/verify_approvals.py).
 //!
@@ -280,6 +282,17 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("rollback_status").starts_with("Rollback approved"), "{seen}");
     assert_eq!(seen["budget_restored"], true, "the sandbox shows the old budget: {seen}");
     assert!(s("audit_after").contains("rolled back"), "{seen}");
+    // Kill switches in the app: every card frozen by the executor, the
+    // agents paused and resumed.
+    assert!(
+        s("frozen_page").contains("crd_1") && s("frozen_page").contains("suspected card testing"),
+        "{seen}"
+    );
+    assert!(
+        s("paused_page").contains("Paused in this app") && s("paused_page").contains("runaway agent"),
+        "{seen}"
+    );
+    assert!(s("resumed_page").contains("are running"), "{seen}");
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");

@@ -166,6 +166,12 @@ pub const TABLE: &[Aggregate] = &[
         what: "MCP client grants (MCP sign-in issue)",
     },
     Aggregate {
+        name: "kill_switch",
+        writer: Writer::Approval,
+        types: &[CardFreezeRequested::TYPE, AgentsPaused::TYPE, AgentsResumed::TYPE],
+        what: "kill switches an admin pulls in the app (`kill_switch.agents`, `kill_switch.card-<card or all>`): a resume here lifts only a pause made here",
+    },
+    Aggregate {
         name: "security_approval",
         writer: Writer::Approval,
         types: ALERT,
@@ -311,6 +317,8 @@ mod tests {
                 ApproverRemoved::TYPE | ApproverInvited::TYPE => assert_eq!(homes, ["approver", "roster"]),
                 // A human asks in the app, an operator with the CLI.
                 RollbackRequested::TYPE => assert_eq!(homes, ["approval", "rollback_request"]),
+                CardFreezeRequested::TYPE => assert_eq!(homes, ["kill_switch", "card_freeze"]),
+                AgentsPaused::TYPE | AgentsResumed::TYPE => assert_eq!(homes, ["kill_switch", "pause"]),
                 _ => assert_eq!(homes.len(), 1, "{t} belongs on {homes:?}"),
             }
         }

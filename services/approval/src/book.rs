@@ -134,9 +134,17 @@ pub struct Book {
     /// Write access the executor asked a human for, not granted yet:
     /// (org, account) -> (scope, draft ids).
     consents: FifoMap<(String, String), (String, Vec<String>)>,
+    /// Pauses of an organisation's agents in force: (org, `pause` for the
+    /// operator's or `kill_switch` for an admin's) -> (reason, who).
+    paused: HashMap<(String, &'static str), (String, String)>,
+    /// Cards the executor froze, per organisation: (card or `all`, why).
+    frozen: HashMap<String, Vec<(String, String)>>,
     /// The last stream sequence applied.
     pub seq: u64,
 }
+
+/// Frozen cards remembered per organisation.
+const MAX_FROZEN: usize = 1_000;
 
 impl Default for Book {
     fn default() -> Self {
@@ -152,6 +160,8 @@ impl Default for Book {
             rollbacks: FifoMap::new(MAX_ROLLBACKS),
             links: HashMap::new(),
             consents: FifoMap::new(MAX_INVITES),
+            paused: HashMap::new(),
+            frozen: HashMap::new(),
             seq: 0,
         }
     }
@@ -259,6 +269,22 @@ impl Book {
             }
             EventData::BudgetReleased(c) if aggregate == "budget" => {
                 self.envelopes.insert(org, c.envelope);
+            }
+            EventData::AgentsPaused(p) => {
+                let by = if aggregate == "pause" { "pause" } else { "kill_switch" };
+                self.paused.insert((org, by), (p.reason, env.actor.id.to_string()));
+            }
+            EventData::AgentsResumed(_) => {
+                self.paused.remove(&(org.clone(), "kill_switch"));
+                if aggregate == "pause" {
+                    self.paused.remove(&(org, "pause"));
+                }
+            }
+            EventData::CardFrozen(c) if aggregate == "card" => {
+                let cards = self.frozen.entry(org).or_default();
+                if !cards.iter().any(|(id, _)| *id == c.card_id) && cards.len() < MAX_FROZEN {
+                    cards.push((c.card_id, c.reason));
+                }
             }
             EventData::RollbackRefused(r) if aggregate == "rollback" => {
                 if let Some(e) = self.drafts.get_mut(&(org, r.draft_id)) {
@@ -378,6 +404,20 @@ impl Book {
             }
             _ => {}
         }
+    }
+
+    /// Pauses of `org`'s agents in force: (by `pause` or `kill_switch`,
+    /// reason, who).
+    pub fn pauses(&self, org: &str) -> Vec<(&'static str, &str, &str)> {
+        ["pause", "kill_switch"]
+            .into_iter()
+            .filter_map(|by| self.paused.get(&(org.to_string(), by)).map(|(r, who)| (by, r.as_str(), who.as_str())))
+            .collect()
+    }
+
+    /// Cards the executor froze: (card or `all`, why).
+    pub fn frozen(&self, org: &str) -> &[(String, String)] {
+        self.frozen.get(org).map(Vec::as_slice).unwrap_or(&[])
     }
 
     pub fn rollback(&self, org: &str, id: &str) -> Option<&RollbackEntry> {

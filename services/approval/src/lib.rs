@@ -21,6 +21,7 @@
 
 pub mod accounts;
 pub mod book;
+pub mod killswitch;
 pub mod notify;
 pub mod passkeys;
 pub mod rollback;
@@ -248,6 +249,10 @@ fn pages(app: Arc<web::App>) -> Router {
         .route("/approvals/{draft_id}/confirm", post(web::confirm))
         .route("/approvals/{draft_id}/reject", post(web::reject))
         .route("/audit", get(rollback::audit_page))
+        .route("/killswitches", get(killswitch::page_get))
+        .route("/killswitches/pause", post(killswitch::pause))
+        .route("/killswitches/resume", post(killswitch::resume))
+        .route("/killswitches/freeze", post(killswitch::freeze))
         .route("/audit/rollback", post(rollback::request))
         .route("/a/{token}", get(web::link))
         .route("/approvers", get(web::approvers_page))

@@ -189,7 +189,7 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Mar
                     p { strong { "SpendSignoff" } " approvals" }
                     @if let Some(w) = who {
                         nav aria-label="Account" {
-                            a href="/approvals" { "Queue" } " · " a href="/audit" { "Audit" } " · " a href="/approvers" { "Approvers" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
+                            a href="/approvals" { "Queue" } " · " a href="/audit" { "Audit" } " · " a href="/approvers" { "Approvers" } " · " a href="/killswitches" { "Kill switches" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
                             form.inline method="post" action="/signout" {
                                 @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
                                 button type="submit" { "Sign out" }

@@ -192,7 +192,7 @@ impl GatewayState {
         let paused = self.view.read().await.paused(&who.org).map(str::to_string);
         if let Some(reason) = paused {
             let detail = format!(
-                "{operation} refused: organisation {}'s agents are paused by an operator ({reason}); no reads or drafts until resumed",
+                "{operation} refused: organisation {}'s agents are paused ({reason}); no reads or drafts until resumed",
                 who.org
             );
             self.alert(Some(&who.org), Some(&who.key_id), Some(&who.address), "agents.paused", &detail)

@@ -87,8 +87,11 @@ pub struct View {
     orgs: HashMap<String, OrgDrafts>,
     audit: HashMap<String, VecDeque<AuditEntry>>,
     breakers: HashMap<(String, String), Breaker>,
-    /// Organisations whose agents an operator paused, with why.
-    paused: HashMap<String, String>,
+    /// Organisations whose agents were paused, with why, by who paused
+    /// them: the operator (`pause`) or an admin in the app
+    /// (`kill_switch`). An admin's resume lifts only an admin's pause; the
+    /// operator's lifts both.
+    paused: HashMap<(String, &'static str), String>,
     /// SPEND.md versions proposed and approved, per organisation.
     pub versions: Versions,
 }
@@ -110,9 +113,12 @@ pub enum Applied {
 }
 
 impl View {
-    /// Why an operator paused `org`'s agents, while paused.
+    /// Why `org`'s agents are paused, while paused.
     pub fn paused(&self, org: &str) -> Option<&str> {
-        self.paused.get(org).map(String::as_str)
+        ["pause", "kill_switch"]
+            .iter()
+            .find_map(|by| self.paused.get(&(org.to_string(), *by)))
+            .map(String::as_str)
     }
 
     /// The account a draft of `org` is on, while the view keeps it.
@@ -215,10 +221,14 @@ impl View {
                 self.breakers.remove(&(org.clone(), b.account_id.clone()));
             }
             EventData::AgentsPaused(p) => {
-                self.paused.insert(org.clone(), p.reason.clone());
+                let by = if aggregate == "pause" { "pause" } else { "kill_switch" };
+                self.paused.insert((org.clone(), by), p.reason.clone());
             }
             EventData::AgentsResumed(_) => {
-                self.paused.remove(&org);
+                self.paused.remove(&(org.clone(), "kill_switch"));
+                if aggregate == "pause" {
+                    self.paused.remove(&(org.clone(), "pause"));
+                }
             }
             other => {
                 if let Some(e) = DraftEvent::from_fact(other.clone()) {
@@ -324,5 +334,43 @@ impl View {
 
     pub fn breaker(&self, org: &str, account_id: &str) -> Option<&Breaker> {
         self.breakers.get(&(org.to_string(), account_id.to_string()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::events::{AgentsPaused, AgentsResumed};
+    use spend_core::{Actor, Envelope};
+    use spend_testkit::events::subject_of;
+
+    fn stored(seq: u64, subject: &str, data: EventData) -> StoredMessage {
+        let env = Envelope::new("spendsignoff/test", "acme", Actor::human("someone"), subject, data);
+        StoredMessage {
+            seq,
+            subject: subject_of("spend.evt", &env),
+            payload: env.to_bytes().into(),
+            time: chrono::Utc::now(),
+            msg_id: None,
+            republished: false,
+        }
+    }
+
+    #[test]
+    fn an_admins_resume_lifts_only_an_admins_pause() {
+        let mut v = View::default();
+        let pause = |r: &str| EventData::AgentsPaused(AgentsPaused { reason: r.into() });
+        let resume = || EventData::AgentsResumed(AgentsResumed { reason: "ok".into() });
+        v.apply("spend.evt", &stored(1, "pause/acme", pause("operator")));
+        v.apply("spend.evt", &stored(2, "kill_switch/agents", pause("admin")));
+        v.apply("spend.evt", &stored(3, "kill_switch/agents", resume()));
+        assert_eq!(v.paused("acme"), Some("operator"), "the operator's pause stands");
+        v.apply("spend.evt", &stored(4, "kill_switch/agents", pause("admin")));
+        v.apply("spend.evt", &stored(5, "pause/acme", resume()));
+        assert_eq!(v.paused("acme"), None, "the operator's resume lifts both");
+        v.apply("spend.evt", &stored(6, "kill_switch/agents", pause("admin")));
+        assert_eq!(v.paused("acme"), Some("admin"));
+        v.apply("spend.evt", &stored(7, "kill_switch/agents", resume()));
+        assert_eq!(v.paused("acme"), None);
     }
 }

@@ -262,7 +262,7 @@ impl Book {
                     t.committed = Some((c.amount.minor_units, env.time));
                 }
             }
-            EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason }) if aggregate == "card_freeze" => {
+            EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason }) if matches!(aggregate, "card_freeze" | "kill_switch") => {
                 let f = self.frozen.entry(org).or_default();
                 if card_id == "*" {
                     f.all = true;

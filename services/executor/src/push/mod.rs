@@ -151,7 +151,7 @@ impl Pusher {
         if m.seq > self.live_from.load(std::sync::atomic::Ordering::SeqCst)
             && let Ok(env) = spend_core::RawEnvelope::parse(&m.payload)
             && env.event_type == spend_core::events::CardFreezeRequested::TYPE
-            && let Some(("card_freeze", _)) = spend_core::subject::split_aggregate(&m.subject, self.recorder.prefix(), &env.org)
+            && let Some(("card_freeze" | "kill_switch", _)) = spend_core::subject::split_aggregate(&m.subject, self.recorder.prefix(), &env.org)
             && let Ok(req) = serde_json::from_str::<spend_core::events::CardFreezeRequested>(env.data.get())
         {
             self.freeze(&env.org, &req).await;
