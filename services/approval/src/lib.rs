@@ -333,7 +333,7 @@ pub(crate) enum Kind {
 /// the `timeout_minutes` of the version that applies.
 pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
     let is_rollback = matches!(kind, Kind::Rollback);
-    let (request, line) = {
+    let (request, line, expected) = {
         let book = app.book.read().await;
         // (kind, approved hash, signed version, approvals required, the
         // SPEND.md whose timeout applies, what it is)
@@ -398,20 +398,27 @@ pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bo
             },
             link_token_sha256: hex::encode(<sha2::Sha256 as sha2::Digest>::digest(token.as_bytes())),
         };
-        (request, line)
+        let expected = if is_rollback {
+            book.rollback(org, id).map(|e| e.approval_seq).unwrap_or(0)
+        } else {
+            0
+        };
+        (request, line, expected)
     };
-    record_request(app, org, id, request, &line).await
+    record_request(app, org, id, request, expected, &line).await
 }
 
-/// Appends a request (expected sequence 0: one per draft or proposal); the
+/// Appends a request (expecting the approval subject as the book last saw
+/// it: empty for a draft or proposal, the request itself for a rollback
+/// asked for in the app; one request each, whatever the replicas); the
 /// notifier delivers its link (to the outbox and the console in `spend
 /// dev`) once it reads it back from the log.
-async fn record_request(app: &web::App, org: &str, draft_id: &str, request: ApprovalRequested, kind_line: &str) -> Result<(), LogError> {
+async fn record_request(app: &web::App, org: &str, draft_id: &str, request: ApprovalRequested, expected: u64, kind_line: &str) -> Result<(), LogError> {
     let expires_at = request.expires_at.clone();
     let recorded = app
         .recorder
         .event(org, Actor::service("approval"), "approval", draft_id, EventData::ApprovalRequested(request))
-        .expect_seq(0)
+        .expect_seq(expected)
         .record()
         .await;
     match recorded {

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use spend_core::Actor;
 use spend_core::events::{ApprovalRequested, DraftChange, EventData, MAX_ROLLBACK_CHANGES, RollbackItem, RollbackRequested};
 use spend_draft::DraftStatus;
+use spend_eventlog::LogError;
 
 use crate::book::{Book, Entry, RollbackEntry};
 use crate::web::{Answer, App, Refusal, Session, json_text, log_refusal, need_session, own_credential, page, who};
@@ -260,7 +261,7 @@ pub async fn request(
         timeout_action: "deny".into(),
         link_token_sha256: crate::web::sha256_hex(&crate::web::random_token()),
     };
-    let rec = app
+    let opened = app
         .recorder
         .event(
             &s.org,
@@ -271,9 +272,16 @@ pub async fn request(
         )
         .expect_seq(rec.seq)
         .record()
-        .await
-        .map_err(log_refusal)?;
-    app.wait_for(rec.seq).await;
+        .await;
+    match opened {
+        Ok(r) => app.wait_for(r.seq).await,
+        // The service's own tick opened it a moment sooner: the same request.
+        Err(LogError::WrongLastSequence { .. }) => {
+            let last = app.recorder.log().info().await.map(|i| i.last_seq).unwrap_or(rec.seq + 1);
+            app.wait_for(last).await;
+        }
+        Err(e) => return Err(log_refusal(e)),
+    }
     tracing::info!(org = %s.org, rollback_id, by = %s.approver_id, "rollback requested in the app");
     let mut armed = crate::web::arm_target(&app, &s, &rollback_id).await?;
     armed["rollback_id"] = rollback_id.into();

@@ -507,3 +507,48 @@ async fn a_dead_channel_fails_on_the_record_and_holds_up_neither_the_approval_no
     assert!(!all.contains("DEADSECRET42"), "a webhook URL is never recorded");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_operators_rollback_request_is_opened_and_its_approvers_emailed_but_not_one_made_in_the_app() {
+    let streams = Streams::new();
+    let prefix = streams.events.subject_prefix.clone();
+    let log = log_of(&streams).await;
+    let smtp = SmtpServer::start();
+    let md = "approval:\n  approval_channels: [email]\n";
+    let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+    let origin = format!("http://localhost:{port}");
+    let expires = (chrono::Utc::now() + chrono::Duration::hours(2)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+    let operators = spend_testkit::events::rollback_requested("acme", "rb_cli", &["d_1", "d_2"], &expires);
+    let hash = spend_draft::event_hash(&operators.to_bytes());
+    // One asked for in the app: its human approves it there and then.
+    let mut in_app = spend_testkit::events::rollback_requested("acme", "rb_app", &["d_3"], &expires);
+    in_app.subject = "approval/rb_app".into();
+    let mut events = Approvers::new("acme", &["ada"]).trust();
+    events.extend([operators, in_app]);
+    append_all(log.as_ref(), &prefix, events).await;
+    let mut c = config(None, Some(smtp.port), Duration::from_secs(60));
+    c.listen = format!("127.0.0.1:{port}");
+    let app = start(&log, &prefix, md, c).await;
+
+    let mails = smtp.wait_for(1, Duration::from_secs(20));
+    assert_eq!(mails.len(), 1);
+    assert_eq!(mails[0].to, "ada@acme.example");
+    let text = mails[0].part("text/plain").unwrap();
+    let token = Links::new(&origin, Secret::new(LINK_SECRET)).token("acme", "rb_cli");
+    assert!(text.contains("Rollback needs approval") && text.contains("d_1, d_2"), "{text}");
+    assert!(text.contains(&format!("{origin}/a/{token}")), "{text}");
+    let opened: Vec<serde_json::Value> = on_log(log.as_ref())
+        .await
+        .into_iter()
+        .map(|(_, e)| e)
+        .filter(|e| e["type"] == "spend.approval.requested.v1")
+        .collect();
+    assert_eq!(opened.len(), 2, "one request for each rollback: {opened:?}");
+    let cli = opened.iter().find(|e| e["data"]["draft_id"] == "rb_cli").unwrap();
+    assert_eq!(cli["data"]["kind"], "rollback");
+    assert_eq!(cli["data"]["approved_hash"], hash.as_str(), "it approves the request's exact bytes");
+    assert_eq!(cli["data"]["expires_at"], expires.as_str(), "and expires when the request says");
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(smtp.messages().len(), 1, "nobody is emailed about a rollback asked for in the app");
+    app.stop().await;
+}
