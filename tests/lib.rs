@@ -14,6 +14,7 @@ use std::time::Duration;
 pub mod authnats;
 pub mod consent;
 pub mod events;
+pub mod mcp_signin;
 pub mod smtp;
 pub mod webhook;
 

@@ -9,9 +9,12 @@
 // link), LINK_APPROVE, LINK_REJECT, LINK_DUAL, LINK_EXPIRE (approval
 // links of drafts), LINK_POLICY (of a SPEND.md proposal), LINK_BUDGET and
 // DRAFT_BUDGET (a budget raise, pushed and rolled back), SANDBOX (the
-// sandbox platform's URL) and SCREENSHOTS (a folder; optional).
+// sandbox platform's URL), MCP_URL (the gateway's MCP URL) and MCP_AGENT
+// (the MCP Python SDK client that signs in with it), and SCREENSHOTS (a
+// folder; optional).
 // Output: one JSON object on stdout with what it saw.
 import { chromium } from "playwright-core";
+import { spawn } from "node:child_process";
 
 const env = (k) => {
   const v = process.env[k];
@@ -284,6 +287,42 @@ try {
   await ada.page.getByRole("button", { name: "Resume agents" }).click();
   await ada.page.waitForURL(`${ORIGIN}/killswitches`);
   seen.resumed_page = (await ada.page.locator("main").textContent()) || "";
+
+  // MCP sign-in: an agent on the official MCP Python SDK, given only the
+  // gateway's URL, prints where its human should go; ada consents in her
+  // browser, and the browser carries the code back to the agent's loopback
+  // callback. Its second sign-in asks to approve, and is sent back refused.
+  const agent = spawn("python3", [env("MCP_AGENT"), env("MCP_URL"), ORIGIN], { stdio: ["ignore", "pipe", "pipe"] });
+  let agentOut = "";
+  let agentErr = "";
+  const authorize = [];
+  agent.stdout.on("data", (d) => (agentOut += d));
+  agent.stderr.on("data", (d) => {
+    agentErr += d;
+    authorize.length = 0;
+    for (const line of agentErr.split("\n")) if (line.startsWith("AUTHORIZE ")) authorize.push(line.slice("AUTHORIZE ".length).trim());
+  });
+  const agentDone = new Promise((resolve) => agent.on("exit", resolve));
+  const nth = async (n) => {
+    for (let i = 0; i < 300 && authorize.length < n; i++) await ada.page.waitForTimeout(100);
+    if (authorize.length < n) throw new Error(`the MCP agent printed no authorization URL ${n}: ${agentErr}`);
+    return authorize[n - 1];
+  };
+  await ada.page.goto(await nth(1));
+  seen.consent_page = (await ada.page.locator("main").textContent()) || "";
+  seen.consent_boxes = await ada.page.getByRole("checkbox").count();
+  if (shots) await ada.page.screenshot({ path: `${shots}/consent.png`, fullPage: true });
+  await ada.page.getByRole("button", { name: "Allow" }).click();
+  await ada.page.goto(await nth(2));
+  seen.mcp_agent_exit = await agentDone;
+  try {
+    seen.mcp_agent = JSON.parse(agentOut.trim().split("\n").pop());
+  } catch (_) {
+    seen.mcp_agent = { unparsed: agentOut, stderr: agentErr };
+  }
+  await ada.page.goto(`${ORIGIN}/clients`);
+  seen.clients_page = (await ada.page.locator("main").textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/clients.png`, fullPage: true });
 
   seen.csp_violations = cspViolations;
   console.log(JSON.stringify(seen));

@@ -3,6 +3,7 @@
 //! docs/configuration.md.
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use serde::{Deserialize, Serialize};
 use spend_eventlog::jetstream::JetStreamConfig;
@@ -52,6 +53,29 @@ pub struct ApprovalSettings {
     pub link_secret: Option<spend_core::Secret>,
     /// Slack and email (`[approval.notify]` / `SPEND__APPROVAL__NOTIFY__…`).
     pub notify: NotifySettings,
+    /// MCP sign-in (`[approval.mcp]` / `SPEND__APPROVAL__MCP__…`).
+    pub mcp: McpSignInSettings,
+}
+
+/// MCP sign-in: the authorization server interactive MCP clients use
+/// (`[approval.mcp]`). Off until `resource` is set.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct McpSignInSettings {
+    /// The gateway's canonical MCP URL, e.g. `https://agents.example.com/mcp`:
+    /// the one resource tokens are issued for (the gateway's
+    /// `resource_url`). Empty: MCP sign-in is off.
+    pub resource: String,
+    /// The KMS key (ECC_NIST_P256, SIGN_VERIFY) that signs access tokens;
+    /// region and endpoint from `[kms]`.
+    pub token_kms_key_id: String,
+    /// Or a local PKCS#8 PEM key file (created when missing): for a
+    /// single-host install, never beside a KMS key.
+    pub token_key_file: String,
+    /// Fetch client metadata documents from private and loopback
+    /// addresses, and over plain http (tests and `spend dev` only: it
+    /// opens the service to server-side request forgery).
+    pub allow_private_metadata: bool,
 }
 
 /// Notification delivery (`[approval.notify]`).
@@ -183,6 +207,7 @@ impl Default for ApprovalSettings {
             session_absolute_hours: 8,
             link_secret: None,
             notify: NotifySettings::default(),
+            mcp: McpSignInSettings::default(),
         }
     }
 }
@@ -205,7 +230,57 @@ impl ApprovalSettings {
                 idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
                 absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
             },
+            oauth: None,
         })
+    }
+
+    /// MCP sign-in's authorization server, when `mcp.resource` is set:
+    /// its token-signing key from KMS (`kms` gives region and endpoint) or
+    /// a key file; dynamic registrations are signed with the link secret.
+    pub async fn mcp_sign_in(
+        &self,
+        kms: &spend_signer::KmsConfig,
+        dev: Option<(&std::path::Path, spend_core::Secret)>,
+    ) -> anyhow::Result<Option<spend_approval::oauth::OAuthConfig>> {
+        use anyhow::Context as _;
+        if self.mcp.resource.is_empty() {
+            return Ok(None);
+        }
+        let resource = reqwest::Url::parse(&self.mcp.resource).with_context(|| format!("approval.mcp.resource {:?} is not a URL", self.mcp.resource))?;
+        if resource.fragment().is_some() || !matches!(resource.scheme(), "http" | "https") {
+            anyhow::bail!("approval.mcp.resource must be the gateway's http(s) MCP URL, without a fragment");
+        }
+        let signer: Arc<dyn spend_signer::Signer> = match (&self.mcp.token_kms_key_id, &self.mcp.token_key_file, &dev) {
+            (k, f, _) if !k.is_empty() && !f.is_empty() => {
+                anyhow::bail!("approval.mcp: set token_kms_key_id or token_key_file, not both")
+            }
+            (k, _, _) if !k.is_empty() => {
+                let c = spend_signer::KmsConfig {
+                    key_id: k.clone(),
+                    ..kms.clone()
+                };
+                Arc::new(
+                    spend_signer::KmsSigner::connect(&c)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("approval.mcp.token_kms_key_id: {e}"))?,
+                )
+            }
+            (_, f, _) if !f.is_empty() => {
+                Arc::new(spend_signer::LocalSigner::load_or_create(std::path::Path::new(f)).map_err(|e| anyhow::anyhow!("approval.mcp.token_key_file: {e}"))?)
+            }
+            (_, _, Some((path, _))) => Arc::new(spend_signer::LocalSigner::load_or_create(path).map_err(|e| anyhow::anyhow!("{e}"))?),
+            _ => anyhow::bail!("approval.mcp.resource is set: set approval.mcp.token_kms_key_id (or token_key_file) for the key that signs access tokens"),
+        };
+        let secret = self.link_secret.clone().filter(|s| !s.is_empty()).or_else(|| dev.map(|(_, s)| s)).context(
+            "approval.mcp needs approval.link_secret (SPEND__APPROVAL__LINK_SECRET, the same on every replica): it signs dynamic client registrations",
+        )?;
+        Ok(Some(spend_approval::oauth::OAuthConfig {
+            resource: self.mcp.resource.trim_end_matches('/').to_string(),
+            signer,
+            registration_secret: secret,
+            allow_private_metadata: self.mcp.allow_private_metadata,
+            lifetimes: Default::default(),
+        }))
     }
 }
 
@@ -278,6 +353,10 @@ pub struct GatewaySettings {
     pub oauth_issuer: String,
     /// PEM (SPKI) of the issuer's ES256 token-signing key.
     pub oauth_public_key_file: String,
+    /// The issuer's JWKS (default `<oauth_issuer>/oauth/jwks.json`), used
+    /// when no `oauth_public_key_file` is set: keys by `kid`, fetched
+    /// again when a token names a new one.
+    pub oauth_jwks_url: String,
 }
 
 impl Default for GatewaySettings {
@@ -293,6 +372,7 @@ impl Default for GatewaySettings {
             authorization_servers: vec![],
             oauth_issuer: String::new(),
             oauth_public_key_file: String::new(),
+            oauth_jwks_url: String::new(),
         }
     }
 }
@@ -455,6 +535,9 @@ pub struct DevPaths {
     pub vault_database: PathBuf,
     /// The vault's local key (0600; AWS KMS in production).
     pub vault_key: PathBuf,
+    /// The key that signs MCP clients' access tokens (0600; AWS KMS in
+    /// production).
+    pub mcp_token_key: PathBuf,
 }
 
 impl DevPaths {
@@ -470,6 +553,7 @@ impl DevPaths {
             outbox: dir.join("outbox"),
             vault_database: dir.join("executor.db"),
             vault_key: dir.join("keys").join("vault.key"),
+            mcp_token_key: dir.join("keys").join("mcp-token-key.pem"),
         }
     }
 

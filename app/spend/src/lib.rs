@@ -309,7 +309,8 @@ pub enum ApiKeyCommand {
         #[arg(long)]
         data_dir: Option<PathBuf>,
     },
-    /// Revoke one key, or with --all every key of the organisation.
+    /// Revoke one key, or with --all every agent credential of the
+    /// organisation: every key and every MCP client's grant.
     Revoke {
         /// The key id (the 12 hex characters after `ssk_`).
         #[arg(required_unless_present = "all")]

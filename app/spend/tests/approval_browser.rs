@@ -227,7 +227,9 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .env("LINK_BUDGET", &links[5])
         .env("LINK_BUDGET2", &links[6])
         .env("DRAFT_BUDGET", &budget.draft_id)
-        .env("SANDBOX", format!("http://{}", addr(ports[2])));
+        .env("SANDBOX", format!("http://{}", addr(ports[2])))
+        .env("MCP_URL", format!("http://localhost:{}/mcp", ports[0]))
+        .env("MCP_AGENT", concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/agents/mcp_oauth_agent.py"));
     if let Ok(shots) = std::env::var("SPEND_SCREENSHOTS") {
         node.env("SCREENSHOTS", shots);
     }
@@ -293,6 +295,25 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "{seen}"
     );
     assert!(s("resumed_page").contains("are running"), "{seen}");
+    // MCP sign-in: the SDK client given only the URL was granted read and
+    // draft by ada's consent, read and drafted; approving was refused twice.
+    assert!(s("consent_page").contains("SDK agent") && s("consent_page").contains("dev"), "{seen}");
+    assert_eq!(seen["consent_boxes"], 2, "read and draft, never approve: {seen}");
+    let mcp = &seen["mcp_agent"];
+    assert_eq!(seen["mcp_agent_exit"], 0, "{seen}");
+    assert_eq!(mcp["scope"], "mcp.draft mcp.read", "{mcp}");
+    assert_eq!(mcp["registered_auth_method"], "none", "{mcp}");
+    assert!(mcp["tools"].as_array().unwrap().iter().any(|t| t == "propose_change"), "{mcp}");
+    assert_eq!(mcp["accounts_error"], false, "{mcp}");
+    assert!(mcp["draft"].as_str().unwrap_or_default().contains("draft_id"), "{mcp}");
+    assert_eq!(mcp["approve_tool_error"], true, "{mcp}");
+    assert_eq!(mcp["approve_route_status"], 403, "the approval app refuses a client's token: {mcp}");
+    assert!(mcp["approve_scope"].as_str().unwrap_or_default().starts_with("refused"), "{mcp}");
+    assert_eq!(mcp["errors"][0]["error"], "invalid_scope", "{mcp}");
+    assert!(
+        s("clients_page").contains("SDK agent") && s("clients_page").contains("mcp.draft, mcp.read"),
+        "{seen}"
+    );
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");
@@ -337,6 +358,10 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "spend.rollback.requested.v1",
         "spend.rollback.approved.v1",
         "spend.change.rolled_back.v1",
+        "spend.client.granted.v1",
+        "spend.client.tokens_issued.v1",
+        "oauth.approve_requested",
+        "agent_on_human_route",
     ] {
         assert!(decoded_contains(&all, t), "{t} is on the record");
     }

@@ -162,8 +162,8 @@ pub const TABLE: &[Aggregate] = &[
     Aggregate {
         name: "client",
         writer: Writer::Approval,
-        types: &[],
-        what: "MCP client grants (MCP sign-in issue)",
+        types: &[ClientGranted::TYPE, ClientTokensIssued::TYPE, ClientRevoked::TYPE],
+        what: "MCP clients' grants: a human's consent (with the code's hash), the tokens issued for it (each refresh rotates), its revocation (`client.<grant_id>`)",
     },
     Aggregate {
         name: "kill_switch",

@@ -55,6 +55,9 @@ pub const EVENT_TYPES: &[&str] = &[
     RollbackRequested::TYPE,
     RollbackApproved::TYPE,
     RollbackRefused::TYPE,
+    ClientGranted::TYPE,
+    ClientTokensIssued::TYPE,
+    ClientRevoked::TYPE,
 ];
 
 /// The `data` of an event; the variant decides the envelope's `type`.
@@ -106,6 +109,9 @@ pub enum EventData {
     RollbackRequested(RollbackRequested),
     RollbackApproved(RollbackApproved),
     RollbackRefused(RollbackRefused),
+    ClientGranted(ClientGranted),
+    ClientTokensIssued(ClientTokensIssued),
+    ClientRevoked(ClientRevoked),
 }
 
 macro_rules! typed {
@@ -172,6 +178,58 @@ typed! {
     RollbackRequested => "spend.rollback.requested.v1",
     RollbackApproved => "spend.rollback.approved.v1",
     RollbackRefused => "spend.rollback.refused.v1",
+    ClientGranted => "spend.client.granted.v1",
+    ClientTokensIssued => "spend.client.tokens_issued.v1",
+    ClientRevoked => "spend.client.revoked.v1",
+}
+
+/// A signed-in human granted an MCP client access for their organisation
+/// on the consent page (MCP sign-in, `client.<grant_id>`, first): which
+/// client, which scopes (never `mcp.approve`), for which resource, and
+/// the authorization code it answered with — its SHA-256 only, with the
+/// PKCE challenge and redirect URI its redemption must match.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientGranted {
+    pub grant_id: String,
+    pub client_id: String,
+    pub client_name: String,
+    /// The human who consented; the tokens' subject.
+    pub approver_id: String,
+    /// Among `mcp.read` and `mcp.draft`.
+    pub scopes: Vec<String>,
+    /// The gateway's canonical MCP URL the tokens are bound to (RFC 8707).
+    pub resource: String,
+    pub redirect_uri: String,
+    pub code_challenge: String,
+    pub code_sha256: String,
+    pub code_expires_at: String,
+}
+
+/// Tokens issued for a grant: generation 1 redeems its code, each refresh
+/// the next (`client.<grant_id>`, appended expecting the grant's last
+/// sequence, so a code or a refresh token is spent once across replicas).
+/// The refresh token's SHA-256 only; access tokens are short-lived JWTs
+/// that are never recorded.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientTokensIssued {
+    pub grant_id: String,
+    pub generation: u32,
+    pub refresh_sha256: String,
+    pub refresh_expires_at: String,
+    pub access_expires_at: String,
+}
+
+/// A grant revoked (`client.<grant_id>`): by a human on the app's page of
+/// connected clients, by the client (RFC 7009), or by the authorization
+/// server when a spent code or refresh token is presented again. Every
+/// gateway refuses its access tokens from then on.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ClientRevoked {
+    pub grant_id: String,
+    pub reason: String,
 }
 
 /// One field of a before→after diff.
@@ -1131,6 +1189,29 @@ pub fn samples() -> Vec<EventData> {
             reason: "incident review".into(),
         }),
         EventData::AgentsResumed(AgentsResumed { reason: "cleared".into() }),
+        EventData::ClientGranted(ClientGranted {
+            grant_id: "gr_1".into(),
+            client_id: "https://client.example/meta.json".into(),
+            client_name: "Example IDE".into(),
+            approver_id: "u_alice".into(),
+            scopes: vec!["mcp.read".into(), "mcp.draft".into()],
+            resource: "http://localhost:7100/mcp".into(),
+            redirect_uri: "http://127.0.0.1:33418/callback".into(),
+            code_challenge: "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM".into(),
+            code_sha256: "ab".repeat(32),
+            code_expires_at: "2026-11-21T12:01:00Z".into(),
+        }),
+        EventData::ClientTokensIssued(ClientTokensIssued {
+            grant_id: "gr_1".into(),
+            generation: 1,
+            refresh_sha256: "cd".repeat(32),
+            refresh_expires_at: "2026-12-21T12:00:00Z".into(),
+            access_expires_at: "2026-11-21T12:10:00Z".into(),
+        }),
+        EventData::ClientRevoked(ClientRevoked {
+            grant_id: "gr_1".into(),
+            reason: "revoked by u_alice on the connected clients page".into(),
+        }),
         EventData::ApproverInvited(ApproverInvited {
             invite_id: "inv_1".into(),
             org: "acme".into(),

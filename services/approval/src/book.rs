@@ -139,6 +139,8 @@ pub struct Book {
     paused: HashMap<(String, &'static str), (String, String)>,
     /// Cards the executor froze, per organisation: (card or `all`, why).
     frozen: HashMap<String, Vec<(String, String)>>,
+    /// MCP clients' grants.
+    pub clients: crate::oauth::grants::Grants,
     /// The last stream sequence applied.
     pub seq: u64,
 }
@@ -162,6 +164,7 @@ impl Default for Book {
             consents: FifoMap::new(MAX_INVITES),
             paused: HashMap::new(),
             frozen: HashMap::new(),
+            clients: crate::oauth::grants::Grants::default(),
             seq: 0,
         }
     }
@@ -246,6 +249,11 @@ impl Book {
                 email: Some(email),
                 ..
             }) if o == org => {
+                // Sign-in finds an approver by it (the passkey proves who).
+                let ids = self.by_email.entry((org.clone(), email.to_lowercase())).or_default();
+                if !ids.contains(&approver_id) {
+                    ids.push(approver_id.clone());
+                }
                 self.emails.insert((org, approver_id), email);
             }
             EventData::AccountConsentRequested(c) if aggregate == "account" => {
@@ -285,6 +293,18 @@ impl Book {
                 if !cards.iter().any(|(id, _)| *id == c.card_id) && cards.len() < MAX_FROZEN {
                     cards.push((c.card_id, c.reason));
                 }
+            }
+            EventData::ClientGranted(g) if aggregate == "client" && g.grant_id == id => {
+                self.clients.granted(&org, m.seq, m.time, g);
+            }
+            EventData::ClientTokensIssued(t) if aggregate == "client" && t.grant_id == id => {
+                self.clients.issued(&org, m.seq, m.time, t);
+            }
+            EventData::ClientRevoked(r) if aggregate == "client" && r.grant_id == id => {
+                self.clients.revoked(&org, m.seq, r);
+            }
+            EventData::ApiKeyRevoked(r) if aggregate == "apikey" && r.key_id == "*" && r.org == org => {
+                self.clients.revoke_all(&org, m.time);
             }
             EventData::RollbackRefused(r) if aggregate == "rollback" => {
                 if let Some(e) = self.drafts.get_mut(&(org, r.draft_id)) {

@@ -17,12 +17,15 @@
 //!   every route.
 //! - [`notify`]: Slack and email (approval links, the eight SPEND.md
 //!   notification events), delivered once per event across replicas.
+//! - [`oauth`]: MCP sign-in, the authorization server an interactive MCP
+//!   client finds from the gateway's 401; a human consents with a passkey.
 #![forbid(unsafe_code)]
 
 pub mod accounts;
 pub mod book;
 pub mod killswitch;
 pub mod notify;
+pub mod oauth;
 pub mod passkeys;
 pub mod rollback;
 pub mod routes;
@@ -60,6 +63,8 @@ pub struct ApprovalConfig {
     /// Slack, email, and `spend dev`'s outbox.
     pub notify: notify::NotifyConfig,
     pub sessions: web::SessionPolicy,
+    /// MCP sign-in's authorization server (`None`: not offered).
+    pub oauth: Option<oauth::OAuthConfig>,
 }
 
 impl ApprovalConfig {
@@ -70,6 +75,7 @@ impl ApprovalConfig {
             origin: None,
             notify: notify::NotifyConfig::default(),
             sessions: web::SessionPolicy::default(),
+            oauth: None,
         }
     }
 }
@@ -121,13 +127,25 @@ impl Application {
         let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::default()));
         let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone(), deps.accounts));
-        let (gate, router) = routes::gated(
+        let oauth = match config.oauth {
+            Some(c) => Some(oauth::Server::new(app.clone(), c).await?),
+            None => None,
+        };
+        let mut human = pages(app.clone());
+        if let Some(s) = &oauth {
+            human = human.merge(oauth::pages(s.clone()));
+        }
+        let (gate, mut router) = routes::gated(
             Arc::new(routes::ApprovalState {
                 log: deps.log.clone(),
                 prefix: deps.prefix.clone(),
             }),
-            pages(app.clone()),
+            human,
         );
+        if let Some(s) = oauth {
+            // Clients call these themselves, outside the human-only gate.
+            router = router.merge(oauth::public_router(s));
+        }
         Ok(Self {
             listener,
             gate,

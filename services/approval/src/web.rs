@@ -59,7 +59,7 @@ const MAX_REASON: usize = 1_000;
 /// Finished drafts the queue shows under the waiting ones.
 const HISTORY: usize = 50;
 
-const CSP: &str =
+pub(crate) const CSP: &str =
     "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self'; connect-src 'self'; form-action 'self'; frame-ancestors 'none'; base-uri 'none'";
 const APP_JS: &str = include_str!("../static/app.js");
 const APP_CSS: &str = include_str!("../static/app.css");
@@ -189,7 +189,7 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Mar
                     p { strong { "SpendSignoff" } " approvals" }
                     @if let Some(w) = who {
                         nav aria-label="Account" {
-                            a href="/approvals" { "Queue" } " · " a href="/audit" { "Audit" } " · " a href="/approvers" { "Approvers" } " · " a href="/killswitches" { "Kill switches" } " · " a href="/accounts" { "Accounts" } " · " (w) " "
+                            a href="/approvals" { "Queue" } " · " a href="/audit" { "Audit" } " · " a href="/approvers" { "Approvers" } " · " a href="/killswitches" { "Kill switches" } " · " a href="/accounts" { "Accounts" } " · " a href="/clients" { "Clients" } " · " (w) " "
                             form.inline method="post" action="/signout" {
                                 @if let Some(t) = csrf { input type="hidden" name="csrf" value=(t); }
                                 button type="submit" { "Sign out" }
@@ -206,7 +206,11 @@ pub(crate) fn page(title: &str, csrf: Option<&str>, who: Option<&str>, body: Mar
 
 fn with_security_headers(mut r: Response) -> Response {
     let h = r.headers_mut();
-    h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    // A page that set its own (the consent page, whose form may go on to
+    // the client) keeps it.
+    if !h.contains_key(header::CONTENT_SECURITY_POLICY) {
+        h.insert(header::CONTENT_SECURITY_POLICY, HeaderValue::from_static(CSP));
+    }
     h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
     h.insert(header::REFERRER_POLICY, HeaderValue::from_static("same-origin"));
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
@@ -260,7 +264,7 @@ impl App {
     /// Refuses an address that made too many sign-in or enrollment attempts
     /// in the last minute, with 429 and an alert (a flood of them is
     /// counted into one per window).
-    async fn throttle(&self, peer: SocketAddr, what: &'static str) -> Answer<()> {
+    pub(crate) async fn throttle(&self, peer: SocketAddr, what: &'static str) -> Answer<()> {
         let ip = peer.ip();
         if self.attempts.check_key(&ip).is_ok() {
             return Ok(());
@@ -290,7 +294,7 @@ impl App {
         }
     }
 
-    fn origin(&self) -> &str {
+    pub(crate) fn origin(&self) -> &str {
         &self.passkeys.rp.origin
     }
 
@@ -388,7 +392,8 @@ pub struct Next {
 
 fn safe_next(next: Option<&str>) -> String {
     match next {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.len() < 300 => n.to_string(),
+        // Long enough for an authorization request's URL.
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 4096 => n.to_string(),
         _ => "/approvals".into(),
     }
 }

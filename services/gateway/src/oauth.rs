@@ -5,16 +5,23 @@
 //! `WWW-Authenticate: Bearer resource_metadata="…"` pointing here.
 //!
 //! Access tokens ([`validate`]): when `gateway.oauth_issuer` and its
-//! public key are configured, a bearer credential that is a JWT (not an
-//! `ssk_` API key) is accepted if it is signed ES256 by that key and names
+//! keys are configured (a JWKS URL, whose keys are found by `kid` and
+//! fetched again when a token names one not seen yet, so the issuer can
+//! rotate its key without a gateway restart; or one public key file), a
+//! bearer credential that is a JWT (not an `ssk_` API key) is accepted if
+//! it is signed ES256 by such a key and names
 //! this resource as its audience, the issuer, an organisation (`org`), a
 //! subject, an expiry in the future and scopes among mcp.read and
 //! mcp.draft. A token asking for mcp.approve is refused: agents never hold
 //! it, however they got their token.
 //!
-//! The authorization server itself — dynamic client registration, PKCE,
-//! and the consent step where a signed-in human grants mcp.read and/or
-//! mcp.draft — belongs with the approval service's human sign-in.
+//! A token names the grant it was issued under (`grant_id`); once the
+//! approval service records that grant's `spend.client.revoked.v1`, the
+//! view refuses the token (every replica follows the log).
+//!
+//! The authorization server itself — registration, PKCE, and the consent
+//! step where a signed-in human grants mcp.read and/or mcp.draft — is the
+//! approval service's (`spend_approval::oauth`).
 
 use std::sync::Arc;
 
@@ -36,8 +43,126 @@ pub struct OAuthConfig {
     pub issuer: String,
     /// `aud` the tokens must carry: this gateway's resource URL.
     pub audience: String,
-    /// The authorization server's ES256 verifying key.
-    pub key: VerifyingKey,
+    /// The authorization server's ES256 verifying keys.
+    pub keys: Arc<Keys>,
+}
+
+/// The issuer's verifying keys: one configured key (any `kid`), or the
+/// keys of its JWKS document, fetched when a token names a `kid` not seen
+/// yet (at most once per [`REFETCH_AFTER`]).
+pub struct Keys {
+    fixed: Option<VerifyingKey>,
+    jwks_url: Option<String>,
+    interval: std::time::Duration,
+    fetched: std::sync::RwLock<(std::collections::HashMap<String, VerifyingKey>, Option<std::time::Instant>)>,
+    fetching: tokio::sync::Mutex<()>,
+}
+
+impl std::fmt::Debug for Keys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Keys")
+            .field("fixed", &self.fixed.is_some())
+            .field("jwks_url", &self.jwks_url)
+            .finish()
+    }
+}
+
+/// A JWKS is fetched again no sooner than this after the last fetch.
+pub const REFETCH_AFTER: std::time::Duration = std::time::Duration::from_secs(10);
+/// Keys read from one JWKS document, at most.
+const MAX_KEYS: usize = 16;
+
+impl Keys {
+    /// One key, whatever `kid` a token names.
+    pub fn fixed(key: VerifyingKey) -> Arc<Self> {
+        Arc::new(Self {
+            fixed: Some(key),
+            jwks_url: None,
+            interval: REFETCH_AFTER,
+            fetched: Default::default(),
+            fetching: Default::default(),
+        })
+    }
+
+    /// The keys of the JWKS document at `url`.
+    pub fn jwks(url: impl Into<String>) -> Arc<Self> {
+        Self::jwks_every(url, REFETCH_AFTER)
+    }
+
+    /// [`Keys::jwks`], fetched again no sooner than `interval` apart.
+    pub fn jwks_every(url: impl Into<String>, interval: std::time::Duration) -> Arc<Self> {
+        Arc::new(Self {
+            fixed: None,
+            jwks_url: Some(url.into()),
+            interval,
+            fetched: Default::default(),
+            fetching: Default::default(),
+        })
+    }
+
+    fn lookup(&self, kid: Option<&str>) -> Option<VerifyingKey> {
+        if let Some(k) = self.fixed {
+            return Some(k);
+        }
+        let fetched = self.fetched.read().expect("the key cache lock");
+        fetched.0.get(kid?).copied()
+    }
+
+    /// Fetches the JWKS again, unless it was fetched within its interval
+    /// ([`REFETCH_AFTER`] by default: a flood of tokens with made-up `kid`s costs the
+    /// issuer one request per interval).
+    pub async fn refresh(&self) -> Result<(), String> {
+        let Some(url) = &self.jwks_url else { return Ok(()) };
+        let _one = self.fetching.lock().await;
+        if self.fetched.read().expect("the key cache lock").1.is_some_and(|t| t.elapsed() < self.interval) {
+            return Ok(());
+        }
+        self.fetched.write().expect("the key cache lock").1 = Some(std::time::Instant::now());
+        let http = reqwest::Client::builder()
+            .timeout(std::time::Duration::from_secs(5))
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .map_err(|e| e.to_string())?;
+        let doc: serde_json::Value = http
+            .get(url)
+            .send()
+            .await
+            .and_then(|r| r.error_for_status())
+            .map_err(|e| format!("fetching the issuer's JWKS: {}", e.without_url()))?
+            .json()
+            .await
+            .map_err(|e| format!("the issuer's JWKS is not JSON: {}", e.without_url()))?;
+        let keys = parse_jwks(&doc)?;
+        self.fetched.write().expect("the key cache lock").0 = keys;
+        Ok(())
+    }
+}
+
+/// The P-256 signing keys of a JWKS document (RFC 7517), by `kid`.
+pub fn parse_jwks(doc: &serde_json::Value) -> Result<std::collections::HashMap<String, VerifyingKey>, String> {
+    let list = doc["keys"].as_array().ok_or("a JWKS document has a \"keys\" array")?;
+    let mut out = std::collections::HashMap::new();
+    for k in list.iter().take(MAX_KEYS) {
+        if k["kty"] != "EC" || k["crv"] != "P-256" || k["use"].as_str().is_some_and(|u| u != "sig") {
+            continue;
+        }
+        let (Some(kid), Some(x), Some(y)) = (k["kid"].as_str(), k["x"].as_str(), k["y"].as_str()) else {
+            continue;
+        };
+        let (Ok(x), Ok(y)) = (URL_SAFE_NO_PAD.decode(x), URL_SAFE_NO_PAD.decode(y)) else {
+            continue;
+        };
+        if x.len() != 32 || y.len() != 32 {
+            continue;
+        }
+        let mut sec1 = vec![4u8];
+        sec1.extend_from_slice(&x);
+        sec1.extend_from_slice(&y);
+        if let Ok(key) = VerifyingKey::from_sec1_bytes(&sec1) {
+            out.insert(kid.to_string(), key);
+        }
+    }
+    Ok(out)
 }
 
 /// A validated access token.
@@ -48,6 +173,11 @@ pub struct TokenClaims {
     pub client_id: String,
     pub org: String,
     pub scopes: Vec<AgentScope>,
+    /// The grant it was issued under, which can be revoked.
+    pub grant_id: Option<String>,
+    /// `iat` (unix seconds; 0 when absent): a token issued before its
+    /// organisation's credentials were all revoked is refused.
+    pub issued_at: i64,
 }
 
 #[derive(Debug, thiserror::Error, PartialEq, Eq)]
@@ -72,6 +202,10 @@ pub enum TokenError {
     Scope(#[from] ScopeError),
     #[error("OAuth access tokens are not accepted by this gateway (no authorization server configured)")]
     NotConfigured,
+    #[error("the access token is signed by a key the issuer does not publish (kid {0:?})")]
+    UnknownKey(String),
+    #[error("the access token's grant was revoked")]
+    Revoked,
 }
 
 impl TokenError {
@@ -80,7 +214,8 @@ impl TokenError {
         match self {
             Self::Scope(ScopeError::ApproveNeverGranted) => "oauth.approve_requested",
             Self::Expired => "oauth.expired",
-            Self::Signature | Self::Algorithm(_) => "oauth.signature",
+            Self::Revoked => "oauth.revoked",
+            Self::Signature | Self::Algorithm(_) | Self::UnknownKey(_) => "oauth.signature",
             _ => "oauth.invalid",
         }
     }
@@ -110,10 +245,12 @@ pub fn validate(config: &OAuthConfig, token: &str, now: i64) -> Result<TokenClai
         return Err(TokenError::Algorithm(alg.to_string()));
     }
     let signature = Signature::from_slice(&decode(sig, "signature")?).map_err(|_| TokenError::Signature)?;
-    config
-        .key
-        .verify(format!("{h}.{p}").as_bytes(), &signature)
-        .map_err(|_| TokenError::Signature)?;
+    let kid = header["kid"].as_str();
+    let key = config
+        .keys
+        .lookup(kid)
+        .ok_or_else(|| TokenError::UnknownKey(kid.unwrap_or_default().chars().take(64).collect()))?;
+    key.verify(format!("{h}.{p}").as_bytes(), &signature).map_err(|_| TokenError::Signature)?;
     let claims: serde_json::Value = serde_json::from_slice(&decode(p, "payload")?).map_err(|e| TokenError::Malformed(format!("payload: {e}")))?;
     let iss = claims["iss"].as_str().unwrap_or_default();
     if iss != config.issuer {
@@ -147,6 +284,8 @@ pub fn validate(config: &OAuthConfig, token: &str, now: i64) -> Result<TokenClai
         client_id: text("client_id", "client (client_id)")?,
         org: text("org", "organisation (org)")?,
         scopes: parse_scopes(&scope)?,
+        grant_id: claims["grant_id"].as_str().filter(|g| !g.is_empty()).map(str::to_string),
+        issued_at: claims["iat"].as_i64().unwrap_or(0),
     })
 }
 

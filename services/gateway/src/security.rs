@@ -178,7 +178,27 @@ pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): Co
     // An OAuth access token (interactive MCP clients) or an API key.
     if crate::oauth::looks_like_jwt(&secret) {
         let claims = match &state.config.oauth {
-            Some(config) => crate::oauth::validate(config, &secret, chrono::Utc::now().timestamp()),
+            Some(config) => {
+                let mut c = crate::oauth::validate(config, &secret, chrono::Utc::now().timestamp());
+                // A key the issuer published since the last fetch (a rotation).
+                if matches!(c, Err(crate::oauth::TokenError::UnknownKey(_))) {
+                    if let Err(e) = config.keys.refresh().await {
+                        tracing::warn!(error = %e, "could not fetch the authorization server's keys");
+                    }
+                    c = crate::oauth::validate(config, &secret, chrono::Utc::now().timestamp());
+                }
+                match c {
+                    Ok(c) => {
+                        let revoked = state
+                            .view
+                            .read()
+                            .await
+                            .grant_revoked(&c.org, c.grant_id.as_deref().unwrap_or_default(), c.issued_at);
+                        if revoked { Err(crate::oauth::TokenError::Revoked) } else { Ok(c) }
+                    }
+                    e => e,
+                }
+            }
             None => Err(crate::oauth::TokenError::NotConfigured),
         };
         let claims = match claims {

@@ -94,6 +94,13 @@ pub struct View {
     paused: HashMap<(String, &'static str), String>,
     /// SPEND.md versions proposed and approved, per organisation.
     pub versions: Versions,
+    /// MCP clients' grants revoked: (org, grant id). Their access tokens
+    /// are refused from the moment the view applies the revocation.
+    revoked_grants: std::collections::HashSet<(String, String)>,
+    /// When the operator last revoked every agent credential of an
+    /// organisation (`spend api-key revoke --all`): MCP clients' access
+    /// tokens issued until then are refused too.
+    credentials_revoked_at: HashMap<String, chrono::DateTime<chrono::Utc>>,
 }
 
 /// What [`View::apply`] noticed beyond updating itself.
@@ -119,6 +126,14 @@ impl View {
             .iter()
             .find_map(|by| self.paused.get(&(org.to_string(), *by)))
             .map(String::as_str)
+    }
+
+    /// Whether an MCP client's grant was revoked, or every credential of
+    /// its organisation since the token was issued (`issued_at`, unix
+    /// seconds).
+    pub fn grant_revoked(&self, org: &str, grant_id: &str, issued_at: i64) -> bool {
+        self.revoked_grants.contains(&(org.to_string(), grant_id.to_string()))
+            || self.credentials_revoked_at.get(org).is_some_and(|t| issued_at <= t.timestamp())
     }
 
     /// The account a draft of `org` is on, while the view keeps it.
@@ -219,6 +234,12 @@ impl View {
             }
             EventData::BreakerReset(b) => {
                 self.breakers.remove(&(org.clone(), b.account_id.clone()));
+            }
+            EventData::ClientRevoked(r) if aggregate == "client" && r.grant_id == id => {
+                self.revoked_grants.insert((org.clone(), r.grant_id.clone()));
+            }
+            EventData::ApiKeyRevoked(r) if aggregate == "apikey" && r.key_id == "*" && r.org == org => {
+                self.credentials_revoked_at.insert(org.clone(), env.time);
             }
             EventData::AgentsPaused(p) => {
                 let by = if aggregate == "pause" { "pause" } else { "kill_switch" };

@@ -55,7 +55,7 @@ async fn interactive_clients_discover_the_server_and_their_tokens_are_validated(
     config.oauth = Some(OAuthConfig {
         issuer: ISSUER.into(),
         audience: RESOURCE.into(),
-        key: *issuer_key.verifying_key(),
+        keys: spend_gateway::oauth::Keys::fixed(*issuer_key.verifying_key()),
     });
     let gw = Gateway::start(log.clone(), "spend:\n  per_transaction: 10 USD\n", config).await;
     let http = reqwest::Client::new();

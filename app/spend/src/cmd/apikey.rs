@@ -162,7 +162,11 @@ pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<
             .await?;
             eprintln!(
                 "revoked {} in {org}; gateways refuse it as soon as they read the event",
-                if all { "every key".to_string() } else { format!("key {target}") }
+                if all {
+                    "every key and every MCP client's grant".to_string()
+                } else {
+                    format!("key {target}")
+                }
             );
             Ok(ExitCode::SUCCESS)
         }

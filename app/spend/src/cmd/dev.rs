@@ -220,15 +220,38 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         reads: Arc::new(connector),
         decider: Arc::new(policy_service.decider()),
     };
-    let gateway = spend_gateway::Application::build(gateway_config, gateway_deps).await?;
-    let approval_settings = &config.approval;
+    // MCP sign-in: the gateway's one canonical MCP URL, which the approval
+    // service issues tokens for and the gateway checks them against.
+    if gateway_config.listen.ends_with(":0") {
+        // A port chosen now, so both know the URL before either serves.
+        let probe = std::net::TcpListener::bind(&gateway_config.listen).with_context(|| format!("binding the gateway on {}", gateway_config.listen))?;
+        gateway_config.listen = probe.local_addr()?.to_string();
+    }
+    let gateway_port = gateway_config.listen.rsplit(':').next().unwrap_or("7100").to_string();
+    let resource = gateway_config
+        .resource_url
+        .clone()
+        .unwrap_or_else(|| format!("http://localhost:{gateway_port}/mcp"));
+    gateway_config.resource_url = Some(resource.clone());
+    let mut approval_settings = config.approval.clone();
+    if approval_settings.mcp.resource.is_empty() {
+        approval_settings.mcp.resource = resource.clone();
+        // Clients in development run on this machine: their metadata
+        // documents may be served from loopback.
+        approval_settings.mcp.allow_private_metadata = true;
+    }
     let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
+    let mut approval_config = approval_settings.service(
+        args.approval_listen.clone().unwrap_or_else(|| approval_settings.listen.clone()),
+        Some(paths.outbox.clone()),
+        Some(link_secret.clone()),
+    )?;
+    approval_config.oauth = approval_settings
+        .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
+        .await
+        .context("MCP sign-in")?;
     let approval = spend_approval::Application::build(
-        approval_settings.service(
-            args.approval_listen.clone().unwrap_or_else(|| approval_settings.listen.clone()),
-            Some(paths.outbox.clone()),
-            Some(link_secret),
-        )?,
+        approval_config,
         spend_approval::Deps {
             log: log.clone(),
             prefix: prefix_for_approval.clone(),
@@ -238,6 +261,16 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     )
     .await?;
     let approval_addr = approval.local_addr();
+    if gateway_config.oauth.is_none() {
+        let issuer = approval.origin();
+        gateway_config.authorization_servers = vec![issuer.clone()];
+        gateway_config.oauth = Some(spend_gateway::oauth::OAuthConfig {
+            keys: spend_gateway::oauth::Keys::jwks(format!("{issuer}/oauth/jwks.json")),
+            issuer,
+            audience: resource.clone(),
+        });
+    }
+    let gateway = spend_gateway::Application::build(gateway_config, gateway_deps).await?;
 
     eprintln!("SpendSignoff dev: embedded defaults, data in {}", args.data_dir.display());
     eprintln!(
@@ -246,6 +279,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         paths.agent_key.display()
     );
     eprintln!("  gateway gRPC    http://{}  (AgentGateway, same key)", gateway.local_addr());
+    eprintln!("  MCP sign-in     {resource}  (an MCP client given this URL signs in through the approvals app)");
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
     eprintln!("  policy gRPC     http://{policy_addr}  (decide, validate, version in force, dry-run evaluation)");
     eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform, with its OAuth consent pages)");

@@ -88,17 +88,28 @@ pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Resu
             .resource_url
             .clone()
             .context("gateway.oauth_issuer needs gateway.resource_url: tokens must name this gateway as their audience")?;
-        let pem = std::fs::read_to_string(&settings.oauth_public_key_file)
-            .with_context(|| format!("gateway.oauth_public_key_file: reading {:?}", settings.oauth_public_key_file))?;
-        let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem.trim())
-            .map_err(|e| anyhow::anyhow!("gateway.oauth_public_key_file: not a P-256 public key (SPKI PEM): {e}"))?;
+        // One key file, or the issuer's JWKS (keys by kid, so it can rotate).
+        let keys = if settings.oauth_public_key_file.is_empty() {
+            let url = if settings.oauth_jwks_url.is_empty() {
+                format!("{}/oauth/jwks.json", settings.oauth_issuer.trim_end_matches('/'))
+            } else {
+                settings.oauth_jwks_url.clone()
+            };
+            spend_gateway::oauth::Keys::jwks(url)
+        } else {
+            let pem = std::fs::read_to_string(&settings.oauth_public_key_file)
+                .with_context(|| format!("gateway.oauth_public_key_file: reading {:?}", settings.oauth_public_key_file))?;
+            let key = p256::ecdsa::VerifyingKey::from_public_key_pem(pem.trim())
+                .map_err(|e| anyhow::anyhow!("gateway.oauth_public_key_file: not a P-256 public key (SPKI PEM): {e}"))?;
+            spend_gateway::oauth::Keys::fixed(key)
+        };
         if !config.authorization_servers.contains(&settings.oauth_issuer) {
             config.authorization_servers.push(settings.oauth_issuer.clone());
         }
         config.oauth = Some(spend_gateway::oauth::OAuthConfig {
             issuer: settings.oauth_issuer.clone(),
             audience,
-            key,
+            keys,
         });
     }
     Ok(config)
@@ -237,7 +248,8 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     // Configuration first: a mistake there is reported before any connection.
-    let service = config.approval.service(config.approval.listen.clone(), None, None)?;
+    let mut service = config.approval.service(config.approval.listen.clone(), None, None)?;
+    service.oauth = config.approval.mcp_sign_in(&config.kms, None).await?;
     let file = if config.approval.policy_file.is_empty() {
         &config.gateway.policy_file
     } else {
