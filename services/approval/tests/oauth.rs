@@ -172,6 +172,14 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
     assert_eq!(meta["code_challenge_methods_supported"], serde_json::json!(["S256"]));
     assert_eq!(meta["scopes_supported"], serde_json::json!(["mcp.read", "mcp.draft"]));
     assert_eq!(meta["registration_endpoint"], format!("{ORIGIN}/oauth/register"));
+    for (k, v) in meta.as_object().unwrap() {
+        if k == "issuer" || k.ends_with("_endpoint") || k.ends_with("_uri") || k.ends_with("_documentation") {
+            assert!(
+                v.as_str().is_some_and(|u| u.starts_with(ORIGIN)),
+                "{k} is an absolute URL (clients refuse others): {v}"
+            );
+        }
+    }
 
     // Dynamic registration: a public client.
     let (status, reg) = register(
@@ -513,7 +521,10 @@ async fn bad_authorization_requests_get_clear_oauth_errors_and_are_audited() {
         assert!(reasons.iter().any(|x| x == r), "{r} audited: {reasons:?}");
     }
     let flood = reasons.iter().filter(|x| *x == "oauth.registration_flood").count();
-    assert!((1..=3).contains(&flood) && flood < refused, "a flood is recorded a few times, then counted: {flood} of {refused}");
+    assert!(
+        (1..=3).contains(&flood) && flood < refused,
+        "a flood is recorded a few times, then counted: {flood} of {refused}"
+    );
     app.stop().await;
 }
 

@@ -305,8 +305,9 @@ async fn metadata(State(state): State<Arc<GatewayState>>) -> Json<serde_json::Va
         "authorization_servers": state.config.authorization_servers,
         "scopes_supported": SCOPES,
         "bearer_methods_supported": ["header"],
+        // RFC 9728's resource_documentation must be an absolute URL: none
+        // is served here, so none is named (clients refuse a relative one).
         "resource_name": "SpendSignoff agents' gateway",
-        "resource_documentation": "docs/gateway.md",
     }))
 }
 

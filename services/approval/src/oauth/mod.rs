@@ -232,7 +232,6 @@ async fn metadata(State(s): State<Arc<Server>>) -> Json<serde_json::Value> {
         "revocation_endpoint_auth_methods_supported": ["none"],
         "authorization_response_iss_parameter_supported": true,
         "client_id_metadata_document_supported": true,
-        "service_documentation": "docs/mcp.md",
     }))
 }
 
@@ -501,7 +500,14 @@ async fn authorize_page(
         html! {
             p { strong { (name) } " asks to act for " strong { (session.org) } " as an agent, on your authority." }
             dl {
-                dt { "Client" } dd { code { (checked.client.client_id.chars().take(120).collect::<String>()) } }
+                dt { "Client" }
+                dd {
+                    @if checked.client.client_id.starts_with(core::DYNAMIC_PREFIX) {
+                        "registered itself: its name is its own claim"
+                    } @else {
+                        "described at " code { (checked.client.client_id) }
+                    }
+                }
                 dt { "Returns to" } dd { code { (host) } }
                 dt { "Gateway" } dd { code { (s.config.resource) } }
             }
