@@ -15,6 +15,8 @@
 // Output: one JSON object on stdout with what it saw.
 import { chromium } from "playwright-core";
 import { spawn } from "node:child_process";
+import crypto from "node:crypto";
+import http from "node:http";
 
 const env = (k) => {
   const v = process.env[k];
@@ -32,6 +34,93 @@ const browser = await chromium.launch({
   executablePath: process.env.CHROMIUM || "/usr/bin/chromium",
   args: ["--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run", "--disable-background-networking", "--disable-component-update", "--disable-sync"],
 });
+
+/** The metadata-document client's whole flow, in `page` (bob's). */
+async function metadataDocumentClient(page) {
+  const out = {};
+  const server = http.createServer();
+  await new Promise((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const port = server.address().port;
+  const clientId = `http://127.0.0.1:${port}/client.json`;
+  const redirectUri = `http://127.0.0.1:${port}/callback`;
+  let answered = null;
+  server.on("request", (req, res) => {
+    const u = new URL(req.url, `http://127.0.0.1:${port}`);
+    if (u.pathname === "/client.json") {
+      res.setHeader("content-type", "application/json");
+      res.end(JSON.stringify({ client_id: clientId, client_name: "Metadata-document client", redirect_uris: [redirectUri], grant_types: ["authorization_code", "refresh_token"], response_types: ["code"], token_endpoint_auth_method: "none" }));
+    } else if (u.pathname === "/callback") {
+      answered = Object.fromEntries(u.searchParams);
+      res.end("You can close this window.");
+    } else {
+      res.statusCode = 404;
+      res.end();
+    }
+  });
+  try {
+    const mcpUrl = env("MCP_URL");
+    const mcp = async (token, body, session) => {
+      const r = await fetch(mcpUrl, {
+        method: "POST",
+        headers: { authorization: `Bearer ${token}`, "content-type": "application/json", accept: "application/json, text/event-stream", ...(session ? { "mcp-session-id": session } : {}) },
+        body: JSON.stringify(body),
+      });
+      return { status: r.status, session: r.headers.get("mcp-session-id"), text: await r.text() };
+    };
+    const init = { jsonrpc: "2.0", id: 1, method: "initialize", params: { protocolVersion: "2025-11-25", capabilities: {}, clientInfo: { name: "cimd", version: "1" } } };
+    const first = await fetch(mcpUrl, { method: "POST", headers: { "content-type": "application/json", accept: "application/json, text/event-stream" }, body: JSON.stringify(init) });
+    out.unauthenticated = first.status;
+    const prmUrl = /resource_metadata="([^"]+)"/.exec(first.headers.get("www-authenticate") || "")[1];
+    const prm = await (await fetch(prmUrl)).json();
+    const as = await (await fetch(`${prm.authorization_servers[0]}/.well-known/oauth-authorization-server`)).json();
+    const verifier = crypto.randomBytes(32).toString("base64url");
+    const challenge = crypto.createHash("sha256").update(verifier).digest("base64url");
+    const authorize = new URL(as.authorization_endpoint);
+    const params = { response_type: "code", client_id: clientId, redirect_uri: redirectUri, code_challenge: challenge, code_challenge_method: "S256", scope: "mcp.read mcp.draft", state: "cimd-1", resource: prm.resource };
+    for (const [k, v] of Object.entries(params)) authorize.searchParams.set(k, v);
+
+    await page.goto(`${ORIGIN}/approvals`);
+    await page.getByRole("button", { name: "Sign out" }).click();
+    await page.waitForURL(`${ORIGIN}/signin`);
+    await page.goto(authorize.toString());
+    out.asked_to_sign_in = page.url().startsWith(`${ORIGIN}/signin?next=`);
+    await page.getByLabel("Email").fill("bob@dev.localhost");
+    await page.getByRole("button", { name: "Sign in with passkey" }).click();
+    const allow = page.getByRole("button", { name: "Allow" });
+    await allow.waitFor({ timeout: 15000 });
+    out.consent = (await page.locator("main").textContent()) || "";
+    await allow.click();
+    for (let i = 0; i < 100 && !answered; i++) await page.waitForTimeout(100);
+    out.state = answered && answered.state;
+    const form = (o) => ({ method: "POST", headers: { "content-type": "application/x-www-form-urlencoded" }, body: new URLSearchParams(o).toString() });
+    const tokens = await (await fetch(as.token_endpoint, form({ grant_type: "authorization_code", code: answered.code, redirect_uri: redirectUri, client_id: clientId, code_verifier: verifier, resource: prm.resource }))).json();
+    out.scope = tokens.scope;
+    const opened = await mcp(tokens.access_token, init);
+    out.initialize = opened.status;
+    await mcp(tokens.access_token, { jsonrpc: "2.0", method: "notifications/initialized" }, opened.session);
+    out.tools_list_has_propose = (await mcp(tokens.access_token, { jsonrpc: "2.0", id: 2, method: "tools/list", params: {} }, opened.session)).text.includes("propose_change");
+    const refreshed = await (await fetch(as.token_endpoint, form({ grant_type: "refresh_token", refresh_token: tokens.refresh_token, client_id: clientId }))).json();
+    out.refreshed = Boolean(refreshed.access_token) && refreshed.refresh_token !== tokens.refresh_token;
+    out.after_refresh = (await mcp(refreshed.access_token, init)).status;
+
+    await page.goto(`${ORIGIN}/clients`);
+    await page.getByRole("row").filter({ hasText: "Metadata-document client" }).getByRole("button", { name: "Revoke Metadata-document client" }).click();
+    const revokedAt = Date.now();
+    out.refused_after_ms = null;
+    for (let i = 0; i < 300; i++) {
+      if ((await mcp(refreshed.access_token, init)).status === 401) {
+        out.refused_after_ms = Date.now() - revokedAt;
+        break;
+      }
+      await page.waitForTimeout(10);
+    }
+    await page.waitForURL(`${ORIGIN}/clients`);
+    out.clients_after = (await page.locator("main").textContent()) || "";
+  } finally {
+    server.close();
+  }
+  return out;
+}
 
 /** A person: their own browser context and passkey authenticator. */
 async function person(userVerified = true) {
@@ -323,6 +412,14 @@ try {
   await ada.page.goto(`${ORIGIN}/clients`);
   seen.clients_page = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/clients.png`, fullPage: true });
+
+  // MCP sign-in by hand, the other way to register: a client whose id is
+  // the URL of its metadata document (served on loopback: `spend dev`
+  // allows that). Discovery from the gateway's 401; bob signs out, opens
+  // the authorization URL, signs in with his passkey and consents; the
+  // code, the token, tools/list, a refresh; then he revokes the client on
+  // the Clients page and the gateway refuses its token (measured).
+  seen.cimd = await metadataDocumentClient(bob.page);
 
   seen.csp_violations = cspViolations;
   console.log(JSON.stringify(seen));

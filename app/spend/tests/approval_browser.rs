@@ -314,6 +314,27 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         s("clients_page").contains("SDK agent") && s("clients_page").contains("mcp.draft, mcp.read"),
         "{seen}"
     );
+    // The other way to register, by hand: a client metadata document;
+    // bob signs in with his passkey on the way to the consent page.
+    let cimd = &seen["cimd"];
+    assert_eq!(cimd["unauthenticated"], 401, "{cimd}");
+    assert_eq!(cimd["asked_to_sign_in"], true, "{cimd}");
+    assert!(cimd["consent"].as_str().unwrap_or_default().contains("Metadata-document client"), "{cimd}");
+    assert_eq!(cimd["state"], "cimd-1", "{cimd}");
+    assert_eq!(cimd["scope"], "mcp.draft mcp.read", "{cimd}");
+    assert_eq!(
+        (cimd["initialize"].as_u64(), cimd["tools_list_has_propose"].as_bool()),
+        (Some(200), Some(true)),
+        "{cimd}"
+    );
+    assert_eq!((cimd["refreshed"].as_bool(), cimd["after_refresh"].as_u64()), (Some(true), Some(200)), "{cimd}");
+    let refused_after = cimd["refused_after_ms"].as_u64().expect("the revoked token was refused");
+    assert!(refused_after < 1_000, "refused {refused_after} ms after the revocation: {cimd}");
+    eprintln!("MCP sign-in in the browser: a revoked client's token was refused {refused_after} ms after the click");
+    assert!(
+        !cimd["clients_after"].as_str().unwrap_or_default().contains("Metadata-document client"),
+        "{cimd}"
+    );
 
     // What the agent sees now.
     assert_eq!(agent.status(&approve.draft_id).await, "approved");
