@@ -43,11 +43,15 @@ struct Running {
 async fn start(log: &Arc<dyn EventLog>, prefix: &str, allow_private: bool) -> Running {
     let dir = tempfile::tempdir().unwrap();
     let signer = spend_signer::LocalSigner::load_or_create(&dir.path().join("token-key.pem")).unwrap();
+    start_with(log, prefix, allow_private, Arc::new(signer), dir).await
+}
+
+async fn start_with(log: &Arc<dyn EventLog>, prefix: &str, allow_private: bool, signer: Arc<dyn spend_signer::Signer>, dir: tempfile::TempDir) -> Running {
     let mut c = ApprovalConfig::new("127.0.0.1:0");
     c.origin = Some(ORIGIN.into());
     c.oauth = Some(OAuthConfig {
         resource: RESOURCE.into(),
-        signer: Arc::new(signer),
+        signer,
         registration_secret: Secret::new("a-registration-secret-of-32-characters!"),
         allow_private_metadata: allow_private,
         lifetimes: Lifetimes::default(),
@@ -656,4 +660,49 @@ async fn a_client_metadata_document_is_fetched_within_limits_and_never_from_a_pr
     prod.stop().await;
     docs_task.abort();
     assert!(alerts(&log).await.iter().any(|r| r == "oauth.client_refused"));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_kms_key_signs_the_access_tokens_and_its_der_becomes_a_jws_signature() {
+    // moto's KMS answers Sign with DER, as AWS does; the token carries r‖s.
+    let kms = spend_testkit::kms_client().await;
+    let (key_id, _) = spend_testkit::kms_key(&kms).await;
+    let signer = spend_signer::KmsSigner::from_client(kms, &key_id).await.unwrap();
+    let streams = Streams::new();
+    let prefix = streams.events.subject_prefix.clone();
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
+    let mut ada = ada(&log, &prefix).await;
+    let app = start_with(&log, &prefix, false, Arc::new(signer), tempfile::tempdir().unwrap()).await;
+    let base = app.base.clone();
+    let (_, reg) = register(
+        &base,
+        serde_json::json!({"client_name": "KMS IDE", "redirect_uris": ["http://127.0.0.1/callback"]}),
+    )
+    .await;
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    let session = sign_in(&base, ORIGIN, "ada@acme.example", &mut ada).await;
+    let redirect = "http://127.0.0.1:41000/callback";
+    for _ in 0..3 {
+        let (verifier, challenge) = pkce();
+        let q = authorize_query(&client_id, redirect, &challenge, "mcp.read", RESOURCE);
+        let code = param(&consent(&base, &session, &q, "allow", &["grant_read"]).await, "code").unwrap();
+        let (status, t) = token(
+            &base,
+            &[
+                ("grant_type", "authorization_code"),
+                ("code", &code),
+                ("redirect_uri", redirect),
+                ("client_id", &client_id),
+                ("code_verifier", &verifier),
+            ],
+        )
+        .await;
+        assert_eq!(status, 200, "{t}");
+        let claims = verified_claims(&base, t["access_token"].as_str().unwrap()).await;
+        assert_eq!(claims["scope"], "mcp.read");
+    }
+    // The KMS key's ARN is not its kid: the JWKS names a fingerprint.
+    let jwks = http().get(format!("{base}/oauth/jwks.json")).send().await.unwrap().text().await.unwrap();
+    assert!(!jwks.contains(&key_id) && jwks.contains("es256-"), "{jwks}");
+    app.stop().await;
 }
