@@ -162,3 +162,69 @@ pub async fn token(base: &str, form: &[(&str, &str)]) -> (u16, serde_json::Value
     assert_eq!(r.headers().get("cache-control").and_then(|v| v.to_str().ok()), Some("no-store"));
     (status, r.json().await.unwrap())
 }
+
+/// A client's whole authorization: PKCE, the authorization request for
+/// `scope`, the human allowing `grants` on the consent page, the code
+/// redeemed. Returns the token endpoint's answer.
+pub async fn grant_and_redeem(
+    base: &str,
+    session: &Session,
+    client_id: &str,
+    redirect: &str,
+    scope: &str,
+    grants: &[&str],
+    resource: &str,
+) -> (u16, serde_json::Value) {
+    let (verifier, challenge) = pkce();
+    let q = authorize_query(client_id, redirect, &challenge, scope, resource);
+    let code = param(&consent(base, session, &q, "allow", grants).await, "code").expect("a code");
+    token(
+        base,
+        &[
+            ("grant_type", "authorization_code"),
+            ("code", &code),
+            ("redirect_uri", redirect),
+            ("client_id", client_id),
+            ("code_verifier", &verifier),
+            ("resource", resource),
+        ],
+    )
+    .await
+}
+
+/// A refresh at the token endpoint: its answer.
+pub async fn refresh(base: &str, client_id: &str, refresh_token: &str) -> (u16, serde_json::Value) {
+    token(
+        base,
+        &[("grant_type", "refresh_token"), ("refresh_token", refresh_token), ("client_id", client_id)],
+    )
+    .await
+}
+
+/// `name`, an admin of `org` with a software passkey who signs in as
+/// `email`, and the events that make her trusted (her enrollment and the
+/// operator's anchor), to append before the app reads the log.
+pub fn trusted_admin(org: &str, name: &str, email: &str) -> (Human, Vec<spend_core::Envelope>) {
+    use spend_core::events::EventData;
+    use spend_core::{Actor, Envelope};
+    let human = Human::new(name, spend_draft::approvers::Role::Admin);
+    let mut enrolled = human.enrolled(org, None);
+    enrolled.email = Some(email.into());
+    let events = vec![
+        Envelope::new(
+            "spendsignoff/approval",
+            org,
+            Actor::human(name),
+            format!("approver/{name}"),
+            EventData::ApproverEnrolled(enrolled),
+        ),
+        Envelope::new(
+            "spendsignoff/cli",
+            org,
+            Actor::human("operator"),
+            format!("anchor/{org}"),
+            EventData::ApproverAnchored(human.anchored(org)),
+        ),
+    ];
+    (human, events)
+}

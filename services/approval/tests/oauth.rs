@@ -20,15 +20,13 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Verifier as _;
 use spend_approval::oauth::{Lifetimes, OAuthConfig};
 use spend_approval::{Application, ApprovalConfig, Deps};
-use spend_core::events::EventData;
-use spend_core::{Actor, Envelope, Secret};
-use spend_draft::approvers::Role;
+use spend_core::Secret;
 use spend_draft::humans::Human;
 use spend_eventlog::EventLog;
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_testkit::Streams;
 use spend_testkit::events::{append_all, on_log};
-use spend_testkit::mcp_signin::{authorize_query, consent, http, param, pkce, sign_in, token};
+use spend_testkit::mcp_signin::{authorize_query, consent, grant_and_redeem, http, param, pkce, refresh, sign_in, token, trusted_admin};
 
 const ORIGIN: &str = "http://localhost:7200";
 const RESOURCE: &str = "http://localhost:7100/mcp";
@@ -87,29 +85,14 @@ impl Running {
     }
 }
 
-/// Ada, acme's first admin, trusted on the log.
-async fn ada(log: &Arc<dyn EventLog>, prefix: &str) -> Human {
-    let ada = Human::new("ada", Role::Admin);
-    let mut enrolled = ada.enrolled("acme", None);
-    enrolled.email = Some("ada@acme.example".into());
-    let events = vec![
-        Envelope::new(
-            "spendsignoff/approval",
-            "acme",
-            Actor::human("ada"),
-            "approver/ada",
-            EventData::ApproverEnrolled(enrolled),
-        ),
-        Envelope::new(
-            "spendsignoff/cli",
-            "acme",
-            Actor::human("operator"),
-            "anchor/acme",
-            EventData::ApproverAnchored(ada.anchored("acme")),
-        ),
-    ];
-    append_all(log.as_ref(), prefix, events).await;
-    ada
+/// A test's own streams, its log, and ada, acme's first admin, trusted on it.
+async fn acme() -> (Streams, Arc<dyn EventLog>, String, Human) {
+    let streams = Streams::new();
+    let prefix = streams.events.subject_prefix.clone();
+    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
+    let (ada, events) = trusted_admin("acme", "ada", "ada@acme.example");
+    append_all(log.as_ref(), &prefix, events).await;
+    (streams, log, prefix, ada)
 }
 
 async fn register(base: &str, body: serde_json::Value) -> (u16, serde_json::Value) {
@@ -156,10 +139,7 @@ async fn verified_claims(base: &str, access: &str) -> serde_json::Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revoke() {
-    let streams = Streams::new();
-    let prefix = streams.events.subject_prefix.clone();
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
-    let mut ada = ada(&log, &prefix).await;
+    let (_streams, log, prefix, mut ada) = acme().await;
     let app = start(&log, &prefix, true).await;
     let base = app.base.clone();
 
@@ -237,11 +217,7 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
     let grant_id = claims["grant_id"].as_str().unwrap().to_string();
 
     // A refresh rotates: the new token works once, the old one never again.
-    let (status, t2) = token(
-        &base,
-        &[("grant_type", "refresh_token"), ("refresh_token", &refresh1), ("client_id", &client_id)],
-    )
-    .await;
+    let (status, t2) = refresh(&base, &client_id, &refresh1).await;
     assert_eq!(status, 200, "{t2}");
     let refresh2 = t2["refresh_token"].as_str().unwrap().to_string();
     assert_ne!(refresh1, refresh2);
@@ -258,17 +234,9 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
     .await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_scope")));
     // The spent refresh token again: a replay, so the grant is revoked.
-    let (status, e) = token(
-        &base,
-        &[("grant_type", "refresh_token"), ("refresh_token", &refresh1), ("client_id", &client_id)],
-    )
-    .await;
+    let (status, e) = refresh(&base, &client_id, &refresh1).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
-    let (status, e) = token(
-        &base,
-        &[("grant_type", "refresh_token"), ("refresh_token", &refresh2), ("client_id", &client_id)],
-    )
-    .await;
+    let (status, e) = refresh(&base, &client_id, &refresh2).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     assert!(e["error_description"].as_str().unwrap().contains("revoked"), "{e}");
     let revoked = events_of(&log, "spend.client.revoked.v1").await;
@@ -346,20 +314,7 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
     assert_eq!(events_of(&log, "spend.client.granted.v1").await.len(), grants_before);
 
     // A fourth, revoked by the client (RFC 7009) with its access token.
-    let (verifier, challenge) = pkce();
-    let q = authorize_query(&client_id, redirect, &challenge, "mcp.read", RESOURCE);
-    let code = param(&consent(&base, &session, &q, "allow", &["grant_read"]).await, "code").unwrap();
-    let (_, t) = token(
-        &base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (_, t) = grant_and_redeem(&base, &session, &client_id, redirect, "mcp.read", &["grant_read"], RESOURCE).await;
     let access = t["access_token"].as_str().unwrap();
     let r = http()
         .post(format!("{base}/oauth/revoke"))
@@ -368,15 +323,7 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
         .await
         .unwrap();
     assert_eq!(r.status(), 200);
-    let (status, _) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ],
-    )
-    .await;
+    let (status, _) = refresh(&base, &client_id, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!(status, 400, "its refresh token died with it");
     assert_eq!(events_of(&log, "spend.client.revoked.v1").await.len(), 3);
 
@@ -409,10 +356,7 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_authorization_requests_get_clear_oauth_errors_and_are_audited() {
-    let streams = Streams::new();
-    let prefix = streams.events.subject_prefix.clone();
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
-    let mut ada = ada(&log, &prefix).await;
+    let (_streams, log, prefix, mut ada) = acme().await;
     let app = start(&log, &prefix, true).await;
     let base = app.base.clone();
     let session = sign_in(&base, ORIGIN, "ada@acme.example", &mut ada).await;
@@ -570,10 +514,7 @@ async fn metadata_server() -> (String, tokio::task::JoinHandle<()>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_client_metadata_document_is_fetched_within_limits_and_never_from_a_private_address_in_production() {
-    let streams = Streams::new();
-    let prefix = streams.events.subject_prefix.clone();
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
-    let mut ada = ada(&log, &prefix).await;
+    let (_streams, log, prefix, mut ada) = acme().await;
     let (docs, docs_task) = metadata_server().await;
     let dev = start(&log, &prefix, true).await;
     let session = sign_in(&dev.base, ORIGIN, "ada@acme.example", &mut ada).await;
@@ -668,10 +609,7 @@ async fn a_kms_key_signs_the_access_tokens_and_its_der_becomes_a_jws_signature()
     let kms = spend_testkit::kms_client().await;
     let (key_id, _) = spend_testkit::kms_key(&kms).await;
     let signer = spend_signer::KmsSigner::from_client(kms, &key_id).await.unwrap();
-    let streams = Streams::new();
-    let prefix = streams.events.subject_prefix.clone();
-    let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
-    let mut ada = ada(&log, &prefix).await;
+    let (_streams, log, prefix, mut ada) = acme().await;
     let app = start_with(&log, &prefix, false, Arc::new(signer), tempfile::tempdir().unwrap()).await;
     let base = app.base.clone();
     let (_, reg) = register(
@@ -683,20 +621,7 @@ async fn a_kms_key_signs_the_access_tokens_and_its_der_becomes_a_jws_signature()
     let session = sign_in(&base, ORIGIN, "ada@acme.example", &mut ada).await;
     let redirect = "http://127.0.0.1:41000/callback";
     for _ in 0..3 {
-        let (verifier, challenge) = pkce();
-        let q = authorize_query(&client_id, redirect, &challenge, "mcp.read", RESOURCE);
-        let code = param(&consent(&base, &session, &q, "allow", &["grant_read"]).await, "code").unwrap();
-        let (status, t) = token(
-            &base,
-            &[
-                ("grant_type", "authorization_code"),
-                ("code", &code),
-                ("redirect_uri", redirect),
-                ("client_id", &client_id),
-                ("code_verifier", &verifier),
-            ],
-        )
-        .await;
+        let (status, t) = grant_and_redeem(&base, &session, &client_id, redirect, "mcp.read", &["grant_read"], RESOURCE).await;
         assert_eq!(status, 200, "{t}");
         let claims = verified_claims(&base, t["access_token"].as_str().unwrap()).await;
         assert_eq!(claims["scope"], "mcp.read");

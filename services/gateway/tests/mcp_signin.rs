@@ -13,13 +13,11 @@ use std::time::{Duration, Instant};
 use common::{Gateway, PREFIX, embedded_log};
 use spend_core::events::EventData;
 use spend_core::{Actor, Envelope, Secret};
-use spend_draft::approvers::Role;
-use spend_draft::humans::Human;
 use spend_eventlog::EventLog;
 use spend_gateway::GatewayConfig;
 use spend_gateway::oauth::{Keys, OAuthConfig};
 use spend_testkit::events::append_all;
-use spend_testkit::mcp_signin::{authorize_query, consent, csrf_of, http, param, pkce, sign_in, token};
+use spend_testkit::mcp_signin::{authorize_query, consent, csrf_of, grant_and_redeem, http, param, pkce, refresh, sign_in, token, trusted_admin};
 
 const ORIGIN: &str = "http://localhost:7200";
 const RESOURCE: &str = "https://spend.example/mcp";
@@ -101,30 +99,8 @@ async fn rpc(gw: &Gateway, token: &str, session: &str, method: &str, params: ser
 async fn a_token_from_a_humans_consent_drafts_at_the_gateway_and_dies_with_its_grant_within_a_second() {
     let dir = tempfile::tempdir().unwrap();
     let log = embedded_log(dir.path()).await;
-    let mut ada = Human::new("ada", Role::Admin);
-    let mut enrolled = ada.enrolled("acme", None);
-    enrolled.email = Some("ada@acme.example".into());
-    append_all(
-        log.as_ref(),
-        PREFIX,
-        vec![
-            Envelope::new(
-                "spendsignoff/approval",
-                "acme",
-                Actor::human("ada"),
-                "approver/ada",
-                EventData::ApproverEnrolled(enrolled),
-            ),
-            Envelope::new(
-                "spendsignoff/cli",
-                "acme",
-                Actor::human("operator"),
-                "anchor/acme",
-                EventData::ApproverAnchored(ada.anchored("acme")),
-            ),
-        ],
-    )
-    .await;
+    let (mut ada, events) = trusted_admin("acme", "ada", "ada@acme.example");
+    append_all(log.as_ref(), PREFIX, events).await;
     let (base, stop_approval, approval_task) = approval_service(&log, &dir.path().join("token-key.pem")).await;
 
     let mut config = GatewayConfig::new("");
@@ -240,35 +216,14 @@ async fn a_token_from_a_humans_consent_drafts_at_the_gateway_and_dies_with_its_g
         "a revoked grant was refused by the gateway {} ms after the revocation was recorded",
         revoked_at.elapsed().as_millis()
     );
-    let (status, e) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ],
-    )
-    .await;
+    let (status, e) = refresh(&base, &client_id, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
     let alerts = common::alerts(&log, 1).await;
     assert!(alerts.iter().any(|a| a["data"]["reason"] == "oauth.revoked"), "{alerts:?}");
 
     // The operator's `spend api-key revoke --all` revokes every client's
     // grant with the keys.
-    let (verifier, challenge) = pkce();
-    let q = authorize_query(&client_id, redirect, &challenge, "mcp.read", RESOURCE);
-    let code = param(&consent(&base, &session, &q, "allow", &["grant_read"]).await, "code").unwrap();
-    let (_, t) = token(
-        &base,
-        &[
-            ("grant_type", "authorization_code"),
-            ("code", &code),
-            ("redirect_uri", redirect),
-            ("client_id", &client_id),
-            ("code_verifier", &verifier),
-        ],
-    )
-    .await;
+    let (_, t) = grant_and_redeem(&base, &session, &client_id, redirect, "mcp.read", &["grant_read"], RESOURCE).await;
     let second = t["access_token"].as_str().unwrap().to_string();
     assert_eq!(mcp_session(&gw, &second).await.0, 200);
     let all = spend_core::events::ApiKeyRevoked {
@@ -293,15 +248,11 @@ async fn a_token_from_a_humans_consent_drafts_at_the_gateway_and_dies_with_its_g
         assert!(revoked_at.elapsed() < Duration::from_secs(1), "a token outlived revoke --all by a second");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
-    let (status, e) = token(
-        &base,
-        &[
-            ("grant_type", "refresh_token"),
-            ("refresh_token", t["refresh_token"].as_str().unwrap()),
-            ("client_id", &client_id),
-        ],
-    )
-    .await;
+    eprintln!(
+        "revoke --all: the token was refused {} ms after the operator's event",
+        revoked_at.elapsed().as_millis()
+    );
+    let (status, e) = refresh(&base, &client_id, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
 
     let _ = stop_approval.send(());

@@ -237,11 +237,7 @@ async fn metadata(State(s): State<Arc<Server>>) -> Json<serde_json::Value> {
 
 async fn jwks(State(s): State<Arc<Server>>) -> Response {
     match jwt::jwk(&s.spki) {
-        Ok(k) => {
-            let mut r = Json(serde_json::json!({"keys": [k]})).into_response();
-            r.headers_mut().insert(header::CACHE_CONTROL, HeaderValue::from_static("max-age=60"));
-            r
-        }
+        Ok(k) => Json(serde_json::json!({"keys": [k]})).into_response(),
         Err(e) => error_json(StatusCode::INTERNAL_SERVER_ERROR, &OAuthError::new("server_error", e.to_string())),
     }
 }
