@@ -417,6 +417,9 @@ async fn two_hundred_approved_drafts_at_once_never_cross_the_daily_ceiling() {
         "the ceiling was used, not refused early: {}",
         charged + written
     );
+    println!(
+        "200 approved drafts at once: {refused} refused, each saying which limit; the platform applied {charged} charged + {written} of daily budgets, ceiling 30000"
+    );
     w.stop().await;
 }
 
