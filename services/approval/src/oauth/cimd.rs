@@ -105,7 +105,7 @@ impl Fetcher {
             && let Some(a) = addrs.iter().find(|a| is_private(a.ip()))
         {
             return Err(refused(format!(
-                "the client metadata host {host} resolves to {} , a private, loopback or link-local address: not fetched",
+                "the client metadata host {host} resolves to {}, a private, loopback or link-local address: not fetched",
                 a.ip()
             )));
         }

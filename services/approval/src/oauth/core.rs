@@ -247,6 +247,15 @@ pub fn requested_scopes(scope: Option<&str>) -> Result<BTreeSet<String>, OAuthEr
     Ok(asked)
 }
 
+/// The audit reason of a refused `scope`: asking for approve is its own.
+pub fn scope_refusal(asked: &str) -> &'static str {
+    if asked.split_whitespace().any(|s| s == APPROVE) {
+        "oauth.approve_requested"
+    } else {
+        "oauth.scope_refused"
+    }
+}
+
 /// The resource a request names (RFC 8707), which must be this gateway's
 /// canonical MCP URL; a client that names none gets it.
 pub fn check_resource(asked: Option<&str>, canonical: &str) -> Result<(), OAuthError> {
@@ -366,6 +375,8 @@ mod tests {
         assert_eq!(requested_scopes(Some("admin")).unwrap_err().error, "invalid_scope");
         assert_eq!(requested_scopes(None).unwrap().into_iter().collect::<Vec<_>>(), ["mcp.draft", "mcp.read"]);
         assert_eq!(requested_scopes(Some("mcp.read")).unwrap().into_iter().collect::<Vec<_>>(), ["mcp.read"]);
+        assert_eq!(scope_refusal("mcp.read mcp.approve"), "oauth.approve_requested");
+        assert_eq!(scope_refusal("admin"), "oauth.scope_refused");
     }
 
     #[test]

@@ -3,8 +3,6 @@
 //! a code or a refresh token the same way, and each is spent once because
 //! it is spent by an append that expects the grant's last sequence.
 
-use std::collections::HashMap;
-
 use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
 use spend_core::events::{ClientGranted, ClientRevoked, ClientTokensIssued};
@@ -147,15 +145,6 @@ impl Grants {
         v.sort_by_key(|g| std::cmp::Reverse(g.granted_at));
         v
     }
-
-    /// Every grant not revoked (for `revoke --all`), by organisation.
-    pub fn active(&self) -> HashMap<String, Vec<String>> {
-        let mut m: HashMap<String, Vec<String>> = HashMap::new();
-        for g in self.grants.values().filter(|g| g.revoked.is_none()) {
-            m.entry(g.org.clone()).or_default().push(g.granted.grant_id.clone());
-        }
-        m
-    }
 }
 
 #[cfg(test)]
@@ -211,6 +200,5 @@ mod tests {
             },
         );
         assert!(g.of_org("acme").is_empty());
-        assert!(g.active().is_empty());
     }
 }

@@ -114,11 +114,13 @@ pub struct Server {
     spki: Vec<u8>,
     kid: String,
     fetcher: cimd::Fetcher,
-    registrations: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
-    token_requests: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
+    registrations: Limiter,
+    token_requests: Limiter,
 }
 
-fn per_minute(n: u32) -> governor::DefaultKeyedRateLimiter<std::net::IpAddr> {
+type Limiter = governor::DefaultKeyedRateLimiter<std::net::IpAddr>;
+
+fn per_minute(n: u32) -> Limiter {
     governor::RateLimiter::keyed(governor::Quota::per_minute(std::num::NonZeroU32::new(n).expect("a positive quota")))
 }
 
@@ -153,6 +155,23 @@ impl Server {
         if self.app.alerts.admit_kind(org, None, Some(&address), reason, reason).is_some() {
             self.app.alert(org, reason, Some(peer), detail).await;
         }
+    }
+
+    /// A request over `limiter`'s quota for its address: refused with 429
+    /// and audited (a flood counted, not recorded one by one).
+    async fn over_quota(&self, limiter: &Limiter, peer: SocketAddr, reason: &str, what: &str, per_minute: u32) -> Option<Response> {
+        limiter.check_key(&peer.ip()).is_err().then_some(())?;
+        self.audit(
+            "unknown",
+            reason,
+            peer,
+            format!("more than {per_minute} {what} a minute from {}: refused", peer.ip()),
+        )
+        .await;
+        Some(error_json(
+            StatusCode::TOO_MANY_REQUESTS,
+            &OAuthError::new("slow_down", format!("too many {what}: wait a minute")),
+        ))
     }
 
     /// The client a client id names: a dynamic registration of this
@@ -243,18 +262,17 @@ async fn jwks(State(s): State<Arc<Server>>) -> Response {
 }
 
 async fn register(State(s): State<Arc<Server>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, body: axum::body::Bytes) -> Response {
-    if s.registrations.check_key(&peer.ip()).is_err() {
-        s.audit(
-            "unknown",
-            "oauth.registration_flood",
+    if let Some(refused) = s
+        .over_quota(
+            &s.registrations,
             peer,
-            format!("more than {REGISTRATIONS_PER_MINUTE} client registrations a minute from {}: refused", peer.ip()),
+            "oauth.registration_flood",
+            "client registrations",
+            REGISTRATIONS_PER_MINUTE,
         )
-        .await;
-        return error_json(
-            StatusCode::TOO_MANY_REQUESTS,
-            &OAuthError::new("slow_down", "too many registrations: wait a minute"),
-        );
+        .await
+    {
+        return refused;
     }
     if body.len() > cimd::MAX_DOCUMENT {
         return error_json(
@@ -379,11 +397,7 @@ async fn check(s: &Server, q: &AuthorizeRequest, peer: SocketAddr, org: &str) ->
     let scopes = match core::requested_scopes(q.scope.as_deref()) {
         Ok(s) => s,
         Err(e) => {
-            let reason = if q.scope.as_deref().unwrap_or_default().contains(core::APPROVE) {
-                "oauth.approve_requested"
-            } else {
-                "oauth.scope_refused"
-            };
+            let reason = core::scope_refusal(q.scope.as_deref().unwrap_or_default());
             s.audit(
                 org,
                 reason,
@@ -661,18 +675,11 @@ fn bad(error: &'static str, description: impl Into<String>) -> Response {
 }
 
 async fn token(State(s): State<Arc<Server>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(t): Form<TokenRequest>) -> Response {
-    if s.token_requests.check_key(&peer.ip()).is_err() {
-        s.audit(
-            "unknown",
-            "oauth.rate_limited",
-            peer,
-            format!("more than {TOKEN_REQUESTS_PER_MINUTE} token requests a minute from {}: refused", peer.ip()),
-        )
-        .await;
-        return error_json(
-            StatusCode::TOO_MANY_REQUESTS,
-            &OAuthError::new("slow_down", "too many token requests: wait a minute"),
-        );
+    if let Some(refused) = s
+        .over_quota(&s.token_requests, peer, "oauth.rate_limited", "token requests", TOKEN_REQUESTS_PER_MINUTE)
+        .await
+    {
+        return refused;
     }
     let Some(client_id) = t.client_id.as_deref().filter(|c| !c.is_empty()) else {
         return bad("invalid_client", "client_id is required (clients are public and prove themselves with PKCE)");
@@ -812,11 +819,7 @@ async fn refresh(s: &Server, peer: SocketAddr, client_id: &str, t: &TokenRequest
             Ok(a) if a.is_subset(&granted) => a,
             Ok(_) => return bad("invalid_scope", "a refresh can only narrow the scopes granted"),
             Err(e) => {
-                let reason = if asked.contains(core::APPROVE) {
-                    "oauth.approve_requested"
-                } else {
-                    "oauth.scope_refused"
-                };
+                let reason = core::scope_refusal(asked);
                 s.audit(&org, reason, peer, format!("grant {grant_id}'s client asked for {asked:?} on refresh: refused"))
                     .await;
                 return error_json(StatusCode::BAD_REQUEST, &e);
@@ -942,15 +945,17 @@ async fn revoke_grant(s: &Server, org: &str, grant_id: &str, reason: &str) -> bo
 struct RevokeRequest {
     token: Option<String>,
     client_id: Option<String>,
-    #[allow(dead_code)]
-    token_type_hint: Option<String>,
+    // `token_type_hint` is not read: the token's own shape says what it is.
 }
 
 /// RFC 7009: revokes the grant a refresh or access token belongs to. An
 /// unknown token is answered 200 as the RFC asks (nothing to revoke).
 async fn revoke(State(s): State<Arc<Server>>, ConnectInfo(peer): ConnectInfo<SocketAddr>, Form(r): Form<RevokeRequest>) -> Response {
-    if s.token_requests.check_key(&peer.ip()).is_err() {
-        return error_json(StatusCode::TOO_MANY_REQUESTS, &OAuthError::new("slow_down", "too many requests: wait a minute"));
+    if let Some(refused) = s
+        .over_quota(&s.token_requests, peer, "oauth.rate_limited", "token requests", TOKEN_REQUESTS_PER_MINUTE)
+        .await
+    {
+        return refused;
     }
     let Some(token) = r.token.as_deref().filter(|t| !t.is_empty()) else {
         return bad("invalid_request", "token is required");
