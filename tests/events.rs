@@ -102,8 +102,10 @@ pub fn payment_proposed(org: &str, draft_id: &str, minor: i64) -> Envelope {
                 amount,
                 merchant: "openai.com".into(),
                 category: Some("software".into()),
-                country: None,
+                country: Some("US".into()),
                 url: Some("https://openai.com/billing".into()),
+                https: Some(true),
+                card_id: Some("crd_1".into()),
             },
         }),
     )

@@ -91,7 +91,7 @@ async def main(url, key):
             {
                 "account_id": "card_1",
                 "rationale": "monthly API bill",
-                "payment": {"amount_minor": 300, "currency": "USD", "merchant": "api.openai.com", "url": "https://openai.com/pay"},
+                "payment": {"amount_minor": 300, "currency": "USD", "merchant": "api.openai.com", "card_id": "crd_1", "url": "https://openai.com/pay"},
             },
         )
         out["budget"] = await call(
@@ -110,7 +110,7 @@ async def main(url, key):
                     "account_id": "card_1",
                     "rationale": "x",
                     "approved": True,
-                    "payment": {"amount_minor": 100, "currency": "USD", "merchant": "openai.com"},
+                    "payment": {"amount_minor": 100, "currency": "USD", "merchant": "openai.com", "card_id": "crd_1"},
                 },
             )
             out["smuggled"] = "error" if smuggled.is_error else "accepted"

@@ -134,7 +134,7 @@ async def main(url, approvals):
             {
                 "account_id": "card_1",
                 "rationale": "API credits for the weekly report",
-                "payment": {"amount_minor": 300, "currency": "USD", "merchant": "openai.com"},
+                "payment": {"amount_minor": 300, "currency": "USD", "merchant": "openai.com", "card_id": "crd_1"},
             },
         )
         seen["draft"] = text_of(draft)

@@ -79,6 +79,8 @@ fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
                 category: None,
                 country: None,
                 url: None,
+                https: Some(true),
+                card_id: Some("crd_1".into()),
             },
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {

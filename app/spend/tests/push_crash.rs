@@ -61,7 +61,10 @@ async fn an_executor_killed_between_the_platforms_write_and_its_record_pushes_on
     // card_1, connected and consented to for writes.
     common::connect_account(&env, &executor_url, "acme", "card_1").await;
     let client = spend_platform::grpc::ExecutorClient::connect_lazy(&executor_url, None).unwrap();
-    let begun = client.begin("acme", Some("card_1"), true, "http://127.0.0.1:9/callback", "test").await.unwrap();
+    let begun = client
+        .begin("acme", Some("card_1"), Some("d_any"), "http://127.0.0.1:9/callback", "test")
+        .await
+        .unwrap();
     let back = spend_testkit::consent::answer(&begun.authorize_url, "card_1", "allow").await;
     let u = reqwest::Url::parse(&back).unwrap();
     let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();

@@ -79,7 +79,7 @@ async fn no_code_or_token_is_in_any_event_log_line_error_response_or_export() {
     // A write consent, through the executor as the approval app asks it.
     let executor = spend_platform::grpc::ExecutorClient::connect_lazy(&executor_url, None).unwrap();
     let begun = executor
-        .begin("dev", Some("act_1001"), true, "http://127.0.0.1:9/callback", "draft d_leak")
+        .begin("dev", Some("act_1001"), Some("d_leak"), "http://127.0.0.1:9/callback", "draft d_leak")
         .await
         .unwrap();
     let back = spend_testkit::consent::answer(&begun.authorize_url, "act_1001", "allow").await;

@@ -272,10 +272,24 @@ pub enum DraftChange {
         /// agent's word for it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         category: Option<String>,
+        /// The merchant's country (ISO 3166-1 alpha-2) as the platform's
+        /// merchant data gives it (never the agent's word for it).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         country: Option<String>,
+        /// The page the agent pays on, as it says: shown to humans, and a
+        /// stated non-https URL is refused, but whether the merchant takes
+        /// payment over HTTPS is `https`, the platform's fact.
         #[serde(default, skip_serializing_if = "Option::is_none")]
         url: Option<String>,
+        /// Whether the platform's merchant data says the merchant takes
+        /// payment over HTTPS (absent: the platform does not say).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        https: Option<bool>,
+        /// The card the agent asks to be charged: the executor charges this
+        /// card or none (absent on drafts recorded before cards were named:
+        /// those are refused at push).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        card_id: Option<String>,
     },
     /// A campaign's daily budget, bid or status, with the campaign's live
     /// daily budget and status before the change.
@@ -490,8 +504,12 @@ pub struct AccountConnected {
     /// When the grant lapses and a human must consent again.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub consent_expires_at: Option<String>,
-    /// Why it was connected: `connect`, or the draft a write is for.
+    /// Why it was connected, in words.
     pub purpose: String,
+    /// With a write scope: the approved draft it was granted for; only
+    /// that draft's push, waiting for the scope, goes on.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub draft_id: Option<String>,
 }
 
 /// An account's access token was refreshed (the refresh token rotated).
@@ -843,10 +861,31 @@ pub struct LedgerCheckpointed {
 pub struct CampaignRate {
     pub account_id: String,
     pub campaign_id: String,
-    /// Minor units per day, in the envelope's currency.
+    /// Minor units per day, in the envelope's currency: the highest of
+    /// the outstanding commitments' worst cases and `floor_minor`.
     pub daily_minor: i64,
     /// `YYYY-MM-DD` (UTC) from which this rate is counted.
     pub since: String,
+    /// The most recent commitments on this campaign, each at its worst
+    /// case, so that releasing one (its change failed for good) recomputes
+    /// the rate from those still outstanding rather than subtracting.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub commitments: Vec<RateCommitment>,
+    /// The worst case of older commitments, merged when `commitments` is
+    /// full: never released (the envelope errs high). Absent on states
+    /// recorded before commitments were kept: `daily_minor` is then the
+    /// floor.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub floor_minor: Option<i64>,
+}
+
+/// One commitment on a campaign's rate: the draft and its worst-case
+/// daily budget.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RateCommitment {
+    pub draft_id: String,
+    pub daily_minor: i64,
 }
 
 /// The policy's spend envelope after a commitment: what the daily and
@@ -867,6 +906,10 @@ pub struct EnvelopeState {
     /// The most recent drafts committed (at most 256), so that a decision
     /// retried after a crash never counts a draft twice.
     pub recent_drafts: Vec<String>,
+    /// The most recent drafts released (at most 256), so that a release
+    /// retried by another replica or after a crash gives back once.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub recent_releases: Vec<String>,
 }
 
 /// Spend committed against the organisation's envelope (one subject per
@@ -1113,6 +1156,7 @@ pub fn samples() -> Vec<EventData> {
             access_expires_at: "2026-11-21T13:00:00Z".into(),
             consent_expires_at: Some("2027-01-20T12:00:00Z".into()),
             purpose: "connect".into(),
+            draft_id: None,
         }),
         EventData::AccountRefreshed(AccountRefreshed {
             platform: "sandbox".into(),
@@ -1142,7 +1186,8 @@ pub fn samples() -> Vec<EventData> {
                 month: "2026-11".into(),
                 month_payments: 0,
                 campaigns: vec![],
-                recent_drafts: vec![],
+                recent_drafts: vec!["d1".into()],
+                recent_releases: vec!["d1".into()],
             },
         }),
         EventData::RollbackRequested(RollbackRequested {
@@ -1320,8 +1365,14 @@ pub fn samples() -> Vec<EventData> {
                     campaign_id: "c1".into(),
                     daily_minor: 7500,
                     since: "2026-11-21".into(),
+                    commitments: vec![RateCommitment {
+                        draft_id: "d1".into(),
+                        daily_minor: 7500,
+                    }],
+                    floor_minor: Some(0),
                 }],
                 recent_drafts: vec!["d1".into()],
+                recent_releases: vec![],
             },
         }),
         EventData::LimitApproaching(LimitApproaching {

@@ -173,12 +173,11 @@ impl Draft {
     }
 
     /// Distinct human approvals the policy's decision requires: two under
-    /// dual control (`require_confirmation_over`), otherwise one.
+    /// dual control (`require_confirmation_over`), otherwise one. The
+    /// executor requires the larger of this and [`approvals_required`] of
+    /// its own judgement at push time.
     pub fn approvals_needed(&self) -> usize {
-        match self.decision.as_ref().map(|d| &d.outcome) {
-            Some(Outcome::RequireDualApproval) => 2,
-            _ => 1,
-        }
+        self.decision.as_ref().map_or(1, |d| approvals_required(&d.outcome))
     }
 
     /// When a draft still waiting for a human expires: its approval
@@ -274,6 +273,15 @@ impl Draft {
     /// The type of the last event that moved the draft.
     pub fn last_event(&self) -> &'static str {
         self.last_event
+    }
+}
+
+/// Distinct human approvals an outcome requires: two under dual control
+/// (`require_confirmation_over`), otherwise one.
+pub fn approvals_required(outcome: &Outcome) -> usize {
+    match outcome {
+        Outcome::RequireDualApproval => 2,
+        _ => 1,
     }
 }
 

@@ -34,6 +34,6 @@ pub mod proof;
 pub mod status;
 pub mod verify;
 
-pub use aggregate::{Command, Draft, DraftError, DraftEvent, EXPIRES_AFTER_HOURS, STALE_EXPIRED, STALE_LIVE_STATE_MOVED, apply, decide};
+pub use aggregate::{Command, Draft, DraftError, DraftEvent, EXPIRES_AFTER_HOURS, STALE_EXPIRED, STALE_LIVE_STATE_MOVED, apply, approvals_required, decide};
 pub use status::{DraftStatus, UnknownStatus, statuses_for_filter};
 pub use verify::{ApprovalFacts, Forgery, ForgeryKind, VerifiedApproval, event_hash, recorded_approval, verify_for_hash, verify_rollback};

@@ -31,9 +31,10 @@ pub struct Begun {
 
 #[async_trait::async_trait]
 pub trait Connect: Send + Sync {
-    /// The platform's consent page for `org`: read scopes, or (`write`) the
-    /// write scope of `account_id`, returning to `redirect_uri`.
-    async fn begin(&self, org: &str, account_id: Option<&str>, write: bool, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError>;
+    /// The platform's consent page for `org`: read scopes, or (`write`,
+    /// for the approved draft `draft_id` waiting for it) the write scope of
+    /// `account_id`, returning to `redirect_uri`.
+    async fn begin(&self, org: &str, account_id: Option<&str>, write: Option<&str>, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError>;
     /// The platform's callback: the code, or the error it sent.
     async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError>;
     /// The organisation's connections.

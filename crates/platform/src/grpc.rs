@@ -188,6 +188,8 @@ pub fn merchant_pb(m: &Merchant) -> pb::Merchant {
         domain: m.domain.clone(),
         name: m.name.clone(),
         category: m.category.clone(),
+        country: m.country.clone().unwrap_or_default(),
+        https: m.https,
     }
 }
 
@@ -388,6 +390,8 @@ impl Reads for ExecutorClient {
             domain: m.domain,
             name: m.name,
             category: m.category,
+            country: Some(m.country).filter(|c| !c.is_empty()),
+            https: m.https,
         }))
     }
 }
@@ -445,16 +449,24 @@ fn account_health_from(a: Option<pb::AccountHealth>) -> Result<AccountHealth, cr
 
 #[async_trait::async_trait]
 impl crate::Connect for ExecutorClient {
-    async fn begin(&self, org: &str, account_id: Option<&str>, write: bool, redirect_uri: &str, purpose: &str) -> Result<crate::Begun, crate::ConnectError> {
+    async fn begin(
+        &self,
+        org: &str,
+        account_id: Option<&str>,
+        write: Option<&str>,
+        redirect_uri: &str,
+        purpose: &str,
+    ) -> Result<crate::Begun, crate::ConnectError> {
         let r = self
             .inner
             .clone()
             .begin_connection(pb::BeginConnectionRequest {
                 org: org.into(),
                 account_id: account_id.unwrap_or_default().into(),
-                write,
+                write: write.is_some(),
                 redirect_uri: redirect_uri.into(),
                 purpose: purpose.into(),
+                draft_id: write.unwrap_or_default().into(),
             })
             .await
             .map_err(connect_error)?

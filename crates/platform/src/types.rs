@@ -108,4 +108,12 @@ pub struct Merchant {
     pub name: String,
     /// The platform's category for it, e.g. `software` or `cloud`.
     pub category: String,
+    /// The country it trades from (ISO 3166-1 alpha-2), when the platform
+    /// knows it: what `geographic_restrictions` judge.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub country: Option<String>,
+    /// Whether it takes payment over HTTPS, when the platform knows: what
+    /// `require_https` judges.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub https: Option<bool>,
 }

@@ -153,7 +153,7 @@ pub async fn connect(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInf
         .begin(
             &s.org,
             None,
-            false,
+            None,
             &callback_url(&app),
             &format!("connected by {} in the approval app", s.email),
         )
@@ -210,7 +210,7 @@ pub async fn write(
         .begin(
             &s.org,
             Some(&account_id),
-            true,
+            Some(&f.draft_id),
             &callback_url(&app),
             &format!("write for draft {} granted by {} in the approval app", f.draft_id, s.email),
         )

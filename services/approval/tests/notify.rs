@@ -76,6 +76,8 @@ fn payment(draft_id: &str, minor: i64, rationale: &str) -> Envelope {
                 category: Some("software".into()),
                 country: None,
                 url: None,
+                https: Some(true),
+                card_id: Some("crd_1".into()),
             },
         }),
     )

@@ -44,3 +44,16 @@ CREATE TABLE IF NOT EXISTS executor_oauth_pending (
     verifier_key_id TEXT NOT NULL,
     expires_at BIGINT NOT NULL
 );
+
+-- With a write scope: the approved draft it is asked for (a column added
+-- after the table was first created).
+ALTER TABLE executor_oauth_pending ADD COLUMN IF NOT EXISTS draft_id TEXT;
+
+-- One replica at a time works on a change: it holds the change's lease
+-- until `until` (Unix milliseconds), renewing it while it works; a lease
+-- that lapses (its holder died) can be taken by another replica.
+CREATE TABLE IF NOT EXISTS executor_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until BIGINT NOT NULL
+);

@@ -44,3 +44,12 @@ CREATE TABLE IF NOT EXISTS executor_oauth_pending (
     verifier_key_id TEXT NOT NULL,
     expires_at INTEGER NOT NULL
 );
+
+-- One replica at a time works on a change: it holds the change's lease
+-- until `until` (Unix milliseconds), renewing it while it works; a lease
+-- that lapses (its holder died) can be taken by another replica.
+CREATE TABLE IF NOT EXISTS executor_leases (
+    name TEXT PRIMARY KEY,
+    holder TEXT NOT NULL,
+    until INTEGER NOT NULL
+);

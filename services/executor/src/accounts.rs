@@ -83,8 +83,9 @@ const REFRESH_LEASE_SECS: i64 = 30;
 pub enum Access {
     /// Read scopes: how every account is connected first.
     Read,
-    /// The write scope of a connected account, keeping what it granted.
-    Write { account_id: String },
+    /// The write scope of a connected account, keeping what it granted,
+    /// for the approved draft waiting for it (its push alone goes on).
+    Write { account_id: String, draft_id: String },
 }
 
 pub use spend_platform::{Begun, ConnectError};
@@ -200,6 +201,18 @@ impl Connections {
         &self.oauth.platform
     }
 
+    /// Takes (or renews) lease `name` for `holder` for `ttl`, in the
+    /// executor's database: false while another replica holds it.
+    pub async fn lease(&self, name: &str, holder: &str, ttl: Duration) -> Result<bool, VaultError> {
+        let now = Utc::now().timestamp_millis();
+        self.store.lease(name, holder, now, now + ttl.as_millis() as i64).await
+    }
+
+    /// Gives lease `name` back.
+    pub async fn unlease(&self, name: &str, holder: &str) -> Result<(), VaultError> {
+        self.store.unlease(name, holder).await
+    }
+
     fn binding(&self, org: &str, account_id: &str, kind: &str, scopes: &str) -> Binding {
         Binding {
             org: org.into(),
@@ -225,7 +238,7 @@ impl Connections {
         }
         let (scopes, hint, incremental) = match &access {
             Access::Read => (READ_SCOPES.join(" "), account_hint.map(str::to_string), false),
-            Access::Write { account_id } => {
+            Access::Write { account_id, .. } => {
                 let row = self
                     .store
                     .get(org, &self.oauth.platform, account_id)
@@ -253,6 +266,10 @@ impl Connections {
                 scopes: scopes.clone(),
                 redirect_uri: redirect_uri.into(),
                 purpose: purpose.into(),
+                draft_id: match &access {
+                    Access::Write { draft_id, .. } => Some(draft_id.clone()),
+                    Access::Read => None,
+                },
                 verifier: sealed,
                 expires_at: expires_at.timestamp(),
             })
@@ -352,6 +369,7 @@ impl Connections {
                 access_expires_at: rfc3339(row.access_expires_at),
                 consent_expires_at: row.refresh_expires_at.map(rfc3339),
                 purpose: pending.purpose.clone(),
+                draft_id: pending.draft_id.clone(),
             }),
         )
         .await;
@@ -799,11 +817,15 @@ impl Tokens for Connections {
 
 #[async_trait::async_trait]
 impl Connect for Connections {
-    async fn begin(&self, org: &str, account_id: Option<&str>, write: bool, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError> {
+    async fn begin(&self, org: &str, account_id: Option<&str>, write: Option<&str>, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError> {
         let access = match (write, account_id) {
-            (false, _) => Access::Read,
-            (true, Some(a)) => Access::Write { account_id: a.to_string() },
-            (true, None) => return Err(ConnectError::Invalid("write access is asked for one account: name it".into())),
+            (None, _) => Access::Read,
+            (Some(d), Some(a)) if spend_core::subject::is_valid_token(d) => Access::Write {
+                account_id: a.to_string(),
+                draft_id: d.to_string(),
+            },
+            (Some(_), Some(_)) => return Err(ConnectError::Invalid("write access is asked for one approved draft: name it by its id".into())),
+            (Some(_), None) => return Err(ConnectError::Invalid("write access is asked for one account: name it".into())),
         };
         Connections::begin(self, org, access, account_id, redirect_uri, purpose).await
     }

@@ -11,11 +11,11 @@
 //! `monthly_limit` (docs/spend-windows.md).
 
 use chrono::{DateTime, Utc};
-use spend_core::events::{BudgetCommitted, BudgetReleased, DraftProposed, EnvelopeState, EventData, Outcome, Reason};
+use spend_core::events::{BudgetCommitted, BudgetReleased, DraftChange, DraftProposed, EnvelopeState, EventData};
 use spend_core::{Actor, Cause, Money, RawEnvelope};
 use spend_eventlog::{LogError, Recorder};
 use spend_policy::envelope::EnvelopeExt;
-use spend_policy::evaluate::evaluate;
+use spend_policy::evaluate::{Decision, evaluate};
 use spend_policy::judge::Judged;
 use spend_policy::spendmd::SpendMd;
 
@@ -24,6 +24,14 @@ pub const ENVELOPE_ID: &str = "envelope";
 /// Attempts at a contended commitment before giving up for now.
 const MAX_ATTEMPTS: usize = 64;
 
+/// Why the policy in force refuses a draft now, and the security alert
+/// it is worth (a decision that disagrees with the rules, audited).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Refusal {
+    pub why: String,
+    pub alert: Option<&'static str>,
+}
+
 /// What a commitment came to.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Committed {
@@ -31,8 +39,8 @@ pub enum Committed {
     Now { counted: i64, at: DateTime<Utc> },
     /// The envelope holds this draft already (a push resumed after a crash).
     Already,
-    /// The policy in force refuses it now: its reasons.
-    Refused { outcome: Outcome, reasons: Vec<Reason> },
+    /// The policy in force refuses it now.
+    Refused(Refusal),
 }
 
 /// The envelope's state and its subject's last sequence.
@@ -53,15 +61,16 @@ pub async fn envelope(recorder: &Recorder, org: &str) -> Result<(EnvelopeState, 
 }
 
 /// Commits `draft` against the envelope if the policy in force allows it
-/// now (`accept`: which outcomes let it through — an auto-approval must
-/// still be one, a human-approved draft must not be denied).
+/// now: `gate` is given the draft's decision under it (an auto-approval
+/// must still be one, a human-approved draft must not be denied and must
+/// have as many approvers as the rules ask now).
 pub async fn commit(
     recorder: &Recorder,
     org: &str,
     draft: &DraftProposed,
     policy: &SpendMd,
     mandate: bool,
-    accept: impl Fn(&Outcome) -> bool,
+    gate: impl Fn(&Decision) -> Result<(), Refusal>,
     cause: Option<Cause>,
 ) -> Result<Committed, LogError> {
     for _ in 0..MAX_ATTEMPTS {
@@ -72,11 +81,8 @@ pub async fn commit(
         let now = Utc::now();
         let judged = Judged::new(draft, &state, now);
         let decision = evaluate(policy, mandate, &judged.windows, &judged.draft, now);
-        if !accept(&decision.outcome) {
-            return Ok(Committed::Refused {
-                outcome: decision.outcome,
-                reasons: decision.reasons,
-            });
+        if let Err(refusal) = gate(&decision) {
+            return Ok(Committed::Refused(refusal));
         }
         let mut after = judged.commitment.after.clone();
         if after.currency.is_empty() {
@@ -117,19 +123,22 @@ pub async fn commit(
     Err(LogError::Unavailable(format!("the envelope of {org} is too contended; the push is retried")))
 }
 
-/// Takes back what committing `draft` at `at` counted: the change failed
-/// for good.
+/// Takes back the commitment of `draft` (committed at `at`, counting
+/// `counted`): its change failed for good, or a payment was refunded. A
+/// payment gives back what it counted; a campaign's rate becomes the
+/// highest of the commitments still outstanding on it.
 pub async fn release(recorder: &Recorder, org: &str, draft: &DraftProposed, counted: i64, at: DateTime<Utc>, cause: Option<Cause>) -> Result<(), LogError> {
-    if counted <= 0 {
-        return Ok(());
-    }
+    let campaign_id = match &draft.change {
+        DraftChange::Campaign { campaign_id, .. } => Some(campaign_id.clone()),
+        DraftChange::Payment { .. } if counted <= 0 => return Ok(()),
+        DraftChange::Payment { .. } => None,
+    };
     for _ in 0..MAX_ATTEMPTS {
         let (state, seq) = envelope(recorder, org).await?;
-        let after = state.release(&draft.account_id, &draft.change, counted, at);
-        let campaign_id = match &draft.change {
-            spend_core::events::DraftChange::Campaign { campaign_id, .. } => Some(campaign_id.clone()),
-            spend_core::events::DraftChange::Payment { .. } => None,
-        };
+        let released = state.release(&draft.draft_id, &draft.account_id, &draft.change, counted, at);
+        if released.after == state {
+            return Ok(());
+        }
         let mut event = recorder
             .event(
                 org,
@@ -140,11 +149,11 @@ pub async fn release(recorder: &Recorder, org: &str, draft: &DraftProposed, coun
                     draft_id: draft.draft_id.clone(),
                     account_id: draft.account_id.clone(),
                     amount: Money {
-                        minor_units: counted,
+                        minor_units: released.released,
                         currency: draft.spend_impact.currency.clone(),
                     },
-                    campaign_id,
-                    envelope: after,
+                    campaign_id: campaign_id.clone(),
+                    envelope: released.after,
                 }),
             )
             .expect_seq(seq);

@@ -101,7 +101,13 @@ impl Executor for ExecutorService {
         let r = r.into_inner();
         let b = self
             .connect()?
-            .begin(&r.org, non_empty(&r.account_id), r.write, &r.redirect_uri, &r.purpose)
+            .begin(
+                &r.org,
+                non_empty(&r.account_id),
+                r.write.then_some(r.draft_id.as_str()),
+                &r.redirect_uri,
+                &r.purpose,
+            )
             .await?;
         Ok(Response::new(pb::BeginConnectionResponse {
             authorize_url: b.authorize_url,

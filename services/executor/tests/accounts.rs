@@ -154,7 +154,16 @@ async fn read_first_then_write_on_consent_refreshed_before_expiry_and_revocation
     assert!(!w.connections.holds("acme", "act_1001", "ads.write").await.unwrap());
     let begun = w
         .connections
-        .begin("acme", Access::Write { account_id: "act_1001".into() }, Some("act_1001"), REDIRECT, "draft d_1")
+        .begin(
+            "acme",
+            Access::Write {
+                account_id: "act_1001".into(),
+                draft_id: "d_1".into(),
+            },
+            Some("act_1001"),
+            REDIRECT,
+            "draft d_1",
+        )
         .await
         .unwrap();
     assert!(begun.authorize_url.contains("scope=ads.write") && begun.authorize_url.contains("include_granted_scopes=true"));
@@ -278,7 +287,16 @@ async fn the_platforms_refusals_end_an_attempt_clearly_and_change_nothing() {
     // Write access for an account that is not connected: refused up front.
     let e = w
         .connections
-        .begin("acme", Access::Write { account_id: "act_1001".into() }, Some("act_1001"), REDIRECT, "d")
+        .begin(
+            "acme",
+            Access::Write {
+                account_id: "act_1001".into(),
+                draft_id: "d_1".into(),
+            },
+            Some("act_1001"),
+            REDIRECT,
+            "d",
+        )
         .await
         .unwrap_err();
     assert!(e.to_string().contains("connect it (read access) first"), "{e}");

@@ -55,84 +55,156 @@ fn granted(env: &Envelope) -> spend_core::events::ApprovalGranted {
     }
 }
 
+/// The services' own NATS users on a nats-server with k8s/nats/auth.conf,
+/// the sandbox with card_1 connected (read and write), the approvers
+/// trusted (each writer through its own user), and the executor pushing.
+struct Attack {
+    gateway: Arc<dyn EventLog>,
+    policy: Arc<dyn EventLog>,
+    approval: Arc<dyn EventLog>,
+    operator: Arc<dyn EventLog>,
+    base: String,
+    humans: Approvers,
+    stop: tokio::sync::watch::Sender<bool>,
+    running: tokio::task::JoinHandle<()>,
+    _nats: AuthNats,
+    _db: spend_testkit::TestDatabase,
+}
+
+impl Attack {
+    async fn new(policy_md: &str, approvers: &[&str]) -> Self {
+        let users = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
+        let pw: std::collections::BTreeMap<&str, String> = users.iter().map(|u| (*u, format!("pw{}", spend_testkit::unique()))).collect();
+        let env: Vec<(String, String)> = pw
+            .iter()
+            .map(|(u, p)| (format!("SPEND_NATS_{}_PASSWORD", u.to_uppercase()), p.clone()))
+            .collect();
+        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        let nats = AuthNats::start(&pairs).await;
+        JetStreamLog::connect(nats.config("admin", &pw["admin"], true)).await.unwrap();
+        let connect = |user: &'static str| {
+            let cfg = nats.config(user, &pw[user], false);
+            async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
+        };
+        let (gateway, policy, approval, executor, operator) = (
+            connect("gateway").await,
+            connect("policy").await,
+            connect("approval").await,
+            connect("executor").await,
+            connect("operator").await,
+        );
+
+        // The platform, the vault, card_1 connected with write consent.
+        let secret = format!("client-secret-{}", spend_testkit::unique());
+        let sandbox = Sandbox::with_oauth(
+            vec![],
+            vec![OAuthClient {
+                client_id: "spendsignoff".into(),
+                client_secret: secret.clone(),
+                redirect_uris: vec!["http://127.0.0.1/callback".into()],
+            }],
+            Lifetimes::default(),
+        );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let base = format!("http://{}", listener.local_addr().unwrap());
+        tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+        let db = spend_testkit::TestDatabase::create().await;
+        let kms = spend_testkit::kms_client().await;
+        let key = spend_testkit::kms_vault_key(&kms).await;
+        let recorder = Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor);
+        let connections = Arc::new(
+            Connections::new(
+                PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
+                Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
+                Arc::new(PgConnections::connect(&db.url).await.unwrap()),
+                recorder.clone(),
+            )
+            .unwrap(),
+        );
+        let write = Access::Write {
+            account_id: "card_1".into(),
+            draft_id: "d_setup".into(),
+        };
+        for access in [Access::Read, write] {
+            let begun = connections
+                .begin("acme", access, Some("card_1"), "http://127.0.0.1:9/callback", "test")
+                .await
+                .unwrap();
+            let back = spend_testkit::consent::answer(&begun.authorize_url, "card_1", "allow").await;
+            let u = reqwest::Url::parse(&back).unwrap();
+            let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
+            connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
+        }
+
+        // The registry: the first approver, anchored by the operator, the
+        // others countersigned by her; enrolled by the approval service.
+        let mut humans = Approvers::new("acme", approvers);
+        for env in humans.trust() {
+            let log = if env.subject.starts_with("anchor/") { &operator } else { &approval };
+            put(log, &env).await.unwrap();
+        }
+        let pusher = Pusher::new(
+            recorder,
+            connections,
+            &base,
+            PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy_md).unwrap())),
+        )
+        .unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let running = tokio::spawn(pusher.run(stopped));
+        Self {
+            gateway,
+            policy,
+            approval,
+            operator,
+            base,
+            humans,
+            stop,
+            running,
+            _nats: nats,
+            _db: db,
+        }
+    }
+
+    async fn applied(&self) -> serde_json::Value {
+        reqwest::get(format!("{}/sandbox/applied", self.base)).await.unwrap().json().await.unwrap()
+    }
+
+    /// Waits until the platform applied the write of `key`.
+    async fn wait_applied(&self, key: &str, what: &str) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        loop {
+            let applied = self.applied().await;
+            if applied["by_key"][key] == 1 {
+                return;
+            }
+            assert!(Instant::now() < deadline, "{what} was never pushed: {applied}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
+    /// The executor's security alerts: "reason detail".
+    async fn alerts(&self) -> Vec<String> {
+        on_log(self.operator.as_ref())
+            .await
+            .iter()
+            .filter(|(s, e)| s.contains(".security_executor.") && e["type"] == "spend.security.alert.v1")
+            .map(|(_, e)| format!("{} {}", e["data"]["reason"].as_str().unwrap(), e["data"]["detail"].as_str().unwrap()))
+            .collect()
+    }
+
+    async fn finish(self) {
+        let _ = self.stop.send(true);
+        self.running.await.unwrap();
+    }
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
-    let users = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
-    let pw: std::collections::BTreeMap<&str, String> = users.iter().map(|u| (*u, format!("pw{}", spend_testkit::unique()))).collect();
-    let env: Vec<(String, String)> = pw
-        .iter()
-        .map(|(u, p)| (format!("SPEND_NATS_{}_PASSWORD", u.to_uppercase()), p.clone()))
-        .collect();
-    let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let nats = AuthNats::start(&pairs).await;
-    JetStreamLog::connect(nats.config("admin", &pw["admin"], true)).await.unwrap();
-    let connect = |user: &'static str| {
-        let cfg = nats.config(user, &pw[user], false);
-        async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
-    };
-    let (gateway, policy, approval, executor, operator) = (
-        connect("gateway").await,
-        connect("policy").await,
-        connect("approval").await,
-        connect("executor").await,
-        connect("operator").await,
-    );
-
-    // The platform, the vault, card_1 connected with write consent.
-    let secret = format!("client-secret-{}", spend_testkit::unique());
-    let sandbox = Sandbox::with_oauth(
-        vec![],
-        vec![OAuthClient {
-            client_id: "spendsignoff".into(),
-            client_secret: secret.clone(),
-            redirect_uris: vec!["http://127.0.0.1/callback".into()],
-        }],
-        Lifetimes::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
-    let db = spend_testkit::TestDatabase::create().await;
-    let kms = spend_testkit::kms_client().await;
-    let key = spend_testkit::kms_vault_key(&kms).await;
-    let recorder = Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor);
-    let connections = Arc::new(
-        Connections::new(
-            PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
-            Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
-            Arc::new(PgConnections::connect(&db.url).await.unwrap()),
-            recorder.clone(),
-        )
-        .unwrap(),
-    );
-    for access in [Access::Read, Access::Write { account_id: "card_1".into() }] {
-        let begun = connections
-            .begin("acme", access, Some("card_1"), "http://127.0.0.1:9/callback", "test")
-            .await
-            .unwrap();
-        let back = spend_testkit::consent::answer(&begun.authorize_url, "card_1", "allow").await;
-        let u = reqwest::Url::parse(&back).unwrap();
-        let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
-        connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
-    }
-
-    // The registry: ada, anchored by the operator, enrolled by the
-    // approval service; each writer through its own user.
-    let mut humans = Approvers::new("acme", &["ada"]);
-    for env in humans.trust() {
-        let log = if env.subject.starts_with("anchor/") { &operator } else { &approval };
-        put(log, &env).await.unwrap();
-    }
-    let pusher = Pusher::new(
-        recorder,
-        connections,
-        &base,
-        PushConfig::new(Arc::new(spend_policy::spendmd::parse(POLICY).unwrap())),
-    )
-    .unwrap();
-    let (stop, stopped) = tokio::sync::watch::channel(false);
-    let running = tokio::spawn(pusher.run(stopped));
-
+    let mut a = Attack::new(POLICY, &["ada"]).await;
+    let (gateway, policy, approval, operator) = (a.gateway.clone(), a.policy.clone(), a.approval.clone(), a.operator.clone());
+    let base = a.base.clone();
+    let humans = &mut a.humans;
     // Drafts, by the gateway; decided by the policy service.
     let mut hashes = std::collections::HashMap::new();
     for (id, minor) in [
@@ -317,6 +389,93 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
         assert!(Instant::now() < deadline, "the genuine rollback approval was never carried out: {applied}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
-    let _ = stop.send(true);
-    running.await.unwrap();
+    a.finish().await;
+}
+
+/// Waits for `draft_id`'s change to end, and returns (type, data).
+async fn outcome(log: &Arc<dyn EventLog>, draft_id: &str) -> (String, serde_json::Value) {
+    let subject = format!("spend.evt.acme.change.{}", change_id(draft_id));
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        if let Some(m) = log.last_on_subject(&subject).await.unwrap() {
+            let e: serde_json::Value = serde_json::from_slice(&m.payload).unwrap();
+            if e["type"] != "spend.change.started.v1" {
+                return (e["type"].as_str().unwrap().to_string(), e["data"].clone());
+            }
+        }
+        assert!(Instant::now() < deadline, "no outcome for {draft_id}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+/// Two approvers over 50 USD.
+const DUAL: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  require_confirmation_over: 50 USD\n";
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dual_control_is_counted_by_the_executor_never_taken_from_the_policy_services_decision() {
+    let mut a = Attack::new(DUAL, &["ada", "bob"]).await;
+    // An 80 USD payment needs two people. The policy service's own
+    // credentials decide it needs one; one human approves.
+    let p = payment_proposed("acme", "d_one", 8_000);
+    let hash = spend_draft::event_hash(&p.to_bytes());
+    put(&a.gateway, &p).await.unwrap();
+    put(&a.policy, &decided("acme", "d_one", Outcome::RequireApproval)).await.unwrap();
+    let ada = a.humans.approved("d_one", "ada", &hash);
+    put(&a.approval, &ada).await.unwrap();
+    let (t, data) = outcome(&a.operator, "d_one").await;
+    assert_eq!(t, "spend.change.failed.v1", "{data}");
+    assert!(data["reason"].as_str().unwrap().contains("2 distinct approvers"), "{data}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.alerts().await.iter().any(|x| x.starts_with("push.approvals_short") && x.contains("d_one")) {
+        assert!(Instant::now() < deadline, "the short count is not audited: {:?}", a.alerts().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.applied().await["writes"], 0);
+
+    // The genuine path: decided as needing two, approved by both.
+    let p = payment_proposed("acme", "d_two", 8_000);
+    let hash = spend_draft::event_hash(&p.to_bytes());
+    put(&a.gateway, &p).await.unwrap();
+    put(&a.policy, &decided("acme", "d_two", Outcome::RequireDualApproval)).await.unwrap();
+    let ada = a.humans.approved("d_two", "ada", &hash);
+    put(&a.approval, &ada).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(a.applied().await["writes"], 0, "one of two approvers pushes nothing");
+    let bob = a.humans.approved("d_two", "bob", &hash);
+    put(&a.approval, &bob).await.unwrap();
+    a.wait_applied("d_two", "the payment two people approved").await;
+    a.finish().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_removed_approvers_pending_approval_no_longer_counts_at_the_executor() {
+    let mut a = Attack::new(DUAL, &["ada", "bob", "carol"]).await;
+    let p = payment_proposed("acme", "d_lapse", 8_000);
+    let hash = spend_draft::event_hash(&p.to_bytes());
+    put(&a.gateway, &p).await.unwrap();
+    put(&a.policy, &decided("acme", "d_lapse", Outcome::RequireDualApproval)).await.unwrap();
+    let bob = a.humans.approved("d_lapse", "bob", &hash);
+    put(&a.approval, &bob).await.unwrap();
+    // An admin removes bob before a second approver comes: his approval of
+    // the waiting draft lapses, as the app, the gateway and the ledger say.
+    let removed = Envelope::new(
+        "spendsignoff/approval",
+        "acme",
+        Actor::human("ada"),
+        "approver/bob",
+        EventData::ApproverRemoved(spend_core::events::ApproverRemoved {
+            org: "acme".into(),
+            approver_id: "bob".into(),
+            reason: "left the team".into(),
+        }),
+    );
+    put(&a.approval, &removed).await.unwrap();
+    let carol = a.humans.approved("d_lapse", "carol", &hash);
+    put(&a.approval, &carol).await.unwrap();
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    assert_eq!(a.applied().await["writes"], 0, "carol's approval is the first that counts: one of two");
+    let ada = a.humans.approved("d_lapse", "ada", &hash);
+    put(&a.approval, &ada).await.unwrap();
+    a.wait_applied("d_lapse", "the payment carol and ada approved").await;
+    a.finish().await;
 }

@@ -292,6 +292,7 @@ fn payment_pb(i: u64) -> pb::ProposeChangeRequest {
                 currency: "USD".into(),
             }),
             merchant: "openai.com".into(),
+            card_id: "crd_1".into(),
             ..Default::default()
         })),
     }
@@ -301,7 +302,7 @@ fn payment_json(i: u64) -> serde_json::Value {
     serde_json::json!({
         "account_id": "card_1",
         "rationale": "bench",
-        "payment": {"amount_minor": 100 + (i % 50), "currency": "USD", "merchant": "openai.com"}
+        "payment": {"amount_minor": 100 + (i % 50), "currency": "USD", "merchant": "openai.com", "card_id": "crd_1"}
     })
 }
 

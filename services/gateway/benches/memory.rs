@@ -122,6 +122,7 @@ async fn run() {
                         amount_minor,
                         currency: "USD".into(),
                         merchant: merchant.clone(),
+                        card_id: "crd_1".into(),
                         category: Some("c".repeat(64)),
                         country: Some("US".into()),
                         url: Some(url.clone()),

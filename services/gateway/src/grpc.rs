@@ -207,6 +207,7 @@ impl AgentGateway for AgentGatewayService {
                     amount_minor: amount.minor_units,
                     currency: amount.currency,
                     merchant: p.merchant,
+                    card_id: p.card_id,
                     category: opt(&p.category).map(Into::into),
                     country: opt(&p.country).map(Into::into),
                     url: opt(&p.url).map(Into::into),

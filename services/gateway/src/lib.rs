@@ -116,7 +116,7 @@ pub struct GatewayState {
     accounts: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Vec<String>)>>,
     /// Merchant categories from the platform's merchant data, by domain,
     /// with when they were read (see `ops::merchant_category`).
-    merchants: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<String>)>>,
+    merchants: tokio::sync::Mutex<std::collections::HashMap<String, (std::time::Instant, Option<spend_platform::Merchant>)>>,
     pub keys: RwLock<KeyStore>,
     pub view: RwLock<View>,
     /// The last log sequence the view applied.

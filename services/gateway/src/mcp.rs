@@ -30,9 +30,17 @@ pub struct PaymentInput {
     pub currency: String,
     /// Merchant domain, e.g. openai.com.
     pub merchant: String,
+    /// The card to charge, e.g. crd_1 (`list_cards` shows them): only this
+    /// card is ever charged for the payment.
+    pub card_id: String,
+    /// What you believe the merchant's category is (shown to the human;
+    /// the platform's merchant data is what the policy judges).
     pub category: Option<String>,
-    /// ISO 3166-1 alpha-2 country code.
+    /// What you believe the merchant's country is, ISO 3166-1 alpha-2
+    /// (shown to the human; the platform's merchant data is judged).
     pub country: Option<String>,
+    /// The page you pay on (shown to the human; it must be https when the
+    /// policy requires HTTPS).
     pub url: Option<String>,
 }
 
@@ -307,6 +315,7 @@ impl SpendMcp {
                 amount_minor: p.amount_minor,
                 currency: p.currency,
                 merchant: p.merchant,
+                card_id: p.card_id,
                 category: p.category,
                 country: p.country,
                 url: p.url,

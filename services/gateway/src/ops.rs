@@ -17,7 +17,7 @@ use spend_core::{Actor, Money};
 use spend_draft::Draft;
 use spend_eventlog::LogError;
 use spend_platform::ReadError;
-use spend_platform::{Account, Campaign, Card, Performance, TokenHealth, Transaction};
+use spend_platform::{Account, Campaign, Card, Merchant, Performance, TokenHealth, Transaction};
 use spend_policy::decide::DecideError;
 
 use crate::credentials::AgentScope;
@@ -90,10 +90,13 @@ impl From<LogError> for OpError {
 /// campaign change's currency and `before` come from the live platform.
 #[derive(Debug, Clone)]
 pub enum ChangeRequest {
+    /// `category` and `country` are the agent's word, shown and never
+    /// judged; `card_id` names the one card to charge.
     Payment {
         amount_minor: i64,
         currency: String,
         merchant: String,
+        card_id: String,
         category: Option<String>,
         country: Option<String>,
         url: Option<String>,
@@ -311,9 +314,9 @@ fn check_merchant(merchant: &str) -> Result<(), OpError> {
     Ok(())
 }
 
-/// A payment draft; `platform_category` is the platform's category for the
-/// merchant (see `merchant_category`).
-fn payment_draft(amount_minor: i64, currency: &str, merchant: String, platform_category: Option<String>, stated: Stated) -> Result<Shaped, OpError> {
+/// A payment draft on `card_id`; `facts` is what the platform's merchant
+/// data says of the merchant (see `merchant_facts`).
+fn payment_draft(amount_minor: i64, currency: &str, merchant: String, card_id: String, facts: Option<Merchant>, stated: Stated) -> Result<Shaped, OpError> {
     let Stated { category, country, url } = stated;
     if amount_minor <= 0 {
         return Err(OpError::Invalid("payment.amount_minor must be positive".into()));
@@ -326,20 +329,35 @@ fn payment_draft(amount_minor: i64, currency: &str, merchant: String, platform_c
         return Err(OpError::Invalid("payment.category and payment.country must be at most 64 characters".into()));
     }
     let impact = money(amount_minor, currency)?;
+    let (platform_category, platform_country, https) = match facts {
+        Some(m) => (Some(m.category), m.country, m.https),
+        None => (None, None, None),
+    };
     let diff = vec![FieldDiff {
         path: format!("payment/{merchant}"),
         before: serde_json::Value::Null,
-        after: serde_json::json!({"amount_minor": amount_minor, "currency": currency, "category_stated_by_agent": category, "country": country}),
+        after: serde_json::json!({
+            "amount_minor": amount_minor,
+            "currency": currency,
+            "card_id": card_id,
+            "category": platform_category,
+            "country": platform_country,
+            "https": https,
+            "category_stated_by_agent": category,
+            "country_stated_by_agent": country,
+        }),
     }];
-    // The category an agent states is shown to the human but never judged
-    // (allowed_categories could otherwise be satisfied by saying so): the
-    // caller fills in the platform's own category for the merchant.
+    // What an agent states of the merchant is shown to the human but never
+    // judged (allowed_categories or geographic_restrictions could otherwise
+    // be satisfied by saying so): the platform's merchant data is.
     let change = DraftChange::Payment {
         amount: impact.clone(),
         merchant,
         category: platform_category,
-        country,
+        country: platform_country,
         url,
+        https,
+        card_id: Some(card_id),
     };
     Ok(Shaped {
         kind: "payment",
@@ -454,7 +472,7 @@ impl GatewayState {
 /// How long the platform's account list is believed before it is read
 /// again; an account not in it is always re-read first.
 const ACCOUNTS_TTL: std::time::Duration = std::time::Duration::from_secs(30);
-/// How many merchants' categories the gateway remembers at once.
+/// How many merchants' facts the gateway remembers at once.
 const MERCHANT_CACHE_ENTRIES: usize = 10_000;
 
 impl GatewayState {
@@ -483,19 +501,36 @@ impl GatewayState {
         Ok(found)
     }
 
-    /// The category the platform's merchant data gives `merchant`, read at
-    /// most every [`ACCOUNTS_TTL`] per merchant (at most
-    /// [`MERCHANT_CACHE_ENTRIES`] remembered), `None` when the platform does
-    /// not know it. This, never the category an agent states, is what
-    /// `allowed_categories` and `blocked_categories` judge.
-    async fn merchant_category(&self, org: &str, merchant: &str) -> Result<Option<String>, OpError> {
+    /// The card a payment names: one of the organisation's cards (the
+    /// executor charges it and no other).
+    async fn check_card(&self, org: &str, account_id: &str, card_id: &str) -> Result<(), OpError> {
+        if !is_valid_token(card_id) {
+            return Err(OpError::Invalid(format!(
+                "payment.card_id {card_id:?} is not a card id: name the card to charge (list_cards shows them)"
+            )));
+        }
+        let cards = self.reads.cards(org).await?;
+        if !cards.iter().any(|c| c.id == card_id) {
+            return Err(OpError::NotFound(format!(
+                "no card {card_id} in account {account_id} of organisation {org} (list_cards shows them)"
+            )));
+        }
+        Ok(())
+    }
+
+    /// What the platform's merchant data says of `merchant` (category,
+    /// country, HTTPS), read at most every [`ACCOUNTS_TTL`] per merchant
+    /// (at most [`MERCHANT_CACHE_ENTRIES`] remembered), `None` when the
+    /// platform does not know it. This, never what an agent states, is
+    /// what the policy judges (and the executor reads it again at push).
+    async fn merchant_facts(&self, org: &str, merchant: &str) -> Result<Option<Merchant>, OpError> {
         let key = merchant.trim().trim_end_matches('.').to_ascii_lowercase();
-        if let Some((at, category)) = self.merchants.lock().await.get(&key)
+        if let Some((at, facts)) = self.merchants.lock().await.get(&key)
             && at.elapsed() < ACCOUNTS_TTL
         {
-            return Ok(category.clone());
+            return Ok(facts.clone());
         }
-        let category = self.reads.merchant(org, &key).await?.map(|m| m.category);
+        let facts = self.reads.merchant(org, &key).await?;
         let mut cache = self.merchants.lock().await;
         if cache.len() >= MERCHANT_CACHE_ENTRIES {
             cache.retain(|_, (at, _)| at.elapsed() < ACCOUNTS_TTL);
@@ -503,8 +538,8 @@ impl GatewayState {
                 cache.clear();
             }
         }
-        cache.insert(key, (std::time::Instant::now(), category.clone()));
-        Ok(category)
+        cache.insert(key, (std::time::Instant::now(), facts.clone()));
+        Ok(facts)
     }
 
     async fn read_performed(&self, who: &Identity, operation: &str, account_id: Option<&str>, count: usize) {
@@ -680,14 +715,16 @@ impl GatewayState {
                 amount_minor,
                 currency,
                 merchant,
+                card_id,
                 category,
                 country,
                 url,
             } => {
                 check_merchant(&merchant)?;
-                let platform_category = self.merchant_category(&who.org, &merchant).await?;
+                self.check_card(&who.org, &req.account_id, &card_id).await?;
+                let facts = self.merchant_facts(&who.org, &merchant).await?;
                 let stated = Stated { category, country, url };
-                (payment_draft(amount_minor, &currency, merchant, platform_category, stated)?, None)
+                (payment_draft(amount_minor, &currency, merchant, card_id, facts, stated)?, None)
             }
             ChangeRequest::Budget {
                 campaign_id,

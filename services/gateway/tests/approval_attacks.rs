@@ -131,6 +131,7 @@ async fn forged_replayed_expired_and_mismatched_approvals_are_refused_and_a_genu
             amount_minor: minor,
             currency: "USD".into(),
             merchant: "openai.com".into(),
+            card_id: "crd_1".into(),
             category: None,
             country: None,
             url: None,

@@ -42,6 +42,7 @@ fn payment(minor: i64) -> ProposeRequest {
             amount_minor: minor,
             currency: "USD".into(),
             merchant: "openai.com".into(),
+            card_id: "crd_1".into(),
             category: None,
             country: None,
             url: None,
@@ -57,6 +58,7 @@ fn payment_to(merchant: &str, stated_category: Option<&str>) -> ProposeRequest {
             amount_minor: 2_000,
             currency: "USD".into(),
             merchant: merchant.into(),
+            card_id: "crd_1".into(),
             category: stated_category.map(Into::into),
             country: None,
             url: Some(format!("https://{merchant}/billing")),
@@ -300,5 +302,62 @@ approval:
         recorded,
         vec![serde_json::json!("software"), serde_json::Value::Null, serde_json::json!("gambling")]
     );
+    gw.stop().await;
+}
+
+/// `geographic_restrictions` and `require_https` judge what the platform's
+/// merchant data says (fail closed when it says nothing), never what the
+/// agent states; a payment names the card it charges.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn country_and_https_come_from_the_platform_and_a_payment_names_its_card() {
+    let dir = tempfile::tempdir().unwrap();
+    let log = embedded_log(dir.path()).await;
+    let policy = "\
+spend:
+  daily_limit: 1000 USD
+  per_transaction: 100 USD
+  geographic_restrictions: [US]
+  require_https: true
+";
+    let gw = Gateway::start(log.clone(), policy, GatewayConfig::new("")).await;
+    let who = gw.identity(&gw.key);
+    let reasons = |d: &spend_gateway::ops::DraftOut| d.decision.as_ref().unwrap().reasons.iter().map(|r| r.code.clone()).collect::<Vec<_>>();
+    let stated = |merchant: &str| {
+        let mut p = payment_to(merchant, Some("software"));
+        if let ChangeRequest::Payment { country, url, .. } = &mut p.change {
+            *country = Some("US".into());
+            *url = Some(format!("https://{merchant}/pay"));
+        }
+        p
+    };
+    // The agent says US; the platform says France.
+    let fr = gw.state.propose_change(&who, stated("tools.example.fr")).await.unwrap();
+    assert_eq!(reasons(&fr), vec!["geography.restricted"]);
+    // The agent gives an https URL; the platform says the merchant does not
+    // take payment over HTTPS.
+    let plain = gw.state.propose_change(&who, stated("plain.example.com")).await.unwrap();
+    assert_eq!(reasons(&plain), vec!["https.required"]);
+    // The platform knows nothing: both rules fail closed.
+    let unknown = gw.state.propose_change(&who, stated("nobody.example")).await.unwrap();
+    assert_eq!(reasons(&unknown), vec!["https.unknown", "geography.unknown"]);
+    let ok = gw.state.propose_change(&who, stated("openai.com")).await.unwrap();
+    assert_eq!(ok.status, "pending_approval", "{:?}", reasons(&ok));
+    let events = events(&log).await;
+    let change = events
+        .iter()
+        .rev()
+        .find(|e| e["type"] == "spend.draft.proposed.v1")
+        .map(|e| e["data"]["change"].clone())
+        .unwrap();
+    assert_eq!(
+        (change["country"].clone(), change["https"].clone(), change["card_id"].clone()),
+        (serde_json::json!("US"), serde_json::json!(true), serde_json::json!("crd_1"))
+    );
+    // A card the organisation does not have: refused before anything is drafted.
+    let mut nope = stated("openai.com");
+    if let ChangeRequest::Payment { card_id, .. } = &mut nope.change {
+        *card_id = "crd_999".into();
+    }
+    assert!(matches!(gw.state.propose_change(&who, nope).await, Err(OpError::NotFound(_))));
     gw.stop().await;
 }

@@ -251,6 +251,7 @@ async fn grpc_overreach_is_refused_and_audited() {
                     currency: "USD".into(),
                 }),
                 merchant: "openai.com".into(),
+                card_id: "crd_1".into(),
                 ..Default::default()
             })),
         })

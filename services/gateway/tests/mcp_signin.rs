@@ -173,7 +173,7 @@ async fn a_token_from_a_humans_consent_drafts_at_the_gateway_and_dies_with_its_g
     let (status, tools) = rpc(&gw, &access, &sid, "tools/list", serde_json::json!({})).await;
     assert_eq!(status, 200);
     assert!(tools.contains("propose_change") && !tools.contains("approve_"), "{tools}");
-    let draft = serde_json::json!({"name": "propose_change", "arguments": {"account_id": "card_1", "rationale": "API credits", "payment": {"amount_minor": 500, "currency": "USD", "merchant": "openai.com"}}});
+    let draft = serde_json::json!({"name": "propose_change", "arguments": {"account_id": "card_1", "rationale": "API credits", "payment": {"amount_minor": 500, "currency": "USD", "merchant": "openai.com", "card_id": "crd_1"}}});
     let (status, body) = rpc(&gw, &access, &sid, "tools/call", draft).await;
     assert_eq!(status, 200);
     assert!(body.contains("draft_id") && !body.contains("\"isError\":true"), "{body}");

@@ -144,6 +144,7 @@ async fn a_compromised_gateways_nats_credentials_cannot_approve_republish_or_cre
                     amount_minor: 500,
                     currency: "USD".into(),
                     merchant: "openai.com".into(),
+                    card_id: "crd_1".into(),
                     category: None,
                     country: None,
                     url: None,

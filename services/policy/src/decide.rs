@@ -501,11 +501,13 @@ impl From<&DraftChange> for Change {
                 category,
                 country,
                 url,
+                https,
                 ..
             } => Change::Payment {
                 merchant: merchant.clone(),
                 category: category.clone(),
                 country: country.clone(),
+                https: *https,
                 url: url.clone(),
             },
             DraftChange::Campaign {

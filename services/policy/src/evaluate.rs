@@ -14,10 +14,15 @@ use crate::spendmd::SpendMd;
 /// What a draft would do, as far as policy is concerned.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Change {
+    /// A payment, with the platform's facts about its merchant (absent
+    /// when the platform has none: a rule that needs one then denies).
     Payment {
         merchant: String,
         category: Option<String>,
         country: Option<String>,
+        /// Whether the merchant takes payment over HTTPS.
+        https: Option<bool>,
+        /// The page the agent says it pays on.
         url: Option<String>,
     },
     /// An ad budget change from `before` to `after` per day.
@@ -47,6 +52,9 @@ pub struct Draft {
     /// What it adds to the calendar month (a campaign's rate counts for
     /// every remaining day of it).
     pub month_counted: Money,
+    /// What it adds to every month after this one (a campaign's rate, for
+    /// all the days of the longest month).
+    pub later_months_counted: Money,
 }
 
 /// The policy's envelope before this draft (see [`crate::envelope`]):
@@ -57,6 +65,8 @@ pub struct Windows {
     pub last_24h: i64,
     /// Committed for the calendar month.
     pub this_month: i64,
+    /// Committed for each month after it: the standing rates over 31 days.
+    pub later_months: i64,
     /// When this draft's campaign last changed, for the cooldown.
     pub campaign_last_changed: Option<DateTime<Utc>>,
 }
@@ -104,10 +114,11 @@ pub fn evaluate(policy: &SpendMd, approved_by_human: bool, windows: &Windows, dr
             merchant,
             category,
             country,
+            https: secure,
             url,
         } => {
             categories_and_merchants(policy, merchant, category.as_deref(), &mut deny);
-            https(policy, url.as_deref(), &mut deny);
+            https(policy, *secure, url.as_deref(), &mut deny);
             geography(policy, country.as_deref(), &mut deny);
         }
         Change::Budget { campaign_id, before, after } => {
@@ -157,50 +168,98 @@ fn limits(policy: &SpendMd, windows: &Windows, draft: &Draft, deny: &mut Vec<Rea
             format!("{} is over the per-transaction limit of {}", format_amount(impact), format_amount(l)),
         ));
     }
-    for (name, used_before, counted, limit) in [
-        ("daily_limit", windows.last_24h, &draft.counted, &spend.daily_limit),
-        ("monthly_limit", windows.this_month, &draft.month_counted, &spend.monthly_limit),
-    ] {
-        let Some(limit) = limit else { continue };
-        let used = used_before.saturating_add(counted.minor_units.max(0));
-        if used > limit.minor_units && counted.minor_units > 0 {
-            deny.push(reason(
-                if name == "daily_limit" { "limit.daily" } else { "limit.monthly" },
-                format!(
-                    "{} would bring {} to {} of {}",
-                    format_amount(counted),
-                    if name == "daily_limit" { "the last 24 hours" } else { "this month" },
-                    format_amount(&Money {
-                        minor_units: used,
-                        currency: limit.currency.clone()
-                    }),
-                    format_amount(limit)
-                ),
-            ));
-            alerts.push(LimitAlert {
-                event: "limit.exceeded",
-                limit: name,
-                used,
-                value: limit.minor_units,
-            });
-        } else if limit.minor_units > 0 && used.saturating_mul(5) >= limit.minor_units.saturating_mul(4) && counted.minor_units > 0 {
-            alerts.push(LimitAlert {
-                event: "limit.approaching",
-                limit: name,
-                used,
-                value: limit.minor_units,
-            });
-        }
+    if let Some(limit) = &spend.daily_limit {
+        let used = windows.last_24h.saturating_add(draft.counted.minor_units.max(0));
+        let message = || {
+            format!(
+                "{} would bring the last 24 hours to {} of {}",
+                format_amount(&draft.counted),
+                format_amount(&money(used, limit)),
+                format_amount(limit)
+            )
+        };
+        limit_check("daily_limit", "limit.daily", used, draft.counted.minor_units, limit, message, deny, alerts);
     }
+    if let Some(limit) = &spend.monthly_limit {
+        // A standing rate never ends: it must fit this month's remaining
+        // days *and* every later month whole (docs/spend-windows.md).
+        let this_month = windows.this_month.saturating_add(draft.month_counted.minor_units.max(0));
+        let later = windows.later_months.saturating_add(draft.later_months_counted.minor_units.max(0));
+        let counted = draft.month_counted.minor_units.max(draft.later_months_counted.minor_units);
+        let message = || {
+            if later > limit.minor_units && draft.later_months_counted.minor_units > 0 {
+                format!(
+                    "{} more in every month from the next on would bring each to {} of {}: a daily rate never stops, so each later month counts the standing rates for 31 days",
+                    format_amount(&draft.later_months_counted),
+                    format_amount(&money(later, limit)),
+                    format_amount(limit)
+                )
+            } else {
+                format!(
+                    "{} would bring this month to {} of {}",
+                    format_amount(&draft.month_counted),
+                    format_amount(&money(this_month, limit)),
+                    format_amount(limit)
+                )
+            }
+        };
+        limit_check("monthly_limit", "limit.monthly", this_month.max(later), counted, limit, message, deny, alerts);
+    }
+}
+
+fn money(minor_units: i64, like: &Money) -> Money {
+    Money {
+        minor_units,
+        currency: like.currency.clone(),
+    }
+}
+
+/// One ceiling: denied (and `limit.exceeded`) when the draft counts
+/// something and takes `used` past it; `limit.approaching` from 80%.
+#[allow(clippy::too_many_arguments)]
+fn limit_check(
+    name: &'static str,
+    code: &str,
+    used: i64,
+    counted: i64,
+    limit: &Money,
+    message: impl Fn() -> String,
+    deny: &mut Vec<Reason>,
+    alerts: &mut Vec<LimitAlert>,
+) {
+    if counted <= 0 {
+        return;
+    }
+    let event = if used > limit.minor_units {
+        deny.push(reason(code, message()));
+        "limit.exceeded"
+    } else if limit.minor_units > 0 && used.saturating_mul(5) >= limit.minor_units.saturating_mul(4) {
+        "limit.approaching"
+    } else {
+        return;
+    };
+    alerts.push(LimitAlert {
+        event,
+        limit: name,
+        used,
+        value: limit.minor_units,
+    });
 }
 
 /// `blocked_categories`, `allowlist` and `allowed_categories` (a payment).
 fn categories_and_merchants(policy: &SpendMd, merchant: &str, category: Option<&str>, deny: &mut Vec<Reason>) {
     let spend = &policy.spend;
-    if let Some(c) = category
-        && spend.blocked_categories.iter().any(|b| b.eq_ignore_ascii_case(c))
-    {
-        deny.push(reason("category.blocked", format!("category {c:?} is blocked")));
+    match category {
+        Some(c) if spend.blocked_categories.iter().any(|b| b.eq_ignore_ascii_case(c)) => {
+            deny.push(reason("category.blocked", format!("category {c:?} is blocked")));
+        }
+        // Fail closed: a merchant the platform cannot classify could be
+        // in any blocked category.
+        None if !spend.blocked_categories.is_empty() => deny.push(reason(
+            "category.unknown",
+            format!("categories are blocked and the platform has no category for merchant {merchant:?}"),
+        )),
+        _ => {}
     }
     let restricted = !spend.allowlist.is_empty() || !spend.allowed_categories.is_empty();
     let category_ok = category.is_some_and(|c| spend.allowed_categories.iter().any(|a| a.eq_ignore_ascii_case(c)));
@@ -212,17 +271,28 @@ fn categories_and_merchants(policy: &SpendMd, merchant: &str, category: Option<&
     }
 }
 
-/// `require_https` (a payment): a URL that is not https, or none at all.
-fn https(policy: &SpendMd, url: Option<&str>, deny: &mut Vec<Reason>) {
+/// `require_https` (a payment): the platform's merchant data must say the
+/// merchant takes payment over HTTPS (fail closed when it says nothing),
+/// and a URL the agent states must not be anything but https.
+fn https(policy: &SpendMd, secure: Option<bool>, url: Option<&str>, deny: &mut Vec<Reason>) {
     if !policy.spend.require_https {
         return;
     }
-    match url {
-        Some(u) if u.to_ascii_lowercase().starts_with("https://") => {}
-        Some(u) => deny.push(reason("https.required", format!("{u:?} is not an https:// URL"))),
+    if let Some(u) = url
+        && !u.to_ascii_lowercase().starts_with("https://")
+    {
+        deny.push(reason("https.required", format!("{u:?} is not an https:// URL")));
+        return;
+    }
+    match secure {
+        Some(true) => {}
+        Some(false) => deny.push(reason(
+            "https.required",
+            "the platform's merchant data says this merchant does not take payment over HTTPS".into(),
+        )),
         None => deny.push(reason(
             "https.unknown",
-            "require_https is set and the payment names no URL, so it cannot be shown to be over HTTPS".into(),
+            "require_https is set and the platform has no data on whether this merchant takes payment over HTTPS".into(),
         )),
     }
 }
@@ -238,7 +308,7 @@ fn geography(policy: &SpendMd, country: Option<&str>, deny: &mut Vec<Reason>) {
         Some(c) => deny.push(reason("geography.restricted", format!("country {c:?} is outside {allowed:?}"))),
         None => deny.push(reason(
             "geography.unknown",
-            "the payment names no country and geographic restrictions apply".into(),
+            "geographic restrictions apply and the platform has no country for this merchant".into(),
         )),
     }
 }

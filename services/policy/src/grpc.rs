@@ -101,10 +101,13 @@ impl Policy for PolicyGrpc {
             category: non_empty(r.category.clone()),
             country: non_empty(r.country.clone()),
             url: non_empty(r.url.clone()),
+            https: r.https,
+            card_id: None,
         };
         let windows = Windows {
             last_24h: envelope.daily_committed(now),
             this_month: envelope.month_committed(now),
+            later_months: envelope.later_months_committed(now),
             campaign_last_changed: None,
         };
         let draft = Draft {
@@ -112,7 +115,8 @@ impl Policy for PolicyGrpc {
             change: Change::from(&change),
             spend_impact: impact.clone(),
             counted: impact.clone(),
-            month_counted: impact,
+            month_counted: impact.clone(),
+            later_months_counted: Money::new(0, &impact.currency).map_err(|e| Status::invalid_argument(format!("spend_impact: {e}")))?,
         };
         let d = evaluate(&policy, approved, &windows, &draft, now);
         Ok(Response::new(decision_pb(PolicyEvaluated {

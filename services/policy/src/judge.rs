@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Utc};
 use spend_core::Money;
-use spend_core::events::{DraftProposed, EnvelopeState};
+use spend_core::events::{DraftChange, DraftProposed, EnvelopeState};
 
 use crate::envelope::EnvelopeExt;
 use crate::evaluate::{Change, Draft, Windows};
@@ -34,16 +34,20 @@ impl Judged {
         let windows = Windows {
             last_24h: envelope.daily_committed(now),
             this_month: envelope.month_committed(now),
+            later_months: envelope.later_months_committed(now),
             campaign_last_changed: data
                 .drafted_against
                 .as_deref()
                 .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
                 .map(|t| t.with_timezone(&Utc)),
         };
-        let month_counted = if already {
-            0
+        let (month_counted, later_months_counted) = if already {
+            (0, 0)
         } else {
-            commitment.after.month_committed(now) - windows.this_month
+            (
+                commitment.after.month_committed(now) - windows.this_month,
+                commitment.after.later_months_committed(now) - windows.later_months,
+            )
         };
         let money = |minor_units| Money {
             minor_units,
@@ -52,9 +56,10 @@ impl Judged {
         let draft = Draft {
             account_id: data.account_id.clone(),
             change: Change::from(&data.change),
-            spend_impact: money(counted.max(data.spend_impact.minor_units)),
+            spend_impact: money(counted.max(impact_of(&data.change))),
             counted: money(counted),
             month_counted: money(month_counted),
+            later_months_counted: money(later_months_counted),
         };
         Self {
             draft,
@@ -63,5 +68,19 @@ impl Judged {
             counted,
             currency,
         }
+    }
+}
+
+/// What a change may spend, for the approval thresholds, from the change
+/// itself (never from the draft's display fields): a payment's amount, a
+/// campaign's rise in daily budget.
+pub fn impact_of(change: &DraftChange) -> i64 {
+    match change {
+        DraftChange::Payment { amount, .. } => amount.minor_units.max(0),
+        DraftChange::Campaign {
+            daily_budget_before,
+            daily_budget_after,
+            ..
+        } => (daily_budget_after.minor_units - daily_budget_before.minor_units).max(0),
     }
 }

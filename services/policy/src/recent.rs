@@ -127,6 +127,8 @@ mod tests {
                     category: None,
                     country: None,
                     url: None,
+                    https: None,
+                    card_id: Some("crd_1".into()),
                 },
             },
             cause: Cause {

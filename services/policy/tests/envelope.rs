@@ -48,6 +48,8 @@ fn draft(i: u64) -> DraftProposed {
             category: None,
             country: None,
             url: Some("https://api.openai.com".into()),
+            https: Some(true),
+            card_id: Some("crd_1".into()),
         },
     }
 }
@@ -86,6 +88,8 @@ async fn executor_commitment(log: &Arc<dyn EventLog>, prefix: &str, minor: i64) 
         category: None,
         country: None,
         url: None,
+        https: Some(true),
+        card_id: Some("crd_1".into()),
     };
     let c = envelope.commit("d_paid", &paid.account_id, &change, chrono::Utc::now());
     Recorder::new(log.clone(), prefix, Writer::Executor)
@@ -121,6 +125,8 @@ async fn decisions_judge_the_envelope_the_executor_committed(log: Arc<dyn EventL
             category: None,
             country: None,
             url: Some("https://api.openai.com".into()),
+            https: Some(true),
+            card_id: Some("crd_1".into()),
         },
         ..over
     };
@@ -261,8 +267,14 @@ async fn a_budget_raise_repeated_on_the_next_day_does_not_refill_the_envelope() 
             campaign_id: "cmp_1".into(),
             daily_minor: 8_000,
             since: two_days_ago,
+            commitments: vec![spend_core::events::RateCommitment {
+                draft_id: "d_day1".into(),
+                daily_minor: 8_000,
+            }],
+            floor_minor: Some(0),
         }],
         recent_drafts: vec!["d_day1".into()],
+        recent_releases: vec![],
     };
     Recorder::new(log.clone(), &prefix, Writer::Executor)
         .event(

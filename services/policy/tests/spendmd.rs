@@ -22,11 +22,13 @@ fn payment(minor: i64, merchant: &str) -> Draft {
             merchant: merchant.into(),
             category: Some("software".into()),
             country: Some("US".into()),
+            https: Some(true),
             url: Some(format!("https://{merchant}/billing")),
         },
         spend_impact: usd(minor),
         counted: usd(minor),
         month_counted: usd(minor),
+        later_months_counted: usd(0),
     }
 }
 
@@ -152,6 +154,7 @@ fn ad_changes_respect_accounts_the_budget_change_cap_and_the_cooldown() {
         spend_impact: usd(0),
         counted: usd(0),
         month_counted: usd(0),
+        later_months_counted: usd(0),
     };
     let w = Windows::default();
     assert_eq!(

@@ -52,7 +52,7 @@ pub async fn run(config: SpendConfig, command: AccountCommand) -> anyhow::Result
                 .context("a loopback port for the platform's callback")?;
             let redirect = format!("http://127.0.0.1:{}/callback", listener.local_addr()?.port());
             let begun = executor
-                .begin(&org, account.as_deref(), false, &redirect, "connect")
+                .begin(&org, account.as_deref(), None, &redirect, "connect")
                 .await
                 .map_err(|e| anyhow::anyhow!("{e}"))?;
             eprintln!("Open this page to connect an account of {org} (read access only; write is asked for when an approved change needs it):\n");

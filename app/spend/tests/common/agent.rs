@@ -21,6 +21,7 @@ pub fn payment(account: &str, minor: i64, rationale: &str) -> pb::ProposeChangeR
                 currency: "USD".into(),
             }),
             merchant: "openai.com".into(),
+            card_id: "crd_1".into(),
             url: "https://openai.com/billing".into(),
             ..Default::default()
         })),

@@ -15,7 +15,9 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
-use spend_core::events::{ApprovalGranted, CardFreezeRequested, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested};
+use spend_core::events::{
+    ApprovalGranted, ApproverRemoved, CardFreezeRequested, DraftChange, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested,
+};
 use spend_core::{ActorKind, Cause};
 use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, recorded_approval, verify_rollback};
 use spend_eventlog::StoredMessage;
@@ -75,6 +77,8 @@ pub struct Tracked {
     pub pushed: Option<Pushed>,
     /// What its commitment counted, and when the envelope took it.
     pub committed: Option<(i64, DateTime<Utc>)>,
+    /// Its commitment was released.
+    pub released: bool,
 }
 
 /// What to do next.
@@ -87,6 +91,21 @@ pub enum Work {
     Resume { org: String, draft_id: String, started: Started },
     /// Undo one change of a rollback a human approved.
     RollBack { org: String, rollback_id: String, draft_id: String },
+    /// Give back the commitment of a change that failed for good, or of a
+    /// payment a rollback refunded.
+    Release { org: String, draft_id: String },
+}
+
+impl Work {
+    /// What the work is about, one key per change (or rollback of one):
+    /// the in-flight set, the backoff and the lease go by it.
+    pub fn key(&self) -> (String, String) {
+        match self {
+            Work::Push { org, draft_id } | Work::Resume { org, draft_id, .. } => (org.clone(), format!("change/{draft_id}")),
+            Work::Release { org, draft_id } => (org.clone(), format!("release/{draft_id}")),
+            Work::RollBack { org, rollback_id, draft_id } => (org.clone(), format!("rollback/{rollback_id}/{draft_id}")),
+        }
+    }
 }
 
 /// Something read that must be audited.
@@ -160,6 +179,18 @@ impl Book {
             }
             Some(Noticed::ReusedId { .. }) | None => {}
         }
+        if env.event_type == ApproverRemoved::TYPE
+            && let Ok(r) = serde_json::from_str::<ApproverRemoved>(env.data.get())
+            && r.org == org
+        {
+            // Their approvals of drafts still waiting for a human lapse, as
+            // in the app, the gateway and the ledger: dual control then
+            // needs two other people.
+            for t in self.drafts.values_mut().filter(|t| t.draft.org() == org) {
+                t.draft.lapse_approvals_of(&r.approver_id);
+            }
+            return None;
+        }
         if env.event_type == RollbackApproved::TYPE {
             return self.approve_rollback(prefix, m, &env, &org);
         }
@@ -215,6 +246,7 @@ impl Book {
                                 parked: false,
                                 pushed: None,
                                 committed: None,
+                                released: false,
                             },
                         );
                     }
@@ -226,11 +258,12 @@ impl Book {
                 }
             }
             EventData::AccountConnected(c) if aggregate == "account" => {
-                // A new scope may be what a parked push waited for.
-                for t in self
-                    .drafts
-                    .values_mut()
-                    .filter(|t| t.parked && t.draft.org() == org && t.draft.account_id() == c.account_id)
+                // The write scope a human granted for one approved draft
+                // lets that draft's push go on, and no other: each waits
+                // for a grant that names it.
+                if let Some(draft_id) = c.draft_id
+                    && let Some(t) = self.drafts.get_mut(&(org, draft_id))
+                    && t.draft.account_id() == c.account_id
                 {
                     t.parked = false;
                 }
@@ -260,6 +293,11 @@ impl Book {
             EventData::BudgetCommitted(c) if aggregate == "budget" => {
                 if let Some(t) = self.drafts.get_mut(&(org, c.draft_id)) {
                     t.committed = Some((c.amount.minor_units, env.time));
+                }
+            }
+            EventData::BudgetReleased(c) if aggregate == "budget" => {
+                if let Some(t) = self.drafts.get_mut(&(org, c.draft_id)) {
+                    t.released = true;
                 }
             }
             EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason }) if matches!(aggregate, "card_freeze" | "kill_switch") => {
@@ -372,11 +410,13 @@ impl Book {
         self.frozen.get(org).is_some_and(|f| f.all)
     }
 
-    /// What to do now: drafts to push, changes to finish.
+    /// What to do now: drafts to push, changes to finish, commitments to
+    /// give back.
     pub fn due(&self) -> Vec<Work> {
         let mut out = Vec::new();
         for t in self.drafts.values() {
             let (org, draft_id) = (t.draft.org().to_string(), t.draft.id().to_string());
+            let refunded = t.draft.status() == DraftStatus::RolledBack && matches!(t.draft.proposal().change, DraftChange::Payment { .. });
             match (t.draft.status(), &t.started) {
                 (DraftStatus::Approved | DraftStatus::AutoApproved, None) if !t.parked => out.push(Work::Push { org, draft_id }),
                 (DraftStatus::Pushing, Some(s)) => out.push(Work::Resume {
@@ -384,6 +424,8 @@ impl Book {
                     draft_id,
                     started: s.clone(),
                 }),
+                (DraftStatus::Failed, _) if t.committed.is_some() && !t.released => out.push(Work::Release { org, draft_id }),
+                _ if refunded && t.committed.is_some() && !t.released => out.push(Work::Release { org, draft_id }),
                 _ => {}
             }
         }

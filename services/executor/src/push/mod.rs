@@ -6,28 +6,42 @@
 //! 1. the account must hold the write scope — else the executor asks a
 //!    human to consent (`spend.account.consent_requested.v1`) and waits;
 //! 2. the live state is read again: a campaign that changed since it was
-//!    drafted is stale, and refused; a payment needs a card no operator
-//!    froze;
+//!    drafted (or whose budget and status are not the ones the draft says
+//!    it changes from) is stale, and refused; a payment is charged to the
+//!    card it names, which must be active and not frozen by an operator,
+//!    and its merchant's category, country and HTTPS are read from the
+//!    platform's merchant data (never the draft's word for them);
 //! 3. `spend.change.started.v1` (expected sequence 0 on
 //!    `change.<change_id>`: one start per change, whatever the replicas),
 //!    carrying the state before;
 //! 4. the draft is judged again with the pure policy core against the
-//!    version in force — an auto-approval must still be one under a
-//!    human-approved mandate (a compromised policy service's decision
-//!    alone moves nothing, and is audited), an approval made under a
-//!    version since replaced must not be denied by the new one — and
+//!    version in force and the platform's facts — an auto-approval must
+//!    still be one under a human-approved mandate (a compromised policy
+//!    service's decision alone moves nothing, and is audited), a human's
+//!    approval must not be denied by the version in force and must have as
+//!    many distinct approvers as the larger of the decision's count and
+//!    the rules' count now (never the policy service's word alone) — and
 //!    committed against the envelope ([`crate::commit`]);
 //! 5. applied with the draft's id as idempotency key, retrying what can
 //!    succeed later (429 with `Retry-After`, 5xx, timeouts) until the
 //!    deadline;
-//! 6. `spend.change.pushed.v1` (before, after, the platform's answer) or
-//!    `spend.change.failed.v1` (why; the commitment is released).
+//! 6. `spend.change.pushed.v1` (before, after, the platform's answer), or
+//!    `spend.change.failed.v1` only on a definitive refusal of the key
+//!    (the commitment is then released). An outcome nobody knows (no
+//!    answer by the deadline, an answer that is not about the key) is
+//!    asked of the platform by the key; while it stays unknown the change
+//!    stays started with its commitment, and is tried again later with
+//!    the same key (docs/push.md).
 //!
-//! A replica that dies after the platform applied the write and before
-//! step 6 leaves a started change; whichever replica reads it next resumes
-//! at step 4: the envelope has the draft already, the platform answers the
-//! same key with its first answer, and the outcome's append expects the
-//! start's sequence — one write, one commitment, one `change.pushed`.
+//! One replica at a time works on a change: it holds the change's lease
+//! (in the executor's database) while it does. A replica that dies after
+//! the platform applied the write and before step 6 leaves a started
+//! change; whichever replica takes the lease next resumes at step 4: the
+//! envelope has the draft already, the platform answers the same key with
+//! its first answer, and the outcome's append expects the start's
+//! sequence — one write, one commitment, one `change.pushed`. A change
+//! that failed keeps its commitment until a release of it is on the log;
+//! the book hands the release out as work until it is.
 //!
 //! A rollback ([`rollback`]) is the same discipline backwards: only on a
 //! human's verified approval of the rollback request's exact bytes, only
@@ -37,24 +51,59 @@ pub mod book;
 pub mod platform;
 mod rollback;
 
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use std::time::Duration;
 
 use chrono::{DateTime, Utc};
 use spend_core::events::{
-    AccountConsentRequested, CardFrozen, ChangeFailed, ChangePushed, ChangeStarted, DraftChange, EventData, FieldDiff, Outcome, SecurityAlert,
+    AccountConsentRequested, CardFrozen, ChangeFailed, ChangePushed, ChangeStarted, DraftChange, DraftProposed, EventData, FieldDiff, Outcome, SecurityAlert,
 };
 use spend_core::{Actor, Cause};
 use spend_eventlog::{EventLog, LogError, Recorder, StoredMessage};
+use spend_policy::evaluate::Decision;
 use spend_policy::spendmd::SpendMd;
 use tokio::sync::{RwLock, Semaphore, watch};
 
 use crate::accounts::Connections;
-use crate::commit::{self, Committed};
+use crate::commit::{self, Committed, Refusal};
 use crate::connector::{Tokens, Want};
 use book::{Audit, Book, Started, Work};
-use platform::{Platform, WriteError};
+use platform::{KeyState, Platform, WriteError};
+
+/// A write's idempotency key and what is known of it before it is sent.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Key<'a> {
+    pub key: &'a str,
+    /// A write with the key may have been sent before (a resumed change,
+    /// a rollback tried before).
+    pub maybe_sent: bool,
+    /// Not sent after this (a payment's send window).
+    pub send_by: Option<DateTime<Utc>>,
+}
+
+impl<'a> Key<'a> {
+    /// A key that may have been sent before, with no send window (a
+    /// rollback: tried again on every approval's tick until settled).
+    pub(crate) fn resent(key: &'a str) -> Self {
+        Self {
+            key,
+            maybe_sent: true,
+            send_by: None,
+        }
+    }
+}
+
+/// What became of a write, as far as the platform has said.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Written {
+    /// Applied: the platform's answer.
+    Applied(serde_json::Value),
+    /// Refused for good: nothing with the key applied, or ever will.
+    Refused(String),
+    /// Nobody knows yet: tried again later with the same key.
+    Unknown(String),
+}
 
 /// How the executor pushes.
 #[derive(Clone)]
@@ -69,6 +118,9 @@ pub struct PushConfig {
     pub deadline: Duration,
     /// One platform request's limit.
     pub request_timeout: Duration,
+    /// The longest wait between two tries of a change whose outcome is
+    /// unknown (the waits double from a second up to this).
+    pub unknown_backoff_max: Duration,
 }
 
 impl PushConfig {
@@ -78,7 +130,15 @@ impl PushConfig {
             concurrency: 8,
             deadline: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
+            unknown_backoff_max: Duration::from_secs(300),
         }
+    }
+
+    /// How long a replica holds a change's lease: a whole try (the
+    /// deadline, then asking the platform about the key) with room to
+    /// spare, so no other replica takes over a live one.
+    fn lease_ttl(&self) -> Duration {
+        self.deadline + self.request_timeout * 4 + Duration::from_secs(15)
     }
 }
 
@@ -90,6 +150,11 @@ pub struct Pusher {
     platform: Platform,
     config: PushConfig,
     in_flight: std::sync::Mutex<HashSet<(String, String)>>,
+    /// Work whose outcome was unknown, and when to try it again (with the
+    /// wait that led there).
+    backoff: std::sync::Mutex<HashMap<(String, String), (tokio::time::Instant, Duration)>>,
+    /// This replica's name on the leases it holds.
+    holder: String,
     permits: Arc<Semaphore>,
     /// Effects of messages at or below this sequence were had before this
     /// process started (a replay): not acted on again.
@@ -113,6 +178,8 @@ impl Pusher {
             platform,
             config,
             in_flight: std::sync::Mutex::new(HashSet::new()),
+            backoff: std::sync::Mutex::new(HashMap::new()),
+            holder: uuid::Uuid::new_v4().to_string(),
             live_from: std::sync::atomic::AtomicU64::new(0),
         }))
     }
@@ -182,11 +249,12 @@ impl Pusher {
             }
             book.due()
         };
+        let now = tokio::time::Instant::now();
         for work in due {
-            let key = match &work {
-                Work::Push { org, draft_id } | Work::Resume { org, draft_id, .. } => (org.clone(), draft_id.clone()),
-                Work::RollBack { org, rollback_id, draft_id } => (org.clone(), format!("{rollback_id}/{draft_id}")),
-            };
+            let key = work.key();
+            if self.backoff.lock().expect("backoff").get(&key).is_some_and(|(at, _)| *at > now) {
+                continue;
+            }
             if !self.in_flight.lock().expect("in flight").insert(key.clone()) {
                 continue;
             }
@@ -196,12 +264,32 @@ impl Pusher {
             };
             let me = self.clone();
             tokio::spawn(async move {
-                match work {
-                    Work::Push { org, draft_id } => me.push(&org, &draft_id).await,
-                    Work::Resume { org, draft_id, started } => me.finish(&org, &draft_id, started).await,
-                    Work::RollBack { org, rollback_id, draft_id } => me.roll_back(&org, &rollback_id, &draft_id).await,
+                // One replica at a time: the others leave it to the lease
+                // holder until the lease lapses.
+                let lease = format!("{}/{}", key.0, key.1);
+                match me.connections.lease(&lease, &me.holder, me.config.lease_ttl()).await {
+                    Ok(true) => {
+                        let settled = match work {
+                            Work::Push { org, draft_id } => me.push(&org, &draft_id).await,
+                            Work::Resume { org, draft_id, started } => me.finish(&org, &draft_id, started, true).await,
+                            Work::RollBack { org, rollback_id, draft_id } => me.roll_back(&org, &rollback_id, &draft_id).await,
+                            Work::Release { org, draft_id } => me.release(&org, &draft_id).await,
+                        };
+                        // Settled: the lease goes back. Unknown: this
+                        // replica keeps it while it waits to try again, so
+                        // the others do not try sooner.
+                        let held = match me.back_off(&key, settled) {
+                            None => me.connections.unlease(&lease, &me.holder).await,
+                            Some(wait) => me.connections.lease(&lease, &me.holder, wait).await.map(|_| ()),
+                        };
+                        if let Err(e) = held {
+                            tracing::warn!(lease, error = %e, "could not give a lease back or keep it; it lapses by itself");
+                        }
+                    }
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(lease, error = %e, "cannot take the lease of a change; retrying"),
                 }
-                // Until the follower has read what the push recorded, the
+                // Until the follower has read what the work recorded, the
                 // book would offer it again: wait for the log to catch up.
                 let seq = me.recorder.log().info().await.map(|i| i.last_seq).unwrap_or(0);
                 for _ in 0..50 {
@@ -216,6 +304,24 @@ impl Pusher {
         }
     }
 
+    /// After a try: settled work forgets its backoff; work whose outcome
+    /// is unknown waits twice as long as last time (from a second, up to
+    /// the configured ceiling) before it is tried again.
+    /// Returns the wait, for unsettled work.
+    fn back_off(&self, key: &(String, String), settled: bool) -> Option<Duration> {
+        let mut backoff = self.backoff.lock().expect("backoff");
+        if settled {
+            backoff.remove(key);
+            return None;
+        }
+        let wait = backoff
+            .get(key)
+            .map(|(_, w)| (*w * 2).min(self.config.unknown_backoff_max))
+            .unwrap_or(Duration::from_secs(1).min(self.config.unknown_backoff_max));
+        backoff.insert(key.clone(), (tokio::time::Instant::now() + wait, wait));
+        Some(wait)
+    }
+
     async fn record(&self, org: &str, aggregate: &'static str, id: &str, data: EventData, cause: Cause, expect: Option<u64>) -> Result<u64, LogError> {
         let mut e = self.recorder.event(org, Actor::service("executor"), aggregate, id, data).following(cause);
         if let Some(s) = expect {
@@ -224,8 +330,9 @@ impl Pusher {
         e.record().await.map(|r| r.seq)
     }
 
-    /// Steps 1 to 3, then [`Pusher::finish`].
-    async fn push(&self, org: &str, draft_id: &str) {
+    /// Steps 1 to 3, then [`Pusher::finish`]. Returns whether the work is
+    /// settled for now (false: its outcome is unknown, tried again later).
+    async fn push(&self, org: &str, draft_id: &str) -> bool {
         let Some((draft, cause, consent_asked)) = self
             .book
             .read()
@@ -233,14 +340,11 @@ impl Pusher {
             .tracked(org, draft_id)
             .map(|t| (t.draft.clone(), t.cause, t.consent_asked))
         else {
-            return;
+            return true;
         };
         let proposal = draft.proposal().clone();
         let account = proposal.account_id.clone();
-        let scope = match proposal.change {
-            DraftChange::Payment { .. } => "cards.write",
-            DraftChange::Campaign { .. } => "ads.write",
-        };
+        let scope = scope_of(&proposal.change);
         // 1. The write scope, consented to by a human.
         match self.connections.holds(org, &account, scope).await {
             Ok(true) => {}
@@ -255,67 +359,32 @@ impl Pusher {
                     let id = format!("{}-{account}", self.connections.platform());
                     if let Err(e) = self.record(org, "account", &id, asked, cause, None).await {
                         tracing::warn!(error = %e, "could not ask for a consent");
-                        return;
+                        return true;
                     }
                     tracing::info!(org, draft_id, account, scope, "waiting for a human to grant the write scope");
                 }
                 self.book.write().await.park(org, draft_id);
-                return;
+                return true;
             }
             Err(spend_platform::ReadError::NotConnected(m)) => {
-                return self.refuse_unstarted(org, draft_id, cause, None, &format!("not connected: {m}")).await;
+                self.refuse_unstarted(org, draft_id, cause, None, &format!("not connected: {m}")).await;
+                return true;
             }
             Err(e) => {
                 tracing::warn!(org, draft_id, error = %e, "cannot check the account's scopes; retrying");
-                return;
+                return true;
             }
         }
         // 2. The live state, read again.
-        let token = match self.connections.token(org, Want::Account(&account), None).await {
-            Ok(t) => t,
-            Err(e) => return tracing::warn!(org, draft_id, error = %e, "cannot read the live state; retrying"),
-        };
-        let before = match &proposal.change {
-            DraftChange::Campaign { campaign_id, .. } => match self.platform.campaign(&token, &account, campaign_id).await {
-                Ok(live) => {
-                    let drafted = proposal
-                        .drafted_against
-                        .as_deref()
-                        .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
-                        .map(|t| t.with_timezone(&Utc));
-                    if drafted.is_some_and(|d| d != live.updated_at) {
-                        let why = format!(
-                            "stale: campaign {campaign_id} changed on the platform at {} after it was drafted against {}; re-draft it",
-                            live.updated_at.to_rfc3339(),
-                            proposal.drafted_against.clone().unwrap_or_default()
-                        );
-                        return self.refuse_unstarted(org, draft_id, cause, None, &why).await;
-                    }
-                    serde_json::json!({
-                        "campaign_id": live.id,
-                        "daily_budget_minor": live.daily_budget_minor,
-                        "bid_minor": live.bid_minor,
-                        "status": live.status,
-                        "updated_at": live.updated_at,
-                    })
-                }
-                Err(e) => return tracing::warn!(org, draft_id, error = %e, "cannot read the campaign; retrying"),
-            },
-            DraftChange::Payment { .. } => {
-                let cards = match self.platform.cards(&token).await {
-                    Ok(c) => c,
-                    Err(e) => return tracing::warn!(org, draft_id, error = %e, "cannot read the cards; retrying"),
-                };
-                let book = self.book.read().await;
-                let usable = cards.iter().find(|c| c.status == "active" && book.frozen(org, &c.id).is_none());
-                match usable {
-                    Some(c) => serde_json::json!({"card_id": c.id, "last4": c.last4, "status": c.status}),
-                    None => {
-                        drop(book);
-                        let why = format!("no card of {account} can be charged: every card is frozen (by an operator or at the platform)");
-                        return self.refuse_unstarted(org, draft_id, cause, None, &why).await;
-                    }
-                }
+        let before = match self.live_before(org, &account, &proposal).await {
+            Ok(Ok(before)) => before,
+            Ok(Err(why)) => {
+                self.refuse_unstarted(org, draft_id, cause, None, &why).await;
+                return true;
+            }
+            Err(e) => {
+                tracing::warn!(org, draft_id, error = %e, "cannot read the live state; retrying");
+                return true;
             }
         };
         // 3. Started, once.
@@ -332,10 +401,82 @@ impl Pusher {
                     seq,
                     before: Some(before),
                 };
-                self.finish(org, draft_id, s).await;
+                self.finish(org, draft_id, s, false).await
             }
-            Err(LogError::WrongLastSequence { .. }) => {}
-            Err(e) => tracing::warn!(org, draft_id, error = %e, "could not start the change; retrying"),
+            Err(LogError::WrongLastSequence { .. }) => true,
+            Err(e) => {
+                tracing::warn!(org, draft_id, error = %e, "could not start the change; retrying");
+                true
+            }
+        }
+    }
+
+    /// The live state a change starts from: `Ok(Ok(before))` to go on,
+    /// `Ok(Err(why))` when the change cannot be made (stale, no usable
+    /// card), `Err` to try again later.
+    async fn live_before(&self, org: &str, account: &str, proposal: &DraftProposed) -> Result<Result<serde_json::Value, String>, String> {
+        let token = self.connections.token(org, Want::Account(account), None).await.map_err(|e| e.to_string())?;
+        match &proposal.change {
+            DraftChange::Campaign {
+                campaign_id,
+                daily_budget_before,
+                status_before,
+                ..
+            } => {
+                let live = self.platform.campaign(&token, account, campaign_id).await.map_err(|e| e.to_string())?;
+                let drafted = proposal
+                    .drafted_against
+                    .as_deref()
+                    .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
+                    .map(|t| t.with_timezone(&Utc));
+                if drafted.is_some_and(|d| d != live.updated_at) {
+                    return Ok(Err(format!(
+                        "stale: campaign {campaign_id} changed on the platform at {} after it was drafted against {}; re-draft it",
+                        live.updated_at.to_rfc3339(),
+                        proposal.drafted_against.clone().unwrap_or_default()
+                    )));
+                }
+                // The draft says what it changes from; the platform says
+                // what is there. A draft that disagrees (a compromised
+                // gateway's, or one the platform moved past) is not pushed.
+                if live.daily_budget_minor != daily_budget_before.minor_units || &live.status != status_before {
+                    return Ok(Err(format!(
+                        "stale: campaign {campaign_id} is {} a day and {} on the platform, but the draft changes it from {} a day and {}; re-draft it",
+                        live.daily_budget_minor, live.status, daily_budget_before.minor_units, status_before
+                    )));
+                }
+                Ok(Ok(serde_json::json!({
+                    "campaign_id": live.id,
+                    "daily_budget_minor": live.daily_budget_minor,
+                    "bid_minor": live.bid_minor,
+                    "status": live.status,
+                    "updated_at": live.updated_at,
+                })))
+            }
+            DraftChange::Payment { card_id, merchant, .. } => {
+                let Some(card_id) = card_id else {
+                    return Ok(Err("the payment names no card: re-draft it with the card to charge".into()));
+                };
+                let cards = self.platform.cards(&token).await.map_err(|e| e.to_string())?;
+                let Some(card) = cards.iter().find(|c| &c.id == card_id) else {
+                    return Ok(Err(format!("card {card_id} is not a card of {account}")));
+                };
+                if card.status != "active" {
+                    return Ok(Err(format!("card {card_id} is {} at the platform: nothing is charged to it", card.status)));
+                }
+                if let Some(reason) = self.book.read().await.frozen(org, card_id) {
+                    return Ok(Err(format!("card {card_id} was frozen by an operator ({reason}): nothing is charged to it")));
+                }
+                // The merchant as the platform knows it, judged at push
+                // time (the draft's facts are the gateway's word).
+                let facts = self.platform.merchant(&token, merchant).await.map_err(|e| e.to_string())?;
+                Ok(Ok(serde_json::json!({
+                    "card_id": card.id,
+                    "last4": card.last4,
+                    "status": card.status,
+                    "merchant": facts,
+                })))
+            }
         }
     }
 
@@ -353,7 +494,7 @@ impl Pusher {
                 seq,
                 before: None,
             };
-            self.fail(org, draft_id, &s, cause, why, None, None).await;
+            self.fail(org, draft_id, &s, cause, why).await;
             if let Some(reason) = alert {
                 let a = Audit {
                     org: org.into(),
@@ -365,18 +506,9 @@ impl Pusher {
         }
     }
 
-    /// Records a change failed (and releases its commitment).
-    #[allow(clippy::too_many_arguments)]
-    async fn fail(
-        &self,
-        org: &str,
-        draft_id: &str,
-        s: &Started,
-        cause: Cause,
-        why: &str,
-        counted: Option<(i64, DateTime<Utc>)>,
-        draft: Option<&spend_core::events::DraftProposed>,
-    ) {
+    /// Records a change failed. Its commitment, if it had one, is released
+    /// by [`Work::Release`] once the failure is on the log.
+    async fn fail(&self, org: &str, draft_id: &str, s: &Started, cause: Cause, why: &str) {
         tracing::warn!(org, draft_id, reason = why, "push failed");
         let failed = EventData::ChangeFailed(ChangeFailed {
             change_id: s.change_id.clone(),
@@ -384,71 +516,110 @@ impl Pusher {
             reason: why.chars().take(1_000).collect(),
         });
         match self.record(org, "change", &s.change_id, failed, cause, Some(s.seq)).await {
-            Ok(_) => {
-                if let (Some((n, at)), Some(d)) = (counted, draft)
-                    && let Err(e) = commit::release(&self.recorder, org, d, n, at, Some(cause)).await
-                {
-                    tracing::error!(org, draft_id, error = %e, "could not release a failed change's commitment");
-                }
-            }
-            Err(LogError::WrongLastSequence { .. }) => {}
-            Err(e) => tracing::error!(org, draft_id, error = %e, "could not record a failed change"),
+            Ok(_) | Err(LogError::WrongLastSequence { .. }) => {}
+            Err(e) => tracing::error!(org, draft_id, error = %e, "could not record a failed change; retried"),
         }
     }
 
-    /// Steps 4 to 6, for a change started (now, or before a crash).
-    async fn finish(&self, org: &str, draft_id: &str, s: Started) {
-        let (draft, cause, policy, mandate) = {
+    /// Gives back the commitment of a change that failed for good, or of
+    /// a payment a rollback refunded.
+    async fn release(&self, org: &str, draft_id: &str) -> bool {
+        let Some((proposal, cause, Some((counted, at)))) = self
+            .book
+            .read()
+            .await
+            .tracked(org, draft_id)
+            .map(|t| (t.draft.proposal().clone(), t.cause, t.committed))
+        else {
+            return true;
+        };
+        match commit::release(&self.recorder, org, &proposal, counted, at, Some(cause)).await {
+            Ok(()) => true,
+            Err(e) => {
+                tracing::error!(org, draft_id, error = %e, "could not release a commitment; retrying");
+                false
+            }
+        }
+    }
+
+    /// The change as the rules judge it at push time: a payment with the
+    /// platform's facts about its merchant as captured when it started.
+    fn as_judged(proposal: &DraftProposed, before: Option<&serde_json::Value>) -> DraftProposed {
+        let mut judged = proposal.clone();
+        if let DraftChange::Payment { category, country, https, .. } = &mut judged.change {
+            let facts = before.map(|b| &b["merchant"]);
+            *category = facts.and_then(|m| m["category"].as_str()).map(str::to_string);
+            *country = facts.and_then(|m| m["country"].as_str()).map(str::to_string);
+            *https = facts.and_then(|m| m["https"].as_bool());
+        }
+        judged
+    }
+
+    /// Steps 4 to 6, for a change started (now, or before a crash:
+    /// `resumed`). Returns whether it is settled (false: unknown outcome).
+    async fn finish(&self, org: &str, draft_id: &str, s: Started, resumed: bool) -> bool {
+        let (draft, cause, policy, mandate, committed) = {
             let book = self.book.read().await;
-            let Some(t) = book.tracked(org, draft_id) else { return };
+            let Some(t) = book.tracked(org, draft_id) else { return true };
             let (policy, mandate) = match book.versions.active(org) {
                 Some(a) => (a.policy.clone(), true),
                 None => (self.config.bootstrap.clone(), false),
             };
-            (t.draft.clone(), t.cause, policy, mandate)
+            (t.draft.clone(), t.cause, policy, mandate, t.committed)
         };
+        if s.before.is_none() {
+            // Refused before it started (started only to record why); its
+            // failure did not reach the log then.
+            self.fail(org, draft_id, &s, cause, "refused before anything was written").await;
+            return true;
+        }
         let proposal = draft.proposal().clone();
+        let judged = Self::as_judged(&proposal, s.before.as_ref());
         // Auto-approved: no human approved it, so the standing mandate of
         // the version in force must grant it now.
-        let automatic = draft.approvers().is_empty();
-        let accept = |o: &Outcome| if automatic { *o == Outcome::AutoApprove } else { *o != Outcome::Deny };
+        let approvers = draft.approvers().len();
+        let decided = draft.approvals_needed();
+        let version = policy.version.clone();
+        let gate = |d: &Decision| gate(d, approvers, decided, mandate, &version);
         // 4. Judged again and committed under the ceiling.
-        let counted = match commit::commit(&self.recorder, org, &proposal, &policy, mandate, accept, Some(cause)).await {
-            Ok(Committed::Now { counted, at }) => Some((counted, at)),
-            Ok(Committed::Already) => None,
-            Ok(Committed::Refused { outcome, reasons }) => {
-                let listed: Vec<String> = reasons.iter().map(|r| format!("{}: {}", r.code, r.message)).collect();
-                let why = if automatic && outcome != Outcome::Deny {
-                    format!(
-                        "refused: the decision auto-approved it, but under SPEND.md {} it is {outcome:?}{}: only a human-approved standing mandate pushes without a human",
-                        policy.version,
-                        if mandate { "" } else { " (no version in force was approved by a human)" }
-                    )
-                } else {
-                    format!("refused under SPEND.md {} in force now: {}", policy.version, listed.join("; "))
-                };
-                self.fail(org, draft_id, &s, cause, &why, None, None).await;
-                if automatic && outcome != Outcome::Deny {
+        let committed_at = match commit::commit(&self.recorder, org, &judged, &policy, mandate, gate, Some(cause)).await {
+            Ok(Committed::Now { at, .. }) => Some(at),
+            Ok(Committed::Already) => committed.map(|(_, at)| at),
+            Ok(Committed::Refused(refusal)) => {
+                self.fail(org, draft_id, &s, cause, &refusal.why).await;
+                if let Some(reason) = refusal.alert {
                     let a = Audit {
                         org: org.into(),
-                        reason: "push.unapproved".into(),
-                        detail: format!("draft {draft_id}: {why}"),
+                        reason: reason.into(),
+                        detail: format!("draft {draft_id}: {}", refusal.why),
                     };
-                    self.audit_once(&a, &format!("push_unapproved-{draft_id}")).await;
+                    self.audit_once(&a, &format!("{}-{draft_id}", reason.replace('.', "_"))).await;
                 }
-                return;
+                return true;
             }
-            Err(e) => return tracing::warn!(org, draft_id, error = %e, "could not commit; the push is retried"),
+            Err(e) => {
+                tracing::warn!(org, draft_id, error = %e, "could not commit; the push is retried");
+                return false;
+            }
         };
-        // 5. Applied, once, retried while it can succeed.
-        let scope = match proposal.change {
-            DraftChange::Payment { .. } => "cards.write",
-            DraftChange::Campaign { .. } => "ads.write",
+        // 5. Applied, once, retried while it can succeed — a payment only
+        // within the send window of its commitment, so its spend lands
+        // where the envelope counts it (docs/spend-windows.md).
+        let send_by = match proposal.change {
+            DraftChange::Payment { .. } => {
+                Some(committed_at.unwrap_or_else(Utc::now) + chrono::Duration::seconds(spend_policy::envelope::PAYMENT_SEND_WINDOW_SECS))
+            }
+            DraftChange::Campaign { .. } => None,
         };
-        let result = self.apply_with_retries(org, draft_id, &proposal, scope, s.before.as_ref()).await;
+        let key = Key {
+            key: draft_id,
+            maybe_sent: resumed,
+            send_by,
+        };
+        let result = self.apply_with_retries(org, &proposal, s.before.as_ref(), key).await;
         // 6. The outcome.
         match result {
-            Ok(response) => {
+            Written::Applied(response) => {
                 let diff = diff_of(&proposal.change, s.before.as_ref(), &response);
                 let pushed = EventData::ChangePushed(ChangePushed {
                     change_id: s.change_id.clone(),
@@ -461,22 +632,34 @@ impl Pusher {
                 match self.record(org, "change", &s.change_id, pushed, cause, Some(s.seq)).await {
                     Ok(_) => tracing::info!(org, draft_id, "pushed"),
                     Err(LogError::WrongLastSequence { .. }) => {}
-                    Err(e) => tracing::error!(org, draft_id, error = %e, "the platform applied the change but its record failed; resumed later"),
+                    Err(e) => {
+                        tracing::error!(org, draft_id, error = %e, "the platform applied the change but its record failed; resumed later");
+                        return false;
+                    }
                 }
+                true
             }
-            Err(why) => self.fail(org, draft_id, &s, cause, &why, counted, Some(&proposal)).await,
+            Written::Refused(why) => {
+                self.fail(org, draft_id, &s, cause, &why).await;
+                true
+            }
+            Written::Unknown(why) => {
+                tracing::warn!(
+                    org,
+                    draft_id,
+                    reason = %why,
+                    "the platform has not said whether the change applied: its commitment stays, and it is tried again with the same key"
+                );
+                false
+            }
         }
     }
 
-    async fn apply_with_retries(
-        &self,
-        org: &str,
-        draft_id: &str,
-        proposal: &spend_core::events::DraftProposed,
-        scope: &str,
-        before: Option<&serde_json::Value>,
-    ) -> Result<serde_json::Value, String> {
-        self.with_retries(org, draft_id, &proposal.account_id, scope, |token| async move {
+    /// Step 5: the draft's write, with its id as idempotency key.
+    async fn apply_with_retries(&self, org: &str, proposal: &DraftProposed, before: Option<&serde_json::Value>, key: Key<'_>) -> Written {
+        let draft_id = proposal.draft_id.as_str();
+        let scope = scope_of(&proposal.change);
+        self.with_retries(org, draft_id, &proposal.account_id, scope, key, |token| async move {
             match &proposal.change {
                 DraftChange::Campaign {
                     campaign_id,
@@ -495,7 +678,7 @@ impl Pusher {
                 DraftChange::Payment { amount, merchant, .. } => {
                     let card = before.and_then(|b| b["card_id"].as_str()).unwrap_or_default();
                     if let Some(reason) = self.book.read().await.frozen(org, card) {
-                        return Err(WriteError::Refused(format!("card {card} was frozen by an operator: {reason}")));
+                        return Err(WriteError::NotSent(format!("card {card} was frozen by an operator: {reason}")));
                     }
                     self.platform
                         .charge(&token, card, merchant, amount.minor_units, &amount.currency, draft_id)
@@ -507,37 +690,83 @@ impl Pusher {
     }
 
     /// Makes one write with the account's token (fetched afresh each
-    /// try), retrying what can succeed later (429 with `Retry-After`, 5xx,
-    /// timeouts, a token the vault cannot refresh yet) with backoff until
-    /// the push deadline; a refusal ends it at once.
-    async fn with_retries<F, Fut>(&self, org: &str, what: &str, account: &str, scope: &str, attempt: F) -> Result<serde_json::Value, String>
+    /// try) and idempotency key `key.key`, retrying what can succeed later
+    /// (429 with `Retry-After`, 5xx, timeouts, a token the vault cannot
+    /// refresh yet) with backoff until the push deadline. Whether the
+    /// write applied is the platform's to say: an answer that is not a
+    /// success, and a deadline reached, are settled by asking the platform
+    /// what it did with the key.
+    async fn with_retries<F, Fut>(&self, org: &str, what: &str, account: &str, scope: &str, key: Key<'_>, attempt: F) -> Written
     where
         F: Fn(crate::connector::PlatformToken) -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, WriteError>>,
     {
-        let deadline = tokio::time::Instant::now() + self.config.deadline;
+        let Key { key, maybe_sent, send_by } = key;
+        let window = send_by.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
+        let deadline = tokio::time::Instant::now() + window.map_or(self.config.deadline, |w| w.min(self.config.deadline));
         let mut wait = Duration::from_millis(500);
         let mut tries = 0u32;
+        let mut sent = maybe_sent;
         loop {
+            if send_by.is_some_and(|t| Utc::now() > t) {
+                let why = format!(
+                    "not sent: a payment is sent only within {} seconds of its commitment, and that has passed",
+                    spend_policy::envelope::PAYMENT_SEND_WINDOW_SECS
+                );
+                return if sent {
+                    self.settle(org, account, scope, key, why, true).await
+                } else {
+                    Written::Refused(why)
+                };
+            }
             tries += 1;
             let outcome = match self.connections.token(org, Want::Account(account), Some(scope)).await {
                 Ok(token) => attempt(token).await,
                 Err(spend_platform::ReadError::Unavailable(m)) => Err(WriteError::Retry { after: None, reason: m }),
-                Err(e) => return Err(format!("the account's token: {e}")),
+                Err(e) => Err(WriteError::NotSent(format!("the account's token: {e}"))),
             };
             match outcome {
-                Ok(r) => return Ok(r),
-                Err(WriteError::Refused(m)) => return Err(m),
+                Ok(r) => return Written::Applied(r),
+                // Nothing sent now: final unless an earlier send may have
+                // applied, which the platform is asked about.
+                Err(WriteError::NotSent(m)) if !sent => return Written::Refused(m),
+                Err(WriteError::NotSent(m)) => return self.settle(org, account, scope, key, m, true).await,
+                // A refusal of this request: whether it refused the key
+                // (for good) or only this request is the platform's to say.
+                Err(WriteError::Refused(m)) => return self.settle(org, account, scope, key, m, false).await,
                 Err(WriteError::Retry { after, reason }) => {
+                    sent = true;
                     let pause = after.unwrap_or(wait);
                     if tokio::time::Instant::now() + pause > deadline {
-                        return Err(format!("gave up after {tries} tries: {reason}"));
+                        let why = format!("no answer that settles it after {tries} tries: {reason}");
+                        return self.settle(org, account, scope, key, why, false).await;
                     }
                     tracing::info!(org, what, tries, retry_in_ms = pause.as_millis() as u64, %reason, "the platform did not apply it yet; retrying");
                     tokio::time::sleep(pause).await;
                     wait = (wait * 2).min(Duration::from_secs(8));
                 }
             }
+        }
+    }
+
+    /// Settles a write by asking the platform what it did with `key`:
+    /// applied (its answer), refused for good, or never started — which
+    /// is final only when this executor will not send it again
+    /// (`stopped`), and otherwise leaves the outcome unknown.
+    async fn settle(&self, org: &str, account: &str, scope: &str, key: &str, why: String, stopped: bool) -> Written {
+        let token = match self.connections.token(org, Want::Account(account), Some(scope)).await {
+            Ok(t) => t,
+            Err(e) => return Written::Unknown(format!("{why}; and the platform cannot be asked about key {key}: {e}")),
+        };
+        match self.platform.key_state(&token, key).await {
+            Ok(KeyState::Applied(answer)) => {
+                tracing::info!(org, key, "the platform says the write applied; its answer was lost on the way");
+                Written::Applied(answer)
+            }
+            Ok(KeyState::Refused(platform)) => Written::Refused(format!("{why} (the platform refused key {key} for good: {platform})")),
+            Ok(KeyState::Unknown) if stopped => Written::Refused(why),
+            Ok(KeyState::Unknown) => Written::Unknown(format!("{why}; the platform has not started key {key}")),
+            Err(e) => Written::Unknown(format!("{why}; asking the platform about key {key}: {e}")),
         }
     }
 
@@ -586,7 +815,55 @@ impl Pusher {
     }
 }
 
-fn bid_fields(proposal: &spend_core::events::DraftProposed) -> serde_json::Value {
+/// The platform scope a change writes with.
+fn scope_of(change: &DraftChange) -> &'static str {
+    match change {
+        DraftChange::Payment { .. } => "cards.write",
+        DraftChange::Campaign { .. } => "ads.write",
+    }
+}
+
+/// Whether a draft may be pushed under decision `d` of the version in
+/// force: an auto-approval only as an auto-approval under a human-approved
+/// mandate; a human's approval if not denied and approved by as many
+/// distinct people as the larger of the decision's count (`decided`) and
+/// the rules' count now. A count the decision understated is audited: the
+/// policy service said fewer than the rules do.
+fn gate(d: &Decision, approvers: usize, decided: usize, mandate: bool, version: &str) -> Result<(), Refusal> {
+    let listed = || d.reasons.iter().map(|r| format!("{}: {}", r.code, r.message)).collect::<Vec<_>>().join("; ");
+    if d.outcome == Outcome::Deny {
+        return Err(Refusal {
+            why: format!("refused under SPEND.md {version} in force now: {}", listed()),
+            alert: None,
+        });
+    }
+    if approvers == 0 {
+        if d.outcome == Outcome::AutoApprove {
+            return Ok(());
+        }
+        return Err(Refusal {
+            why: format!(
+                "refused: the decision auto-approved it, but under SPEND.md {version} it is {:?}{}: only a human-approved standing mandate pushes without a human",
+                d.outcome,
+                if mandate { "" } else { " (no version in force was approved by a human)" }
+            ),
+            alert: Some("push.unapproved"),
+        });
+    }
+    let needed = decided.max(spend_draft::approvals_required(&d.outcome));
+    if approvers < needed {
+        return Err(Refusal {
+            why: format!(
+                "refused: {needed} distinct approvers are needed under SPEND.md {version} ({}), and {approvers} approved",
+                listed()
+            ),
+            alert: (needed > decided).then_some("push.approvals_short"),
+        });
+    }
+    Ok(())
+}
+
+fn bid_fields(proposal: &DraftProposed) -> serde_json::Value {
     let after = proposal
         .diff
         .iter()

@@ -6,25 +6,41 @@
 
 use std::time::Duration;
 
-use spend_platform::{Campaign, Card, ReadError};
+use spend_platform::{Campaign, Card, Merchant, ReadError};
 
 use crate::connector::{PlatformToken, get_with, without_url};
 
-/// Why a write did not happen.
+/// Why a write did not happen (as far as this request knows: whether a
+/// write with its idempotency key applied is the platform's to say, see
+/// [`Platform::key_state`]).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum WriteError {
-    /// Worth trying again (after `after`, when the platform said).
+    /// Worth trying again (after `after`, when the platform said): a 429,
+    /// a 5xx, a timeout, no answer at all.
     Retry { after: Option<Duration>, reason: String },
-    /// Refused for good.
+    /// The platform refused this request.
     Refused(String),
+    /// Refused here, before anything was sent (a card an operator froze).
+    NotSent(String),
 }
 
 impl std::fmt::Display for WriteError {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            WriteError::Retry { reason, .. } | WriteError::Refused(reason) => f.write_str(reason),
+            WriteError::Retry { reason, .. } | WriteError::Refused(reason) | WriteError::NotSent(reason) => f.write_str(reason),
         }
     }
+}
+
+/// What the platform did with an idempotency key.
+#[derive(Debug, Clone, PartialEq)]
+pub enum KeyState {
+    /// A write with the key applied; its answer.
+    Applied(serde_json::Value),
+    /// The platform refused the key for good; why.
+    Refused(String),
+    /// No request with the key ever started at the platform.
+    Unknown,
 }
 
 /// The platform's API at `base`.
@@ -60,6 +76,16 @@ impl Platform {
             .into_iter()
             .find(|c| c.id == campaign_id)
             .ok_or_else(|| ReadError::NotFound(format!("no campaign {campaign_id} in {account_id}")))
+    }
+
+    /// What the platform's merchant data says of `domain` (`None`: it
+    /// knows nothing of it).
+    pub async fn merchant(&self, token: &PlatformToken, domain: &str) -> Result<Option<Merchant>, ReadError> {
+        match get_with::<Merchant>(&self.http, &self.base, token, &format!("/v1/merchants/{}", path_segment(domain)), &[]).await {
+            Ok(m) => Ok(Some(m)),
+            Err(ReadError::NotFound(_)) => Ok(None),
+            Err(e) => Err(e),
+        }
     }
 
     /// The account's cards.
@@ -98,16 +124,21 @@ impl Platform {
             .and_then(|v| v.to_str().ok())
             .and_then(|v| v.trim().parse::<u64>().ok())
             .map(|s| Duration::from_secs(s.min(300)));
-        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        let body: serde_json::Value = match answer.json().await {
+            Ok(b) => b,
+            // The write may have applied; only its answer was lost.
+            Err(e) if status.is_success() => {
+                return Err(WriteError::Retry {
+                    after: None,
+                    reason: format!("{path}: the answer was cut short: {}", without_url(e)),
+                });
+            }
+            Err(_) => serde_json::Value::Null,
+        };
         if status.is_success() {
             return Ok(body);
         }
-        let message = format!(
-            "the platform answered {} ({}): {}",
-            status.as_u16(),
-            body["error"]["code"].as_str().unwrap_or("no code"),
-            body["error"]["message"].as_str().unwrap_or("no detail")
-        );
+        let message = error_message(status, &body);
         if status.as_u16() == 429 || status.is_server_error() || status.as_u16() == 408 {
             Err(WriteError::Retry {
                 after: retry_after,
@@ -115,6 +146,31 @@ impl Platform {
             })
         } else {
             Err(WriteError::Refused(message))
+        }
+    }
+
+    /// What the platform did with the idempotency key `key`: the answer to
+    /// ask for when a write's outcome is unknown (no answer, an answer that
+    /// is not about the key).
+    pub async fn key_state(&self, token: &PlatformToken, key: &str) -> Result<KeyState, WriteError> {
+        let retry = |reason: String| WriteError::Retry { after: None, reason };
+        let answer = self
+            .http
+            .get(format!("{}/v1/idempotency-keys/{}", self.base, path_segment(key)))
+            .bearer_auth(token.expose())
+            .send()
+            .await
+            .map_err(|e| retry(format!("asking the platform about key {key}: {}", without_url(e))))?;
+        let status = answer.status();
+        let body: serde_json::Value = answer.json().await.unwrap_or_default();
+        match (status.as_u16(), body["state"].as_str(), body["error"]["code"].as_str()) {
+            (200, Some("applied"), _) => Ok(KeyState::Applied(body["answer"].clone())),
+            (200, Some("refused"), _) => Ok(KeyState::Refused(error_message(
+                reqwest::StatusCode::from_u16(body["status"].as_u64().unwrap_or(400) as u16).unwrap_or(reqwest::StatusCode::BAD_REQUEST),
+                &body["answer"],
+            ))),
+            (404, _, Some("unknown_key")) => Ok(KeyState::Unknown),
+            _ => Err(retry(format!("asking the platform about key {key}: {}", error_message(status, &body)))),
         }
     }
 
@@ -157,4 +213,26 @@ impl Platform {
         self.write(reqwest::Method::POST, &format!("/v1/cards/{card_id}/freeze"), token, None, None)
             .await
     }
+}
+
+/// A platform's error answer in words (never a token: the platform's own
+/// code and message).
+fn error_message(status: reqwest::StatusCode, body: &serde_json::Value) -> String {
+    format!(
+        "the platform answered {} ({}): {}",
+        status.as_u16(),
+        body["error"]["code"].as_str().unwrap_or("no code"),
+        body["error"]["message"].as_str().unwrap_or("no detail")
+    )
+}
+
+/// `s` as one path segment: anything but unreserved characters
+/// percent-encoded, so a value from a draft never reaches another route.
+fn path_segment(s: &str) -> String {
+    s.bytes()
+        .map(|b| match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'.' | b'-' | b'_' | b'~' => (b as char).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
 }

@@ -13,7 +13,13 @@
 //!   is sent again and the platform answers it once.
 //! - a payment: the platform cannot undo a charge, so its rollback is a
 //!   refund of it, and the commitment it counted goes back to the
-//!   envelope.
+//!   envelope (the book hands the release out once the refund is on the
+//!   log).
+//!
+//! As with a push, a write whose outcome is unknown is settled by asking
+//! the platform what it did with the key, and otherwise tried again later;
+//! a rollback is refused on the record only when the platform refused it
+//! for good.
 //!
 //! The write carries `<rollback_id>-<draft_id>` as idempotency key, and
 //! `spend.change.rolled_back.v1` is appended on the push's `change`
@@ -26,35 +32,50 @@
 use spend_core::events::{ChangeRolledBack, DraftChange, EventData, FieldDiff, RollbackRefused};
 use spend_eventlog::LogError;
 
-use super::Pusher;
 use super::book::{Pushed, Tracked};
 use super::platform::WriteError;
-use crate::commit;
+use super::{Key, Pusher, Written};
 use crate::connector::{Tokens as _, Want};
+
+/// A rollback's write as the rollback goes on: done (`Some`), to try
+/// again later (`None`), or refused for good (`Err`).
+fn settled(w: Written) -> Result<Option<serde_json::Value>, String> {
+    match w {
+        Written::Applied(v) => Ok(Some(v)),
+        Written::Refused(why) => Err(why),
+        Written::Unknown(why) => {
+            tracing::warn!(reason = %why, "a rollback's outcome is unknown; tried again later with the same key");
+            Ok(None)
+        }
+    }
+}
 
 /// The campaign fields a push can change, as the platform names them.
 const FIELDS: [&str; 3] = ["daily_budget_minor", "bid_minor", "status"];
 
 impl Pusher {
     /// Undoes the change of `draft_id` that rollback `rollback_id` lists.
-    pub(super) async fn roll_back(&self, org: &str, rollback_id: &str, draft_id: &str) {
+    /// Returns whether it is settled (false: tried again later).
+    pub(super) async fn roll_back(&self, org: &str, rollback_id: &str, draft_id: &str) -> bool {
         let (tracked, cause) = {
             let book = self.book.read().await;
             let Some(rb) = book.rollback(org, rollback_id).filter(|r| r.approved) else {
-                return;
+                return true;
             };
             (book.tracked(org, draft_id).cloned(), rb.cause)
         };
         let refuse = |why: String| self.refuse_rollback(org, rollback_id, draft_id, why, cause);
         let Some(t) = tracked else {
-            return refuse(format!("no draft {draft_id} of {org} is known to the executor: nothing to undo")).await;
+            refuse(format!("no draft {draft_id} of {org} is known to the executor: nothing to undo")).await;
+            return true;
         };
         let (Some(pushed), spend_draft::DraftStatus::Pushed) = (t.pushed.clone(), t.draft.status()) else {
-            return refuse(format!(
+            refuse(format!(
                 "draft {draft_id} is {}, not pushed: nothing on the platform to undo",
                 t.draft.status().as_str()
             ))
             .await;
+            return true;
         };
         let key = format!("{rollback_id}-{draft_id}");
         let proposal = t.draft.proposal().clone();
@@ -64,8 +85,11 @@ impl Pusher {
         };
         let (diff, response) = match result {
             Ok(Some(done)) => done,
-            Ok(None) => return, // retried on a later tick
-            Err(why) => return refuse(why).await,
+            Ok(None) => return false, // tried again later
+            Err(why) => {
+                refuse(why).await;
+                return true;
+            }
         };
         let change_id = t.started.as_ref().map(|s| s.change_id.clone()).unwrap_or_else(|| super::change_id(draft_id));
         let rolled_back = EventData::ChangeRolledBack(ChangeRolledBack {
@@ -79,15 +103,13 @@ impl Pusher {
         match self.record(org, "change", &change_id, rolled_back, cause, Some(pushed.seq)).await {
             Ok(_) => {
                 tracing::info!(org, draft_id, rollback_id, "rolled back");
-                // A refunded payment spent nothing: its commitment returns.
-                if let (DraftChange::Payment { .. }, Some((counted, at))) = (&proposal.change, t.committed)
-                    && let Err(e) = commit::release(&self.recorder, org, &proposal, counted, at, Some(cause)).await
-                {
-                    tracing::error!(org, draft_id, error = %e, "could not release a refunded payment's commitment");
-                }
+                true
             }
-            Err(LogError::WrongLastSequence { .. }) => {}
-            Err(e) => tracing::error!(org, draft_id, error = %e, "the platform restored the change but its record failed; retried"),
+            Err(LogError::WrongLastSequence { .. }) => true,
+            Err(e) => {
+                tracing::error!(org, draft_id, error = %e, "the platform restored the change but its record failed; retried");
+                false
+            }
         }
     }
 
@@ -142,12 +164,14 @@ impl Pusher {
             fields.insert((*f).to_string(), before[*f].clone());
         }
         let fields = serde_json::Value::Object(fields);
-        let response = self
-            .with_retries(org, t.draft.id(), &account, "ads.write", |token| {
+        let response = settled(
+            self.with_retries(org, t.draft.id(), &account, "ads.write", Key::resent(key), |token| {
                 let fields = fields.clone();
                 async move { self.platform.update_campaign(&token, campaign_id, fields, key).await }
             })
-            .await?;
+            .await,
+        )?;
+        let Some(response) = response else { return Ok(None) };
         let diff = changed
             .iter()
             .map(|f| FieldDiff {
@@ -165,8 +189,8 @@ impl Pusher {
         let Some(charge_id) = charge["id"].as_str().map(str::to_string) else {
             return Err("the push recorded no charge id: the platform cannot refund it".into());
         };
-        let response = self
-            .with_retries(org, t.draft.id(), t.draft.account_id(), "cards.write", |token| {
+        let response = settled(
+            self.with_retries(org, t.draft.id(), t.draft.account_id(), "cards.write", Key::resent(key), |token| {
                 let charge_id = charge_id.clone();
                 async move {
                     match self.platform.refund(&token, &charge_id, key).await {
@@ -175,7 +199,9 @@ impl Pusher {
                     }
                 }
             })
-            .await?;
+            .await,
+        )?;
+        let Some(response) = response else { return Ok(None) };
         let diff = vec![FieldDiff {
             path: format!("charge/{charge_id}/status"),
             before: charge["status"].clone(),

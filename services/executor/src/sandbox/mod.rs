@@ -22,13 +22,22 @@
 //!   `POST /v1/charges/{id}/refunds`, `POST /v1/cards/{id}/freeze`
 //!
 //! Every write takes an `Idempotency-Key`: the same key is applied once,
-//! and answered with the first answer however often it is sent again.
+//! and answered with the first answer however often it is sent again —
+//! a refusal as well as a success, so a refusal of a key is final. While
+//! the first request of a key is still being answered, another with the
+//! same key gets `409 idempotency_key_in_use` (as real platforms answer).
+//! - `GET  /v1/idempotency-keys/{key}`: what the platform did with a key
+//!   (`applied` with its answer, `refused` with its error; 404 when no
+//!   request with it ever started), for reconciling an unknown outcome
 //! - `GET  /v1/token` (the token's expiry and scopes)
-//! - `GET  /v1/merchants/{domain}` (the platform's merchant data: name and
-//!   category; 404 for a merchant it does not know)
+//! - `GET  /v1/merchants/{domain}` (the platform's merchant data: name,
+//!   category, country and whether it takes payment over HTTPS; 404 for a
+//!   merchant it does not know)
 //! - `GET/POST /oauth/authorize`, `POST /oauth/token`, `POST /oauth/revoke`
 //! - `POST /sandbox/faults` `{"fail_next": n, "status": 503, "retry_after": s,
-//!   "writes_only": bool, "delay_next": n, "delay_ms": ms}` (test control)
+//!   "writes_only": bool, "delay_next": n, "delay_ms": ms, "random": {...}}`
+//!   (test control; `random` disturbs keyed writes at random, see
+//!   [`RandomFaults`])
 //! - `GET /sandbox/applied`: writes applied per idempotency key, the total
 //!   charged, the campaigns as they are (test control)
 //! - `POST /sandbox/campaigns/{id}` `{daily_budget_minor?, status?}`:
@@ -87,6 +96,97 @@ struct Faults {
     writes_only: bool,
     delay_next: u32,
     delay_ms: u64,
+    random: Option<(RandomFaults, u64)>,
+    /// Writes disturbed at random so far, by kind.
+    disturbed: Disturbed,
+}
+
+/// How many keyed writes each random fault disturbed.
+#[derive(Debug, Clone, Copy, Default, serde::Serialize)]
+struct Disturbed {
+    decline: u64,
+    fail_before: u64,
+    fail_after: u64,
+    delay: u64,
+}
+
+/// Faults drawn at random for the first request of each key (a
+/// deterministic sequence from `seed`), each in per-mille: the write
+/// refused for good (`402 declined`, kept as the key's answer), a `503`
+/// before anything is applied, a `500` after the write was applied, or
+/// the write applied and answered `delay_ms` late. After `writes`
+/// disturbed keys the platform behaves again.
+#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RandomFaults {
+    pub seed: u64,
+    #[serde(default)]
+    pub decline: u16,
+    #[serde(default)]
+    pub fail_before: u16,
+    #[serde(default)]
+    pub fail_after: u16,
+    #[serde(default)]
+    pub delay: u16,
+    #[serde(default)]
+    pub delay_ms: u64,
+    pub writes: u32,
+}
+
+/// What a random draw does to one keyed write.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Disturb {
+    None,
+    Decline,
+    FailBefore,
+    FailAfter,
+    Delay(u64),
+}
+
+/// One step of splitmix64: the sandbox's deterministic dice.
+fn splitmix(state: &mut u64) -> u64 {
+    *state = state.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *state;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
+}
+
+impl Faults {
+    fn draw(&mut self) -> Disturb {
+        let Some((r, state)) = self.random.as_mut() else { return Disturb::None };
+        if r.writes == 0 {
+            return Disturb::None;
+        }
+        r.writes -= 1;
+        let roll = (splitmix(state) % 1000) as u16;
+        let mut edge = 0u16;
+        let counts = &mut self.disturbed;
+        for (p, d, count) in [
+            (r.decline, Disturb::Decline, &mut counts.decline),
+            (r.fail_before, Disturb::FailBefore, &mut counts.fail_before),
+            (r.fail_after, Disturb::FailAfter, &mut counts.fail_after),
+            (r.delay, Disturb::Delay(r.delay_ms), &mut counts.delay),
+        ] {
+            edge = edge.saturating_add(p);
+            if roll < edge {
+                *count += 1;
+                return d;
+            }
+        }
+        Disturb::None
+    }
+}
+
+/// What the platform did with an idempotency key: the first answer, a
+/// success or a refusal, kept for every later request with the key.
+struct KeyRecord {
+    status: StatusCode,
+    body: serde_json::Value,
+    /// The first request is still being answered (a slow answer).
+    answering: bool,
+    /// Times a write with the key was applied: 1 (or 0 for a refusal).
+    applied: u32,
 }
 
 /// What the platform applied, by idempotency key: the answer it gave, and
@@ -108,9 +208,9 @@ struct Inner {
     transactions: Vec<Transaction>,
     merchants: Vec<Merchant>,
     cards_state: Mutex<Vec<Card>>,
-    /// Idempotency key -> (the first answer, times applied). Held while a
-    /// keyed write applies, so two sends of one key apply once.
-    keys: Mutex<HashMap<String, (serde_json::Value, u32)>>,
+    /// Idempotency key -> what was done with it. Held while a keyed
+    /// write applies, so two sends of one key apply once.
+    keys: Mutex<HashMap<String, KeyRecord>>,
     applied: Mutex<Applied>,
     faults: Mutex<Faults>,
     oauth: Mutex<oauth::OAuth>,
@@ -152,13 +252,17 @@ impl Sandbox {
         ];
         let cards = vec![card("crd_1", "4242", 100_000), card("crd_2", "1881", 50_000), card("crd_3", "0005", 25_000)];
         let merchant_data = vec![
-            merchant("api.openai.com", "OpenAI", "software"),
-            merchant("aws.amazon.com", "Amazon Web Services", "cloud"),
-            merchant("github.com", "GitHub", "software"),
-            merchant("figma.com", "Figma", "software"),
-            merchant("slack.com", "Slack", "software"),
-            merchant("ads.example-network.com", "Example Ad Network", "advertising"),
-            merchant("casino.example.com", "Example Casino", "gambling"),
+            merchant("openai.com", "OpenAI", "software", "US", true),
+            merchant("api.openai.com", "OpenAI", "software", "US", true),
+            merchant("anthropic.com", "Anthropic", "software", "US", true),
+            merchant("aws.amazon.com", "Amazon Web Services", "cloud", "US", true),
+            merchant("github.com", "GitHub", "software", "US", true),
+            merchant("figma.com", "Figma", "software", "US", true),
+            merchant("slack.com", "Slack", "software", "US", true),
+            merchant("ads.example-network.com", "Example Ad Network", "advertising", "US", true),
+            merchant("casino.example.com", "Example Casino", "gambling", "MT", true),
+            merchant("tools.example.fr", "Outils Exemple", "software", "FR", true),
+            merchant("plain.example.com", "Plain HTTP Shop", "software", "US", false),
         ];
         let merchants = ["api.openai.com", "aws.amazon.com", "github.com", "figma.com", "slack.com"];
         let now = Utc::now();
@@ -211,6 +315,7 @@ impl Sandbox {
             .route("/v1/cards/{id}/freeze", post(freeze_card))
             .route("/v1/charges/{id}/refunds", post(refund))
             .route("/v1/transactions", get(transactions))
+            .route("/v1/idempotency-keys/{key}", get(idempotency_key_state))
             .route("/v1/token", get(token))
             .route("/v1/merchants/{domain}", get(merchant_by_domain))
             .route("/oauth/authorize", get(oauth::authorize).post(oauth::decide))
@@ -264,11 +369,13 @@ fn campaign(id: &str, account_id: &str, name: &str, status: &str, budget: i64, b
     }
 }
 
-fn merchant(domain: &str, name: &str, category: &str) -> Merchant {
+fn merchant(domain: &str, name: &str, category: &str, country: &str, https: bool) -> Merchant {
     Merchant {
         domain: domain.into(),
         name: name.into(),
         category: category.into(),
+        country: Some(country.into()),
+        https: Some(https),
     }
 }
 
@@ -496,7 +603,7 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
         return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused").into_response();
     }
     let key = idempotency_key(&headers);
-    let answer = sb.apply_once(key.as_deref(), || {
+    sb.keyed(key, || {
         let mut all = sb.inner.campaigns.lock().expect("campaign lock");
         let Some(c) = all.iter_mut().find(|c| c.id == id) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")));
@@ -512,8 +619,8 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
         }
         c.updated_at = Utc::now();
         Ok((StatusCode::OK, serde_json::to_value(&*c).unwrap_or_default()))
-    });
-    sb.answer(answer).await
+    })
+    .await
 }
 
 async fn cards(State(sb): State<Sandbox>, headers: HeaderMap) -> Response {
@@ -533,46 +640,102 @@ fn idempotency_key(headers: &HeaderMap) -> Option<String> {
 }
 
 impl Sandbox {
-    /// Applies `write` once per idempotency key: a key seen before is
-    /// answered with its first answer and applies nothing.
+    /// A keyed write, answered: applied once per idempotency key (a key
+    /// seen before is answered with its first answer, refusal or success,
+    /// and applies nothing), disturbed by the injected faults.
+    async fn keyed(&self, key: Option<String>, write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
+        let (status, body, disturb) = match self.apply_once(key.as_deref(), write) {
+            Ok(done) => done,
+            Err(e) => return e.into_response(),
+        };
+        let delay = match disturb {
+            Disturb::Delay(ms) => Some(std::time::Duration::from_millis(ms)),
+            _ => {
+                let mut f = self.inner.faults.lock().expect("fault lock");
+                (f.delay_next > 0 && status.is_success()).then(|| {
+                    f.delay_next -= 1;
+                    std::time::Duration::from_millis(f.delay_ms)
+                })
+            }
+        };
+        if let Some(d) = delay {
+            if let Some(k) = &key
+                && let Some(r) = self.inner.keys.lock().expect("keys lock").get_mut(k)
+            {
+                r.answering = true;
+            }
+            tokio::time::sleep(d).await;
+            if let Some(k) = &key
+                && let Some(r) = self.inner.keys.lock().expect("keys lock").get_mut(k)
+            {
+                r.answering = false;
+            }
+        }
+        if disturb == Disturb::FailAfter {
+            return error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "injected_fault",
+                "the sandbox applied the write, then failed to answer",
+            )
+            .into_response();
+        }
+        (status, Json(body)).into_response()
+    }
+
+    /// Applies `write` once per idempotency key and keeps its answer.
     fn apply_once(
         &self,
         key: Option<&str>,
         write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>,
-    ) -> Result<(StatusCode, serde_json::Value), ApiError> {
+    ) -> Result<(StatusCode, serde_json::Value, Disturb), ApiError> {
         let mut keys = self.inner.keys.lock().expect("keys lock");
         if let Some(k) = key
-            && let Some((answer, _)) = keys.get(k)
+            && let Some(r) = keys.get(k)
         {
-            return Ok((StatusCode::OK, answer.clone()));
-        }
-        let (status, answer) = write()?;
-        self.inner.applied.lock().expect("applied lock").writes += 1;
-        if let Some(k) = key {
-            keys.insert(k.to_string(), (answer.clone(), 1));
-        }
-        Ok((status, answer))
-    }
-
-    /// The answer to a write, late when a delay was injected (the write is
-    /// applied already: a slow platform, or a caller's timeout).
-    async fn answer(&self, answer: Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
-        let delay = {
-            let mut f = self.inner.faults.lock().expect("fault lock");
-            if f.delay_next > 0 && answer.is_ok() {
-                f.delay_next -= 1;
-                Some(std::time::Duration::from_millis(f.delay_ms))
-            } else {
-                None
+            if r.answering {
+                return Err(error(
+                    StatusCode::CONFLICT,
+                    "idempotency_key_in_use",
+                    "a request with this idempotency key is still being processed; ask again later",
+                ));
             }
+            return Ok((r.status, r.body.clone(), Disturb::None));
+        }
+        let disturb = if key.is_some() {
+            self.inner.faults.lock().expect("fault lock").draw()
+        } else {
+            Disturb::None
         };
-        if let Some(d) = delay {
-            tokio::time::sleep(d).await;
+        let outcome = match disturb {
+            Disturb::FailBefore => {
+                return Err(error(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "injected_fault",
+                    "the sandbox was told to fail before applying",
+                ));
+            }
+            Disturb::Decline => Err(error(StatusCode::PAYMENT_REQUIRED, "declined", "the platform declined this write (injected)")),
+            _ => write(),
+        };
+        let (status, body, applied) = match outcome {
+            Ok((status, body)) => (status, body, 1),
+            Err(e) => (e.status, serde_json::json!({"error": {"code": e.code, "message": e.message}}), 0),
+        };
+        if applied == 1 {
+            self.inner.applied.lock().expect("applied lock").writes += 1;
         }
-        match answer {
-            Ok((status, body)) => (status, Json(body)).into_response(),
-            Err(e) => e.into_response(),
+        if let Some(k) = key {
+            keys.insert(
+                k.to_string(),
+                KeyRecord {
+                    status,
+                    body: body.clone(),
+                    answering: false,
+                    applied,
+                },
+            );
         }
+        Ok((status, body, disturb))
     }
 
     /// What the platform applied (tests).
@@ -583,10 +746,13 @@ impl Sandbox {
             .lock()
             .expect("keys lock")
             .iter()
-            .map(|(k, (_, n))| (k.clone(), serde_json::json!(n)))
+            .filter(|(_, r)| r.applied > 0)
+            .map(|(k, r)| (k.clone(), serde_json::json!(r.applied)))
             .collect();
         let a = self.inner.applied.lock().expect("applied lock");
+        let disturbed = self.inner.faults.lock().expect("fault lock").disturbed;
         serde_json::json!({
+            "faults": disturbed,
             "writes": a.writes,
             "by_key": by_key,
             "charged_minor": a.charged_minor,
@@ -626,7 +792,7 @@ async fn charge(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
         .into_response();
     }
     let key = idempotency_key(&headers);
-    let answer = sb.apply_once(key.as_deref(), || {
+    sb.keyed(key, || {
         let cards = sb.inner.cards_state.lock().expect("cards lock");
         let Some(card) = cards.iter().find(|x| x.id == id) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no card {id}")));
@@ -656,8 +822,8 @@ async fn charge(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
         applied.charged_minor += c.amount_minor;
         applied.charges.push(charge.clone());
         Ok((StatusCode::CREATED, charge))
-    });
-    sb.answer(answer).await
+    })
+    .await
 }
 
 /// `POST /v1/charges/{id}/refunds`: refunds a charge in full.
@@ -666,7 +832,7 @@ async fn refund(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
         return r.into_response();
     }
     let key = idempotency_key(&headers);
-    let answer = sb.apply_once(key.as_deref(), || {
+    sb.keyed(key, || {
         let mut applied = sb.inner.applied.lock().expect("applied lock");
         let Some(pos) = applied.charges.iter().position(|c| c["id"] == id.as_str()) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no charge {id}")));
@@ -682,8 +848,27 @@ async fn refund(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
             StatusCode::CREATED,
             serde_json::json!({"charge_id": id, "amount_minor": amount, "status": "refunded"}),
         ))
-    });
-    sb.answer(answer).await
+    })
+    .await
+}
+
+/// `GET /v1/idempotency-keys/{key}`: what the platform did with a key, for
+/// a caller that never got (or could not trust) its answer.
+async fn idempotency_key_state(State(sb): State<Sandbox>, headers: HeaderMap, Path(key): Path<String>) -> Response {
+    if let Err(r) = admit(&sb, &headers, "ads.write").or_else(|_| admit(&sb, &headers, "cards.write")) {
+        return r.into_response();
+    }
+    let keys = sb.inner.keys.lock().expect("keys lock");
+    match keys.get(&key) {
+        Some(r) => Json(serde_json::json!({
+            "key": key,
+            "state": if r.applied > 0 { "applied" } else { "refused" },
+            "status": r.status.as_u16(),
+            "answer": r.body,
+        }))
+        .into_response(),
+        None => error(StatusCode::NOT_FOUND, "unknown_key", "no request with this idempotency key ever started here").into_response(),
+    }
 }
 
 /// `POST /v1/cards/{id}/freeze`: charges on the card are refused from now on.
@@ -821,6 +1006,8 @@ struct FaultRequest {
     delay_next: u32,
     #[serde(default)]
     delay_ms: u64,
+    #[serde(default)]
+    random: Option<RandomFaults>,
 }
 
 fn default_fault_status() -> u16 {
@@ -835,6 +1022,8 @@ async fn faults(State(sb): State<Sandbox>, Json(f): Json<FaultRequest>) -> Respo
         writes_only: f.writes_only,
         delay_next: f.delay_next,
         delay_ms: f.delay_ms,
+        random: f.random.map(|r| (r, r.seed)),
+        disturbed: Disturbed::default(),
     };
     StatusCode::NO_CONTENT.into_response()
 }

@@ -49,6 +49,8 @@ pub struct PendingRow {
     pub scopes: String,
     pub redirect_uri: String,
     pub purpose: String,
+    /// With a write scope: the approved draft it is asked for.
+    pub draft_id: Option<String>,
     /// The PKCE verifier, sealed.
     pub verifier: Sealed,
     pub expires_at: i64,
@@ -78,12 +80,17 @@ pub trait ConnectionStore: Send + Sync {
     async fn set_status(&self, org: &str, platform: &str, account_id: &str, status: &str, problem: Option<&str>, now: i64) -> Result<(), VaultError>;
     /// Active connections whose access token expires before `before`.
     async fn due_for_refresh(&self, before: i64) -> Result<Vec<ConnectionRow>, VaultError>;
+    /// Takes (or renews) the lease `name` for `holder` until `until`
+    /// (Unix milliseconds) when nobody else holds it at `now`: one replica
+    /// at a time works on a change. False when another holds it.
+    async fn lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, VaultError>;
+    /// Gives the lease back (if `holder` still has it).
+    async fn unlease(&self, name: &str, holder: &str) -> Result<(), VaultError>;
 }
 
 const CONNECTION_COLS: &str = "org, platform, account_id, kind, scopes, status, access_ct, access_nonce, access_key, access_key_id, access_expires_at, \
      refresh_ct, refresh_nonce, refresh_key, refresh_key_id, refresh_expires_at, problem, version, updated_at";
-const PENDING_COLS: &str =
-    "state_sha256, org, platform, account_hint, scopes, redirect_uri, purpose, verifier_ct, verifier_nonce, verifier_key, verifier_key_id, expires_at";
+const PENDING_COLS: &str = "state_sha256, org, platform, account_hint, scopes, redirect_uri, purpose, verifier_ct, verifier_nonce, verifier_key, verifier_key_id, expires_at, draft_id";
 
 macro_rules! rows {
     ($row:ty) => {
@@ -133,6 +140,7 @@ macro_rules! rows {
                 scopes: r.try_get("scopes")?,
                 redirect_uri: r.try_get("redirect_uri")?,
                 purpose: r.try_get("purpose")?,
+                draft_id: r.try_get("draft_id")?,
                 verifier: Sealed {
                     ciphertext: r.try_get("verifier_ct")?,
                     nonce: r.try_get("verifier_nonce")?,
@@ -157,7 +165,7 @@ macro_rules! store_impl {
 
             async fn put_pending(&self, p: &PendingRow) -> Result<(), VaultError> {
                 sqlx::query(sqlx::AssertSqlSafe(format!(
-                    "INSERT INTO executor_oauth_pending ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12)"
+                    "INSERT INTO executor_oauth_pending ({PENDING_COLS}) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13)"
                 )))
                 .bind(&p.state_sha256)
                 .bind(&p.org)
@@ -171,6 +179,7 @@ macro_rules! store_impl {
                 .bind(&p.verifier.wrapped_key)
                 .bind(&p.verifier.key_id)
                 .bind(p.expires_at)
+                .bind(&p.draft_id)
                 .execute(&self.pool)
                 .await?;
                 Ok(())
@@ -321,6 +330,30 @@ macro_rules! store_impl {
                 Ok(())
             }
 
+            async fn lease(&self, name: &str, holder: &str, now: i64, until: i64) -> Result<bool, VaultError> {
+                let r = sqlx::query(
+                    "INSERT INTO executor_leases (name, holder, until) VALUES ($1, $2, $3) \
+                     ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, until = excluded.until \
+                     WHERE executor_leases.until < $4 OR executor_leases.holder = excluded.holder",
+                )
+                .bind(name)
+                .bind(holder)
+                .bind(until)
+                .bind(now)
+                .execute(&self.pool)
+                .await?;
+                Ok(r.rows_affected() == 1)
+            }
+
+            async fn unlease(&self, name: &str, holder: &str) -> Result<(), VaultError> {
+                sqlx::query("DELETE FROM executor_leases WHERE name = $1 AND holder = $2")
+                    .bind(name)
+                    .bind(holder)
+                    .execute(&self.pool)
+                    .await?;
+                Ok(())
+            }
+
             async fn due_for_refresh(&self, before: i64) -> Result<Vec<ConnectionRow>, VaultError> {
                 let rows = sqlx::query(sqlx::AssertSqlSafe(format!(
                     "SELECT {CONNECTION_COLS} FROM executor_connections WHERE status = 'active' AND access_expires_at < $1 AND refresh_ct IS NOT NULL"
@@ -391,6 +424,16 @@ impl SqliteConnections {
             .map_err(|e| VaultError::Store(format!("opening {}: {e}", path.display())))?;
         let s = Self { pool };
         s.migrate().await?;
+        // A column added after the table was first created (SQLite has no
+        // `ADD COLUMN IF NOT EXISTS`).
+        let has_draft: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM pragma_table_info('executor_oauth_pending') WHERE name = 'draft_id'")
+            .fetch_one(&s.pool)
+            .await?;
+        if has_draft == 0 {
+            sqlx::raw_sql("ALTER TABLE executor_oauth_pending ADD COLUMN draft_id TEXT")
+                .execute(&s.pool)
+                .await?;
+        }
         Ok(s)
     }
 }
