@@ -306,18 +306,29 @@ try {
   seen.after_disconnect = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/accounts.png`, fullPage: true });
 
-  // The budget raise waits for write access: the admin grants it on the
-  // platform's consent page, and the executor pushes it.
-  for (let i = 0; i < 60; i++) {
-    await ada.page.goto(`${ORIGIN}/accounts`);
-    if (await ada.page.getByRole("button", { name: "Grant write access to act_1001" }).count()) break;
-    await ada.page.waitForTimeout(500);
-  }
-  await ada.page.getByRole("button", { name: "Grant write access to act_1001" }).click();
-  await ada.page.getByRole("link", { name: "Continue to the platform" }).click();
-  await ada.page.getByRole("button", { name: "Allow" }).click();
-  await ada.page.waitForURL(/\/accounts\/callback/);
+  // The budget raises wait for write access: the admin grants it on the
+  // platform's consent page for each, and the executor pushes that one.
+  const grant = async (draft) => {
+    const button = ada.page.getByRole("button", { name: `Grant write access to act_1001 for ${draft}` });
+    for (let i = 0; i < 60; i++) {
+      await ada.page.goto(`${ORIGIN}/accounts`);
+      if (await button.count()) break;
+      await ada.page.waitForTimeout(500);
+    }
+    await button.click();
+    await ada.page.getByRole("link", { name: "Continue to the platform" }).click();
+    await ada.page.getByRole("button", { name: "Allow" }).click();
+    await ada.page.waitForURL(/\/accounts\/callback/);
+  };
+  await grant(env("DRAFT_BUDGET"));
   seen.budget_pushed = await campaignBudget("cmp_1", 6000);
+  // The grant named the first raise: the second still waits for its own.
+  await ada.page.waitForTimeout(2000);
+  seen.budget2_waits = await campaignBudget("cmp_2", 12000);
+  await ada.page.goto(`${ORIGIN}/accounts`);
+  seen.budget2_still_asked = await ada.page.getByRole("button", { name: `Grant write access to act_1001 for ${env("DRAFT_BUDGET2")}` }).count();
+  await grant(env("DRAFT_BUDGET2"));
+  seen.budget2_pushed = await campaignBudget("cmp_2", 12500);
 
   // The audit view: "Roll back" opens the alertdialog; Cancel closes it;
   // "Confirm rollback" asks the passkey, and the old budget is back.

@@ -405,10 +405,14 @@ pub struct ExecutorSettings {
     /// (default: the policy service's file, then the gateway's); never a
     /// standing mandate: only a human-approved version auto-approves.
     pub policy_file: String,
-    /// How long one platform write is retried before the change fails.
+    /// How long one platform write is retried before the platform is
+    /// asked what it did with the write's key (docs/push.md).
     pub push_deadline_seconds: u64,
     /// Pushes at once.
     pub push_concurrency: usize,
+    /// The longest wait between two tries of a change whose outcome the
+    /// platform has not settled (the waits double from a second).
+    pub push_unknown_backoff_max_seconds: u64,
 }
 
 impl ExecutorSettings {
@@ -417,6 +421,7 @@ impl ExecutorSettings {
         let mut c = spend_executor::push::PushConfig::new(bootstrap);
         c.deadline = std::time::Duration::from_secs(self.push_deadline_seconds.max(1));
         c.concurrency = self.push_concurrency.max(1);
+        c.unknown_backoff_max = std::time::Duration::from_secs(self.push_unknown_backoff_max_seconds.max(1));
         c
     }
 }
@@ -434,6 +439,7 @@ impl Default for ExecutorSettings {
             policy_file: String::new(),
             push_deadline_seconds: 60,
             push_concurrency: 8,
+            push_unknown_backoff_max_seconds: 300,
         }
     }
 }

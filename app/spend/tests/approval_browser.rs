@@ -227,6 +227,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .env("LINK_BUDGET", &links[5])
         .env("LINK_BUDGET2", &links[6])
         .env("DRAFT_BUDGET", &budget.draft_id)
+        .env("DRAFT_BUDGET2", &budget2.draft_id)
         .env("SANDBOX", format!("http://{}", addr(ports[2])))
         .env("MCP_URL", format!("http://localhost:{}/mcp", ports[0]))
         .env("MCP_AGENT", concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/agents/mcp_oauth_agent.py"));
@@ -276,6 +277,12 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("budget_status").starts_with("Approved"), "{seen}");
     assert!(s("budget2_status").starts_with("Approved"), "{seen}");
     assert_eq!(seen["budget_pushed"], true, "the sandbox shows the new budget: {seen}");
+    assert_eq!(
+        (seen["budget2_waits"].clone(), seen["budget2_still_asked"].clone()),
+        (serde_json::json!(true), serde_json::json!(1)),
+        "a grant for one draft pushes that draft only: {seen}"
+    );
+    assert_eq!(seen["budget2_pushed"], true, "its own grant pushes the second: {seen}");
     assert!(
         s("rollback_dialog").contains("cmp_1") && s("rollback_dialog").contains("Confirm rollback"),
         "{seen}"

@@ -101,17 +101,18 @@ pub async fn accounts_page(State(app): State<Arc<App>>, headers: HeaderMap) -> R
             @if consents.is_empty() {
                 p { "No approved change waits for write access." }
             } @else {
+                p { "Each grant is for one approved change: only that change is pushed when you consent." }
                 ul {
                     @for (account, scope, drafts) in &consents {
-                        li {
-                            code { (account) } ": " code { (scope) } " for " (drafts.join(", "))
-                            @if admin {
-                                @if let Some(draft) = drafts.first() {
+                        @for draft in drafts {
+                            li {
+                                code { (account) } ": " code { (scope) } " for " code { (draft) }
+                                @if admin {
                                     form.inline method="post" action={ "/accounts/" (account) "/write" } {
                                         input type="hidden" name="csrf" value=(s.csrf);
                                         input type="hidden" name="draft_id" value=(draft);
                                         " "
-                                        button.primary type="submit" aria-label={ "Grant write access to " (account) } { "Grant write access" }
+                                        button.primary type="submit" aria-label={ "Grant write access to " (account) " for " (draft) } { "Grant write access" }
                                     }
                                 }
                             }

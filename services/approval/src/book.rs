@@ -267,9 +267,17 @@ impl Book {
                 }
             }
             EventData::AccountConnected(c) if aggregate == "account" => {
+                // A grant is for the draft it names: the others on the
+                // account still wait for theirs (as the executor pushes).
                 let key = (org, c.account_id.clone());
-                if self.consents.get(&key).is_some_and(|(scope, _)| c.scopes.contains(scope)) {
-                    self.consents.remove(&key);
+                if let Some(draft_id) = &c.draft_id
+                    && let Some((scope, drafts)) = self.consents.get_mut(&key)
+                    && c.scopes.contains(scope)
+                {
+                    drafts.retain(|d| d != draft_id);
+                    if drafts.is_empty() {
+                        self.consents.remove(&key);
+                    }
                 }
             }
             EventData::BudgetCommitted(c) if aggregate == "budget" => {

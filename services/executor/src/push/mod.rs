@@ -121,6 +121,10 @@ pub struct PushConfig {
     /// The longest wait between two tries of a change whose outcome is
     /// unknown (the waits double from a second up to this).
     pub unknown_backoff_max: Duration,
+    /// How long a change's lease outlives its holder: the holder renews it
+    /// every third of this while it works, so a replica that dies hands its
+    /// changes on after at most this long.
+    pub lease_ttl: Duration,
 }
 
 impl PushConfig {
@@ -131,14 +135,8 @@ impl PushConfig {
             deadline: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
             unknown_backoff_max: Duration::from_secs(300),
+            lease_ttl: Duration::from_secs(15),
         }
-    }
-
-    /// How long a replica holds a change's lease: a whole try (the
-    /// deadline, then asking the platform about the key) with room to
-    /// spare, so no other replica takes over a live one.
-    fn lease_ttl(&self) -> Duration {
-        self.deadline + self.request_timeout * 4 + Duration::from_secs(15)
     }
 }
 
@@ -267,14 +265,29 @@ impl Pusher {
                 // One replica at a time: the others leave it to the lease
                 // holder until the lease lapses.
                 let lease = format!("{}/{}", key.0, key.1);
-                match me.connections.lease(&lease, &me.holder, me.config.lease_ttl()).await {
+                let ttl = me.config.lease_ttl.max(Duration::from_secs(1));
+                match me.connections.lease(&lease, &me.holder, ttl).await {
                     Ok(true) => {
+                        // Renewed while the work runs: it lapses only when
+                        // this replica stops (or dies).
+                        let keeper = {
+                            let (me, lease) = (me.clone(), lease.clone());
+                            tokio::spawn(async move {
+                                loop {
+                                    tokio::time::sleep(ttl / 3).await;
+                                    if let Err(e) = me.connections.lease(&lease, &me.holder, ttl).await {
+                                        tracing::warn!(lease, error = %e, "could not renew a lease");
+                                    }
+                                }
+                            })
+                        };
                         let settled = match work {
                             Work::Push { org, draft_id } => me.push(&org, &draft_id).await,
                             Work::Resume { org, draft_id, started } => me.finish(&org, &draft_id, started, true).await,
                             Work::RollBack { org, rollback_id, draft_id } => me.roll_back(&org, &rollback_id, &draft_id).await,
                             Work::Release { org, draft_id } => me.release(&org, &draft_id).await,
                         };
+                        keeper.abort();
                         // Settled: the lease goes back. Unknown: this
                         // replica keeps it while it waits to try again, so
                         // the others do not try sooner.
@@ -367,7 +380,7 @@ impl Pusher {
                 return true;
             }
             Err(spend_platform::ReadError::NotConnected(m)) => {
-                self.refuse_unstarted(org, draft_id, cause, None, &format!("not connected: {m}")).await;
+                self.refuse_unstarted(org, draft_id, cause, &format!("not connected: {m}")).await;
                 return true;
             }
             Err(e) => {
@@ -379,7 +392,7 @@ impl Pusher {
         let before = match self.live_before(org, &account, &proposal).await {
             Ok(Ok(before)) => before,
             Ok(Err(why)) => {
-                self.refuse_unstarted(org, draft_id, cause, None, &why).await;
+                self.refuse_unstarted(org, draft_id, cause, &why).await;
                 return true;
             }
             Err(e) => {
@@ -481,7 +494,7 @@ impl Pusher {
     }
 
     /// Starts and fails at once a change refused before anything happened.
-    async fn refuse_unstarted(&self, org: &str, draft_id: &str, cause: Cause, alert: Option<&str>, why: &str) {
+    async fn refuse_unstarted(&self, org: &str, draft_id: &str, cause: Cause, why: &str) {
         let change = change_id(draft_id);
         let started = EventData::ChangeStarted(ChangeStarted {
             change_id: change.clone(),
@@ -495,14 +508,6 @@ impl Pusher {
                 before: None,
             };
             self.fail(org, draft_id, &s, cause, why).await;
-            if let Some(reason) = alert {
-                let a = Audit {
-                    org: org.into(),
-                    reason: reason.into(),
-                    detail: format!("draft {draft_id}: {why}"),
-                };
-                self.audit_once(&a, &format!("{}-{draft_id}", reason.replace('.', "_"))).await;
-            }
         }
     }
 
