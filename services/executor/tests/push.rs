@@ -6,12 +6,19 @@
 //!   idempotency key, recorded with before, after and the platform's
 //!   answer); a restarted executor writes nothing again;
 //! - a write waits for a human's consent to the write scope, then goes;
+//!   a grant names its draft, and lets only that one go on;
 //! - a draft whose campaign changed on the platform is refused as stale;
 //! - 429 with `Retry-After` and 5xx are retried; a platform that keeps
-//!   failing ends the change failed, its commitment released;
+//!   failing leaves the outcome unknown (committed, never released) until
+//!   it answers; a definitive refusal of the key ends it failed, released;
+//!   an answer that comes too late is settled by asking the platform what
+//!   it did with the key;
 //! - 200 approved drafts at once, over three accounts and both rails,
 //!   never take the platform past the daily ceiling; each refused one says
-//!   why;
+//!   why; a standing rate must fit 31 days of every later month;
+//! - a payment is judged on the platform's merchant data read at push, and
+//!   charges the card it names or none;
+//! - releasing one of two commitments on a campaign keeps the other's rate;
 //! - an auto-approval without a human-approved mandate is refused and
 //!   audited; under one, it is pushed;
 //! - an operator's freeze stops charges within a second;
@@ -22,21 +29,19 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spend_core::events::{DraftChange, DraftProposed, EventData, FieldDiff, Outcome};
-use spend_core::{Actor, Envelope, Money};
+use spend_core::events::{DraftChange, DraftProposed, EventData, Outcome};
+use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_executor::accounts::{Access, Connections, PlatformOAuth};
+use spend_executor::accounts::{Access, Connections};
 use spend_executor::push::{PushConfig, Pusher, change_id};
 use spend_executor::sandbox::Sandbox;
-use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
-use spend_executor::vault::Vault;
-use spend_executor::vault::keys::KmsKeys;
-use spend_executor::vault::store::PgConnections;
 use spend_testkit::events::{Approvers, append_all, bogus_proof, decided, on_log, payment_proposed, rollback_requested};
 use spend_testkit::{Streams, TestDatabase};
 
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
+mod common;
+
+use common::{Platform, raise};
 
 const POLICY: &str = "\
 spend:
@@ -47,11 +52,8 @@ approval:
   require_confirmation_over: 250 USD
 ";
 
-fn usd(m: i64) -> Money {
-    Money::new(m, "USD").unwrap()
-}
-
 struct World {
+    platform: Platform,
     sandbox: Sandbox,
     base: String,
     connections: Arc<Connections>,
@@ -60,81 +62,45 @@ struct World {
     humans: Approvers,
     _db: TestDatabase,
     _streams: Streams,
-    _sandbox_task: tokio::task::JoinHandle<std::io::Result<()>>,
     stop: tokio::sync::watch::Sender<bool>,
     pusher: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl World {
     async fn new(policy: &str, deadline: Duration, writable: &[&str], readable: &[&str]) -> Self {
-        let secret = format!("client-secret-{}", spend_testkit::unique());
-        let sandbox = Sandbox::with_oauth(
-            vec![],
-            vec![OAuthClient {
-                client_id: "spendsignoff".into(),
-                client_secret: secret.clone(),
-                redirect_uris: vec!["http://127.0.0.1/callback".into()],
-            }],
-            Lifetimes::default(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        let task = tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+        let platform = Platform::start().await;
         let streams = Streams::new();
         let prefix = streams.events.subject_prefix.clone();
         let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
         let db = TestDatabase::create().await;
-        let kms = spend_testkit::kms_client().await;
-        let key = spend_testkit::kms_vault_key(&kms).await;
-        let connections = Arc::new(
-            Connections::new(
-                PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
-                Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
-                Arc::new(PgConnections::connect(&db.url).await.unwrap()),
-                Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Executor),
-            )
-            .unwrap(),
-        );
+        let connections = platform.connections(log.clone(), &prefix, &db.url, None).await;
         let mut humans = Approvers::new("acme", &["ada", "bob"]);
         append_all(log.as_ref(), &prefix, humans.trust()).await;
+        for a in readable {
+            common::consent(&connections, Access::Read, a).await;
+        }
+        common::writable(&connections, writable).await;
         let (stop, _) = tokio::sync::watch::channel(false);
         let mut w = Self {
-            sandbox,
-            base,
+            sandbox: platform.sandbox.clone(),
+            base: platform.base.clone(),
+            platform,
             connections,
             log,
             prefix,
             humans,
             _db: db,
             _streams: streams,
-            _sandbox_task: task,
             stop,
             pusher: None,
         };
-        for a in readable.iter().chain(writable) {
-            w.consent(Access::Read, a).await;
-        }
-        for a in writable {
-            w.consent(
-                Access::Write {
-                    account_id: a.to_string(),
-                    draft_id: "d_setup".into(),
-                },
-                a,
-            )
-            .await;
-        }
         w.start(policy, deadline);
         w
     }
 
     /// A human consents on the platform's page.
     async fn consent(&self, access: Access, account: &str) {
-        let begun = self.connections.begin("acme", access, Some(account), REDIRECT, "test").await.unwrap();
-        let back = spend_testkit::consent::answer(&begun.authorize_url, account, "allow").await;
-        let u = reqwest::Url::parse(&back).unwrap();
-        let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
-        self.connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
+        common::consent(&self.connections, access, account).await;
     }
 
     fn start(&mut self, policy: &str, deadline: Duration) {
@@ -199,54 +165,16 @@ impl World {
     }
 
     async fn applied(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/sandbox/applied", self.base)).await.unwrap().json().await.unwrap()
+        self.platform.applied().await
     }
 
     async fn faults(&self, f: serde_json::Value) {
-        reqwest::Client::new()
-            .post(format!("{}/sandbox/faults", self.base))
-            .json(&f)
-            .send()
-            .await
-            .unwrap();
+        self.platform.faults(f).await;
     }
 
     async fn events(&self) -> Vec<(String, serde_json::Value)> {
         on_log(self.log.as_ref()).await
     }
-}
-
-/// A campaign's budget from `before` to `after` minor units, drafted
-/// against its live state.
-fn raise(sandbox: &Sandbox, id: &str, account: &str, campaign: &str, after: i64) -> Envelope {
-    let c = sandbox.campaign(campaign).unwrap();
-    Envelope::new(
-        "spendsignoff/gateway",
-        "acme",
-        Actor::agent("k_test"),
-        format!("draft/{id}"),
-        EventData::DraftProposed(DraftProposed {
-            draft_id: id.into(),
-            account_id: account.into(),
-            kind: "budget".into(),
-            diff: vec![FieldDiff {
-                path: format!("campaign/{campaign}/daily_budget"),
-                before: serde_json::json!({"minor_units": c.daily_budget_minor, "currency": "USD"}),
-                after: serde_json::json!({"minor_units": after, "currency": "USD"}),
-            }],
-            spend_impact: usd((after - c.daily_budget_minor).max(0)),
-            rationale: "scale the winner".into(),
-            drafted_against: Some(c.updated_at.to_rfc3339()),
-            change: DraftChange::Campaign {
-                campaign_id: campaign.into(),
-                field: "budget".into(),
-                daily_budget_before: usd(c.daily_budget_minor),
-                daily_budget_after: usd(after),
-                status_before: c.status.clone(),
-                status_after: c.status,
-            },
-        }),
-    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

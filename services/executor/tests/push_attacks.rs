@@ -9,7 +9,9 @@
 //! gateway's; a rollback approval with a bad signature — and no write
 //! reaches the platform; each is audited; then a genuine approval is pushed
 //! and a genuine rollback approval refunds it (so a stopped executor cannot
-//! pass).
+//! pass). The policy service's credentials cannot lower dual control to one
+//! approver, and an approver the approval service removes no longer counts
+//! towards a draft still waiting for its second approval.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -20,15 +22,13 @@ use spend_draft::approvers::Role;
 use spend_draft::humans::Human;
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog, Recorder};
-use spend_executor::accounts::{Access, Connections, PlatformOAuth};
 use spend_executor::push::{PushConfig, Pusher, change_id};
-use spend_executor::sandbox::Sandbox;
-use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
-use spend_executor::vault::Vault;
-use spend_executor::vault::keys::KmsKeys;
-use spend_executor::vault::store::PgConnections;
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{Approvers, TEST_POLICY_VERSION, decided, on_log, payment_proposed, rollback_requested, subject_of};
+
+mod common;
+
+use common::Platform;
 
 const POLICY: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  auto_approve_under: 50 USD\n";
 
@@ -63,7 +63,7 @@ struct Attack {
     policy: Arc<dyn EventLog>,
     approval: Arc<dyn EventLog>,
     operator: Arc<dyn EventLog>,
-    base: String,
+    platform: Platform,
     humans: Approvers,
     stop: tokio::sync::watch::Sender<bool>,
     running: tokio::task::JoinHandle<()>,
@@ -95,46 +95,11 @@ impl Attack {
         );
 
         // The platform, the vault, card_1 connected with write consent.
-        let secret = format!("client-secret-{}", spend_testkit::unique());
-        let sandbox = Sandbox::with_oauth(
-            vec![],
-            vec![OAuthClient {
-                client_id: "spendsignoff".into(),
-                client_secret: secret.clone(),
-                redirect_uris: vec!["http://127.0.0.1/callback".into()],
-            }],
-            Lifetimes::default(),
-        );
-        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let base = format!("http://{}", listener.local_addr().unwrap());
-        tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+        let platform = Platform::start().await;
         let db = spend_testkit::TestDatabase::create().await;
-        let kms = spend_testkit::kms_client().await;
-        let key = spend_testkit::kms_vault_key(&kms).await;
+        let connections = platform.connections(executor.clone(), "spend.evt", &db.url, None).await;
+        common::writable(&connections, &["card_1"]).await;
         let recorder = Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor);
-        let connections = Arc::new(
-            Connections::new(
-                PlatformOAuth::sandbox(&base, "spendsignoff", spend_core::Secret::new(secret)),
-                Vault::new(Arc::new(KmsKeys::from_client(kms, &key).await.unwrap())),
-                Arc::new(PgConnections::connect(&db.url).await.unwrap()),
-                recorder.clone(),
-            )
-            .unwrap(),
-        );
-        let write = Access::Write {
-            account_id: "card_1".into(),
-            draft_id: "d_setup".into(),
-        };
-        for access in [Access::Read, write] {
-            let begun = connections
-                .begin("acme", access, Some("card_1"), "http://127.0.0.1:9/callback", "test")
-                .await
-                .unwrap();
-            let back = spend_testkit::consent::answer(&begun.authorize_url, "card_1", "allow").await;
-            let u = reqwest::Url::parse(&back).unwrap();
-            let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
-            connections.complete(&p("state"), Ok(&p("code"))).await.unwrap();
-        }
 
         // The registry: the first approver, anchored by the operator, the
         // others countersigned by her; enrolled by the approval service.
@@ -146,7 +111,7 @@ impl Attack {
         let pusher = Pusher::new(
             recorder,
             connections,
-            &base,
+            &platform.base,
             PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy_md).unwrap())),
         )
         .unwrap();
@@ -157,7 +122,7 @@ impl Attack {
             policy,
             approval,
             operator,
-            base,
+            platform,
             humans,
             stop,
             running,
@@ -167,7 +132,7 @@ impl Attack {
     }
 
     async fn applied(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/sandbox/applied", self.base)).await.unwrap().json().await.unwrap()
+        self.platform.applied().await
     }
 
     /// Waits until the platform applied the write of `key`.
@@ -203,7 +168,7 @@ impl Attack {
 async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
     let mut a = Attack::new(POLICY, &["ada"]).await;
     let (gateway, policy, approval, operator) = (a.gateway.clone(), a.policy.clone(), a.approval.clone(), a.operator.clone());
-    let base = a.base.clone();
+    let base = a.platform.base.clone();
     let humans = &mut a.humans;
     // Drafts, by the gateway; decided by the policy service.
     let mut hashes = std::collections::HashMap::new();

@@ -15,20 +15,17 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use spend_core::events::{DraftChange, DraftProposed, EventData, FieldDiff, Outcome};
-use spend_core::{Actor, Envelope, Money};
+use spend_core::events::{EventData, Outcome};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_executor::accounts::{Access, Connections, PlatformOAuth};
 use spend_executor::push::{PushConfig, Pusher};
-use spend_executor::sandbox::Sandbox;
-use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
-use spend_executor::vault::Vault;
-use spend_executor::vault::keys::KmsKeys;
-use spend_executor::vault::store::PgConnections;
 use spend_policy::envelope::EnvelopeExt;
 use spend_testkit::events::{Approvers, append_all, decided, on_log, payment_proposed};
 use spend_testkit::{Streams, TestDatabase};
+
+mod common;
+
+use common::{Platform, raise};
 
 /// Limits no draft of the run reaches: what is refused is the platform's
 /// doing alone.
@@ -36,113 +33,32 @@ const POLICY: &str = "spend:\n  daily_limit: 100000 USD\n  monthly_limit: 100000
 
 const DRAFTS: usize = 200;
 
-fn usd(m: i64) -> Money {
-    Money::new(m, "USD").unwrap()
-}
-
-/// A raise of `campaign` from its seeded budget, drafted against it.
-fn raise(sandbox: &Sandbox, id: &str, account: &str, campaign: &str, after: i64) -> Envelope {
-    let c = sandbox.campaign(campaign).unwrap();
-    Envelope::new(
-        "spendsignoff/gateway",
-        "acme",
-        Actor::agent("k_test"),
-        format!("draft/{id}"),
-        EventData::DraftProposed(DraftProposed {
-            draft_id: id.into(),
-            account_id: account.into(),
-            kind: "budget".into(),
-            diff: vec![FieldDiff {
-                path: format!("campaign/{campaign}/daily_budget"),
-                before: serde_json::json!(c.daily_budget_minor),
-                after: serde_json::json!(after),
-            }],
-            spend_impact: usd(after - c.daily_budget_minor),
-            rationale: "scale".into(),
-            drafted_against: Some(c.updated_at.to_rfc3339()),
-            change: DraftChange::Campaign {
-                campaign_id: campaign.into(),
-                field: "budget".into(),
-                daily_budget_before: usd(c.daily_budget_minor),
-                daily_budget_after: usd(after),
-                status_before: c.status.clone(),
-                status_after: c.status,
-            },
-        }),
-    )
-}
-
-/// One executor replica: its own vault handle on the shared database and
-/// its own pusher (its own lease holder).
-async fn replica(log: Arc<dyn EventLog>, prefix: &str, base: &str, secret: &str, db: &str, key: &str) -> Arc<Connections> {
-    let kms = spend_testkit::kms_client().await;
-    Arc::new(
-        Connections::new(
-            PlatformOAuth::sandbox(base, "spendsignoff", spend_core::Secret::new(secret.to_string())),
-            Vault::new(Arc::new(KmsKeys::from_client(kms, key).await.unwrap())),
-            Arc::new(PgConnections::connect(db).await.unwrap()),
-            Recorder::new(log, prefix, spend_core::authority::Writer::Executor),
-        )
-        .unwrap(),
-    )
-}
-
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn two_hundred_drafts_over_two_replicas_under_random_faults_end_as_the_platform_says() {
-    let secret = format!("client-secret-{}", spend_testkit::unique());
-    let sandbox = Sandbox::with_oauth(
-        vec![],
-        vec![OAuthClient {
-            client_id: "spendsignoff".into(),
-            client_secret: secret.clone(),
-            redirect_uris: vec!["http://127.0.0.1/callback".into()],
-        }],
-        Lifetimes::default(),
-    );
-    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let base = format!("http://{}", listener.local_addr().unwrap());
-    tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
+    let platform = Platform::start().await;
+    let (sandbox, base) = (platform.sandbox.clone(), platform.base.clone());
     let streams = Streams::new();
     let prefix = streams.events.subject_prefix.clone();
     let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
+    // Two replicas: each its own vault handle on one database and one key.
     let db = TestDatabase::create().await;
     let key = spend_testkit::kms_vault_key(&spend_testkit::kms_client().await).await;
     let replicas = [
-        replica(log.clone(), &prefix, &base, &secret, &db.url, &key).await,
-        replica(log.clone(), &prefix, &base, &secret, &db.url, &key).await,
+        platform.connections(log.clone(), &prefix, &db.url, Some(&key)).await,
+        platform.connections(log.clone(), &prefix, &db.url, Some(&key)).await,
     ];
-    for (account, draft) in [("act_1001", "d_setup"), ("act_1002", "d_setup"), ("card_1", "d_setup")] {
-        for access in [
-            Access::Read,
-            Access::Write {
-                account_id: account.into(),
-                draft_id: draft.into(),
-            },
-        ] {
-            let begun = replicas[0]
-                .begin("acme", access, Some(account), "http://127.0.0.1:9/callback", "test")
-                .await
-                .unwrap();
-            let back = spend_testkit::consent::answer(&begun.authorize_url, account, "allow").await;
-            let u = reqwest::Url::parse(&back).unwrap();
-            let p = |k: &str| u.query_pairs().find(|(n, _)| n == k).map(|(_, v)| v.into_owned()).unwrap();
-            replicas[0].complete(&p("state"), Ok(&p("code"))).await.unwrap();
-        }
-    }
+    common::writable(&replicas[0], &["act_1001", "act_1002", "card_1"]).await;
     let mut humans = Approvers::new("acme", &["ada"]);
     append_all(log.as_ref(), &prefix, humans.trust()).await;
 
     // The platform misbehaves on the first writes of 200 keys, at random
     // (a fixed seed, so a failure can be replayed): per mille.
     let seed: u64 = std::env::var("SPEND_FAULT_SEED").ok().and_then(|s| s.parse().ok()).unwrap_or(20_261_207);
-    reqwest::Client::new()
-        .post(format!("{base}/sandbox/faults"))
-        .json(&serde_json::json!({"random": {
+    platform
+        .faults(serde_json::json!({"random": {
             "seed": seed, "decline": 100, "fail_before": 150, "fail_after": 150, "delay": 150, "delay_ms": 1_500, "writes": DRAFTS
         }}))
-        .send()
-        .await
-        .unwrap();
+        .await;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut running = Vec::new();
     for c in &replicas {
@@ -218,7 +134,7 @@ async fn two_hundred_drafts_over_two_replicas_under_random_faults_end_as_the_pla
         r.await.unwrap();
     }
 
-    let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+    let applied = platform.applied().await;
     let by_key = applied["by_key"].as_object().unwrap();
     let pushed: BTreeSet<&String> = outcomes.iter().filter(|(_, (t, _))| t == "spend.change.pushed.v1").map(|(d, _)| d).collect();
     let failed: BTreeSet<&String> = outcomes.iter().filter(|(_, (t, _))| t == "spend.change.failed.v1").map(|(d, _)| d).collect();
