@@ -37,8 +37,9 @@ pub struct Refusal {
 pub enum Committed {
     /// Committed now: what it counted against the ceiling, and when.
     Now { counted: i64, at: DateTime<Utc> },
-    /// The envelope holds this draft already (a push resumed after a crash).
-    Already,
+    /// The envelope holds this draft already (a push resumed after a
+    /// crash), committed at `at` when that is known.
+    Already { at: Option<DateTime<Utc>> },
     /// The policy in force refuses it now.
     Refused(Refusal),
 }
@@ -76,7 +77,7 @@ pub async fn commit(
     for _ in 0..MAX_ATTEMPTS {
         let (state, seq) = envelope(recorder, org).await?;
         if state.has_committed(&draft.draft_id) {
-            return Ok(Committed::Already);
+            return Ok(Committed::Already { at: None });
         }
         let now = Utc::now();
         let judged = Judged::new(draft, &state, now);

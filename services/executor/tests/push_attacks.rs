@@ -437,8 +437,18 @@ async fn a_removed_approvers_pending_approval_no_longer_counts_at_the_executor()
     put(&a.approval, &removed).await.unwrap();
     let carol = a.humans.approved("d_lapse", "carol", &hash);
     put(&a.approval, &carol).await.unwrap();
-    tokio::time::sleep(Duration::from_secs(2)).await;
-    assert_eq!(a.applied().await["writes"], 0, "carol's approval is the first that counts: one of two");
+    // Carol's approval is the first that counts, one of two: the executor
+    // starts nothing (it would within a second if it counted bob's).
+    let change = format!("spend.evt.acme.change.{}", change_id("d_lapse"));
+    let watch = Instant::now() + Duration::from_secs(5);
+    while Instant::now() < watch {
+        assert!(
+            a.operator.last_on_subject(&change).await.unwrap().is_none(),
+            "pushed on a removed approver's approval"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.applied().await["writes"], 0);
     let ada = a.humans.approved("d_lapse", "ada", &hash);
     put(&a.approval, &ada).await.unwrap();
     a.wait_applied("d_lapse", "the payment carol and ada approved").await;

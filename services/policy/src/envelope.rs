@@ -43,7 +43,7 @@ const WINDOW_BUCKETS: i64 = 24 * 60 / BUCKET_MINUTES + PAYMENT_SEND_WINDOW_SECS 
 pub const RECENT_DRAFTS: usize = 256;
 /// Commitments kept per campaign; older ones merge into the campaign's
 /// floor, which is never released (the envelope then errs high).
-pub const RATE_COMMITMENTS: usize = 16;
+pub const RATE_COMMITMENTS: usize = 8;
 /// The longest month: what a standing daily rate spends in each month
 /// after the one it is committed in.
 pub const LONGEST_MONTH_DAYS: i64 = 31;
@@ -56,10 +56,26 @@ fn month_of(t: DateTime<Utc>) -> String {
     format!("{:04}-{:02}", t.year(), t.month())
 }
 
+/// The first instant of the month of `t`.
+fn month_start(t: DateTime<Utc>) -> DateTime<Utc> {
+    let first = t.date_naive().with_day(1).unwrap_or(t.date_naive());
+    first.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(t)
+}
+
 /// The first bucket of the month of `t` (months start on a bucket edge).
 fn month_start_bucket(t: DateTime<Utc>) -> i64 {
-    let first = t.date_naive().with_day(1).unwrap_or(t.date_naive());
-    bucket(first.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(t))
+    bucket(month_start(t))
+}
+
+/// `now`, never before the month the envelope was last committed in: a
+/// replica whose clock is a little behind another's never takes the
+/// envelope back to a month that has ended (and forgets what the new one
+/// holds).
+fn not_before_its_month(state: &EnvelopeState, now: DateTime<Utc>) -> DateTime<Utc> {
+    match NaiveDate::parse_from_str(&format!("{}-01", state.month), "%Y-%m-%d") {
+        Ok(first) if first > now.date_naive() => first.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(now),
+        _ => now,
+    }
 }
 
 /// Payments of `state` that may spend in the month of `now` although they
@@ -168,6 +184,7 @@ impl EnvelopeExt for EnvelopeState {
     }
 
     fn month_committed(&self, now: DateTime<Utc>) -> i64 {
+        let now = not_before_its_month(self, now);
         let today = now.date_naive();
         let first = today.with_day(1).unwrap_or(today);
         let last = last_day_of_month(today);
@@ -189,6 +206,7 @@ impl EnvelopeExt for EnvelopeState {
     }
 
     fn later_months_committed(&self, now: DateTime<Utc>) -> i64 {
+        let now = not_before_its_month(self, now);
         let today = now.date_naive();
         let next = last_day_of_month(today).succ_opt().unwrap_or(today);
         let next_start = next.and_hms_opt(0, 0, 0).map(|d| d.and_utc()).unwrap_or(now);
@@ -210,26 +228,29 @@ impl EnvelopeExt for EnvelopeState {
     }
 
     fn commit(&self, draft_id: &str, account_id: &str, change: &DraftChange, now: DateTime<Utc>) -> Commitment {
+        let now = not_before_its_month(self, now);
         let mut after = self.clone();
         after.recent_drafts.push(draft_id.to_string());
         if after.recent_drafts.len() > RECENT_DRAFTS {
             let excess = after.recent_drafts.len() - RECENT_DRAFTS;
             after.recent_drafts.drain(..excess);
         }
-        let b = bucket(now);
-        after.payments.retain(|(x, _)| *x >= b - WINDOW_BUCKETS);
+        // A new month starts with what the old one's last minutes may
+        // still spend in it: counted before the old payments are pruned.
         if after.month != month_of(now) {
             after.month_payments = carried_into(&after, now);
             after.month = month_of(now);
         }
+        let b = bucket(now);
+        after.payments.retain(|(x, _)| *x >= b - WINDOW_BUCKETS);
         match change {
             DraftChange::Payment { amount, .. } => {
                 let amount = amount.minor_units.max(0);
                 match after.payments.iter_mut().find(|(x, _)| *x == b) {
-                    Some((_, v)) => *v += amount,
+                    Some((_, v)) => *v = v.saturating_add(amount),
                     None => after.payments.push((b, amount)),
                 }
-                after.month_payments += amount;
+                after.month_payments = after.month_payments.saturating_add(amount);
                 Commitment {
                     counted: amount,
                     campaign_id: None,
@@ -426,6 +447,30 @@ mod tests {
         // Committed earlier in November: December owes it nothing.
         let early = EnvelopeState::default().commit("d3", "card", &pay(300), now - chrono::Duration::minutes(10));
         assert_eq!(early.after.month_committed(dec), 0);
+    }
+
+    #[test]
+    fn a_month_first_committed_days_after_it_began_still_counts_what_was_carried_into_it() {
+        // 90 committed at 23:57 on 30 November lands in December; the next
+        // commitment comes on 2 December, when the 24 hours have moved on.
+        let now = Utc.with_ymd_and_hms(2026, 11, 30, 23, 57, 0).unwrap();
+        let c = EnvelopeState::default().commit("d1", "card", &pay(9_000), now);
+        let dec2 = Utc.with_ymd_and_hms(2026, 12, 2, 12, 0, 0).unwrap();
+        assert_eq!(c.after.month_committed(dec2), 9_000);
+        let next = c.after.commit("d2", "card", &pay(5_000), dec2);
+        assert_eq!(next.after.month_payments, 14_000, "December holds what landed in it");
+        assert_eq!(next.after.month_committed(dec2), 14_000);
+    }
+
+    #[test]
+    fn a_clock_behind_never_takes_the_envelope_back_to_a_month_that_ended() {
+        let dec = Utc.with_ymd_and_hms(2026, 12, 1, 0, 0, 30).unwrap();
+        let c = EnvelopeState::default().commit("d1", "card", &pay(9_000), dec);
+        // Another replica, 40 seconds behind, still thinks it is November.
+        let behind = Utc.with_ymd_and_hms(2026, 11, 30, 23, 59, 50).unwrap();
+        let next = c.after.commit("d2", "card", &pay(1_000), behind);
+        assert_eq!((next.after.month.as_str(), next.after.month_payments), ("2026-12", 10_000));
+        assert_eq!(c.after.month_committed(behind), 9_000);
     }
 
     #[test]

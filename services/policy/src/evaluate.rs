@@ -182,12 +182,23 @@ fn limits(policy: &SpendMd, windows: &Windows, draft: &Draft, deny: &mut Vec<Rea
     }
     if let Some(limit) = &spend.monthly_limit {
         // A standing rate never ends: it must fit this month's remaining
-        // days *and* every later month whole (docs/spend-windows.md).
-        let this_month = windows.this_month.saturating_add(draft.month_counted.minor_units.max(0));
-        let later = windows.later_months.saturating_add(draft.later_months_counted.minor_units.max(0));
-        let counted = draft.month_counted.minor_units.max(draft.later_months_counted.minor_units);
+        // days *and* every later month whole (docs/spend-windows.md). Each
+        // window is checked only when the draft counts in it.
+        let this_counted = draft.month_counted.minor_units.max(0);
+        let later_counted = draft.later_months_counted.minor_units.max(0);
+        let this_month = windows.this_month.saturating_add(this_counted);
+        let later = windows.later_months.saturating_add(later_counted);
+        let later_over = later_counted > 0 && later > limit.minor_units;
+        let this_over = this_counted > 0 && this_month > limit.minor_units;
+        let (used, counted) = match (later_over, this_over) {
+            (true, _) => (later, later_counted),
+            (false, true) => (this_month, this_counted),
+            // Neither over: the fuller window it counts in, for notices.
+            (false, false) if later_counted > 0 && later >= this_month => (later, later_counted),
+            (false, false) => (this_month, this_counted),
+        };
         let message = || {
-            if later > limit.minor_units && draft.later_months_counted.minor_units > 0 {
+            if later_over {
                 format!(
                     "{} more in every month from the next on would bring each to {} of {}: a daily rate never stops, so each later month counts the standing rates for 31 days",
                     format_amount(&draft.later_months_counted),
@@ -203,7 +214,7 @@ fn limits(policy: &SpendMd, windows: &Windows, draft: &Draft, deny: &mut Vec<Rea
                 )
             }
         };
-        limit_check("monthly_limit", "limit.monthly", this_month.max(later), counted, limit, message, deny, alerts);
+        limit_check("monthly_limit", "limit.monthly", used, counted, limit, message, deny, alerts);
     }
 }
 

@@ -45,8 +45,8 @@ impl Judged {
             (0, 0)
         } else {
             (
-                commitment.after.month_committed(now) - windows.this_month,
-                commitment.after.later_months_committed(now) - windows.later_months,
+                commitment.after.month_committed(now).saturating_sub(windows.this_month).max(0),
+                commitment.after.later_months_committed(now).saturating_sub(windows.later_months).max(0),
             )
         };
         let money = |minor_units| Money {

@@ -528,6 +528,32 @@ fn a_payment_sent_minutes_after_its_commitment_counts_for_24_hours_from_then() {
     }
 }
 
+/// And one the reviewer of the month's carry found: the first commitment
+/// of a month comes more than a day after it began, when the payments
+/// carried into it have left the 24 hours.
+#[test]
+fn a_month_whose_first_commitment_comes_days_late_still_counts_what_was_carried_into_it() {
+    use Step::*;
+    let start = Utc.with_ymd_and_hms(2026, 11, 30, 23, 52, 0).unwrap();
+    let applied = |n| vec![Advance(0, Answer::Applied); n];
+    let steps = [
+        // 90 USD at 23:57, sent at 00:00: it lands in December.
+        vec![Wait(5), Draft(Drafted::Pay(5_000)), Draft(Drafted::Pay(4_000))],
+        applied(2),
+        vec![Advance(1, Answer::Applied), Advance(1, Answer::Applied), Wait(3)],
+        applied(2),
+        // Two days on, December has room for 10 USD only.
+        vec![Wait(2 * 24 * 60), Draft(Drafted::Pay(5_000))],
+        applied(3),
+        vec![Draft(Drafted::Pay(5_000))],
+        applied(3),
+    ]
+    .concat();
+    if let Err(e) = run(start, 10_000, 10_000, &[1_000, 1_000, 1_000], steps) {
+        panic!("{e}");
+    }
+}
+
 #[test]
 fn what_the_platform_applied_never_exceeds_the_daily_or_monthly_limit_on_any_schedule() {
     let mut runner = TestRunner::new(Config {

@@ -15,9 +15,7 @@ use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
-use spend_core::events::{
-    ApprovalGranted, ApproverRemoved, CardFreezeRequested, DraftChange, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested,
-};
+use spend_core::events::{ApprovalGranted, ApproverRemoved, CardFreezeRequested, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested};
 use spend_core::{ActorKind, Cause};
 use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, recorded_approval, verify_rollback};
 use spend_eventlog::StoredMessage;
@@ -91,8 +89,7 @@ pub enum Work {
     Resume { org: String, draft_id: String, started: Started },
     /// Undo one change of a rollback a human approved.
     RollBack { org: String, rollback_id: String, draft_id: String },
-    /// Give back the commitment of a change that failed for good, or of a
-    /// payment a rollback refunded.
+    /// Give back the commitment of a change the platform refused for good.
     Release { org: String, draft_id: String },
 }
 
@@ -410,13 +407,12 @@ impl Book {
         self.frozen.get(org).is_some_and(|f| f.all)
     }
 
-    /// What to do now: drafts to push, changes to finish, commitments to
-    /// give back.
+    /// What to do now: drafts to push, changes to finish, commitments of
+    /// failed changes to give back.
     pub fn due(&self) -> Vec<Work> {
         let mut out = Vec::new();
         for t in self.drafts.values() {
             let (org, draft_id) = (t.draft.org().to_string(), t.draft.id().to_string());
-            let refunded = t.draft.status() == DraftStatus::RolledBack && matches!(t.draft.proposal().change, DraftChange::Payment { .. });
             match (t.draft.status(), &t.started) {
                 (DraftStatus::Approved | DraftStatus::AutoApproved, None) if !t.parked => out.push(Work::Push { org, draft_id }),
                 (DraftStatus::Pushing, Some(s)) => out.push(Work::Resume {
@@ -425,7 +421,6 @@ impl Book {
                     started: s.clone(),
                 }),
                 (DraftStatus::Failed, _) if t.committed.is_some() && !t.released => out.push(Work::Release { org, draft_id }),
-                _ if refunded && t.committed.is_some() && !t.released => out.push(Work::Release { org, draft_id }),
                 _ => {}
             }
         }

@@ -80,17 +80,41 @@ pub(crate) struct Key<'a> {
     pub maybe_sent: bool,
     /// Not sent after this (a payment's send window).
     pub send_by: Option<DateTime<Utc>>,
+    /// The change's subject and the sequence it must still end at for the
+    /// write to be sent: once another replica recorded the outcome, this
+    /// one sends nothing more.
+    pub open_at: Option<(&'a str, u64)>,
 }
 
 impl<'a> Key<'a> {
     /// A key that may have been sent before, with no send window (a
-    /// rollback: tried again on every approval's tick until settled).
-    pub(crate) fn resent(key: &'a str) -> Self {
+    /// rollback: tried again on every approval's tick until settled),
+    /// sent while `subject` still ends at `seq`.
+    pub(crate) fn resent(key: &'a str, subject: &'a str, seq: u64) -> Self {
         Self {
             key,
             maybe_sent: true,
             send_by: None,
+            open_at: Some((subject, seq)),
         }
+    }
+}
+
+/// What one push sent of a key: whether anything (now or before this
+/// try), and when this try's last request ended.
+pub(crate) struct Sent {
+    ever: bool,
+    last: Option<tokio::time::Instant>,
+}
+
+impl Sent {
+    fn new(before: bool) -> Self {
+        Self { ever: before, last: None }
+    }
+
+    fn now(&mut self) {
+        self.ever = true;
+        self.last = Some(tokio::time::Instant::now());
     }
 }
 
@@ -103,6 +127,8 @@ pub enum Written {
     Refused(String),
     /// Nobody knows yet: tried again later with the same key.
     Unknown(String),
+    /// Another replica recorded the outcome meanwhile: nothing to do.
+    Settled,
 }
 
 /// How the executor pushes.
@@ -526,8 +552,8 @@ impl Pusher {
         }
     }
 
-    /// Gives back the commitment of a change that failed for good, or of
-    /// a payment a rollback refunded.
+    /// Gives back the commitment of a change the platform refused for
+    /// good (it never spent).
     async fn release(&self, org: &str, draft_id: &str) -> bool {
         let Some((proposal, cause, Some((counted, at)))) = self
             .book
@@ -563,14 +589,22 @@ impl Pusher {
     /// Steps 4 to 6, for a change started (now, or before a crash:
     /// `resumed`). Returns whether it is settled (false: unknown outcome).
     async fn finish(&self, org: &str, draft_id: &str, s: Started, resumed: bool) -> bool {
-        let (draft, cause, policy, mandate, committed) = {
+        let (draft, cause, policy, mandate, committed, removed) = {
             let book = self.book.read().await;
             let Some(t) = book.tracked(org, draft_id) else { return true };
             let (policy, mandate) = match book.versions.active(org) {
                 Some(a) => (a.policy.clone(), true),
                 None => (self.config.bootstrap.clone(), false),
             };
-            (t.draft.clone(), t.cause, policy, mandate, t.committed)
+            // Approvers removed since they approved count no more.
+            let removed: Vec<String> = t
+                .draft
+                .approvers()
+                .iter()
+                .filter(|a| book.versions.approvers.approver(org, a).is_none_or(|x| x.removed_at.is_some()))
+                .cloned()
+                .collect();
+            (t.draft.clone(), t.cause, policy, mandate, t.committed, removed)
         };
         if s.before.is_none() {
             // Refused before it started (started only to record why); its
@@ -580,17 +614,26 @@ impl Pusher {
         }
         let proposal = draft.proposal().clone();
         let judged = Self::as_judged(&proposal, s.before.as_ref());
-        // Auto-approved: no human approved it, so the standing mandate of
-        // the version in force must grant it now.
-        let approvers = draft.approvers().len();
-        let decided = draft.approvals_needed();
+        let approvers = Approvers {
+            counted: draft.approvers().len() - removed.len(),
+            removed,
+            decided: draft.approvals_needed(),
+        };
         let version = policy.version.clone();
-        let gate = |d: &Decision| gate(d, approvers, decided, mandate, &version);
-        // 4. Judged again and committed under the ceiling.
-        let committed_at = match commit::commit(&self.recorder, org, &judged, &policy, mandate, gate, Some(cause)).await {
-            Ok(Committed::Now { at, .. }) => Some(at),
-            Ok(Committed::Already) => committed.map(|(_, at)| at),
+        let gate = |d: &Decision| gate(d, &approvers, mandate, &version);
+        // 4. Judged again and committed under the ceiling — once: a change
+        // whose commitment is on the log (resumed after a crash, or after
+        // an unknown outcome) may have applied, so it is neither judged nor
+        // committed again, only settled.
+        let committed = match committed {
+            Some((_, at)) => Ok(Committed::Already { at: Some(at) }),
+            None => commit::commit(&self.recorder, org, &judged, &policy, mandate, gate, Some(cause)).await,
+        };
+        let committed_at = match &committed {
+            Ok(Committed::Now { at, .. }) => Some(*at),
+            Ok(Committed::Already { at }) => *at,
             Ok(Committed::Refused(refusal)) => {
+                let refusal = refusal.clone();
                 self.fail(org, draft_id, &s, cause, &refusal.why).await;
                 if let Some(reason) = refusal.alert {
                     let a = Audit {
@@ -610,20 +653,33 @@ impl Pusher {
         // 5. Applied, once, retried while it can succeed — a payment only
         // within the send window of its commitment, so its spend lands
         // where the envelope counts it (docs/spend-windows.md).
+        // (A commitment whose time is not known sends nothing: its window
+        // is taken to be over.)
         let send_by = match proposal.change {
-            DraftChange::Payment { .. } => {
-                Some(committed_at.unwrap_or_else(Utc::now) + chrono::Duration::seconds(spend_policy::envelope::PAYMENT_SEND_WINDOW_SECS))
-            }
+            DraftChange::Payment { .. } => Some(committed_at.map_or(DateTime::<Utc>::MIN_UTC, |at| {
+                at + chrono::Duration::seconds(spend_policy::envelope::PAYMENT_SEND_WINDOW_SECS)
+            })),
             DraftChange::Campaign { .. } => None,
+        };
+        let subject = match self.recorder.subject(org, "change", &s.change_id) {
+            Ok(subject) => subject,
+            Err(e) => {
+                tracing::error!(org, draft_id, error = %e, "a change subject that cannot be named");
+                return true;
+            }
         };
         let key = Key {
             key: draft_id,
-            maybe_sent: resumed,
+            // Committed before this try (by whichever replica): it may
+            // have been sent.
+            maybe_sent: resumed || !matches!(committed, Ok(Committed::Now { .. })),
             send_by,
+            open_at: Some((&subject, s.seq)),
         };
         let result = self.apply_with_retries(org, &proposal, s.before.as_ref(), key).await;
         // 6. The outcome.
         match result {
+            Written::Settled => true,
             Written::Applied(response) => {
                 let diff = diff_of(&proposal.change, s.before.as_ref(), &response);
                 let pushed = EventData::ChangePushed(ChangePushed {
@@ -706,45 +762,56 @@ impl Pusher {
         F: Fn(crate::connector::PlatformToken) -> Fut,
         Fut: std::future::Future<Output = Result<serde_json::Value, WriteError>>,
     {
-        let Key { key, maybe_sent, send_by } = key;
+        let Key {
+            key,
+            maybe_sent,
+            send_by,
+            open_at,
+        } = key;
+        // A send must be able to land within the window: the last one
+        // starts a request timeout before its end.
+        let send_by = send_by.map(|t| t - chrono::Duration::from_std(self.config.request_timeout).unwrap_or_default());
         let window = send_by.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
         let deadline = tokio::time::Instant::now() + window.map_or(self.config.deadline, |w| w.min(self.config.deadline));
         let mut wait = Duration::from_millis(500);
         let mut tries = 0u32;
-        let mut sent = maybe_sent;
+        let mut sent = Sent::new(maybe_sent);
         loop {
+            if let Some((subject, seq)) = open_at
+                && !self.still_open(subject, seq).await
+            {
+                return Written::Settled;
+            }
             if send_by.is_some_and(|t| Utc::now() > t) {
                 let why = format!(
                     "not sent: a payment is sent only within {} seconds of its commitment, and that has passed",
                     spend_policy::envelope::PAYMENT_SEND_WINDOW_SECS
                 );
-                return if sent {
-                    self.settle(org, account, scope, key, why, true).await
-                } else {
-                    Written::Refused(why)
-                };
+                return self.settle(org, account, scope, key, why, Some(&sent)).await;
             }
             tries += 1;
             let outcome = match self.connections.token(org, Want::Account(account), Some(scope)).await {
-                Ok(token) => attempt(token).await,
+                Ok(token) => {
+                    let r = attempt(token).await;
+                    if !matches!(r, Err(WriteError::NotSent(_))) {
+                        sent.now();
+                    }
+                    r
+                }
                 Err(spend_platform::ReadError::Unavailable(m)) => Err(WriteError::Retry { after: None, reason: m }),
                 Err(e) => Err(WriteError::NotSent(format!("the account's token: {e}"))),
             };
             match outcome {
                 Ok(r) => return Written::Applied(r),
-                // Nothing sent now: final unless an earlier send may have
-                // applied, which the platform is asked about.
-                Err(WriteError::NotSent(m)) if !sent => return Written::Refused(m),
-                Err(WriteError::NotSent(m)) => return self.settle(org, account, scope, key, m, true).await,
-                // A refusal of this request: whether it refused the key
-                // (for good) or only this request is the platform's to say.
-                Err(WriteError::Refused(m)) => return self.settle(org, account, scope, key, m, false).await,
+                // Refused here, or refused by the platform: this executor
+                // sends no more. Whether a write with the key applied (an
+                // earlier send, or this one) is the platform's to say.
+                Err(WriteError::NotSent(m) | WriteError::Refused(m)) => return self.settle(org, account, scope, key, m, Some(&sent)).await,
                 Err(WriteError::Retry { after, reason }) => {
-                    sent = true;
                     let pause = after.unwrap_or(wait);
                     if tokio::time::Instant::now() + pause > deadline {
                         let why = format!("no answer that settles it after {tries} tries: {reason}");
-                        return self.settle(org, account, scope, key, why, false).await;
+                        return self.settle(org, account, scope, key, why, None).await;
                     }
                     tracing::info!(org, what, tries, retry_in_ms = pause.as_millis() as u64, %reason, "the platform did not apply it yet; retrying");
                     tokio::time::sleep(pause).await;
@@ -754,11 +821,44 @@ impl Pusher {
         }
     }
 
+    /// Whether a change's subject still ends at `seq` (no outcome recorded
+    /// since it was read); an unreadable log counts as open.
+    async fn still_open(&self, subject: &str, seq: u64) -> bool {
+        match self.recorder.log().last_on_subject(subject).await {
+            Ok(Some(m)) => m.seq == seq,
+            Ok(None) => true,
+            Err(e) => {
+                tracing::warn!(subject, error = %e, "cannot read a change's subject; going on");
+                true
+            }
+        }
+    }
+
     /// Settles a write by asking the platform what it did with `key`:
-    /// applied (its answer), refused for good, or never started — which
-    /// is final only when this executor will not send it again
-    /// (`stopped`), and otherwise leaves the outcome unknown.
-    async fn settle(&self, org: &str, account: &str, scope: &str, key: &str, why: String, stopped: bool) -> Written {
+    /// applied (its answer), refused for good, or never started. "Never
+    /// started" is final when this executor sends no more (`stopped`, with
+    /// what it sent) — once no request of its can still be on its way —
+    /// and otherwise leaves the outcome unknown.
+    async fn settle(&self, org: &str, account: &str, scope: &str, key: &str, why: String, stopped: Option<&Sent>) -> Written {
+        let Some(stopped) = stopped else {
+            return self.ask(org, account, scope, key, why, false).await;
+        };
+        if !stopped.ever {
+            // Nothing with the key was ever sent: nothing can apply.
+            return Written::Refused(why);
+        }
+        // A request that timed out may still be on its way: wait until it
+        // cannot be (a request timeout after the last send, and a little).
+        let settle_after = self.config.request_timeout + Duration::from_secs(2);
+        if let Some(last) = stopped.last
+            && last.elapsed() < settle_after
+        {
+            tokio::time::sleep(settle_after - last.elapsed()).await;
+        }
+        self.ask(org, account, scope, key, why, true).await
+    }
+
+    async fn ask(&self, org: &str, account: &str, scope: &str, key: &str, why: String, stopped: bool) -> Written {
         let token = match self.connections.token(org, Want::Account(account), Some(scope)).await {
             Ok(t) => t,
             Err(e) => return Written::Unknown(format!("{why}; and the platform cannot be asked about key {key}: {e}")),
@@ -769,7 +869,7 @@ impl Pusher {
                 Written::Applied(answer)
             }
             Ok(KeyState::Refused(platform)) => Written::Refused(format!("{why} (the platform refused key {key} for good: {platform})")),
-            Ok(KeyState::Unknown) if stopped => Written::Refused(why),
+            Ok(KeyState::Unknown) if stopped => Written::Refused(format!("{why} (the platform never started key {key}, and it is not sent again)")),
             Ok(KeyState::Unknown) => Written::Unknown(format!("{why}; the platform has not started key {key}")),
             Err(e) => Written::Unknown(format!("{why}; asking the platform about key {key}: {e}")),
         }
@@ -828,13 +928,23 @@ fn scope_of(change: &DraftChange) -> &'static str {
     }
 }
 
+/// Who approved a draft, as the executor counts them.
+struct Approvers {
+    /// Distinct approvers still trusted.
+    counted: usize,
+    /// Approvers who approved and were removed since: they count no more.
+    removed: Vec<String>,
+    /// How many the policy service's decision asked for.
+    decided: usize,
+}
+
 /// Whether a draft may be pushed under decision `d` of the version in
 /// force: an auto-approval only as an auto-approval under a human-approved
 /// mandate; a human's approval if not denied and approved by as many
-/// distinct people as the larger of the decision's count (`decided`) and
-/// the rules' count now. A count the decision understated is audited: the
-/// policy service said fewer than the rules do.
-fn gate(d: &Decision, approvers: usize, decided: usize, mandate: bool, version: &str) -> Result<(), Refusal> {
+/// distinct people, still trusted, as the larger of the decision's count
+/// and the rules' count now. A count the decision understated is audited:
+/// the policy service said fewer than the rules do.
+fn gate(d: &Decision, who: &Approvers, mandate: bool, version: &str) -> Result<(), Refusal> {
     let listed = || d.reasons.iter().map(|r| format!("{}: {}", r.code, r.message)).collect::<Vec<_>>().join("; ");
     if d.outcome == Outcome::Deny {
         return Err(Refusal {
@@ -842,7 +952,8 @@ fn gate(d: &Decision, approvers: usize, decided: usize, mandate: bool, version: 
             alert: None,
         });
     }
-    if approvers == 0 {
+    let (approvers, decided) = (who.counted, who.decided);
+    if approvers == 0 && who.removed.is_empty() {
         if d.outcome == Outcome::AutoApprove {
             return Ok(());
         }
@@ -857,9 +968,14 @@ fn gate(d: &Decision, approvers: usize, decided: usize, mandate: bool, version: 
     }
     let needed = decided.max(spend_draft::approvals_required(&d.outcome));
     if approvers < needed {
+        let removed = if who.removed.is_empty() {
+            String::new()
+        } else {
+            format!(" (approved too by {}, removed since)", who.removed.join(", "))
+        };
         return Err(Refusal {
             why: format!(
-                "refused: {needed} distinct approvers are needed under SPEND.md {version} ({}), and {approvers} approved",
+                "refused: {needed} distinct approvers are needed under SPEND.md {version} ({}), and {approvers} approved{removed}",
                 listed()
             ),
             alert: (needed > decided).then_some("push.approvals_short"),

@@ -12,9 +12,9 @@
 //!   is this executor's own write before a crash: the same idempotency key
 //!   is sent again and the platform answers it once.
 //! - a payment: the platform cannot undo a charge, so its rollback is a
-//!   refund of it, and the commitment it counted goes back to the
-//!   envelope (the book hands the release out once the refund is on the
-//!   log).
+//!   refund of it. Its commitment stays: the ceilings bound what was
+//!   charged, and a refund takes nothing back from the 24 hours or the
+//!   month it was charged in.
 //!
 //! As with a push, a write whose outcome is unknown is settled by asking
 //! the platform what it did with the key, and otherwise tried again later;
@@ -47,6 +47,8 @@ fn settled(w: Written) -> Result<Option<serde_json::Value>, String> {
             tracing::warn!(reason = %why, "a rollback's outcome is unknown; tried again later with the same key");
             Ok(None)
         }
+        // Another replica recorded it: the book shows it next.
+        Written::Settled => Ok(None),
     }
 }
 
@@ -79,9 +81,17 @@ impl Pusher {
         };
         let key = format!("{rollback_id}-{draft_id}");
         let proposal = t.draft.proposal().clone();
+        let change_id = t.started.as_ref().map(|s| s.change_id.clone()).unwrap_or_else(|| super::change_id(draft_id));
+        let Ok(subject) = self.recorder.subject(org, "change", &change_id) else {
+            refuse(format!("change {change_id} has no subject this executor can name")).await;
+            return true;
+        };
+        // Sent while the change still ends at its push: once a replica
+        // recorded the rollback, no other sends it.
+        let key = Key::resent(&key, &subject, pushed.seq);
         let result = match &proposal.change {
-            DraftChange::Campaign { campaign_id, .. } => self.restore_campaign(org, &t, &pushed, campaign_id, &key).await,
-            DraftChange::Payment { .. } => self.refund_payment(org, &t, &pushed, &key).await,
+            DraftChange::Campaign { campaign_id, .. } => self.restore_campaign(org, &t, &pushed, campaign_id, key).await,
+            DraftChange::Payment { .. } => self.refund_payment(org, &t, &pushed, key).await,
         };
         let (diff, response) = match result {
             Ok(Some(done)) => done,
@@ -91,9 +101,8 @@ impl Pusher {
                 return true;
             }
         };
-        let change_id = t.started.as_ref().map(|s| s.change_id.clone()).unwrap_or_else(|| super::change_id(draft_id));
         let rolled_back = EventData::ChangeRolledBack(ChangeRolledBack {
-            change_id: key.clone(),
+            change_id: key.key.to_string(),
             draft_id: draft_id.into(),
             rollback_of: change_id.clone(),
             diff,
@@ -121,7 +130,7 @@ impl Pusher {
         t: &Tracked,
         pushed: &Pushed,
         campaign_id: &str,
-        key: &str,
+        key: Key<'_>,
     ) -> Result<Option<(Vec<FieldDiff>, serde_json::Value)>, String> {
         let account = t.draft.account_id().to_string();
         let before = t.started.as_ref().and_then(|s| s.before.clone()).unwrap_or_default();
@@ -165,9 +174,9 @@ impl Pusher {
         }
         let fields = serde_json::Value::Object(fields);
         let response = settled(
-            self.with_retries(org, t.draft.id(), &account, "ads.write", Key::resent(key), |token| {
+            self.with_retries(org, t.draft.id(), &account, "ads.write", key, |token| {
                 let fields = fields.clone();
-                async move { self.platform.update_campaign(&token, campaign_id, fields, key).await }
+                async move { self.platform.update_campaign(&token, campaign_id, fields, key.key).await }
             })
             .await,
         )?;
@@ -184,16 +193,16 @@ impl Pusher {
     }
 
     /// A payment's rollback: a refund of its charge.
-    async fn refund_payment(&self, org: &str, t: &Tracked, pushed: &Pushed, key: &str) -> Result<Option<(Vec<FieldDiff>, serde_json::Value)>, String> {
+    async fn refund_payment(&self, org: &str, t: &Tracked, pushed: &Pushed, key: Key<'_>) -> Result<Option<(Vec<FieldDiff>, serde_json::Value)>, String> {
         let charge = pushed.response.clone().unwrap_or_default();
         let Some(charge_id) = charge["id"].as_str().map(str::to_string) else {
             return Err("the push recorded no charge id: the platform cannot refund it".into());
         };
         let response = settled(
-            self.with_retries(org, t.draft.id(), t.draft.account_id(), "cards.write", Key::resent(key), |token| {
+            self.with_retries(org, t.draft.id(), t.draft.account_id(), "cards.write", key, |token| {
                 let charge_id = charge_id.clone();
                 async move {
-                    match self.platform.refund(&token, &charge_id, key).await {
+                    match self.platform.refund(&token, &charge_id, key.key).await {
                         Err(WriteError::Refused(m)) => Err(WriteError::Refused(format!("the platform refused the refund of {charge_id}: {m}"))),
                         other => other,
                     }

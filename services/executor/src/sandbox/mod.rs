@@ -187,6 +187,8 @@ struct KeyRecord {
     answering: bool,
     /// Times a write with the key was applied: 1 (or 0 for a refusal).
     applied: u32,
+    /// The account the write was for: only its tokens may ask about it.
+    account: Option<String>,
 }
 
 /// What the platform applied, by idempotency key: the answer it gave, and
@@ -593,17 +595,18 @@ async fn update_campaign(State(sb): State<Sandbox>, headers: HeaderMap, Path(id)
         Ok(u) => u,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response(),
     };
-    if update.daily_budget_minor.is_some_and(|b| b < 0) || update.bid_minor.is_some_and(|b| b < 0) {
-        return error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative").into_response();
-    }
-    if let Some(s) = &update.status
-        && s != "active"
-        && s != "paused"
-    {
-        return error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused").into_response();
-    }
     let key = idempotency_key(&headers);
-    sb.keyed(key, || {
+    // Refusals of a keyed write are the key's answer too: validated inside.
+    sb.keyed(key, owner.clone(), || {
+        if update.daily_budget_minor.is_some_and(|b| b < 0) || update.bid_minor.is_some_and(|b| b < 0) {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_amount", "amounts must not be negative"));
+        }
+        if let Some(s) = &update.status
+            && s != "active"
+            && s != "paused"
+        {
+            return Err(error(StatusCode::BAD_REQUEST, "invalid_status", "status is active or paused"));
+        }
         let mut all = sb.inner.campaigns.lock().expect("campaign lock");
         let Some(c) = all.iter_mut().find(|c| c.id == id) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no campaign {id}")));
@@ -643,8 +646,8 @@ impl Sandbox {
     /// A keyed write, answered: applied once per idempotency key (a key
     /// seen before is answered with its first answer, refusal or success,
     /// and applies nothing), disturbed by the injected faults.
-    async fn keyed(&self, key: Option<String>, write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
-        let (status, body, disturb) = match self.apply_once(key.as_deref(), write) {
+    async fn keyed(&self, key: Option<String>, account: Option<String>, write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>) -> Response {
+        let (status, body, disturb) = match self.apply_once(key.as_deref(), account, write) {
             Ok(done) => done,
             Err(e) => return e.into_response(),
         };
@@ -686,6 +689,7 @@ impl Sandbox {
     fn apply_once(
         &self,
         key: Option<&str>,
+        account: Option<String>,
         write: impl FnOnce() -> Result<(StatusCode, serde_json::Value), ApiError>,
     ) -> Result<(StatusCode, serde_json::Value, Disturb), ApiError> {
         let mut keys = self.inner.keys.lock().expect("keys lock");
@@ -732,6 +736,7 @@ impl Sandbox {
                     body: body.clone(),
                     answering: false,
                     applied,
+                    account,
                 },
             );
         }
@@ -783,16 +788,15 @@ async fn charge(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
         Ok(c) => c,
         Err(e) => return error(StatusCode::BAD_REQUEST, "invalid_body", e.to_string()).into_response(),
     };
-    if c.amount_minor <= 0 || c.currency.len() != 3 || c.merchant.is_empty() {
-        return error(
-            StatusCode::BAD_REQUEST,
-            "invalid_charge",
-            "a positive amount, a currency and a merchant are required",
-        )
-        .into_response();
-    }
     let key = idempotency_key(&headers);
-    sb.keyed(key, || {
+    sb.keyed(key, Some(CARD_ACCOUNT.to_string()), || {
+        if c.amount_minor <= 0 || c.currency.len() != 3 || c.merchant.is_empty() {
+            return Err(error(
+                StatusCode::BAD_REQUEST,
+                "invalid_charge",
+                "a positive amount, a currency and a merchant are required",
+            ));
+        }
         let cards = sb.inner.cards_state.lock().expect("cards lock");
         let Some(card) = cards.iter().find(|x| x.id == id) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no card {id}")));
@@ -832,7 +836,7 @@ async fn refund(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
         return r.into_response();
     }
     let key = idempotency_key(&headers);
-    sb.keyed(key, || {
+    sb.keyed(key, Some(CARD_ACCOUNT.to_string()), || {
         let mut applied = sb.inner.applied.lock().expect("applied lock");
         let Some(pos) = applied.charges.iter().position(|c| c["id"] == id.as_str()) else {
             return Err(error(StatusCode::NOT_FOUND, "not_found", format!("no charge {id}")));
@@ -855,11 +859,13 @@ async fn refund(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Path<St
 /// `GET /v1/idempotency-keys/{key}`: what the platform did with a key, for
 /// a caller that never got (or could not trust) its answer.
 async fn idempotency_key_state(State(sb): State<Sandbox>, headers: HeaderMap, Path(key): Path<String>) -> Response {
-    if let Err(r) = admit(&sb, &headers, "ads.write").or_else(|_| admit(&sb, &headers, "cards.write")) {
-        return r.into_response();
-    }
+    let who = match admit(&sb, &headers, "ads.write").or_else(|_| admit(&sb, &headers, "cards.write")) {
+        Ok(p) => p,
+        Err(r) => return r.into_response(),
+    };
     let keys = sb.inner.keys.lock().expect("keys lock");
-    match keys.get(&key) {
+    let found = keys.get(&key).filter(|r| r.account.as_deref().is_none_or(|a| who.may(a).is_ok()));
+    match found {
         Some(r) => Json(serde_json::json!({
             "key": key,
             "state": if r.applied > 0 { "applied" } else { "refused" },
