@@ -21,7 +21,8 @@
 //! - releasing one of two commitments on a campaign keeps the other's rate;
 //! - an auto-approval without a human-approved mandate is refused and
 //!   audited; under one, it is pushed;
-//! - an operator's freeze stops charges within a second;
+//! - an operator's freeze stops charges within a second; one asked for
+//!   while no executor ran is answered, once, when one starts;
 //! - a rollback restores a campaign and refunds a payment once, only on a
 //!   human's verified approval of the request, and refuses a change whose
 //!   live state moved since its push.
@@ -696,6 +697,37 @@ async fn an_operators_freeze_stops_charges_within_a_second() {
     assert_eq!(t, "spend.change.failed.v1", "{data}");
     assert!(data["reason"].as_str().unwrap().contains("frozen"), "{data}");
     assert_eq!(w.applied().await["charged_minor"], 400);
+    w.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_freeze_asked_for_while_no_executor_ran_is_answered_when_one_starts() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["card_1"], &[]).await;
+    let first = w.approved(payment_proposed("acme", "d_before", 400), Outcome::RequireApproval, &["ada"]).await;
+    assert_eq!(w.outcome(&first, Duration::from_secs(20)).await.0, "spend.change.pushed.v1");
+    w.stop().await;
+    w.append(vec![Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("operator"),
+        "card_freeze/crd_1",
+        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
+            card_id: "crd_1".into(),
+            reason: "lost while the executor was down".into(),
+        }),
+    )])
+    .await;
+    w.start(POLICY, Duration::from_secs(30));
+    let frozen = wait_for_event(&w, "the freeze", Duration::from_secs(10), |e| e["type"] == "spend.card.frozen.v1").await;
+    assert_eq!(frozen["data"]["card_id"], "crd_1", "{frozen}");
+    assert!(frozen["data"]["reason"].as_str().unwrap().contains("frozen at the platform too"), "{frozen}");
+    // A restart after that does not freeze it again.
+    w.stop().await;
+    w.start(POLICY, Duration::from_secs(30));
+    let id = w.approved(payment_proposed("acme", "d_after", 400), Outcome::RequireApproval, &["ada"]).await;
+    assert_eq!(w.outcome(&id, Duration::from_secs(20)).await.0, "spend.change.failed.v1");
+    let freezes = w.events().await.into_iter().filter(|(_, e)| e["type"] == "spend.card.frozen.v1").count();
+    assert_eq!(freezes, 1);
     w.stop().await;
 }
 

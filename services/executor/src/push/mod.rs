@@ -183,6 +183,10 @@ pub struct Pusher {
     /// Effects of messages at or below this sequence were had before this
     /// process started (a replay): not acted on again.
     live_from: std::sync::atomic::AtomicU64,
+    /// Freezes asked for before this process started that no executor
+    /// answered (it was down, or starting): answered once the replay is
+    /// read, so an operator's freeze is never lost to a restart.
+    unanswered: std::sync::Mutex<Vec<(String, spend_core::events::CardFreezeRequested)>>,
 }
 
 /// The change id of a draft's push: one per draft, the same on every
@@ -205,6 +209,7 @@ impl Pusher {
             backoff: std::sync::Mutex::new(HashMap::new()),
             holder: uuid::Uuid::new_v4().to_string(),
             live_from: std::sync::atomic::AtomicU64::new(0),
+            unanswered: std::sync::Mutex::new(Vec::new()),
         }))
     }
 
@@ -239,13 +244,35 @@ impl Pusher {
         if let Some(a) = audit {
             self.audit_once(&a, &format!("{}-{}", a.reason.replace('.', "_"), m.seq)).await;
         }
-        if m.seq > self.live_from.load(std::sync::atomic::Ordering::SeqCst)
-            && let Ok(env) = spend_core::RawEnvelope::parse(&m.payload)
-            && env.event_type == spend_core::events::CardFreezeRequested::TYPE
-            && let Some(("card_freeze" | "kill_switch", _)) = spend_core::subject::split_aggregate(&m.subject, self.recorder.prefix(), &env.org)
-            && let Ok(req) = serde_json::from_str::<spend_core::events::CardFreezeRequested>(env.data.get())
-        {
-            self.freeze(&env.org, &req).await;
+        let live_from = self.live_from.load(std::sync::atomic::Ordering::SeqCst);
+        if let Ok(env) = spend_core::RawEnvelope::parse(&m.payload) {
+            if env.event_type == spend_core::events::CardFreezeRequested::TYPE
+                && let Some(("card_freeze" | "kill_switch", _)) = spend_core::subject::split_aggregate(&m.subject, self.recorder.prefix(), &env.org)
+                && let Ok(req) = serde_json::from_str::<spend_core::events::CardFreezeRequested>(env.data.get())
+            {
+                if m.seq > live_from {
+                    self.freeze(&env.org, &req).await;
+                } else {
+                    self.unanswered.lock().expect("unanswered").push((env.org.to_string(), req));
+                }
+            } else if env.event_type == CardFrozen::TYPE
+                && m.seq <= live_from
+                && let Ok(frozen) = serde_json::from_str::<CardFrozen>(env.data.get())
+            {
+                // Answered: a freeze of every card is answered by any card's
+                // freeze recorded after it (the executor records one per card).
+                self.unanswered
+                    .lock()
+                    .expect("unanswered")
+                    .retain(|(org, req)| !(org == &env.org && (req.card_id == frozen.card_id || req.card_id == "*")));
+            }
+        }
+        if m.seq >= live_from {
+            let pending = std::mem::take(&mut *self.unanswered.lock().expect("unanswered"));
+            for (org, req) in pending {
+                tracing::info!(org, card = %req.card_id, "answering a freeze asked for while no executor was reading");
+                self.freeze(&org, &req).await;
+            }
         }
     }
 
