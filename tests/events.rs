@@ -1,6 +1,6 @@
 //! Realistic events for tests and benchmarks, and reading them back.
 
-use spend_core::events::{ChangePushed, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated, Reason};
+use spend_core::events::{ChangePushed, EventData, Outcome, PolicyEvaluated, Reason};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::{Append, EventLog, StartAt};
 
@@ -9,27 +9,25 @@ use spend_eventlog::{Append, EventLog, StartAt};
 pub fn draft_event(prefix: &str, org: &str, i: u64) -> Append {
     let draft = format!("d{}", i / 3);
     let data = match i % 3 {
-        0 => EventData::DraftProposed(DraftProposed {
-            draft_id: draft.clone(),
-            account_id: format!("act_{}", i % 7),
-            kind: "budget".into(),
-            diff: vec![FieldDiff {
-                path: format!("campaign/c{}/daily_budget", i % 11),
-                before: serde_json::json!({"minor_units": 5000, "currency": "USD"}),
-                after: serde_json::json!({"minor_units": 5000 + (i % 50) * 100, "currency": "USD"}),
-            }],
-            spend_impact: Money::new(((i % 50) * 100) as i64, "USD").unwrap(),
-            rationale: "ROAS above target for 7 days; raise the cap".into(),
-            drafted_against: None,
-            change: spend_core::events::DraftChange::Campaign {
-                campaign_id: format!("c{}", i % 11),
-                field: "budget".into(),
-                daily_budget_before: Money::new(5000, "USD").unwrap(),
-                daily_budget_after: Money::new(5000 + ((i % 50) * 100) as i64, "USD").unwrap(),
-                status_before: "active".into(),
-                status_after: "active".into(),
-            },
-        }),
+        0 => EventData::DraftProposed(
+            spend_draft::display::proposed(
+                &draft,
+                &format!("act_{}", i % 7),
+                "ROAS above target for 7 days; raise the cap",
+                None,
+                spend_core::events::DraftChange::Campaign {
+                    campaign_id: format!("c{}", i % 11),
+                    field: "budget".into(),
+                    daily_budget_before: Money::new(5000, "USD").unwrap(),
+                    daily_budget_after: Money::new(5000 + ((i % 50) * 100) as i64, "USD").unwrap(),
+                    status_before: "active".into(),
+                    status_after: "active".into(),
+                    bid_before: None,
+                    bid_after: None,
+                },
+            )
+            .expect("a campaign change"),
+        ),
         1 => EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),
             outcome: Outcome::RequireApproval,
@@ -84,30 +82,31 @@ pub fn subject_of(prefix: &str, env: &Envelope) -> String {
 /// A payment of `minor` US cents to openai.com, drafted by an agent as the
 /// gateway records it.
 pub fn payment_proposed(org: &str, draft_id: &str, minor: i64) -> Envelope {
-    let amount = Money::new(minor, "USD").unwrap();
     Envelope::new(
         "spendsignoff/gateway",
         org,
         Actor::agent("k_test"),
         format!("draft/{draft_id}"),
-        EventData::DraftProposed(DraftProposed {
-            draft_id: draft_id.into(),
-            account_id: "card_1".into(),
-            kind: "payment".into(),
-            diff: vec![],
-            spend_impact: amount.clone(),
-            rationale: "API credits".into(),
-            drafted_against: None,
-            change: spend_core::events::DraftChange::Payment {
-                amount,
-                merchant: "openai.com".into(),
-                category: Some("software".into()),
-                country: Some("US".into()),
-                url: Some("https://openai.com/billing".into()),
-                https: Some(true),
-                card_id: Some("crd_1".into()),
-            },
-        }),
+        EventData::DraftProposed(
+            spend_draft::display::proposed(
+                draft_id,
+                "card_1",
+                "API credits",
+                None,
+                spend_core::events::DraftChange::Payment {
+                    amount: Money::new(minor, "USD").unwrap(),
+                    merchant: "openai.com".into(),
+                    category: Some("software".into()),
+                    country: Some("US".into()),
+                    url: Some("https://openai.com/billing".into()),
+                    https: Some(true),
+                    card_id: Some("crd_1".into()),
+                    stated_category: None,
+                    stated_country: None,
+                },
+            )
+            .expect("a payment"),
+        ),
     )
 }
 
@@ -222,6 +221,34 @@ impl Approvers {
 }
 
 impl Approvers {
+    /// A SPEND.md proposal approved as the approval service records it:
+    /// its approval request, then each of `approvers`' approvals signing
+    /// the request's expiry (a version that loosens anything needs two,
+    /// one an admin: the first of the test's approvers is).
+    pub fn approved_policy(&mut self, proposal_id: &str, approvers: &[&str], approved_hash: &str, version: &str) -> Vec<Envelope> {
+        let request = spend_core::events::ApprovalRequested {
+            draft_id: proposal_id.into(),
+            kind: "policy".into(),
+            approved_hash: approved_hash.into(),
+            policy_version: version.into(),
+            required: approvers.len() as u32,
+            expires_at: FAR_EXPIRY.into(),
+            timeout_action: "deny".into(),
+            link_token_sha256: "0".repeat(64),
+        };
+        let mut v = vec![Envelope::new(
+            "spendsignoff/approval",
+            &self.org,
+            Actor::service("approval"),
+            format!("approval/{proposal_id}"),
+            EventData::ApprovalRequested(request),
+        )];
+        for a in approvers {
+            v.push(self.approved_under(proposal_id, a, approved_hash, version));
+        }
+        v
+    }
+
     /// A genuine approval by `approver` of the rollback request whose
     /// stored bytes hash to `request_hash`, signing the request's
     /// `expires_at`, as the approval service records it.

@@ -54,8 +54,9 @@ notifications:
   events: [transaction.pending_approval]
 ";
 
-/// The version an operator proposes: a lower per-transaction limit and one
-/// more merchant.
+/// The version an operator proposes: a lower per-transaction limit, a
+/// tightening, so one admin's approval puts it in force (one that loosens
+/// anything needs two approvers: services/policy/src/versions.rs).
 const PROPOSED: &str = "\
 # SPEND.md, as proposed
 ## Spending
@@ -65,7 +66,6 @@ spend:
   per_transaction: 45 USD
   allowlist:
     - openai.com
-    - anthropic.com
   require_https: true
 ## Approval
 approval:
@@ -257,6 +257,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("dual_second").starts_with("Approved"), "{seen}");
     assert!(s("presence_only").starts_with("Your passkey was not created"), "{seen}");
     assert!(s("policy_page").contains("per transaction") && s("policy_page").contains("45.00 USD"), "{seen}");
+    assert!(s("policy_page").contains("1 of 1 required, one of them an admin"), "{seen}");
     assert!(s("policy_status").starts_with("Approved"), "{seen}");
     assert!(s("expired_status").starts_with("Expired"), "{seen}");
     assert_eq!(seen["expired_has_no_approve"], true);

@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Output, Stdio};
 use std::time::Duration;
 
-use spend_core::events::{ChangePushed, ChangeStarted, DraftProposed, EventData, FieldDiff, Outcome, PolicyEvaluated};
+use spend_core::events::{ChangePushed, ChangeStarted, EventData, Outcome, PolicyEvaluated};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
@@ -61,28 +61,26 @@ async fn setup() -> Setup {
 fn lifecycle(prefix: &str, n: u64, pushed: bool) -> Vec<Append> {
     let draft = format!("draft{n}");
     let mut datas = vec![
-        EventData::DraftProposed(DraftProposed {
-            draft_id: draft.clone(),
-            account_id: "act_1".into(),
-            kind: "payment".into(),
-            diff: vec![FieldDiff {
-                path: "payment/amount".into(),
-                before: serde_json::Value::Null,
-                after: serde_json::json!(n),
-            }],
-            spend_impact: Money::new(n as i64, "USD").unwrap(),
-            rationale: "monthly API bill".into(),
-            drafted_against: None,
-            change: spend_core::events::DraftChange::Payment {
-                amount: Money::new(n as i64, "USD").unwrap(),
-                merchant: "openai.com".into(),
-                category: None,
-                country: None,
-                url: None,
-                https: Some(true),
-                card_id: Some("crd_1".into()),
-            },
-        }),
+        EventData::DraftProposed(
+            spend_draft::display::proposed(
+                &draft,
+                "act_1",
+                "monthly API bill",
+                None,
+                spend_core::events::DraftChange::Payment {
+                    amount: Money::new(n as i64, "USD").unwrap(),
+                    merchant: "openai.com".into(),
+                    category: None,
+                    country: None,
+                    url: None,
+                    https: Some(true),
+                    card_id: Some("crd_1".into()),
+                    stated_category: None,
+                    stated_country: None,
+                },
+            )
+            .expect("a consistent draft"),
+        ),
         EventData::PolicyEvaluated(PolicyEvaluated {
             draft_id: draft.clone(),
             outcome: Outcome::AutoApprove,

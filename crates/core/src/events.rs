@@ -290,6 +290,13 @@ pub enum DraftChange {
         /// those are refused at push).
         #[serde(default, skip_serializing_if = "Option::is_none")]
         card_id: Option<String>,
+        /// The merchant's category as the agent states it: shown to humans
+        /// beside the platform's, labelled as the agent's word, never judged.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stated_category: Option<String>,
+        /// The merchant's country as the agent states it (as above).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        stated_country: Option<String>,
     },
     /// A campaign's daily budget, bid or status, with the campaign's live
     /// daily budget and status before the change.
@@ -301,6 +308,13 @@ pub enum DraftChange {
         daily_budget_after: Money,
         status_before: String,
         status_after: String,
+        /// A bid draft's live bid before and the bid it sets: what the
+        /// executor writes (absent on other fields; a bid draft without
+        /// them is refused at push).
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bid_before: Option<Money>,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        bid_after: Option<Money>,
     },
 }
 
@@ -1065,6 +1079,8 @@ pub fn samples() -> Vec<EventData> {
                 daily_budget_after: usd(7500),
                 status_before: "active".into(),
                 status_after: "active".into(),
+                bid_before: None,
+                bid_after: None,
             },
         }),
         EventData::PolicyEvaluated(PolicyEvaluated {

@@ -28,6 +28,7 @@
 
 mod aggregate;
 pub mod approvers;
+pub mod display;
 #[cfg(any(test, feature = "soft-authenticator"))]
 pub mod humans;
 pub mod proof;

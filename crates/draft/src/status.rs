@@ -92,6 +92,25 @@ impl DraftStatus {
         }
     }
 
+    /// The status as a person says it, for pages and messages.
+    pub fn words(self) -> &'static str {
+        match self {
+            Self::Proposed => "Waiting for the policy",
+            Self::PendingApproval => "Waiting for approval",
+            Self::AwaitingSecondApproval => "Waiting for a second approver",
+            Self::Approved => "Approved",
+            Self::AutoApproved => "Approved by policy",
+            Self::Denied => "Denied by policy",
+            Self::Rejected => "Rejected",
+            Self::Stale => "Stale: re-draft it",
+            Self::Expired => "Expired",
+            Self::Pushing => "Being pushed",
+            Self::Pushed => "Live",
+            Self::Failed => "Failed",
+            Self::RolledBack => "Rolled back",
+        }
+    }
+
     /// Still waiting for a decision or a human, and so able to be
     /// rejected, go stale or expire.
     pub fn is_pending(self) -> bool {

@@ -470,19 +470,23 @@ impl Book {
     }
 
     fn apply_policy_approval(&mut self, org: &str, id: &str, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>) {
+        // What the versions counted (verified, distinct approvers).
+        let counted = self.versions.approvals(org, id).to_vec();
         let approved = self.versions.is_approved(org, id);
         let e = self.policies.entry((org.to_string(), id.to_string())).or_default();
         e.approval_seq = m.seq;
         let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
             return;
         };
-        let open = e.rejection.is_none() && !e.expired && e.approvals.is_empty();
+        let open = e.rejection.is_none() && !e.expired && !approved;
         match data {
             EventData::ApprovalRequested(r) if r.kind == "policy" && e.request.is_none() => {
                 self.links.insert(r.link_token_sha256.clone(), (org.to_string(), id.to_string()));
                 e.request = Some(r);
             }
-            EventData::ApprovalGranted(g) if approved && open => e.approvals.push((g.approver_id, m.time)),
+            EventData::ApprovalGranted(g) if counted.contains(&g.approver_id) && !e.approvals.iter().any(|a| a.0 == g.approver_id) => {
+                e.approvals.push((g.approver_id, m.time))
+            }
             EventData::ApprovalRejected(r) if open => e.rejection = Some((r.approver_id, r.reason)),
             EventData::ApprovalExpired(_) if open => e.expired = true,
             // As the draft aggregate takes one: once, for a request that
@@ -553,7 +557,7 @@ impl Book {
         Some(Target {
             kind: "policy",
             approved_hash: hash.to_string(),
-            waiting: p.rejection.is_none() && !p.expired && p.approvals.is_empty() && !self.versions.is_approved(org, id),
+            waiting: p.rejection.is_none() && !p.expired && !self.versions.is_approved(org, id),
             escalated: p.escalated,
             request: p.request,
             approvers: p.approvals.iter().map(|a| a.0.clone()).collect(),

@@ -126,6 +126,8 @@ impl Application {
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::default()));
+        // Versions are compared with the bootstrap until one is approved.
+        book.write().await.versions = spend_policy::versions::Versions::new(Some(deps.policy.clone()));
         let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone(), deps.accounts));
         let oauth = match config.oauth {
             Some(c) => Some(oauth::Server::new(app.clone(), c).await?),
@@ -364,7 +366,7 @@ pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bo
                     .active(org)
                     .filter(|a| a.proposal.version == decision.policy_version)
                     .map(|a| a.policy.clone());
-                let line = format!("{} on {}, {}", e.draft.kind(), e.draft.account_id(), e.draft.spend_impact());
+                let line = spend_draft::display::describe(&e.draft.proposal().change, e.draft.account_id());
                 let required = e.draft.approvals_needed() as u32;
                 (
                     "draft",
@@ -381,7 +383,8 @@ pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bo
                 };
                 let in_force = book.versions.active(org).map(|a| a.policy.clone());
                 let line = format!("SPEND.md version {}", proposal.version);
-                ("policy", hash.to_string(), proposal.version.clone(), 1, in_force, line)
+                let required = book.versions.needs(org, id).map_or(1, |n| n.approvers) as u32;
+                ("policy", hash.to_string(), proposal.version.clone(), required, in_force, line)
             }
             Kind::Rollback => {
                 let Some(e) = book.rollback(org, id) else { return Ok(()) };

@@ -806,10 +806,10 @@ fn draft_table(entries: &[&Entry]) -> Markup {
                 @for e in entries {
                     tr {
                         td { a href={ "/approvals/" (e.draft.id()) } { (e.draft.id()) } }
-                        td { (e.draft.kind()) " on " (e.draft.account_id()) }
+                        td { (spend_draft::display::describe(&e.draft.proposal().change, e.draft.account_id())) }
                         td { (e.draft.spend_impact().to_string()) }
                         td { (e.agent) }
-                        td { (e.draft.status().as_str()) }
+                        td { (e.draft.status().words()) }
                         td { (e.draft.approval_expires_at().unwrap_or("-")) }
                     }
                 }
@@ -879,11 +879,23 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
         .approval_expires_at()
         .and_then(|t| DateTime::parse_from_rfc3339(t).ok())
         .is_some_and(|t| t.with_timezone(&Utc) <= Utc::now());
+    // What a person reads is built from the change the executor pushes;
+    // a draft whose stored display disagrees is shown as refused.
+    let change = &d.proposal().change;
+    let described = spend_draft::display::describe(change, d.account_id());
+    let inconsistent = spend_draft::display::inconsistency(d.proposal());
     let diff = html! {
-        table {
-            caption { "Change (before → after)" }
-            thead { tr { th scope="col" { "Field" } th scope="col" { "Before" } th scope="col" { "After" } } }
-            tbody { @for f in d.diff() { tr { td { code { (f.path) } } td { (json_text(&f.before)) } td { (json_text(&f.after)) } } } }
+        p.change { (described) }
+        @if let spend_core::events::DraftChange::Payment { merchant, category, stated_category, stated_country, .. } = change {
+            table {
+                tbody {
+                    tr { th scope="row" { "Merchant" } td { (merchant) @if let Some(c) = category { " (" (c) ")" } } }
+                    @if stated_category.is_some() || stated_country.is_some() {
+                        tr { th scope="row" { "The agent says" } td { (stated_category.as_deref().unwrap_or("-")) ", " (stated_country.as_deref().unwrap_or("-")) } }
+                    }
+                }
+            }
+            p.notice { "A payment cannot be undone by a rollback: it can only be refunded." }
         }
     };
     let outcome = match d.status() {
@@ -901,9 +913,12 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
         Some(&who(s)),
         html! {
             p.status role="status" { (outcome) }
+            @if let Some(why) = &inconsistent {
+                p.error role="alert" { "Refused: what this draft shows is not what it would push (" (why) "). Nothing can approve it." }
+            }
             table {
                 tbody {
-                    tr { th scope="row" { "What" } td { (d.kind()) " on account " (d.account_id()) } }
+                    tr { th scope="row" { "What" } td { (described) } }
                     tr { th scope="row" { "Spend impact" } td { (d.spend_impact().to_string()) } }
                     tr { th scope="row" { "24-hour envelope" } td { (envelope_line(app, &book, &s.org, d.spend_impact())) } }
                     tr { th scope="row" { "Agent" } td { (e.agent) } }
@@ -917,11 +932,11 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
             ul { @for r in decision.map(|x| x.reasons.as_slice()).unwrap_or(&[]) { li { code { (r.code) } ": " (r.message) } } }
             h2 { "The agent's rationale" }
             p.rationale { (d.rationale()) }
-            @if waiting && !expired_now && d.request().is_some() {
+            @if waiting && !expired_now && d.request().is_some() && inconsistent.is_none() {
                 @if mine {
                     p.notice { "You approved this draft; a second, distinct approver is needed." }
                 } @else {
-                    (decide(d.id(), &s.csrf, &format!("{} on {}, {}", d.kind(), d.account_id(), d.spend_impact()), diff))
+                    (decide(d.id(), &s.csrf, &described, diff))
                 }
             }
         },
@@ -1040,6 +1055,9 @@ fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Respon
     } else {
         "Status: waiting for a human".into()
     };
+    let needs = book.versions.needs(&s.org, id);
+    let needed = needs.as_ref().map_or(1, |n| n.approvers);
+    let mine = t.approvers.contains(&s.approver_id);
     let change = html! {
         table {
             caption { "What changes in practice" }
@@ -1068,6 +1086,10 @@ fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Respon
                     tr { th scope="row" { "In force now" } td { code { (in_force.map(|a| a.proposal.version.as_str()).unwrap_or(old_md.version.as_str())) } } }
                     tr { th scope="row" { "Standing mandate" } td { @if p.enables_auto_approve { "enabled by this version (auto-approval applies once a human approves it)" } @else { "none" } } }
                     tr { th scope="row" { "Expires" } td { (t.request.as_ref().map(|r| r.expires_at.as_str()).unwrap_or("no approval request yet")) } }
+                    tr { th scope="row" { "Approvals" } td {
+                        (t.approvers.len()) " of " (needed) " required, one of them an admin"
+                        @if let Some(n) = needs.as_ref().filter(|n| !n.loosens.is_empty()) { " (two distinct people: it loosens " (n.loosens.join("; ")) ")" }
+                    } }
                 }
             }
             (change)
@@ -1079,7 +1101,11 @@ fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Respon
                 None => { p { "The service's bootstrap file (not on the log), version " code { (old_md.version) } "." } }
             }
             @if t.waiting && !expired_now && t.request.is_some() {
-                (decide(id, &s.csrf, &format!("SPEND.md version {}", p.version), change))
+                @if mine {
+                    p.notice { "You approved this version; a second, distinct approver is needed." }
+                } @else {
+                    (decide(id, &s.csrf, &format!("SPEND.md version {}", p.version), change))
+                }
             }
         },
     ))
@@ -1106,6 +1132,13 @@ pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde
         .target(&s.org, id)
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "nothing to approve under that id"))?;
     let r = ready_to_approve(&t, s)?;
+    if let Some(e) = book.entry(&s.org, id)
+        && let Some(why) = spend_draft::display::inconsistency(e.draft.proposal())
+    {
+        drop(book);
+        app.alert(&s.org, spend_draft::display::INCONSISTENT, None, why.clone()).await;
+        return Err(Refusal::new(StatusCode::CONFLICT, "what this draft shows is not what it would push: refused"));
+    }
     let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
     let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
     let credential_id = own_credential(&book, s)?;

@@ -20,8 +20,7 @@ use spend_approval::notify::plan::Links;
 use spend_approval::notify::{NotifyConfig, SmtpConfig, SmtpTls};
 use spend_approval::{Application, ApprovalConfig, Deps};
 use spend_core::events::{
-    ApprovalRequested, CardCreated, CardFrozen, ChangePushed, ChangeStarted, DraftChange, DraftProposed, EventData, LimitApproaching, LimitExceeded, Outcome,
-    SecurityAlert,
+    ApprovalRequested, CardCreated, CardFrozen, ChangePushed, ChangeStarted, DraftChange, EventData, LimitApproaching, LimitExceeded, Outcome, SecurityAlert,
 };
 use spend_core::{Actor, Envelope, Money, Secret};
 use spend_eventlog::jetstream::JetStreamLog;
@@ -62,24 +61,26 @@ fn payment(draft_id: &str, minor: i64, rationale: &str) -> Envelope {
         "spendsignoff/gateway",
         Actor::agent("k_agent"),
         format!("draft/{draft_id}"),
-        EventData::DraftProposed(DraftProposed {
-            draft_id: draft_id.into(),
-            account_id: "card_1".into(),
-            kind: "payment".into(),
-            diff: vec![],
-            spend_impact: usd(minor),
-            rationale: rationale.into(),
-            drafted_against: None,
-            change: DraftChange::Payment {
-                amount: usd(minor),
-                merchant: "openai.com".into(),
-                category: Some("software".into()),
-                country: None,
-                url: None,
-                https: Some(true),
-                card_id: Some("crd_1".into()),
-            },
-        }),
+        EventData::DraftProposed(
+            spend_draft::display::proposed(
+                draft_id,
+                "card_1",
+                rationale,
+                None,
+                DraftChange::Payment {
+                    amount: usd(minor),
+                    merchant: "openai.com".into(),
+                    category: Some("software".into()),
+                    country: None,
+                    url: None,
+                    https: Some(true),
+                    card_id: Some("crd_1".into()),
+                    stated_category: None,
+                    stated_country: None,
+                },
+            )
+            .expect("a consistent draft"),
+        ),
     )
 }
 

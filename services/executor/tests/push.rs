@@ -397,6 +397,9 @@ fn payment_to(id: &str, merchant: &str, card: Option<&str>, minor: i64) -> Envel
         *https = Some(true);
         *url = Some(format!("https://{merchant}/pay"));
         *card_id = card.map(str::to_string);
+        // Shown as it is (a display that disagrees is refused on its own).
+        let shown = spend_draft::display::derive(&d.change).unwrap();
+        d.diff = shown.diff;
     }
     e
 }
@@ -659,8 +662,13 @@ async fn an_auto_approval_without_a_human_approved_mandate_is_refused_and_audite
         }),
     );
     let hash = spend_draft::event_hash(&proposal.to_bytes());
-    let approval = w.humans.approved_under("p1", "ada", &hash, &spend_policy::spendmd::version_of(policy));
-    w.append(vec![proposal, approval]).await;
+    // Enabling a mandate loosens: two approvers, one an admin.
+    let mut events = vec![proposal];
+    events.extend(
+        w.humans
+            .approved_policy("p1", &["ada", "bob"], &hash, &spend_policy::spendmd::version_of(policy)),
+    );
+    w.append(events).await;
     let id = w.approved(payment_proposed("acme", "d_auto2", 500), Outcome::AutoApprove, &[]).await;
     let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
     assert_eq!(t, "spend.change.pushed.v1", "{data}");

@@ -11,7 +11,10 @@
 //! and a genuine rollback approval refunds it (so a stopped executor cannot
 //! pass). The policy service's credentials cannot lower dual control to one
 //! approver, and an approver the approval service removes no longer counts
-//! towards a draft still waiting for its second approval.
+//! towards a draft still waiting for its second approval. A compromised
+//! gateway's draft that shows one change and carries another is denied by
+//! the policy service and refused by the executor, each audited, even when
+//! two humans approved its bytes.
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -452,5 +455,90 @@ async fn a_removed_approvers_pending_approval_no_longer_counts_at_the_executor()
     let ada = a.humans.approved("d_lapse", "ada", &hash);
     put(&a.approval, &ada).await.unwrap();
     a.wait_applied("d_lapse", "the payment carol and ada approved").await;
+    a.finish().await;
+}
+
+/// The security alerts of `writer` (`security_<writer>`): "reason detail".
+async fn alerts_of(log: &Arc<dyn EventLog>, writer: &str) -> Vec<String> {
+    on_log(log.as_ref())
+        .await
+        .iter()
+        .filter(|(s, e)| s.contains(&format!(".security_{writer}.")) && e["type"] == "spend.security.alert.v1")
+        .map(|(_, e)| format!("{} {}", e["data"]["reason"].as_str().unwrap(), e["data"]["detail"].as_str().unwrap()))
+        .collect()
+}
+
+/// A draft whose `diff` and `spend_impact` show `shown_minor` and whose
+/// `change` (what is pushed) pays `minor`: a compromised gateway's.
+fn lying_payment(draft_id: &str, minor: i64, shown_minor: i64) -> Envelope {
+    let shown = payment_proposed("acme", draft_id, shown_minor);
+    let mut p = payment_proposed("acme", draft_id, minor);
+    if let (EventData::DraftProposed(lie), EventData::DraftProposed(s)) = (&mut p.data, &shown.data) {
+        lie.diff = s.diff.clone();
+        lie.spend_impact = s.spend_impact.clone();
+    }
+    p
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draft_that_shows_one_change_and_pushes_another_is_refused_by_policy_and_executor() {
+    let mut a = Attack::new(DUAL, &["ada", "bob"]).await;
+    // The gateway's own credentials record a draft showing 4.00 USD whose
+    // change pays 90.00 USD. The policy service, on its own user, denies
+    // it and says why, audited.
+    put(&a.gateway, &lying_payment("d_lie", 9_000, 400)).await.unwrap();
+    let decider = spend_policy::decide::Decider::start(
+        a.policy.clone(),
+        "spend.evt",
+        spend_policy::decide::Bootstrap {
+            policy: Arc::new(spend_policy::spendmd::parse(DUAL).unwrap()),
+            source: DUAL.into(),
+            approved_by_human: true,
+        },
+    );
+    let d = spend_policy::decide::Decide::decide(&decider, "acme", "d_lie").await.unwrap();
+    assert_eq!(d.outcome, Outcome::Deny, "{d:?}");
+    assert_eq!(d.reasons[0].code, spend_draft::display::INCONSISTENT, "{d:?}");
+    assert!(d.reasons[0].message.contains("4.00 USD") && d.reasons[0].message.contains("90.00 USD"), "{d:?}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !alerts_of(&a.operator, "policy")
+        .await
+        .iter()
+        .any(|x| x.starts_with("draft.inconsistent") && x.contains("d_lie"))
+    {
+        assert!(Instant::now() < deadline, "the policy service did not audit it");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    // With the policy service compromised too, and two humans approving
+    // its exact bytes, the executor still refuses it and audits it.
+    let p = lying_payment("d_lie2", 9_000, 400);
+    let hash = spend_draft::event_hash(&p.to_bytes());
+    put(&a.gateway, &p).await.unwrap();
+    put(&a.policy, &decided("acme", "d_lie2", Outcome::RequireDualApproval)).await.unwrap();
+    for who in ["ada", "bob"] {
+        let g = a.humans.approved("d_lie2", who, &hash);
+        put(&a.approval, &g).await.unwrap();
+    }
+    let (t, data) = outcome(&a.operator, "d_lie2").await;
+    assert_eq!(t, "spend.change.failed.v1", "{data}");
+    assert!(data["reason"].as_str().unwrap().contains("shows"), "{data}");
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while !a.alerts().await.iter().any(|x| x.starts_with("draft.inconsistent") && x.contains("d_lie2")) {
+        assert!(Instant::now() < deadline, "the executor did not audit it: {:?}", a.alerts().await);
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(a.applied().await["writes"], 0, "nothing reaches the platform");
+
+    // The genuine path: a draft that shows what it pays is pushed.
+    let p = payment_proposed("acme", "d_true", 8_000);
+    let hash = spend_draft::event_hash(&p.to_bytes());
+    put(&a.gateway, &p).await.unwrap();
+    put(&a.policy, &decided("acme", "d_true", Outcome::RequireDualApproval)).await.unwrap();
+    for who in ["ada", "bob"] {
+        let g = a.humans.approved("d_true", who, &hash);
+        put(&a.approval, &g).await.unwrap();
+    }
+    a.wait_applied("d_true", "the payment two people approved").await;
     a.finish().await;
 }

@@ -138,19 +138,23 @@ impl GatewayState {
         config: GatewayConfig,
     ) -> Self {
         let prefix = prefix.into();
+        let bootstrap = Arc::new(policy);
+        let mut view = View::default();
+        // Versions are compared with the bootstrap until one is approved.
+        view.versions = spend_policy::versions::Versions::new(Some(bootstrap.clone()));
         Self {
             recorder: Recorder::new(log.clone(), prefix.clone(), Writer::Gateway),
             decider,
             log,
             prefix,
             config,
-            bootstrap: Arc::new(policy),
+            bootstrap,
             bootstrap_approved: policy_approved_by_human,
             reads,
             accounts: tokio::sync::Mutex::default(),
             merchants: tokio::sync::Mutex::default(),
             keys: RwLock::new(KeyStore::default()),
-            view: RwLock::new(View::default()),
+            view: RwLock::new(view),
             seen: watch::channel(0).0,
             rate: security::RateLimiter::default(),
             alerts: security::AlertGate::default(),

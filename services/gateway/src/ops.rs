@@ -264,23 +264,33 @@ pub fn leaf_hash(payload: &[u8]) -> Vec<u8> {
     h.finalize().to_vec()
 }
 
-fn money_json(m: i64, currency: &str) -> serde_json::Value {
-    serde_json::json!({"minor_units": m, "currency": currency})
-}
-
 fn find_campaign(list: Vec<Campaign>, id: &str, account: &str) -> Result<Campaign, OpError> {
     list.into_iter()
         .find(|c| c.id == id)
         .ok_or_else(|| OpError::NotFound(format!("no campaign {id} in account {account}")))
 }
 
-/// A draft's shape before it is recorded: what policy judges and what the
-/// human sees.
+/// A draft's shape before it is recorded: what policy judges and the
+/// executor pushes (`change`), and what the human sees, derived from it
+/// ([`spend_draft::display::derive`]: every consumer derives it again and
+/// refuses a draft whose stored display differs).
 struct Shaped {
-    kind: &'static str,
+    kind: String,
     change: DraftChange,
     impact: Money,
     diff: Vec<FieldDiff>,
+}
+
+impl Shaped {
+    fn of(change: DraftChange) -> Result<Self, OpError> {
+        let d = spend_draft::display::derive(&change).map_err(OpError::Invalid)?;
+        Ok(Self {
+            kind: d.kind,
+            change,
+            impact: d.spend_impact,
+            diff: d.diff,
+        })
+    }
 }
 
 /// A change to one campaign's live settings.
@@ -328,48 +338,31 @@ fn payment_draft(amount_minor: i64, currency: &str, merchant: String, card_id: S
     if category.as_ref().is_some_and(|c| c.chars().count() > 64) || country.as_ref().is_some_and(|c| c.chars().count() > 64) {
         return Err(OpError::Invalid("payment.category and payment.country must be at most 64 characters".into()));
     }
-    let impact = money(amount_minor, currency)?;
     let (platform_category, platform_country, https) = match facts {
         Some(m) => (Some(m.category), m.country, m.https),
         None => (None, None, None),
     };
-    let diff = vec![FieldDiff {
-        path: format!("payment/{merchant}"),
-        before: serde_json::Value::Null,
-        after: serde_json::json!({
-            "amount_minor": amount_minor,
-            "currency": currency,
-            "card_id": card_id,
-            "category": platform_category,
-            "country": platform_country,
-            "https": https,
-            "category_stated_by_agent": category,
-            "country_stated_by_agent": country,
-        }),
-    }];
-    // What an agent states of the merchant is shown to the human but never
-    // judged (allowed_categories or geographic_restrictions could otherwise
-    // be satisfied by saying so): the platform's merchant data is.
-    let change = DraftChange::Payment {
-        amount: impact.clone(),
+    // What an agent states of the merchant is shown to the human (labelled
+    // as the agent's) but never judged (allowed_categories or
+    // geographic_restrictions could otherwise be satisfied by saying so):
+    // the platform's merchant data is.
+    Shaped::of(DraftChange::Payment {
+        amount: money(amount_minor, currency)?,
         merchant,
         category: platform_category,
         country: platform_country,
         url,
         https,
         card_id: Some(card_id),
-    };
-    Ok(Shaped {
-        kind: "payment",
-        change,
-        impact,
-        diff,
+        stated_category: category,
+        stated_country: country,
     })
 }
 
-/// What policy judges of a campaign edit: the live daily budget and
-/// status, before and after.
-fn campaign_change(c: &Campaign, field: &str, budget_after: i64, status_after: &str) -> Result<DraftChange, OpError> {
+/// A campaign edit: the live daily budget, status and bid before, and
+/// what the edit sets.
+fn campaign_change(c: &Campaign, field: &str, budget_after: i64, status_after: &str, bid_after: Option<i64>) -> Result<DraftChange, OpError> {
+    let bid = |m: i64| money(m, &c.currency);
     Ok(DraftChange::Campaign {
         campaign_id: c.id.clone(),
         field: field.into(),
@@ -377,65 +370,31 @@ fn campaign_change(c: &Campaign, field: &str, budget_after: i64, status_after: &
         daily_budget_after: money(budget_after, &c.currency)?,
         status_before: c.status.clone(),
         status_after: status_after.into(),
+        bid_before: bid_after.map(|_| bid(c.bid_minor)).transpose()?,
+        bid_after: bid_after.map(bid).transpose()?,
     })
 }
 
 /// The draft of `edit` on campaign `c` as it is live on the platform.
 fn campaign_edit(c: &Campaign, edit: Edit) -> Result<Shaped, OpError> {
-    let (id, cur) = (c.id.clone(), c.currency.as_str());
-    Ok(match edit {
+    Shaped::of(match edit {
         Edit::Budget(new) => {
             if new < 0 {
                 return Err(OpError::Invalid("new_daily_budget_minor must not be negative".into()));
             }
-            // Only an active campaign spends its budget.
-            let impact = if c.status == "active" { new - c.daily_budget_minor } else { 0 };
-            Shaped {
-                kind: "budget",
-                diff: vec![FieldDiff {
-                    path: format!("campaign/{id}/daily_budget"),
-                    before: money_json(c.daily_budget_minor, cur),
-                    after: money_json(new, cur),
-                }],
-                change: campaign_change(c, "budget", new, &c.status)?,
-                impact: money(impact, cur)?,
-            }
+            campaign_change(c, "budget", new, &c.status, None)?
         }
         Edit::Bid(new) => {
             if new < 0 {
                 return Err(OpError::Invalid("new_bid_minor must not be negative".into()));
             }
-            Shaped {
-                kind: "bid",
-                diff: vec![FieldDiff {
-                    path: format!("campaign/{id}/bid"),
-                    before: money_json(c.bid_minor, cur),
-                    after: money_json(new, cur),
-                }],
-                change: campaign_change(c, "bid", c.daily_budget_minor, &c.status)?,
-                // A bid moves price, not the budget that caps spend.
-                impact: money(0, cur)?,
-            }
+            campaign_change(c, "bid", c.daily_budget_minor, &c.status, Some(new))?
         }
         Edit::Status(new_status) => {
             if new_status != "active" && new_status != "paused" {
                 return Err(OpError::Invalid(format!("new_status is active or paused, not {new_status:?}")));
             }
-            let impact = match (c.status.as_str(), new_status.as_str()) {
-                ("paused", "active") => c.daily_budget_minor,
-                ("active", "paused") => -c.daily_budget_minor,
-                _ => 0,
-            };
-            Shaped {
-                kind: "status",
-                diff: vec![FieldDiff {
-                    path: format!("campaign/{id}/status"),
-                    before: serde_json::json!(c.status),
-                    after: serde_json::json!(new_status),
-                }],
-                change: campaign_change(c, "status", c.daily_budget_minor, &new_status)?,
-                impact: money(impact, cur)?,
-            }
+            campaign_change(c, "status", c.daily_budget_minor, &new_status, None)?
         }
     })
 }
@@ -758,7 +717,7 @@ impl GatewayState {
         let proposed = DraftProposed {
             draft_id: draft_id.clone(),
             account_id: req.account_id.clone(),
-            kind: kind.into(),
+            kind,
             diff,
             spend_impact: impact.clone(),
             rationale: req.rationale,

@@ -230,10 +230,11 @@ async fn a_policy_version_applies_once_a_human_approves_it_and_forgeries_change_
 
     // The approval service records a human's approval, with a passkey
     // proof by an approver the registry trusts.
-    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice"]);
+    // Enabling a mandate loosens: two approvers, one an admin.
+    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice", "bob"]);
     spend_testkit::events::append_all(&*log, "spend.evt", humans.trust()).await;
-    let approved = humans.approved_under("p1", "alice", &hash, &version);
-    append(&log, "spend.evt.acme.approval.p1".into(), approved).await;
+    let approved = humans.approved_policy("p1", &["alice", "bob"], &hash, &version);
+    spend_testkit::events::append_all(&*log, "spend.evt", approved).await;
     gw.state.caught_up().await.unwrap();
     let after = gw.state.propose_change(&who, payment(300)).await.unwrap();
     let decision = after.decision.unwrap();

@@ -99,8 +99,8 @@ pub struct PolicyState {
 impl PolicyState {
     pub fn new(bootstrap: Bootstrap) -> Arc<Self> {
         Arc::new(Self {
+            versions: RwLock::new(Versions::new(Some(bootstrap.policy.clone()))),
             bootstrap,
-            versions: RwLock::new(Versions::default()),
             recent: std::sync::Mutex::default(),
             seen: watch::channel(0).0,
         })
@@ -354,7 +354,10 @@ impl Decider {
         let (envelope, _) = first_read?;
         let now = Utc::now();
         let judged = Judged::new(&draft.data, &envelope, now);
-        let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
+        let decision = match self.inconsistent(org, &draft).await {
+            Some(denied) => denied,
+            None => evaluate(&policy, mandate, &judged.windows, &judged.draft, now),
+        };
         self.record_decision(org, &draft, &policy.version, decision, &judged.currency, draft.cause)
             .await
     }
@@ -370,10 +373,29 @@ impl Decider {
         let (policy, mandate, _) = self.state.active(org).await;
         let now = Utc::now();
         let judged = Judged::new(&draft.data, &envelope, now);
-        let decision = evaluate(&policy, mandate, &judged.windows, &judged.draft, now);
+        let decision = match self.inconsistent(org, &draft).await {
+            Some(denied) => denied,
+            None => evaluate(&policy, mandate, &judged.windows, &judged.draft, now),
+        };
         self.record_decision(org, &draft, &policy.version, decision, &judged.currency, draft.cause)
             .await
             .map(Some)
+    }
+
+    /// A denial, audited once, of a draft whose shown diff, impact or kind
+    /// is not what its change pushes (a compromised gateway's), or a
+    /// campaign draft without the live state it was drafted against.
+    async fn inconsistent(&self, org: &str, draft: &Recorded) -> Option<crate::evaluate::Decision> {
+        let why = spend_draft::display::inconsistency(&draft.data)?;
+        once_alert(&self.recorder, org, draft.seq, spend_draft::display::INCONSISTENT, why.clone()).await;
+        Some(crate::evaluate::Decision {
+            outcome: spend_core::events::Outcome::Deny,
+            reasons: vec![spend_core::events::Reason {
+                code: spend_draft::display::INCONSISTENT.into(),
+                message: why,
+            }],
+            alerts: Vec::new(),
+        })
     }
 
     /// Appends the one decision of `draft` on `decision.<draft_id>`

@@ -364,6 +364,8 @@ mod tests {
             daily_budget_after: usd(after),
             status_before: status.into(),
             status_after: status.into(),
+            bid_before: None,
+            bid_after: None,
         }
     }
 
@@ -376,6 +378,8 @@ mod tests {
             url: None,
             https: None,
             card_id: Some("crd_1".into()),
+            stated_category: None,
+            stated_country: None,
         }
     }
 
@@ -408,6 +412,8 @@ mod tests {
             daily_budget_after: usd(300),
             status_before: "paused".into(),
             status_after: "paused".into(),
+            bid_before: None,
+            bid_after: None,
         };
         let c2 = c.after.commit("d2", "act", &bid, now);
         assert_eq!(c2.counted, 300);
@@ -530,6 +536,8 @@ mod tests {
             daily_budget_after: usd(10_000),
             status_before: "active".into(),
             status_after: "active".into(),
+            bid_before: None,
+            bid_after: None,
         };
         let c3 = r.after.commit("d3", "act", &bid, now);
         assert_eq!(c3.counted, 0);

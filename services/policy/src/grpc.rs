@@ -103,6 +103,8 @@ impl Policy for PolicyGrpc {
             url: non_empty(r.url.clone()),
             https: r.https,
             card_id: None,
+            stated_category: None,
+            stated_country: None,
         };
         let windows = Windows {
             last_24h: envelope.daily_committed(now),

@@ -113,15 +113,12 @@ mod tests {
     fn draft(id: &str, seq: u64, minor: i64) -> Recorded {
         let amount = Money::new(minor, "USD").unwrap();
         Recorded {
-            data: DraftProposed {
-                draft_id: id.into(),
-                account_id: "card_1".into(),
-                kind: "payment".into(),
-                diff: vec![],
-                spend_impact: amount.clone(),
-                rationale: "r".into(),
-                drafted_against: None,
-                change: DraftChange::Payment {
+            data: spend_draft::display::proposed(
+                id,
+                "card_1",
+                "r",
+                None,
+                DraftChange::Payment {
                     amount,
                     merchant: "openai.com".into(),
                     category: None,
@@ -129,8 +126,11 @@ mod tests {
                     url: None,
                     https: None,
                     card_id: Some("crd_1".into()),
+                    stated_category: None,
+                    stated_country: None,
                 },
-            },
+            )
+            .expect("a consistent draft"),
             cause: Cause {
                 id: uuid::Uuid::nil(),
                 correlation: uuid::Uuid::nil(),

@@ -197,6 +197,69 @@ pub struct Ads {
     pub campaign_cooldown_minutes: Option<u32>,
 }
 
+/// What `new` loosens against `old`, in words (empty: nothing): a limit
+/// raised or removed, a mandate (`auto_approve_under`) enabled or raised,
+/// dual control (`require_confirmation_over`) raised or removed, an
+/// allowlist, category or country list widened or lifted, HTTPS no longer
+/// required. A version that loosens needs two approvers.
+pub fn loosenings(old: &SpendMd, new: &SpendMd) -> Vec<String> {
+    let mut v = Vec::new();
+    // A ceiling (`None`: no ceiling) that is higher, gone, or in another
+    // currency (never converted, so never known to be lower).
+    let higher = |o: &Option<Money>, n: &Option<Money>| match (o, n) {
+        (Some(_), None) => true,
+        (Some(o), Some(n)) => o.currency != n.currency || n.minor_units > o.minor_units,
+        (None, _) => false,
+    };
+    for (name, o, n) in [
+        ("monthly_limit", &old.spend.monthly_limit, &new.spend.monthly_limit),
+        ("daily_limit", &old.spend.daily_limit, &new.spend.daily_limit),
+        ("per_transaction", &old.spend.per_transaction, &new.spend.per_transaction),
+        (
+            "require_confirmation_over",
+            &old.approval.require_confirmation_over,
+            &new.approval.require_confirmation_over,
+        ),
+        ("max_budget_change", &old.ads.max_budget_change, &new.ads.max_budget_change),
+    ] {
+        if higher(o, n) {
+            v.push(format!("{name} {} → {}", shown(o), shown(n)));
+        }
+    }
+    match (&old.approval.auto_approve_under, &new.approval.auto_approve_under) {
+        (None, Some(n)) => v.push(format!("auto_approve_under enabled at {n}")),
+        (Some(o), Some(n)) if o.currency != n.currency || n.minor_units > o.minor_units => v.push(format!("auto_approve_under {o} → {n}")),
+        _ => {}
+    }
+    // A list that restricts when it is not empty: widened if it gains an
+    // entry, lifted if it becomes empty.
+    let widened = |o: &[String], n: &[String]| !o.is_empty() && (n.is_empty() || n.iter().any(|x| !o.contains(x)));
+    for (name, o, n) in [
+        ("allowlist", &old.spend.allowlist, &new.spend.allowlist),
+        ("allowed_categories", &old.spend.allowed_categories, &new.spend.allowed_categories),
+        (
+            "geographic_restrictions",
+            &old.spend.geographic_restrictions,
+            &new.spend.geographic_restrictions,
+        ),
+    ] {
+        if widened(o, n) {
+            v.push(format!("{name} widened"));
+        }
+    }
+    if old.spend.blocked_categories.iter().any(|c| !new.spend.blocked_categories.contains(c)) {
+        v.push("blocked_categories narrowed".into());
+    }
+    if old.spend.require_https && !new.spend.require_https {
+        v.push("require_https turned off".into());
+    }
+    v
+}
+
+fn shown(m: &Option<Money>) -> String {
+    m.as_ref().map_or_else(|| "none".into(), ToString::to_string)
+}
+
 /// A validated SPEND.md.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct SpendMd {
@@ -616,5 +679,38 @@ fn cross_checks(w: &mut Walker, md: &SpendMd, root: &Node) {
             "approval.auto_approve_under",
             "is larger than spend.per_transaction, so it could never apply",
         );
+    }
+}
+
+#[cfg(test)]
+mod loosening_tests {
+    use super::{loosenings, parse};
+
+    const IN_FORCE: &str = "spend:\n  daily_limit: 200 USD\n  per_transaction: 50 USD\n  allowlist: [openai.com]\n  require_https: true\napproval:\n  require_confirmation_over: 25 USD\n";
+
+    fn against(new: &str) -> Vec<String> {
+        loosenings(&parse(IN_FORCE).unwrap(), &parse(new).unwrap())
+    }
+
+    #[test]
+    fn a_tightening_loosens_nothing() {
+        let tighter = "spend:\n  daily_limit: 100 USD\n  per_transaction: 45 USD\n  allowlist: [openai.com]\n  require_https: true\napproval:\n  require_confirmation_over: 20 USD\n";
+        assert_eq!(against(tighter), Vec::<String>::new());
+    }
+
+    #[test]
+    fn a_raised_or_lifted_limit_a_mandate_wider_lists_and_weaker_dual_control_loosen() {
+        let looser = "spend:\n  per_transaction: 60 USD\n  allowlist: [openai.com, anthropic.com]\napproval:\n  auto_approve_under: 5 USD\n  require_confirmation_over: 40 USD\n";
+        let v = against(looser);
+        for what in [
+            "daily_limit 200.00 USD → none",
+            "per_transaction 50.00 USD → 60.00 USD",
+            "require_confirmation_over 25.00 USD → 40.00 USD",
+            "auto_approve_under enabled",
+            "allowlist widened",
+            "require_https turned off",
+        ] {
+            assert!(v.iter().any(|x| x.starts_with(what)), "{what} missing from {v:?}");
+        }
     }
 }

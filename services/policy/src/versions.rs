@@ -12,13 +12,20 @@
 //! the gateway's replicas) follows the log into a [`Versions`], which also
 //! keeps the approver registry the verifier checks proofs against (built
 //! from the same log, in order: [`Versions::approvers`]).
+//!
+//! A version needs as much as the strongest thing it enables: an admin's
+//! verified approval always, and two distinct approvers (one an admin)
+//! when it loosens anything against the version in force or the
+//! bootstrap ([`spendmd::loosenings`]). Its proofs must sign the expiry of
+//! the approval request recorded for it, and a proposal rejected or
+//! expired before it had enough never comes into force.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
 use spend_core::RawEnvelope;
-use spend_core::events::{ApprovalGranted, PolicyProposed};
-use spend_draft::approvers::{Observed, Registry};
+use spend_core::events::{ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, PolicyProposed};
+use spend_draft::approvers::{Observed, Registry, Role};
 use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
 use spend_eventlog::StoredMessage;
 
@@ -38,6 +45,13 @@ struct Proposed {
     /// Hex SHA-256 of the proposal's bytes on the log.
     hash: String,
     seq: u64,
+    /// The expiry of its approval request (the first recorded), which
+    /// every proof must sign.
+    expires_at: Option<String>,
+    /// Distinct approvers whose proofs verified, in order.
+    approvers: Vec<String>,
+    /// Rejected or expired before enough approved: never in force.
+    closed: bool,
 }
 
 /// What [`Versions::apply`] noticed that must be audited.
@@ -58,6 +72,9 @@ pub const UNTRUSTED: &str = "approver.untrusted";
 /// The versions of every organisation, as proposed and approved.
 #[derive(Default)]
 pub struct Versions {
+    /// The policy in force before an organisation approves a version of
+    /// its own: what a first version is compared with.
+    bootstrap: Option<Arc<SpendMd>>,
     proposals: HashMap<(String, String), Proposed>,
     active: HashMap<String, Active>,
     /// Proposals a verified approval approved.
@@ -66,7 +83,49 @@ pub struct Versions {
     pub approvers: Registry,
 }
 
+/// What a SPEND.md version needs before it is in force.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Needs {
+    /// Distinct approvers (one of them an admin).
+    pub approvers: usize,
+    /// What it loosens against the version it replaces (empty: nothing).
+    pub loosens: Vec<String>,
+}
+
 impl Versions {
+    /// Versions compared, before an organisation has one of its own, with
+    /// `bootstrap` (the operator's SPEND.md).
+    pub fn new(bootstrap: Option<Arc<SpendMd>>) -> Self {
+        Self { bootstrap, ..Self::default() }
+    }
+
+    /// What proposal `id` of `org` needs, against the version in force now.
+    pub fn needs(&self, org: &str, id: &str) -> Option<Needs> {
+        let p = self.proposals.get(&(org.to_string(), id.to_string()))?;
+        Some(self.needs_of(org, &p.data))
+    }
+
+    fn needs_of(&self, org: &str, proposal: &PolicyProposed) -> Needs {
+        let loosens = match spendmd::parse(&proposal.source) {
+            Ok(new) => {
+                let old = self.active.get(org).map(|a| a.policy.clone()).or_else(|| self.bootstrap.clone());
+                // With nothing to compare with, what a version enables
+                // (a mandate) still counts.
+                spendmd::loosenings(old.as_deref().unwrap_or(&SpendMd::default()), &new)
+            }
+            Err(_) => Vec::new(),
+        };
+        Needs {
+            approvers: if loosens.is_empty() { 1 } else { 2 },
+            loosens,
+        }
+    }
+
+    /// The approvers whose proofs of proposal `id` verified so far.
+    pub fn approvals(&self, org: &str, id: &str) -> &[String] {
+        self.proposals.get(&(org.to_string(), id.to_string())).map_or(&[], |p| p.approvers.as_slice())
+    }
+
     /// Applies one event already placed by [`spend_eventlog::read::classify`]
     /// (so a proposal sits on a `policy` subject and an approval on an
     /// `approval` subject), with `env` parsed from `m`.
@@ -108,8 +167,31 @@ impl Versions {
                         data,
                         hash: event_hash(payload),
                         seq,
+                        expires_at: None,
+                        approvers: Vec::new(),
+                        closed: false,
                     },
                 );
+                None
+            }
+            ApprovalRequested::TYPE | ApprovalRejected::TYPE | ApprovalExpired::TYPE => {
+                let (aggregate, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
+                let approved = self.approved.contains(&(org.clone(), id.to_string()));
+                let p = self.proposals.get_mut(&(org.clone(), id.to_string()))?;
+                if aggregate != "approval" || approved {
+                    return None;
+                }
+                match env.event_type.as_ref() {
+                    ApprovalRequested::TYPE => {
+                        if let Ok(r) = serde_json::from_str::<ApprovalRequested>(env.data.get())
+                            && r.kind == "policy"
+                            && p.expires_at.is_none()
+                        {
+                            p.expires_at = Some(r.expires_at);
+                        }
+                    }
+                    _ => p.closed = true,
+                }
                 None
             }
             ApprovalGranted::TYPE => {
@@ -117,7 +199,28 @@ impl Versions {
                     Ok(f) => f,
                     Err(forgery) => return Some(Noticed::Forged { org, forgery }),
                 };
-                let proposed = self.proposals.get(&(org.clone(), facts.data.draft_id.clone()))?;
+                let key = (org.clone(), facts.data.draft_id.clone());
+                let proposed = self.proposals.get(&key)?;
+                if self.approved.contains(&key) || proposed.closed {
+                    tracing::info!(org, proposal = %key.1, "an approval of a proposal already approved, rejected or expired: it changes nothing");
+                    return None;
+                }
+                if proposed.expires_at.as_deref() != Some(facts.data.proof.expires_at.as_str()) {
+                    let detail = format!(
+                        "approval {} of policy proposal {} at seq {seq}: its proof signs expiry {}, the request's is {}",
+                        facts.data.approval_id,
+                        proposed.data.draft_id,
+                        facts.data.proof.expires_at,
+                        proposed.expires_at.as_deref().unwrap_or("(no request recorded)")
+                    );
+                    return Some(Noticed::Forged {
+                        org,
+                        forgery: Forgery {
+                            kind: spend_draft::ForgeryKind::ProofMismatch,
+                            detail,
+                        },
+                    });
+                }
                 if facts.data.proof.policy_version != proposed.data.version {
                     let detail = format!(
                         "approval {} of policy proposal {} at seq {seq}: its proof signs version {}, the proposal is {}",
@@ -134,7 +237,30 @@ impl Versions {
                 if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id, &mut self.approvers) {
                     return Some(Noticed::Forged { org, forgery });
                 }
-                self.approved.insert((org.clone(), proposed.data.draft_id.clone()));
+                let needs = self.needs_of(&org, &proposed.data);
+                let approver = facts.data.approver_id.clone();
+                let p = self.proposals.get_mut(&key)?;
+                if !p.approvers.contains(&approver) {
+                    p.approvers.push(approver);
+                }
+                let admins = p
+                    .approvers
+                    .iter()
+                    .filter(|a| self.approvers.approver(&org, a).is_some_and(|x| x.role == Role::Admin))
+                    .count();
+                if p.approvers.len() < needs.approvers || admins == 0 {
+                    tracing::info!(
+                        org,
+                        proposal = %key.1,
+                        approvers = p.approvers.len(),
+                        needed = needs.approvers,
+                        admins,
+                        "a verified approval of a SPEND.md version; it needs more before it is in force"
+                    );
+                    return None;
+                }
+                let proposed = self.proposals.get(&key)?;
+                self.approved.insert(key.clone());
                 let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);
                 if !newer {
                     tracing::info!(org, version = %proposed.data.version, "an older policy version was approved after a newer one; the newer stays in force");

@@ -33,25 +33,24 @@ fn draft(i: u64) -> DraftProposed {
     // human. Spread over accounts, so a per-account budget would let them
     // through.
     let minor = if i % 4 == 3 { 800 } else { 100 + (i % 5) as i64 * 100 };
-    let amount = Money::new(minor, "USD").unwrap();
-    DraftProposed {
-        draft_id: format!("d{i}"),
-        account_id: format!("card_{}", i % 7),
-        kind: "payment".into(),
-        diff: vec![],
-        spend_impact: amount.clone(),
-        rationale: "tokens".into(),
-        drafted_against: None,
-        change: DraftChange::Payment {
-            amount,
+    spend_draft::display::proposed(
+        &format!("d{i}"),
+        &format!("card_{}", i % 7),
+        "tokens",
+        None,
+        DraftChange::Payment {
+            amount: Money::new(minor, "USD").unwrap(),
             merchant: "api.openai.com".into(),
             category: None,
             country: None,
             url: Some("https://api.openai.com".into()),
             https: Some(true),
             card_id: Some("crd_1".into()),
+            stated_category: None,
+            stated_country: None,
         },
-    }
+    )
+    .expect("a payment")
 }
 
 async fn record(gateway: &Recorder, d: &DraftProposed) {
@@ -90,6 +89,8 @@ async fn executor_commitment(log: &Arc<dyn EventLog>, prefix: &str, minor: i64) 
         url: None,
         https: Some(true),
         card_id: Some("crd_1".into()),
+        stated_category: None,
+        stated_country: None,
     };
     let c = envelope.commit("d_paid", &paid.account_id, &change, chrono::Utc::now());
     Recorder::new(log.clone(), prefix, Writer::Executor)
@@ -117,9 +118,12 @@ async fn decisions_judge_the_envelope_the_executor_committed(log: Arc<dyn EventL
     let decider = decider(log.clone(), prefix, true);
     // 4 USD more would cross the 100 USD day: denied, and announced.
     let over = draft(3_001);
-    let over = DraftProposed {
-        spend_impact: Money::new(500, "USD").unwrap(),
-        change: DraftChange::Payment {
+    let over = spend_draft::display::proposed(
+        &over.draft_id,
+        &over.account_id,
+        &over.rationale,
+        None,
+        DraftChange::Payment {
             amount: Money::new(500, "USD").unwrap(),
             merchant: "api.openai.com".into(),
             category: None,
@@ -127,9 +131,11 @@ async fn decisions_judge_the_envelope_the_executor_committed(log: Arc<dyn EventL
             url: Some("https://api.openai.com".into()),
             https: Some(true),
             card_id: Some("crd_1".into()),
+            stated_category: None,
+            stated_country: None,
         },
-        ..over
-    };
+    )
+    .expect("a payment");
     record(&gateway, &over).await;
     let d = decider.decide("acme", &over.draft_id).await.unwrap();
     assert_eq!(d.outcome, Outcome::Deny, "{d:?}");
@@ -230,23 +236,23 @@ async fn a_draft_whose_decision_call_never_came_is_decided_by_the_policy_service
 
 fn campaign_raise(id: &str, before: i64, after: i64) -> DraftProposed {
     let usd = |m| Money::new(m, "USD").unwrap();
-    DraftProposed {
-        draft_id: id.into(),
-        account_id: "act_1001".into(),
-        kind: "budget".into(),
-        diff: vec![],
-        spend_impact: usd(after - before),
-        rationale: "scale the winner".into(),
-        drafted_against: None,
-        change: DraftChange::Campaign {
+    spend_draft::display::proposed(
+        id,
+        "act_1001",
+        "scale the winner",
+        Some("2026-12-07T00:00:00Z".into()),
+        DraftChange::Campaign {
             campaign_id: "cmp_1".into(),
             field: "budget".into(),
             daily_budget_before: usd(before),
             daily_budget_after: usd(after),
             status_before: "active".into(),
             status_after: "active".into(),
+            bid_before: None,
+            bid_after: None,
         },
-    }
+    )
+    .expect("a campaign change")
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

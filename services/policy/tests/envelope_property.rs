@@ -202,6 +202,8 @@ impl World {
             daily_budget_after: usd(after),
             status_before: if live.1 { "active" } else { "paused" }.into(),
             status_after: if active { "active" } else { "paused" }.into(),
+            bid_before: None,
+            bid_after: None,
         };
         let (account_id, change) = match d {
             Drafted::Pay(amount) => (
@@ -214,6 +216,8 @@ impl World {
                     url: None,
                     https: None,
                     card_id: Some("crd_1".into()),
+                    stated_category: None,
+                    stated_country: None,
                 },
             ),
             Drafted::Budget { campaign: c, to } => {
@@ -229,18 +233,8 @@ impl World {
                 ("act", campaign(c, live.0, true, live))
             }
         };
-        let impact = spend_policy::judge::impact_of(&change);
         self.pushes.push(Push {
-            draft: DraftProposed {
-                draft_id,
-                account_id: account_id.into(),
-                kind: "budget".into(),
-                diff: vec![],
-                spend_impact: usd(impact),
-                rationale: "property".into(),
-                drafted_against: None,
-                change,
-            },
+            draft: spend_draft::display::proposed(&draft_id, account_id, "property", None, change).expect("a consistent draft"),
             phase: Phase::Start,
         });
     }

@@ -162,7 +162,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         })
     };
     // The organisation's approvers, trusted through the registry's events.
-    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice"]);
+    let mut humans = spend_testkit::events::Approvers::new("acme", &["alice", "bob"]);
     spend_testkit::events::append_all(&*log, "spend.evt", humans.trust()).await;
     // Forgeries: on a draft subject by an agent; on the approval subject but
     // naming other bytes.
@@ -186,15 +186,14 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
     .await;
     tokio::time::sleep(Duration::from_millis(300)).await;
     assert_eq!(version_of(&mut client).await.version, first.version, "a forgery changes nothing");
-    append(
-        &log,
-        "spend.evt.acme.approval.p1",
-        Actor::human("alice@example.com"),
-        "spendsignoff/approval",
-        "approval/p1",
-        humans.approved_under("p1", "alice", &hash, &version).data,
-    )
-    .await;
+    // Enabling a mandate loosens: two approvers, one an admin, each
+    // signing the request's expiry.
+    let mut approvals = humans.approved_policy("p1", &["alice", "bob"], &hash, &version);
+    let bob = approvals.pop().unwrap();
+    spend_testkit::events::append_all(&*log, "spend.evt", approvals).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    assert_eq!(version_of(&mut client).await.version, first.version, "one approver cannot enable a mandate");
+    spend_testkit::events::append_all(&*log, "spend.evt", vec![bob]).await;
     let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
     let now = loop {
         let v = version_of(&mut client).await;

@@ -143,6 +143,15 @@ impl Default for Book {
 }
 
 impl Book {
+    /// A book whose SPEND.md versions are compared with `bootstrap` until
+    /// one is approved (what a version loosens needs two approvers).
+    pub fn new(bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> Self {
+        Self {
+            versions: Versions::new(Some(bootstrap)),
+            ..Self::default()
+        }
+    }
+
     /// Applies one message; returns what must be audited.
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Option<Audit> {
         self.seq = self.seq.max(m.seq);

@@ -199,7 +199,7 @@ impl Pusher {
     pub fn new(recorder: Recorder, connections: Arc<Connections>, platform_url: &str, config: PushConfig) -> Result<Arc<Self>, String> {
         let platform = Platform::new(platform_url, config.request_timeout)?;
         Ok(Arc::new(Self {
-            book: RwLock::new(Book::default()),
+            book: RwLock::new(Book::new(config.bootstrap.clone())),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             recorder,
             connections,
@@ -409,6 +409,19 @@ impl Pusher {
             return true;
         };
         let proposal = draft.proposal().clone();
+        // 0. What the human was shown is what its change pushes (a draft
+        // whose stored diff or impact disagrees is a compromised gateway's),
+        // and a campaign draft names the live state it was drafted against.
+        if let Some(why) = spend_draft::display::inconsistency(&proposal) {
+            self.refuse_unstarted(org, draft_id, cause, &format!("refused: {why}")).await;
+            let a = Audit {
+                org: org.into(),
+                reason: spend_draft::display::INCONSISTENT.into(),
+                detail: why,
+            };
+            self.audit_once(&a, &format!("draft_inconsistent-{draft_id}")).await;
+            return true;
+        }
         let account = proposal.account_id.clone();
         let scope = scope_of(&proposal.change);
         // 1. The write scope, consented to by a human.
@@ -759,7 +772,7 @@ impl Pusher {
                     let fields = match field.as_str() {
                         "budget" => serde_json::json!({"daily_budget_minor": daily_budget_after.minor_units}),
                         "status" => serde_json::json!({"status": status_after}),
-                        _ => bid_fields(proposal),
+                        _ => bid_fields(&proposal.change),
                     };
                     self.platform.update_campaign(&token, campaign_id, fields, draft_id).await
                 }
@@ -1011,13 +1024,13 @@ fn gate(d: &Decision, who: &Approvers, mandate: bool, version: &str) -> Result<(
     Ok(())
 }
 
-fn bid_fields(proposal: &DraftProposed) -> serde_json::Value {
-    let after = proposal
-        .diff
-        .iter()
-        .find(|d| d.path.ends_with("/bid"))
-        .and_then(|d| d.after.get("minor_units").and_then(|m| m.as_i64()));
-    serde_json::json!({"bid_minor": after.unwrap_or_default()})
+/// The bid a bid draft sets, from its change (never from its display).
+fn bid_fields(change: &DraftChange) -> serde_json::Value {
+    let after = match change {
+        DraftChange::Campaign { bid_after: Some(b), .. } => Some(b.minor_units),
+        _ => None,
+    };
+    serde_json::json!({"bid_minor": after})
 }
 
 /// The change as recorded: each field before → after.

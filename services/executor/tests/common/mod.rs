@@ -6,7 +6,7 @@
 
 use std::sync::Arc;
 
-use spend_core::events::{DraftChange, DraftProposed, EventData, FieldDiff};
+use spend_core::events::{DraftChange, EventData};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::{EventLog, Recorder};
 use spend_executor::accounts::{Access, Connections, PlatformOAuth};
@@ -120,26 +120,24 @@ pub fn raise(sandbox: &Sandbox, id: &str, account: &str, campaign: &str, after: 
         "acme",
         Actor::agent("k_test"),
         format!("draft/{id}"),
-        EventData::DraftProposed(DraftProposed {
-            draft_id: id.into(),
-            account_id: account.into(),
-            kind: "budget".into(),
-            diff: vec![FieldDiff {
-                path: format!("campaign/{campaign}/daily_budget"),
-                before: serde_json::json!({"minor_units": c.daily_budget_minor, "currency": "USD"}),
-                after: serde_json::json!({"minor_units": after, "currency": "USD"}),
-            }],
-            spend_impact: usd((after - c.daily_budget_minor).max(0)),
-            rationale: "scale the winner".into(),
-            drafted_against: Some(c.updated_at.to_rfc3339()),
-            change: DraftChange::Campaign {
-                campaign_id: campaign.into(),
-                field: "budget".into(),
-                daily_budget_before: usd(c.daily_budget_minor),
-                daily_budget_after: usd(after),
-                status_before: c.status.clone(),
-                status_after: c.status,
-            },
-        }),
+        EventData::DraftProposed(
+            spend_draft::display::proposed(
+                id,
+                account,
+                "scale the winner",
+                Some(c.updated_at.to_rfc3339()),
+                DraftChange::Campaign {
+                    campaign_id: campaign.into(),
+                    field: "budget".into(),
+                    daily_budget_before: usd(c.daily_budget_minor),
+                    daily_budget_after: usd(after),
+                    status_before: c.status.clone(),
+                    status_after: c.status,
+                    bid_before: None,
+                    bid_after: None,
+                },
+            )
+            .expect("a campaign change"),
+        ),
     )
 }
