@@ -213,6 +213,18 @@ impl Default for ApprovalSettings {
 }
 
 impl ApprovalSettings {
+    /// The relying party approval passkeys are made on, as every verifier
+    /// pins it: `rp_id`, and `origin` (by default `http://localhost:<port
+    /// of listen>`, the approval app's own default).
+    pub fn relying_party(&self, listen: &str) -> spend_draft::proof::RelyingParty {
+        let origin = if self.origin.is_empty() {
+            format!("http://localhost:{}", listen.rsplit(':').next().unwrap_or("7200"))
+        } else {
+            self.origin.clone()
+        };
+        spend_draft::proof::RelyingParty::new(self.rp_id.clone(), origin)
+    }
+
     /// The approval service's configuration, with `listen`, and for
     /// `spend dev` its outbox and link secret.
     pub fn service(
@@ -221,6 +233,7 @@ impl ApprovalSettings {
         outbox: Option<std::path::PathBuf>,
         dev_link_secret: Option<spend_core::Secret>,
     ) -> anyhow::Result<spend_approval::ApprovalConfig> {
+        let passkey = self.relying_party(&listen);
         Ok(spend_approval::ApprovalConfig {
             listen,
             rp_id: self.rp_id.clone(),
@@ -231,6 +244,7 @@ impl ApprovalSettings {
                 absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
             },
             oauth: None,
+            passkey: Some(passkey),
         })
     }
 
@@ -417,8 +431,12 @@ pub struct ExecutorSettings {
 
 impl ExecutorSettings {
     /// The executor's push settings, with the bootstrap SPEND.md.
-    pub fn push(&self, bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> spend_executor::push::PushConfig {
-        let mut c = spend_executor::push::PushConfig::new(bootstrap);
+    pub fn push(
+        &self,
+        bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>,
+        passkey: spend_draft::proof::RelyingParty,
+    ) -> spend_executor::push::PushConfig {
+        let mut c = spend_executor::push::PushConfig::new(bootstrap, passkey);
         c.deadline = std::time::Duration::from_secs(self.push_deadline_seconds.max(1));
         c.concurrency = self.push_concurrency.max(1);
         c.unknown_backoff_max = std::time::Duration::from_secs(self.push_unknown_backoff_max_seconds.max(1));
@@ -544,12 +562,17 @@ pub struct DevPaths {
     /// The key that signs MCP clients' access tokens (0600; AWS KMS in
     /// production).
     pub mcp_token_key: PathBuf,
+    /// The relying party approval passkeys are made on, as `spend dev`
+    /// last ran (its approval app's origin names its port): the CLI's
+    /// commands on the data folder pin the same.
+    pub relying_party: PathBuf,
 }
 
 impl DevPaths {
     pub fn new(dir: &Path) -> Self {
         Self {
             events: dir.join("events"),
+            relying_party: dir.join("relying-party.json"),
             ledger_stream: dir.join("ledger-stream"),
             database: dir.join("ledger.db"),
             signing_key: dir.join("keys").join("ledger-signing-key.pem"),

@@ -654,7 +654,6 @@ mod tests {
     /// The humans of these tests: the first to approve is acme's anchored
     /// first admin, the others approvers she countersigned; the registry
     /// learns of them as a reader of the log would.
-    #[derive(Default)]
     struct World {
         registry: crate::approvers::Registry,
         humans: std::collections::HashMap<String, crate::humans::Human>,
@@ -662,7 +661,11 @@ mod tests {
     }
 
     thread_local! {
-        static WORLD: std::cell::RefCell<World> = std::cell::RefCell::new(World::default());
+        static WORLD: std::cell::RefCell<World> = std::cell::RefCell::new(World {
+            registry: crate::approvers::Registry::new(crate::humans::test_rp()),
+            humans: std::collections::HashMap::new(),
+            admin: None,
+        });
     }
 
     fn with_registry<R>(f: impl FnOnce(&mut crate::approvers::Registry) -> R) -> R {

@@ -121,6 +121,8 @@ pub enum TrustError {
     Unknown(String),
     #[error("the event is malformed: {0}")]
     Malformed(String),
+    #[error("the passkey was made on {0}, not on the relying party this verifier is configured with")]
+    RelyingParty(String),
 }
 
 /// Why an approval proof does not count.
@@ -186,14 +188,26 @@ pub enum Observed {
 pub struct Registry {
     orgs: HashMap<String, Org>,
     seen: FifoMap<(String, String), ()>,
+    /// The relying party (RP ID and origin) approval credentials are made
+    /// on, from the verifier's own configuration: an enrollment naming
+    /// another is not trusted, and every check uses this one, never what
+    /// an event says.
+    rp: RelyingParty,
 }
 
-impl Default for Registry {
-    fn default() -> Self {
+impl Registry {
+    /// An empty registry whose approvers' passkeys must be made on `rp`.
+    pub fn new(rp: RelyingParty) -> Self {
         Self {
             orgs: HashMap::new(),
             seen: FifoMap::new(SEEN_PROOFS),
+            rp,
         }
+    }
+
+    /// The relying party this registry pins.
+    pub fn relying_party(&self) -> &RelyingParty {
+        &self.rp
     }
 }
 
@@ -344,6 +358,9 @@ impl Registry {
 
     /// Applies an enrollment.
     pub fn enroll(&mut self, e: Enrollment) -> Result<Trust, TrustError> {
+        if e.rp != self.rp {
+            return Err(TrustError::RelyingParty(format!("RP ID {:?} and origin {:?}", e.rp.rp_id, e.rp.origin)));
+        }
         let org = self.orgs.entry(e.org.clone()).or_default();
         if org.approvers.contains_key(&e.approver_id) {
             return Err(TrustError::Duplicate(e.approver_id));
@@ -513,7 +530,7 @@ mod tests {
 
     /// A registry with a first admin (anchored) and an approver she vouched for.
     fn given_an_anchored_admin_and_her_approver() -> (Registry, Authenticator, Authenticator) {
-        let mut r = Registry::default();
+        let mut r = Registry::new(rp());
         let mut ada = Authenticator::new(rp());
         let first = enrollment("ada", Role::Admin, &ada, None);
         let fp = fingerprint(&ada.public_key_der());
@@ -523,6 +540,27 @@ mod tests {
         let e = enrollment("bob", Role::Approver, &bob, Some(("ada", &mut ada)));
         assert_eq!(r.enroll(e), Ok(Trust::Trusted));
         (r, ada, bob)
+    }
+
+    #[test]
+    fn a_passkey_made_on_another_relying_party_is_never_trusted_whatever_the_event_says() {
+        // An enrollment, countersigned by the real admin, of a key made on
+        // the app's own domain (or any RP other than the configured one):
+        // the registry pins its RP from configuration, not from the event.
+        let (mut r, mut ada, _) = given_an_anchored_admin_and_her_approver();
+        let elsewhere = RelyingParty::new("app.example.com", "https://app.example.com");
+        let carol = Authenticator::new(elsewhere.clone());
+        let mut e = enrollment("carol", Role::Approver, &carol, Some(("ada", &mut ada)));
+        e.rp = elsewhere;
+        assert!(matches!(r.enroll(e), Err(TrustError::RelyingParty(_))));
+        assert!(r.approver("acme", "carol").is_none());
+        // And a registry configured with another RP trusts none of these.
+        let mut other = Registry::new(RelyingParty::new("passkey.example.com", "https://passkey.example.com"));
+        let ada2 = Authenticator::new(rp());
+        assert!(matches!(
+            other.enroll(enrollment("ada", Role::Admin, &ada2, None)),
+            Err(TrustError::RelyingParty(_))
+        ));
     }
 
     #[test]
@@ -590,7 +628,7 @@ mod tests {
 
     #[test]
     fn an_anchor_may_come_before_the_enrollment() {
-        let mut r = Registry::default();
+        let mut r = Registry::new(rp());
         let ada = Authenticator::new(rp());
         assert_eq!(r.anchor("acme", &fingerprint(&ada.public_key_der())), Ok(None));
         assert_eq!(r.enroll(enrollment("ada", Role::Admin, &ada, None)), Ok(Trust::Trusted));

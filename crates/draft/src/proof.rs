@@ -71,6 +71,23 @@ pub struct RelyingParty {
     pub origin: String,
 }
 
+impl RelyingParty {
+    /// The approval app at its default address (`spend dev`'s: RP ID
+    /// `localhost`, origin `http://localhost:7200`). `spend` gives every
+    /// service the configured one; this is the default of a service's own
+    /// configuration.
+    pub fn default_app() -> Self {
+        Self::new("localhost", "http://localhost:7200")
+    }
+
+    pub fn new(rp_id: impl Into<String>, origin: impl Into<String>) -> Self {
+        Self {
+            rp_id: rp_id.into(),
+            origin: origin.into().trim_end_matches('/').to_string(),
+        }
+    }
+}
+
 /// One assertion's raw parts.
 #[derive(Debug, Clone, Copy)]
 pub struct Assertion<'a> {

@@ -396,7 +396,7 @@ mod tests {
 
     /// A registry in which ada is acme's anchored first admin.
     fn trusted() -> (Registry, Human) {
-        let mut r = Registry::default();
+        let mut r = Registry::new(crate::humans::test_rp());
         let ada = Human::new("u_ada", Role::Admin);
         r.enroll(Enrollment::from_event(&ada.enrolled("acme", None)).unwrap()).unwrap();
         r.anchor("acme", &ada.fingerprint()).unwrap();
@@ -494,7 +494,7 @@ mod tests {
         let e = verify_for_hash(&genuine(&mut mallory), HASH, "p1", &mut r).unwrap_err();
         assert_eq!(e.kind, ForgeryKind::Proof, "{e}");
         // A first admin without an anchor proves nothing either.
-        let mut fresh = Registry::default();
+        let mut fresh = Registry::new(crate::humans::test_rp());
         let mut ada = Human::new("u_ada", Role::Admin);
         fresh.enroll(Enrollment::from_event(&ada.enrolled("acme", None)).unwrap()).unwrap();
         let e = verify_for_hash(&genuine(&mut ada), HASH, "p1", &mut fresh).unwrap_err();

@@ -148,12 +148,15 @@ pub struct Book {
 /// Frozen cards remembered per organisation.
 const MAX_FROZEN: usize = 1_000;
 
-impl Default for Book {
-    fn default() -> Self {
+impl Book {
+    /// A book whose approvals count only with passkeys made on `rp`, and
+    /// whose SPEND.md versions are compared with `bootstrap` until one is
+    /// approved.
+    pub fn new(rp: spend_draft::proof::RelyingParty, bootstrap: Option<std::sync::Arc<spend_policy::spendmd::SpendMd>>) -> Self {
         Self {
             envelopes: HashMap::new(),
             policies: HashMap::new(),
-            versions: Versions::default(),
+            versions: Versions::new(rp, bootstrap),
             invites: FifoMap::new(MAX_INVITES),
             registered: HashMap::new(),
             by_email: HashMap::new(),
@@ -714,7 +717,10 @@ mod tests {
 
     impl Given {
         fn new() -> Self {
-            Self { book: Book::default(), seq: 0 }
+            Self {
+                book: Book::new(spend_draft::humans::test_rp(), None),
+                seq: 0,
+            }
         }
 
         fn when(&mut self, env: Envelope) {

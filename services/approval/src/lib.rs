@@ -65,6 +65,10 @@ pub struct ApprovalConfig {
     pub sessions: web::SessionPolicy,
     /// MCP sign-in's authorization server (`None`: not offered).
     pub oauth: Option<oauth::OAuthConfig>,
+    /// The relying party approval passkeys are verified against, as every
+    /// other verifier of the deployment pins it (`None`: this app's own
+    /// `rp_id` and origin, where its pages create and use them today).
+    pub passkey: Option<spend_draft::proof::RelyingParty>,
 }
 
 impl ApprovalConfig {
@@ -76,6 +80,7 @@ impl ApprovalConfig {
             notify: notify::NotifyConfig::default(),
             sessions: web::SessionPolicy::default(),
             oauth: None,
+            passkey: None,
         }
     }
 }
@@ -125,9 +130,10 @@ impl Application {
         let passkeys = passkeys::Passkeys::new(rp).map_err(|e| anyhow::anyhow!("{e}"))?;
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
-        let book = Arc::new(RwLock::new(Book::default()));
-        // Versions are compared with the bootstrap until one is approved.
-        book.write().await.versions = spend_policy::versions::Versions::new(Some(deps.policy.clone()));
+        let book = Arc::new(RwLock::new(Book::new(
+            config.passkey.clone().unwrap_or_else(|| passkeys.rp.clone()),
+            Some(deps.policy.clone()),
+        )));
         let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone(), deps.accounts));
         let oauth = match config.oauth {
             Some(c) => Some(oauth::Server::new(app.clone(), c).await?),

@@ -107,6 +107,8 @@ impl Running {
 
 fn config(slack: Option<&str>, smtp: Option<u16>, deadline: Duration) -> ApprovalConfig {
     let mut c = ApprovalConfig::new("127.0.0.1:0");
+    // The test's approvers' passkeys are made on the test relying party.
+    c.passkey = Some(spend_draft::humans::test_rp());
     c.notify = NotifyConfig {
         slack_webhooks: slack
             .iter()

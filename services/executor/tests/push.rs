@@ -111,7 +111,7 @@ impl World {
     /// Starts the executor's pushes with the configuration `configure`
     /// makes of the defaults.
     fn start_with(&mut self, policy: &str, configure: impl FnOnce(&mut PushConfig)) {
-        let mut config = PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy).unwrap()));
+        let mut config = PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy).unwrap()), spend_draft::humans::test_rp());
         configure(&mut config);
         let pusher = Pusher::new(
             Recorder::new(self.log.clone(), &self.prefix, spend_core::authority::Writer::Executor),

@@ -115,7 +115,7 @@ impl Attack {
             recorder,
             connections,
             &platform.base,
-            PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy_md).unwrap())),
+            PushConfig::new(Arc::new(spend_policy::spendmd::parse(policy_md).unwrap()), spend_draft::humans::test_rp()),
         )
         .unwrap();
         let (stop, stopped) = tokio::sync::watch::channel(false);
@@ -494,6 +494,7 @@ async fn a_draft_that_shows_one_change_and_pushes_another_is_refused_by_policy_a
             policy: Arc::new(spend_policy::spendmd::parse(DUAL).unwrap()),
             source: DUAL.into(),
             approved_by_human: true,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         },
     );
     let d = spend_policy::decide::Decide::decide(&decider, "acme", "d_lie").await.unwrap();

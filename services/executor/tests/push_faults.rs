@@ -62,7 +62,7 @@ async fn two_hundred_drafts_over_two_replicas_under_random_faults_end_as_the_pla
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let mut running = Vec::new();
     for c in &replicas {
-        let mut config = PushConfig::new(Arc::new(spend_policy::spendmd::parse(POLICY).unwrap()));
+        let mut config = PushConfig::new(Arc::new(spend_policy::spendmd::parse(POLICY).unwrap()), spend_draft::humans::test_rp());
         config.deadline = Duration::from_secs(4);
         config.request_timeout = Duration::from_secs(1);
         config.unknown_backoff_max = Duration::from_secs(2);

@@ -176,6 +176,7 @@ async fn run() {
             policy: Arc::new(spend_policy::spendmd::parse(POLICY).unwrap()),
             source: POLICY.into(),
             approved_by_human: false,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         },
     );
     let deps = Deps {

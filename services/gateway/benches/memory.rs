@@ -72,6 +72,7 @@ async fn run() {
             policy: Arc::new(policy.clone()),
             source: POLICY.into(),
             approved_by_human: true,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         },
     );
     let mut config = GatewayConfig::new("127.0.0.1:0");

@@ -78,6 +78,10 @@ pub struct GatewayConfig {
     pub authorization_servers: Vec<String>,
     /// Access-token validation; `None` accepts API keys only.
     pub oauth: Option<oauth::OAuthConfig>,
+    /// The relying party approval passkeys are made on: approvals and
+    /// policy versions count only with proofs made there (from
+    /// configuration, never from an event).
+    pub passkey: spend_draft::proof::RelyingParty,
 }
 
 impl GatewayConfig {
@@ -89,6 +93,7 @@ impl GatewayConfig {
             resource_url: None,
             authorization_servers: vec![],
             oauth: None,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         }
     }
 }
@@ -139,9 +144,7 @@ impl GatewayState {
     ) -> Self {
         let prefix = prefix.into();
         let bootstrap = Arc::new(policy);
-        let mut view = View::default();
-        // Versions are compared with the bootstrap until one is approved.
-        view.versions = spend_policy::versions::Versions::new(Some(bootstrap.clone()));
+        let view = View::new(config.passkey.clone(), Some(bootstrap.clone()));
         Self {
             recorder: Recorder::new(log.clone(), prefix.clone(), Writer::Gateway),
             decider,

@@ -80,7 +80,6 @@ impl OrgDrafts {
     }
 }
 
-#[derive(Default)]
 pub struct View {
     /// The last stream sequence applied.
     pub seq: u64,
@@ -120,6 +119,21 @@ pub enum Applied {
 }
 
 impl View {
+    /// An empty view whose approvals and SPEND.md versions count only with
+    /// passkeys made on `rp`, versions compared with `bootstrap`.
+    pub fn new(rp: spend_draft::proof::RelyingParty, bootstrap: Option<std::sync::Arc<spend_policy::spendmd::SpendMd>>) -> Self {
+        Self {
+            seq: 0,
+            orgs: HashMap::new(),
+            audit: HashMap::new(),
+            breakers: HashMap::new(),
+            paused: HashMap::new(),
+            versions: Versions::new(rp, bootstrap),
+            revoked_grants: std::collections::HashSet::new(),
+            credentials_revoked_at: HashMap::new(),
+        }
+    }
+
     /// Why `org`'s agents are paused, while paused.
     pub fn paused(&self, org: &str) -> Option<&str> {
         ["pause", "kill_switch"]
@@ -379,7 +393,7 @@ mod tests {
 
     #[test]
     fn an_admins_resume_lifts_only_an_admins_pause() {
-        let mut v = View::default();
+        let mut v = View::new(spend_draft::proof::RelyingParty::default_app(), None);
         let pause = |r: &str| EventData::AgentsPaused(AgentsPaused { reason: r.into() });
         let resume = || EventData::AgentsResumed(AgentsResumed { reason: "ok".into() });
         v.apply("spend.evt", &stored(1, "pause/acme", pause("operator")));

@@ -112,7 +112,7 @@ async fn no_service_but_the_approval_service_writes_a_clients_grant_and_misplace
         assert!(approval.last_on_subject(subject).await.unwrap().is_none(), "nothing stored on {subject}");
     }
 
-    let mut view = View::default();
+    let mut view = View::new(spend_draft::proof::RelyingParty::default_app(), None);
     let mut audits = Vec::new();
     // Read back as a reader does (the approval service's user reads it all).
     let n = approval.info().await.unwrap().last_seq as usize;

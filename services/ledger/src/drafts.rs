@@ -63,16 +63,15 @@ pub struct DraftBook {
     registry: Registry,
 }
 
-impl Default for DraftBook {
-    fn default() -> Self {
+impl DraftBook {
+    /// A book whose approvals count only with passkeys made on `rp`.
+    pub fn new(rp: spend_draft::proof::RelyingParty) -> Self {
         Self {
             open: FifoMap::new(MAX_OPEN),
-            registry: Registry::default(),
+            registry: Registry::new(rp),
         }
     }
-}
 
-impl DraftBook {
     /// The move `m` makes, if it moves a draft.
     pub fn apply(&mut self, prefix: &str, m: &StoredMessage) -> Option<Move> {
         let Read::Event { env, aggregate, id } = classify(prefix, m) else {
@@ -202,7 +201,7 @@ mod tests {
         fn a_draft_decided(outcome: Outcome) -> Self {
             let proposed = payment_proposed("acme", "d1", 2_000);
             let mut g = Self {
-                book: DraftBook::default(),
+                book: DraftBook::new(spend_draft::humans::test_rp()),
                 seq: 0,
                 hash: spend_draft::event_hash(&proposed.to_bytes()),
                 approvers: Approvers::new("acme", &["alice", "bob", "mallory"]),

@@ -164,7 +164,7 @@ impl Ingest {
         let Some(open_events) = retry!("database", shutdown, db_transient, store.draft_events(&open, MAX_OPEN).await)? else {
             return Ok(());
         };
-        let mut book = DraftBook::default();
+        let mut book = DraftBook::new(self.config.passkey.clone());
         for e in &open_events {
             book.apply(&self.config.subject_prefix, &stored(e));
         }

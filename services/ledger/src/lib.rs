@@ -62,6 +62,11 @@ pub struct LedgerConfig {
     /// `SPEND__INTERNAL__TOKEN`; see `spend_proto::internal`).
     #[serde(skip)]
     pub internal_token: Option<String>,
+    /// The relying party approval passkeys are made on: approvals in the
+    /// projection count only with proofs made there (set by `spend` from
+    /// the approval settings; never taken from an event).
+    #[serde(skip, default = "spend_draft::proof::RelyingParty::default_app")]
+    pub passkey: spend_draft::proof::RelyingParty,
 }
 
 impl Default for LedgerConfig {
@@ -77,6 +82,7 @@ impl Default for LedgerConfig {
             stream: "SPEND_LEDGER".into(),
             ledger_subject_prefix: "spend.ledger".into(),
             internal_token: None,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         }
     }
 }

@@ -84,6 +84,9 @@ pub struct Bootstrap {
     pub policy: Arc<SpendMd>,
     pub source: String,
     pub approved_by_human: bool,
+    /// The relying party approval passkeys are made on (from this
+    /// service's configuration, never from an event).
+    pub passkey: spend_draft::proof::RelyingParty,
 }
 
 /// What the policy service knows from following the log.
@@ -99,7 +102,7 @@ pub struct PolicyState {
 impl PolicyState {
     pub fn new(bootstrap: Bootstrap) -> Arc<Self> {
         Arc::new(Self {
-            versions: RwLock::new(Versions::new(Some(bootstrap.policy.clone()))),
+            versions: RwLock::new(Versions::new(bootstrap.passkey.clone(), Some(bootstrap.policy.clone()))),
             bootstrap,
             recent: std::sync::Mutex::default(),
             seen: watch::channel(0).0,

@@ -26,6 +26,7 @@ use std::sync::Arc;
 use spend_core::RawEnvelope;
 use spend_core::events::{ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, PolicyProposed};
 use spend_draft::approvers::{Observed, Registry, Role};
+use spend_draft::proof::RelyingParty;
 use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
 use spend_eventlog::StoredMessage;
 
@@ -70,7 +71,6 @@ pub enum Noticed {
 pub const UNTRUSTED: &str = "approver.untrusted";
 
 /// The versions of every organisation, as proposed and approved.
-#[derive(Default)]
 pub struct Versions {
     /// The policy in force before an organisation approves a version of
     /// its own: what a first version is compared with.
@@ -93,10 +93,18 @@ pub struct Needs {
 }
 
 impl Versions {
-    /// Versions compared, before an organisation has one of its own, with
+    /// Versions whose approvals are checked against passkeys made on `rp`
+    /// (the passkey relying party from the verifier's own configuration),
+    /// compared, before an organisation has one of its own, with
     /// `bootstrap` (the operator's SPEND.md).
-    pub fn new(bootstrap: Option<Arc<SpendMd>>) -> Self {
-        Self { bootstrap, ..Self::default() }
+    pub fn new(rp: RelyingParty, bootstrap: Option<Arc<SpendMd>>) -> Self {
+        Self {
+            bootstrap,
+            proposals: HashMap::new(),
+            active: HashMap::new(),
+            approved: std::collections::HashSet::new(),
+            approvers: Registry::new(rp),
+        }
     }
 
     /// What proposal `id` of `org` needs, against the version in force now.

@@ -70,6 +70,7 @@ fn decider(log: Arc<dyn EventLog>, prefix: &str, approved: bool) -> Decider {
             policy: Arc::new(spendmd::parse(POLICY).unwrap()),
             source: POLICY.into(),
             approved_by_human: approved,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         },
     )
 }
@@ -307,6 +308,7 @@ async fn a_budget_raise_repeated_on_the_next_day_does_not_refill_the_envelope() 
             policy: Arc::new(spendmd::parse(policy).unwrap()),
             source: policy.into(),
             approved_by_human: true,
+            passkey: spend_draft::proof::RelyingParty::default_app(),
         },
     );
     let gateway = Recorder::new(log.clone(), &prefix, Writer::Gateway);

@@ -51,6 +51,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
         policy: Arc::new(spend_policy::spendmd::parse(BOOTSTRAP).unwrap()),
         source: BOOTSTRAP.into(),
         approved_by_human: false,
+        passkey: spend_draft::proof::RelyingParty::default_app(),
     };
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let app = Application::build(
@@ -245,6 +246,7 @@ async fn with_an_internal_token_only_callers_that_send_it_are_served() {
         policy: Arc::new(spend_policy::spendmd::parse(BOOTSTRAP).unwrap()),
         source: BOOTSTRAP.into(),
         approved_by_human: false,
+        passkey: spend_draft::proof::RelyingParty::default_app(),
     };
     let deps = || Deps {
         log: log.clone(),

@@ -62,12 +62,32 @@ pub async fn invite(log: Arc<dyn EventLog>, prefix: &str, org: &str, email: &str
     })
 }
 
+/// The relying party approval passkeys are made on: for a `spend dev`
+/// data folder, the one it last ran with; else the configured one.
+fn relying_party(config: &SpendConfig, data_dir: Option<&std::path::Path>) -> anyhow::Result<spend_draft::proof::RelyingParty> {
+    if let Some(dir) = data_dir {
+        let path = crate::config::DevPaths::new(dir).relying_party;
+        if path.exists() {
+            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
+            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
+            let (Some(rp_id), Some(origin)) = (v["rp_id"].as_str(), v["origin"].as_str()) else {
+                anyhow::bail!("{} names no rp_id and origin", path.display());
+            };
+            return Ok(spend_draft::proof::RelyingParty::new(rp_id, origin));
+        }
+    }
+    Ok(config.approval.relying_party(&config.approval.listen))
+}
+
 /// The log replayed into the approval service's book (registry,
-/// registrations, invitations), up to its last message.
-pub async fn replay(log: Arc<dyn EventLog>, prefix: &str) -> anyhow::Result<spend_approval::book::Book> {
+/// registrations, invitations), up to its last message; passkeys count
+/// only when made on the configured relying party.
+pub async fn replay(log: Arc<dyn EventLog>, config: &SpendConfig, data_dir: Option<&std::path::Path>) -> anyhow::Result<spend_approval::book::Book> {
     use futures::StreamExt as _;
+    let prefix = config.nats.subject_prefix.as_str();
     let last = log.info().await?.last_seq;
-    let mut book = spend_approval::book::Book::default();
+    let rp = relying_party(config, data_dir)?;
+    let mut book = spend_approval::book::Book::new(rp, None);
     if last == 0 {
         return Ok(book);
     }
@@ -120,7 +140,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
                 anyhow::bail!("--fingerprint: expected the 64 hex characters the enrollment page showed");
             }
             let log = open_log(&config, data_dir.as_deref()).await?;
-            let book = replay(log.clone(), &prefix).await?;
+            let book = replay(log.clone(), &config, data_dir.as_deref()).await?;
             if book.versions.approvers.bootstrapped(&org) {
                 anyhow::bail!("{org} has its first admin already: new admins are countersigned by an admin in the app, never anchored again");
             }
@@ -143,7 +163,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
             data_dir,
         } => {
             let log = open_log(&config, data_dir.as_deref()).await?;
-            let book = replay(log.clone(), &prefix).await?;
+            let book = replay(log.clone(), &config, data_dir.as_deref()).await?;
             if book.versions.approvers.approver(&org, &approver_id).is_none() {
                 anyhow::bail!("{org} has no approver {approver_id} (see `spend approver list --org {org}`)");
             }
@@ -158,7 +178,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
         }
         ApproverCommand::List { org, json, data_dir } => {
             let log = open_log(&config, data_dir.as_deref()).await?;
-            let book = replay(log, &prefix).await?;
+            let book = replay(log, &config, data_dir.as_deref()).await?;
             print_list(&book, &org, json);
             Ok(ExitCode::SUCCESS)
         }

@@ -120,9 +120,23 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         .await
         .context("creating the development agent key")?;
 
+    // Every verifier pins the approval app's relying party, as configured
+    // (its default origin names the app's port: a port 0 is chosen now).
+    let mut approval_listen = args.approval_listen.clone().unwrap_or_else(|| config.approval.listen.clone());
+    if approval_listen.ends_with(":0") {
+        let probe = std::net::TcpListener::bind(&approval_listen).with_context(|| format!("binding the approval app on {approval_listen}"))?;
+        approval_listen = probe.local_addr()?.to_string();
+    }
+    let passkey = config.approval.relying_party(&approval_listen);
+    std::fs::write(
+        &paths.relying_party,
+        serde_json::json!({"rp_id": passkey.rp_id, "origin": passkey.origin}).to_string(),
+    )
+    .with_context(|| format!("writing {}", paths.relying_party.display()))?;
     let ledger_config = spend_ledger::LedgerConfig {
         listen: args.ledger_listen.clone().unwrap_or_else(|| config.ledger.listen.clone()),
         subject_prefix: prefix.clone(),
+        passkey: passkey.clone(),
         ..config.ledger.clone()
     };
     let ledger = spend_ledger::Application::build(
@@ -164,7 +178,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         spend_eventlog::Recorder::new(log.clone(), &prefix, spend_core::authority::Writer::Executor),
         connections.clone(),
         &sandbox_url,
-        config.executor.push(Arc::new(policy.clone())),
+        config.executor.push(Arc::new(policy.clone()), passkey.clone()),
     )
     .map_err(anyhow::Error::msg)?;
     let executor = spend_executor::Application::build(
@@ -185,6 +199,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // A dev policy file is the developer's own: it counts as approved only
     // for what it can do without a mandate, so auto-approval stays off.
     let mut gateway_config = super::serve::gateway_config(&config.gateway)?;
+    gateway_config.passkey = passkey.clone();
     // A flag wins; else `gateway.listen` (SPEND__GATEWAY__LISTEN), which
     // gateway_config already took from the configuration.
     if let Some(listen) = &args.gateway_listen {
@@ -207,6 +222,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
                 policy: Arc::new(policy.clone()),
                 source: source.clone(),
                 approved_by_human: false,
+                passkey: passkey.clone(),
             },
         },
     )
@@ -241,11 +257,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval_settings.mcp.allow_private_metadata = true;
     }
     let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
-    let mut approval_config = approval_settings.service(
-        args.approval_listen.clone().unwrap_or_else(|| approval_settings.listen.clone()),
-        Some(paths.outbox.clone()),
-        Some(link_secret.clone()),
-    )?;
+    let mut approval_config = approval_settings.service(approval_listen.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
     approval_config.oauth = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
         .await

@@ -95,7 +95,7 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
     let log = super::apikey::open_log(&config, data_dir).await?;
     // The version in force on the log, if a human approved one (else the
     // services' bootstrap file, which is not on the log).
-    let book = super::approver::replay(log.clone(), &config.nats.subject_prefix).await?;
+    let book = super::approver::replay(log.clone(), &config, data_dir).await?;
     let previous_version = book.versions.active(org).map(|a| a.proposal.version.clone());
     let data = spend_core::events::EventData::PolicyProposed(spend_core::events::PolicyProposed {
         draft_id: draft_id.clone(),

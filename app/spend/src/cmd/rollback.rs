@@ -45,7 +45,7 @@ pub async fn run(config: SpendConfig, args: RollbackArgs) -> anyhow::Result<Exit
     let since = since.as_deref().map(parse_since).transpose()?;
     let prefix = config.nats.subject_prefix.clone();
     let log = super::apikey::open_log(&config, data_dir.as_deref()).await?;
-    let book = super::approver::replay(log.clone(), &prefix).await?;
+    let book = super::approver::replay(log.clone(), &config, data_dir.as_deref()).await?;
     let mut chosen: Vec<String> = Vec::new();
     for d in &drafts {
         match book.entry(&org, d) {

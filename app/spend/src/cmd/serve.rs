@@ -51,6 +51,7 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let ledger_config = spend_ledger::LedgerConfig {
         subject_prefix: config.nats.subject_prefix.clone(),
         internal_token: config.internal.token().map(str::to_string),
+        passkey: passkey(&config),
         ..config.ledger.clone()
     };
     let app = spend_ledger::Application::build(
@@ -69,6 +70,12 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// The gateway's settings from configuration.
+/// The relying party approval passkeys are made on, as every verifier of
+/// this deployment pins it (from the approval settings, never an event).
+pub fn passkey(config: &SpendConfig) -> spend_draft::proof::RelyingParty {
+    config.approval.relying_party(&config.approval.listen)
+}
+
 pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Result<spend_gateway::GatewayConfig> {
     let mut config = spend_gateway::GatewayConfig::new(settings.listen.clone());
     config.trusted_proxies = settings
@@ -133,7 +140,8 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
         reads: Arc::new(reads),
         decider: Arc::new(decider),
     };
-    let gw_config = gateway_config(&config.gateway)?;
+    let mut gw_config = gateway_config(&config.gateway)?;
+    gw_config.passkey = passkey(&config);
     let app = spend_gateway::Application::build(gw_config, deps).await?;
     tracing::info!(addr = %app.local_addr(), executor = %config.gateway.executor_url, "gateway serving MCP at /mcp and gRPC AgentGateway");
     app.run_until_stopped(shutdown_signal()).await?;
@@ -165,6 +173,7 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
                 policy: Arc::new(policy),
                 source,
                 approved_by_human: config.policy.policy_approved_by_human,
+                passkey: passkey(&config),
             },
         },
     )
@@ -226,7 +235,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
         recorder,
         connections.clone(),
         &config.executor.platform_url,
-        config.executor.push(Arc::new(bootstrap)),
+        config.executor.push(Arc::new(bootstrap), passkey(&config)),
     )
     .map_err(anyhow::Error::msg)?;
     let app = spend_executor::Application::build(

@@ -130,25 +130,16 @@ pub struct Book {
     pub seq: u64,
 }
 
-impl Default for Book {
-    fn default() -> Self {
+impl Book {
+    /// A book whose SPEND.md versions are compared with `bootstrap` until
+    /// one is approved (what a version loosens needs two approvers).
+    pub fn new(passkey: spend_draft::proof::RelyingParty, bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> Self {
         Self {
-            versions: Versions::default(),
+            versions: Versions::new(passkey, Some(bootstrap)),
             drafts: FifoMap::new(MAX_DRAFTS),
             rollbacks: FifoMap::new(MAX_ROLLBACKS),
             frozen: HashMap::new(),
             seq: 0,
-        }
-    }
-}
-
-impl Book {
-    /// A book whose SPEND.md versions are compared with `bootstrap` until
-    /// one is approved (what a version loosens needs two approvers).
-    pub fn new(bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> Self {
-        Self {
-            versions: Versions::new(Some(bootstrap)),
-            ..Self::default()
         }
     }
 

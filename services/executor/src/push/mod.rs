@@ -151,12 +151,16 @@ pub struct PushConfig {
     /// every third of this while it works, so a replica that dies hands its
     /// changes on after at most this long.
     pub lease_ttl: Duration,
+    /// The relying party approval passkeys are made on: a proof counts
+    /// only when made there (from configuration, never from an event).
+    pub passkey: spend_draft::proof::RelyingParty,
 }
 
 impl PushConfig {
-    pub fn new(bootstrap: Arc<SpendMd>) -> Self {
+    pub fn new(bootstrap: Arc<SpendMd>, passkey: spend_draft::proof::RelyingParty) -> Self {
         Self {
             bootstrap,
+            passkey,
             concurrency: 8,
             deadline: Duration::from_secs(60),
             request_timeout: Duration::from_secs(10),
@@ -199,7 +203,7 @@ impl Pusher {
     pub fn new(recorder: Recorder, connections: Arc<Connections>, platform_url: &str, config: PushConfig) -> Result<Arc<Self>, String> {
         let platform = Platform::new(platform_url, config.request_timeout)?;
         Ok(Arc::new(Self {
-            book: RwLock::new(Book::new(config.bootstrap.clone())),
+            book: RwLock::new(Book::new(config.passkey.clone(), config.bootstrap.clone())),
             permits: Arc::new(Semaphore::new(config.concurrency.max(1))),
             recorder,
             connections,

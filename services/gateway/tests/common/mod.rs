@@ -95,6 +95,7 @@ impl Gateway {
                 policy: Arc::new(policy.clone()),
                 source,
                 approved_by_human: true,
+                passkey: spend_draft::proof::RelyingParty::default_app(),
             },
         );
         let deps = Deps {
