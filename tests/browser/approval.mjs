@@ -216,6 +216,7 @@ try {
   // A GET of the approval link changes nothing; the page shows the draft.
   await ada.page.goto(env("LINK_APPROVE"));
   seen.draft_page_has_approve = await ada.page.getByRole("button", { name: "Approve" }).isVisible();
+  seen.draft_page = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/draft.png`, fullPage: true });
 
   // Arming opens the alertdialog; Cancel closes it and approves nothing.
@@ -303,6 +304,21 @@ try {
   await ada.page.goto(`${ORIGIN}/accounts`);
   await ada.page.getByRole("button", { name: "Disconnect act_1002" }).click();
   await ada.page.waitForURL(`${ORIGIN}/accounts`);
+
+  // A consent link sent to someone else (another organisation's admin
+  // luring the manager of an account): it comes back in their browser,
+  // without the binding of the browser that began it: nothing connected.
+  await ada.page.getByRole("button", { name: "Connect account" }).click();
+  const lure = await ada.page.getByRole("link", { name: "Continue to the platform" }).getAttribute("href");
+  const victim = await person();
+  await victim.page.goto(lure);
+  await victim.page.getByLabel("Social ads (act_1002)").check();
+  await victim.page.getByRole("button", { name: "Allow" }).click();
+  await victim.page.waitForURL(/\/accounts\/callback/);
+  seen.lured = (await victim.page.locator("main").textContent()) || "";
+  await victim.context.close();
+  await ada.page.goto(`${ORIGIN}/accounts`);
+  seen.accounts_after_lure = (await ada.page.locator("main").textContent()) || "";
   seen.after_disconnect = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/accounts.png`, fullPage: true });
 
@@ -371,6 +387,7 @@ try {
   // Kill switches: the admin freezes every card, pauses the agents and
   // resumes them (a resume in the app lifts only the app's pause).
   await ada.page.goto(`${ORIGIN}/killswitches`);
+  await ada.page.getByRole("radio", { name: "Every card of dev" }).check();
   await ada.page.getByLabel("Why").fill("suspected card testing");
   await ada.page.getByRole("button", { name: "Freeze cards" }).click();
   for (let i = 0; i < 20; i++) {

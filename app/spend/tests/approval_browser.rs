@@ -243,6 +243,22 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(seen["admin_enroll"]["status"].as_str().unwrap().contains("spend approver anchor"), "{seen}");
     assert_eq!(seen["admin_signed_in"], true, "{seen}");
     assert_eq!(seen["draft_page_has_approve"], true);
+    // Read as a person reads: the change in words from the fields pushed,
+    // the merchant on its own row, the agent by its key's name, the status
+    // in words, the expiry relative.
+    let page = s("draft_page");
+    for said in [
+        "Pay 10.00 USD to openai.com",
+        "from card crd_1",
+        "Merchant",
+        "A payment cannot be undone by a rollback",
+        "dev-agent (",
+        "Status: Waiting for approval",
+        "Expiresin ",
+    ] {
+        assert!(page.contains(said), "{said:?} is not on the draft page: {page}");
+    }
+    assert!(!page.contains("minor_units"), "{page}");
     assert_eq!(seen["cancel_closes"], true);
     assert_eq!(seen["post_without_csrf"], 403, "{seen}");
     assert!(s("approved_status").starts_with("Approved"), "{seen}");
@@ -252,7 +268,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("bob_before_countersign").starts_with("You are not signed in"), "{seen}");
     assert!(s("approvers_page").contains("bob@dev.localhost"), "{seen}");
     assert_eq!(seen["bob_signed_in"], true, "{seen}");
-    assert!(s("dual_first").contains("awaiting_second_approval"), "{seen}");
+    assert!(s("dual_first").contains("Waiting for a second approver"), "{seen}");
     assert_eq!(seen["dual_same_person_again"], true, "one person approves once");
     assert!(s("dual_second").starts_with("Approved"), "{seen}");
     assert!(s("presence_only").starts_with("Your passkey was not created"), "{seen}");
@@ -272,9 +288,14 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("platform_consent").contains("see your ad accounts"), "{seen}");
     assert!(s("connected").contains("Connected act_1002"), "{seen}");
     assert!(s("after_disconnect").contains("disconnected"), "{seen}");
+    // A consent link lured to another browser connects nothing there, and
+    // the refusal is audited under the organisation that began it.
+    assert!(s("lured").contains("not started in this browser"), "{seen}");
+    assert!(!s("lured").contains("Connected act_1002"), "{seen}");
+    assert!(s("accounts_after_lure").contains("disconnected"), "act_1002 stays disconnected: {seen}");
     // The budget raise: approved, pushed once write access was granted,
     // then rolled back from the audit view.
-    assert!(s("budget_first").contains("awaiting_second_approval"), "{seen}");
+    assert!(s("budget_first").contains("Waiting for a second approver"), "{seen}");
     assert!(s("budget_status").starts_with("Approved"), "{seen}");
     assert!(s("budget2_status").starts_with("Approved"), "{seen}");
     assert_eq!(seen["budget_pushed"], true, "the sandbox shows the new budget: {seen}");
@@ -391,6 +412,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "spend.client.tokens_issued.v1",
         "oauth.approve_requested",
         "agent_on_human_route",
+        "accounts.callback_unbound",
     ] {
         assert!(decoded_contains(&all, t), "{t} is on the record");
     }

@@ -37,6 +37,11 @@ pub trait Connect: Send + Sync {
     async fn begin(&self, org: &str, account_id: Option<&str>, write: Option<&str>, redirect_uri: &str, purpose: &str) -> Result<Begun, ConnectError>;
     /// The platform's callback: the code, or the error it sent.
     async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError>;
+    /// A callback refused before it was completed (it came back in a
+    /// browser that did not begin it): the authorization `state` names is
+    /// used up, nothing is connected, and the refusal is audited under the
+    /// organisation that began it.
+    async fn abandon(&self, state: &str, reason: &str) -> Result<(), ConnectError>;
     /// The organisation's connections.
     async fn list(&self, org: &str) -> Result<Vec<AccountHealth>, ConnectError>;
     /// Revokes the account's grant at the platform and stops using it.

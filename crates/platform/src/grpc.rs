@@ -497,6 +497,18 @@ impl crate::Connect for ExecutorClient {
         account_health_from(r.account)
     }
 
+    async fn abandon(&self, state: &str, reason: &str) -> Result<(), crate::ConnectError> {
+        self.inner
+            .clone()
+            .abandon_connection(pb::AbandonConnectionRequest {
+                state: state.into(),
+                reason: reason.into(),
+            })
+            .await
+            .map_err(connect_error)?;
+        Ok(())
+    }
+
     async fn list(&self, org: &str) -> Result<Vec<AccountHealth>, crate::ConnectError> {
         let r = self
             .inner

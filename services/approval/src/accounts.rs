@@ -7,9 +7,15 @@
 //! The approval service holds no token: it asks the executor (which alone
 //! does) for the platform's consent page, and hands it the platform's
 //! callback. The callback comes back from the platform's site, where a
-//! `SameSite=Strict` session cookie is not sent: it is honoured by its
-//! `state` alone — random, single use, expiring, made for an admin's
-//! request — and shows only the outcome.
+//! `SameSite=Strict` session cookie is not sent; its `state` — random,
+//! single use, expiring, made for an admin's request — is honoured only in
+//! the browser that began it: beginning sets a binding cookie
+//! (`SameSite=Lax`, so the platform's redirect carries it; HttpOnly; for
+//! the callback path only) holding the state's hash. A consent link sent
+//! to someone else (an admin of one organisation luring the manager of
+//! another's account) comes back without it: the executor burns the
+//! authorization and audits the refusal under the organisation that
+//! began it, and nothing is connected.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -133,8 +139,11 @@ pub async fn accounts_page(State(app): State<Arc<App>>, headers: HeaderMap) -> R
 }
 
 /// The page before the platform: what will be asked for, and the link.
-fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: &str) -> Response {
-    page(
+/// The page that sends the admin to the platform, binding the
+/// authorization to this browser (see the module docs).
+fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: &str) -> Answer<Response> {
+    let state = state_of(url).ok_or_else(|| Refusal::new(StatusCode::BAD_GATEWAY, "the executor's consent link names no state"))?;
+    let mut r = page(
         title,
         Some(&s.csrf),
         Some(&who(s)),
@@ -143,7 +152,47 @@ fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: 
             p { a.button href=(url) rel="noreferrer" { "Continue to the platform" } }
             p { a href="/accounts" { "Back to the accounts" } }
         },
-    )
+    );
+    let (name, value) = binding(state);
+    let cookie = format!("{name}={value}; Path=/accounts/callback; Max-Age={BINDING_SECS}; HttpOnly; SameSite=Lax");
+    r.headers_mut().append(
+        axum::http::header::SET_COOKIE,
+        axum::http::HeaderValue::from_str(&cookie).map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "a binding cookie that cannot be sent"))?,
+    );
+    Ok(r)
+}
+
+/// How long a binding cookie lasts: longer than any authorization.
+const BINDING_SECS: u64 = 1_800;
+
+/// The `state` of a consent link (`…?…&state=…`).
+fn state_of(url: &str) -> Option<&str> {
+    let (_, query) = url.split_once('?')?;
+    query
+        .split('&')
+        .filter_map(|kv| kv.split_once('='))
+        .find(|(k, _)| *k == "state")
+        .map(|(_, v)| v)
+        .filter(|v| !v.is_empty())
+}
+
+/// The binding cookie of `state`: its name (one per authorization, so two
+/// at once do not collide) and value (the state's hash, never the state).
+fn binding(state: &str) -> (String, String) {
+    let h = hex::encode(<sha2::Sha256 as sha2::Digest>::digest(state.as_bytes()));
+    (format!("spend_connect_{}", &h[..16]), h)
+}
+
+/// Whether the request carries the binding cookie of `state`.
+fn bound(headers: &HeaderMap, state: &str) -> bool {
+    let (name, value) = binding(state);
+    headers
+        .get_all(axum::http::header::COOKIE)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(';'))
+        .filter_map(|kv| kv.trim().split_once('='))
+        .any(|(k, v)| k == name && crate::web::subtle_eq(v, &value))
 }
 
 /// `POST /accounts/connect`: read access, an admin.
@@ -160,7 +209,7 @@ pub async fn connect(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInf
         )
         .await
         .map_err(refused)?;
-    Ok(continue_page(
+    continue_page(
         &s,
         "Connect an account",
         html! {
@@ -169,7 +218,7 @@ pub async fn connect(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInf
             p { "Nothing can be changed with this access. The link works until " (begun.expires_at.format("%H:%M UTC")) "." }
         },
         &begun.authorize_url,
-    ))
+    )
 }
 
 #[derive(serde::Deserialize)]
@@ -199,11 +248,7 @@ pub async fn write(
         }
         let change: Vec<String> = book
             .entry(&s.org, &f.draft_id)
-            .map(|e| {
-                let mut v = vec![format!("{} on {}, {}", e.draft.kind(), e.draft.account_id(), e.draft.spend_impact())];
-                v.extend(e.draft.diff().iter().map(|d| format!("{}: {} → {}", d.path, d.before, d.after)));
-                v
-            })
+            .map(|e| vec![spend_draft::display::describe(&e.draft.proposal().change, e.draft.account_id())])
             .unwrap_or_default();
         (scope, change)
     };
@@ -217,7 +262,7 @@ pub async fn write(
         )
         .await
         .map_err(refused)?;
-    Ok(continue_page(
+    continue_page(
         &s,
         "Grant write access",
         html! {
@@ -226,7 +271,7 @@ pub async fn write(
             p { "To push it, SpendSignoff needs " code { (scope) } " on " code { (account_id) } ". The platform will ask you to consent; the read access it has stays. Nothing is pushed until you consent, and only what humans approved is ever pushed." }
         },
         &begun.authorize_url,
-    ))
+    )
 }
 
 /// `POST /accounts/{account}/disconnect`: an admin; revokes at the platform.
@@ -256,7 +301,7 @@ pub struct CallbackQuery {
 
 /// `GET /accounts/callback`: the platform sends the admin back; the
 /// executor completes the authorization `state` names (once).
-pub async fn callback(State(app): State<Arc<App>>, Query(q): Query<CallbackQuery>) -> Response {
+pub async fn callback(State(app): State<Arc<App>>, headers: HeaderMap, Query(q): Query<CallbackQuery>) -> Response {
     let Some(connect) = app.accounts.as_ref() else {
         return (StatusCode::SERVICE_UNAVAILABLE, "accounts are not managed from this approval service").into_response();
     };
@@ -268,6 +313,22 @@ pub async fn callback(State(app): State<Arc<App>>, Query(q): Query<CallbackQuery
             html! { p { "The platform's answer has no state: start again from the Accounts page." } },
         );
     };
+    if !bound(&headers, state) {
+        let refused = connect
+            .abandon(state, "the callback carried no binding cookie of the browser that began it")
+            .await;
+        if let Err(e) = refused {
+            tracing::warn!(error = %e, "could not abandon an unbound connection");
+        }
+        return page(
+            "Not connected",
+            None,
+            None,
+            html! {
+                p role="status" { "Not connected: this consent was not started in this browser. Nothing was connected. If you manage this account, start again from the Accounts page of your own organisation, signed in." }
+            },
+        );
+    }
     let outcome = match (&q.code, &q.error) {
         (Some(code), _) => Ok(code.as_str()),
         (None, Some(e)) => Err((e.as_str(), q.error_description.as_deref().unwrap_or_default())),

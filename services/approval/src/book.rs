@@ -137,6 +137,8 @@ pub struct Book {
     /// Pauses of an organisation's agents in force: (org, `pause` for the
     /// operator's or `kill_switch` for an admin's) -> (reason, who).
     paused: HashMap<(String, &'static str), (String, String)>,
+    /// Agent keys' names, as the operator created them: (org, key id).
+    key_names: FifoMap<(String, String), String>,
     /// Cards the executor froze, per organisation: (card or `all`, why).
     frozen: HashMap<String, Vec<(String, String)>>,
     /// MCP clients' grants.
@@ -166,6 +168,7 @@ impl Book {
             links: HashMap::new(),
             consents: FifoMap::new(MAX_INVITES),
             paused: HashMap::new(),
+            key_names: FifoMap::new(MAX_INVITES),
             frozen: HashMap::new(),
             clients: crate::oauth::grants::Grants::default(),
             seq: 0,
@@ -181,6 +184,14 @@ impl Book {
             return;
         };
         let org = env.org.to_string();
+        if aggregate == "apikey"
+            && env.event_type == spend_core::events::ApiKeyCreated::TYPE
+            && let Ok(k) = serde_json::from_str::<spend_core::events::ApiKeyCreated>(env.data.get())
+            && k.org == org
+        {
+            self.key_names.insert_new((org, k.key_id), k.name);
+            return;
+        }
         // Policy versions and the registry (enrollments, anchors, removals,
         // approvals of policy proposals).
         let _ = self.versions.apply(prefix, m, &env);
@@ -524,6 +535,15 @@ impl Book {
     /// The organisation's envelope as its last commitment left it.
     pub fn envelope(&self, org: &str) -> Option<&spend_core::events::EnvelopeState> {
         self.envelopes.get(org)
+    }
+
+    /// An agent as people know it: its key's name and id ("nightly
+    /// optimiser (k_1a2b)"), or the key id when no name is known.
+    pub fn agent_name(&self, org: &str, key_id: &str) -> String {
+        match self.key_names.get(&(org.to_string(), key_id.to_string())) {
+            Some(name) if !name.is_empty() => format!("{name} ({key_id})"),
+            _ => key_id.to_string(),
+        }
     }
 
     pub fn policy_entry(&self, org: &str, id: &str) -> Option<&PolicyEntry> {

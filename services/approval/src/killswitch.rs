@@ -72,8 +72,20 @@ pub async fn page_get(State(app): State<Arc<App>>, headers: HeaderMap) -> Respon
             }
             form method="post" action="/killswitches/freeze" {
                 input type="hidden" name="csrf" value=(s.csrf);
-                label for="freeze-card" { "Card (empty: every card)" }
-                input #freeze-card type="text" name="card" maxlength="64";
+                fieldset {
+                    legend { "Which cards" }
+                    p.inline-choice {
+                        input #freeze-one type="radio" name="scope" value="one" required;
+                        label.inline for="freeze-one" { "One card" }
+                    }
+                    label for="freeze-card" { "Card id" }
+                    input #freeze-card type="text" name="card" maxlength="64" aria-describedby="freeze-card-help";
+                    p #freeze-card-help { "Needed for one card; ignored for every card." }
+                    p.inline-choice {
+                        input #freeze-all type="radio" name="scope" value="all" required;
+                        label.inline for="freeze-all" { "Every card of " (s.org) }
+                    }
+                }
                 label for="freeze-reason" { "Why" }
                 input #freeze-reason type="text" name="reason" required maxlength="500";
                 p { button.danger type="submit" { "Freeze cards" } }
@@ -88,6 +100,10 @@ pub struct SwitchForm {
     reason: String,
     #[serde(default)]
     card: String,
+    /// `one` (the card named) or `all`: an explicit choice, never an
+    /// empty field meaning every card.
+    #[serde(default)]
+    scope: String,
 }
 
 fn reason_of(f: &SwitchForm) -> Answer<String> {
@@ -146,15 +162,17 @@ pub async fn freeze(
     need_admin(&s)?;
     let reason = format!("{} (frozen by {} in the approval app)", reason_of(&f)?, s.email);
     let card = f.card.trim();
-    let (card_id, id) = match card {
-        "" | "*" => ("*".to_string(), "card-all".to_string()),
-        c if spend_core::subject::is_valid_token(c) => (c.to_string(), format!("card-{c}")),
-        c => {
+    let (card_id, id) = match (f.scope.as_str(), card) {
+        ("all", _) => ("*".to_string(), "card-all".to_string()),
+        ("one", "") => return Err(Refusal::new(StatusCode::BAD_REQUEST, "name the card to freeze, or choose every card")),
+        ("one", c) if spend_core::subject::is_valid_token(c) && c != "*" => (c.to_string(), format!("card-{c}")),
+        ("one", c) => {
             return Err(Refusal::new(
                 StatusCode::BAD_REQUEST,
                 format!("{c:?} is not a card id (letters, digits, _ and -)"),
             ));
         }
+        _ => return Err(Refusal::new(StatusCode::BAD_REQUEST, "choose one card or every card")),
     };
     pull(&app, &s, &id, EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason })).await
 }

@@ -63,9 +63,9 @@ fn restores(e: &Entry) -> String {
                         .map(|d| {
                             format!(
                                 "{} back from {} to {}",
-                                d.path.rsplit('/').next().unwrap_or(&d.path),
-                                json_text(&d.after),
-                                json_text(&d.before)
+                                field_name(&d.path),
+                                field_value(e, &d.path, &d.after),
+                                field_value(e, &d.path, &d.before)
                             )
                         })
                         .collect()
@@ -97,9 +97,27 @@ fn change_status(e: &Entry) -> String {
 fn diff_cell(e: &Entry) -> Markup {
     html! {
         @if let Some(p) = &e.pushed {
-            ul { @for d in &p.diff { li { code { (d.path) } ": " (json_text(&d.before)) " → " (json_text(&d.after)) } } }
+            ul { @for d in &p.diff { li { (field_name(&d.path)) ": " (field_value(e, &d.path, &d.before)) " → " (field_value(e, &d.path, &d.after)) } } }
         }
     }
+}
+
+/// A pushed field as people say it: `daily_budget_minor` → "daily budget".
+fn field_name(path: &str) -> String {
+    let field = path.rsplit('/').next().unwrap_or(path);
+    field.trim_end_matches("_minor").replace('_', " ")
+}
+
+/// A pushed field's value: an amount in major units with its currency
+/// (the campaign's), never minor-unit JSON.
+fn field_value(e: &Entry, path: &str, v: &serde_json::Value) -> String {
+    if path.ends_with("_minor")
+        && let (Some(minor), DraftChange::Campaign { daily_budget_before, .. }) = (v.as_i64(), &e.draft.proposal().change)
+        && let Ok(m) = spend_core::Money::new(minor, &daily_budget_before.currency)
+    {
+        return m.to_string();
+    }
+    json_text(v)
 }
 
 /// The alertdialog both pages open: "Confirm rollback" or "Cancel".
@@ -146,9 +164,9 @@ pub async fn audit_page(State(app): State<Arc<App>>, headers: HeaderMap) -> Resp
                         @for e in &rows {
                             tr {
                                 td { a href={ "/approvals/" (e.draft.id()) } { (e.draft.id()) } }
-                                td { (e.draft.kind()) " on " (e.draft.account_id()) ", " (e.draft.spend_impact().to_string()) }
+                                td { (spend_draft::display::describe(&e.draft.proposal().change, e.draft.account_id())) }
                                 td { (diff_cell(e)) }
-                                td { (e.agent) }
+                                td { (book.agent_name(&s.org, &e.agent)) }
                                 td { (change_status(e)) }
                                 td {
                                     @if e.draft.status() == DraftStatus::Pushed && e.rollback_refused.is_none() {

@@ -368,7 +368,7 @@ impl App {
     }
 }
 
-fn subtle_eq(a: &str, b: &str) -> bool {
+pub(crate) fn subtle_eq(a: &str, b: &str) -> bool {
     use subtle::ConstantTimeEq as _;
     a.len() == b.len() && bool::from(a.as_bytes().ct_eq(b.as_bytes()))
 }
@@ -781,7 +781,7 @@ pub async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
         Some(&who(&s)),
         html! {
             h2 { "Waiting for a human (" (waiting.len()) ")" }
-            @if waiting.is_empty() { p { "Nothing waits for approval." } } @else { (draft_table(&waiting)) }
+            @if waiting.is_empty() { p { "Nothing waits for approval." } } @else { (draft_table(&book, &s.org, &waiting)) }
             @let policies = book.waiting_policies(&s.org);
             @if !policies.is_empty() {
                 h2 { "SPEND.md versions waiting (" (policies.len()) ")" }
@@ -793,12 +793,12 @@ pub async fn queue(State(app): State<Arc<App>>, headers: HeaderMap) -> Response 
                 ul { @for r in &rollbacks { li { a href={ "/approvals/" (r.request.rollback_id) } { (r.request.rollback_id) } " — " (r.request.changes.len()) " change(s), asked by " (r.request.requested_by) } } }
             }
             h2 { "Recently decided" }
-            @if done.is_empty() { p { "Nothing yet." } } @else { (draft_table(&done)) }
+            @if done.is_empty() { p { "Nothing yet." } } @else { (draft_table(&book, &s.org, &done)) }
         },
     )
 }
 
-fn draft_table(entries: &[&Entry]) -> Markup {
+fn draft_table(book: &Book, org: &str, entries: &[&Entry]) -> Markup {
     html! {
         table {
             thead { tr { th scope="col" { "Draft" } th scope="col" { "What" } th scope="col" { "Amount" } th scope="col" { "Agent" } th scope="col" { "Status" } th scope="col" { "Expires" } } }
@@ -808,9 +808,9 @@ fn draft_table(entries: &[&Entry]) -> Markup {
                         td { a href={ "/approvals/" (e.draft.id()) } { (e.draft.id()) } }
                         td { (spend_draft::display::describe(&e.draft.proposal().change, e.draft.account_id())) }
                         td { (e.draft.spend_impact().to_string()) }
-                        td { (e.agent) }
+                        td { (book.agent_name(org, &e.agent)) }
                         td { (e.draft.status().words()) }
-                        td { (e.draft.approval_expires_at().unwrap_or("-")) }
+                        td { @match e.draft.approval_expires_at() { Some(t) => { (when(t)) }, None => { "-" } } }
                     }
                 }
             }
@@ -843,6 +843,12 @@ pub async fn link(State(app): State<Arc<App>>, headers: HeaderMap, Path(token): 
         );
     }
     render_draft(&app, &s, &draft_id).await
+}
+
+/// A time on a page: `<time datetime>`, which the page's script shows
+/// relative and local ("in 4 minutes"); the RFC 3339 text without script.
+pub(crate) fn when(t: &str) -> Markup {
+    html! { time datetime=(t) { (t) } }
 }
 
 pub(crate) fn json_text(v: &serde_json::Value) -> String {
@@ -905,7 +911,7 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
             None => "Rejected.".into(),
         },
         spend_draft::DraftStatus::Expired => "Expired before enough humans approved: it was denied (nothing is ever approved by timeout).".into(),
-        other => format!("Status: {}", other.as_str()),
+        other => format!("Status: {}", other.words()),
     };
     page(
         &format!("Draft {}", d.id()),
@@ -921,9 +927,9 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
                     tr { th scope="row" { "What" } td { (described) } }
                     tr { th scope="row" { "Spend impact" } td { (d.spend_impact().to_string()) } }
                     tr { th scope="row" { "24-hour envelope" } td { (envelope_line(app, &book, &s.org, d.spend_impact())) } }
-                    tr { th scope="row" { "Agent" } td { (e.agent) } }
+                    tr { th scope="row" { "Agent" } td { (book.agent_name(&s.org, &e.agent)) } }
                     tr { th scope="row" { "Approvals" } td { (e.approvals.len()) " of " (needed) " required" @if needed == 2 { " (two distinct people)" } } }
-                    tr { th scope="row" { "Expires" } td { (d.approval_expires_at().unwrap_or("no approval request yet")) } }
+                    tr { th scope="row" { "Expires" } td { @match d.approval_expires_at() { Some(t) => { (when(t)) }, None => { "no approval request yet" } } } }
                     tr { th scope="row" { "Policy version" } td { code { (decision.map(|x| x.policy_version.as_str()).unwrap_or("-")) } } }
                 }
             }
@@ -1085,7 +1091,7 @@ fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Respon
                     tr { th scope="row" { "Proposed version" } td { code { (p.version) } } }
                     tr { th scope="row" { "In force now" } td { code { (in_force.map(|a| a.proposal.version.as_str()).unwrap_or(old_md.version.as_str())) } } }
                     tr { th scope="row" { "Standing mandate" } td { @if p.enables_auto_approve { "enabled by this version (auto-approval applies once a human approves it)" } @else { "none" } } }
-                    tr { th scope="row" { "Expires" } td { (t.request.as_ref().map(|r| r.expires_at.as_str()).unwrap_or("no approval request yet")) } }
+                    tr { th scope="row" { "Expires" } td { @match t.request.as_ref() { Some(r) => { (when(&r.expires_at)) }, None => { "no approval request yet" } } } }
                     tr { th scope="row" { "Approvals" } td {
                         (t.approvers.len()) " of " (needed) " required, one of them an admin"
                         @if let Some(n) = needs.as_ref().filter(|n| !n.loosens.is_empty()) { " (two distinct people: it loosens " (n.loosens.join("; ")) ")" }

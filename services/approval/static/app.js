@@ -196,7 +196,24 @@ async function countersign(button) {
   }
 }
 
+// Times as a person reads them: relative ("in 4 minutes", "2 hours ago"),
+// with the exact local time in the tooltip. The page says the RFC 3339
+// time without script.
+function relativeTimes() {
+  const rtf = new Intl.RelativeTimeFormat(undefined, { numeric: "auto" });
+  const units = [["day", 86400], ["hour", 3600], ["minute", 60], ["second", 1]];
+  for (const t of document.querySelectorAll("time[datetime]")) {
+    const at = new Date(t.getAttribute("datetime"));
+    if (Number.isNaN(at.getTime())) continue;
+    const secs = Math.round((at.getTime() - Date.now()) / 1000);
+    const [unit, size] = units.find(([, s]) => Math.abs(secs) >= s) || ["second", 1];
+    t.textContent = rtf.format(Math.round(secs / size), unit);
+    t.title = at.toLocaleString();
+  }
+}
+
 document.addEventListener("DOMContentLoaded", () => {
+  relativeTimes();
   const en = document.getElementById("create-passkey");
   if (en) en.addEventListener("click", () => enroll(en));
   const si = document.getElementById("signin-form");

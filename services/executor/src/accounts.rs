@@ -154,6 +154,13 @@ fn sorted_scopes(s: &str) -> String {
     v.join(" ")
 }
 
+/// The alert reason of a consent that came back in a browser that did not
+/// begin it (another organisation's admin's link, say).
+pub const CALLBACK_UNBOUND: &str = "accounts.callback_unbound";
+/// The alert reason of a connection refused because another organisation
+/// holds the account.
+pub const ACCOUNT_HELD: &str = "accounts.held_by_another_org";
+
 /// The organisations' connected accounts, their vaulted tokens, and the
 /// platform's OAuth.
 pub struct Connections {
@@ -300,6 +307,31 @@ impl Connections {
     /// The platform's callback: `outcome` is the code, or the error it
     /// sent (`access_denied`, ...). Exchanges the code, seals the tokens,
     /// records the connection. An authorization completes once.
+    /// A callback the approval app refused: the pending authorization is
+    /// taken (so it can never complete), and the refusal audited under the
+    /// organisation that began it. Unknown or used states change nothing.
+    pub async fn abandon(&self, state: &str, reason: &str) -> Result<(), ConnectError> {
+        let Some(pending) = self.store.take_pending(&sha256_hex(state)).await? else {
+            return Ok(());
+        };
+        let alert = SecurityAlert {
+            reason: CALLBACK_UNBOUND.into(),
+            key_id: None,
+            address: None,
+            detail: format!(
+                "a platform consent begun for {} ({}) came back where it was not begun: refused, nothing connected ({})",
+                pending.org,
+                pending.purpose,
+                reason.chars().take(300).collect::<String>()
+            ),
+        };
+        if let Err(e) = self.recorder.alert(&pending.org, alert).record().await {
+            tracing::error!(error = %e, "could not record an abandoned connection");
+        }
+        tracing::warn!(org = %pending.org, "a platform consent came back where it was not begun: refused");
+        Ok(())
+    }
+
     pub async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError> {
         let unknown = || ConnectError::Invalid("this authorization is unknown, expired, or was completed already: start again".into());
         let pending = self.store.take_pending(&sha256_hex(state)).await?.ok_or_else(unknown)?;
@@ -355,6 +387,36 @@ impl Connections {
             .and_then(|a| a["platform"].as_str())
             .unwrap_or_default();
         let kind = if platform_name.contains("card") { "cards" } else { "ads" };
+        // One organisation's account is never connected into another's.
+        let held = self
+            .store
+            .list(None)
+            .await?
+            .into_iter()
+            .find(|r| r.platform == self.oauth.platform && r.account_id == account_id && r.org != pending.org && r.status != "disconnected");
+        if let Some(other) = held {
+            // The tokens are dropped, not revoked: at the platform they are
+            // this client's grant on the account, which the holder's
+            // connection uses too.
+            drop(tokens);
+            let alert = SecurityAlert {
+                reason: ACCOUNT_HELD.into(),
+                key_id: None,
+                address: None,
+                detail: format!(
+                    "{} asked to connect {account_id}, which {} holds: refused, the new tokens not kept",
+                    pending.org, other.org
+                ),
+            };
+            for org in [&pending.org, &other.org] {
+                if let Err(e) = self.recorder.alert(org, alert.clone()).record().await {
+                    tracing::error!(error = %e, "could not record a refused connection");
+                }
+            }
+            return Err(ConnectError::Invalid(format!(
+                "{account_id} is connected to another organisation: nothing changed (an account belongs to one organisation)"
+            )));
+        }
         let row = self.seal_row(&pending.org, &account_id, kind, tokens, None).await?;
         self.store.upsert(&row).await?;
         let scopes: Vec<String> = row.scopes.split_whitespace().map(str::to_string).collect();
@@ -832,6 +894,10 @@ impl Connect for Connections {
 
     async fn complete(&self, state: &str, outcome: Result<&str, (&str, &str)>) -> Result<AccountHealth, ConnectError> {
         Connections::complete(self, state, outcome).await
+    }
+
+    async fn abandon(&self, state: &str, reason: &str) -> Result<(), ConnectError> {
+        Connections::abandon(self, state, reason).await
     }
 
     async fn list(&self, org: &str) -> Result<Vec<AccountHealth>, ConnectError> {

@@ -128,6 +128,12 @@ impl Executor for ExecutorService {
         }))
     }
 
+    async fn abandon_connection(&self, r: Request<pb::AbandonConnectionRequest>) -> Result<Response<pb::AbandonConnectionResponse>, Status> {
+        let r = r.into_inner();
+        self.connect()?.abandon(&r.state, &r.reason).await?;
+        Ok(Response::new(pb::AbandonConnectionResponse {}))
+    }
+
     async fn list_connections(&self, r: Request<pb::ListConnectionsRequest>) -> Result<Response<pb::ListConnectionsResponse>, Status> {
         let list = self.connect()?.list(&r.into_inner().org).await?;
         Ok(Response::new(pb::ListConnectionsResponse {

@@ -10,7 +10,11 @@
 //! - the platform's refusals (a denied consent, a reused code) end the
 //!   attempt with a clear error and change nothing;
 //! - a tampered ciphertext, another account's ciphertext, and another KMS
-//!   key fail to decrypt with a clear error and an alert.
+//!   key fail to decrypt with a clear error and an alert;
+//! - a consent the approval app refused (it came back in a browser that
+//!   did not begin it) is burned and audited under the organisation that
+//!   began it; an account another organisation holds is never connected
+//!   into a second one (refused, the new tokens not kept, both audited).
 
 use std::sync::Arc;
 use std::time::Duration;
@@ -24,7 +28,7 @@ use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
 use spend_executor::vault::Vault;
 use spend_executor::vault::keys::KmsKeys;
 use spend_executor::vault::store::PgConnections;
-use spend_platform::{ReadError, Reads};
+use spend_platform::{Connect as _, ReadError, Reads};
 use spend_testkit::{Streams, TestDatabase};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";
@@ -364,4 +368,61 @@ async fn tampered_misbound_or_foreign_key_ciphertexts_fail_clearly_and_are_audit
         let s = alert.to_string();
         assert!(issued.iter().all(|t| !s.contains(t.as_str())), "{s}");
     }
+}
+
+/// The security alerts on the log: (org, reason, detail).
+async fn alerts(log: &Arc<dyn EventLog>) -> Vec<(String, String, String)> {
+    spend_testkit::events::on_log(log.as_ref())
+        .await
+        .into_iter()
+        .filter(|(_, e)| e["type"] == "spend.security.alert.v1")
+        .map(|(_, e)| {
+            let s = |v: &serde_json::Value| v.as_str().unwrap_or_default().to_string();
+            (s(&e["org"]), s(&e["data"]["reason"]), s(&e["data"]["detail"]))
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_organisation_never_connects_anothers_account() {
+    let w = world(Lifetimes::default(), chrono::Duration::seconds(60)).await;
+    // evil's admin begins a connection and sends the consent link to the
+    // person who manages acme's account; they consent; the callback comes
+    // back in their browser, without evil's binding: the app abandons it.
+    let begun = w.connections.begin("evil", Access::Read, None, REDIRECT, "connect").await.unwrap();
+    let back = spend_testkit::consent::answer(&begun.authorize_url, "act_1001", "allow").await;
+    let (state, code) = callback(&back);
+    w.connections.abandon(&state, "no binding cookie").await.unwrap();
+    let later = w.connections.complete(&state, Ok(&code)).await.unwrap_err();
+    assert!(later.to_string().contains("unknown, expired, or was completed"), "{later}");
+    assert!(w.connections.list("evil").await.unwrap().is_empty(), "nothing connected into evil");
+    let audited = alerts(&w.log).await;
+    assert!(
+        audited
+            .iter()
+            .any(|(org, reason, detail)| org == "evil" && reason == spend_executor::accounts::CALLBACK_UNBOUND && detail.contains("no binding cookie")),
+        "{audited:?}"
+    );
+
+    // acme connects its own account; evil, even completing its own
+    // consent for the same account, is refused, and keeps nothing.
+    connect(&w.connections, "acme", Access::Read, "act_1001").await.unwrap();
+    let refused = connect(&w.connections, "evil", Access::Read, "act_1001").await.unwrap_err();
+    assert!(refused.to_string().contains("connected to another organisation"), "{refused}");
+    assert!(w.connections.list("evil").await.unwrap().is_empty());
+    assert_eq!(w.connections.list("acme").await.unwrap().len(), 1, "acme's connection stands");
+    let audited = alerts(&w.log).await;
+    for org in ["acme", "evil"] {
+        assert!(
+            audited
+                .iter()
+                .any(|(o, reason, _)| o == org && reason == spend_executor::accounts::ACCOUNT_HELD),
+            "{org} is told: {audited:?}"
+        );
+    }
+    // acme still reads its account.
+    let reads = PlatformConnector::new(&w.base, w.connections.clone()).unwrap();
+    reads.campaigns("acme", "act_1001").await.unwrap();
+    // And each organisation connects its own.
+    connect(&w.connections, "evil", Access::Read, "act_1002").await.unwrap();
 }
