@@ -337,6 +337,15 @@ async fn tick_loop(
                 Err(e) => tracing::warn!(error = %e, org, id, "could not open an approval request; retrying"),
             }
         }
+        for (org, grant_id) in due.orphaned_grants {
+            let key = (org.clone(), format!("grant-{grant_id}"));
+            if settled.contains_key(&key) {
+                continue;
+            }
+            if oauth::revoke_recorded(&app, &org, &grant_id, "the approver who granted it was removed").await {
+                settled.insert_new(key, ());
+            }
+        }
         for (org, draft_id) in due.expired {
             if let Err(e) = expire(&app, &bootstrap, &org, &draft_id).await {
                 tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");

@@ -390,10 +390,16 @@ pub struct Next {
     next: Option<String>,
 }
 
+/// Where to go after sign-in: a path on this app only. Browsers drop tabs
+/// and newlines from URLs (so `/%09/evil.example` would become
+/// `//evil.example`, another site) and read `\` as `/`: any character
+/// outside visible ASCII, or a backslash, refuses the path.
 fn safe_next(next: Option<&str>) -> String {
     match next {
         // Long enough for an authorization request's URL.
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && !n.contains('\\') && n.len() <= 4096 => n.to_string(),
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'\\') && n.len() <= 4096 => {
+            n.to_string()
+        }
         _ => "/approvals".into(),
     }
 }
@@ -1634,4 +1640,26 @@ pub async fn remove(
         .map_err(log_refusal)?;
     app.wait_for(rec.seq).await;
     Ok(Redirect::to("/approvers").into_response())
+}
+
+#[cfg(test)]
+mod next_tests {
+    use super::safe_next;
+
+    #[test]
+    fn only_a_path_on_this_app_is_followed_after_sign_in() {
+        assert_eq!(safe_next(Some("/approvals/d_1?x=1")), "/approvals/d_1?x=1");
+        for evil in [
+            "/\t/evil.example",
+            "//evil.example",
+            "/\\evil.example",
+            "/\n/evil.example",
+            "/ /evil.example",
+            "https://evil.example",
+            "/\u{a0}x",
+        ] {
+            assert_eq!(safe_next(Some(evil)), "/approvals", "{evil:?}");
+        }
+        assert_eq!(safe_next(None), "/approvals");
+    }
 }

@@ -97,7 +97,9 @@ async function signIn(form) {
     const a = await assertion(start.challenge, start.credential_ids);
     await post("/signin/finish", { ceremony: start.ceremony, assertion: a });
     const next = form.dataset.next || "/approvals";
-    window.location.assign(next.startsWith("/") ? next : "/approvals");
+    // A path on this app only (the server checked it too): never `//host`.
+    const local = /^\/(?!\/)[\x21-\x7e]*$/.test(next) && !next.includes("\\");
+    window.location.assign(local ? next : "/approvals");
   } catch (e) {
     say("signin-status", "You are not signed in: " + e.message);
   }

@@ -631,3 +631,63 @@ async fn a_kms_key_signs_the_access_tokens_and_its_der_becomes_a_jws_signature()
     assert!(!jwks.contains(&key_id) && jwks.contains("es256-"), "{jwks}");
     app.stop().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_grant_lives_no_longer_than_its_approvers_place() {
+    let (_streams, log, prefix, mut ada) = acme().await;
+    let app = start(&log, &prefix, true).await;
+    let base = app.base.clone();
+    let (status, reg) = register(
+        &base,
+        serde_json::json!({"client_name": "Test IDE", "redirect_uris": ["http://127.0.0.1/callback"], "token_endpoint_auth_method": "none"}),
+    )
+    .await;
+    assert_eq!(status, 201, "{reg}");
+    let client_id = reg["client_id"].as_str().unwrap().to_string();
+    let session = sign_in(&base, ORIGIN, "ada@acme.example", &mut ada).await;
+    let (status, t) = grant_and_redeem(
+        &base,
+        &session,
+        &client_id,
+        "http://127.0.0.1:49152/callback",
+        "mcp.read",
+        &["grant_read"],
+        RESOURCE,
+    )
+    .await;
+    assert_eq!(status, 200, "{t}");
+    let refresh_token = t["refresh_token"].as_str().unwrap().to_string();
+    let grant_id = verified_claims(&base, t["access_token"].as_str().unwrap()).await["grant_id"]
+        .as_str()
+        .unwrap()
+        .to_string();
+
+    // The operator removes ada: the grant she made is revoked on the
+    // record, without anyone presenting a token ...
+    let removed = spend_core::Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        spend_core::Actor::human("operator"),
+        "roster/ada",
+        spend_core::events::EventData::ApproverRemoved(spend_core::events::ApproverRemoved {
+            org: "acme".into(),
+            approver_id: "ada".into(),
+            reason: "left the company".into(),
+        }),
+    );
+    append_all(log.as_ref(), &prefix, vec![removed]).await;
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    let revoked = loop {
+        let revoked = events_of(&log, "spend.client.revoked.v1").await;
+        if !revoked.is_empty() || std::time::Instant::now() > deadline {
+            break revoked;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    assert_eq!(revoked.len(), 1, "{revoked:?}");
+    assert_eq!(revoked[0]["data"]["grant_id"], grant_id.as_str());
+    assert!(revoked[0]["data"]["reason"].as_str().unwrap().contains("removed"), "{}", revoked[0]);
+    // ... and its refresh token is refused.
+    let (status, e) = refresh(&base, &client_id, &refresh_token).await;
+    assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
+}

@@ -193,7 +193,7 @@ pub async fn guard(State(state): State<Arc<GatewayState>>, ConnectInfo(peer): Co
                             .view
                             .read()
                             .await
-                            .grant_revoked(&c.org, c.grant_id.as_deref().unwrap_or_default(), c.issued_at);
+                            .grant_revoked(&c.org, c.grant_id.as_deref().unwrap_or_default(), c.issued_at, &c.subject);
                         if revoked { Err(crate::oauth::TokenError::Revoked) } else { Ok(c) }
                     }
                     e => e,

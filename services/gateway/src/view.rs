@@ -144,10 +144,12 @@ impl View {
 
     /// Whether an MCP client's grant was revoked, or every credential of
     /// its organisation since the token was issued (`issued_at`, unix
-    /// seconds).
-    pub fn grant_revoked(&self, org: &str, grant_id: &str, issued_at: i64) -> bool {
+    /// seconds), or the approver who granted it (`grantor`, the token's
+    /// subject) was removed.
+    pub fn grant_revoked(&self, org: &str, grant_id: &str, issued_at: i64, grantor: &str) -> bool {
         self.revoked_grants.contains(&(org.to_string(), grant_id.to_string()))
             || self.credentials_revoked_at.get(org).is_some_and(|t| issued_at <= t.timestamp())
+            || self.versions.approvers.approver(org, grantor).is_some_and(|a| a.removed_at.is_some())
     }
 
     /// The account a draft of `org` is on, while the view keeps it.
@@ -407,5 +409,46 @@ mod tests {
         assert_eq!(v.paused("acme"), Some("admin"));
         v.apply("spend.evt", &stored(7, "kill_switch/agents", resume()));
         assert_eq!(v.paused("acme"), None);
+    }
+
+    #[test]
+    fn an_mcp_grant_ends_when_its_approver_is_removed() {
+        let mut v = View::new(spend_draft::humans::test_rp(), None);
+        let mut humans = spend_testkit::events::Approvers::new("acme", &["ada", "bob"]);
+        let mut seq = 0;
+        let mut put = |v: &mut View, env: Envelope| {
+            seq += 1;
+            v.apply(
+                "spend.evt",
+                &StoredMessage {
+                    seq,
+                    subject: subject_of("spend.evt", &env),
+                    payload: env.to_bytes().into(),
+                    time: chrono::Utc::now(),
+                    msg_id: None,
+                    republished: false,
+                },
+            );
+        };
+        for env in humans.trust() {
+            put(&mut v, env);
+        }
+        assert!(!v.grant_revoked("acme", "gr_1", 0, "bob"), "bob is an approver: his grant stands");
+        put(
+            &mut v,
+            Envelope::new(
+                "spendsignoff/cli",
+                "acme",
+                Actor::human("operator"),
+                "roster/bob",
+                EventData::ApproverRemoved(spend_core::events::ApproverRemoved {
+                    org: "acme".into(),
+                    approver_id: "bob".into(),
+                    reason: "left".into(),
+                }),
+            ),
+        );
+        assert!(v.grant_revoked("acme", "gr_1", 0, "bob"), "removed: every token of his grants is refused");
+        assert!(!v.grant_revoked("acme", "gr_2", 0, "ada"), "ada's stand");
     }
 }

@@ -122,7 +122,10 @@ async fn no_service_but_the_approval_service_writes_a_clients_grant_and_misplace
             audits.push(reason);
         }
     }
-    assert!(!view.grant_revoked("acme", "gr_3", 0), "a revocation off its aggregate is ignored");
-    assert!(!view.grant_revoked("acme", "gr_5", 0), "a revocation on another grant's subject is ignored");
+    assert!(!view.grant_revoked("acme", "gr_3", 0, "ada"), "a revocation off its aggregate is ignored");
+    assert!(
+        !view.grant_revoked("acme", "gr_5", 0, "ada"),
+        "a revocation on another grant's subject is ignored"
+    );
     assert!(audits.iter().any(|r| r == "event.misplaced"), "and the misplaced one audited: {audits:?}");
 }

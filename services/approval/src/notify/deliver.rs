@@ -218,6 +218,27 @@ pub async fn slack(http: &reqwest::Client, url: &str, notice: &Notice) -> Try {
     }
 }
 
+/// Writes `bytes` to `path` readable by its owner only (0600 where the
+/// platform has modes): an outbox file holds a live approval link.
+fn write_private(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    use std::io::Write as _;
+    let mut options = std::fs::OpenOptions::new();
+    options.write(true).create(true).truncate(true);
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::OpenOptionsExt as _;
+        options.mode(0o600);
+    }
+    let mut f = options.open(path)?;
+    // A file made before this (with wider modes) is narrowed too.
+    #[cfg(unix)]
+    {
+        use std::os::unix::fs::PermissionsExt as _;
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))?;
+    }
+    f.write_all(bytes)
+}
+
 /// Writes a notice to `spend dev`'s outbox and prints a line about it.
 fn outbox(dir: &Path, from: &Mailbox, notice: &Notice) -> Try {
     let safe = |s: &str| {
@@ -250,7 +271,7 @@ fn outbox(dir: &Path, from: &Mailbox, notice: &Notice) -> Try {
         },
     };
     let path = dir.join(&name);
-    match std::fs::create_dir_all(dir).and_then(|_| std::fs::write(&path, body)) {
+    match std::fs::create_dir_all(dir).and_then(|_| write_private(&path, body.as_bytes())) {
         Ok(()) => {
             if notice.target.channel != Channel::Outbox {
                 eprintln!(
@@ -509,6 +530,20 @@ async fn finish(recorder: &Recorder, in_flight: &Mutex<HashSet<String>>, notice:
 
 #[cfg(test)]
 mod tests {
+
+    #[cfg(unix)]
+    #[test]
+    fn an_outbox_file_is_readable_by_its_owner_only() {
+        use std::os::unix::fs::PermissionsExt as _;
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("approval-acme-d_1.txt");
+        std::fs::write(&path, "an older, wider file").unwrap();
+        std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o644)).unwrap();
+        super::write_private(&path, b"https://approvals.example/a/secret-link").unwrap();
+        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(std::fs::read_to_string(&path).unwrap(), "https://approvals.example/a/secret-link");
+    }
+
     use super::*;
 
     #[test]

@@ -45,6 +45,8 @@ pub fn is_private(ip: IpAddr) -> bool {
                 || o[0] == 0
                 || (o[0] == 100 && (64..128).contains(&o[1]))
                 || (o[0] == 198 && (o[1] == 18 || o[1] == 19))
+                // IETF protocol assignments (192.0.0.0/24).
+                || (o[0] == 192 && o[1] == 0 && o[2] == 0)
                 || o[0] >= 240
         }
         IpAddr::V6(v6) => {
@@ -52,7 +54,23 @@ pub fn is_private(ip: IpAddr) -> bool {
                 return is_private(IpAddr::V4(v4));
             }
             let s = v6.segments();
-            v6.is_loopback() || v6.is_unspecified() || v6.is_multicast() || (s[0] & 0xfe00) == 0xfc00 || (s[0] & 0xffc0) == 0xfe80
+            // Addresses that embed an IPv4 one a gateway may reach on the
+            // fetcher's behalf — NAT64 (64:ff9b::/96), 6to4 (2002::/16),
+            // IPv4-compatible (::/96) — are refused whole, whatever they
+            // embed; so is documentation space (2001:db8::/32).
+            let nat64 = s[0] == 0x64 && s[1] == 0xff9b && s[2..6] == [0, 0, 0, 0];
+            let six_to_four = s[0] == 0x2002;
+            let v4_compatible = s[..6] == [0, 0, 0, 0, 0, 0];
+            let documentation = s[0] == 0x2001 && s[1] == 0x0db8;
+            v6.is_loopback()
+                || v6.is_unspecified()
+                || v6.is_multicast()
+                || (s[0] & 0xfe00) == 0xfc00
+                || (s[0] & 0xffc0) == 0xfe80
+                || nat64
+                || six_to_four
+                || v4_compatible
+                || documentation
         }
     }
 }
@@ -173,6 +191,13 @@ mod tests {
             "fe80::1",
             "fd00::1",
             "::ffff:127.0.0.1",
+            "64:ff9b::a9fe:a9fe",
+            "64:ff9b::5db8:d822",
+            "2002:a9fe:a9fe::1",
+            "::127.0.0.1",
+            "::a9fe:a9fe",
+            "192.0.0.170",
+            "2001:db8::1",
         ] {
             assert!(is_private(ip.parse().unwrap()), "{ip}");
         }

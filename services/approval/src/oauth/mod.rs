@@ -798,6 +798,30 @@ async fn refresh(s: &Server, peer: SocketAddr, client_id: &str, t: &TokenRequest
     if g.revoked.is_some() {
         return bad("invalid_grant", "this grant was revoked");
     }
+    // A grant lives no longer than its grantor's place among the approvers.
+    let grantor_stands = s
+        .app
+        .book
+        .read()
+        .await
+        .versions
+        .approvers
+        .approver(&org, &g.granted.approver_id)
+        .is_some_and(|a| a.removed_at.is_none());
+    if !grantor_stands {
+        revoke_grant(s, &org, &grant_id, "the approver who granted it is no longer an approver").await;
+        s.audit(
+            &org,
+            "oauth.grantor_removed",
+            peer,
+            format!(
+                "grant {grant_id}'s approver {} is no longer an approver: refreshed no more, revoked",
+                g.granted.approver_id
+            ),
+        )
+        .await;
+        return bad("invalid_grant", "the approver who granted this is no longer an approver; the grant is revoked");
+    }
     if spent {
         revoke_grant(s, &org, &grant_id, "a rotated refresh token was presented again").await;
         s.audit(
@@ -913,8 +937,12 @@ async fn issue(s: &Server, g: &grants::Grant, generation: u32, scopes: &BTreeSet
 
 /// Records a grant's revocation (once it is revoked, again is harmless).
 async fn revoke_grant(s: &Server, org: &str, grant_id: &str, reason: &str) -> bool {
-    let r = s
-        .app
+    revoke_recorded(&s.app, org, grant_id, reason).await
+}
+
+/// Records the revocation of an MCP client's grant (`spend.client.revoked.v1`).
+pub(crate) async fn revoke_recorded(app: &crate::web::App, org: &str, grant_id: &str, reason: &str) -> bool {
+    let r = app
         .recorder
         .event(
             org,
@@ -930,7 +958,7 @@ async fn revoke_grant(s: &Server, org: &str, grant_id: &str, reason: &str) -> bo
         .await;
     match r {
         Ok(r) => {
-            s.app.wait_for(r.seq).await;
+            app.wait_for(r.seq).await;
             tracing::info!(org, grant_id, reason, "an MCP client grant was revoked");
             true
         }
