@@ -24,7 +24,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use spend_core::RawEnvelope;
-use spend_core::events::{ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, PolicyProposed};
+use spend_core::events::{ApprovalEscalated, ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, PolicyProposed};
 use spend_draft::approvers::{Observed, Registry, Role};
 use spend_draft::proof::RelyingParty;
 use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
@@ -53,6 +53,9 @@ struct Proposed {
     approvers: Vec<String>,
     /// Rejected or expired before enough approved: never in force.
     closed: bool,
+    /// Its request was extended once (an escalation): proofs sign the
+    /// extended expiry from then on.
+    escalated: bool,
 }
 
 /// What [`Versions::apply`] noticed that must be audited.
@@ -178,11 +181,12 @@ impl Versions {
                         expires_at: None,
                         approvers: Vec::new(),
                         closed: false,
+                        escalated: false,
                     },
                 );
                 None
             }
-            ApprovalRequested::TYPE | ApprovalRejected::TYPE | ApprovalExpired::TYPE => {
+            ApprovalRequested::TYPE | ApprovalEscalated::TYPE | ApprovalRejected::TYPE | ApprovalExpired::TYPE => {
                 let (aggregate, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
                 let approved = self.approved.contains(&(org.clone(), id.to_string()));
                 let p = self.proposals.get_mut(&(org.clone(), id.to_string()))?;
@@ -196,6 +200,19 @@ impl Versions {
                             && p.expires_at.is_none()
                         {
                             p.expires_at = Some(r.expires_at);
+                        }
+                    }
+                    // Once, later, from the expiry in force (as the app and
+                    // the draft aggregate take an escalation).
+                    ApprovalEscalated::TYPE => {
+                        if let Ok(x) = serde_json::from_str::<ApprovalEscalated>(env.data.get())
+                            && !p.escalated
+                            && p.expires_at.as_deref() == Some(x.previous_expires_at.as_str())
+                            && chrono::DateTime::parse_from_rfc3339(&x.expires_at).ok()
+                                > p.expires_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                        {
+                            p.expires_at = Some(x.expires_at);
+                            p.escalated = true;
                         }
                     }
                     _ => p.closed = true,
@@ -331,5 +348,152 @@ impl Versions {
     /// The proposal of `id` and the hash an approval of it must name.
     pub fn proposal(&self, org: &str, id: &str) -> Option<(&PolicyProposed, &str)> {
         self.proposals.get(&(org.to_string(), id.to_string())).map(|p| (&p.data, p.hash.as_str()))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::{Actor, Envelope, events::EventData};
+    use spend_testkit::events::{Approvers, subject_of};
+
+    const LOOSER: &str = "spend:\n  daily_limit: 500 USD\napproval:\n  auto_approve_under: 5 USD\n";
+    const TIGHTER: &str = "spend:\n  daily_limit: 100 USD\n";
+
+    struct World {
+        versions: Versions,
+        humans: Approvers,
+        seq: u64,
+    }
+
+    impl World {
+        fn new() -> Self {
+            let bootstrap = Arc::new(spendmd::parse("spend:\n  daily_limit: 200 USD\n").unwrap());
+            let mut w = Self {
+                versions: Versions::new(spend_draft::humans::test_rp(), Some(bootstrap)),
+                humans: Approvers::new("acme", &["ada", "bob"]),
+                seq: 0,
+            };
+            for e in w.humans.trust() {
+                w.put(e);
+            }
+            w
+        }
+
+        fn put(&mut self, env: Envelope) -> Option<Noticed> {
+            self.seq += 1;
+            let m = StoredMessage {
+                seq: self.seq,
+                subject: subject_of("spend.evt", &env),
+                payload: env.to_bytes().into(),
+                time: chrono::Utc::now(),
+                msg_id: None,
+                republished: false,
+            };
+            let parsed = RawEnvelope::parse(&m.payload).unwrap();
+            self.versions.apply("spend.evt", &m, &parsed)
+        }
+
+        /// Proposes `source` as `id`; returns the hash approvals name.
+        fn propose(&mut self, id: &str, source: &str) -> String {
+            let env = Envelope::new(
+                "spendsignoff/cli",
+                "acme",
+                Actor::human("operator"),
+                format!("policy/{id}"),
+                EventData::PolicyProposed(PolicyProposed {
+                    draft_id: id.into(),
+                    version: spendmd::version_of(source),
+                    source: source.into(),
+                    previous_version: None,
+                    enables_auto_approve: source.contains("auto_approve_under"),
+                }),
+            );
+            let hash = event_hash(&env.to_bytes());
+            self.put(env);
+            hash
+        }
+    }
+
+    #[test]
+    fn a_version_that_loosens_needs_two_approvers_and_one_that_tightens_one_admin() {
+        let mut w = World::new();
+        let hash = w.propose("p1", LOOSER);
+        let needs = w.versions.needs("acme", "p1").unwrap();
+        assert_eq!(needs.approvers, 2, "{needs:?}");
+        let mut events = w.humans.approved_policy("p1", &["ada", "bob"], &hash, &spendmd::version_of(LOOSER));
+        let bob = events.pop().unwrap();
+        for e in events {
+            assert!(w.put(e).is_none());
+        }
+        assert!(w.versions.active("acme").is_none(), "one approver does not enable a mandate");
+        assert!(w.put(bob).is_none());
+        assert_eq!(w.versions.active("acme").unwrap().proposal.draft_id, "p1");
+
+        let hash = w.propose("p2", TIGHTER);
+        assert_eq!(w.versions.needs("acme", "p2").unwrap().approvers, 1);
+        for e in w.humans.approved_policy("p2", &["ada"], &hash, &spendmd::version_of(TIGHTER)) {
+            w.put(e);
+        }
+        assert_eq!(w.versions.active("acme").unwrap().proposal.draft_id, "p2");
+    }
+
+    #[test]
+    fn a_proof_must_sign_the_requests_expiry_and_a_rejected_proposal_never_comes_into_force() {
+        let mut w = World::new();
+        let hash = w.propose("p1", TIGHTER);
+        let version = spendmd::version_of(TIGHTER);
+        // No request on the record: a proof with any expiry is refused.
+        let early = w.humans.approved_under("p1", "ada", &hash, &version);
+        assert!(matches!(w.put(early), Some(Noticed::Forged { .. })));
+        let mut events = w.humans.approved_policy("p1", &["ada"], &hash, &version);
+        let ada = events.pop().unwrap();
+        let request = events.pop().unwrap();
+        w.put(request);
+        // Rejected before it had its approval: never in force.
+        w.put(Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::human("bob"),
+            "approval/p1",
+            EventData::ApprovalRejected(spend_core::events::ApprovalRejected {
+                draft_id: "p1".into(),
+                approval_id: "apr_x".into(),
+                approver_id: "bob".into(),
+                reason: "not now".into(),
+            }),
+        ));
+        assert!(w.put(ada).is_none());
+        assert!(w.versions.active("acme").is_none(), "a rejected proposal never comes into force");
+    }
+
+    #[test]
+    fn after_one_escalation_proofs_sign_the_extended_expiry() {
+        let mut w = World::new();
+        let hash = w.propose("p1", TIGHTER);
+        let version = spendmd::version_of(TIGHTER);
+        let mut events = w.humans.approved_policy("p1", &["ada"], &hash, &version);
+        events.pop();
+        let request = events.pop().unwrap();
+        let EventData::ApprovalRequested(r) = &request.data else { unreachable!() };
+        let (before, later) = (r.expires_at.clone(), "2099-12-31T23:00:00Z".to_string());
+        w.put(request);
+        w.put(Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::service("approval"),
+            "approval/p1",
+            EventData::ApprovalEscalated(ApprovalEscalated {
+                draft_id: "p1".into(),
+                previous_expires_at: before.clone(),
+                expires_at: later.clone(),
+                channel: "email".into(),
+            }),
+        ));
+        let stale = w.humans.approved_until("p1", "ada", &hash, &version, &before);
+        assert!(matches!(w.put(stale), Some(Noticed::Forged { .. })), "the old expiry no longer counts");
+        let fresh = w.humans.approved_until("p1", "ada", &hash, &version, &later);
+        assert!(w.put(fresh).is_none());
+        assert_eq!(w.versions.active("acme").unwrap().proposal.draft_id, "p1");
     }
 }
