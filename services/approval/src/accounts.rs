@@ -138,9 +138,8 @@ pub async fn accounts_page(State(app): State<Arc<App>>, headers: HeaderMap) -> R
     )
 }
 
-/// The page before the platform: what will be asked for, and the link.
-/// The page that sends the admin to the platform, binding the
-/// authorization to this browser (see the module docs).
+/// The page before the platform: what will be asked for, and the link;
+/// it binds the authorization to this browser (see the module docs).
 fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: &str) -> Answer<Response> {
     let state = state_of(url).ok_or_else(|| Refusal::new(StatusCode::BAD_GATEWAY, "the executor's consent link names no state"))?;
     let mut r = page(
