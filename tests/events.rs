@@ -73,6 +73,19 @@ pub async fn on_log(log: &dyn EventLog) -> Vec<(String, serde_json::Value)> {
         .await
 }
 
+/// `env` as the log would deliver it at `seq` (for tests that apply
+/// messages to a reader's state without a log).
+pub fn stored(prefix: &str, seq: u64, env: &Envelope) -> spend_eventlog::StoredMessage {
+    spend_eventlog::StoredMessage {
+        seq,
+        subject: subject_of(prefix, env),
+        payload: env.to_bytes().into(),
+        time: chrono::Utc::now(),
+        msg_id: None,
+        republished: false,
+    }
+}
+
 /// The stream subject an envelope belongs on: `<prefix>.<org>.<aggregate>.<id>`.
 pub fn subject_of(prefix: &str, env: &Envelope) -> String {
     let (aggregate, id) = env.subject.split_once('/').expect("an <aggregate>/<id> subject");

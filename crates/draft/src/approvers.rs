@@ -204,11 +204,6 @@ impl Registry {
             rp,
         }
     }
-
-    /// The relying party this registry pins.
-    pub fn relying_party(&self) -> &RelyingParty {
-        &self.rp
-    }
 }
 
 impl Approver {

@@ -245,11 +245,6 @@ pub fn describe(change: &DraftChange, account_id: &str) -> String {
     }
 }
 
-/// Whether a rollback can undo the change (a payment can only be refunded).
-pub fn undoable(change: &DraftChange) -> bool {
-    matches!(change, DraftChange::Campaign { .. })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -297,7 +292,6 @@ mod tests {
         };
         assert_eq!(inconsistency(&proposed(pay.clone())), None);
         assert_eq!(describe(&pay, "act_1001"), "Pay 4.00 USD to openai.com (US, https) from card crd_1");
-        assert!(!undoable(&pay));
     }
 
     #[test]

@@ -185,13 +185,7 @@ fn binding(state: &str) -> (String, String) {
 /// Whether the request carries the binding cookie of `state`.
 fn bound(headers: &HeaderMap, state: &str) -> bool {
     let (name, value) = binding(state);
-    headers
-        .get_all(axum::http::header::COOKIE)
-        .iter()
-        .filter_map(|v| v.to_str().ok())
-        .flat_map(|v| v.split(';'))
-        .filter_map(|kv| kv.trim().split_once('='))
-        .any(|(k, v)| k == name && crate::web::subtle_eq(v, &value))
+    crate::web::cookie(headers, &name).is_some_and(|v| crate::web::subtle_eq(&v, &value))
 }
 
 /// `POST /accounts/connect`: read access, an admin.

@@ -439,17 +439,7 @@ async fn a_payment_is_judged_on_the_platforms_merchant_data_read_again_at_push()
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_payment_charges_the_card_it_names_or_none() {
     let mut w = World::new(POLICY, Duration::from_secs(30), &["card_1"], &[]).await;
-    w.append(vec![Envelope::new(
-        "spendsignoff/cli",
-        "acme",
-        Actor::human("operator"),
-        "card_freeze/crd_1",
-        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
-            card_id: "crd_1".into(),
-            reason: "lost".into(),
-        }),
-    )])
-    .await;
+    w.append(vec![freeze_requested("crd_1", "lost")]).await;
     wait_for_event(&w, "the freeze", Duration::from_secs(10), |e| e["type"] == "spend.card.frozen.v1").await;
     // Named crd_1, which is frozen: charged to no other card.
     let frozen = w
@@ -681,17 +671,7 @@ async fn an_operators_freeze_stops_charges_within_a_second() {
     let first = w.approved(payment_proposed("acme", "d_before", 400), Outcome::RequireApproval, &["ada"]).await;
     assert_eq!(w.outcome(&first, Duration::from_secs(20)).await.0, "spend.change.pushed.v1");
     let asked = Instant::now();
-    w.append(vec![Envelope::new(
-        "spendsignoff/cli",
-        "acme",
-        Actor::human("operator"),
-        "card_freeze/all",
-        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
-            card_id: "*".into(),
-            reason: "incident".into(),
-        }),
-    )])
-    .await;
+    w.append(vec![freeze_requested("*", "incident")]).await;
     loop {
         if w.events().await.iter().any(|(_, e)| e["type"] == "spend.card.frozen.v1") {
             break;
@@ -714,17 +694,7 @@ async fn a_freeze_asked_for_while_no_executor_ran_is_answered_when_one_starts() 
     let first = w.approved(payment_proposed("acme", "d_before", 400), Outcome::RequireApproval, &["ada"]).await;
     assert_eq!(w.outcome(&first, Duration::from_secs(20)).await.0, "spend.change.pushed.v1");
     w.stop().await;
-    w.append(vec![Envelope::new(
-        "spendsignoff/cli",
-        "acme",
-        Actor::human("operator"),
-        "card_freeze/crd_1",
-        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
-            card_id: "crd_1".into(),
-            reason: "lost while the executor was down".into(),
-        }),
-    )])
-    .await;
+    w.append(vec![freeze_requested("crd_1", "lost while the executor was down")]).await;
     w.start(POLICY, Duration::from_secs(30));
     let frozen = wait_for_event(&w, "the freeze", Duration::from_secs(10), |e| e["type"] == "spend.card.frozen.v1").await;
     assert_eq!(frozen["data"]["card_id"], "crd_1", "{frozen}");
@@ -737,6 +707,21 @@ async fn a_freeze_asked_for_while_no_executor_ran_is_answered_when_one_starts() 
     let freezes = w.events().await.into_iter().filter(|(_, e)| e["type"] == "spend.card.frozen.v1").count();
     assert_eq!(freezes, 1);
     w.stop().await;
+}
+
+/// An operator's `spend card freeze` of `card` (`*`: every card).
+fn freeze_requested(card: &str, reason: &str) -> Envelope {
+    let id = if card == "*" { "all" } else { card };
+    Envelope::new(
+        "spendsignoff/cli",
+        "acme",
+        Actor::human("operator"),
+        format!("card_freeze/{id}"),
+        EventData::CardFreezeRequested(spend_core::events::CardFreezeRequested {
+            card_id: card.into(),
+            reason: reason.into(),
+        }),
+    )
 }
 
 /// Waits for an event on the log that `pred` picks.

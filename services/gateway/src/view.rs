@@ -379,18 +379,10 @@ mod tests {
     use super::*;
     use spend_core::events::{AgentsPaused, AgentsResumed};
     use spend_core::{Actor, Envelope};
-    use spend_testkit::events::subject_of;
 
     fn stored(seq: u64, subject: &str, data: EventData) -> StoredMessage {
         let env = Envelope::new("spendsignoff/test", "acme", Actor::human("someone"), subject, data);
-        StoredMessage {
-            seq,
-            subject: subject_of("spend.evt", &env),
-            payload: env.to_bytes().into(),
-            time: chrono::Utc::now(),
-            msg_id: None,
-            republished: false,
-        }
+        spend_testkit::events::stored("spend.evt", seq, &env)
     }
 
     #[test]
@@ -418,17 +410,7 @@ mod tests {
         let mut seq = 0;
         let mut put = |v: &mut View, env: Envelope| {
             seq += 1;
-            v.apply(
-                "spend.evt",
-                &StoredMessage {
-                    seq,
-                    subject: subject_of("spend.evt", &env),
-                    payload: env.to_bytes().into(),
-                    time: chrono::Utc::now(),
-                    msg_id: None,
-                    republished: false,
-                },
-            );
+            v.apply("spend.evt", &spend_testkit::events::stored("spend.evt", seq, &env));
         };
         for env in humans.trust() {
             put(&mut v, env);

@@ -355,7 +355,7 @@ impl Versions {
 mod tests {
     use super::*;
     use spend_core::{Actor, Envelope, events::EventData};
-    use spend_testkit::events::{Approvers, subject_of};
+    use spend_testkit::events::Approvers;
 
     const LOOSER: &str = "spend:\n  daily_limit: 500 USD\napproval:\n  auto_approve_under: 5 USD\n";
     const TIGHTER: &str = "spend:\n  daily_limit: 100 USD\n";
@@ -382,14 +382,7 @@ mod tests {
 
         fn put(&mut self, env: Envelope) -> Option<Noticed> {
             self.seq += 1;
-            let m = StoredMessage {
-                seq: self.seq,
-                subject: subject_of("spend.evt", &env),
-                payload: env.to_bytes().into(),
-                time: chrono::Utc::now(),
-                msg_id: None,
-                republished: false,
-            };
+            let m = spend_testkit::events::stored("spend.evt", self.seq, &env);
             let parsed = RawEnvelope::parse(&m.payload).unwrap();
             self.versions.apply("spend.evt", &m, &parsed)
         }
