@@ -27,8 +27,11 @@ impl Drop for Spawned {
     }
 }
 
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+/// Four distinct free ports: every listener is held until all are picked,
+/// so the kernel cannot hand the same port out twice.
+fn free_ports() -> [u16; 4] {
+    let held: Vec<_> = (0..4).map(|_| std::net::TcpListener::bind("127.0.0.1:0").unwrap()).collect();
+    std::array::from_fn(|i| held[i].local_addr().unwrap().port())
 }
 
 fn listening(addr: &str) -> bool {
@@ -38,7 +41,7 @@ fn listening(addr: &str) -> bool {
 #[test]
 fn spend_dev_listens_on_the_configured_addresses() {
     let dir = tempfile::tempdir().unwrap();
-    let [gateway, policy, sandbox, sandbox_flag] = [free_port(), free_port(), free_port(), free_port()].map(|p| format!("127.0.0.1:{p}"));
+    let [gateway, policy, sandbox, sandbox_flag] = free_ports().map(|p| format!("127.0.0.1:{p}"));
     let mut c = Command::new(SPEND);
     for (k, _) in std::env::vars() {
         if k.starts_with("SPEND") || k.starts_with("AWS_") {

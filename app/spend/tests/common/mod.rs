@@ -66,9 +66,19 @@ impl Drop for Spawned {
     }
 }
 
-/// A free loopback port (picked by binding port 0).
+/// A free loopback port (picked by binding port 0), never one this test
+/// process handed out before: the kernel may give a just-closed port again,
+/// and two services told the same port make a test fail for nothing.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    static GIVEN: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+    let mut given = GIVEN.lock().unwrap();
+    loop {
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        if !given.contains(&port) {
+            given.push(port);
+            return port;
+        }
+    }
 }
 
 /// Waits until something listens on `port`, failing after `within`.
