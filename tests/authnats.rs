@@ -77,6 +77,14 @@ impl AuthNats {
         for (k, v) in passwords {
             cmd.env(k, v);
         }
+        // Every other user auth.conf names gets a password of its own (the
+        // server refuses to start on a variable it cannot resolve).
+        let conf_text = std::fs::read_to_string(dir.path().join("auth.conf")).map_err(|e| e.to_string())?;
+        for var in conf_text.split('$').skip(1).filter_map(|r| r.split_whitespace().next()) {
+            if var.starts_with("SPEND_NATS_") && !passwords.iter().any(|(k, _)| *k == var) {
+                cmd.env(var, format!("pw{}", uuid::Uuid::new_v4().simple()));
+            }
+        }
         let mut child = cmd.kill_on_drop(true).spawn().map_err(|e| format!("spawning nats-server: {e}"))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
         while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {

@@ -1,11 +1,12 @@
 // Drives Debian's Chromium (headless, through playwright-core, never a
-// downloaded browser) through SpendSignoff's approval app with CDP virtual
-// passkey authenticators, as a first admin, a second approver and a
+// downloaded browser) through SpendSignoff's approval app and its passkey
+// page (a site of its own: every passkey is created and signs there) with
+// CDP virtual passkey authenticators, as a first admin, a second approver and a
 // presence-only authenticator would use it. Called by
 // app/spend/tests/approval_browser.rs, which prepares `spend dev`, the
 // agent's drafts and the links, and checks the log afterwards.
 //
-// Input (environment): ORIGIN, ADMIN_ENROLL (the first admin's enrollment
+// Input (environment): ORIGIN (the app's), PASSKEY (the passkey page's), ADMIN_ENROLL (the first admin's enrollment
 // link), LINK_APPROVE, LINK_REJECT, LINK_DUAL, LINK_EXPIRE (approval
 // links of drafts), LINK_POLICY (of a SPEND.md proposal), LINK_BUDGET and
 // DRAFT_BUDGET (a budget raise, pushed and rolled back), SANDBOX (the
@@ -24,6 +25,7 @@ const env = (k) => {
   return v;
 };
 const ORIGIN = env("ORIGIN");
+const PASSKEY = env("PASSKEY");
 const shots = process.env.SCREENSHOTS || "";
 const seen = {};
 // Anything the Content Security Policy blocked (an inline style or script
@@ -85,6 +87,8 @@ async function metadataDocumentClient(page) {
     await page.goto(authorize.toString());
     out.asked_to_sign_in = page.url().startsWith(`${ORIGIN}/signin?next=`);
     await page.getByLabel("Email").fill("bob@dev.localhost");
+    await page.getByRole("button", { name: "Continue" }).click();
+    await page.waitForURL(`${PASSKEY}/signin?**`);
     await page.getByRole("button", { name: "Sign in with passkey" }).click();
     const allow = page.getByRole("button", { name: "Allow" });
     await allow.waitFor({ timeout: 15000 });
@@ -141,28 +145,67 @@ async function status(page, id) {
   return (await page.locator(`#${id}`).textContent()) || "";
 }
 
+/** Waits until the app's /passkey/return page has recorded what came back. */
+async function returnedStatus(page) {
+  await page.waitForFunction(() => {
+    const s = document.getElementById("return-status");
+    return s && s.textContent && !s.textContent.startsWith("Recording");
+  }, null, { timeout: 15000 });
+  return status(page, "return-status");
+}
+
+/** What the passkey page says went wrong, or "" once it left for the app. */
+async function passkeyPageOutcome(page) {
+  for (let i = 0; i < 150; i++) {
+    if (page.url().startsWith(ORIGIN)) return "";
+    // The page may be leaving for the app as it is read.
+    const said = await page.evaluate(() => (document.getElementById("passkey-status") || {}).textContent || "").catch(() => "");
+    if (said.startsWith("Nothing was signed") || said.startsWith("Your passkey was not created")) return said;
+    await page.waitForTimeout(100);
+  }
+  throw new Error(`the passkey page neither returned nor said why: ${page.url()}`);
+}
+
 async function enroll(page, link) {
   await page.goto(link);
+  await page.getByRole("button", { name: "Continue to create your passkey" }).click();
+  await page.waitForURL(`${PASSKEY}/enroll?**`);
+  seen.passkey_enroll_page = seen.passkey_enroll_page || (await page.locator("main").textContent()) || "";
   await page.getByRole("button", { name: "Create passkey" }).click();
-  await page.waitForFunction(() => {
-    const s = document.getElementById("enroll-status");
-    return s && s.textContent && !s.textContent.startsWith("Creating");
-  });
-  return { status: await status(page, "enroll-status"), fingerprint: (await page.locator("#fingerprint").textContent()) || "" };
+  const failed = await passkeyPageOutcome(page);
+  if (failed) return { status: failed, fingerprint: "" };
+  await page.waitForURL(`${ORIGIN}/passkey/return`);
+  return { status: await returnedStatus(page), fingerprint: (await page.locator("#fingerprint").textContent()) || "" };
+}
+
+/** The app's sign-in: the email, then the passkey page's "Sign in with passkey". */
+async function startSignIn(page, email) {
+  await page.goto(`${ORIGIN}/signin`);
+  await page.getByLabel("Email").fill(email);
+  await page.getByRole("button", { name: "Continue" }).click();
+  for (let i = 0; i < 100; i++) {
+    if (page.url().startsWith(`${PASSKEY}/signin`)) return "";
+    const said = await status(page, "signin-status");
+    if (said.startsWith("You are not")) return said;
+    await page.waitForTimeout(100);
+  }
+  throw new Error("sign-in went nowhere");
 }
 
 async function signIn(page, email) {
   for (let attempt = 0; attempt < 50; attempt++) {
-    await page.goto(`${ORIGIN}/signin`);
-    await page.getByLabel("Email").fill(email);
-    await page.getByRole("button", { name: "Sign in with passkey" }).click();
-    try {
-      await page.waitForURL(`${ORIGIN}/approvals`, { timeout: 2000 });
-      return true;
-    } catch (_) {
-      // Not trusted yet (the anchor or a countersignature is on its way).
-      await page.waitForTimeout(200);
+    if ((await startSignIn(page, email)) === "") {
+      seen.passkey_signin_page = seen.passkey_signin_page || (await page.locator("main").textContent()) || "";
+      await page.getByRole("button", { name: "Sign in with passkey" }).click();
+      try {
+        await page.waitForURL(`${ORIGIN}/approvals`, { timeout: 5000 });
+        return true;
+      } catch (_) {
+        // Refused: the return page says why; try again below.
+      }
     }
+    // Not trusted yet (the anchor or a countersignature is on its way).
+    await page.waitForTimeout(200);
   }
   return false;
 }
@@ -178,21 +221,32 @@ async function campaignBudget(campaign, minor) {
   return false;
 }
 
-async function approve(page, link, shotName) {
+/** "Approve" in the app, then the passkey page's alertdialog. */
+async function openApproval(page, link) {
   await page.goto(link);
   await page.getByRole("button", { name: "Approve" }).click();
+  await page.waitForURL(`${PASSKEY}/approve?**`);
   const dialog = page.getByRole("alertdialog");
   await dialog.waitFor();
+  return dialog;
+}
+
+async function approve(page, link, shotName) {
+  const dialog = await openApproval(page, link);
+  const shown = (await dialog.textContent()) || "";
   if (shots && shotName) await page.screenshot({ path: `${shots}/${shotName}`, fullPage: true });
   await dialog.getByRole("button", { name: "Confirm and push live" }).click();
-  // Approved: the page reloads without the dialog. Refused: it says why.
-  await page.waitForFunction(() => {
-    const d = document.getElementById("confirm-dialog");
-    const s = document.getElementById("confirm-status");
-    return !d || (s && s.textContent.startsWith("Not approved"));
+  const failed = await passkeyPageOutcome(page);
+  if (failed) return { shown, status: failed };
+  // Approved: back on the draft's page. Refused: the return page says why.
+  const back = new URL(link).pathname;
+  await page.waitForFunction((path) => {
+    const s = document.getElementById("return-status");
+    return window.location.pathname !== "/passkey/return" || (s && s.textContent.startsWith("Not approved"));
   }, null, { timeout: 15000 });
-  const refused = await page.locator("#confirm-status").count() ? await status(page, "confirm-status") : "";
-  return refused || (await page.locator("p.status").textContent()) || "";
+  if (page.url().includes("/passkey/return")) return { shown, status: await status(page, "return-status") };
+  await page.waitForURL((u) => u.pathname === back || u.pathname.startsWith("/approvals/"));
+  return { shown, status: (await page.locator("p.status").textContent()) || "" };
 }
 
 try {
@@ -219,11 +273,14 @@ try {
   seen.draft_page = (await ada.page.locator("main").textContent()) || "";
   if (shots) await ada.page.screenshot({ path: `${shots}/draft.png`, fullPage: true });
 
-  // Arming opens the alertdialog; Cancel closes it and approves nothing.
-  await ada.page.getByRole("button", { name: "Approve" }).click();
-  await ada.page.getByRole("alertdialog").waitFor();
+  // Arming opens the passkey page's alertdialog; Cancel goes back to the
+  // draft and approves nothing.
+  await openApproval(ada.page, env("LINK_APPROVE"));
   await ada.page.getByRole("alertdialog").getByRole("button", { name: "Cancel" }).click();
-  seen.cancel_closes = !(await ada.page.getByRole("alertdialog").isVisible());
+  await ada.page.waitForURL((u) => u.origin === ORIGIN && u.pathname.startsWith("/approvals/")).catch((e) => {
+    throw new Error(`Cancel went to ${ada.page.url()}: ${e}`);
+  });
+  seen.cancel_closes = !(await ada.page.getByRole("alertdialog").count()) && (await ada.page.getByRole("button", { name: "Approve" }).isVisible());
 
   // A POST without its CSRF token is refused.
   seen.post_without_csrf = await ada.page.evaluate(async (url) => (await fetch(url, { method: "POST" })).status, new URL(env("LINK_APPROVE")).origin + "/approvals/none/arm");
@@ -252,17 +309,14 @@ try {
   const bobLink = (await ada.page.locator("#invite-link").textContent()) || "";
   const bob = await person();
   seen.bob_enroll = await enroll(bob.page, bobLink);
-  seen.bob_before_countersign = await (async () => {
-    await bob.page.goto(`${ORIGIN}/signin`);
-    await bob.page.getByLabel("Email").fill("bob@dev.localhost");
-    await bob.page.getByRole("button", { name: "Sign in with passkey" }).click();
-    await bob.page.waitForFunction(() => (document.getElementById("signin-status") || {}).textContent?.startsWith("You are not"));
-    return status(bob.page, "signin-status");
-  })();
+  seen.bob_before_countersign = await startSignIn(bob.page, "bob@dev.localhost");
   await ada.page.goto(`${ORIGIN}/approvers`);
-  const countersign = ada.page.getByRole("button", { name: "Countersign bob@dev.localhost" });
-  await countersign.click();
-  await countersign.waitFor({ state: "detached", timeout: 15000 });
+  await ada.page.getByRole("button", { name: "Review bob@dev.localhost to countersign" }).click();
+  await ada.page.waitForURL(`${PASSKEY}/countersign?**`);
+  seen.passkey_countersign_page = (await ada.page.locator("main").textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/countersign.png`, fullPage: true });
+  await ada.page.getByRole("button", { name: "Countersign bob@dev.localhost" }).click();
+  await ada.page.waitForURL(`${ORIGIN}/approvers`, { timeout: 15000 });
   seen.approvers_page = (await ada.page.locator("main").textContent()) || "";
   seen.bob_signed_in = await signIn(bob.page, "bob@dev.localhost");
 
@@ -347,6 +401,7 @@ try {
   seen.budget2_pushed = await campaignBudget("cmp_2", 12500);
 
   // The audit view: "Roll back" opens the alertdialog; Cancel closes it;
+  // "Continue to your passkey" opens the passkey page's alertdialog, whose
   // "Confirm rollback" asks the passkey, and the old budget is back.
   await ada.page.goto(`${ORIGIN}/audit`);
   const row = ada.page.getByRole("row").filter({ hasText: env("DRAFT_BUDGET") });
@@ -359,12 +414,14 @@ try {
   seen.rollback_cancel_closes = !(await rollback.isVisible());
   await row.getByRole("button", { name: "Roll back" }).click();
   await rollback.waitFor();
-  await rollback.getByRole("button", { name: "Confirm rollback" }).click();
-  await ada.page.waitForFunction(() => {
-    const s = document.getElementById("rollback-status");
-    return s && (s.textContent.startsWith("Rollback approved") || s.textContent.startsWith("Not rolled back"));
-  }, null, { timeout: 15000 });
-  seen.rollback_status = await status(ada.page, "rollback-status");
+  await rollback.getByRole("button", { name: "Continue to your passkey" }).click();
+  await ada.page.waitForURL(`${PASSKEY}/approve?**`);
+  const onPasskey = ada.page.getByRole("alertdialog");
+  seen.passkey_rollback_dialog = (await onPasskey.textContent()) || "";
+  if (shots) await ada.page.screenshot({ path: `${shots}/rollback-passkey.png`, fullPage: true });
+  await onPasskey.getByRole("button", { name: "Confirm rollback" }).click();
+  seen.rollback_status = (await passkeyPageOutcome(ada.page)) || "returned";
+  await ada.page.waitForURL(`${ORIGIN}/audit`, { timeout: 15000 });
   seen.budget_restored = await campaignBudget("cmp_1", 5000);
   for (let i = 0; i < 40; i++) {
     await ada.page.goto(`${ORIGIN}/audit`);

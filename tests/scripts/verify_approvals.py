@@ -3,7 +3,12 @@
 crypto only (hashlib, json, base64 and the `cryptography` package; none of
 SpendSignoff's code), as an auditor would.
 
-    verify_approvals.py EXPORT.jsonl
+    verify_approvals.py EXPORT.jsonl RP_ID ORIGIN
+
+RP_ID and ORIGIN are the passkey page's, as the deployment configures them
+(`spend dev`: passkey.localhost and http://passkey.localhost:PORT): an
+assertion made on any other RP ID or origin counts for nothing, whatever
+an enrollment event says.
 
 For each `spend.approval.granted.v1` and `spend.rollback.approved.v1` (the
 same fields, approving a `spend.rollback.requested.v1`) in the export, in
@@ -12,9 +17,8 @@ log order:
   of its bytes exactly as stored;
 - the proof's challenge is SHA-256("spendsignoff-approval-v1\\n" +
   approval_id + "\\n" + approved_hash + "\\n" + policy_version + "\\n" +
-  expires_at), carried in client_data_json (type webauthn.get, the
-  approver's origin), and the authenticator data names the approver's RP ID
-  with flags UP and UV;
+  expires_at), carried in client_data_json (type webauthn.get, ORIGIN), and
+  the authenticator data names RP_ID with flags UP and UV;
 - the ECDSA P-256 signature over authenticator_data || SHA-256(client data)
   verifies with the approver's enrolled key;
 - the approver is trusted: an organisation's first admin whose key
@@ -59,7 +63,7 @@ def assertion_ok(key_der, rp_id, origin, challenge, ad_b64, cdj_b64, sig_b64):
     return None
 
 
-def main(path):
+def main(path, rp_id, origin):
     events = []
     with open(path, encoding="utf-8") as f:
         for line in f:
@@ -87,6 +91,9 @@ def main(path):
         elif t == "spend.approver.removed.v1":
             removed.add((org, data["approver_id"]))
         elif t == "spend.approver.enrolled.v1" and src == "spendsignoff/approval":
+            if (data.get("rp_id"), data.get("origin")) != (rp_id, origin):
+                print(f"UNTRUSTED enrollment of {data['approver_id']}: made on {data.get('rp_id')} / {data.get('origin')}, not the passkey page")
+                continue
             key_der = base64.b64decode(data["public_key_spki_b64"])
             fp = hashlib.sha256(key_der).hexdigest()
             cs = data.get("countersignature")
@@ -105,7 +112,7 @@ def main(path):
                     print(f"UNTRUSTED enrollment of {data['approver_id']}: countersigned by no trusted admin")
                     continue
                 text = "spendsignoff-enroll-v1\n" + "\n".join([org, data["approver_id"], data["role"], data["credential_id"], fp])
-                why = assertion_ok(admin["key_der"], admin["rp_id"], admin["origin"], hashlib.sha256(text.encode()).digest(),
+                why = assertion_ok(admin["key_der"], rp_id, origin, hashlib.sha256(text.encode()).digest(),
                                    cs["authenticator_data"], cs["client_data_json"], cs["signature"])
                 if why:
                     print(f"UNTRUSTED enrollment of {data['approver_id']}: {why}")
@@ -131,7 +138,7 @@ def main(path):
                 why = "a rollback's approval must approve a rollback request, and only it"
             else:
                 text = "spendsignoff-approval-v1\n" + "\n".join([p["approval_id"], p["approved_hash"], p["policy_version"], p["expires_at"]])
-                why = assertion_ok(a["key_der"], a["rp_id"], a["origin"], hashlib.sha256(text.encode()).digest(),
+                why = assertion_ok(a["key_der"], rp_id, origin, hashlib.sha256(text.encode()).digest(),
                                    p["authenticator_data"], p["client_data_json"], p["signature"])
             if why:
                 failed += 1
@@ -146,4 +153,6 @@ def main(path):
 
 
 if __name__ == "__main__":
-    sys.exit(main(sys.argv[1]))
+    if len(sys.argv) != 4:
+        sys.exit(__doc__)
+    sys.exit(main(sys.argv[1], sys.argv[2], sys.argv[3]))

@@ -22,7 +22,69 @@ pub struct SpendConfig {
     pub sandbox: SandboxSettings,
     pub policy: PolicySettings,
     pub approval: ApprovalSettings,
+    pub passkey: PasskeySettings,
     pub internal: InternalSettings,
+}
+
+/// The passkey page (`[passkey]` / `SPEND__PASSKEY__…`): the one page where
+/// approvers' passkeys are created and sign. Its RP ID and origin are what
+/// every verifier of the deployment pins.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default)]
+pub struct PasskeySettings {
+    /// HTTP address of the passkey page (`spend serve passkey`).
+    pub listen: String,
+    /// The WebAuthn relying party ID approval passkeys are bound to: the
+    /// passkey page's own domain (never an IP address), on which no page
+    /// of the approval app is served, e.g. `passkey.example.com`.
+    /// Changing it orphans every passkey.
+    pub rp_id: String,
+    /// The passkey page's origin, e.g. `https://passkey.example.com`
+    /// (default `http://<rp_id>:<port of listen>`).
+    pub origin: String,
+    /// The approval app's origin, where the page gives assertions back
+    /// (default: `approval.origin`, else `http://localhost:<port of
+    /// approval.listen>`).
+    pub app_origin: String,
+}
+
+impl Default for PasskeySettings {
+    fn default() -> Self {
+        Self {
+            listen: "127.0.0.1:7500".into(),
+            rp_id: "passkey.localhost".into(),
+            origin: String::new(),
+            app_origin: String::new(),
+        }
+    }
+}
+
+impl PasskeySettings {
+    /// The relying party of the page listening on `listen`.
+    pub fn relying_party_at(&self, listen: &str) -> spend_draft::proof::RelyingParty {
+        let origin = if self.origin.is_empty() {
+            format!("http://{}:{}", self.rp_id, listen.rsplit(':').next().unwrap_or("7500"))
+        } else {
+            self.origin.trim_end_matches('/').to_string()
+        };
+        spend_draft::proof::RelyingParty::new(self.rp_id.clone(), origin)
+    }
+
+    /// The relying party every verifier pins: the configured page's.
+    pub fn relying_party(&self) -> spend_draft::proof::RelyingParty {
+        self.relying_party_at(&self.listen)
+    }
+
+    /// The approval app's origin, as configured for `approval`.
+    pub fn app_origin(&self, approval: &ApprovalSettings, approval_listen: &str) -> String {
+        if !self.app_origin.is_empty() {
+            self.app_origin.trim_end_matches('/').to_string()
+        } else if !approval.origin.is_empty() {
+            approval.origin.trim_end_matches('/').to_string()
+        } else {
+            format!("http://localhost:{}", approval_listen.rsplit(':').next().unwrap_or("7200"))
+        }
+    }
 }
 
 /// Approval service settings (`[approval]` / `SPEND__APPROVAL__…`).
@@ -31,10 +93,6 @@ pub struct SpendConfig {
 pub struct ApprovalSettings {
     /// HTTP address of the approval pages (`spend serve approval`).
     pub listen: String,
-    /// The WebAuthn relying party ID approvers' passkeys are bound to: the
-    /// app's domain (never an IP address). Changing it orphans every
-    /// passkey.
-    pub rp_id: String,
     /// The origin approvers open, e.g. `https://approvals.example.com`
     /// (default `http://localhost:<port>`).
     pub origin: String,
@@ -200,7 +258,6 @@ impl Default for ApprovalSettings {
     fn default() -> Self {
         Self {
             listen: "127.0.0.1:7200".into(),
-            rp_id: "localhost".into(),
             origin: String::new(),
             policy_file: String::new(),
             session_idle_minutes: 15,
@@ -213,30 +270,18 @@ impl Default for ApprovalSettings {
 }
 
 impl ApprovalSettings {
-    /// The relying party approval passkeys are made on, as every verifier
-    /// pins it: `rp_id`, and `origin` (by default `http://localhost:<port
-    /// of listen>`, the approval app's own default).
-    pub fn relying_party(&self, listen: &str) -> spend_draft::proof::RelyingParty {
-        let origin = if self.origin.is_empty() {
-            format!("http://localhost:{}", listen.rsplit(':').next().unwrap_or("7200"))
-        } else {
-            self.origin.clone()
-        };
-        spend_draft::proof::RelyingParty::new(self.rp_id.clone(), origin)
-    }
-
-    /// The approval service's configuration, with `listen`, and for
-    /// `spend dev` its outbox and link secret.
+    /// The approval service's configuration, with `listen` and the passkey
+    /// page's relying party, and for `spend dev` its outbox and link secret.
     pub fn service(
         &self,
         listen: String,
+        passkey: spend_draft::proof::RelyingParty,
         outbox: Option<std::path::PathBuf>,
         dev_link_secret: Option<spend_core::Secret>,
     ) -> anyhow::Result<spend_approval::ApprovalConfig> {
-        let passkey = self.relying_party(&listen);
         Ok(spend_approval::ApprovalConfig {
             listen,
-            rp_id: self.rp_id.clone(),
+            rp_id: passkey.rp_id.clone(),
             origin: (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string()),
             notify: self.notify.service(self.link_secret.clone().or(dev_link_secret), outbox)?,
             sessions: spend_approval::web::SessionPolicy {

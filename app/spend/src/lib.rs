@@ -369,6 +369,12 @@ pub struct DevArgs {
     /// i.e. `SPEND__APPROVAL__LISTEN`, 127.0.0.1:7200).
     #[arg(long)]
     pub approval_listen: Option<String>,
+    /// Address of the passkey page (default: `passkey.listen`, i.e.
+    /// `SPEND__PASSKEY__LISTEN`, 127.0.0.1:7500); it is opened as
+    /// `http://passkey.localhost:<port>` unless `passkey.origin` says
+    /// otherwise.
+    #[arg(long)]
+    pub passkey_listen: Option<String>,
     /// Address of the policy service's gRPC (default: `policy.listen`,
     /// i.e. `SPEND__POLICY__LISTEN`, 127.0.0.1:7102).
     #[arg(long)]
@@ -392,8 +398,11 @@ pub enum Service {
     /// connectors (gRPC, for the gateway's reads and `spend account`).
     Executor,
     /// The approval service: the human approval routes (agent credentials
-    /// refused and audited; passkey sign-in comes with human approval).
+    /// refused and audited; every passkey ceremony goes to the passkey page).
     Approval,
+    /// The passkey page: the one page where approvers' passkeys are created
+    /// and sign (reads the log only; holds no secret).
+    Passkey,
     /// The sandbox ad and card platform, standing in for a real one.
     Sandbox,
 }
@@ -484,6 +493,7 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Serve { service: Service::Policy } => cmd::serve::policy(config).await,
         Command::Serve { service: Service::Executor } => cmd::serve::executor(config).await,
         Command::Serve { service: Service::Approval } => cmd::serve::approval(config).await,
+        Command::Serve { service: Service::Passkey } => cmd::serve::passkey_page(config).await,
         Command::Serve { service: Service::Sandbox } => cmd::serve::sandbox(config).await,
         Command::ApiKey { command } => cmd::apikey::run(config, command).await,
         Command::Ledger { command } => cmd::ledger::run(config, command).await,

@@ -138,7 +138,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     );
     assert!(out.status.success(), "{}", text(&out.stderr));
     let proposal_id = text(&out.stdout).trim().to_string();
-    let ports: Vec<u16> = (0..5).map(|_| free_port()).collect();
+    let ports: Vec<u16> = (0..6).map(|_| free_port()).collect();
     let addr = |p: u16| format!("127.0.0.1:{p}");
     // Email goes through a real SMTP server; Slack (unconfigured) would go
     // to the outbox.
@@ -154,7 +154,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
             .args(["dev", "--data-dir", data.to_str().unwrap()])
             .args(["--gateway-listen", &addr(ports[0]), "--ledger-listen", &addr(ports[1])])
             .args(["--sandbox-listen", &addr(ports[2]), "--approval-listen", &addr(ports[3])])
-            .args(["--policy-listen", &addr(ports[4])])
+            .args(["--policy-listen", &addr(ports[4]), "--passkey-listen", &addr(ports[5])])
             .stdout(Stdio::null())
             .stderr(Stdio::piped())
             .spawn()
@@ -164,6 +164,9 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let enroll_line = wait_line(&rx, "enroll with a passkey at ", Duration::from_secs(60));
     let admin_enroll = enroll_line.rsplit(' ').next().unwrap().to_string();
     let origin = format!("http://localhost:{}", ports[3]);
+    // The passkey page: a site of its own, at a host name other than
+    // the app's (Chromium resolves *.localhost to loopback).
+    let passkey_origin = format!("http://passkey.localhost:{}", ports[5]);
     assert!(admin_enroll.starts_with(&format!("{origin}/enroll/")), "{enroll_line}");
     wait_port(ports[0], "the gateway", Duration::from_secs(30));
     wait_port(ports[3], "the approval app", Duration::from_secs(30));
@@ -218,6 +221,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let mut node = Command::new("node");
     node.arg(script)
         .env("ORIGIN", &origin)
+        .env("PASSKEY", &passkey_origin)
         .env("ADMIN_ENROLL", &admin_enroll)
         .env("LINK_APPROVE", &links[0])
         .env("LINK_REJECT", &links[1])
@@ -239,6 +243,9 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(out.status.success(), "the browser run failed:\n{stdout}\n{}", text(&out.stderr));
     let seen: serde_json::Value = serde_json::from_str(stdout.trim().lines().last().unwrap()).unwrap();
     let s = |k: &str| seen[k].as_str().unwrap_or_default().to_string();
+    // An approval's outcome on the app, and what the passkey page showed.
+    let approved = |k: &str| seen[k]["status"].as_str().unwrap_or_default().to_string();
+    let shown = |k: &str| seen[k]["shown"].as_str().unwrap_or_default().to_string();
     assert_eq!(seen["admin_enroll"]["fingerprint"].as_str().unwrap().len(), 64, "{seen}");
     assert!(seen["admin_enroll"]["status"].as_str().unwrap().contains("spend approver anchor"), "{seen}");
     assert_eq!(seen["admin_signed_in"], true, "{seen}");
@@ -261,20 +268,36 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(!page.contains("minor_units"), "{page}");
     assert_eq!(seen["cancel_closes"], true);
     assert_eq!(seen["post_without_csrf"], 403, "{seen}");
-    assert!(s("approved_status").starts_with("Approved"), "{seen}");
+    assert!(approved("approved_status").starts_with("Approved"), "{seen}");
     assert!(s("decided_link").starts_with("Approved"), "{seen}");
     assert_eq!(seen["decided_has_no_approve"], true);
     assert!(s("rejected_status").contains("Not this quarter <b>really</b>"), "shown as text: {seen}");
     assert!(s("bob_before_countersign").starts_with("You are not signed in"), "{seen}");
+    // The passkey page shows what is signed, read from the log: the change
+    // in words from the fields the executor pushes, who is vouched for.
+    assert!(shown("approved_status").contains("Pay 10.00 USD to openai.com"), "{seen}");
+    assert!(shown("approved_status").contains("cannot be undone by a rollback"), "{seen}");
+    assert!(
+        shown("budget_first").contains("Daily budget of campaign cmp_1 (act_1001): 50.00 USD → 60.00 USD a day"),
+        "{seen}"
+    );
+    assert!(shown("policy_status").contains("per_transaction: 45 USD"), "the SPEND.md text itself: {seen}");
+    assert!(s("passkey_signin_page").contains(&format!("Sign in to {origin} as admin@dev.localhost")), "{seen}");
+    assert!(s("passkey_enroll_page").contains("passkey.localhost"), "{seen}");
+    assert!(
+        s("passkey_countersign_page").contains("Vouch for bob@dev.localhost as approver of dev")
+            && s("passkey_countersign_page").contains(seen["bob_enroll"]["fingerprint"].as_str().unwrap()),
+        "{seen}"
+    );
     assert!(s("approvers_page").contains("bob@dev.localhost"), "{seen}");
     assert_eq!(seen["bob_signed_in"], true, "{seen}");
-    assert!(s("dual_first").contains("Waiting for a second approver"), "{seen}");
+    assert!(approved("dual_first").contains("Waiting for a second approver"), "{seen}");
     assert_eq!(seen["dual_same_person_again"], true, "one person approves once");
-    assert!(s("dual_second").starts_with("Approved"), "{seen}");
+    assert!(approved("dual_second").starts_with("Approved"), "{seen}");
     assert!(s("presence_only").starts_with("Your passkey was not created"), "{seen}");
     assert!(s("policy_page").contains("per transaction") && s("policy_page").contains("45.00 USD"), "{seen}");
     assert!(s("policy_page").contains("0 of 1 required, one of them an admin"), "{seen}");
-    assert!(s("policy_status").starts_with("Approved"), "{seen}");
+    assert!(approved("policy_status").starts_with("Approved"), "{seen}");
     assert!(s("expired_status").starts_with("Expired"), "{seen}");
     assert_eq!(seen["expired_has_no_approve"], true);
     assert_eq!(seen["csp_violations"], serde_json::json!([]), "nothing the CSP blocks is on a page");
@@ -295,9 +318,9 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("accounts_after_lure").contains("disconnected"), "act_1002 stays disconnected: {seen}");
     // The budget raise: approved, pushed once write access was granted,
     // then rolled back from the audit view.
-    assert!(s("budget_first").contains("Waiting for a second approver"), "{seen}");
-    assert!(s("budget_status").starts_with("Approved"), "{seen}");
-    assert!(s("budget2_status").starts_with("Approved"), "{seen}");
+    assert!(approved("budget_first").contains("Waiting for a second approver"), "{seen}");
+    assert!(approved("budget_status").starts_with("Approved"), "{seen}");
+    assert!(approved("budget2_status").starts_with("Approved"), "{seen}");
     assert_eq!(seen["budget_pushed"], true, "the sandbox shows the new budget: {seen}");
     assert_eq!(
         (seen["budget2_waits"].clone(), seen["budget2_still_asked"].clone()),
@@ -306,11 +329,17 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     );
     assert_eq!(seen["budget2_pushed"], true, "its own grant pushes the second: {seen}");
     assert!(
-        s("rollback_dialog").contains("cmp_1") && s("rollback_dialog").contains("Confirm rollback"),
+        s("rollback_dialog").contains("cmp_1") && s("rollback_dialog").contains("Continue to your passkey"),
         "{seen}"
     );
     assert_eq!(seen["rollback_cancel_closes"], true, "{seen}");
-    assert!(s("rollback_status").starts_with("Rollback approved"), "{seen}");
+    assert!(
+        s("passkey_rollback_dialog").contains("Roll back 1 pushed change")
+            && s("passkey_rollback_dialog").contains("Daily budget of campaign cmp_1 (act_1001): 50.00 USD → 60.00 USD a day")
+            && s("passkey_rollback_dialog").contains("Confirm rollback"),
+        "{seen}"
+    );
+    assert_eq!(s("rollback_status"), "returned", "{seen}");
     assert_eq!(seen["budget_restored"], true, "the sandbox shows the old budget: {seen}");
     assert!(s("audit_after").contains("rolled back"), "{seen}");
     // Kill switches in the app: every card frozen by the executor, the
@@ -397,7 +426,12 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "the refused POST is audited"
     );
     let checker = concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/scripts/verify_approvals.py");
-    let out = Command::new("python3").arg(checker).arg(&export).output().expect("python3 runs");
+    let out = Command::new("python3")
+        .arg(checker)
+        .arg(&export)
+        .args(["passkey.localhost", &passkey_origin])
+        .output()
+        .expect("python3 runs");
     let report = text(&out.stdout);
     assert!(out.status.success(), "{report}{}", text(&out.stderr));
     assert!(report.contains("9 approval proofs verified, 0 failed"), "{report}");

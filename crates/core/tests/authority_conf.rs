@@ -115,3 +115,24 @@ fn docs_architecture_lists_every_aggregate_with_its_writer() {
         assert_eq!(&documented[aggregate].1, types, "docs/architecture.md: event types of `{aggregate}`");
     }
 }
+
+/// The passkey page's user reads the event stream and may publish nothing
+/// else: no subject of the log, no consumer, no other stream, only its own
+/// inbox to subscribe under.
+#[test]
+fn the_passkey_page_user_only_reads() {
+    let blocks = blocks(&conf());
+    let lines = blocks.get("passkey").expect("auth.conf has a passkey user");
+    let granted = quoted(lines);
+    let reads = [
+        "$JS.API.STREAM.INFO.SPEND_EVENTS",
+        "$JS.API.STREAM.MSG.GET.SPEND_EVENTS",
+        "$JS.API.DIRECT.GET.SPEND_EVENTS",
+        "$JS.API.DIRECT.GET.SPEND_EVENTS.>",
+        "_INBOX_passkey.>",
+    ];
+    for s in &granted {
+        assert!(reads.contains(&s.as_str()), "the passkey user is granted {s}");
+    }
+    assert!(!lines.join("\n").contains("allow_responses"));
+}

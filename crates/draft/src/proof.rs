@@ -35,6 +35,12 @@ use sha2::{Digest, Sha256};
 pub const APPROVAL_DOMAIN: &str = "spendsignoff-approval-v1\n";
 /// Domain separation of enrollment countersignatures.
 pub const ENROLL_DOMAIN: &str = "spendsignoff-enroll-v1\n";
+/// Domain separation of a sign-in to the approval app (the passkey page's
+/// own formula: a sign-in assertion is never an approval or a
+/// countersignature).
+pub const SIGNIN_DOMAIN: &str = "spendsignoff-signin-v1\n";
+/// Domain separation of the challenge a new passkey is created over.
+pub const CREATE_DOMAIN: &str = "spendsignoff-create-v1\n";
 
 /// Authenticator data flag: the user was present.
 const FLAG_UP: u8 = 0x01;
@@ -58,6 +64,19 @@ pub fn fingerprint(public_key_der: &[u8]) -> String {
 pub fn enroll_challenge(org: &str, approver_id: &str, role: &str, credential_id: &str, public_key_der: &[u8]) -> [u8; 32] {
     let text = format!("{ENROLL_DOMAIN}{org}\n{approver_id}\n{role}\n{credential_id}\n{}", fingerprint(public_key_der));
     Sha256::digest(text.as_bytes()).into()
+}
+
+/// The challenge of a sign-in to the app at `app_origin`:
+/// `SHA-256("spendsignoff-signin-v1\n" + app_origin + "\n" + nonce)`, the
+/// nonce the app's. The passkey page computes it; the app checks it.
+pub fn signin_challenge(app_origin: &str, nonce: &str) -> [u8; 32] {
+    Sha256::digest(format!("{SIGNIN_DOMAIN}{app_origin}\n{nonce}").as_bytes()).into()
+}
+
+/// The challenge a passkey is created over for the app at `app_origin`:
+/// `SHA-256("spendsignoff-create-v1\n" + app_origin + "\n" + nonce)`.
+pub fn create_challenge(app_origin: &str, nonce: &str) -> [u8; 32] {
+    Sha256::digest(format!("{CREATE_DOMAIN}{app_origin}\n{nonce}").as_bytes()).into()
 }
 
 pub use spend_core::events::ApprovalProof;

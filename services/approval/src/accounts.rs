@@ -6,8 +6,7 @@
 //!
 //! The approval service holds no token: it asks the executor (which alone
 //! does) for the platform's consent page, and hands it the platform's
-//! callback. The callback comes back from the platform's site, where a
-//! `SameSite=Strict` session cookie is not sent; its `state` — random,
+//! callback. The callback comes back from the platform's site; its `state` — random,
 //! single use, expiring, made for an admin's request — is honoured only in
 //! the browser that began it: beginning sets a binding cookie
 //! (`SameSite=Lax`, so the platform's redirect carries it; HttpOnly; for
@@ -44,7 +43,7 @@ fn refused(e: spend_platform::ConnectError) -> Refusal {
 }
 
 fn callback_url(app: &App) -> String {
-    format!("{}/accounts/callback", app.passkeys.rp.origin)
+    format!("{}/accounts/callback", app.origin())
 }
 
 fn account_row(a: &AccountHealth) -> maud::Markup {

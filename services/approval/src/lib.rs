@@ -65,9 +65,10 @@ pub struct ApprovalConfig {
     pub sessions: web::SessionPolicy,
     /// MCP sign-in's authorization server (`None`: not offered).
     pub oauth: Option<oauth::OAuthConfig>,
-    /// The relying party approval passkeys are verified against, as every
-    /// other verifier of the deployment pins it (`None`: this app's own
-    /// `rp_id` and origin, where its pages create and use them today).
+    /// The passkey page's relying party: where every ceremony goes, and
+    /// what approval passkeys are created and verified on, as every other
+    /// verifier of the deployment pins it (`None`, for tests of this
+    /// service alone: this app's own `rp_id` and origin).
     pub passkey: Option<spend_draft::proof::RelyingParty>,
 }
 
@@ -123,18 +124,26 @@ impl Application {
             .map_err(|e| anyhow::anyhow!("binding the approval pages on {}: {e}", config.listen))?;
         let port = listener.local_addr()?.port();
         let origin = config.origin.clone().unwrap_or_else(|| format!("http://localhost:{port}"));
-        let rp = RelyingParty {
+        // Passkeys are created and used on the passkey page, on its RP;
+        // without one configured (tests of this service alone), the app's
+        // own domain and origin stand in for it.
+        let rp = config.passkey.clone().unwrap_or_else(|| RelyingParty {
             rp_id: config.rp_id.clone(),
-            origin,
-        };
-        let passkeys = passkeys::Passkeys::new(rp).map_err(|e| anyhow::anyhow!("{e}"))?;
+            origin: origin.clone(),
+        });
+        let passkeys = passkeys::Passkeys::new(rp.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
-        let notifier = Arc::new(notify::Notifier::new(config.notify, &passkeys.rp.origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
-        let book = Arc::new(RwLock::new(Book::new(
-            config.passkey.clone().unwrap_or_else(|| passkeys.rp.clone()),
-            Some(deps.policy.clone()),
-        )));
-        let app = Arc::new(web::App::new(recorder, book, passkeys, config.sessions, deps.policy.clone(), deps.accounts));
+        let notifier = Arc::new(notify::Notifier::new(config.notify, &origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let book = Arc::new(RwLock::new(Book::new(rp, Some(deps.policy.clone()))));
+        let app = Arc::new(web::App::new(
+            recorder,
+            book,
+            origin,
+            passkeys,
+            config.sessions,
+            deps.policy.clone(),
+            deps.accounts,
+        ));
         let oauth = match config.oauth {
             Some(c) => Some(oauth::Server::new(app.clone(), c).await?),
             None => None,
@@ -178,7 +187,7 @@ impl Application {
 
     /// The origin approvers open (and links point at).
     pub fn origin(&self) -> String {
-        self.app.passkeys.rp.origin.clone()
+        self.app.origin().to_string()
     }
 
     /// Serves until `shutdown` resolves, then drains: stops accepting,
@@ -266,6 +275,7 @@ fn pages(app: Arc<web::App>) -> Router {
         .route("/signin/start", post(web::signin_start))
         .route("/signin/finish", post(web::signin_finish))
         .route("/signout", post(web::signout))
+        .route("/passkey/return", get(web::passkey_return))
         .route("/enroll/{token}", get(web::enroll_page))
         .route("/enroll/{token}/start", post(web::enroll_start))
         .route("/enroll/{token}/finish", post(web::enroll_finish))

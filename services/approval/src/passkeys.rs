@@ -1,16 +1,18 @@
 //! Passkey ceremonies.
 //!
-//! - **Enrollment** is webauthn-rs's passkey registration: it checks the
-//!   attestation object, the client data (type, challenge, origin), the RP
-//!   ID hash and the flags, with user verification *required*. We keep
+//! - **Enrollment** is webauthn-rs's passkey registration of a passkey
+//!   created on the passkey page (its RP ID and origin, over the challenge
+//!   that page computes): it checks the attestation object, the client
+//!   data (type, challenge, origin), the RP ID hash and the flags, with
+//!   user verification *required*. We keep
 //!   only what the registry needs — the credential id and the public key
 //!   as DER SubjectPublicKeyInfo — and refuse anything but ES256 (COSE -7)
 //!   on P-256, as ../shared/DESIGN.md pins it.
 //! - **Sign-in and approvals** are assertions checked with
 //!   [`spend_draft::proof::verify_assertion`] against the key the registry
 //!   holds (the root of trust is the log's registry, not this service's
-//!   memory): sign-in over a random challenge of ours, an approval over the
-//!   pinned challenge. It is the check the executor and any auditor run.
+//!   memory): sign-in over the passkey page's sign-in challenge of a nonce
+//!   of ours, an approval over the pinned challenge. It is the check the executor and any auditor run.
 //!   (webauthn-rs's authentication would need its own credential record,
 //!   which it only lets a caller build behind a "danger" feature.)
 
@@ -21,7 +23,7 @@ use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::pkcs8::EncodePublicKey as _;
 use spend_draft::proof::{Assertion, ProofError, RelyingParty, verify_assertion};
 use webauthn_rs::prelude::{
-    COSEAlgorithm, COSEKeyType, CreationChallengeResponse, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
+    COSEAlgorithm, COSEKeyType, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
 };
 
 /// How long a ceremony's challenge is good for.
@@ -67,11 +69,24 @@ impl Passkeys {
         Ok(Self { rp, webauthn })
     }
 
-    /// Starts enrolling `email` (display only; the user handle is random).
-    pub fn start_registration(&self, email: &str) -> Result<(CreationChallengeResponse, PasskeyRegistration), PasskeyError> {
-        self.webauthn
+    /// Starts enrolling `email`, over `challenge`: the one the passkey page
+    /// computes itself ([`spend_draft::proof::create_challenge`]), never a
+    /// random one of ours that the page would have to be handed.
+    /// webauthn-rs draws its own; its registration state is plain data
+    /// (serialisable by the feature of that name), so the challenge it will
+    /// check is set there, and everything else it checks stays its own.
+    pub fn start_registration(&self, email: &str, challenge: &[u8; 32]) -> Result<PasskeyRegistration, PasskeyError> {
+        let (_, state) = self
+            .webauthn
             .start_passkey_registration(Uuid::new_v4(), email, email, None)
-            .map_err(|e| PasskeyError::Registration(e.to_string()))
+            .map_err(|e| PasskeyError::Registration(e.to_string()))?;
+        let mut value = serde_json::to_value(&state).map_err(|e| PasskeyError::Registration(e.to_string()))?;
+        let slot = value
+            .get_mut("rs")
+            .and_then(|rs| rs.get_mut("challenge"))
+            .ok_or_else(|| PasskeyError::Registration("webauthn-rs's registration state has no challenge".into()))?;
+        *slot = serde_json::Value::String(URL_SAFE_NO_PAD.encode(challenge));
+        serde_json::from_value(value).map_err(|e| PasskeyError::Registration(e.to_string()))
     }
 
     /// Finishes a registration: the credential id and the public key.

@@ -120,18 +120,20 @@ fn field_value(e: &Entry, path: &str, v: &serde_json::Value) -> String {
     json_text(v)
 }
 
-/// The alertdialog both pages open: "Confirm rollback" or "Cancel".
+/// The alertdialog both pages open: the reason, then "Continue to your
+/// passkey" (the passkey page shows the request read from the log, with
+/// "Confirm rollback") or "Cancel".
 fn dialog() -> Markup {
     html! {
         div #rollback-dialog role="alertdialog" aria-modal="true" aria-labelledby="rollback-title" aria-describedby="rollback-desc" hidden {
             h2 #rollback-title { "Roll back?" }
             p #rollback-desc {}
             p #rollback-payment .notice hidden { "A payment cannot be undone by the platform: its rollback is a refund." }
-            p { "Your passkey signs exactly this rollback request. The executor restores the recorded state only if the platform still shows what the push left." }
+            p { "Next, the passkey page shows the rollback request as the log holds it; your passkey signs exactly that. The executor restores the recorded state only if the platform still shows what the push left." }
             label for="rollback-reason" { "Reason" }
             textarea #rollback-reason maxlength="1000" rows="2" {}
             p {
-                button #confirm-rollback .danger type="button" { "Confirm rollback" }
+                button #confirm-rollback .danger type="button" { "Continue to your passkey" }
                 " "
                 button #rollback-cancel type="button" { "Cancel" }
             }

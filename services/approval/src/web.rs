@@ -1,20 +1,28 @@
 //! The approval app: server-rendered pages (maud escapes everything it
 //! renders, so whatever an agent wrote — rationale, merchant, names — is
-//! text, never markup or a link), one static script for the passkey
-//! ceremonies, and a strict Content Security Policy.
+//! text, never markup or a link), one static script, and a strict Content
+//! Security Policy. No page of the app ever asks a passkey for anything:
+//! every ceremony is the passkey page's (services/passkey), on its own RP
+//! ID, which computes what is signed; the app starts a ceremony, receives
+//! what comes back at `/passkey/return`, and checks it with the verifier
+//! every consumer runs. It can drop a proof, never make one.
 //!
 //! - GET never changes anything (mail scanners open links). Every change
 //!   is a POST from a signed-in session carrying its CSRF token, from this
 //!   app's own origin; anything else is refused and audited.
-//! - Sessions: a random token in an HttpOnly, Secure, SameSite=Strict
-//!   cookie (only its hash is kept), with idle and absolute expiry, for one
-//!   approver of one organisation.
-//! - Approve is two steps: "Approve" arms (the server fixes the approval id
-//!   and the pinned challenge) and opens a `role="alertdialog"` with the
-//!   diff again; "Confirm and push live" asks the passkey for a fresh
-//!   assertion over that challenge, which the server checks with the same
-//!   verifier every consumer uses before it records
-//!   `spend.approval.granted.v1` with the proof.
+//! - Sessions: a random token in an HttpOnly, Secure, SameSite=Lax cookie
+//!   (only its hash is kept), with idle and absolute expiry, for one
+//!   approver of one organisation. Lax, not Strict: the way back from the
+//!   passkey page (another site when it has a domain of its own) is a
+//!   top-level GET that must find the session; every change is still a
+//!   POST with its CSRF token from this origin.
+//! - Approve is two steps: "Approve" arms (the server fixes the approval
+//!   id) and sends the person to the passkey page, whose
+//!   `role="alertdialog"` shows the change read from the log; "Confirm and
+//!   push live" asks the passkey for a fresh assertion over the challenge
+//!   that page computes, which this app checks with the same verifier
+//!   every consumer uses before it records `spend.approval.granted.v1`
+//!   with the proof.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -25,7 +33,7 @@ use axum::extract::{ConnectInfo, Form, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Redirect, Response};
 use base64::Engine as _;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
@@ -37,7 +45,7 @@ use spend_core::events::{
     SecurityAlert,
 };
 use spend_draft::approvers::{Enrollment, Role};
-use spend_draft::proof::{approval_challenge, enroll_challenge, fingerprint};
+use spend_draft::proof::{create_challenge, fingerprint, signin_challenge};
 use spend_eventlog::{LogError, Recorder};
 use tokio::sync::{Mutex, RwLock};
 use webauthn_rs::prelude::{PasskeyRegistration, RegisterPublicKeyCredential};
@@ -117,6 +125,11 @@ struct Countersigning {
 pub struct App {
     pub recorder: Recorder,
     pub book: Arc<RwLock<Book>>,
+    /// The app's own origin (links, same-origin checks, what a sign-in
+    /// challenge binds).
+    origin: String,
+    /// Passkey creation checked on the passkey page's relying party: its
+    /// origin is where every ceremony goes ([`passkey_url`]).
     pub passkeys: Passkeys,
     pub sessions_policy: SessionPolicy,
     /// The SPEND.md in force until a version is approved on the log.
@@ -124,7 +137,9 @@ pub struct App {
     /// Connected accounts, through the executor (`None`: not offered).
     pub accounts: Option<Arc<dyn spend_platform::Connect>>,
     sessions: Mutex<FifoMap<String, Session>>,
-    registrations: Mutex<FifoMap<String, (PasskeyRegistration, Instant)>>,
+    /// Enrollments under way, by invitation hash: webauthn-rs's state and
+    /// the nonce the passkey page computed the challenge from.
+    registrations: Mutex<FifoMap<String, (PasskeyRegistration, String, Instant)>>,
     signins: Mutex<FifoMap<String, SignIn>>,
     armed: Mutex<FifoMap<String, Armed>>,
     countersigns: Mutex<FifoMap<String, Countersigning>>,
@@ -241,6 +256,7 @@ impl App {
     pub fn new(
         recorder: Recorder,
         book: Arc<RwLock<Book>>,
+        origin: String,
         passkeys: Passkeys,
         sessions_policy: SessionPolicy,
         bootstrap: Arc<spend_policy::spendmd::SpendMd>,
@@ -251,6 +267,7 @@ impl App {
             accounts,
             recorder,
             book,
+            origin,
             passkeys,
             sessions_policy,
             sessions: Mutex::new(FifoMap::new(MAX_SESSIONS)),
@@ -300,7 +317,13 @@ impl App {
     }
 
     pub(crate) fn origin(&self) -> &str {
-        &self.passkeys.rp.origin
+        &self.origin
+    }
+
+    /// `path` on the passkey page, with `query` (encoded).
+    pub(crate) fn passkey_url(&self, path: &str, query: &[(&str, &str)]) -> String {
+        let q: Vec<String> = query.iter().map(|(k, v)| format!("{k}={}", url_escape(v))).collect();
+        format!("{}{path}?{}", self.passkeys.rp.origin, q.join("&"))
     }
 
     /// The signed-in session of a request, if any and not expired; marks it
@@ -427,7 +450,7 @@ fn signin_page(next: &str) -> Response {
             form #signin-form data-next=(next) {
                 label for="email" { "Email" }
                 input #email type="email" name="email" autocomplete="username webauthn" required;
-                p { button.primary type="submit" { "Sign in with passkey" } }
+                p { button.primary type="submit" { "Continue" } }
             }
             p #signin-status role="status" aria-live="polite" {}
         },
@@ -470,9 +493,10 @@ pub async fn signin_start(
             "no trusted approver has that email: enroll with your invitation link, and ask an admin to countersign (or your operator to anchor a first admin)",
         ));
     }
-    let mut challenge = [0u8; 32];
-    getrandom_fill(&mut challenge);
+    // The passkey page computes the challenge from this app's origin and
+    // the nonce; it never takes one from us.
     let ceremony = random_token();
+    let challenge = signin_challenge(app.origin(), &ceremony);
     let ids: Vec<String> = candidates.iter().map(|c| c.2.clone()).collect();
     app.signins.lock().await.insert_new(
         ceremony.clone(),
@@ -482,15 +506,12 @@ pub async fn signin_start(
             started: Instant::now(),
         },
     );
+    let redirect = app.passkey_url("/signin", &[("nonce", &ceremony), ("email", &body.email), ("credentials", &ids.join(","))]);
     Ok(Json(serde_json::json!({
         "ceremony": ceremony,
-        "challenge": URL_SAFE_NO_PAD.encode(challenge),
         "credential_ids": ids,
+        "redirect": redirect,
     })))
-}
-
-fn getrandom_fill(buf: &mut [u8]) {
-    getrandom::fill(buf).expect("the operating system's random source");
 }
 
 #[derive(Deserialize)]
@@ -561,7 +582,7 @@ pub async fn signin_finish(
         },
     );
     let cookie = format!(
-        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age={}",
+        "{COOKIE}={token}; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age={}",
         app.sessions_policy.absolute.as_secs()
     );
     let mut r = Json(serde_json::json!({"ok": true})).into_response();
@@ -583,9 +604,31 @@ pub async fn signout(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInf
     let mut r = Redirect::to("/signin").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("spend_session=; Path=/; HttpOnly; Secure; SameSite=Strict; Max-Age=0"),
+        HeaderValue::from_static("spend_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
     );
     Ok(r)
+}
+
+/// `GET /passkey/return`: where the passkey page gives back what it
+/// signed, in the URL's fragment (no server sees it). This page's script
+/// posts it to the ceremony this tab began (kept in the tab's session
+/// storage under its nonce) and goes on; what it posts, the app checks as
+/// ever. A fragment this tab did not ask for is never posted.
+pub async fn passkey_return(State(app): State<Arc<App>>, headers: HeaderMap) -> Response {
+    let s = app.session(&headers).await;
+    page(
+        "Your passkey",
+        s.as_ref().map(|s| s.csrf.as_str()),
+        s.as_ref().map(who).as_deref(),
+        html! {
+            p #return-status role="status" aria-live="polite" { "Recording what your passkey signed…" }
+            div #enrolled hidden {
+                p { "Your key fingerprint:" }
+                p { code #fingerprint {} }
+            }
+            p #return-next hidden { a href="/approvals" { "Continue" } }
+        },
+    )
 }
 
 // ---- enrollment ----
@@ -617,12 +660,9 @@ pub async fn enroll_page(State(app): State<Arc<App>>, Path(token): Path<String>)
         html! {
             p { "You were invited to approve spend for " strong { (i.org) } " as " strong { (i.role) } " (" (i.email) ")." }
             p { "Your passkey must verify you (a PIN, fingerprint or face); a tap alone is not enough." }
-            button #create-passkey .primary type="button" data-token=(token) { "Create passkey" }
+            p { "Your passkey is created on the passkey page, the only page that ever uses it; you come back here when it is done." }
+            button #create-passkey .primary type="button" data-token=(token) { "Continue to create your passkey" }
             p #enroll-status role="status" aria-live="polite" {}
-            div #enrolled hidden {
-                p { "Your key fingerprint:" }
-                p { code #fingerprint {} }
-            }
         },
     )
 }
@@ -636,24 +676,54 @@ pub async fn enroll_start(
     same_origin(&app, &headers)?;
     app.throttle(peer, "enrollment").await?;
     let hash = sha256_hex(&token);
-    let email = {
+    let invite = {
         let book = app.book.read().await;
-        let invite = book
-            .invite(&hash)
+        book.invite(&hash)
             .filter(|i| i.usable(Utc::now()))
-            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "this enrollment link is not valid any more"))?;
-        invite.invite.email.clone()
+            .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "this enrollment link is not valid any more"))?
+            .invite
+            .clone()
     };
-    let (options, state) = app
+    // The passkey page creates the passkey over the challenge it computes
+    // from this app's origin and the nonce.
+    let ceremony = random_token();
+    let state = app
         .passkeys
-        .start_registration(&email)
+        .start_registration(&invite.email, &create_challenge(app.origin(), &ceremony))
         .map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut regs = app.registrations.lock().await;
     regs.remove(&hash);
-    regs.insert_new(hash, (state, Instant::now()));
-    Ok(Json(
-        serde_json::to_value(options).map_err(|e| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?,
-    ))
+    regs.insert_new(hash, (state, ceremony.clone(), Instant::now()));
+    let redirect = app.passkey_url(
+        "/enroll",
+        &[("nonce", &ceremony), ("email", &invite.email), ("org", &invite.org), ("role", &invite.role)],
+    );
+    Ok(Json(serde_json::json!({"ceremony": ceremony, "redirect": redirect})))
+}
+
+/// A passkey the passkey page created, as it gives it back (unpadded
+/// base64url fields).
+#[derive(Deserialize)]
+pub struct EnrollFinish {
+    ceremony: String,
+    id: String,
+    raw_id: String,
+    attestation_object: String,
+    client_data_json: String,
+}
+
+impl EnrollFinish {
+    /// The same, in the shape webauthn-rs reads.
+    fn registration(&self) -> Answer<RegisterPublicKeyCredential> {
+        serde_json::from_value(serde_json::json!({
+            "id": self.id,
+            "rawId": self.raw_id,
+            "type": "public-key",
+            "response": {"attestationObject": self.attestation_object, "clientDataJSON": self.client_data_json},
+            "extensions": {},
+        }))
+        .map_err(|e| Refusal::new(StatusCode::BAD_REQUEST, format!("that is not a created passkey: {e}")))
+    }
 }
 
 fn same_origin(app: &App, headers: &HeaderMap) -> Answer<()> {
@@ -669,14 +739,18 @@ pub async fn enroll_finish(
     headers: HeaderMap,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
     Path(token): Path<String>,
-    Json(response): Json<RegisterPublicKeyCredential>,
+    Json(body): Json<EnrollFinish>,
 ) -> Answer<Json<serde_json::Value>> {
     same_origin(&app, &headers)?;
     app.throttle(peer, "enrollment").await?;
     let hash = sha256_hex(&token);
-    let Some((state, started)) = app.registrations.lock().await.remove(&hash) else {
+    let Some((state, ceremony, started)) = app.registrations.lock().await.remove(&hash) else {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "start creating the passkey again"));
     };
+    if !subtle_eq(&ceremony, &body.ceremony) {
+        return Err(Refusal::new(StatusCode::BAD_REQUEST, "that passkey was created for another enrollment: start again"));
+    }
+    let response = body.registration()?;
     if !fresh(started) {
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "this ceremony expired: start again"));
     }
@@ -953,16 +1027,18 @@ async fn render_draft(app: &App, s: &Session, draft_id: &str) -> Response {
                 @if mine {
                     p.notice { "You approved this draft; a second, distinct approver is needed." }
                 } @else {
-                    (decide(d.id(), &s.csrf, &described, diff))
+                    (decide(d.id(), &s.csrf))
                 }
             }
         },
     )
 }
 
-/// The two-step decision: "Approve" arms and opens the alertdialog, which
-/// shows `change` again; "Reject" asks for a "Reason".
-fn decide(id: &str, csrf: &str, summary: &str, change: Markup) -> Markup {
+/// The two-step decision: "Approve" arms and takes the person to the
+/// passkey page, which shows the change again, read from the log, in an
+/// alertdialog ("Confirm and push live" or "Cancel"); "Reject" asks for a
+/// "Reason".
+fn decide(id: &str, csrf: &str) -> Markup {
     html! {
         section aria-labelledby="decide" {
             h2 #decide { "Decide" }
@@ -974,17 +1050,6 @@ fn decide(id: &str, csrf: &str, summary: &str, change: Markup) -> Markup {
                 textarea #reason name="reason" required maxlength="1000" rows="3" {}
                 p { button.danger type="submit" { "Reject" } }
             }
-        }
-        div #confirm-dialog role="alertdialog" aria-modal="true" aria-labelledby="confirm-title" aria-describedby="confirm-desc" hidden {
-            h2 #confirm-title { "Push this change live?" }
-            p #confirm-desc { (summary) ". Your passkey signs exactly this, its policy version and the expiry." }
-            (change)
-            p {
-                button #confirm-push .primary type="button" data-confirm={ "/approvals/" (id) "/confirm" } { "Confirm and push live" }
-                " "
-                button #confirm-cancel type="button" { "Cancel" }
-            }
-            p #confirm-status role="status" aria-live="polite" {}
         }
     }
 }
@@ -1121,7 +1186,7 @@ fn render_policy(app: &App, book: &Book, s: &Session, id: &str) -> Option<Respon
                 @if mine {
                     p.notice { "You approved this version; a second, distinct approver is needed." }
                 } @else {
-                    (decide(id, &s.csrf, &format!("SPEND.md version {}", p.version), change))
+                    (decide(id, &s.csrf))
                 }
             }
         },
@@ -1157,9 +1222,24 @@ pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde
         return Err(Refusal::new(StatusCode::CONFLICT, "what this draft shows is not what it would push: refused"));
     }
     let approval_id = format!("apr_{}", uuid::Uuid::now_v7().simple());
-    let challenge = approval_challenge(&approval_id, &r.approved_hash, &r.policy_version, &r.expires_at);
     let credential_id = own_credential(&book, s)?;
     drop(book);
+    // The passkey page reads the approved event itself, renders it and
+    // computes the challenge from its bytes; it is told only which.
+    let back = if t.kind == "rollback" { "/audit".to_string() } else { format!("/approvals/{id}") };
+    let redirect = app.passkey_url(
+        "/approve",
+        &[
+            ("org", &s.org),
+            ("kind", t.kind),
+            ("id", id),
+            ("approval_id", &approval_id),
+            ("policy_version", &r.policy_version),
+            ("expires_at", &r.expires_at),
+            ("credential", &credential_id),
+            ("back", &back),
+        ],
+    );
     app.armed.lock().await.insert_new(
         approval_id.clone(),
         Armed {
@@ -1171,8 +1251,7 @@ pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde
     );
     Ok(serde_json::json!({
         "approval_id": approval_id,
-        "challenge": URL_SAFE_NO_PAD.encode(challenge),
-        "credential_id": credential_id,
+        "redirect": redirect,
         "confirm": format!("/approvals/{id}/confirm"),
     }))
 }
@@ -1425,7 +1504,7 @@ pub async fn approvers_page(State(app): State<Arc<App>>, headers: HeaderMap) -> 
                                         button.primary type="button" data-countersign="1"
                                             data-start={ "/approvers/" (r.approver_id) "/countersign/start" }
                                             data-finish={ "/approvers/" (r.approver_id) "/countersign/finish" }
-                                            aria-label={ "Countersign " (r.email) } { "Countersign" }
+                                            aria-label={ "Review " (r.email) " to countersign" } { "Review and countersign" }
                                     }
                                 }
                             }
@@ -1531,13 +1610,21 @@ pub async fn countersign_start(
         .registered(&s.org, &approver_id)
         .cloned()
         .ok_or_else(|| Refusal::new(StatusCode::NOT_FOUND, "no such passkey waits for a countersignature"))?;
-    let der = STANDARD
-        .decode(&target.public_key_spki_b64)
-        .map_err(|_| Refusal::new(StatusCode::UNPROCESSABLE_ENTITY, "that passkey's public key does not decode"))?;
-    let challenge = enroll_challenge(&s.org, &target.approver_id, &target.role, &target.credential_id, &der);
     let credential_id = own_credential(&book, &s)?;
     drop(book);
     let ceremony = random_token();
+    // The passkey page reads the registration from the log, shows who the
+    // admin vouches for and computes the enrollment challenge itself.
+    let redirect = app.passkey_url(
+        "/countersign",
+        &[
+            ("org", &s.org),
+            ("approver", &approver_id),
+            ("credential", &credential_id),
+            ("ceremony", &ceremony),
+            ("back", "/approvers"),
+        ],
+    );
     app.countersigns.lock().await.insert_new(
         ceremony.clone(),
         Countersigning {
@@ -1547,11 +1634,7 @@ pub async fn countersign_start(
             started: Instant::now(),
         },
     );
-    Ok(Json(serde_json::json!({
-        "ceremony": ceremony,
-        "challenge": URL_SAFE_NO_PAD.encode(challenge),
-        "credential_id": credential_id,
-    })))
+    Ok(Json(serde_json::json!({"ceremony": ceremony, "redirect": redirect})))
 }
 
 #[derive(Deserialize)]

@@ -1,24 +1,8 @@
-// SpendSignoff approval pages: the passkey ceremonies, the two-step
-// approve dialog and the two-step rollback dialog. Served from /static/app.js (the Content Security Policy
+// SpendSignoff approval pages: starting the passkey ceremonies (which the
+// passkey page performs) and recording what comes back, and the rollback
+// dialog. Served from /static/app.js (the Content Security Policy
 // allows scripts from this origin only; no inline script anywhere).
 "use strict";
-
-const b64u = {
-  encode(buf) {
-    const bytes = new Uint8Array(buf);
-    let s = "";
-    for (const b of bytes) s += String.fromCharCode(b);
-    return btoa(s).replace(/\+/g, "-").replace(/\//g, "_").replace(/=+$/, "");
-  },
-  decode(str) {
-    const s = str.replace(/-/g, "+").replace(/_/g, "/");
-    const pad = s.length % 4 ? "=".repeat(4 - (s.length % 4)) : "";
-    const bin = atob(s + pad);
-    const out = new Uint8Array(bin.length);
-    for (let i = 0; i < bin.length; i++) out[i] = bin.charCodeAt(i);
-    return out.buffer;
-  },
-};
 
 function csrf() {
   const m = document.querySelector('meta[name="csrf-token"]');
@@ -43,47 +27,21 @@ function say(id, text) {
   if (el) el.textContent = text;
 }
 
-async function assertion(challengeB64, credentialIds) {
-  const cred = await navigator.credentials.get({
-    publicKey: {
-      challenge: b64u.decode(challengeB64),
-      allowCredentials: credentialIds.map((id) => ({ type: "public-key", id: b64u.decode(id) })),
-      userVerification: "required",
-      timeout: 120000,
-    },
-  });
-  return {
-    credential_id: b64u.encode(cred.rawId),
-    authenticator_data: b64u.encode(cred.response.authenticatorData),
-    client_data_json: b64u.encode(cred.response.clientDataJSON),
-    signature: b64u.encode(cred.response.signature),
-  };
+// Every passkey ceremony happens on the passkey page, which computes its
+// challenge itself. This app only starts one (remembering, in this tab,
+// where to post the result and where to go next, under the ceremony's
+// nonce) and records what comes back to /passkey/return.
+function toPasskeyPage(started, finish, next, failure) {
+  sessionStorage.setItem("passkey:" + started.ceremony, JSON.stringify({ finish, next, failure }));
+  window.location.assign(started.redirect);
 }
 
 async function enroll(button) {
   const token = button.dataset.token;
-  say("enroll-status", "Creating your passkey…");
+  say("enroll-status", "Opening the passkey page…");
   try {
-    const options = await post("/enroll/" + token + "/start");
-    const pk = options.publicKey;
-    pk.challenge = b64u.decode(pk.challenge);
-    pk.user.id = b64u.decode(pk.user.id);
-    (pk.excludeCredentials || []).forEach((c) => { c.id = b64u.decode(c.id); });
-    const cred = await navigator.credentials.create({ publicKey: pk });
-    const done = await post("/enroll/" + token + "/finish", {
-      id: cred.id,
-      rawId: b64u.encode(cred.rawId),
-      type: cred.type,
-      response: {
-        attestationObject: b64u.encode(cred.response.attestationObject),
-        clientDataJSON: b64u.encode(cred.response.clientDataJSON),
-      },
-      extensions: {},
-    });
-    button.hidden = true;
-    say("fingerprint", done.fingerprint);
-    say("enroll-status", done.message);
-    document.getElementById("enrolled").hidden = false;
+    const started = await post("/enroll/" + token + "/start");
+    toPasskeyPage(started, "/enroll/" + token + "/finish", "", "Your passkey was not created: ");
   } catch (e) {
     say("enroll-status", "Your passkey was not created: " + e.message);
   }
@@ -91,55 +49,26 @@ async function enroll(button) {
 
 async function signIn(form) {
   const email = form.querySelector('input[name="email"]').value;
-  say("signin-status", "Waiting for your passkey…");
+  say("signin-status", "Opening the passkey page…");
   try {
-    const start = await post("/signin/start", { email });
-    const a = await assertion(start.challenge, start.credential_ids);
-    await post("/signin/finish", { ceremony: start.ceremony, assertion: a });
+    const started = await post("/signin/start", { email });
     const next = form.dataset.next || "/approvals";
     // A path on this app only (the server checked it too): never `//host`.
     const local = /^\/(?!\/)[\x21-\x7e]*$/.test(next) && !next.includes("\\");
-    window.location.assign(local ? next : "/approvals");
+    toPasskeyPage(started, "/signin/finish", local ? next : "/approvals", "You are not signed in: ");
   } catch (e) {
     say("signin-status", "You are not signed in: " + e.message);
   }
 }
 
-function dialog() { return document.getElementById("confirm-dialog"); }
-
+// "Approve" arms the approval and opens the passkey page's alertdialog.
 async function arm(button) {
   say("approve-status", "");
   try {
     const armed = await post(button.dataset.arm);
-    const d = dialog();
-    d.dataset.approvalId = armed.approval_id;
-    d.dataset.challenge = armed.challenge;
-    d.dataset.credential = armed.credential_id;
-    d.hidden = false;
-    document.getElementById("confirm-push").focus();
+    toPasskeyPage({ ceremony: armed.approval_id, redirect: armed.redirect }, armed.confirm, window.location.pathname, "Not approved: ");
   } catch (e) {
     say("approve-status", "Not armed: " + e.message);
-  }
-}
-
-function disarm() {
-  const d = dialog();
-  if (!d) return;
-  d.hidden = true;
-  const approve = document.getElementById("approve");
-  if (approve) approve.focus();
-}
-
-async function confirmPush(button) {
-  const d = dialog();
-  say("confirm-status", "Confirm with your passkey…");
-  try {
-    const a = await assertion(d.dataset.challenge, [d.dataset.credential]);
-    const done = await post(button.dataset.confirm, { approval_id: d.dataset.approvalId, assertion: a });
-    say("confirm-status", done.message);
-    window.location.reload();
-  } catch (e) {
-    say("confirm-status", "Not approved: " + e.message);
   }
 }
 
@@ -167,34 +96,60 @@ function closeRollback() {
   if (d) d.hidden = true;
 }
 
-// "Confirm rollback": the request (from the audit view) or the arming of
-// an operator's request, then a fresh passkey assertion over its challenge.
+// The request (from the audit view) or the arming of an operator's
+// request, then the passkey page, which shows it as the log holds it.
 async function confirmRollback() {
   const d = rollbackDialog();
-  say("rollback-status", "Confirm with your passkey…");
+  say("rollback-status", "Opening the passkey page…");
   try {
     const armed = d.dataset.arm
       ? await post(d.dataset.arm)
       : await post("/audit/rollback", { drafts: d.dataset.drafts.split(" "), reason: document.getElementById("rollback-reason").value });
-    const a = await assertion(armed.challenge, [armed.credential_id]);
-    const done = await post(armed.confirm, { approval_id: armed.approval_id, assertion: a });
-    say("rollback-status", done.message);
-    setTimeout(() => window.location.reload(), 1500);
+    toPasskeyPage({ ceremony: armed.approval_id, redirect: armed.redirect }, armed.confirm, "/audit", "Not rolled back: ");
   } catch (e) {
     say("rollback-status", "Not rolled back: " + e.message);
   }
 }
 
 async function countersign(button) {
-  say("approvers-status", "Countersign with your passkey…");
+  say("approvers-status", "Opening the passkey page…");
   try {
-    const start = await post(button.dataset.start);
-    const a = await assertion(start.challenge, [start.credential_id]);
-    const done = await post(button.dataset.finish, { ceremony: start.ceremony, assertion: a });
-    say("approvers-status", done.message);
-    window.location.reload();
+    const started = await post(button.dataset.start);
+    toPasskeyPage(started, button.dataset.finish, "/approvers", "Not countersigned: ");
   } catch (e) {
     say("approvers-status", "Not countersigned: " + e.message);
+  }
+}
+
+// /passkey/return: what the passkey page signed, posted to the ceremony
+// this tab began; then on to where it was going.
+async function returned() {
+  const got = Object.fromEntries(new URLSearchParams(window.location.hash.slice(1)));
+  history.replaceState(null, "", window.location.pathname);
+  const key = "passkey:" + (got.ceremony || "");
+  const pending = JSON.parse(sessionStorage.getItem(key) || "null");
+  sessionStorage.removeItem(key);
+  if (!pending) {
+    say("return-status", "This tab did not start that passkey ceremony: nothing was recorded.");
+    return;
+  }
+  const body = got.attestation_object
+    ? got
+    : { ceremony: got.ceremony, approval_id: got.ceremony, assertion: {
+      credential_id: got.credential_id, authenticator_data: got.authenticator_data,
+      client_data_json: got.client_data_json, signature: got.signature } };
+  try {
+    const done = await post(pending.finish, body);
+    if (done.fingerprint) {
+      say("fingerprint", done.fingerprint);
+      document.getElementById("enrolled").hidden = false;
+    }
+    say("return-status", done.message || "Done.");
+    if (pending.next) window.location.assign(pending.next);
+    else document.getElementById("return-next").hidden = false;
+  } catch (e) {
+    say("return-status", pending.failure + e.message);
+    document.getElementById("return-next").hidden = false;
   }
 }
 
@@ -216,24 +171,19 @@ function relativeTimes() {
 
 document.addEventListener("DOMContentLoaded", () => {
   relativeTimes();
+  if (document.getElementById("return-status")) returned();
   const en = document.getElementById("create-passkey");
   if (en) en.addEventListener("click", () => enroll(en));
   const si = document.getElementById("signin-form");
   if (si) si.addEventListener("submit", (ev) => { ev.preventDefault(); signIn(si); });
   const ap = document.getElementById("approve");
   if (ap) ap.addEventListener("click", () => arm(ap));
-  const cp = document.getElementById("confirm-push");
-  if (cp) cp.addEventListener("click", () => confirmPush(cp));
-  const cancel = document.getElementById("confirm-cancel");
-  if (cancel) cancel.addEventListener("click", disarm);
   document.querySelectorAll("button[data-rollback-drafts], button[data-rollback-arm]").forEach((b) => b.addEventListener("click", () => openRollback(b)));
   const cr = document.getElementById("confirm-rollback");
   if (cr) cr.addEventListener("click", confirmRollback);
   const rc = document.getElementById("rollback-cancel");
   if (rc) rc.addEventListener("click", closeRollback);
   document.addEventListener("keydown", (ev) => {
-    const d = dialog();
-    if (ev.key === "Escape" && d && !d.hidden) disarm();
     if (ev.key === "Escape") closeRollback();
   });
   document.querySelectorAll("button[data-countersign]").forEach((b) => b.addEventListener("click", () => countersign(b)));

@@ -76,7 +76,7 @@ fn relying_party(config: &SpendConfig, data_dir: Option<&std::path::Path>) -> an
             return Ok(spend_draft::proof::RelyingParty::new(rp_id, origin));
         }
     }
-    Ok(config.approval.relying_party(&config.approval.listen))
+    Ok(config.passkey.relying_party())
 }
 
 /// The log replayed into the approval service's book (registry,

@@ -120,14 +120,20 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         .await
         .context("creating the development agent key")?;
 
-    // Every verifier pins the approval app's relying party, as configured
-    // (its default origin names the app's port: a port 0 is chosen now).
+    // Every verifier pins the passkey page's relying party, as configured
+    // (its default origin names the page's port, and the page gives
+    // assertions back to the app's origin: a port 0 is chosen now).
     let mut approval_listen = args.approval_listen.clone().unwrap_or_else(|| config.approval.listen.clone());
     if approval_listen.ends_with(":0") {
         let probe = std::net::TcpListener::bind(&approval_listen).with_context(|| format!("binding the approval app on {approval_listen}"))?;
         approval_listen = probe.local_addr()?.to_string();
     }
-    let passkey = config.approval.relying_party(&approval_listen);
+    let mut passkey_listen = args.passkey_listen.clone().unwrap_or_else(|| config.passkey.listen.clone());
+    if passkey_listen.ends_with(":0") {
+        let probe = std::net::TcpListener::bind(&passkey_listen).with_context(|| format!("binding the passkey page on {passkey_listen}"))?;
+        passkey_listen = probe.local_addr()?.to_string();
+    }
+    let passkey = config.passkey.relying_party_at(&passkey_listen);
     std::fs::write(
         &paths.relying_party,
         serde_json::json!({"rp_id": passkey.rp_id, "origin": passkey.origin}).to_string(),
@@ -257,7 +263,12 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval_settings.mcp.allow_private_metadata = true;
     }
     let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
-    let mut approval_config = approval_settings.service(approval_listen.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
+    let mut approval_config = approval_settings.service(
+        approval_listen.clone(),
+        passkey.clone(),
+        Some(paths.outbox.clone()),
+        Some(link_secret.clone()),
+    )?;
     approval_config.oauth = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
         .await
@@ -273,6 +284,20 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     )
     .await?;
     let approval_addr = approval.local_addr();
+    // The passkey page reads the same log (in production, as a NATS user
+    // that may only read) and gives assertions back to the app.
+    let passkey_page = spend_passkey::Application::build(
+        spend_passkey::PasskeyConfig {
+            listen: passkey_listen.clone(),
+            rp: passkey.clone(),
+            app_origin: approval.origin(),
+        },
+        spend_passkey::Deps {
+            log: log.clone(),
+            prefix: prefix_for_approval.clone(),
+        },
+    )
+    .await?;
     if gateway_config.oauth.is_none() {
         let issuer = approval.origin();
         gateway_config.authorization_servers = vec![issuer.clone()];
@@ -301,6 +326,12 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval.origin(),
         paths.outbox.display()
     );
+    eprintln!(
+        "  passkey page    {}  (on {}; RP ID {}: the only page where approval passkeys are created and sign)",
+        passkey.origin,
+        passkey_page.local_addr(),
+        passkey.rp_id
+    );
     eprintln!("  policy          {} ({})", paths.policy.display(), spend_policy::spendmd::version_of(&source));
     eprintln!("  event log       {}", paths.events.display());
     eprintln!("  projection      {}", paths.database.display());
@@ -326,12 +357,14 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let policy_task = tokio::spawn(policy_service.run_until_stopped(stopped(stop_rx.clone())));
     let (approval_origin, approval_book) = (approval.origin(), approval.book());
     let approval_task = tokio::spawn(approval.run_until_stopped(stopped(stop_rx.clone())));
+    let passkey_task = tokio::spawn(passkey_page.run_until_stopped(stopped(stop_rx.clone())));
     let ledger_task = tokio::spawn(ledger.run_until_stopped(stopped(stop_rx.clone())));
     let anchor_task = tokio::spawn(first_admin(log.clone(), prefix_for_approval, approval_origin, approval_book, stop_rx.clone()));
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s, a, p, _, x) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task, executor_task);
+    let (l, g, s, a, p, _, x, k) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task, executor_task, passkey_task);
+    k.context("the passkey page's task")??;
     x.context("the executor task")??;
     p.context("the policy task")??;
     a.context("the approval task")??;

@@ -70,10 +70,11 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
 }
 
 /// The gateway's settings from configuration.
-/// The relying party approval passkeys are made on, as every verifier of
-/// this deployment pins it (from the approval settings, never an event).
+/// The relying party approval passkeys are made on (the passkey page's),
+/// as every verifier of this deployment pins it (from its own
+/// configuration, never an event).
 pub fn passkey(config: &SpendConfig) -> spend_draft::proof::RelyingParty {
-    config.approval.relying_party(&config.approval.listen)
+    config.passkey.relying_party()
 }
 
 pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Result<spend_gateway::GatewayConfig> {
@@ -257,7 +258,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     // Configuration first: a mistake there is reported before any connection.
-    let mut service = config.approval.service(config.approval.listen.clone(), None, None)?;
+    let mut service = config.approval.service(config.approval.listen.clone(), passkey(&config), None, None)?;
     service.oauth = config.approval.mcp_sign_in(&config.kms, None).await?;
     let file = if config.approval.policy_file.is_empty() {
         &config.gateway.policy_file
@@ -284,6 +285,28 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     )
     .await?;
     tracing::info!(addr = %app.local_addr(), origin = %app.origin(), "approval service serving the approval app");
+    app.run_until_stopped(shutdown_signal()).await?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The passkey page: reads the log as its own read-only NATS user; holds no
+/// secret.
+pub async fn passkey_page(config: SpendConfig) -> anyhow::Result<ExitCode> {
+    let page = spend_passkey::PasskeyConfig {
+        listen: config.passkey.listen.clone(),
+        rp: passkey(&config),
+        app_origin: config.passkey.app_origin(&config.approval, &config.approval.listen),
+    };
+    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let app = spend_passkey::Application::build(
+        page.clone(),
+        spend_passkey::Deps {
+            log: Arc::new(events),
+            prefix: config.nats.subject_prefix.clone(),
+        },
+    )
+    .await?;
+    tracing::info!(addr = %app.local_addr(), rp_id = %page.rp.rp_id, origin = %page.rp.origin, app = %page.app_origin, "passkey page serving");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }
