@@ -14,6 +14,8 @@ pub struct AuthNats {
     pub url: String,
     /// The server's log, where it names each permissions violation.
     pub log_file: std::path::PathBuf,
+    /// Every user's password, by user name (`gateway`, `admin`, …).
+    passwords: std::collections::BTreeMap<String, String>,
     _dir: tempfile::TempDir,
 }
 
@@ -36,6 +38,30 @@ impl AuthNats {
             manage,
             ..Default::default()
         }
+    }
+
+    /// Starts one with a password of its own for every user, and the
+    /// streams created (as `admin`, the only user that may).
+    pub async fn with_streams() -> Self {
+        let nats = Self::start(&[]).await;
+        spend_eventlog::jetstream::JetStreamLog::connect(nats.config("admin", nats.password("admin"), true))
+            .await
+            .expect("creating the streams as admin");
+        nats
+    }
+
+    /// `user`'s password on this server.
+    pub fn password(&self, user: &str) -> &str {
+        self.passwords.get(user).unwrap_or_else(|| panic!("auth.conf has no user {user}"))
+    }
+
+    /// The event log as `user`, with its own password and inbox prefix.
+    pub async fn log_as(&self, user: &str) -> std::sync::Arc<dyn spend_eventlog::EventLog> {
+        std::sync::Arc::new(
+            spend_eventlog::jetstream::JetStreamLog::connect(self.config(user, self.password(user), false))
+                .await
+                .unwrap_or_else(|e| panic!("connecting as {user}: {e}")),
+        )
     }
 
     /// Starts one on a free loopback port with `passwords` (environment
@@ -74,16 +100,19 @@ impl AuthNats {
         let stderr = std::fs::File::create(dir.path().join("stderr")).map_err(|e| e.to_string())?;
         let mut cmd = tokio::process::Command::new(nats_server());
         cmd.arg("-c").arg(&conf).arg("-l").arg(&log_file).stdout(Stdio::null()).stderr(stderr);
-        for (k, v) in passwords {
-            cmd.env(k, v);
-        }
-        // Every other user auth.conf names gets a password of its own (the
-        // server refuses to start on a variable it cannot resolve).
+        // Every user auth.conf names has a password: the one given, else
+        // one of its own (the server refuses to start on a variable it
+        // cannot resolve).
         let conf_text = std::fs::read_to_string(dir.path().join("auth.conf")).map_err(|e| e.to_string())?;
+        let mut all = std::collections::BTreeMap::new();
         for var in conf_text.split('$').skip(1).filter_map(|r| r.split_whitespace().next()) {
-            if var.starts_with("SPEND_NATS_") && !passwords.iter().any(|(k, _)| *k == var) {
-                cmd.env(var, format!("pw{}", uuid::Uuid::new_v4().simple()));
-            }
+            let Some(user) = var.strip_prefix("SPEND_NATS_").and_then(|v| v.strip_suffix("_PASSWORD")) else {
+                continue;
+            };
+            let given = passwords.iter().find(|(k, _)| *k == var).map(|(_, v)| v.to_string());
+            let pw = given.unwrap_or_else(|| format!("pw{}", uuid::Uuid::new_v4().simple()));
+            cmd.env(var, &pw);
+            all.insert(user.to_lowercase(), pw);
         }
         let mut child = cmd.kill_on_drop(true).spawn().map_err(|e| format!("spawning nats-server: {e}"))?;
         let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
@@ -103,6 +132,7 @@ impl AuthNats {
             child,
             url: format!("nats://127.0.0.1:{port}"),
             log_file,
+            passwords: all,
             _dir: dir,
         })
     }

@@ -282,7 +282,10 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         "{seen}"
     );
     assert!(shown("policy_status").contains("per_transaction: 45 USD"), "the SPEND.md text itself: {seen}");
-    assert!(s("passkey_signin_page").contains(&format!("Sign in to {origin} as admin@dev.localhost")), "{seen}");
+    assert!(
+        s("passkey_signin_page").contains(&format!("Sign in to {origin} as admin@dev.localhost")),
+        "{seen}"
+    );
     assert!(s("passkey_enroll_page").contains("passkey.localhost"), "{seen}");
     assert!(
         s("passkey_countersign_page").contains("Vouch for bob@dev.localhost as approver of dev")

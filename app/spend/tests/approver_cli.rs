@@ -17,7 +17,7 @@ fn approver(data: &str, args: &[&str]) -> std::process::Output {
     let mut all = vec!["approver"];
     all.extend_from_slice(args);
     all.extend_from_slice(&["--data-dir", data]);
-    run(&[], &all)
+    run(&common::test_passkey_env(), &all)
 }
 
 fn list(data: &str) -> Vec<serde_json::Value> {

@@ -40,6 +40,7 @@ async fn an_executor_killed_between_the_platforms_write_and_its_record_pushes_on
         ("RUST_LOG".into(), "info".into()),
     ];
     env.extend(vault);
+    env.extend(common::test_passkey_env());
     let serve = |service: &str| {
         Spawned::new(
             spend(&env)

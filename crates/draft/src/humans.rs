@@ -30,11 +30,16 @@ pub struct Human {
 
 impl Human {
     pub fn new(approver_id: &str, role: Role) -> Self {
+        Self::on(approver_id, role, test_rp())
+    }
+
+    /// A human whose passkey was made on `rp` (a passkey page's).
+    pub fn on(approver_id: &str, role: Role, rp: RelyingParty) -> Self {
         Self {
             approver_id: approver_id.into(),
             role,
             credential_id: URL_SAFE_NO_PAD.encode(format!("cred-{approver_id}")),
-            key: Authenticator::new(test_rp()),
+            key: Authenticator::new(rp),
             approvals: 0,
         }
     }

@@ -272,6 +272,13 @@ pub mod soft {
             }
         }
 
+        /// The credential's private key, PKCS#8 DER: for loading this
+        /// passkey into a browser's virtual authenticator.
+        pub fn private_key_pkcs8_der(&self) -> Vec<u8> {
+            use p256::pkcs8::EncodePrivateKey as _;
+            self.key.to_pkcs8_der().expect("a P-256 key encodes").as_bytes().to_vec()
+        }
+
         /// The credential's public key, DER SubjectPublicKeyInfo.
         pub fn public_key_der(&self) -> Vec<u8> {
             self.key.verifying_key().to_public_key_der().expect("a P-256 key encodes").as_bytes().to_vec()

@@ -22,9 +22,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::pkcs8::EncodePublicKey as _;
 use spend_draft::proof::{Assertion, ProofError, RelyingParty, verify_assertion};
-use webauthn_rs::prelude::{
-    COSEAlgorithm, COSEKeyType, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder,
-};
+use webauthn_rs::prelude::{COSEAlgorithm, COSEKeyType, ECDSACurve, PasskeyRegistration, RegisterPublicKeyCredential, Url, Uuid, Webauthn, WebauthnBuilder};
 
 /// How long a ceremony's challenge is good for.
 pub const CEREMONY_TTL: Duration = Duration::from_secs(300);

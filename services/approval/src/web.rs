@@ -748,7 +748,10 @@ pub async fn enroll_finish(
         return Err(Refusal::new(StatusCode::BAD_REQUEST, "start creating the passkey again"));
     };
     if !subtle_eq(&ceremony, &body.ceremony) {
-        return Err(Refusal::new(StatusCode::BAD_REQUEST, "that passkey was created for another enrollment: start again"));
+        return Err(Refusal::new(
+            StatusCode::BAD_REQUEST,
+            "that passkey was created for another enrollment: start again",
+        ));
     }
     let response = body.registration()?;
     if !fresh(started) {
@@ -1226,7 +1229,11 @@ pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde
     drop(book);
     // The passkey page reads the approved event itself, renders it and
     // computes the challenge from its bytes; it is told only which.
-    let back = if t.kind == "rollback" { "/audit".to_string() } else { format!("/approvals/{id}") };
+    let back = if t.kind == "rollback" {
+        "/audit".to_string()
+    } else {
+        format!("/approvals/{id}")
+    };
     let redirect = app.passkey_url(
         "/approve",
         &[

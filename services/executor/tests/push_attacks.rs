@@ -23,7 +23,6 @@ use spend_core::events::{EventData, Outcome};
 use spend_core::{Actor, Envelope};
 use spend_draft::approvers::Role;
 use spend_draft::humans::Human;
-use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog, Recorder};
 use spend_executor::push::{PushConfig, Pusher, change_id};
 use spend_testkit::authnats::AuthNats;
@@ -76,19 +75,8 @@ struct Attack {
 
 impl Attack {
     async fn new(policy_md: &str, approvers: &[&str]) -> Self {
-        let users = ["gateway", "policy", "approval", "executor", "ledger", "operator", "admin"];
-        let pw: std::collections::BTreeMap<&str, String> = users.iter().map(|u| (*u, format!("pw{}", spend_testkit::unique()))).collect();
-        let env: Vec<(String, String)> = pw
-            .iter()
-            .map(|(u, p)| (format!("SPEND_NATS_{}_PASSWORD", u.to_uppercase()), p.clone()))
-            .collect();
-        let pairs: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-        let nats = AuthNats::start(&pairs).await;
-        JetStreamLog::connect(nats.config("admin", &pw["admin"], true)).await.unwrap();
-        let connect = |user: &'static str| {
-            let cfg = nats.config(user, &pw[user], false);
-            async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
-        };
+        let nats = AuthNats::with_streams().await;
+        let connect = |user: &'static str| nats.log_as(user);
         let (gateway, policy, approval, executor, operator) = (
             connect("gateway").await,
             connect("policy").await,

@@ -25,7 +25,7 @@ use spend_eventlog::EventLog;
 use spend_signer::Signer;
 use tokio::sync::RwLock;
 
-mod drafts;
+pub mod drafts;
 pub mod export;
 mod grpc;
 mod ingest;

@@ -99,7 +99,10 @@ const CSP: &str =
 impl Application {
     pub async fn build(config: PasskeyConfig, deps: Deps) -> anyhow::Result<Self> {
         if config.rp.rp_id.parse::<std::net::IpAddr>().is_ok() {
-            anyhow::bail!("the passkey page's RP ID {:?} is an IP address, which WebAuthn refuses: give it a domain", config.rp.rp_id);
+            anyhow::bail!(
+                "the passkey page's RP ID {:?} is an IP address, which WebAuthn refuses: give it a domain",
+                config.rp.rp_id
+            );
         }
         let app_origin = config.app_origin.trim_end_matches('/').to_string();
         if !(app_origin.starts_with("https://") || app_origin.starts_with("http://")) {
@@ -214,9 +217,7 @@ fn credential_ids(s: &str) -> Option<Vec<String>> {
 /// `//host`, no backslash.
 fn app_path(s: Option<&str>) -> String {
     match s {
-        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.len() <= 512 && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'\\') => {
-            n.to_string()
-        }
+        Some(n) if n.starts_with('/') && !n.starts_with("//") && n.len() <= 512 && n.bytes().all(|b| (0x21..=0x7e).contains(&b) && b != b'\\') => n.to_string(),
         _ => "/approvals".into(),
     }
 }
@@ -241,7 +242,11 @@ async fn signin(State(p): State<Arc<Page>>, Query(q): Query<SignIn>) -> Response
         q.email.as_deref().and_then(|e| shown_text(e, 320)),
         q.credentials.as_deref().and_then(credential_ids),
     ) else {
-        return refusal(&p, StatusCode::BAD_REQUEST, "This sign-in link is incomplete: start again from the approval app.");
+        return refusal(
+            &p,
+            StatusCode::BAD_REQUEST,
+            "This sign-in link is incomplete: start again from the approval app.",
+        );
     };
     let body = html! {
         p { "Sign in to " strong { (p.app_origin) } " as " strong { (email) } "." }
@@ -303,13 +308,14 @@ fn approval_id_ok(s: &str) -> bool {
 
 /// The first event on `<prefix>.<org>.<aggregate>.<id>`.
 async fn first_on(p: &Page, org: &str, aggregate: &str, id: &str) -> Result<Option<spend_eventlog::StoredMessage>, Response> {
-    p.log
-        .first_on_subject(&format!("{}.{org}.{aggregate}.{id}", p.prefix))
-        .await
-        .map_err(|e| {
-            tracing::warn!(error = %e, "the passkey page could not read the log");
-            refusal(p, StatusCode::SERVICE_UNAVAILABLE, "The event log cannot be read right now: nothing was signed. Try again in a moment.")
-        })
+    p.log.first_on_subject(&format!("{}.{org}.{aggregate}.{id}", p.prefix)).await.map_err(|e| {
+        tracing::warn!(error = %e, "the passkey page could not read the log");
+        refusal(
+            p,
+            StatusCode::SERVICE_UNAVAILABLE,
+            "The event log cannot be read right now: nothing was signed. Try again in a moment.",
+        )
+    })
 }
 
 /// An approval: the change rendered from the approved event's bytes, and
@@ -332,13 +338,21 @@ async fn approve(State(p): State<Arc<Page>>, Query(q): Query<Approve>) -> Respon
         q.credential.as_deref().and_then(credential_ids).filter(|c| c.len() == 1),
         expiry,
     ) else {
-        return refusal(&p, StatusCode::BAD_REQUEST, "This approval link is incomplete: press Approve again in the approval app.");
+        return refusal(
+            &p,
+            StatusCode::BAD_REQUEST,
+            "This approval link is incomplete: press Approve again in the approval app.",
+        );
     };
     if expiry <= now {
         return refusal(&p, StatusCode::CONFLICT, "This approval expired: nothing to sign.");
     }
     if expiry > now + LONGEST_EXPIRY {
-        return refusal(&p, StatusCode::BAD_REQUEST, "This approval would stay valid far longer than any approval may: refused.");
+        return refusal(
+            &p,
+            StatusCode::BAD_REQUEST,
+            "This approval would stay valid far longer than any approval may: refused.",
+        );
     }
     let mut found = None;
     for aggregate in kind.aggregates() {
@@ -442,7 +456,11 @@ async fn countersign(State(p): State<Arc<Page>>, Query(q): Query<Countersign>) -
         q.credential.as_deref().and_then(credential_ids).filter(|c| c.len() == 1),
         q.ceremony.filter(|c| ceremony_token(c)),
     ) else {
-        return refusal(&p, StatusCode::BAD_REQUEST, "This countersignature link is incomplete: start again on the Approvers page.");
+        return refusal(
+            &p,
+            StatusCode::BAD_REQUEST,
+            "This countersignature link is incomplete: start again on the Approvers page.",
+        );
     };
     let registered = match first_on(&p, &org, "approver", &approver).await {
         Ok(Some(m)) => registration(&m.payload),
@@ -456,7 +474,11 @@ async fn countersign(State(p): State<Arc<Page>>, Query(q): Query<Countersign>) -
         return refusal(&p, StatusCode::CONFLICT, "That passkey's public key does not decode: nothing to sign.");
     };
     if r.rp_id != p.rp.rp_id || r.origin != p.rp.origin {
-        return refusal(&p, StatusCode::CONFLICT, "That passkey was not created on this page: it can never approve, so there is nothing to vouch for.");
+        return refusal(
+            &p,
+            StatusCode::CONFLICT,
+            "That passkey was not created on this page: it can never approve, so there is nothing to vouch for.",
+        );
     }
     let fingerprint = spend_draft::proof::fingerprint(&der);
     let back = app_path(q.back.as_deref());

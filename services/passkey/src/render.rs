@@ -167,14 +167,18 @@ fn rollback(r: &RollbackRequested, drafts: &HashMap<String, String>) -> Shown {
     let mut rows = vec![
         ("Request".to_string(), r.rollback_id.clone()),
         ("Asked by".to_string(), r.requested_by.clone()),
-        ("Reason (as given)".to_string(), r.reason.clone()),
+        (
+            "Reason (as given)".to_string(),
+            if r.reason.trim().is_empty() {
+                "(none given)".into()
+            } else {
+                r.reason.clone()
+            },
+        ),
     ];
     for item in &r.changes {
-        let words = drafts
-            .get(&item.draft_id)
-            .cloned()
-            .unwrap_or_else(|| "a draft the log does not show".into());
-        rows.push((format!("Undo {} ({})", item.change_id, item.draft_id), words));
+        let words = drafts.get(&item.draft_id).cloned().unwrap_or_else(|| "a draft the log does not show".into());
+        rows.push(("Undo".into(), format!("{words} (change {}, draft {})", item.change_id, item.draft_id)));
     }
     Shown {
         headline: format!(
@@ -182,7 +186,107 @@ fn rollback(r: &RollbackRequested, drafts: &HashMap<String, String>) -> Shown {
             if n == 1 { "" } else { "s" }
         ),
         rows,
-        warning: Some("Payments are never rolled back: only refunded.".into()),
+        warning: Some("A payment is not undone by a rollback: its rollback is a refund at the platform.".into()),
         confirm: "Confirm rollback",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use spend_core::events::{DraftChange, RollbackItem};
+    use spend_core::{Actor, Envelope, Money};
+
+    fn payment(id: &str, minor: i64) -> DraftProposed {
+        spend_draft::display::proposed(
+            id,
+            "card_1",
+            "credits",
+            None,
+            DraftChange::Payment {
+                amount: Money::new(minor, "USD").unwrap(),
+                merchant: "openai.com".into(),
+                category: None,
+                country: Some("US".into()),
+                url: None,
+                https: Some(true),
+                card_id: Some("crd_1".into()),
+                stated_category: None,
+                stated_country: None,
+            },
+        )
+        .unwrap()
+    }
+
+    fn bytes(org: &str, subject: &str, data: EventData) -> Vec<u8> {
+        Envelope::new("spendsignoff/gateway", org, Actor::agent("k_1"), subject, data).to_bytes()
+    }
+
+    #[test]
+    fn a_draft_is_shown_from_its_change_and_refused_when_its_display_differs() {
+        let shown = approvable(
+            Kind::Draft,
+            "acme",
+            "d_1",
+            &bytes("acme", "draft/d_1", EventData::DraftProposed(payment("d_1", 400))),
+            &HashMap::new(),
+        )
+        .unwrap();
+        assert_eq!(shown.headline, "Pay 4.00 USD to openai.com (US, https) from card crd_1");
+        assert!(shown.warning.unwrap().contains("cannot be undone by a rollback"));
+        let mut lying = payment("d_2", 90_000);
+        lying.spend_impact = Money::new(400, "USD").unwrap();
+        let refused = approvable(
+            Kind::Draft,
+            "acme",
+            "d_2",
+            &bytes("acme", "draft/d_2", EventData::DraftProposed(lying)),
+            &HashMap::new(),
+        );
+        assert!(matches!(refused, Err(Refused::Inconsistent(_))), "{refused:?}");
+    }
+
+    #[test]
+    fn one_kind_never_passes_for_another_nor_one_id_or_organisation_for_another() {
+        let b = bytes("acme", "draft/d_1", EventData::DraftProposed(payment("d_1", 400)));
+        assert!(matches!(approvable(Kind::Policy, "acme", "d_1", &b, &HashMap::new()), Err(Refused::Type(_))));
+        assert!(matches!(approvable(Kind::Draft, "acme", "d_9", &b, &HashMap::new()), Err(Refused::Type(_))));
+        assert!(matches!(approvable(Kind::Draft, "other", "d_1", &b, &HashMap::new()), Err(Refused::Org)));
+        assert!(matches!(
+            approvable(Kind::Draft, "acme", "d_1", b"not json", &HashMap::new()),
+            Err(Refused::Unreadable(_))
+        ));
+    }
+
+    #[test]
+    fn a_rollback_lists_each_change_it_undoes_in_words() {
+        let r = RollbackRequested {
+            rollback_id: "rb_1".into(),
+            changes: vec![RollbackItem {
+                change_id: "ch_d_1".into(),
+                draft_id: "d_1".into(),
+            }],
+            reason: String::new(),
+            requested_by: "u_1".into(),
+            expires_at: "2099-01-01T00:00:00Z".into(),
+        };
+        let words = HashMap::from([(
+            "d_1".to_string(),
+            "Daily budget of campaign cmp_1 (act_1001): 50.00 USD → 60.00 USD a day".to_string(),
+        )]);
+        let shown = approvable(
+            Kind::Rollback,
+            "acme",
+            "rb_1",
+            &bytes("acme", "approval/rb_1", EventData::RollbackRequested(r)),
+            &words,
+        )
+        .unwrap();
+        assert_eq!(shown.confirm, "Confirm rollback");
+        assert!(
+            shown.rows.iter().any(|(k, v)| k == "Undo" && v.starts_with("Daily budget of campaign cmp_1")),
+            "{shown:?}"
+        );
+        assert!(shown.rows.iter().any(|(_, v)| v == "(none given)"));
     }
 }

@@ -263,12 +263,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval_settings.mcp.allow_private_metadata = true;
     }
     let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
-    let mut approval_config = approval_settings.service(
-        approval_listen.clone(),
-        passkey.clone(),
-        Some(paths.outbox.clone()),
-        Some(link_secret.clone()),
-    )?;
+    let mut approval_config = approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
     approval_config.oauth = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
         .await
@@ -363,7 +358,16 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let gateway_task = tokio::spawn(gateway.run_until_stopped(stopped(stop_rx)));
     super::serve::shutdown_signal().await;
     let _ = stop_tx.send(true);
-    let (l, g, s, a, p, _, x, k) = tokio::join!(ledger_task, gateway_task, sandbox_task, approval_task, policy_task, anchor_task, executor_task, passkey_task);
+    let (l, g, s, a, p, _, x, k) = tokio::join!(
+        ledger_task,
+        gateway_task,
+        sandbox_task,
+        approval_task,
+        policy_task,
+        anchor_task,
+        executor_task,
+        passkey_task
+    );
     k.context("the passkey page's task")??;
     x.context("the executor task")??;
     p.context("the policy task")??;

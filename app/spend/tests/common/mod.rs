@@ -22,6 +22,14 @@ pub fn spend(env: &[(String, String)]) -> Command {
     c
 }
 
+/// The passkey page's relying party as the test humans' software passkeys
+/// were made on (`spend_draft::humans::test_rp`): every verifier a test
+/// starts with it trusts them.
+pub fn test_passkey_env() -> Vec<(String, String)> {
+    let rp = spend_draft::humans::test_rp();
+    vec![("SPEND__PASSKEY__RP_ID".into(), rp.rp_id), ("SPEND__PASSKEY__ORIGIN".into(), rp.origin)]
+}
+
 pub fn run(env: &[(String, String)], args: &[&str]) -> Output {
     spend(env).args(args).output().expect("runs spend")
 }
