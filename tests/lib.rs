@@ -15,6 +15,7 @@ pub mod authnats;
 pub mod consent;
 pub mod events;
 pub mod mcp_signin;
+pub mod sandbox_control;
 pub mod smtp;
 pub mod webhook;
 

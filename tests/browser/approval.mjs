@@ -10,7 +10,7 @@
 // link), LINK_APPROVE, LINK_REJECT, LINK_DUAL, LINK_EXPIRE (approval
 // links of drafts), LINK_POLICY (of a SPEND.md proposal), LINK_BUDGET and
 // DRAFT_BUDGET (a budget raise, pushed and rolled back), SANDBOX (the
-// sandbox platform's URL), MCP_URL (the gateway's MCP URL) and MCP_AGENT
+// sandbox platform's URL) and SANDBOX_CONTROL (its test-control token), MCP_URL (the gateway's MCP URL) and MCP_AGENT
 // (the MCP Python SDK client that signs in with it), and SCREENSHOTS (a
 // folder; optional).
 // Output: one JSON object on stdout with what it saw.
@@ -213,7 +213,7 @@ async function signIn(page, email) {
 /** Waits (up to 30 s) until the sandbox platform shows `campaign` at `minor`. */
 async function campaignBudget(campaign, minor) {
   for (let i = 0; i < 60; i++) {
-    const applied = await (await fetch(`${env("SANDBOX")}/sandbox/applied`)).json();
+    const applied = await (await fetch(`${env("SANDBOX")}/sandbox/applied`, { headers: { "x-sandbox-control": env("SANDBOX_CONTROL") } })).json();
     const c = (applied.campaigns || []).find((x) => x.id === campaign);
     if (c && c.daily_budget_minor === minor) return true;
     await new Promise((r) => setTimeout(r, 500));
@@ -223,8 +223,19 @@ async function campaignBudget(campaign, minor) {
 
 /** "Approve" in the app, then the passkey page's alertdialog. */
 async function openApproval(page, link) {
-  await page.goto(link);
-  await page.getByRole("button", { name: "Approve" }).click();
+  // A request the service has not opened yet is "not armed": a person
+  // reloads in a moment, and so does this.
+  for (let attempt = 0; attempt < 40; attempt++) {
+    await page.goto(link);
+    await page.getByRole("button", { name: "Approve" }).click();
+    for (let i = 0; i < 100 && !page.url().startsWith(`${PASSKEY}/approve?`); i++) {
+      if ((await status(page, "approve-status").catch(() => "")).startsWith("Not armed")) break;
+      await page.waitForTimeout(100);
+    }
+    if (page.url().startsWith(`${PASSKEY}/approve?`)) break;
+    seen.not_armed = await status(page, "approve-status").catch(() => "");
+    await page.waitForTimeout(250);
+  }
   await page.waitForURL(`${PASSKEY}/approve?**`);
   const dialog = page.getByRole("alertdialog");
   await dialog.waitFor();

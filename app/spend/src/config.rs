@@ -526,6 +526,12 @@ pub struct SandboxSettings {
     pub access_token_minutes: u32,
     /// Lifetime of its refresh tokens (a human consents again after).
     pub refresh_token_days: u32,
+    /// Opens the test-control routes (`/sandbox/…`: faults, revocations,
+    /// what was applied, issued tokens) to loopback callers presenting it
+    /// (`SPEND__SANDBOX__CONTROL_TOKEN`). Unset, as docker-compose runs it:
+    /// they do not exist.
+    #[serde(skip_serializing)]
+    pub control_token: Option<spend_core::Secret>,
 }
 
 impl Default for SandboxSettings {
@@ -537,6 +543,7 @@ impl Default for SandboxSettings {
             oauth_redirect_uris: vec!["http://127.0.0.1/callback".into(), "http://localhost:7200/accounts/callback".into()],
             access_token_minutes: 60,
             refresh_token_days: 60,
+            control_token: None,
         }
     }
 }
@@ -598,6 +605,8 @@ pub struct DevPaths {
     pub agent_key: PathBuf,
     /// The approval links' secret (0600), written on first start.
     pub link_secret: PathBuf,
+    /// The sandbox's test-control token (0600), written on first start.
+    pub sandbox_control: PathBuf,
     /// Approval links and notifications, as files.
     pub outbox: PathBuf,
     /// The executor's vault (connected accounts, sealed tokens).
@@ -624,6 +633,7 @@ impl DevPaths {
             policy: dir.join("SPEND.md"),
             agent_key: dir.join("keys").join("dev-agent-key"),
             link_secret: dir.join("keys").join("approval-link-secret"),
+            sandbox_control: dir.join("keys").join("sandbox-control-token"),
             outbox: dir.join("outbox"),
             vault_database: dir.join("executor.db"),
             vault_key: dir.join("keys").join("vault.key"),

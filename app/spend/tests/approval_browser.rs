@@ -233,6 +233,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
         .env("DRAFT_BUDGET", &budget.draft_id)
         .env("DRAFT_BUDGET2", &budget2.draft_id)
         .env("SANDBOX", format!("http://{}", addr(ports[2])))
+        .env("SANDBOX_CONTROL", spend_testkit::sandbox_control::of_data_dir(&data))
         .env("MCP_URL", format!("http://localhost:{}/mcp", ports[0]))
         .env("MCP_AGENT", concat!(env!("CARGO_MANIFEST_DIR"), "/../../tests/agents/mcp_oauth_agent.py"));
     if let Ok(shots) = std::env::var("SPEND_SCREENSHOTS") {

@@ -41,6 +41,7 @@ async fn an_executor_killed_between_the_platforms_write_and_its_record_pushes_on
     ];
     env.extend(vault);
     env.extend(common::test_passkey_env());
+    env.push(("SPEND__SANDBOX__CONTROL_TOKEN".into(), spend_testkit::sandbox_control::token().into()));
     let serve = |service: &str| {
         Spawned::new(
             spend(&env)
@@ -72,12 +73,7 @@ async fn an_executor_killed_between_the_platforms_write_and_its_record_pushes_on
     client.complete(&p("state"), Ok(&p("code"))).await.unwrap();
 
     // The platform will apply the next write and answer it 20 s late.
-    reqwest::Client::new()
-        .post(format!("{sandbox}/sandbox/faults"))
-        .json(&serde_json::json!({"delay_next": 1, "delay_ms": 20_000}))
-        .send()
-        .await
-        .unwrap();
+    spend_testkit::sandbox_control::post(&sandbox, "/sandbox/faults", serde_json::json!({"delay_next": 1, "delay_ms": 20_000})).await;
     let mut humans = Approvers::new("acme", &["ada"]);
     let proposed = payment_proposed("acme", "d_crash", 2_500);
     let hash = spend_draft::event_hash(&proposed.to_bytes());
@@ -88,14 +84,7 @@ async fn an_executor_killed_between_the_platforms_write_and_its_record_pushes_on
     append_all(&log, &prefix, events).await;
 
     // Applied at the platform, not yet recorded: SIGKILL.
-    let applied = || async {
-        reqwest::get(format!("{sandbox}/sandbox/applied"))
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
+    let applied = || spend_testkit::sandbox_control::get(&sandbox, "/sandbox/applied");
     let deadline = Instant::now() + Duration::from_secs(30);
     while applied().await["writes"] != 1 {
         assert!(Instant::now() < deadline, "the platform never applied the write");

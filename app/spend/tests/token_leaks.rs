@@ -116,12 +116,8 @@ async fn no_code_or_token_is_in_any_event_log_line_error_response_or_export() {
         .await
         .unwrap_err();
     seen.push_str(&format!("{e:?}"));
-    reqwest::Client::new()
-        .post(format!("{sandbox}/sandbox/revoke"))
-        .json(&serde_json::json!({"account_id": "act_1002"}))
-        .send()
-        .await
-        .unwrap();
+    let control = spend_testkit::sandbox_control::of_data_dir(&data);
+    spend_testkit::sandbox_control::post_with(&control, &sandbox, "/sandbox/revoke", serde_json::json!({"account_id": "act_1002"})).await;
     let revoked = agent
         .client
         .check_token_health(agent.req(pb::CheckTokenHealthRequest { account_id: "act_1002".into() }))
@@ -150,7 +146,7 @@ async fn no_code_or_token_is_in_any_event_log_line_error_response_or_export() {
     }
 
     // Everything the platform issued.
-    let issued: serde_json::Value = reqwest::get(format!("{sandbox}/sandbox/oauth/issued")).await.unwrap().json().await.unwrap();
+    let issued = spend_testkit::sandbox_control::get_with(&control, &sandbox, "/sandbox/oauth/issued").await;
     let issued: Vec<String> = issued["issued"].as_array().unwrap().iter().map(|t| t.as_str().unwrap().to_string()).collect();
     let (codes, tokens): (Vec<&String>, Vec<&String>) = issued.iter().partition(|t| t.starts_with("sbx_code_"));
     assert!(codes.len() >= 4, "three connections and a consent: {codes:?}");

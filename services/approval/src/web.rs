@@ -449,7 +449,7 @@ fn signin_page(next: &str) -> Response {
             p { "Approvers sign in with the passkey they enrolled." }
             form #signin-form data-next=(next) {
                 label for="email" { "Email" }
-                input #email type="email" name="email" autocomplete="username webauthn" required;
+                input #email type="email" name="email" autocomplete="username" required;
                 p { button.primary type="submit" { "Continue" } }
             }
             p #signin-status role="status" aria-live="polite" {}

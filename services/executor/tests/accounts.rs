@@ -58,6 +58,7 @@ async fn world(lifetimes: Lifetimes, margin: chrono::Duration) -> World {
     );
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let base = format!("http://{}", listener.local_addr().unwrap());
+    sandbox.enable_control(spend_testkit::sandbox_control::token());
     let task = tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
     let streams = Streams::new();
     let log: Arc<dyn EventLog> = Arc::new(JetStreamLog::connect(streams.events.clone()).await.unwrap());
@@ -205,12 +206,7 @@ async fn read_first_then_write_on_consent_refreshed_before_expiry_and_revocation
     assert!(on_log.iter().any(|(t, d)| t == "spend.account.refreshed.v1" && d["account_id"] == "act_1001"));
 
     // Revoked at the platform by the account's owner: reported, refused.
-    reqwest::Client::new()
-        .post(format!("{}/sandbox/revoke", w.base))
-        .json(&serde_json::json!({"account_id": "act_1001"}))
-        .send()
-        .await
-        .unwrap();
+    spend_testkit::sandbox_control::post(&w.base, "/sandbox/revoke", serde_json::json!({"account_id": "act_1001"})).await;
     let h = reads.token_health("acme", Some("act_1001")).await.unwrap();
     assert!(!h.healthy);
     assert_eq!(h.accounts[0].status, "revoked", "{h:?}");

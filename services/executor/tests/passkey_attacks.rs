@@ -494,14 +494,7 @@ async fn a_compromised_approval_service_obtains_no_signature_but_what_the_admin_
     put(&approval, &by_approval("approver/bob", EventData::ApproverEnrolled(bobs))).await;
 
     // The executor pushes the payment she approved, and nothing else.
-    let applied = |base: String| async move {
-        reqwest::get(format!("{base}/sandbox/applied"))
-            .await
-            .unwrap()
-            .json::<serde_json::Value>()
-            .await
-            .unwrap()
-    };
+    let applied = |base: String| async move { spend_testkit::sandbox_control::get(&base, "/sandbox/applied").await };
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
         let a = applied(platform.base.clone()).await;

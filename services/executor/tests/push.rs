@@ -259,12 +259,7 @@ async fn stale_drafts_are_refused_and_platform_faults_are_retried_or_end_failed(
     let mut w = World::new(POLICY, Duration::from_secs(4), &["act_1001", "card_1"], &[]).await;
     // Someone edits the campaign on the platform after it was drafted.
     let stale = raise(&w.sandbox, "d_stale", "act_1001", "cmp_2", 13_000);
-    reqwest::Client::new()
-        .post(format!("{}/sandbox/campaigns/cmp_2", w.base))
-        .json(&serde_json::json!({"daily_budget_minor": 12_500}))
-        .send()
-        .await
-        .unwrap();
+    spend_testkit::sandbox_control::post(&w.base, "/sandbox/campaigns/cmp_2", serde_json::json!({"daily_budget_minor": 12_500})).await;
     let id = w.approved(stale, Outcome::RequireApproval, &["ada"]).await;
     let (t, data) = w.outcome(&id, Duration::from_secs(20)).await;
     assert_eq!(t, "spend.change.failed.v1");
@@ -753,12 +748,7 @@ async fn an_approved_rollback_restores_once_and_refuses_what_moved_since_the_pus
     }
     assert_eq!(w.sandbox.campaign("cmp_1").unwrap().daily_budget_minor, 6_000);
     // Someone changes cmp_3 on the platform after the push.
-    reqwest::Client::new()
-        .post(format!("{}/sandbox/campaigns/cmp_3", w.base))
-        .json(&serde_json::json!({"daily_budget_minor": 4_000}))
-        .send()
-        .await
-        .unwrap();
+    spend_testkit::sandbox_control::post(&w.base, "/sandbox/campaigns/cmp_3", serde_json::json!({"daily_budget_minor": 4_000})).await;
 
     // One request for the three; a forged approval of it moves nothing.
     let expires = (chrono::Utc::now() + chrono::Duration::minutes(30)).to_rfc3339_opts(chrono::SecondsFormat::Secs, true);

@@ -266,7 +266,7 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
 
     // Nothing reaches the platform; every attempt is audited.
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+    let applied = spend_testkit::sandbox_control::get(&base, "/sandbox/applied").await;
     assert_eq!(applied["writes"], 0, "no write: {applied}");
     let log = on_log(operator.as_ref()).await;
     let alerts: Vec<String> = log
@@ -295,7 +295,7 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
     put(&approval, &humans.approved("d_gw", "ada", &hashes["d_gw"])).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+        let applied = spend_testkit::sandbox_control::get(&base, "/sandbox/applied").await;
         if applied["writes"] == 1 {
             assert_eq!(applied["by_key"]["d_gw"], 1, "{applied}");
             break;
@@ -324,7 +324,7 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
     }
     put(&approval, &forged).await.unwrap();
     tokio::time::sleep(Duration::from_secs(2)).await;
-    let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+    let applied = spend_testkit::sandbox_control::get(&base, "/sandbox/applied").await;
     assert!(applied["by_key"].get("rb_attack-d_gw").is_none(), "no refund on a forged approval: {applied}");
     let log = on_log(operator.as_ref()).await;
     assert!(
@@ -337,7 +337,7 @@ async fn no_write_reaches_the_platform_on_anything_but_a_verified_approval() {
     put(&approval, &humans.approved_rollback("rb_attack", "ada", &hash, expires)).await.unwrap();
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let applied: serde_json::Value = reqwest::get(format!("{base}/sandbox/applied")).await.unwrap().json().await.unwrap();
+        let applied = spend_testkit::sandbox_control::get(&base, "/sandbox/applied").await;
         if applied["by_key"]["rb_attack-d_gw"] == 1 {
             assert_eq!(applied["charged_minor"], 0, "refunded: {applied}");
             break;

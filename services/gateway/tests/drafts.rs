@@ -109,12 +109,7 @@ async fn repeated_platform_errors_trip_the_breaker_until_a_human_resets_it() {
     let log = embedded_log(dir.path()).await;
     let gw = Gateway::start(log.clone(), POLICY, GatewayConfig::new("")).await;
     let who = gw.identity(&gw.key);
-    let faults = reqwest::Client::new()
-        .post(format!("{}/sandbox/faults", gw.sandbox_url))
-        .json(&serde_json::json!({"fail_next": 5, "status": 503}))
-        .send()
-        .await
-        .unwrap();
+    let faults = spend_testkit::sandbox_control::post(&gw.sandbox_url, "/sandbox/faults", serde_json::json!({"fail_next": 5, "status": 503})).await;
     assert_eq!(faults.status(), 204);
     for _ in 0..5 {
         let e = gw.state.list_campaigns(&who, "act_1001").await.unwrap_err();

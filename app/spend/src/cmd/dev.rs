@@ -67,7 +67,8 @@ fn write_private(path: &Path, text: &str) -> anyhow::Result<()> {
 
 /// The approval links' secret of `spend dev`: created once, kept in a
 /// 0600 file, so links printed before a restart still open after it.
-fn dev_link_secret(path: &Path) -> anyhow::Result<spend_core::Secret> {
+/// A random secret kept in `path` (0600), made on first start.
+fn dev_secret(path: &Path) -> anyhow::Result<spend_core::Secret> {
     if !path.exists() {
         write_private(path, &format!("{}\n", spend_credentials::random_hex(32)?))?;
     }
@@ -159,6 +160,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // client (the executor) has a fresh secret each start.
     let client_secret = spend_core::Secret::new(spend_credentials::random_hex(32).context("generating the sandbox client secret")?);
     let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(client_secret.clone())], config.sandbox.lifetimes());
+    // Its test-control routes answer this machine only, with the token
+    // kept in the data folder (0600).
+    let control = dev_secret(&paths.sandbox_control).context("the sandbox's control token")?;
+    sandbox.enable_control(control.expose());
     let sandbox_listen = args.sandbox_listen.clone().unwrap_or_else(|| config.sandbox.listen.clone());
     let sandbox_listener = tokio::net::TcpListener::bind(&sandbox_listen)
         .await
@@ -262,7 +267,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         // documents may be served from loopback.
         approval_settings.mcp.allow_private_metadata = true;
     }
-    let link_secret = dev_link_secret(&paths.link_secret).context("the approval links' secret")?;
+    let link_secret = dev_secret(&paths.link_secret).context("the approval links' secret")?;
     let mut approval_config = approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
     approval_config.oauth = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
@@ -314,7 +319,10 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     eprintln!("  MCP sign-in     {resource}  (an MCP client given this URL signs in through the approvals app)");
     eprintln!("  ledger gRPC     http://{}  (health, reflection)", ledger.local_addr());
     eprintln!("  policy gRPC     http://{policy_addr}  (decide, validate, version in force, dry-run evaluation)");
-    eprintln!("  sandbox         http://{sandbox_addr}  (ad and card platform, with its OAuth consent pages)");
+    eprintln!(
+        "  sandbox         http://{sandbox_addr}  (ad and card platform, with its OAuth consent pages; test control with the token in {})",
+        paths.sandbox_control.display()
+    );
     eprintln!("  executor gRPC   http://{executor_addr}  (reads, connected accounts: `spend account …`)");
     eprintln!(
         "  approvals       {}/approvals  (on {approval_addr}; links and the outbox folder {})",

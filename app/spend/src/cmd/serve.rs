@@ -319,10 +319,14 @@ pub async fn sandbox(config: SpendConfig) -> anyhow::Result<ExitCode> {
         .filter(|s| !s.is_empty())
         .context("no OAuth client secret configured: set SPEND__SANDBOX__OAUTH_CLIENT_SECRET (the executor presents the same)")?;
     let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(secret)], config.sandbox.lifetimes());
+    let control = config.sandbox.control_token.as_ref().filter(|t| !t.is_empty());
+    if let Some(token) = control {
+        sandbox.enable_control(token.expose());
+    }
     let listener = tokio::net::TcpListener::bind(&config.sandbox.listen)
         .await
         .with_context(|| format!("binding the sandbox platform on {}", config.sandbox.listen))?;
-    tracing::info!(addr = %listener.local_addr()?, "sandbox platform serving");
+    tracing::info!(addr = %listener.local_addr()?, test_control = control.is_some(), "sandbox platform serving");
     sandbox.serve(listener, shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
 }

@@ -46,6 +46,13 @@
 //!   client's access in the platform's settings (test control)
 //! - `GET /sandbox/oauth/issued`: every code and token it issued, so tests
 //!   can search what SpendSignoff wrote for them (test control)
+//!
+//! The test-control routes (`/sandbox/…`) hand out write tokens and change
+//! what the platform does, so they exist only where a test or `spend dev`
+//! asks for them ([`Sandbox::enable_control`], `sandbox.control_token`):
+//! otherwise 404. Enabled, they answer only a loopback peer (403 for any
+//! other address, whatever it presents) that sends the control token in
+//! [`CONTROL_HEADER`] (401 without it).
 
 pub mod oauth;
 
@@ -54,8 +61,9 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
+use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, patch, post};
 use axum::{Json, Router};
@@ -203,7 +211,12 @@ struct Applied {
     writes: u64,
 }
 
+/// The header the test-control routes take their token in.
+pub const CONTROL_HEADER: &str = "x-sandbox-control";
+
 struct Inner {
+    /// The test-control token, once enabled (never logged or returned).
+    control: std::sync::OnceLock<String>,
     tokens: Vec<SandboxToken>,
     accounts: Vec<Account>,
     campaigns: Mutex<Vec<Campaign>>,
@@ -291,6 +304,7 @@ impl Sandbox {
             .collect();
         Self {
             inner: Arc::new(Inner {
+                control: std::sync::OnceLock::new(),
                 tokens,
                 accounts,
                 campaigns: Mutex::new(campaigns),
@@ -323,12 +337,24 @@ impl Sandbox {
             .route("/oauth/authorize", get(oauth::authorize).post(oauth::decide))
             .route("/oauth/token", post(oauth::token))
             .route("/oauth/revoke", post(oauth::revoke))
-            .route("/sandbox/faults", post(faults))
-            .route("/sandbox/revoke", post(revoke_account))
-            .route("/sandbox/oauth/issued", get(issued))
-            .route("/sandbox/applied", get(applied))
-            .route("/sandbox/campaigns/{id}", post(edit_campaign))
+            .merge(
+                Router::new()
+                    .route("/sandbox/faults", post(faults))
+                    .route("/sandbox/revoke", post(revoke_account))
+                    .route("/sandbox/oauth/issued", get(issued))
+                    .route("/sandbox/applied", get(applied))
+                    .route("/sandbox/campaigns/{id}", post(edit_campaign))
+                    .route_layer(axum::middleware::from_fn_with_state(self.clone(), control_guard)),
+            )
             .with_state(self.clone())
+    }
+
+    /// Opens the test-control routes to loopback callers that present
+    /// `token` in [`CONTROL_HEADER`]. Once per sandbox: a second call
+    /// changes nothing and returns false.
+    pub fn enable_control(&self, token: impl Into<String>) -> bool {
+        let token = token.into();
+        !token.is_empty() && self.inner.control.set(token).is_ok()
     }
 
     /// Serves on `listener` until `shutdown` resolves.
@@ -891,6 +917,29 @@ async fn freeze_card(State(sb): State<Sandbox>, headers: HeaderMap, Path(id): Pa
 }
 
 /// What the platform applied (test control).
+/// The test-control routes' gate: absent (404) unless enabled; then a
+/// loopback peer only (403), with the control token (401).
+async fn control_guard(State(sb): State<Sandbox>, req: Request, next: Next) -> Response {
+    let Some(token) = sb.inner.control.get() else {
+        return error(StatusCode::NOT_FOUND, "not_found", "no such route").into_response();
+    };
+    let peer = req.extensions().get::<ConnectInfo<SocketAddr>>().map(|c| c.0.ip());
+    if !peer.is_some_and(|ip| ip.is_loopback() || ip.to_canonical().is_loopback()) {
+        return error(StatusCode::FORBIDDEN, "forbidden", "test control answers this machine only").into_response();
+    }
+    let presented = req.headers().get(CONTROL_HEADER).and_then(|v| v.to_str().ok()).unwrap_or_default();
+    // Digests compared, so the time taken says nothing of the token.
+    if Sha256::digest(presented.as_bytes()) != Sha256::digest(token.as_bytes()) {
+        return error(
+            StatusCode::UNAUTHORIZED,
+            "unauthorized",
+            format!("test control needs its token in {CONTROL_HEADER}"),
+        )
+        .into_response();
+    }
+    next.run(req).await
+}
+
 async fn applied(State(sb): State<Sandbox>) -> Response {
     Json(sb.applied_json()).into_response()
 }
@@ -1032,4 +1081,40 @@ async fn faults(State(sb): State<Sandbox>, Json(f): Json<FaultRequest>) -> Respo
         disturbed: Disturbed::default(),
     };
     StatusCode::NO_CONTENT.into_response()
+}
+
+#[cfg(test)]
+mod control_tests {
+    use super::*;
+    use axum::body::Body;
+    use tower::ServiceExt as _;
+
+    async fn ask(sb: &Sandbox, from: &str, token: Option<&str>) -> StatusCode {
+        let mut req = axum::http::Request::get("/sandbox/oauth/issued").body(Body::empty()).unwrap();
+        req.extensions_mut().insert(ConnectInfo(from.parse::<SocketAddr>().unwrap()));
+        if let Some(t) = token {
+            req.headers_mut().insert(CONTROL_HEADER, t.parse().unwrap());
+        }
+        sb.router().oneshot(req).await.unwrap().status()
+    }
+
+    #[tokio::test]
+    async fn test_control_is_absent_unless_enabled_then_loopback_and_token_only() {
+        let sb = Sandbox::seeded(vec![]);
+        // As docker-compose runs it: no such routes, from anywhere.
+        assert_eq!(ask(&sb, "127.0.0.1:5000", Some("t0k3n-0123456789")).await, StatusCode::NOT_FOUND);
+        assert_eq!(ask(&sb, "172.18.0.7:5000", None).await, StatusCode::NOT_FOUND);
+        assert!(sb.enable_control("t0k3n-0123456789"));
+        assert!(!sb.enable_control("another"), "enabled once");
+        // Another container, another host: refused, whatever it presents.
+        assert_eq!(ask(&sb, "172.18.0.7:5000", Some("t0k3n-0123456789")).await, StatusCode::FORBIDDEN);
+        assert_eq!(ask(&sb, "[2001:db8::1]:5000", Some("t0k3n-0123456789")).await, StatusCode::FORBIDDEN);
+        // This machine, without the token or with another: refused.
+        assert_eq!(ask(&sb, "127.0.0.1:5000", None).await, StatusCode::UNAUTHORIZED);
+        assert_eq!(ask(&sb, "127.0.0.1:5000", Some("guess")).await, StatusCode::UNAUTHORIZED);
+        // With it, from loopback (IPv4, IPv6, IPv4-mapped): answered.
+        for from in ["127.0.0.1:5000", "[::1]:5000", "[::ffff:127.0.0.1]:5000"] {
+            assert_eq!(ask(&sb, from, Some("t0k3n-0123456789")).await, StatusCode::OK, "{from}");
+        }
+    }
 }

@@ -40,6 +40,7 @@ impl Platform {
             }],
             Lifetimes::default(),
         );
+        sandbox.enable_control(spend_testkit::sandbox_control::token());
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let base = format!("http://{}", listener.local_addr().unwrap());
         let task = tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
@@ -73,17 +74,13 @@ impl Platform {
 
     /// What the platform applied (`GET /sandbox/applied`).
     pub async fn applied(&self) -> serde_json::Value {
-        reqwest::get(format!("{}/sandbox/applied", self.base)).await.unwrap().json().await.unwrap()
+        spend_testkit::sandbox_control::get(&self.base, "/sandbox/applied").await
     }
 
     /// Faults for the platform to inject (`POST /sandbox/faults`).
     pub async fn faults(&self, f: serde_json::Value) {
-        reqwest::Client::new()
-            .post(format!("{}/sandbox/faults", self.base))
-            .json(&f)
-            .send()
-            .await
-            .unwrap();
+        let r = spend_testkit::sandbox_control::post(&self.base, "/sandbox/faults", f).await;
+        assert!(r.status().is_success(), "faults: {}", r.status());
     }
 }
 

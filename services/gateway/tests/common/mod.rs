@@ -56,6 +56,7 @@ pub async fn sandbox() -> (Sandbox, String, PlatformConnector) {
         expires_at: chrono::Utc::now() + chrono::Duration::days(30),
         scopes: vec!["ads.read".into(), "ads.write".into(), "cards.read".into()],
     }]);
+    sandbox.enable_control(spend_testkit::sandbox_control::token());
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let url = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(sandbox.clone().serve(listener, std::future::pending()));
