@@ -199,6 +199,11 @@ impl Approvers {
         out
     }
 
+    /// The test's approver `name`, with their software passkey.
+    pub fn human(&mut self, name: &str) -> &mut spend_draft::humans::Human {
+        self.humans.get_mut(name).unwrap_or_else(|| panic!("{name} is not one of the test's approvers"))
+    }
+
     /// A genuine approval by `approver` of the draft whose stored bytes hash
     /// to `approved_hash` (`spend_draft::event_hash`), as the approval
     /// service records it, signing [`TEST_POLICY_VERSION`].

@@ -10,7 +10,7 @@ use spend_draft::humans::Human;
 
 /// A signed-in human's session in the approval app.
 pub struct Session {
-    /// `spend_session=…`, for the Cookie header.
+    /// `__Host-spend_session=…`, for the Cookie header.
     pub cookie: String,
     /// The origin the app expects in `Origin` (its configured origin).
     pub origin: String,
@@ -36,7 +36,13 @@ pub async fn sign_in(base: &str, origin: &str, email: &str, human: &mut Human) -
             .unwrap();
         let status = r.status();
         let body: serde_json::Value = r.json().await.unwrap();
-        if status.is_success() {
+        // The app answers alike for an email it does not know (yet): a
+        // ceremony for this human's passkey names their credential.
+        if status.is_success()
+            && body["credential_ids"]
+                .as_array()
+                .is_some_and(|ids| ids.iter().any(|i| *i == human.credential_id.as_str()))
+        {
             break body;
         }
         tries += 1;
@@ -63,13 +69,21 @@ pub async fn sign_in(base: &str, origin: &str, email: &str, human: &mut Human) -
         .await
         .unwrap();
     assert!(r.status().is_success(), "sign-in: {} {}", r.status(), r.text().await.unwrap_or_default());
-    let cookie = r
+    let set_cookie = r
         .headers()
         .get("set-cookie")
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.split(';').next())
         .expect("a session cookie")
         .to_string();
+    // `__Host-`: this origin's only, every path, Secure, never a domain's.
+    assert!(
+        set_cookie.starts_with("__Host-spend_session=")
+            && set_cookie.contains("; Path=/;")
+            && set_cookie.contains("Secure")
+            && !set_cookie.to_lowercase().contains("domain="),
+        "{set_cookie}"
+    );
+    let cookie = set_cookie.split(';').next().unwrap().to_string();
     Session { cookie, origin: origin.into() }
 }
 

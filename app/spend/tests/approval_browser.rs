@@ -273,7 +273,7 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     assert!(s("decided_link").starts_with("Approved"), "{seen}");
     assert_eq!(seen["decided_has_no_approve"], true);
     assert!(s("rejected_status").contains("Not this quarter <b>really</b>"), "shown as text: {seen}");
-    assert!(s("bob_before_countersign").starts_with("You are not signed in"), "{seen}");
+    assert!(s("bob_before_countersign").starts_with("Nothing was signed"), "{seen}");
     // The passkey page shows what is signed, read from the log: the change
     // in words from the fields the executor pushes, who is vouched for.
     assert!(shown("approved_status").contains("Pay 10.00 USD to openai.com"), "{seen}");

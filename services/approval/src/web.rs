@@ -54,7 +54,7 @@ use crate::book::{Book, Entry, Target, waits_for_a_human};
 use crate::passkeys::{CEREMONY_TTL, Passkeys, PostedAssertion};
 
 /// The session cookie's name.
-pub const COOKIE: &str = "spend_session";
+pub const COOKIE: &str = "__Host-spend_session";
 /// Sign-in and enrollment attempts an address may make per minute
 /// (burst the same): enough for people, too few to guess at scale.
 pub const ATTEMPTS_PER_MINUTE: u32 = 20;
@@ -149,6 +149,8 @@ pub struct App {
     attempts: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Refusals counted, not recorded singly, in a flood.
     pub alerts: spend_core::alert_gate::AlertGate,
+    /// Keys the decoy credential ids of emails that are no approver's.
+    decoy_key: [u8; 32],
 }
 
 pub(crate) fn sha256_hex(s: &str) -> String {
@@ -280,6 +282,11 @@ impl App {
                 std::num::NonZeroU32::new(ATTEMPTS_PER_MINUTE).expect("a positive quota"),
             )),
             alerts: spend_core::alert_gate::AlertGate::default(),
+            decoy_key: {
+                let mut k = [0u8; 32];
+                getrandom::fill(&mut k).expect("the operating system's random source");
+                k
+            },
         }
     }
 
@@ -318,6 +325,15 @@ impl App {
 
     pub(crate) fn origin(&self) -> &str {
         &self.origin
+    }
+
+    /// A credential id for `email` when it is no trusted approver's: 32
+    /// bytes keyed by this process's secret, the same for the same email.
+    pub(crate) fn decoy_credential(&self, email: &str) -> String {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.decoy_key).expect("HMAC takes a key of any length");
+        mac.update(email.trim().to_lowercase().as_bytes());
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(mac.finalize().into_bytes())
     }
 
     /// `path` on the passkey page, with `query` (encoded).
@@ -487,17 +503,19 @@ pub async fn signin_start(
             })
             .collect()
     };
-    if candidates.is_empty() {
-        return Err(Refusal::new(
-            StatusCode::NOT_FOUND,
-            "no trusted approver has that email: enroll with your invitation link, and ask an admin to countersign (or your operator to anchor a first admin)",
-        ));
-    }
+    // An email that is no trusted approver's gets the same answer as one
+    // that is (a credential id that looks like one, stable per email, and
+    // a ceremony no passkey can finish): the app never tells anyone
+    // whether an address is an approver's.
+    let ids: Vec<String> = if candidates.is_empty() {
+        vec![app.decoy_credential(&body.email)]
+    } else {
+        candidates.iter().map(|c| c.2.clone()).collect()
+    };
     // The passkey page computes the challenge from this app's origin and
     // the nonce; it never takes one from us.
     let ceremony = random_token();
     let challenge = signin_challenge(app.origin(), &ceremony);
-    let ids: Vec<String> = candidates.iter().map(|c| c.2.clone()).collect();
     app.signins.lock().await.insert_new(
         ceremony.clone(),
         SignIn {
@@ -604,7 +622,7 @@ pub async fn signout(State(app): State<Arc<App>>, headers: HeaderMap, ConnectInf
     let mut r = Redirect::to("/signin").into_response();
     r.headers_mut().insert(
         header::SET_COOKIE,
-        HeaderValue::from_static("spend_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
+        HeaderValue::from_static("__Host-spend_session=; Path=/; HttpOnly; Secure; SameSite=Lax; Max-Age=0"),
     );
     Ok(r)
 }

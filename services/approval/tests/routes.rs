@@ -313,7 +313,7 @@ async fn too_many_sign_in_attempts_from_one_address_are_refused_and_audited() {
         statuses.push(r.status().as_u16());
     }
     let limit = spend_approval::web::ATTEMPTS_PER_MINUTE as usize;
-    assert!(statuses[..limit].iter().all(|s| *s == 404), "unknown email, within the limit: {statuses:?}");
+    assert!(statuses[..limit].iter().all(|s| *s == 200), "unknown email, within the limit: {statuses:?}");
     assert!(statuses[limit..].iter().all(|s| *s == 429), "past the limit: {statuses:?}");
     // From another origin: refused before counting.
     let r = http
@@ -337,4 +337,82 @@ async fn too_many_sign_in_attempts_from_one_address_are_refused_and_audited() {
         assert!(std::time::Instant::now() < deadline, "the refusal is audited");
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     }
+}
+
+/// `/signin/start` answers alike for a trusted approver's email and for
+/// anyone else's: the same status and the same shape, one credential id
+/// each, stable per email; so it tells no one whether an address is an
+/// approver's. The sign-in of the unknown one can never finish.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sign_in_tells_no_one_whether_an_email_is_an_approvers() {
+    use spend_approval::{Application, ApprovalConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let mut humans = spend_testkit::events::Approvers::new("acme", &["ada"]);
+    spend_testkit::events::append_all(&*log, "spend.evt", humans.trust()).await;
+    let mut config = ApprovalConfig::new("127.0.0.1:0");
+    config.passkey = Some(spend_draft::humans::test_rp());
+    let app = Application::build(config, deps(&log)).await.unwrap();
+    let addr = app.local_addr();
+    let origin = app.origin();
+    let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
+    let http = reqwest::Client::new();
+    let start = |email: &'static str| {
+        let (http, origin) = (http.clone(), origin.clone());
+        async move {
+            let r = http
+                .post(format!("http://{addr}/signin/start"))
+                .header("origin", &origin)
+                .json(&serde_json::json!({"email": email}))
+                .send()
+                .await
+                .unwrap();
+            (r.status().as_u16(), r.json::<serde_json::Value>().await.unwrap())
+        }
+    };
+    // The app reads ada's enrollment from the log first.
+    let mut known = start("ada@acme.example").await;
+    for _ in 0..50 {
+        if known.1["credential_ids"] == serde_json::json!([humans.human("ada").credential_id.clone()]) {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        known = start("ada@acme.example").await;
+    }
+    let unknown = start("nobody@acme.example").await;
+    assert_eq!(known.0, 200, "{known:?}");
+    assert_eq!(unknown.0, known.0, "{unknown:?}");
+    let keys = |v: &serde_json::Value| v.as_object().unwrap().keys().cloned().collect::<Vec<_>>();
+    assert_eq!(keys(&unknown.1), keys(&known.1));
+    let ids = |v: &serde_json::Value| {
+        v["credential_ids"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|i| i.as_str().unwrap().len())
+            .collect::<Vec<_>>()
+    };
+    assert_eq!(ids(&unknown.1).len(), 1);
+    assert_eq!(
+        start("nobody@acme.example").await.1["credential_ids"],
+        unknown.1["credential_ids"],
+        "stable per email"
+    );
+    assert_ne!(start("other@acme.example").await.1["credential_ids"], unknown.1["credential_ids"]);
+    // Its ceremony cannot be finished with ada's passkey.
+    let nonce = unknown.1["ceremony"].as_str().unwrap().to_string();
+    let challenge = spend_draft::proof::signin_challenge(&origin, &nonce);
+    let (ad, cdj, sig) = humans.human("ada").key.assert(&challenge);
+    let b64 = base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let r = http
+        .post(format!("http://{addr}/signin/finish"))
+        .header("origin", &origin)
+        .json(&serde_json::json!({"ceremony": nonce, "assertion": {
+            "credential_id": humans.human("ada").credential_id.clone(), "authenticator_data": b64.encode(ad),
+            "client_data_json": b64.encode(cdj), "signature": b64.encode(sig)}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 401);
+    server.abort();
 }

@@ -251,6 +251,7 @@ async fn signin(State(p): State<Arc<Page>>, Query(q): Query<SignIn>) -> Response
     let body = html! {
         p { "Sign in to " strong { (p.app_origin) } " as " strong { (email) } "." }
         p { "Your passkey signs a sign-in to that app and nothing else: it cannot approve a change or vouch for anyone." }
+        p { "If your browser offers no passkey, check the email you typed; a new approver can sign in once an admin has countersigned their passkey." }
         div #ceremony data-purpose="signin" data-app=(p.app_origin) data-nonce=(nonce) data-credentials=(ids.join(",")) data-back="/signin" {
             p { button #sign .primary type="button" { "Sign in with passkey" } }
         }

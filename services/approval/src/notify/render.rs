@@ -10,7 +10,8 @@
 //!   closed early; text objects are `verbatim`, so Slack links no bare URL
 //!   or channel name. The one link is our own button.
 //! - **Email**: the HTML part escapes everything (maud); in both parts a
-//!   URL written by someone else is defanged (`https[:]//…`), so no mail
+//!   URL, a bare domain or an address written by someone else is defanged
+//!   (`https[:]//…`, `evil[.]example`, `pay[@]evil[.]example`), so no mail
 //!   client turns it into a link. The subject is one line of at most 180
 //!   characters, without control characters.
 //!
@@ -119,10 +120,24 @@ pub fn slack(m: &Message) -> Value {
     json!({ "text": slack_escape(&clean(&m.title, false)), "blocks": blocks })
 }
 
-/// Defangs URLs in text someone else wrote: `https://x` becomes
-/// `https[:]//x`, so no mail client links it.
+/// Defangs what a mail client would turn into a link in text someone
+/// else wrote: `https://x` becomes `https[:]//x`, and a dot or an `@`
+/// between a letter or digit and a letter becomes `[.]` or `[@]`, so bare
+/// domains (`www.evil.example/pay`), addresses (`pay@evil.example`) and
+/// `mailto:` targets are text. Amounts (`50.00`) are left as they are.
 fn defang(s: &str) -> String {
-    s.replace("://", "[:]//")
+    let s = s.replace("://", "[:]//");
+    let chars: Vec<char> = s.chars().collect();
+    let mut out = String::with_capacity(s.len() + 8);
+    for (i, c) in chars.iter().enumerate() {
+        let joins = i > 0 && chars[i - 1].is_alphanumeric() && chars.get(i + 1).is_some_and(|n| n.is_alphabetic());
+        match c {
+            '.' if joins => out.push_str("[.]"),
+            '@' if joins => out.push_str("[@]"),
+            other => out.push(*other),
+        }
+    }
+    out
 }
 
 /// An email: (subject, text part, HTML part).
@@ -251,10 +266,20 @@ mod tests {
         assert!(!e.html.contains("<https://evil") && !e.html.contains("<!channel>"), "{}", e.html);
         assert!(e.html.contains("&lt;!channel&gt;"), "{}", e.html);
         assert!(!e.html.contains("https://evil") && !e.text.contains("https://evil"), "defanged");
-        assert!(e.text.contains("https[:]//evil.example/approve"), "{}", e.text);
+        assert!(e.text.contains("https[:]//evil[.]example/approve"), "{}", e.text);
         assert!(e.html.contains(r#"href="http://localhost:7200/a/abc""#), "our link stays a link");
         assert_eq!(e.html.matches("href=").count(), 1, "and it is the only one");
         assert!(e.text.contains("> <!channel> please approve fast"), "quoted in the text part: {}", e.text);
+    }
+
+    #[test]
+    fn bare_domains_and_addresses_are_defanged_and_amounts_left_alone() {
+        let d = defang("pay at www.evil.example/pay or pay@evil.example, mailto:x@y.io; 50.00 USD, v1.2");
+        for linkable in ["www.evil", "evil.example", "pay@evil", "x@y", "y.io"] {
+            assert!(!d.contains(linkable), "{linkable} in {d}");
+        }
+        assert!(d.contains("www[.]evil[.]example/pay") && d.contains("pay[@]evil[.]example"), "{d}");
+        assert!(d.contains("50.00 USD") && d.contains("v1.2"), "{d}");
     }
 
     #[test]
