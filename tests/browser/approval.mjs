@@ -274,7 +274,9 @@ try {
   seen.policy_status = await approve(ada.page, env("LINK_POLICY"), null);
 
   // The agent's budget raise, approved while its request is young (the
-  // timeout is a minute); pushed and rolled back further down.
+  // timeout is two minutes: every passkey step is a round trip to the
+  // passkey page, and a loaded machine is slow); pushed and rolled back
+  // further down.
   seen.budget_first = await approve(ada.page, env("LINK_BUDGET"), null);
   seen.budget2_first = await approve(ada.page, env("LINK_BUDGET2"), null);
 
@@ -448,9 +450,9 @@ try {
     await ada.page.waitForTimeout(500);
   }
 
-  // Nobody answers the last draft: it expires (the timeout is a minute),
+  // Nobody answers the last draft: it expires (the timeout is two minutes),
   // and its link says so.
-  const until = Date.now() + 120000;
+  const until = Date.now() + 180000;
   for (;;) {
     await ada.page.goto(env("LINK_EXPIRE"));
     seen.expired_status = (await ada.page.locator("p.status").textContent()) || "";

@@ -47,7 +47,7 @@ spend:
 approval:
   require_confirmation_over: 25 USD
   timeout_action: deny
-  timeout_minutes: 1
+  timeout_minutes: 2
 ## Notifications
 notifications:
   email: approvals@dev.localhost
@@ -71,7 +71,7 @@ spend:
 approval:
   require_confirmation_over: 25 USD
   timeout_action: deny
-  timeout_minutes: 1
+  timeout_minutes: 2
 ";
 
 /// `spend dev`'s stderr, line by line, as it comes.

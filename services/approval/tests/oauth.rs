@@ -691,3 +691,52 @@ async fn a_grant_lives_no_longer_than_its_approvers_place() {
     let (status, e) = refresh(&base, &client_id, &refresh_token).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")), "{e}");
 }
+
+/// An anonymous visitor of `/oauth/authorize` is sent to sign in before
+/// anything else: no client metadata document is fetched for them and no
+/// browser is bounced to a redirect URI; and the page is rate-limited per
+/// address (429 past the limit, audited).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_anonymous_visitor_signs_in_before_anything_is_fetched_or_redirected_and_is_rate_limited() {
+    let (_streams, log, prefix, _ada) = acme().await;
+    let app = start(&log, &prefix, true).await;
+    // A metadata document server that counts what it is asked.
+    let fetched = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let docs = format!("http://{}", listener.local_addr().unwrap());
+    let count = fetched.clone();
+    let server = tokio::spawn(async move {
+        loop {
+            let Ok((mut c, _)) = listener.accept().await else { return };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            use tokio::io::AsyncWriteExt as _;
+            let _ = c.write_all(b"HTTP/1.1 404 Not Found\r\ncontent-length: 0\r\n\r\n").await;
+        }
+    });
+    let (_, challenge) = pkce();
+    let q = authorize_query(&format!("{docs}/client.json"), "https://evil.example/cb", &challenge, "mcp.read", RESOURCE);
+    let mut statuses = Vec::new();
+    for _ in 0..(spend_approval::web::ATTEMPTS_PER_MINUTE + 3) {
+        let r = http().get(format!("{}/oauth/authorize", app.base)).query(&q).send().await.unwrap();
+        if r.status().is_redirection() {
+            let to = r.headers()["location"].to_str().unwrap().to_string();
+            assert!(to.starts_with("/signin?next="), "sent to sign in, never elsewhere: {to}");
+        }
+        statuses.push(r.status().as_u16());
+    }
+    let limit = spend_approval::web::ATTEMPTS_PER_MINUTE as usize;
+    assert!(statuses[..limit].iter().all(|s| *s == 303 || *s == 302 || *s == 307), "{statuses:?}");
+    assert!(statuses[limit..].iter().all(|s| *s == 429), "{statuses:?}");
+    assert_eq!(
+        fetched.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "no document fetched for an anonymous visitor"
+    );
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    while !alerts(&log).await.iter().any(|r| r == "approval.rate_limited") {
+        assert!(std::time::Instant::now() < deadline, "the rate limit is audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    server.abort();
+    app.stop().await;
+}

@@ -483,14 +483,20 @@ async fn authorize_page(
     uri: axum::http::Uri,
     Query(q): Query<AuthorizeRequest>,
 ) -> Response {
-    let session = s.app.session(&headers).await;
-    let org = session.as_ref().map(|x| x.org.clone()).unwrap_or_else(|| "unknown".into());
-    let checked = match check(&s, &q, peer, &org).await {
+    // Attempts are limited per address, and nothing is checked, fetched
+    // or redirected for a visitor without a session: they sign in first.
+    // So an anonymous caller can neither make this server fetch client
+    // metadata documents nor bounce a browser to a redirect URI that
+    // anyone registered.
+    if let Err(refused) = s.app.throttle(peer, "authorization").await {
+        return refused.into_response();
+    }
+    let Some(session) = s.app.session(&headers).await else {
+        return need_session(&uri.to_string());
+    };
+    let checked = match check(&s, &q, peer, &session.org).await {
         Ok(c) => c,
         Err(f) => return failed(&s, f, q.state.as_deref()),
-    };
-    let Some(session) = session else {
-        return need_session(&uri.to_string());
     };
     let host = reqwest::Url::parse(&checked.redirect_uri)
         .ok()
