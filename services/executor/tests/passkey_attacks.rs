@@ -133,30 +133,11 @@ impl Taken {
     }
 }
 
+/// The fragment's `application/x-www-form-urlencoded` pairs (the passkey
+/// page writes them with `URLSearchParams`).
 fn url_decode_pairs(s: &str) -> BTreeMap<String, String> {
-    s.split('&')
-        .filter_map(|kv| kv.split_once('='))
-        .map(|(k, v)| (k.to_string(), percent_decode(v)))
-        .collect()
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::new();
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let Ok(v) = u8::from_str_radix(&s[i + 1..i + 3], 16)
-        {
-            out.push(v);
-            i += 3;
-            continue;
-        }
-        out.push(if b[i] == b'+' { b' ' } else { b[i] });
-        i += 1;
-    }
-    String::from_utf8(out).unwrap()
+    let url = reqwest::Url::parse(&format!("http://fragment.invalid/?{s}")).expect("a query");
+    url.query_pairs().map(|(k, v)| (k.into_owned(), v.into_owned())).collect()
 }
 
 /// The approval fields the attacker sends her to the passkey page with.

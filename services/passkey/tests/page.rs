@@ -8,7 +8,6 @@ use std::sync::Arc;
 use spend_core::events::{ApproverRegistered, EventData, Outcome};
 use spend_core::{Actor, Envelope};
 use spend_draft::proof::RelyingParty;
-use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{decided, payment_proposed, subject_of};
@@ -23,25 +22,11 @@ async fn put(log: &Arc<dyn EventLog>, env: &Envelope) -> Result<u64, spend_event
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn the_page_reads_what_it_shows_from_the_log_and_its_user_writes_nothing() {
-    let pw = |u: &str| format!("pw{u}{}", spend_testkit::unique());
-    let (gateway_pw, policy_pw, approval_pw, passkey_pw, admin_pw) = (pw("g"), pw("p"), pw("a"), pw("k"), pw("x"));
-    let nats = AuthNats::start(&[
-        ("SPEND_NATS_GATEWAY_PASSWORD", &gateway_pw),
-        ("SPEND_NATS_POLICY_PASSWORD", &policy_pw),
-        ("SPEND_NATS_APPROVAL_PASSWORD", &approval_pw),
-        ("SPEND_NATS_PASSKEY_PASSWORD", &passkey_pw),
-        ("SPEND_NATS_ADMIN_PASSWORD", &admin_pw),
-    ])
-    .await;
-    JetStreamLog::connect(nats.config("admin", &admin_pw, true)).await.unwrap();
-    let as_user = |u: &str, p: &str| {
-        let cfg = nats.config(u, p, false);
-        async move { Arc::new(JetStreamLog::connect(cfg).await.unwrap()) as Arc<dyn EventLog> }
-    };
-    let gateway = as_user("gateway", &gateway_pw).await;
-    let policy = as_user("policy", &policy_pw).await;
-    let approval = as_user("approval", &approval_pw).await;
-    let reader = as_user("passkey", &passkey_pw).await;
+    let nats = AuthNats::with_streams().await;
+    let gateway = nats.log_as("gateway").await;
+    let policy = nats.log_as("policy").await;
+    let approval = nats.log_as("approval").await;
+    let reader = nats.log_as("passkey").await;
 
     // A draft and a registration, by their writers.
     let draft = payment_proposed(ORG, "d_1", 400);
