@@ -145,6 +145,11 @@ async function status(page, id) {
   return (await page.locator(`#${id}`).textContent()) || "";
 }
 
+/** What `#id` says now, "" when the page has none (it may be leaving). */
+async function said(page, id) {
+  return page.evaluate((i) => (document.getElementById(i) || {}).textContent || "", id).catch(() => "");
+}
+
 /** Waits until the app's /passkey/return page has recorded what came back. */
 async function returnedStatus(page) {
   await page.waitForFunction(() => {
@@ -185,8 +190,8 @@ async function startSignIn(page, email) {
   await page.getByRole("button", { name: "Continue" }).click();
   for (let i = 0; i < 100; i++) {
     if (page.url().startsWith(`${PASSKEY}/signin`)) return "";
-    const said = await status(page, "signin-status");
-    if (said.startsWith("You are not")) return said;
+    const refused = await said(page, "signin-status");
+    if (refused.startsWith("You are not")) return refused;
     await page.waitForTimeout(100);
   }
   throw new Error("sign-in went nowhere");
@@ -229,11 +234,11 @@ async function openApproval(page, link) {
     await page.goto(link);
     await page.getByRole("button", { name: "Approve" }).click();
     for (let i = 0; i < 100 && !page.url().startsWith(`${PASSKEY}/approve?`); i++) {
-      if ((await status(page, "approve-status").catch(() => "")).startsWith("Not armed")) break;
+      if ((await said(page, "approve-status")).startsWith("Not armed")) break;
       await page.waitForTimeout(100);
     }
     if (page.url().startsWith(`${PASSKEY}/approve?`)) break;
-    seen.not_armed = await status(page, "approve-status").catch(() => "");
+    seen.not_armed = await said(page, "approve-status");
     await page.waitForTimeout(250);
   }
   await page.waitForURL(`${PASSKEY}/approve?**`);
