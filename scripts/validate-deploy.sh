@@ -234,6 +234,57 @@ EOF
 }
 check "k8s/: each workload logs in to NATS as its own user, admin only for nats init" nats_login_check
 
+# Between services each caller holds a credential of its own (a Secret per caller), and the
+# internal services are given only their callers' digests (SPEND__INTERNAL__CALLERS__*, never
+# a token): docs/operations.md "Internal gRPC".
+internal_credentials_check() {
+  "$PY" - <<'EOF'
+import pathlib, sys, yaml
+SERVERS = {"policy", "executor", "ledger"}
+CALLERS = {"gateway", "approval"}
+errors, owner, seen = [], {}, set()
+for p in sorted(pathlib.Path("k8s").glob("*.y*ml")):
+    if p.name.startswith("kustomization.") or ".example." in p.name:
+        continue
+    for doc in (d for d in yaml.safe_load_all(p.read_text()) if d):
+        if doc.get("kind") != "Deployment":
+            continue
+        for c in doc["spec"]["template"]["spec"]["containers"]:
+            args = c.get("args") or []
+            if args[:1] != ["serve"]:
+                continue
+            service, name = args[1], f"{p}: {doc['metadata']['name']}"
+            env = {e["name"]: e for e in c.get("env", [])}
+            token = env.get("SPEND__INTERNAL__TOKEN")
+            callers = sorted(k for k in env if k.startswith("SPEND__INTERNAL__CALLERS__"))
+            seen.add(service)
+            if service in SERVERS:
+                if not callers:
+                    errors.append(f"{name}: serves internal gRPC without SPEND__INTERNAL__CALLERS__*")
+                if token:
+                    errors.append(f"{name}: a server holds SPEND__INTERNAL__TOKEN (it needs only its callers' digests)")
+                for k in callers:
+                    if "secretKeyRef" in env[k].get("valueFrom", {}):
+                        errors.append(f"{name}: {k} is a digest, not a secret: read it from a ConfigMap")
+            elif service in CALLERS:
+                ref = (token or {}).get("valueFrom", {}).get("secretKeyRef")
+                if not ref:
+                    errors.append(f"{name}: calls internal services without SPEND__INTERNAL__TOKEN from a Secret")
+                elif owner.setdefault(ref["name"], service) != service:
+                    errors.append(f"{name}: Secret {ref['name']} is shared by {owner[ref['name']]} and {service}")
+                if callers:
+                    errors.append(f"{name}: {service} serves no internal gRPC: drop {callers}")
+            elif token:
+                errors.append(f"{name}: {service} calls no internal service: drop SPEND__INTERNAL__TOKEN")
+missing = (SERVERS | CALLERS) - seen
+if missing:
+    errors.append(f"no Deployment runs {sorted(missing)}")
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+}
+check "k8s/: each internal caller its own credential, servers only their digests" internal_credentials_check
+
 KUBECTL="${KUBECTL:-$(command -v kubectl || true)}"
 if [[ -n "$KUBECTL" ]]; then
   kustomize_build() { "$KUBECTL" kustomize k8s >"$WORK/kustomized.yaml" && kvalidate "$WORK/kustomized.yaml"; }

@@ -50,6 +50,20 @@ impl AuthNats {
         nats
     }
 
+    /// The environment `spend` needs to log in as `user` (its own password
+    /// and inbox prefix; the URL carries no credentials).
+    pub fn spend_env(&self, user: &str) -> Vec<(String, String)> {
+        [
+            ("SPEND__NATS__URL", self.url.clone()),
+            ("SPEND__NATS__USER", user.to_string()),
+            ("SPEND__NATS__PASSWORD", self.password(user).to_string()),
+            ("SPEND__NATS__INBOX_PREFIX", format!("_INBOX_{user}")),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_string(), v))
+        .collect()
+    }
+
     /// `user`'s password on this server.
     pub fn password(&self, user: &str) -> &str {
         self.passwords.get(user).unwrap_or_else(|| panic!("auth.conf has no user {user}"))

@@ -343,20 +343,35 @@ impl ApprovalSettings {
     }
 }
 
-/// Authentication between services (`[internal]` / `SPEND__INTERNAL__…`).
+/// Authentication between services (`[internal]` / `SPEND__INTERNAL__…`):
+/// each caller holds its own credential, each server the digests of its
+/// callers' (see `spend_proto::internal`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 #[serde(default)]
 pub struct InternalSettings {
-    /// The shared token the policy, executor and ledger gRPC services
-    /// require, and the gateway sends (`SPEND__INTERNAL__TOKEN`, from a
-    /// secret). Without it those services listen on loopback only.
+    /// This process's own credential, sent when it calls the policy
+    /// service, the executor or the ledger (`SPEND__INTERNAL__TOKEN`, from
+    /// a secret of its own): the gateway's, the approval app's, the
+    /// operator's or an auditor's.
     #[serde(skip_serializing)]
     pub token: Option<spend_core::Secret>,
+    /// On the policy service, the executor and the ledger: who may call,
+    /// caller → `sha256:<hex>` of that caller's credential
+    /// (`SPEND__INTERNAL__CALLERS__GATEWAY=sha256:…`; `spend internal
+    /// credential <caller>` makes a pair). Without any, they listen on
+    /// loopback only.
+    pub callers: std::collections::BTreeMap<String, String>,
 }
 
 impl InternalSettings {
     pub fn token(&self) -> Option<&str> {
         self.token.as_ref().map(|t| t.expose()).filter(|t| !t.is_empty())
+    }
+
+    /// The callers a server serves; `None` when none are configured.
+    pub fn callers(&self) -> anyhow::Result<Option<spend_proto::internal::Callers>> {
+        let callers = spend_proto::internal::Callers::from_digests(self.callers.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(anyhow::Error::msg)?;
+        Ok((!callers.is_empty()).then_some(callers))
     }
 }
 

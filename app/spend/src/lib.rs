@@ -103,6 +103,37 @@ pub enum Command {
     /// Ask to undo pushed changes (named drafts, or an agent's since a
     /// date) as one request a human approves with a passkey.
     Rollback(RollbackArgs),
+    /// Credentials between services: each caller of the policy service,
+    /// the executor and the ledger holds its own.
+    Internal {
+        #[command(subcommand)]
+        command: InternalCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum InternalCommand {
+    /// Make a credential for one caller: its token (give it to that caller
+    /// only, as SPEND__INTERNAL__TOKEN) and the token's digest (give it to
+    /// the services it calls, as SPEND__INTERNAL__CALLERS__<CALLER>).
+    Credential {
+        /// Who will hold it.
+        #[arg(value_enum)]
+        caller: InternalCaller,
+    },
+}
+
+/// The callers of the internal services (`spend_proto::internal::Caller`).
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+pub enum InternalCaller {
+    /// The agent gateway (reads the executor, asks the policy service).
+    Gateway,
+    /// The approval app (connects and disconnects accounts at the executor).
+    Approval,
+    /// The operator's CLI.
+    Operator,
+    /// An auditor's tools against the ledger.
+    Auditor,
 }
 
 #[derive(Debug, clap::Args)]
@@ -511,5 +542,8 @@ pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
         Command::Agents { command } => cmd::killswitch::agents(config, command).await,
         Command::Rollback(args) => cmd::rollback::run(config, args).await,
         Command::Nats { command: NatsCommand::Init } => cmd::nats::init(config).await,
+        Command::Internal {
+            command: InternalCommand::Credential { caller },
+        } => cmd::internal::credential(caller),
     }
 }

@@ -15,7 +15,7 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use common::agent::Agent;
-use common::{Spawned, free_port, run, spend, text, wait_port};
+use common::{Spawned, free_port, run, spend, text};
 use spend_core::events::{ApprovalGranted, EventData};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
@@ -41,6 +41,10 @@ struct System {
     dir: tempfile::TempDir,
     gateway_port: u16,
     approval_port: u16,
+    executor_port: u16,
+    policy_port: u16,
+    /// Each caller's own credential between services (made at test time).
+    credentials: Vec<(&'static str, String)>,
     _services: Vec<Spawned>,
     /// The executor's vault database, alive as long as the system.
     _vault_db: Option<spend_testkit::TestDatabase>,
@@ -49,19 +53,15 @@ struct System {
 impl System {
     /// The environment of `spend` logged in to NATS as `user`.
     fn env(&self, user: &str) -> Vec<(String, String)> {
-        let password = self.password(user);
-        let mut env: Vec<(String, String)> = [
-            ("SPEND__NATS__URL", self.nats.url.clone()),
-            ("SPEND__NATS__USER", user.to_string()),
-            ("SPEND__NATS__PASSWORD", password),
-            ("SPEND__NATS__INBOX_PREFIX", format!("_INBOX_{user}")),
-            ("SPEND__GATEWAY__POLICY_FILE", self.dir.path().join("SPEND.md").display().to_string()),
-        ]
-        .into_iter()
-        .map(|(k, v)| (k.to_string(), v))
-        .collect();
+        let mut env = self.nats.spend_env(user);
+        env.push(("SPEND__GATEWAY__POLICY_FILE".into(), self.dir.path().join("SPEND.md").display().to_string()));
         env.push(("RUST_LOG".into(), "warn".into()));
         env
+    }
+
+    /// `user`'s own credential between services.
+    fn credential(&self, caller: &str) -> &str {
+        &self.credentials.iter().find(|(c, _)| *c == caller).expect("a credential per caller").1
     }
 
     fn password(&self, user: &str) -> String {
@@ -112,19 +112,26 @@ async fn start() -> System {
     let nats = AuthNats::start(&pairs).await;
     let dir = tempfile::tempdir().unwrap();
     std::fs::write(dir.path().join("SPEND.md"), POLICY).unwrap();
+    let credentials: Vec<(&'static str, String)> = ["gateway", "approval", "operator"]
+        .into_iter()
+        .map(|c| (c, format!("{c}-{}", spend_testkit::unique())))
+        .collect();
+    let (sandbox_port, executor_port, policy_port) = (free_port(), free_port(), free_port());
     let mut system = System {
         nats,
         passwords,
         dir,
         gateway_port: free_port(),
         approval_port: free_port(),
+        executor_port,
+        policy_port,
+        credentials,
         _services: vec![],
         _vault_db: None,
     };
     let out = run(&system.env("admin"), &["nats", "init"]);
     assert!(out.status.success(), "spend nats init: {}", text(&out.stderr));
 
-    let (sandbox_port, executor_port, policy_port) = (free_port(), free_port(), free_port());
     let (vault, vault_db) = common::vault_env().await;
     system._vault_db = Some(vault_db);
     let mut wiring: Vec<(&str, String)> = vault.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
@@ -138,6 +145,18 @@ async fn start() -> System {
         ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
         ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
     ]);
+    // The policy service and the executor know each caller by its
+    // credential's digest; each caller holds its own credential.
+    for (caller, token) in &system.credentials {
+        wiring.push((
+            [
+                "SPEND__INTERNAL__CALLERS__GATEWAY",
+                "SPEND__INTERNAL__CALLERS__APPROVAL",
+                "SPEND__INTERNAL__CALLERS__OPERATOR",
+            ][["gateway", "approval", "operator"].iter().position(|c| c == caller).unwrap()],
+            spend_proto::internal::digest(token),
+        ));
+    }
     for (service, user, port) in [
         ("sandbox", "executor", sandbox_port),
         ("executor", "executor", executor_port),
@@ -147,19 +166,16 @@ async fn start() -> System {
     ] {
         let mut env = system.env(user);
         env.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
-        let child = spend(&env)
-            .args(["serve", service])
-            .stdout(Stdio::null())
-            .stderr(Stdio::inherit())
-            .spawn()
-            .unwrap();
-        system._services.push(Spawned::new(child));
-        wait_port(port, service, Duration::from_secs(30));
+        if matches!(service, "gateway" | "approval") {
+            env.push(("SPEND__INTERNAL__TOKEN".into(), system.credential(service).to_string()));
+        }
+        system._services.push(common::serve(&env, service, port));
     }
     // A human connects acme's card account (read access), through the
     // executor as its own NATS user.
     let mut operator = system.env("executor");
     operator.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    operator.push(("SPEND__INTERNAL__TOKEN".into(), system.credential("operator").to_string()));
     common::connect_account(&operator, &format!("http://127.0.0.1:{executor_port}"), "acme", "card_1").await;
     system
 }
@@ -351,7 +367,14 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     let decided = eventually(&reader, "the second decision", |s, _| s == subject("decision", &again.draft_id)).await;
     assert_eq!(decided["source"], "spendsignoff/policy");
 
-    // 7. The kill switches, from the operator's CLI, each measured from the
+    // 7. Between services each caller holds its own credential, and each
+    //    RPC serves only its callers: the gateway's (the most exposed
+    //    service) reads, but cannot connect, complete, abandon or
+    //    disconnect accounts at the executor, nor read the ledger's
+    //    callers' RPCs; refused and audited on the executor's own subject.
+    internal_callers_are_told_apart(&system, &reader).await;
+
+    // 8. The kill switches, from the operator's CLI, each measured from the
     //    command's exit to the running services acting on it.
     let out = run(&system.env("operator"), &["agents", "pause", "--org", "acme", "--reason", "incident review"]);
     assert!(out.status.success(), "{}", text(&out.stderr));
@@ -385,6 +408,153 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
         assert!(resumed_at.elapsed() < Duration::from_secs(2), "not resumed");
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
+}
+
+/// A request to an internal service about acme, with `token` (a caller's
+/// own credential) when given.
+fn internal_request<T>(token: Option<&str>, body: T) -> tonic::Request<T> {
+    let mut r = tonic::Request::new(body);
+    r.metadata_mut().insert("spend-org", "acme".parse().unwrap());
+    if let Some(t) = token {
+        r.metadata_mut().insert(spend_proto::internal::HEADER, t.parse().unwrap());
+    }
+    r
+}
+
+fn token_of<'s>(system: &'s System, caller: Option<&str>) -> Option<&'s str> {
+    caller.map(|c| system.credential(c))
+}
+
+async fn internal_callers_are_told_apart(system: &System, reader: &JetStreamLog) {
+    use spend_proto::v1::executor_client::ExecutorClient;
+    use spend_proto::v1::policy_client::PolicyClient;
+    let channel = |port: u16| {
+        tonic::transport::Endpoint::from_shared(format!("http://127.0.0.1:{port}"))
+            .unwrap()
+            .connect_lazy()
+    };
+    let mut executor = ExecutorClient::new(channel(system.executor_port));
+    let gateway = Some("gateway");
+
+    // The gateway reads.
+    let accounts = executor
+        .list_accounts(internal_request(token_of(system, gateway), pb::ListAccountsRequest {}))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(accounts.accounts.iter().any(|a| a.id == "card_1"), "{accounts:?}");
+    // ...and is refused every way of connecting or disconnecting accounts.
+    let denied = |r: Result<(), tonic::Status>, what: &str| {
+        let e = r.err().unwrap_or_else(|| panic!("the gateway's credential ran {what}"));
+        assert_eq!(e.code(), tonic::Code::PermissionDenied, "{what}: {e:?}");
+        assert!(e.message().contains("not the gateway"), "{e:?}");
+    };
+    let begin = pb::BeginConnectionRequest {
+        org: "acme".into(),
+        account_id: "card_1".into(),
+        redirect_uri: "http://127.0.0.1:9/callback".into(),
+        purpose: "an attack test".into(),
+        ..Default::default()
+    };
+    denied(
+        executor
+            .begin_connection(internal_request(token_of(system, gateway), begin.clone()))
+            .await
+            .map(drop),
+        "BeginConnection",
+    );
+    denied(
+        executor
+            .disconnect(internal_request(
+                token_of(system, gateway),
+                pb::DisconnectRequest {
+                    org: "acme".into(),
+                    account_id: "card_1".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "Disconnect",
+    );
+    denied(
+        executor
+            .abandon_connection(internal_request(
+                token_of(system, gateway),
+                pb::AbandonConnectionRequest {
+                    state: "s".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "AbandonConnection",
+    );
+    denied(
+        executor
+            .complete_connection(internal_request(
+                token_of(system, gateway),
+                pb::CompleteConnectionRequest {
+                    state: "s".into(),
+                    ..Default::default()
+                },
+            ))
+            .await
+            .map(drop),
+        "CompleteConnection",
+    );
+    let alert = eventually(reader, "the executor's alert", |s, e| {
+        s == "spend.evt.acme.security_executor.gateway" && e["data"]["reason"] == "internal.caller_refused"
+    })
+    .await;
+    assert_eq!(alert["source"], "spendsignoff/executor");
+    assert_eq!(alert["data"]["address"], "127.0.0.1");
+    assert!(!alert.to_string().contains(system.credential("gateway")), "never the credential");
+
+    // The approval app's credential connects, but does not read.
+    let begun = executor
+        .begin_connection(internal_request(token_of(system, Some("approval")), begin))
+        .await
+        .unwrap()
+        .into_inner();
+    assert!(begun.authorize_url.contains("/oauth/authorize?"), "{begun:?}");
+    let e = executor
+        .list_accounts(internal_request(token_of(system, Some("approval")), pb::ListAccountsRequest {}))
+        .await
+        .unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    // No credential, or a guessed one: unauthenticated.
+    for caller in [None, Some("guess")] {
+        let mut r = internal_request(token_of(system, None), pb::ListAccountsRequest {});
+        if let Some(g) = caller {
+            r.metadata_mut().insert(spend_proto::internal::HEADER, g.parse().unwrap());
+        }
+        assert_eq!(executor.list_accounts(r).await.unwrap_err().code(), tonic::Code::Unauthenticated);
+    }
+
+    // The policy service decides for the gateway alone.
+    let mut policy = PolicyClient::new(channel(system.policy_port));
+    let decide = |caller| {
+        internal_request(
+            token_of(system, caller),
+            pb::DecideRequest {
+                org: "acme".into(),
+                draft_id: "d_nothing_here".into(),
+            },
+        )
+    };
+    let e = policy.decide(decide(Some("approval"))).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    if let Err(e) = policy.decide(decide(gateway)).await {
+        assert!(
+            !matches!(e.code(), tonic::Code::PermissionDenied | tonic::Code::Unauthenticated),
+            "the gateway is past the guard (there is no such draft): {e:?}"
+        );
+    }
+    eventually(reader, "the policy service's alert", |s, e| {
+        s == "spend.evt.acme.security_policy.approval" && e["data"]["reason"] == "internal.caller_refused"
+    })
+    .await;
 }
 
 fn approval_envelope(draft_id: &str, subject: &str) -> Envelope {

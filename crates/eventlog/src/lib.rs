@@ -20,6 +20,7 @@ use bytes::Bytes;
 use chrono::{DateTime, Utc};
 use futures::stream::BoxStream;
 
+pub mod alerts;
 #[cfg(any(test, feature = "test-util"))]
 pub mod conformance;
 pub mod embedded;

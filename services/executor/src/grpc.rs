@@ -13,6 +13,7 @@ use spend_platform::grpc::{
     account_health_pb, account_pb, campaign_pb, card_pb, from_ts, merchant_pb, non_empty, org_of, performance_pb, token_health_pb, transaction_pb,
 };
 use spend_platform::{Connect, Reads};
+use spend_proto::internal::{Caller, Callers, Guard, Rules};
 use spend_proto::v1 as pb;
 use spend_proto::v1::executor_server::{Executor, ExecutorServer};
 use tonic::{Request, Response, Status};
@@ -24,13 +25,34 @@ pub struct ExecutorService {
     connect: Option<Arc<dyn Connect>>,
 }
 
+/// Who may call each RPC (docs/architecture.md lists them): the gateway
+/// reads for agents; only the approval app and the operator connect and
+/// disconnect accounts; rollback and freezes answer only the operator
+/// (with where they are asked for instead).
+pub const RULES: Rules = &[
+    ("ListAccounts", READERS),
+    ("ListCampaigns", READERS),
+    ("GetPerformance", READERS),
+    ("ListCards", READERS),
+    ("ListTransactions", READERS),
+    ("CheckTokenHealth", READERS),
+    ("GetMerchant", READERS),
+    ("BeginConnection", CONNECTORS),
+    ("CompleteConnection", CONNECTORS),
+    ("AbandonConnection", CONNECTORS),
+    ("ListConnections", CONNECTORS),
+    ("Disconnect", CONNECTORS),
+    ("Rollback", &[Caller::Operator]),
+    ("FreezeCards", &[Caller::Operator]),
+];
+const READERS: &[Caller] = &[Caller::Gateway, Caller::Operator];
+const CONNECTORS: &[Caller] = &[Caller::Approval, Caller::Operator];
+
 impl ExecutorService {
-    pub fn new(
-        reads: Arc<dyn Reads>,
-        connect: Option<Arc<dyn Connect>>,
-        token: Option<&str>,
-    ) -> tonic::service::interceptor::InterceptedService<ExecutorServer<Self>, spend_proto::internal::Require> {
-        ExecutorServer::with_interceptor(Self { reads, connect }, spend_proto::internal::Require::new(token))
+    /// The service behind its guard: only `callers`, each to its RPCs
+    /// ([`RULES`]); none configured: every caller (loopback only).
+    pub fn new(reads: Arc<dyn Reads>, connect: Option<Arc<dyn Connect>>, callers: Option<Callers>) -> Guard<ExecutorServer<Self>> {
+        Guard::new(ExecutorServer::new(Self { reads, connect }), RULES, callers)
     }
 
     fn connect(&self) -> Result<&Arc<dyn Connect>, Status> {
@@ -159,5 +181,13 @@ impl Executor for ExecutorService {
         Err(Status::failed_precondition(
             "the executor takes no card freeze over gRPC: an operator freezes cards with `spend card freeze` (an audited event)",
         ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn every_rpc_says_who_may_call_it() {
+        spend_proto::internal::assert_rules_cover("spendsignoff.v1.Executor", super::RULES);
     }
 }

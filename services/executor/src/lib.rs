@@ -37,9 +37,10 @@ use spend_platform::Reads;
 pub struct ExecutorConfig {
     /// gRPC address (`127.0.0.1:0` for any free port).
     pub listen: String,
-    /// The internal token callers (the gateway) must send; without one the
-    /// executor refuses to listen beyond loopback.
-    pub internal_token: Option<String>,
+    /// Who may call it, each by its own credential's digest (each RPC
+    /// serves some of them: [`grpc::RULES`]); without any the executor
+    /// refuses to listen beyond loopback.
+    pub callers: Option<spend_proto::internal::Callers>,
 }
 
 /// What the executor is given.
@@ -52,6 +53,9 @@ pub struct Deps {
     /// Pushes approved changes (following the log as the executor's NATS
     /// user); `None`: this executor only reads.
     pub pusher: Option<Arc<push::Pusher>>,
+    /// Records refused internal calls on the executor's security subject;
+    /// `None`: they are only logged (an executor without a log).
+    pub alerts: Option<spend_eventlog::alerts::AlertSink>,
 }
 
 pub struct Application {
@@ -66,7 +70,7 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding the executor on {}: {e}", config.listen))?;
-        spend_proto::internal::check_exposure("the executor", listener.local_addr()?, config.internal_token.as_deref()).map_err(anyhow::Error::msg)?;
+        spend_proto::internal::check_exposure("the executor", listener.local_addr()?, config.callers.as_ref()).map_err(anyhow::Error::msg)?;
         Ok(Self { listener, config, deps })
     }
 
@@ -78,7 +82,6 @@ impl Application {
     /// until `shutdown` resolves; then stops accepting and lets the calls
     /// in flight finish.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        let token = self.config.internal_token.as_deref();
         let (health, health_service) = tonic_health::server::health_reporter();
         health
             .set_serving::<spend_proto::v1::executor_server::ExecutorServer<grpc::ExecutorService>>()
@@ -94,10 +97,22 @@ impl Application {
             .map(|c| tokio::spawn(c.run_refresher(std::time::Duration::from_secs(30), stopped)));
         let pusher = self.deps.pusher.clone().map(|p| tokio::spawn(p.run(stop.subscribe())));
         let connect = self.deps.connections.clone().map(|c| c as Arc<dyn spend_platform::Connect>);
+        let guard = grpc::ExecutorService::new(self.deps.reads, connect, self.config.callers);
         tonic::transport::Server::builder()
             .add_service(health_service)
             .add_service(reflection)
-            .add_service(grpc::ExecutorService::new(self.deps.reads, connect, token))
+            .add_service(match self.deps.alerts {
+                Some(alerts) => guard.audit(move |r| {
+                    alerts.refused(
+                        r.org.as_deref(),
+                        r.reason(),
+                        r.caller.map(|c| c.name()),
+                        r.peer.map(|p| p.ip().to_string()),
+                        r.detail(),
+                    )
+                }),
+                None => guard,
+            })
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)
             .await?;
         let _ = stop.send(true);

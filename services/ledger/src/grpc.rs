@@ -5,6 +5,7 @@
 use std::pin::Pin;
 use std::sync::Arc;
 
+use spend_proto::internal::{Caller, Callers, Guard, Rules};
 use spend_proto::v1::ledger_server::{Ledger, LedgerServer};
 use spend_proto::v1::{
     Checkpoint, ConsistencyProofRequest, ConsistencyProofResponse, ExportLine, ExportRequest, InclusionProofRequest, InclusionProofResponse,
@@ -199,15 +200,27 @@ impl Ledger for LedgerService {
     }
 }
 
+/// Who may call each RPC (docs/architecture.md lists them): auditors and
+/// the operator; no service reads the ledger over gRPC.
+pub const RULES: Rules = &[
+    ("QueryEvents", READERS),
+    ("LatestCheckpoint", READERS),
+    ("InclusionProof", READERS),
+    ("ConsistencyProof", READERS),
+    ("Export", READERS),
+];
+const READERS: &[Caller] = &[Caller::Auditor, Caller::Operator];
+
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     store: Arc<dyn Store>,
     subject_prefix: String,
     state: Arc<SharedState>,
-    token: Option<String>,
+    callers: Option<Callers>,
+    alerts: spend_eventlog::alerts::AlertSink,
     shutdown: impl std::future::Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    spend_proto::internal::check_exposure("the ledger", listener.local_addr()?, token.as_deref()).map_err(anyhow::Error::msg)?;
+    spend_proto::internal::check_exposure("the ledger", listener.local_addr()?, callers.as_ref()).map_err(anyhow::Error::msg)?;
     let (health, health_service) = tonic_health::server::health_reporter();
     health.set_serving::<LedgerServer<LedgerService>>().await;
     let reflection_v1 = spend_proto::reflection(&["spendsignoff.v1.Ledger"]).build_v1()?;
@@ -217,11 +230,26 @@ pub(crate) async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(LedgerServer::with_interceptor(
-            LedgerService { store, subject_prefix, state },
-            spend_proto::internal::Require::new(token.as_deref()),
-        ))
+        .add_service(
+            Guard::new(LedgerServer::new(LedgerService { store, subject_prefix, state }), RULES, callers).audit(move |r| {
+                alerts.refused(
+                    r.org.as_deref(),
+                    r.reason(),
+                    r.caller.map(Caller::name),
+                    r.peer.map(|p| p.ip().to_string()),
+                    r.detail(),
+                )
+            }),
+        )
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())
+}
+
+#[cfg(test)]
+mod rules_tests {
+    #[test]
+    fn every_rpc_says_who_may_call_it() {
+        spend_proto::internal::assert_rules_cover("spendsignoff.v1.Ledger", super::RULES);
+    }
 }

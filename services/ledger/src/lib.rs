@@ -58,10 +58,11 @@ pub struct LedgerConfig {
     pub stream: String,
     /// Subject prefix on that stream.
     pub ledger_subject_prefix: String,
-    /// The internal token callers of the gRPC service must send (from
-    /// `SPEND__INTERNAL__TOKEN`; see `spend_proto::internal`).
+    /// Who may call the gRPC service, each by its own credential's digest
+    /// (from `SPEND__INTERNAL__CALLERS__…`; each RPC serves some of them:
+    /// [`grpc::RULES`]); without any it listens on loopback only.
     #[serde(skip)]
-    pub internal_token: Option<String>,
+    pub callers: Option<spend_proto::internal::Callers>,
     /// The relying party approval passkeys are made on: approvals in the
     /// projection count only with proofs made there (set by `spend` from
     /// the approval settings; never taken from an event).
@@ -81,7 +82,7 @@ impl Default for LedgerConfig {
             consumer: "ledger".into(),
             stream: "SPEND_LEDGER".into(),
             ledger_subject_prefix: "spend.ledger".into(),
-            internal_token: None,
+            callers: None,
             passkey: spend_draft::proof::RelyingParty::default_app(),
         }
     }
@@ -180,7 +181,12 @@ impl Application {
             self.deps.store.clone(),
             self.config.subject_prefix.clone(),
             self.state.clone(),
-            self.config.internal_token.clone(),
+            self.config.callers.clone(),
+            spend_eventlog::alerts::AlertSink::spawn(spend_eventlog::Recorder::new(
+                self.deps.events.clone(),
+                self.config.subject_prefix.clone(),
+                spend_core::authority::Writer::Ledger,
+            )),
             async move {
                 let _ = grpc_stop.wait_for(|s| *s).await;
             },

@@ -291,3 +291,55 @@ async fn transactions_follow_the_draft_aggregate_across_a_restart() {
     );
     running.stop().await.unwrap();
 }
+
+/// With callers configured, the ledger serves auditors and the operator,
+/// each by its own credential: another service's credential (the
+/// gateway's) is refused on every RPC and audited on the ledger's own
+/// security subject; no credential is unauthenticated.
+#[tokio::test]
+async fn only_auditors_and_the_operator_read_the_ledger() {
+    use spend_proto::internal::{Callers, HEADER, digest};
+    use spend_proto::v1::ledger_client::LedgerClient;
+    let (auditor, gateway) = ("auditor-credential-of-this-test", "gateway-credential-of-this-test");
+    let d = dev(LedgerConfig {
+        callers: Some(Callers::from_digests([("auditor", digest(auditor).as_str()), ("gateway", digest(gateway).as_str())]).unwrap()),
+        ..common::config()
+    })
+    .await;
+    common::publish(&d.log, "spend.evt", "acme", 0, 3).await;
+    d.running.wait_covered(3, Duration::from_secs(20)).await;
+    let mut client = LedgerClient::connect(format!("http://{}", d.running.addr)).await.unwrap();
+    let latest = |token: Option<&str>| {
+        let mut r = tonic::Request::new(spend_proto::v1::LatestCheckpointRequest::default());
+        r.metadata_mut().insert("spend-org", "acme".parse().unwrap());
+        if let Some(t) = token {
+            r.metadata_mut().insert(HEADER, t.parse().unwrap());
+        }
+        r
+    };
+    let cp = client.latest_checkpoint(latest(Some(auditor))).await.unwrap().into_inner();
+    assert_eq!(cp.tree_size, 3);
+    let e = client.latest_checkpoint(latest(Some(gateway))).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
+    assert!(e.message().contains("serves the auditor and the operator, not the gateway"), "{e:?}");
+    let e = client.latest_checkpoint(latest(None)).await.unwrap_err();
+    assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
+    // Audited by the ledger, on its own subject, never with the credential.
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+    loop {
+        let alerts: Vec<serde_json::Value> = spend_testkit::events::on_log(&d.log)
+            .await
+            .into_iter()
+            .filter(|(s, _)| s == "spend.evt.acme.security_ledger.gateway")
+            .map(|(_, e)| e)
+            .collect();
+        if let Some(a) = alerts.first() {
+            assert_eq!(a["data"]["reason"], "internal.caller_refused");
+            assert_eq!(a["source"], "spendsignoff/ledger");
+            assert!(!a.to_string().contains(gateway));
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no alert on the ledger's security subject");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+}

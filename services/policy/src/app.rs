@@ -18,9 +18,10 @@ pub struct PolicyConfig {
     /// The durable consumer that finds undecided drafts (`spend nats init`
     /// creates it on JetStream).
     pub consumer: String,
-    /// The internal token callers must send; without one the service
-    /// refuses to listen beyond loopback.
-    pub internal_token: Option<String>,
+    /// Who may call it, each by its own credential's digest (each RPC
+    /// serves some of them: [`crate::grpc::RULES`]); without any the
+    /// service refuses to listen beyond loopback.
+    pub callers: Option<spend_proto::internal::Callers>,
 }
 
 /// What the policy service is given.
@@ -45,7 +46,7 @@ impl Application {
         let listener = tokio::net::TcpListener::bind(&config.listen)
             .await
             .map_err(|e| anyhow::anyhow!("binding the policy service on {}: {e}", config.listen))?;
-        spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, config.internal_token.as_deref()).map_err(anyhow::Error::msg)?;
+        spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, config.callers.as_ref()).map_err(anyhow::Error::msg)?;
         let decider = Decider::new(deps.log, deps.prefix, PolicyState::new(deps.bootstrap));
         Ok(Self { listener, config, decider })
     }
@@ -64,13 +65,6 @@ impl Application {
     /// Serves until `shutdown` resolves, then drains (see
     /// [`crate::grpc`]'s `serve`).
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
-        crate::grpc::serve(
-            self.listener,
-            self.decider,
-            self.config.consumer,
-            self.config.internal_token.as_deref(),
-            shutdown,
-        )
-        .await
+        crate::grpc::serve(self.listener, self.decider, self.config.consumer, self.config.callers, shutdown).await
     }
 }

@@ -17,6 +17,7 @@ use std::future::Future;
 use async_trait::async_trait;
 use spend_core::Money;
 use spend_core::events::{DraftChange, Outcome, PolicyEvaluated, Reason};
+use spend_proto::internal::{Caller, Callers, Guard, Rules};
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_server::{Policy, PolicyServer};
 use tonic::{Request, Response, Status};
@@ -233,14 +234,25 @@ impl Decide for PolicyClient {
 /// With `token`, only callers that send it are served (see
 /// [`spend_proto::internal`]); without one it never listens beyond
 /// loopback.
+/// Who may call each RPC (docs/architecture.md lists them): decisions
+/// are asked for by the gateway alone; evaluations and the policy in force
+/// also answer the operator.
+pub const RULES: Rules = &[
+    ("Decide", &[Caller::Gateway]),
+    ("Evaluate", &[Caller::Gateway, Caller::Operator]),
+    ("GetActivePolicy", &[Caller::Gateway, Caller::Operator]),
+    ("ValidatePolicy", &[Caller::Gateway, Caller::Operator]),
+];
+
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
     decider: Decider,
     consumer: String,
-    token: Option<&str>,
+    callers: Option<Callers>,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> anyhow::Result<()> {
-    spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, token).map_err(anyhow::Error::msg)?;
+    spend_proto::internal::check_exposure("the policy service", listener.local_addr()?, callers.as_ref()).map_err(anyhow::Error::msg)?;
+    let alerts = spend_eventlog::alerts::AlertSink::spawn(decider.recorder().clone());
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let follower = tokio::spawn(crate::decide::follow_until(
         decider.state().clone(),
@@ -254,10 +266,15 @@ pub(crate) async fn serve(
         .add_service(health_service)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1()?)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1alpha()?)
-        .add_service(PolicyServer::with_interceptor(
-            PolicyGrpc::new(decider),
-            spend_proto::internal::Require::new(token),
-        ))
+        .add_service(Guard::new(PolicyServer::new(PolicyGrpc::new(decider)), RULES, callers).audit(move |r| {
+            alerts.refused(
+                r.org.as_deref(),
+                r.reason(),
+                r.caller.map(Caller::name),
+                r.peer.map(|p| p.ip().to_string()),
+                r.detail(),
+            )
+        }))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     // Drain: the consumer finishes (and acknowledges) the batch in hand,
@@ -268,4 +285,12 @@ pub(crate) async fn serve(
     }
     let _ = follower.await;
     Ok(())
+}
+
+#[cfg(test)]
+mod rules_tests {
+    #[test]
+    fn every_rpc_says_who_may_call_it() {
+        spend_proto::internal::assert_rules_cover("spendsignoff.v1.Policy", super::RULES);
+    }
 }

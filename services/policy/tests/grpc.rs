@@ -31,7 +31,7 @@ fn config(token: Option<&str>) -> PolicyConfig {
     PolicyConfig {
         listen: "127.0.0.1:0".into(),
         consumer: "policy".into(),
-        internal_token: token.map(Into::into),
+        callers: token.map(|gateway| spend_proto::internal::Callers::from_digests([("gateway", spend_proto::internal::digest(gateway).as_str())]).unwrap()),
     }
 }
 
@@ -239,7 +239,7 @@ async fn the_policy_service_validates_names_the_version_in_force_and_evaluates()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn with_an_internal_token_only_callers_that_send_it_are_served() {
+async fn with_callers_configured_only_a_callers_own_credential_is_served() {
     let dir = tempfile::tempdir().unwrap();
     let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
     let bootstrap = Bootstrap {
@@ -253,13 +253,13 @@ async fn with_an_internal_token_only_callers_that_send_it_are_served() {
         prefix: "spend.evt".into(),
         bootstrap: bootstrap.clone(),
     };
-    // Beyond loopback without a token: refused at start.
+    // Beyond loopback without callers: refused at start.
     let open = PolicyConfig {
         listen: "0.0.0.0:0".into(),
         ..config(None)
     };
     let refused = Application::build(open, deps()).await.err().expect("refused");
-    assert!(refused.to_string().contains("SPEND__INTERNAL__TOKEN"), "{refused}");
+    assert!(refused.to_string().contains("SPEND__INTERNAL__CALLERS__GATEWAY"), "{refused}");
     let app = Application::build(config(Some("internal-s3cret")), deps()).await.unwrap();
     let addr = app.local_addr();
     let server = tokio::spawn(app.run_until_stopped(std::future::pending()));
@@ -273,8 +273,8 @@ async fn with_an_internal_token_only_callers_that_send_it_are_served() {
         }
     };
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
-    // The gateway's client sends it: a draft that does not exist is a
-    // NotFound, past authentication.
+    // The gateway's client sends its own credential: a draft that does not
+    // exist is a NotFound, past the guard.
     let client = spend_policy::grpc::PolicyClient::connect_lazy(&format!("http://{addr}"), Some("internal-s3cret")).unwrap();
     use spend_policy::decide::Decide as _;
     assert!(matches!(

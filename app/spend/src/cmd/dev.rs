@@ -195,13 +195,14 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let executor = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: args.executor_listen.clone().unwrap_or_else(|| config.executor.listen.clone()),
-            // One process on loopback: no internal token.
-            internal_token: None,
+            // One process on loopback: no callers to tell apart.
+            callers: None,
         },
         spend_executor::Deps {
             reads: Arc::new(connector.clone()),
             connections: Some(connections.clone()),
             pusher: Some(pusher),
+            alerts: None,
         },
     )
     .await?;
@@ -223,8 +224,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         spend_policy::PolicyConfig {
             listen: args.policy_listen.clone().unwrap_or_else(|| config.policy.listen.clone()),
             consumer: spend_policy::decide::CONSUMER.to_string(),
-            // One process on loopback: no internal token.
-            internal_token: None,
+            // One process on loopback: no callers to tell apart.
+            callers: None,
         },
         spend_policy::Deps {
             log: log.clone(),

@@ -5,6 +5,7 @@ pub mod apikey;
 pub mod approver;
 pub mod breaker;
 pub mod dev;
+pub mod internal;
 pub mod killswitch;
 pub mod ledger;
 pub mod nats;

@@ -50,7 +50,7 @@ pub async fn ledger(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let signer = KmsSigner::connect(&config.kms).await.context("connecting to KMS")?;
     let ledger_config = spend_ledger::LedgerConfig {
         subject_prefix: config.nats.subject_prefix.clone(),
-        internal_token: config.internal.token().map(str::to_string),
+        callers: config.internal.callers()?,
         passkey: passkey(&config),
         ..config.ledger.clone()
     };
@@ -165,7 +165,7 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
         spend_policy::PolicyConfig {
             listen: config.policy.listen.clone(),
             consumer: config.policy.consumer.clone(),
-            internal_token: config.internal.token().map(str::to_string),
+            callers: config.internal.callers()?,
         },
         spend_policy::Deps {
             log: Arc::new(events),
@@ -232,6 +232,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let connector =
         spend_executor::connector::PlatformConnector::new(&config.executor.platform_url, connections.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
     let recorder = spend_eventlog::Recorder::new(events, config.nats.subject_prefix.clone(), spend_core::authority::Writer::Executor);
+    let alerts = recorder.clone();
     let pusher = spend_executor::push::Pusher::new(
         recorder,
         connections.clone(),
@@ -242,12 +243,13 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let app = spend_executor::Application::build(
         spend_executor::ExecutorConfig {
             listen: config.executor.listen.clone(),
-            internal_token: config.internal.token().map(str::to_string),
+            callers: config.internal.callers()?,
         },
         spend_executor::Deps {
             reads: Arc::new(connector),
             connections: Some(connections),
             pusher: Some(pusher),
+            alerts: Some(spend_eventlog::alerts::AlertSink::spawn(alerts)),
         },
     )
     .await?;

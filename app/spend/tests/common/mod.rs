@@ -121,6 +121,20 @@ pub async fn vault_env() -> (Vec<(String, String)>, spend_testkit::TestDatabase)
     (env, db)
 }
 
+/// `spend serve <service>` with `env`, once it listens on `port` (its
+/// stderr inherited, so a failure shows in the test's output).
+pub fn serve(env: &[(String, String)], service: &str, port: u16) -> Spawned {
+    let child = spend(env)
+        .args(["serve", service])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::inherit())
+        .spawn()
+        .unwrap_or_else(|e| panic!("spend serve {service}: {e}"));
+    let child = Spawned::new(child);
+    wait_port(port, service, std::time::Duration::from_secs(30));
+    child
+}
+
 /// Connects `account` of `org` through `spend account connect` (read
 /// access), the test answering the platform's consent page as the account
 /// owner would. Returns what the command printed.
