@@ -30,6 +30,7 @@ use std::time::{Duration, Instant};
 
 use common::agent::Agent;
 use common::{Spawned, free_port, run, spend, text, wait_port};
+use spend_proto::v1 as pb;
 
 /// A policy under which a human approves every payment, two humans above
 /// 25 USD.
@@ -410,6 +411,32 @@ async fn humans_approve_reject_and_countersign_in_the_browser_and_every_proof_ve
     let decision = after.decision.as_ref().unwrap();
     assert_ne!(decision.policy_version, bootstrap_version);
     assert_eq!(after.status, "denied", "46 USD is over the approved version's 45 USD: {after:?}");
+    // The agent's audit log names approvers by their stable pseudonymous
+    // id, never by an e-mail address.
+    let audit = agent
+        .client
+        .get_audit_log(agent.req(pb::GetAuditLogRequest {
+            subject: String::new(),
+            limit: 500,
+        }))
+        .await
+        .unwrap()
+        .into_inner();
+    let approvals: Vec<serde_json::Value> = audit
+        .events
+        .iter()
+        .map(|e| serde_json::from_slice::<serde_json::Value>(&e.payload).unwrap())
+        .filter(|e| e["actor"]["kind"] == "human" && e["data"]["approver_id"].is_string())
+        .collect();
+    assert!(approvals.len() >= 5, "approvals, rejections: {}", approvals.len());
+    for a in &approvals {
+        let by = a["actor"]["id"].as_str().unwrap();
+        assert!(by.starts_with("u_") && by == a["data"]["approver_id"], "{a}");
+    }
+    for e in &audit.events {
+        let text = String::from_utf8_lossy(&e.payload);
+        assert!(!text.contains("@dev.localhost"), "an approver's e-mail reached the agent: {text}");
+    }
 
     // Audited: the POST without its CSRF token.
     drop(agent);

@@ -133,17 +133,22 @@ impl Application {
         });
         let passkeys = passkeys::Passkeys::new(rp.clone()).map_err(|e| anyhow::anyhow!("{e}"))?;
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
+        // Every replica shares the link secret: keyed by it, sign-in's decoy
+        // credential ids are the same on all of them (per process without).
+        let shared_secret = config
+            .notify
+            .link_secret
+            .as_ref()
+            .map(|s| s.expose().to_string())
+            .or_else(|| config.oauth.as_ref().map(|o| o.registration_secret.expose().to_string()))
+            .filter(|s| !s.is_empty());
         let notifier = Arc::new(notify::Notifier::new(config.notify, &origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::new(rp, Some(deps.policy.clone()))));
-        let app = Arc::new(web::App::new(
-            recorder,
-            book,
-            origin,
-            passkeys,
-            config.sessions,
-            deps.policy.clone(),
-            deps.accounts,
-        ));
+        let mut app = web::App::new(recorder, book, origin, passkeys, config.sessions, deps.policy.clone(), deps.accounts);
+        if let Some(secret) = &shared_secret {
+            app = app.with_decoy_secret(secret.as_bytes());
+        }
+        let app = Arc::new(app);
         let oauth = match config.oauth {
             Some(c) => Some(oauth::Server::new(app.clone(), c).await?),
             None => None,

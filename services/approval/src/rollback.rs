@@ -259,7 +259,9 @@ pub async fn request(
         .recorder
         .event(
             &s.org,
-            Actor::human(&s.email),
+            // Agents read this subject: the approver by their id, never
+            // their e-mail address.
+            Actor::human(&s.approver_id),
             "approval",
             &rollback_id,
             EventData::RollbackRequested(requested),

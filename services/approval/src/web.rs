@@ -149,7 +149,9 @@ pub struct App {
     attempts: governor::DefaultKeyedRateLimiter<std::net::IpAddr>,
     /// Refusals counted, not recorded singly, in a flood.
     pub alerts: spend_core::alert_gate::AlertGate,
-    /// Keys the decoy credential ids of emails that are no approver's.
+    /// Keys the decoy credential ids of emails that are no approver's:
+    /// random per process, or derived from the secret every replica shares
+    /// ([`App::with_decoy_secret`]) so that all replicas answer alike.
     decoy_key: [u8; 32],
 }
 
@@ -327,8 +329,20 @@ impl App {
         &self.origin
     }
 
+    /// Keys decoy credential ids by `secret`, which every replica shares
+    /// (the link secret): a random key per process would let anyone who
+    /// reaches two replicas tell an unknown email (two ids) from an
+    /// approver's (one).
+    pub fn with_decoy_secret(mut self, secret: &[u8]) -> Self {
+        use hmac::{Hmac, Mac};
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(secret).expect("HMAC takes a key of any length");
+        mac.update(b"spendsignoff-signin-decoy-v1");
+        self.decoy_key = mac.finalize().into_bytes().into();
+        self
+    }
+
     /// A credential id for `email` when it is no trusted approver's: 32
-    /// bytes keyed by this process's secret, the same for the same email.
+    /// bytes keyed by this deployment's secret, the same for the same email.
     pub(crate) fn decoy_credential(&self, email: &str) -> String {
         use hmac::{Hmac, Mac};
         let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.decoy_key).expect("HMAC takes a key of any length");
@@ -1393,9 +1407,11 @@ pub async fn confirm(
     } else {
         EventData::ApprovalGranted(granted)
     };
+    // Agents read approval subjects (get_audit_log): the approver appears
+    // by their stable id, never by their e-mail address.
     let rec = app
         .recorder
-        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, data)
+        .event(&s.org, Actor::human(&s.approver_id), "approval", &draft_id, data)
         .expect_seq(expected)
         .record()
         .await
@@ -1458,7 +1474,13 @@ pub async fn reject(
     };
     let rec = app
         .recorder
-        .event(&s.org, Actor::human(&s.email), "approval", &draft_id, EventData::ApprovalRejected(rejected))
+        .event(
+            &s.org,
+            Actor::human(&s.approver_id),
+            "approval",
+            &draft_id,
+            EventData::ApprovalRejected(rejected),
+        )
         .expect_seq(expected)
         .record()
         .await

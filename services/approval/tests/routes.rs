@@ -416,3 +416,47 @@ async fn sign_in_tells_no_one_whether_an_email_is_an_approvers() {
     assert_eq!(r.status(), 401);
     server.abort();
 }
+
+/// Two replicas sharing the link secret give an unknown email one decoy
+/// credential id, as they give an approver one real id: a caller reaching
+/// both cannot tell the two apart.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replicas_sharing_the_link_secret_answer_an_unknown_email_alike() {
+    use spend_approval::{Application, ApprovalConfig};
+    let dir = tempfile::tempdir().unwrap();
+    let log: Arc<dyn EventLog> = Arc::new(EmbeddedLog::open(EmbeddedConfig::new(dir.path())).await.unwrap());
+    let replica = |secret: Option<&str>| {
+        let log = log.clone();
+        let secret = secret.map(spend_core::Secret::new);
+        async move {
+            let mut config = ApprovalConfig::new("127.0.0.1:0");
+            config.passkey = Some(spend_draft::humans::test_rp());
+            config.notify.link_secret = secret;
+            let app = Application::build(config, deps(&log)).await.unwrap();
+            let (addr, origin) = (app.local_addr(), app.origin());
+            (tokio::spawn(app.run_until_stopped(std::future::pending())), addr, origin)
+        }
+    };
+    let decoy = |addr: SocketAddr, origin: String| async move {
+        let r = reqwest::Client::new()
+            .post(format!("http://{addr}/signin/start"))
+            .header("origin", origin)
+            .json(&serde_json::json!({"email": "nobody@acme.example"}))
+            .send()
+            .await
+            .unwrap();
+        r.json::<serde_json::Value>().await.unwrap()["credential_ids"].clone()
+    };
+    let shared = "the-same-link-secret-on-every-replica-0123456789";
+    let (a, a_addr, a_origin) = replica(Some(shared)).await;
+    let (b, b_addr, b_origin) = replica(Some(shared)).await;
+    assert_eq!(decoy(a_addr, a_origin).await, decoy(b_addr, b_origin).await, "one deployment, one answer");
+    let (c, c_addr, c_origin) = replica(Some("another-deployments-link-secret-0123456789abcdef")).await;
+    assert_ne!(
+        decoy(c_addr, c_origin).await,
+        decoy(a_addr, format!("http://localhost:{}", a_addr.port())).await
+    );
+    for s in [a, b, c] {
+        s.abort();
+    }
+}

@@ -222,11 +222,19 @@ impl TokenError {
 }
 
 impl TokenClaims {
-    /// A subject-safe id for the token's client, used where an API key's
-    /// id would be (audit subjects, rate-limit buckets).
+    /// A subject-safe id for the token's caller, used where an API key's
+    /// id would be (audit subjects, rate-limit buckets): one per
+    /// organisation and grant, so that two organisations (or two people)
+    /// using the same MCP client never share a bucket or an audit trail.
+    /// A token without a grant counts as its organisation, client and
+    /// granting human.
     pub fn caller_id(&self) -> String {
         use sha2::Digest;
-        format!("oauth_{}", &hex::encode(sha2::Sha256::digest(self.client_id.as_bytes()))[..12])
+        let who = match &self.grant_id {
+            Some(grant) => format!("{}\ngrant\n{grant}", self.org),
+            None => format!("{}\nclient\n{}\n{}", self.org, self.client_id, self.subject),
+        };
+        format!("oauth_{}", &hex::encode(sha2::Sha256::digest(who.as_bytes()))[..12])
     }
 }
 
@@ -328,5 +336,37 @@ pub fn challenge(state: &GatewayState) -> String {
             format!("Bearer resource_metadata=\"{origin}{METADATA_PATH}\", scope=\"{}\"", SCOPES.join(" "))
         }
         None => format!("Bearer resource_metadata=\"{METADATA_PATH}\", scope=\"{}\"", SCOPES.join(" ")),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn claims(org: &str, client_id: &str, grant: Option<&str>, subject: &str) -> TokenClaims {
+        TokenClaims {
+            subject: subject.into(),
+            client_id: client_id.into(),
+            org: org.into(),
+            scopes: vec![],
+            grant_id: grant.map(Into::into),
+            issued_at: 0,
+        }
+    }
+
+    #[test]
+    fn each_organisation_and_grant_has_a_bucket_of_its_own() {
+        let client = "https://ide.example/client.json";
+        let acme = claims("acme", client, Some("g_1"), "ada");
+        let evil = claims("evil", client, Some("g_1"), "ada");
+        let acme_other_grant = claims("acme", client, Some("g_2"), "bob");
+        assert_ne!(acme.caller_id(), evil.caller_id(), "one client, two organisations");
+        assert_ne!(acme.caller_id(), acme_other_grant.caller_id(), "one client, two grants");
+        assert_eq!(acme.caller_id(), claims("acme", client, Some("g_1"), "ada").caller_id(), "stable");
+        let ungranted = |org: &str, who: &str| claims(org, client, None, who).caller_id();
+        assert_ne!(ungranted("acme", "ada"), ungranted("evil", "ada"));
+        assert_ne!(ungranted("acme", "ada"), ungranted("acme", "bob"));
+        let id = acme.caller_id();
+        assert!(id.starts_with("oauth_") && spend_core::subject::is_valid_token(&id), "{id}");
     }
 }
