@@ -285,6 +285,55 @@ EOF
 }
 check "k8s/: each internal caller its own credential, servers only their digests" internal_credentials_check
 
+# Every service that enforces SPEND.md (gateway, policy, executor, approval) names one and has
+# it: its *_POLICY_FILE is inside a mounted volume (k8s) or a mounted config (compose). The
+# executor had neither once, and exited at start.
+policy_file_check() {
+  "$COMPOSE" --project-directory "$ROOT" -f docker-compose.yml --profile '*' config --format json >"$WORK/compose-pf.json"
+  "$PY" - "$WORK/compose-pf.json" <<'EOF'
+import json, pathlib, sys, yaml
+NEEDS = {"gateway", "policy", "executor", "approval"}
+errors = []
+def policy_file(env):
+    return next((v for k, v in env.items() if k.startswith("SPEND__") and k.endswith("__POLICY_FILE") and v), None)
+docs = []
+for p in sorted(pathlib.Path("k8s").glob("*.y*ml")):
+    if p.name.startswith("kustomization.") or ".example." in p.name:
+        continue
+    docs += [(p, d) for d in yaml.safe_load_all(p.read_text()) if d]
+config_maps = {d["metadata"]["name"]: d.get("data", {}) for _, d in docs if d.get("kind") == "ConfigMap"}
+for p, doc in docs:
+    if doc.get("kind") != "Deployment":
+        continue
+    for c in doc["spec"]["template"]["spec"]["containers"]:
+        args = c.get("args") or []
+        if args[:1] != ["serve"] or args[1] not in NEEDS:
+            continue
+        env = {e["name"]: e.get("value") for e in c.get("env", [])}
+        for ref in c.get("envFrom", []):
+            env.update({k: v for k, v in config_maps.get(ref.get("configMapRef", {}).get("name"), {}).items() if k not in env})
+        path = policy_file(env)
+        mounts = [m["mountPath"] for m in c.get("volumeMounts", [])]
+        if not path:
+            errors.append(f"{p}: serve {args[1]} names no SPEND.md (SPEND__{args[1].upper()}__POLICY_FILE)")
+        elif not any(path == m or path.startswith(m.rstrip("/") + "/") for m in mounts):
+            errors.append(f"{p}: serve {args[1]} reads {path}, which no volumeMount provides")
+for name, svc in json.load(open(sys.argv[1]))["services"].items():
+    cmd = svc.get("command") or []
+    if cmd[:1] != ["serve"] or cmd[1] not in NEEDS:
+        continue
+    path = policy_file(svc.get("environment") or {})
+    targets = [c.get("target") for c in svc.get("configs", [])] + [v.get("target") for v in svc.get("volumes", [])]
+    if not path:
+        errors.append(f"docker-compose.yml: {name} names no SPEND.md")
+    elif not any(t and (path == t or path.startswith(t.rstrip("/") + "/")) for t in targets):
+        errors.append(f"docker-compose.yml: {name} reads {path}, which no config or volume provides")
+if errors:
+    sys.exit("\n".join(errors))
+EOF
+}
+check "k8s/ and compose: each service that enforces SPEND.md names one it mounts" policy_file_check
+
 KUBECTL="${KUBECTL:-$(command -v kubectl || true)}"
 if [[ -n "$KUBECTL" ]]; then
   kustomize_build() { "$KUBECTL" kustomize k8s >"$WORK/kustomized.yaml" && kvalidate "$WORK/kustomized.yaml"; }

@@ -368,8 +368,16 @@ impl InternalSettings {
         self.token.as_ref().map(|t| t.expose()).filter(|t| !t.is_empty())
     }
 
-    /// The callers a server serves; `None` when none are configured.
+    /// The callers a server serves; `None` when none are configured. A
+    /// server given only a token (the shared token of earlier releases)
+    /// is told that it no longer opens anything.
     pub fn callers(&self) -> anyhow::Result<Option<spend_proto::internal::Callers>> {
+        if self.callers.is_empty() && self.token().is_some() {
+            tracing::warn!(
+                "internal.token is this process's own credential as a caller: it opens nothing here; set internal.callers.<caller> \
+                 (SPEND__INTERNAL__CALLERS__GATEWAY=sha256:…, from `spend internal credential gateway`) for each service that calls this one"
+            );
+        }
         let callers = spend_proto::internal::Callers::from_digests(self.callers.iter().map(|(k, v)| (k.as_str(), v.as_str()))).map_err(anyhow::Error::msg)?;
         Ok((!callers.is_empty()).then_some(callers))
     }
@@ -419,6 +427,9 @@ pub struct GatewaySettings {
     pub policy_url: String,
     /// CIDRs of proxies whose `X-Forwarded-For` is believed.
     pub trusted_proxies: Vec<String>,
+    /// Host names MCP answers besides loopback and `resource_url`'s host
+    /// (e.g. the in-cluster service name); `*`: every host name.
+    pub allowed_hosts: Vec<String>,
     /// The public MCP URL, for OAuth protected-resource metadata.
     pub resource_url: String,
     /// OAuth authorization servers that issue tokens for this gateway.
@@ -442,6 +453,7 @@ impl Default for GatewaySettings {
             executor_url: "http://127.0.0.1:7300".into(),
             policy_url: "http://127.0.0.1:7102".into(),
             trusted_proxies: vec![],
+            allowed_hosts: vec![],
             resource_url: String::new(),
             authorization_servers: vec![],
             oauth_issuer: String::new(),
@@ -594,7 +606,12 @@ impl SpendConfig {
     pub fn load(file: Option<&Path>) -> anyhow::Result<Self> {
         Ok(spend_core::config::load(
             file,
-            &["gateway.trusted_proxies", "gateway.authorization_servers", "sandbox.oauth_redirect_uris"],
+            &[
+                "gateway.trusted_proxies",
+                "gateway.allowed_hosts",
+                "gateway.authorization_servers",
+                "sandbox.oauth_redirect_uris",
+            ],
         )?)
     }
 

@@ -143,6 +143,8 @@ async fn start() -> System {
         ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
         ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
         ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
+        // The names agents reach MCP by, besides loopback.
+        ("SPEND__GATEWAY__ALLOWED_HOSTS", "spend-gateway.test, agents.spend.test".to_string()),
         ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
     ]);
     // The policy service and the executor know each caller by its
@@ -373,6 +375,27 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     //    disconnect accounts at the executor, nor read the ledger's
     //    callers' RPCs; refused and audited on the executor's own subject.
     internal_callers_are_told_apart(&system, &reader).await;
+
+    // MCP answers agents at the names the gateway is configured with, and
+    // refuses any other (a DNS-rebound page).
+    let port = system.gateway_port;
+    let mut http = reqwest::Client::builder();
+    for name in ["spend-gateway.test", "agents.spend.test", "rebound.evil.test"] {
+        http = http.resolve(name, std::net::SocketAddr::from(([127, 0, 0, 1], port)));
+    }
+    let http = http.build().unwrap();
+    for (host, want) in [("spend-gateway.test", 200), ("agents.spend.test", 200), ("rebound.evil.test", 403)] {
+        let r = http
+            .post(format!("http://{host}:{port}/mcp"))
+            .bearer_auth(&secret)
+            .header("accept", "application/json, text/event-stream")
+            .json(&serde_json::json!({"jsonrpc": "2.0", "id": 1, "method": "initialize",
+                "params": {"protocolVersion": "2025-11-25", "capabilities": {}, "clientInfo": {"name": "attacks", "version": "1"}}}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), want, "MCP at {host}");
+    }
 
     // 8. The kill switches, from the operator's CLI, each measured from the
     //    command's exit to the running services acting on it.

@@ -82,9 +82,38 @@ pub struct GatewayConfig {
     /// policy versions count only with proofs made there (from
     /// configuration, never from an event).
     pub passkey: spend_draft::proof::RelyingParty,
+    /// Host names (or `host:port`) MCP answers besides loopback and the
+    /// resource URL's host: the names agents reach this gateway by (an
+    /// in-cluster service name, say). Any other `Host` is refused with 403
+    /// (DNS rebinding); `*` accepts every host name.
+    pub allowed_hosts: Vec<String>,
 }
 
 impl GatewayConfig {
+    /// The `Host` values MCP accepts; empty accepts every host name.
+    pub fn mcp_hosts(&self) -> Vec<String> {
+        if self.allowed_hosts.iter().any(|h| h == "*") {
+            return vec![];
+        }
+        let resource_host = self
+            .resource_url
+            .as_deref()
+            .and_then(|u| reqwest::Url::parse(u).ok())
+            .and_then(|u| u.host_str().map(|h| h.trim_start_matches('[').trim_end_matches(']').to_string()));
+        let mut hosts: Vec<String> = vec![];
+        for h in ["localhost", "127.0.0.1", "::1"]
+            .map(String::from)
+            .into_iter()
+            .chain(resource_host)
+            .chain(self.allowed_hosts.iter().cloned())
+        {
+            if !hosts.contains(&h) {
+                hosts.push(h);
+            }
+        }
+        hosts
+    }
+
     pub fn new(listen: impl Into<String>) -> Self {
         Self {
             listen: listen.into(),
@@ -94,6 +123,7 @@ impl GatewayConfig {
             authorization_servers: vec![],
             oauth: None,
             passkey: spend_draft::proof::RelyingParty::default_app(),
+            allowed_hosts: vec![],
         }
     }
 }
@@ -432,7 +462,9 @@ impl Application {
         let mcp = StreamableHttpService::new(
             move || Ok(mcp::SpendMcp::new(state.clone())),
             Arc::new(LocalSessionManager::default()),
-            StreamableHttpServerConfig::default().with_cancellation_token(ct.child_token()),
+            StreamableHttpServerConfig::default()
+                .with_allowed_hosts(self.state.config.mcp_hosts())
+                .with_cancellation_token(ct.child_token()),
         );
         let fallback_state = self.state.clone();
         // The gRPC router brings its own fallback; ours replaces it, so

@@ -89,6 +89,7 @@ pub fn gateway_config(settings: &crate::config::GatewaySettings) -> anyhow::Resu
         })
         .collect::<anyhow::Result<_>>()?;
     config.resource_url = (!settings.resource_url.is_empty()).then(|| settings.resource_url.clone());
+    config.allowed_hosts = settings.allowed_hosts.iter().map(|h| h.trim().to_string()).filter(|h| !h.is_empty()).collect();
     config.authorization_servers = settings.authorization_servers.clone();
     if !settings.oauth_issuer.is_empty() {
         use p256::pkcs8::DecodePublicKey as _;
