@@ -134,28 +134,27 @@ async fn start() -> System {
 
     let (vault, vault_db) = common::vault_env().await;
     system._vault_db = Some(vault_db);
-    let mut wiring: Vec<(&str, String)> = vault.iter().map(|(k, v)| (k.as_str(), v.clone())).collect();
-    wiring.extend([
-        ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
-        ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
-        ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
-        ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
-        ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
-        ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
-        ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
-        // The names agents reach MCP by, besides loopback.
-        ("SPEND__GATEWAY__ALLOWED_HOSTS", "spend-gateway.test, agents.spend.test".to_string()),
-        ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
-    ]);
+    let mut wiring: Vec<(String, String)> = vault;
+    wiring.extend(
+        [
+            ("SPEND__SANDBOX__LISTEN", format!("127.0.0.1:{sandbox_port}")),
+            ("SPEND__EXECUTOR__LISTEN", format!("127.0.0.1:{executor_port}")),
+            ("SPEND__EXECUTOR__PLATFORM_URL", format!("http://127.0.0.1:{sandbox_port}")),
+            ("SPEND__GATEWAY__EXECUTOR_URL", format!("http://127.0.0.1:{executor_port}")),
+            ("SPEND__POLICY__LISTEN", format!("127.0.0.1:{policy_port}")),
+            ("SPEND__GATEWAY__POLICY_URL", format!("http://127.0.0.1:{policy_port}")),
+            ("SPEND__GATEWAY__LISTEN", format!("127.0.0.1:{}", system.gateway_port)),
+            // The names agents reach MCP by, besides loopback.
+            ("SPEND__GATEWAY__ALLOWED_HOSTS", "spend-gateway.test, agents.spend.test".to_string()),
+            ("SPEND__APPROVAL__LISTEN", format!("127.0.0.1:{}", system.approval_port)),
+        ]
+        .map(|(k, v)| (k.to_string(), v)),
+    );
     // The policy service and the executor know each caller by its
     // credential's digest; each caller holds its own credential.
     for (caller, token) in &system.credentials {
         wiring.push((
-            [
-                "SPEND__INTERNAL__CALLERS__GATEWAY",
-                "SPEND__INTERNAL__CALLERS__APPROVAL",
-                "SPEND__INTERNAL__CALLERS__OPERATOR",
-            ][["gateway", "approval", "operator"].iter().position(|c| c == caller).unwrap()],
+            format!("SPEND__INTERNAL__CALLERS__{}", caller.to_uppercase()),
             spend_proto::internal::digest(token),
         ));
     }
@@ -167,7 +166,7 @@ async fn start() -> System {
         ("approval", "approval", system.approval_port),
     ] {
         let mut env = system.env(user);
-        env.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
+        env.extend(wiring.iter().cloned());
         if matches!(service, "gateway" | "approval") {
             env.push(("SPEND__INTERNAL__TOKEN".into(), system.credential(service).to_string()));
         }
@@ -176,7 +175,7 @@ async fn start() -> System {
     // A human connects acme's card account (read access), through the
     // executor as its own NATS user.
     let mut operator = system.env("executor");
-    operator.extend(wiring.iter().map(|(k, v)| (k.to_string(), v.clone())));
+    operator.extend(wiring.iter().cloned());
     operator.push(("SPEND__INTERNAL__TOKEN".into(), system.credential("operator").to_string()));
     common::connect_account(&operator, &format!("http://127.0.0.1:{executor_port}"), "acme", "card_1").await;
     system
@@ -372,8 +371,8 @@ async fn attacks_on_the_running_services_are_refused_or_ignored_and_audited() {
     // 7. Between services each caller holds its own credential, and each
     //    RPC serves only its callers: the gateway's (the most exposed
     //    service) reads, but cannot connect, complete, abandon or
-    //    disconnect accounts at the executor, nor read the ledger's
-    //    callers' RPCs; refused and audited on the executor's own subject.
+    //    disconnect accounts at the executor (refused and audited on the
+    //    executor's own subject); the policy service decides for it alone.
     internal_callers_are_told_apart(&system, &reader).await;
 
     // MCP answers agents at the names the gateway is configured with, and

@@ -248,7 +248,8 @@ impl<S> Guard<S> {
     /// `Ok(caller)` to serve; `Err` with the status to answer.
     fn check<B>(&self, req: &http::Request<B>) -> Result<Option<Caller>, (Status, Refusal)> {
         let Some(callers) = &self.callers else { return Ok(None) };
-        let method = req.uri().path().rsplit('/').next().unwrap_or_default().to_string();
+        // The caller's own words: bounded before they reach a log or an alert.
+        let method: String = req.uri().path().rsplit('/').next().unwrap_or_default().chars().take(64).collect();
         let given = req.headers().get(HEADER).map(|v| v.as_bytes()).unwrap_or_default();
         let caller = (!given.is_empty()).then(|| callers.identify(given)).flatten();
         let refusal = |caller| Refusal {
@@ -405,6 +406,10 @@ mod tests {
         // A method without a rule serves no one.
         let (status, _) = g.check(&request("Unlisted", Some("gw-token"))).unwrap_err();
         assert_eq!(status.code(), tonic::Code::PermissionDenied);
+
+        // A method name of the caller's own is bounded before it is logged.
+        let (_, refusal) = g.check(&request(&"X".repeat(10_000), Some("gw-token"))).unwrap_err();
+        assert_eq!(refusal.method.len(), 64);
 
         for bad in [None, Some("gw-tokeN"), Some(""), Some(digest("gw-token").as_str())] {
             let (status, refusal) = g.check(&request("Read", bad)).unwrap_err();
