@@ -11,7 +11,7 @@ use spend_ledger::LedgerConfig;
 use spend_signer::KmsConfig;
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SpendConfig {
     pub nats: JetStreamConfig,
     pub database: DatabaseConfig,
@@ -24,13 +24,48 @@ pub struct SpendConfig {
     pub approval: ApprovalSettings,
     pub passkey: PasskeySettings,
     pub internal: InternalSettings,
+    pub log: LogSettings,
+}
+
+/// Logging (`[log]` / `SPEND__LOG__…`). `RUST_LOG`, when set, filters
+/// instead of `level`.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LogSettings {
+    /// `pretty` (for people) or `json` (one object per line, for log
+    /// collectors).
+    pub format: String,
+    /// A filter in `RUST_LOG`'s syntax (`info`, `warn,spend_gateway=debug`);
+    /// empty: the command's own default.
+    pub level: String,
+}
+
+impl Default for LogSettings {
+    fn default() -> Self {
+        Self {
+            format: "pretty".into(),
+            level: String::new(),
+        }
+    }
+}
+
+impl LogSettings {
+    /// Whether logs are JSON lines; an unknown format is an error naming
+    /// the key.
+    pub fn json(&self) -> anyhow::Result<bool> {
+        match self.format.to_ascii_lowercase().as_str() {
+            "pretty" | "" => Ok(false),
+            "json" => Ok(true),
+            other => anyhow::bail!("log.format (SPEND__LOG__FORMAT): {other:?} is not pretty or json"),
+        }
+    }
 }
 
 /// The passkey page (`[passkey]` / `SPEND__PASSKEY__…`): the one page where
 /// approvers' passkeys are created and sign. Its RP ID and origin are what
 /// every verifier of the deployment pins.
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PasskeySettings {
     /// HTTP address of the passkey page (`spend serve passkey`).
     pub listen: String,
@@ -89,7 +124,7 @@ impl PasskeySettings {
 
 /// Approval service settings (`[approval]` / `SPEND__APPROVAL__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ApprovalSettings {
     /// HTTP address of the approval pages (`spend serve approval`).
     pub listen: String,
@@ -118,7 +153,7 @@ pub struct ApprovalSettings {
 /// MCP sign-in: the authorization server interactive MCP clients use
 /// (`[approval.mcp]`). Off until `resource` is set.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct McpSignInSettings {
     /// The gateway's canonical MCP URL, e.g. `https://agents.example.com/mcp`:
     /// the one resource tokens are issued for (the gateway's
@@ -138,7 +173,7 @@ pub struct McpSignInSettings {
 
 /// Notification delivery (`[approval.notify]`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct NotifySettings {
     /// Slack incoming webhooks by the name SPEND.md's
     /// `notifications.slack` uses: `SPEND__APPROVAL__NOTIFY__SLACK_WEBHOOKS__ALERTS=https://hooks…`
@@ -178,7 +213,7 @@ impl Default for NotifySettings {
 /// `[approval.notify.smtp]`; no host: no email (except `spend dev`'s
 /// outbox).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SmtpSettings {
     pub host: String,
     pub port: u16,
@@ -347,7 +382,7 @@ impl ApprovalSettings {
 /// each caller holds its own credential, each server the digests of its
 /// callers' (see `spend_proto::internal`).
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct InternalSettings {
     /// This process's own credential, sent when it calls the policy
     /// service, the executor or the ledger (`SPEND__INTERNAL__TOKEN`, from
@@ -385,7 +420,7 @@ impl InternalSettings {
 
 /// Policy service settings (`[policy]` / `SPEND__POLICY__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct PolicySettings {
     /// gRPC address of `spend serve policy`.
     pub listen: String,
@@ -411,7 +446,7 @@ impl Default for PolicySettings {
 
 /// Gateway settings (`[gateway]` / `SPEND__GATEWAY__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct GatewaySettings {
     /// HTTP address; MCP is served at `/mcp`.
     pub listen: String,
@@ -465,7 +500,7 @@ impl Default for GatewaySettings {
 
 /// Executor settings (`[executor]` / `SPEND__EXECUTOR__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct ExecutorSettings {
     /// gRPC address of the executor.
     pub listen: String,
@@ -536,7 +571,7 @@ impl Default for ExecutorSettings {
 
 /// Sandbox platform settings (`[sandbox]` / `SPEND__SANDBOX__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct SandboxSettings {
     pub listen: String,
     /// The OAuth client the sandbox registers (SpendSignoff's executor).
@@ -595,7 +630,7 @@ impl SandboxSettings {
 }
 
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct DatabaseConfig {
     /// `postgres://user@host/db`; keep the password in the environment
     /// (`SPEND__DATABASE__URL`), never in a file in version control.

@@ -29,6 +29,16 @@ pub struct Cli {
 }
 
 impl Cli {
+    /// The log filter: `-v` as asked, else the configured `log.level`,
+    /// else the command's default.
+    pub fn log_filter_with(&self, configured: &str) -> String {
+        if self.verbose == 0 && !configured.trim().is_empty() {
+            configured.trim().to_string()
+        } else {
+            self.log_filter().to_string()
+        }
+    }
+
     pub fn log_filter(&self) -> &'static str {
         let serving = matches!(self.command, Command::Dev(_) | Command::Serve { .. });
         match (self.verbose, serving) {
@@ -515,8 +525,9 @@ pub struct TransactionsArgs {
     pub json: bool,
 }
 
-pub async fn run(cli: Cli) -> anyhow::Result<ExitCode> {
-    let config = SpendConfig::load(cli.config.as_deref())?;
+/// Runs `cli`'s command with `config` (loaded by the caller, which also
+/// set up logging from it).
+pub async fn run(cli: Cli, config: SpendConfig) -> anyhow::Result<ExitCode> {
     match cli.command {
         Command::Dev(args) => cmd::dev::run(config, args).await,
         Command::Serve { service: Service::Ledger } => cmd::serve::ledger(config).await,

@@ -435,6 +435,58 @@ fn bad_input_gets_a_clear_error() {
     assert!(text(&out.stderr).contains("configuration error"), "{}", text(&out.stderr));
 }
 
+/// A key no section has is refused by name, in the environment and in a
+/// file, before anything starts; `[log]` is a section like the others.
+#[test]
+fn unknown_configuration_keys_are_refused_by_name_and_log_settings_work() {
+    let dir = tempfile::tempdir().unwrap();
+    let policy = dir.path().join("SPEND.md");
+    std::fs::write(&policy, "spend:\n  daily_limit: 100 USD\n").unwrap();
+    let validate = ["policy", "validate", policy.to_str().unwrap()];
+    let env = |k: &str, v: &str| vec![(k.to_string(), v.to_string())];
+    for (env, named) in [
+        (env("SPEND__GATEWAY__POLICY_FIEL", "SPEND.md"), "policy_fiel"),
+        (env("SPEND__GATEWAYS__LISTEN", "0.0.0.0:7100"), "gateways"),
+        (env("SPEND__INTERNAL__CALLER__GATEWAY", "sha256:00"), "caller"),
+        (env("SPEND__LOG__FORMAT", "xml"), "log.format"),
+    ] {
+        let out = run(&env, &validate);
+        assert_eq!(out.status.code(), Some(1), "{env:?}");
+        assert!(text(&out.stderr).contains(named), "{env:?}: {}", text(&out.stderr));
+    }
+    let file = dir.path().join("spend.toml");
+    std::fs::write(&file, "[approval]\nlisten = \"127.0.0.1:7200\"\nlink_secrett = \"x\"\n").unwrap();
+    let out = run(&[], &["--config", file.to_str().unwrap(), "policy", "validate", policy.to_str().unwrap()]);
+    assert!(text(&out.stderr).contains("link_secrett"), "{}", text(&out.stderr));
+    // [log] works: JSON lines at the configured level.
+    std::fs::write(&file, "[log]\nformat = \"json\"\nlevel = \"debug\"\n").unwrap();
+    let out = run(&[], &["--config", file.to_str().unwrap(), "policy", "validate", policy.to_str().unwrap()]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    // A service logs JSON lines, at the configured level.
+    let mut sandbox = Spawned::new(
+        spend(&[
+            ("SPEND__LOG__FORMAT".into(), "json".into()),
+            ("SPEND__LOG__LEVEL".into(), "warn,spend_cli=info".into()),
+            ("SPEND__SANDBOX__LISTEN".into(), "127.0.0.1:0".into()),
+            ("SPEND__SANDBOX__OAUTH_CLIENT_SECRET".into(), format!("s-{}", spend_testkit::unique())),
+        ])
+        .args(["serve", "sandbox"])
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap(),
+    );
+    let mut lines = std::io::BufRead::lines(std::io::BufReader::new(sandbox.stderr.take().unwrap()));
+    let first = lines.next().expect("a log line").unwrap();
+    let line: serde_json::Value = serde_json::from_str(&first).unwrap_or_else(|e| panic!("{e}: {first}"));
+    assert_eq!(line["level"], "INFO", "{line}");
+    assert!(
+        line["fields"]["message"].as_str().unwrap_or_default().contains("sandbox platform serving"),
+        "{line}"
+    );
+    drop(sandbox);
+}
+
 #[test]
 fn policy_validate_accepts_the_seeds_and_lists_every_error_with_its_line() {
     let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/policy/tests/fixtures");

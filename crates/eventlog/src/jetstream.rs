@@ -38,7 +38,7 @@ pub const MIN_SERVER_VERSION: (u64, u64, u64) = (2, 9, 0);
 
 /// Settings of the JetStream log.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct JetStreamConfig {
     /// Server URL. Credentials written into it are taken out and passed
     /// through the connect options (async-nats ignores them in a URL), and

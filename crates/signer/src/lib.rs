@@ -139,7 +139,7 @@ impl Signer for LocalSigner {
 
 /// Where the KMS key lives.
 #[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct KmsConfig {
     /// Key id, ARN or `alias/...`.
     pub key_id: String,

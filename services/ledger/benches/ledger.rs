@@ -29,7 +29,7 @@ fn rate(n: u64, d: Duration) -> String {
 
 #[tokio::main(flavor = "multi_thread")]
 async fn main() {
-    spend_core::telemetry::init("warn");
+    spend_core::telemetry::init("warn", false);
     let benching = std::env::args().any(|a| a == "--bench");
     let n: u64 = if benching {
         std::env::var("SPEND_BENCH_EVENTS").ok().and_then(|v| v.parse().ok()).unwrap_or(200_000)

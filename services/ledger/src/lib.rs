@@ -36,7 +36,7 @@ pub mod verify;
 
 /// Ledger settings (`[ledger]` / `SPEND__LEDGER__…`).
 #[derive(Debug, Clone, Serialize, Deserialize)]
-#[serde(default)]
+#[serde(default, deny_unknown_fields)]
 pub struct LedgerConfig {
     /// gRPC listen address.
     pub listen: String,
