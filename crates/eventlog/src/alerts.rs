@@ -72,6 +72,12 @@ impl AlertSink {
 }
 
 impl AlertSink {
+    /// [`AlertSink::refused`] as a function of its own, for a guard that
+    /// audits through it (`spend_proto::internal::Guard::audited_by`).
+    pub fn refuser(self) -> impl Fn(Option<&str>, &str, Option<&str>, Option<String>, String) + Send + Sync + 'static {
+        move |org, reason, key_id, address, detail| self.refused(org, reason, key_id, address, detail)
+    }
+
     /// [`AlertSink::raise`] for a refused caller: `key_id` names who it
     /// was (a caller's or key's id, never its credential).
     pub fn refused(&self, org: Option<&str>, reason: &str, key_id: Option<&str>, address: Option<String>, detail: String) {

@@ -163,7 +163,7 @@ pub fn token_health_from(r: pb::CheckTokenHealthResponse) -> TokenHealth {
 
 /// The organisation a call to the executor is for: gRPC metadata, set by
 /// the gateway from the agent key (never from anything the agent sends).
-pub const ORG_HEADER: &str = "spend-org";
+pub const ORG_HEADER: &str = spend_proto::internal::ORG_HEADER;
 
 /// A request for `org`.
 fn for_org<T>(org: &str, message: T) -> Result<tonic::Request<T>, ReadError> {

@@ -33,9 +33,10 @@ use tonic::{Request, Status};
 
 /// The metadata a caller's credential travels in.
 pub const HEADER: &str = "x-spend-internal-token";
-/// The metadata naming the organisation a call is about (see
-/// `spend_platform::grpc::org_of`); read here only to file an alert.
-const ORG_HEADER: &str = "spend-org";
+/// The metadata naming the organisation a call is about
+/// (`spend_platform::grpc::org_of` reads it for the RPC); read here only to
+/// file an alert.
+pub const ORG_HEADER: &str = "spend-org";
 /// The prefix of a credential's digest in configuration.
 const DIGEST_PREFIX: &str = "sha256:";
 
@@ -237,6 +238,20 @@ impl<S: NamedService> Guard<S> {
     pub fn audit(mut self, f: impl Fn(Refusal) + Send + Sync + 'static) -> Self {
         self.audit = Some(Arc::new(f));
         self
+    }
+
+    /// [`Guard::audit`] for a recorder of alerts that takes their fields:
+    /// (organisation, reason, the caller's name, its address, detail).
+    pub fn audited_by(self, record: impl Fn(Option<&str>, &str, Option<&str>, Option<String>, String) + Send + Sync + 'static) -> Self {
+        self.audit(move |r| {
+            record(
+                r.org.as_deref(),
+                r.reason(),
+                r.caller.map(Caller::name),
+                r.peer.map(|p| p.ip().to_string()),
+                r.detail(),
+            )
+        })
     }
 }
 

@@ -102,15 +102,7 @@ impl Application {
             .add_service(health_service)
             .add_service(reflection)
             .add_service(match self.deps.alerts {
-                Some(alerts) => guard.audit(move |r| {
-                    alerts.refused(
-                        r.org.as_deref(),
-                        r.reason(),
-                        r.caller.map(|c| c.name()),
-                        r.peer.map(|p| p.ip().to_string()),
-                        r.detail(),
-                    )
-                }),
+                Some(alerts) => guard.audited_by(alerts.refuser()),
                 None => guard,
             })
             .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(self.listener), shutdown)

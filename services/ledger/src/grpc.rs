@@ -230,17 +230,7 @@ pub(crate) async fn serve(
         .add_service(health_service)
         .add_service(reflection_v1)
         .add_service(reflection_v1alpha)
-        .add_service(
-            Guard::new(LedgerServer::new(LedgerService { store, subject_prefix, state }), RULES, callers).audit(move |r| {
-                alerts.refused(
-                    r.org.as_deref(),
-                    r.reason(),
-                    r.caller.map(Caller::name),
-                    r.peer.map(|p| p.ip().to_string()),
-                    r.detail(),
-                )
-            }),
-        )
+        .add_service(Guard::new(LedgerServer::new(LedgerService { store, subject_prefix, state }), RULES, callers).audited_by(alerts.refuser()))
         .serve_with_incoming_shutdown(TcpListenerStream::new(listener), shutdown)
         .await?;
     Ok(())

@@ -266,15 +266,7 @@ pub(crate) async fn serve(
         .add_service(health_service)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1()?)
         .add_service(spend_proto::reflection(&["spendsignoff.v1.Policy"]).build_v1alpha()?)
-        .add_service(Guard::new(PolicyServer::new(PolicyGrpc::new(decider)), RULES, callers).audit(move |r| {
-            alerts.refused(
-                r.org.as_deref(),
-                r.reason(),
-                r.caller.map(Caller::name),
-                r.peer.map(|p| p.ip().to_string()),
-                r.detail(),
-            )
-        }))
+        .add_service(Guard::new(PolicyServer::new(PolicyGrpc::new(decider)), RULES, callers).audited_by(alerts.refuser()))
         .serve_with_incoming_shutdown(tokio_stream::wrappers::TcpListenerStream::new(listener), shutdown)
         .await?;
     // Drain: the consumer finishes (and acknowledges) the batch in hand,
