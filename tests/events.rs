@@ -199,6 +199,22 @@ impl Approvers {
         out
     }
 
+    /// The org's first admin removing approver `name`, as the approval
+    /// service records it (`approver/<name>`).
+    pub fn removed(&self, name: &str, reason: &str) -> Envelope {
+        Envelope::new(
+            "spendsignoff/approval",
+            &self.org,
+            Actor::human(&self.admin),
+            format!("approver/{name}"),
+            EventData::ApproverRemoved(spend_core::events::ApproverRemoved {
+                org: self.org.clone(),
+                approver_id: name.into(),
+                reason: reason.into(),
+            }),
+        )
+    }
+
     /// The test's approver `name`, with their software passkey.
     pub fn human(&mut self, name: &str) -> &mut spend_draft::humans::Human {
         self.humans.get_mut(name).unwrap_or_else(|| panic!("{name} is not one of the test's approvers"))

@@ -439,7 +439,7 @@ impl Default for PolicySettings {
             listen: "127.0.0.1:7102".into(),
             policy_file: String::new(),
             policy_approved_by_human: false,
-            consumer: spend_policy::decide::CONSUMER.into(),
+            consumer: spend_policy_service::decide::CONSUMER.into(),
         }
     }
 }
@@ -612,16 +612,16 @@ impl Default for SandboxSettings {
 
 impl SandboxSettings {
     /// The OAuth client it registers, with `secret`.
-    pub fn client(&self, secret: spend_core::Secret) -> spend_executor::sandbox::oauth::OAuthClient {
-        spend_executor::sandbox::oauth::OAuthClient {
+    pub fn client(&self, secret: spend_core::Secret) -> spend_sandbox::oauth::OAuthClient {
+        spend_sandbox::oauth::OAuthClient {
             client_id: self.oauth_client_id.clone(),
             client_secret: secret.expose().to_string(),
             redirect_uris: self.oauth_redirect_uris.clone(),
         }
     }
 
-    pub fn lifetimes(&self) -> spend_executor::sandbox::oauth::Lifetimes {
-        spend_executor::sandbox::oauth::Lifetimes {
+    pub fn lifetimes(&self) -> spend_sandbox::oauth::Lifetimes {
+        spend_sandbox::oauth::Lifetimes {
             access: chrono::Duration::minutes(i64::from(self.access_token_minutes.max(1))),
             refresh: chrono::Duration::days(i64::from(self.refresh_token_days.max(1))),
             ..Default::default()

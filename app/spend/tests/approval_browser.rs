@@ -57,7 +57,7 @@ notifications:
 
 /// The version an operator proposes: a lower per-transaction limit, a
 /// tightening, so one admin's approval puts it in force (one that loosens
-/// anything needs two approvers: services/policy/src/versions.rs).
+/// anything needs two approvers: crates/policy/src/versions.rs).
 const PROPOSED: &str = "\
 # SPEND.md, as proposed
 ## Spending

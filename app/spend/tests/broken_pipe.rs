@@ -8,7 +8,7 @@ use std::process::{Command, Stdio};
 const SPEND: &str = env!("CARGO_BIN_EXE_spend");
 
 fn fixture(name: &str) -> String {
-    format!("{}/../../services/policy/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
+    format!("{}/../../crates/policy/tests/fixtures/{name}", env!("CARGO_MANIFEST_DIR"))
 }
 
 fn spend() -> Command {

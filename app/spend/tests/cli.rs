@@ -489,7 +489,7 @@ fn unknown_configuration_keys_are_refused_by_name_and_log_settings_work() {
 
 #[test]
 fn policy_validate_accepts_the_seeds_and_lists_every_error_with_its_line() {
-    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../services/policy/tests/fixtures");
+    let fixtures = concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/policy/tests/fixtures");
     let out = run(&[], &["policy", "validate", &format!("{fixtures}/security-hardened.md")]);
     assert!(out.status.success(), "{}{}", text(&out.stdout), text(&out.stderr));
     assert!(
@@ -529,7 +529,7 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     // gateway enforces it).
     let seed = std::fs::read_to_string(concat!(
         env!("CARGO_MANIFEST_DIR"),
-        "/../../services/policy/tests/fixtures/start-restrictive.md"
+        "/../../crates/policy/tests/fixtures/start-restrictive.md"
     ))
     .unwrap();
     assert!(seed.contains("- 203.0.113.0/24"));

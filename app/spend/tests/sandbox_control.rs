@@ -4,7 +4,7 @@
 //! token), and with a token, answered only on this machine's loopback with
 //! that token — a request to this machine's other address is refused
 //! whatever it presents. (The router's own test covers addresses this
-//! machine may not have: services/executor/src/sandbox/mod.rs.)
+//! machine may not have: services/sandbox/src/lib.rs.)
 
 mod common;
 

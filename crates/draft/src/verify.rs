@@ -17,7 +17,6 @@
 //! service can write the event; it cannot make the proof.
 
 use chrono::{DateTime, Utc};
-use sha2::{Digest, Sha256};
 use spend_core::events::{ApprovalGranted, RollbackApproved, SecurityAlert};
 use spend_core::{Actor, ActorKind, RawEnvelope};
 
@@ -34,7 +33,7 @@ pub const APPROVAL_AGGREGATE: &str = "approval";
 /// Lower-case hex SHA-256 of `bytes`: what an approval's `approved_hash`
 /// names, computed over the event's bytes exactly as stored on the log.
 pub fn event_hash(bytes: &[u8]) -> String {
-    hex::encode(Sha256::digest(bytes))
+    spend_core::sha256_hex(bytes)
 }
 
 /// What the stream says about an approval event: where it sits, who and

@@ -193,7 +193,8 @@ where
 {
     use futures::StreamExt as _;
     let mut next = from.max(1);
-    let mut backoff = Duration::from_millis(200);
+    let resubscribe = || spend_core::retry::backoff(Duration::from_millis(200), Duration::from_secs(5));
+    let mut backoff = resubscribe();
     let stopped = |stop: &tokio::sync::watch::Receiver<bool>| *stop.borrow();
     while !stopped(&stop) {
         match log.subscribe(StartAt::Sequence(next)).await {
@@ -208,7 +209,7 @@ where
                     Some(Ok(m)) => {
                         next = m.seq + 1;
                         apply(m).await;
-                        backoff = Duration::from_millis(200);
+                        backoff = resubscribe();
                     }
                     Some(Err(e)) => {
                         tracing::warn!(error = %e, next, "event log subscription failed; resubscribing");
@@ -224,9 +225,8 @@ where
         }
         tokio::select! {
             _ = async { let _ = stop.wait_for(|s| *s).await; } => return next,
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.wait()) => {}
         }
-        backoff = (backoff * 2).min(Duration::from_secs(5));
     }
     next
 }

@@ -281,7 +281,7 @@ pub async fn request(
         required: 1,
         expires_at,
         timeout_action: "deny".into(),
-        link_token_sha256: crate::web::sha256_hex(&crate::web::random_token()),
+        link_token_sha256: crate::web::sha256_hex(crate::web::random_token()),
     };
     let opened = app
         .recorder

@@ -37,7 +37,7 @@ use base64::engine::general_purpose::STANDARD;
 use chrono::{DateTime, Utc};
 use maud::{DOCTYPE, Markup, html};
 use serde::Deserialize;
-use sha2::{Digest, Sha256};
+use sha2::Sha256;
 use spend_core::Actor;
 use spend_core::bounded::FifoMap;
 use spend_core::events::{
@@ -155,9 +155,7 @@ pub struct App {
     decoy_key: [u8; 32],
 }
 
-pub(crate) fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
-}
+pub(crate) use spend_core::sha256_hex;
 
 pub(crate) fn random_token() -> String {
     spend_credentials::random_hex(32).expect("the operating system's random source")

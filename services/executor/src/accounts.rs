@@ -22,7 +22,7 @@ use chrono::{DateTime, SecondsFormat, Utc};
 use sha2::{Digest, Sha256};
 use spend_core::bounded::FifoMap;
 use spend_core::events::{AccountConnected, AccountDisconnected, AccountRefreshed, EventData, SecurityAlert};
-use spend_core::{Actor, Secret};
+use spend_core::{Actor, Secret, sha256_hex};
 use spend_eventlog::Recorder;
 use spend_platform::{AccountHealth, Connect, ReadError, TokenHealth};
 
@@ -137,10 +137,6 @@ fn random_b64(bytes: usize) -> Result<String, ConnectError> {
     let mut b = vec![0u8; bytes];
     getrandom::fill(&mut b).map_err(|e| ConnectError::Unavailable(format!("the random source: {e}")))?;
     Ok(URL_SAFE_NO_PAD.encode(b))
-}
-
-fn sha256_hex(s: &str) -> String {
-    hex::encode(Sha256::digest(s.as_bytes()))
 }
 
 fn rfc3339(unix: i64) -> String {

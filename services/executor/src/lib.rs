@@ -9,9 +9,11 @@
 //! - [`connector`]: the read path the gateway serves to agents
 //!   ([`spend_platform::Reads`]) over the platform's HTTP API with each
 //!   organisation's own tokens;
-//! - [`grpc`]: the internal gRPC server (reads, connections);
-//! - [`sandbox`]: the project's stand-in for a real ad and card platform
-//!   (its API and its OAuth server), for machines that cannot reach one.
+//! - [`grpc`]: the internal gRPC server (reads, connections).
+//!
+//! The platform it speaks to on a machine that cannot reach a real one is
+//! the sandbox, a crate of its own (`spend-sandbox`): the executor knows
+//! it only as an HTTP API, like any platform.
 //!
 //! - [`push`]: approved changes pushed on a proof, exactly once, under
 //!   the ceiling ([`commit`]: commitments against the envelope, whose one
@@ -23,7 +25,6 @@ pub mod commit;
 pub mod connector;
 pub mod grpc;
 pub mod push;
-pub mod sandbox;
 pub mod vault;
 
 use std::future::Future;

@@ -23,12 +23,12 @@ use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
 use spend_executor::accounts::{Access, Connections, PlatformOAuth};
 use spend_executor::connector::{PlatformConnector, Tokens, Want};
-use spend_executor::sandbox::Sandbox;
-use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
 use spend_executor::vault::Vault;
 use spend_executor::vault::keys::KmsKeys;
 use spend_executor::vault::store::PgConnections;
 use spend_platform::{Connect as _, ReadError, Reads};
+use spend_sandbox::Sandbox;
+use spend_sandbox::oauth::{Lifetimes, OAuthClient};
 use spend_testkit::{Streams, TestDatabase};
 
 const REDIRECT: &str = "http://127.0.0.1:9/callback";

@@ -7,6 +7,9 @@
 //!   answer); a restarted executor writes nothing again;
 //! - a write waits for a human's consent to the write scope, then goes;
 //!   a grant names its draft, and lets only that one go on;
+//! - a change another replica holds the lease of is left to it until the
+//!   lease lapses; an approver removed after approving counts no more at
+//!   the push;
 //! - a draft whose campaign changed on the platform is refused as stale;
 //! - 429 with `Retry-After` and 5xx are retried; a platform that keeps
 //!   failing leaves the outcome unknown (committed, never released) until
@@ -36,7 +39,7 @@ use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
 use spend_executor::accounts::{Access, Connections};
 use spend_executor::push::{PushConfig, Pusher, change_id};
-use spend_executor::sandbox::Sandbox;
+use spend_sandbox::Sandbox;
 use spend_testkit::events::{Approvers, append_all, bogus_proof, decided, on_log, payment_proposed, rollback_requested};
 use spend_testkit::{Streams, TestDatabase};
 
@@ -461,6 +464,63 @@ async fn a_payment_charges_the_card_it_names_or_none() {
     let charges = applied["charges"].as_array().unwrap();
     assert_eq!(charges.len(), 1, "{applied}");
     assert_eq!(charges[0]["card_id"], "crd_2");
+    w.stop().await;
+}
+
+/// Nothing sent on the change of `draft_id` and nothing charged, watched
+/// for `during`.
+async fn nothing_sent(w: &World, draft_id: &str, during: Duration) {
+    let subject = format!("{}.acme.change.{}", w.prefix, change_id(draft_id));
+    let watch = Instant::now() + during;
+    while Instant::now() < watch {
+        assert!(w.log.last_on_subject(&subject).await.unwrap().is_none(), "{draft_id} was started");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert_eq!(w.applied().await["writes"], 0, "{draft_id} was written");
+}
+
+/// Replicas take a lease on a change before they work on it: while another
+/// replica holds it this one starts and sends nothing; once it lapses (a
+/// dead holder renews it no more), this one pushes the change, once.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_change_another_replica_holds_is_left_to_it_until_its_lease_lapses() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["card_1"], &[]).await;
+    let held = Duration::from_secs(6);
+    let taken = Instant::now();
+    assert!(w.connections.lease("acme/change/d_leased", "a-replica-that-died", held).await.unwrap());
+    let id = w
+        .approved(payment_to("d_leased", "openai.com", Some("crd_1"), 700), Outcome::RequireApproval, &["ada"])
+        .await;
+    nothing_sent(&w, &id, Duration::from_secs(4)).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(30)).await;
+    assert_eq!(t, "spend.change.pushed.v1", "{data}");
+    assert!(taken.elapsed() >= held, "pushed {:?} into another replica's lease of {held:?}", taken.elapsed());
+    assert_eq!(w.applied().await["charges"].as_array().unwrap().len(), 1);
+    w.stop().await;
+}
+
+/// An approver removed after the draft had all its approvals, before the
+/// push: the executor counts the approvals it holds at push time, so the
+/// change is refused (released, nothing written), naming who was removed.
+/// (Another replica's lease holds the push back while the removal lands.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_approver_removed_before_the_push_counts_no_more_at_the_push() {
+    let mut w = World::new(POLICY, Duration::from_secs(30), &["card_1"], &[]).await;
+    assert!(
+        w.connections
+            .lease("acme/change/d_unapproved", "another-replica", Duration::from_secs(4))
+            .await
+            .unwrap()
+    );
+    let id = w
+        .approved(payment_to("d_unapproved", "openai.com", Some("crd_1"), 700), Outcome::RequireApproval, &["bob"])
+        .await;
+    w.append(vec![w.humans.removed("bob", "left the team")]).await;
+    let (t, data) = w.outcome(&id, Duration::from_secs(30)).await;
+    assert_eq!(t, "spend.change.failed.v1", "{data}");
+    let why = data["reason"].as_str().unwrap();
+    assert!(why.contains("0 approved") && why.contains("bob, removed since"), "{why}");
+    assert_eq!(w.applied().await["writes"], 0);
     w.stop().await;
 }
 

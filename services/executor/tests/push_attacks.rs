@@ -414,18 +414,7 @@ async fn a_removed_approvers_pending_approval_no_longer_counts_at_the_executor()
     put(&a.approval, &bob).await.unwrap();
     // An admin removes bob before a second approver comes: his approval of
     // the waiting draft lapses, as the app, the gateway and the ledger say.
-    let removed = Envelope::new(
-        "spendsignoff/approval",
-        "acme",
-        Actor::human("ada"),
-        "approver/bob",
-        EventData::ApproverRemoved(spend_core::events::ApproverRemoved {
-            org: "acme".into(),
-            approver_id: "bob".into(),
-            reason: "left the team".into(),
-        }),
-    );
-    put(&a.approval, &removed).await.unwrap();
+    put(&a.approval, &a.humans.removed("bob", "left the team")).await.unwrap();
     let carol = a.humans.approved("d_lapse", "carol", &hash);
     put(&a.approval, &carol).await.unwrap();
     // Carol's approval is the first that counts, one of two: the executor
@@ -475,10 +464,10 @@ async fn a_draft_that_shows_one_change_and_pushes_another_is_refused_by_policy_a
     // change pays 90.00 USD. The policy service, on its own user, denies
     // it and says why, audited.
     put(&a.gateway, &lying_payment("d_lie", 9_000, 400)).await.unwrap();
-    let decider = spend_policy::decide::Decider::start(
+    let decider = spend_policy_service::decide::Decider::start(
         a.policy.clone(),
         "spend.evt",
-        spend_policy::decide::Bootstrap {
+        spend_policy_service::decide::Bootstrap {
             policy: Arc::new(spend_policy::spendmd::parse(DUAL).unwrap()),
             source: DUAL.into(),
             approved_by_human: true,

@@ -26,9 +26,9 @@ use spend_credentials::{AgentScope, generate};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};
 use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
-use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::{Application, Deps, GatewayConfig};
 use spend_proto::v1 as pb;
+use spend_sandbox::{Sandbox, SandboxToken};
 use tonic::metadata::MetadataValue;
 
 // Every draft here is decided and settles (denied by the per-transaction
@@ -169,10 +169,10 @@ async fn run() {
     tokio::spawn(sandbox.serve(sl, std::future::pending()));
     let mut gw_config = GatewayConfig::new("127.0.0.1:0");
     gw_config.breaker.max_drafts_per_minute = usize::MAX;
-    let decider = spend_policy::decide::Decider::start(
+    let decider = spend_policy_service::decide::Decider::start(
         log.clone(),
         prefix.clone(),
-        spend_policy::decide::Bootstrap {
+        spend_policy_service::decide::Bootstrap {
             policy: Arc::new(spend_policy::spendmd::parse(POLICY).unwrap()),
             source: POLICY.into(),
             approved_by_human: false,

@@ -16,10 +16,10 @@ use std::sync::Arc;
 
 use spend_credentials::AgentScope;
 use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
-use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::ops::{ChangeRequest, MAX_MERCHANT_CHARS, MAX_RATIONALE_CHARS, MAX_URL_CHARS, OpError, ProposeRequest};
 use spend_gateway::view::{HISTORY_PER_ORG, MAX_PENDING_PER_ORG};
 use spend_gateway::{Application, Deps, GatewayConfig, Identity};
+use spend_sandbox::{Sandbox, SandboxToken};
 
 const POLICY: &str = "\
 spend:
@@ -65,10 +65,10 @@ async fn run() {
     let sandbox_url = format!("http://{}", sl.local_addr().unwrap());
     tokio::spawn(sandbox.serve(sl, std::future::pending()));
     let policy = spend_policy::spendmd::parse(POLICY).unwrap();
-    let decider = spend_policy::decide::Decider::start(
+    let decider = spend_policy_service::decide::Decider::start(
         log.clone(),
         "spend.evt",
-        spend_policy::decide::Bootstrap {
+        spend_policy_service::decide::Bootstrap {
             policy: Arc::new(policy.clone()),
             source: POLICY.into(),
             approved_by_human: true,

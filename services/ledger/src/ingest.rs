@@ -203,7 +203,8 @@ impl Ingest {
         let (mut last, mut next_idx) = (position, range.size());
         // One commit runs while the next batch is fetched and hashed.
         let mut inflight: Option<InFlight> = None;
-        let mut fetch_backoff = Duration::from_millis(100);
+        let refetch = || spend_core::retry::backoff(Duration::from_millis(100), Duration::from_secs(2));
+        let mut fetch_backoff = refetch();
         // Time spent per phase since the last checkpoint: fetch, project,
         // wait for the commit, ack, sign (logged at debug level).
         let mut timings = [Duration::ZERO; 5];
@@ -233,13 +234,12 @@ impl Ingest {
             };
             let batch = match batch {
                 Ok(b) => {
-                    fetch_backoff = Duration::from_millis(100);
+                    fetch_backoff = refetch();
                     b
                 }
                 Err(e) => {
                     tracing::warn!(error = %e, "fetching from the event log failed; retrying");
-                    tokio::time::sleep(fetch_backoff).await;
-                    fetch_backoff = (fetch_backoff * 2).min(Duration::from_secs(2));
+                    tokio::time::sleep(fetch_backoff.wait()).await;
                     Vec::new()
                 }
             };

@@ -23,17 +23,18 @@ use std::time::Duration;
 use async_trait::async_trait;
 use chrono::Utc;
 use spend_core::authority::Writer;
-use spend_core::events::{BudgetCommitted, DraftChange, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, PolicyEvaluated};
+use spend_core::events::{BudgetCommitted, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, PolicyEvaluated};
 use spend_core::{Actor, ActorKind, Cause, Money, RawEnvelope};
 use spend_eventlog::read::{Read, classify, misplaced_alert};
 use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
+use spend_policy::decide::{Decide, DecideError};
+use spend_policy::evaluate::evaluate;
+use spend_policy::judge::Judged;
+use spend_policy::spendmd::SpendMd;
+use spend_policy::versions::{Noticed, Versions};
 use tokio::sync::{RwLock, watch};
 
-use crate::evaluate::{Change, evaluate};
-use crate::judge::Judged;
 use crate::recent::{Recent, Recorded};
-use crate::spendmd::SpendMd;
-use crate::versions::{Noticed, Versions};
 
 /// The aggregate id of the policy's envelope: `budget.envelope`.
 pub const ENVELOPE_ID: &str = "envelope";
@@ -45,37 +46,6 @@ pub const UNDECIDED_AFTER: Duration = Duration::from_secs(2);
 /// How long a decision waits for the follower to deliver a draft before it
 /// reads the draft from the log itself.
 const FOLLOWER_WAIT: Duration = Duration::from_millis(20);
-
-/// Why a draft could not be decided, in kinds callers can match on.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum DecideError {
-    #[error("no draft {0} on the log")]
-    NotFound(String),
-    /// The id names something that is not a genuine draft.
-    #[error("invalid: {0}")]
-    Invalid(String),
-    /// Commitments raced past [`MAX_ATTEMPTS`]: try again.
-    #[error("the envelope of organisation {0} is too contended; try again")]
-    Contended(String),
-    #[error("unavailable: {0}")]
-    Unavailable(String),
-}
-
-impl From<LogError> for DecideError {
-    fn from(e: LogError) -> Self {
-        match e {
-            LogError::Rejected(m) => DecideError::Invalid(m),
-            other => DecideError::Unavailable(format!("event log: {other}")),
-        }
-    }
-}
-
-/// What the gateway asks: decide this draft. Served in-process
-/// ([`Decider`]) in `spend dev` and tests, over gRPC otherwise.
-#[async_trait]
-pub trait Decide: Send + Sync + 'static {
-    async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError>;
-}
 
 /// The SPEND.md a process starts with, in force until a human approves a
 /// version of an organisation's own.
@@ -208,7 +178,7 @@ pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) 
                     let a = forgery.security_alert();
                     once_alert(recorder, &org, m.seq, &a.reason, a.detail).await
                 }
-                Some(Noticed::Untrusted { org, detail }) => once_alert(recorder, &org, m.seq, crate::versions::UNTRUSTED, detail).await,
+                Some(Noticed::Untrusted { org, detail }) => once_alert(recorder, &org, m.seq, spend_policy::versions::UNTRUSTED, detail).await,
                 None => {}
             }
         }
@@ -388,10 +358,10 @@ impl Decider {
     /// A denial, audited once, of a draft whose shown diff, impact or kind
     /// is not what its change pushes (a compromised gateway's), or a
     /// campaign draft without the live state it was drafted against.
-    async fn inconsistent(&self, org: &str, draft: &Recorded) -> Option<crate::evaluate::Decision> {
+    async fn inconsistent(&self, org: &str, draft: &Recorded) -> Option<spend_policy::evaluate::Decision> {
         let why = spend_draft::display::inconsistency(&draft.data)?;
         once_alert(&self.recorder, org, draft.seq, spend_draft::display::INCONSISTENT, why.clone()).await;
-        Some(crate::evaluate::Decision {
+        Some(spend_policy::evaluate::Decision {
             outcome: spend_core::events::Outcome::Deny,
             reasons: vec![spend_core::events::Reason {
                 code: spend_draft::display::INCONSISTENT.into(),
@@ -409,7 +379,7 @@ impl Decider {
         org: &str,
         draft: &Recorded,
         version: &str,
-        decision: crate::evaluate::Decision,
+        decision: spend_policy::evaluate::Decision,
         currency: &str,
         cause: Cause,
     ) -> Result<PolicyEvaluated, DecideError> {
@@ -450,7 +420,7 @@ impl Decider {
     /// `spend.limit.approaching.v1` / `spend.limit.exceeded.v1` on the
     /// policy's limit subject (apart from the envelope, so that notices
     /// never contend with commitments).
-    async fn limit_notices(&self, org: &str, d: &DraftProposed, alerts: &[crate::evaluate::LimitAlert], currency: &str, cause: Cause) {
+    async fn limit_notices(&self, org: &str, d: &DraftProposed, alerts: &[spend_policy::evaluate::LimitAlert], currency: &str, cause: Cause) {
         for a in alerts {
             let money = |minor| Money {
                 minor_units: minor,
@@ -515,46 +485,6 @@ impl Decide for Decider {
     #[tracing::instrument(skip_all, fields(org, draft_id))]
     async fn decide(&self, org: &str, draft_id: &str) -> Result<PolicyEvaluated, DecideError> {
         self.decide_draft(org, draft_id).await
-    }
-}
-
-impl From<&DraftChange> for Change {
-    fn from(c: &DraftChange) -> Self {
-        match c {
-            DraftChange::Payment {
-                merchant,
-                category,
-                country,
-                url,
-                https,
-                ..
-            } => Change::Payment {
-                merchant: merchant.clone(),
-                category: category.clone(),
-                country: country.clone(),
-                https: *https,
-                url: url.clone(),
-            },
-            DraftChange::Campaign {
-                campaign_id,
-                field,
-                daily_budget_before,
-                daily_budget_after,
-                ..
-            } => match field.as_str() {
-                "budget" => Change::Budget {
-                    campaign_id: campaign_id.clone(),
-                    before: daily_budget_before.clone(),
-                    after: daily_budget_after.clone(),
-                },
-                "bid" => Change::Bid {
-                    campaign_id: campaign_id.clone(),
-                },
-                _ => Change::Status {
-                    campaign_id: campaign_id.clone(),
-                },
-            },
-        }
     }
 }
 

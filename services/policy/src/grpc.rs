@@ -17,15 +17,16 @@ use std::future::Future;
 use async_trait::async_trait;
 use spend_core::Money;
 use spend_core::events::{DraftChange, Outcome, PolicyEvaluated, Reason};
+use spend_policy::decide::{Decide, DecideError};
+use spend_policy::envelope::EnvelopeExt;
+use spend_policy::evaluate::{Change, Draft, Windows, evaluate};
+use spend_policy::spendmd;
 use spend_proto::internal::{Caller, Callers, Guard, Rules};
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_server::{Policy, PolicyServer};
 use tonic::{Request, Response, Status};
 
-use crate::decide::{Decide, DecideError, Decider};
-use crate::envelope::EnvelopeExt;
-use crate::evaluate::{Change, Draft, Windows, evaluate};
-use crate::spendmd;
+use crate::decide::Decider;
 
 pub struct PolicyGrpc {
     decider: Decider,

@@ -12,9 +12,10 @@ use spend_core::{Actor, Money};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
-use spend_policy::decide::{Bootstrap, Decide, DecideError, Decider};
+use spend_policy::decide::{Decide, DecideError};
 use spend_policy::envelope::EnvelopeExt;
 use spend_policy::spendmd;
+use spend_policy_service::decide::{Bootstrap, Decider};
 
 const POLICY: &str = "\
 spend:
@@ -221,7 +222,7 @@ async fn a_draft_whose_decision_call_never_came_is_decided_by_the_policy_service
     record(&gateway, &draft(3)).await;
     let decider = decider(log.clone(), "spend.evt", false);
     let (stop, stopped) = tokio::sync::watch::channel(false);
-    let worker = tokio::spawn(spend_policy::decide::decide_undecided(decider, "policy".into(), stopped));
+    let worker = tokio::spawn(spend_policy_service::decide::decide_undecided(decider, "policy".into(), stopped));
     let deadline = tokio::time::Instant::now() + std::time::Duration::from_secs(15);
     let decision = loop {
         if let Some(m) = log.last_on_subject("spend.evt.acme.decision.d3").await.unwrap() {

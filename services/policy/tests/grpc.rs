@@ -11,8 +11,8 @@ use spend_core::events::{ApprovalGranted, EventData, PolicyProposed};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
 use spend_eventlog::{Append, EventLog};
-use spend_policy::decide::Bootstrap;
-use spend_policy::{Application, Deps, PolicyConfig};
+use spend_policy_service::decide::Bootstrap;
+use spend_policy_service::{Application, Deps, PolicyConfig};
 use spend_proto::v1 as pb;
 use spend_proto::v1::policy_client::PolicyClient;
 
@@ -275,7 +275,7 @@ async fn with_callers_configured_only_a_callers_own_credential_is_served() {
     assert_eq!(e.code(), tonic::Code::Unauthenticated, "{e:?}");
     // The gateway's client sends its own credential: a draft that does not
     // exist is a NotFound, past the guard.
-    let client = spend_policy::grpc::PolicyClient::connect_lazy(&format!("http://{addr}"), Some("internal-s3cret")).unwrap();
+    let client = spend_policy_service::grpc::PolicyClient::connect_lazy(&format!("http://{addr}"), Some("internal-s3cret")).unwrap();
     use spend_policy::decide::Decide as _;
     assert!(matches!(
         client.decide("acme", "nope").await,

@@ -3,61 +3,21 @@
 //! log delivers it. A new key's secret is printed once, to stdout; only its
 //! SHA-256 is recorded.
 
-use std::path::Path;
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use anyhow::Context;
-use spend_core::Actor;
 use spend_core::authority::Writer;
 use spend_core::events::{ApiKeyRevoked, EventData};
 use spend_credentials::{LogKeys, generate, parse_scopes};
-use spend_eventlog::embedded::{EmbeddedConfig, EmbeddedLog};
-use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{EventLog, Recorder};
 
+use super::operator::{open_log, operator, record_as_operator};
 use crate::ApiKeyCommand;
-use crate::config::{DevPaths, SpendConfig};
-
-pub(crate) async fn open_log(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<Arc<dyn EventLog>> {
-    Ok(match data_dir {
-        Some(dir) => {
-            let log = EmbeddedLog::open(EmbeddedConfig::new(DevPaths::new(dir).events))
-                .await
-                .with_context(|| format!("opening the event log in {} (stop `spend dev` first: it holds the log)", dir.display()))?;
-            Arc::new(log)
-        }
-        None => Arc::new(JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?),
-    })
-}
+use crate::config::SpendConfig;
 
 async fn record(log: Arc<dyn EventLog>, prefix: &str, org: &str, key_id: &str, data: EventData) -> anyhow::Result<()> {
     record_as_operator(log, prefix, org, "apikey", key_id, data, None).await.map(|_| ())
-}
-
-/// The operator at the CLI (a human, named by $USER).
-fn operator() -> Actor {
-    Actor::human(std::env::var("USER").unwrap_or_else(|_| "operator".into()))
-}
-
-/// Appends an event by the operator at the CLI, on an operator aggregate;
-/// with `expected`, only if the subject's last sequence is that (`Some(0)`:
-/// the first event of an id wins, as for a policy proposal).
-pub(crate) async fn record_as_operator(
-    log: Arc<dyn EventLog>,
-    prefix: &str,
-    org: &str,
-    aggregate: &'static str,
-    id: &str,
-    data: EventData,
-    expected: Option<u64>,
-) -> anyhow::Result<spend_eventlog::Recorded> {
-    let recorder = Recorder::new(log, prefix, Writer::Operator);
-    let mut event = recorder.event(org, operator(), aggregate, id, data);
-    if let Some(seq) = expected {
-        event = event.expect_seq(seq);
-    }
-    Ok(event.record().await?)
 }
 
 pub async fn run(config: SpendConfig, command: ApiKeyCommand) -> anyhow::Result<ExitCode> {

@@ -12,7 +12,6 @@
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use chrono::{SecondsFormat, Utc};
@@ -20,7 +19,7 @@ use sha2::Digest as _;
 use spend_core::events::{ApproverAnchored, ApproverInvited, ApproverRemoved, EventData};
 use spend_eventlog::EventLog;
 
-use super::apikey::{open_log, record_as_operator};
+use super::operator::{open_log, record_as_operator, replay};
 use crate::ApproverCommand;
 use crate::config::SpendConfig;
 
@@ -60,50 +59,6 @@ pub async fn invite(log: Arc<dyn EventLog>, prefix: &str, org: &str, email: &str
         link: format!("{}/enroll/{token}", origin.trim_end_matches('/')),
         invite_id,
     })
-}
-
-/// The relying party approval passkeys are made on: for a `spend dev`
-/// data folder, the one it last ran with; else the configured one.
-fn relying_party(config: &SpendConfig, data_dir: Option<&std::path::Path>) -> anyhow::Result<spend_draft::proof::RelyingParty> {
-    if let Some(dir) = data_dir {
-        let path = crate::config::DevPaths::new(dir).relying_party;
-        if path.exists() {
-            let text = std::fs::read_to_string(&path).with_context(|| format!("reading {}", path.display()))?;
-            let v: serde_json::Value = serde_json::from_str(&text).with_context(|| format!("{} is not JSON", path.display()))?;
-            let (Some(rp_id), Some(origin)) = (v["rp_id"].as_str(), v["origin"].as_str()) else {
-                anyhow::bail!("{} names no rp_id and origin", path.display());
-            };
-            return Ok(spend_draft::proof::RelyingParty::new(rp_id, origin));
-        }
-    }
-    Ok(config.passkey.relying_party())
-}
-
-/// The log replayed into the approval service's book (registry,
-/// registrations, invitations), up to its last message; passkeys count
-/// only when made on the configured relying party.
-pub async fn replay(log: Arc<dyn EventLog>, config: &SpendConfig, data_dir: Option<&std::path::Path>) -> anyhow::Result<spend_approval::book::Book> {
-    use futures::StreamExt as _;
-    let prefix = config.nats.subject_prefix.as_str();
-    let last = log.info().await?.last_seq;
-    let rp = relying_party(config, data_dir)?;
-    let mut book = spend_approval::book::Book::new(rp, None);
-    if last == 0 {
-        return Ok(book);
-    }
-    let mut stream = Box::pin(log.subscribe(spend_eventlog::StartAt::Beginning).await?);
-    while let Some(m) = tokio::time::timeout(Duration::from_secs(30), stream.next())
-        .await
-        .context("the event log stopped delivering while it was replayed")?
-    {
-        let m = m?;
-        let seq = m.seq;
-        book.apply(prefix, &m);
-        if seq >= last {
-            break;
-        }
-    }
-    Ok(book)
 }
 
 fn origin_of(config: &SpendConfig) -> String {

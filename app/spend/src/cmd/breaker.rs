@@ -15,7 +15,7 @@ pub async fn run(config: SpendConfig, command: BreakerCommand) -> anyhow::Result
         anyhow::bail!("--note must say why it is safe to resume");
     }
     let prefix = config.nats.subject_prefix.clone();
-    let log = super::apikey::open_log(&config, data_dir.as_deref()).await?;
+    let log = super::operator::open_log(&config, data_dir.as_deref()).await?;
     let subject = spend_core::subject::aggregate_subject(&prefix, &org, "breaker", &account)?;
     let last = log.last_on_subject(&subject).await?;
     let tripped = last
@@ -30,7 +30,7 @@ pub async fn run(config: SpendConfig, command: BreakerCommand) -> anyhow::Result
         account_id: account.clone(),
         note,
     });
-    super::apikey::record_as_operator(log, &prefix, &org, "breaker_reset", &account, data, None).await?;
+    super::operator::record_as_operator(log, &prefix, &org, "breaker_reset", &account, data, None).await?;
     eprintln!("reset the breaker of {account} in {org}; drafts on it resume");
     Ok(ExitCode::SUCCESS)
 }

@@ -159,7 +159,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     // The sandbox platform, in-process but over a real socket; its OAuth
     // client (the executor) has a fresh secret each start.
     let client_secret = spend_core::Secret::new(spend_credentials::random_hex(32).context("generating the sandbox client secret")?);
-    let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(client_secret.clone())], config.sandbox.lifetimes());
+    let sandbox = spend_sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(client_secret.clone())], config.sandbox.lifetimes());
     // Its test-control routes answer this machine only, with the token
     // kept in the data folder (0600).
     let control = dev_secret(&paths.sandbox_control).context("the sandbox's control token")?;
@@ -220,17 +220,17 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
     let prefix_for_approval = prefix.clone();
     // The policy service, in this process: the gateway's decisions are its
     // calls, and it decides drafts left undecided on its own.
-    let policy_service = spend_policy::Application::build(
-        spend_policy::PolicyConfig {
+    let policy_service = spend_policy_service::Application::build(
+        spend_policy_service::PolicyConfig {
             listen: args.policy_listen.clone().unwrap_or_else(|| config.policy.listen.clone()),
-            consumer: spend_policy::decide::CONSUMER.to_string(),
+            consumer: spend_policy_service::decide::CONSUMER.to_string(),
             // One process on loopback: no callers to tell apart.
             callers: None,
         },
-        spend_policy::Deps {
+        spend_policy_service::Deps {
             log: log.clone(),
             prefix: prefix.clone(),
-            bootstrap: spend_policy::decide::Bootstrap {
+            bootstrap: spend_policy_service::decide::Bootstrap {
                 policy: Arc::new(policy.clone()),
                 source: source.clone(),
                 approved_by_human: false,

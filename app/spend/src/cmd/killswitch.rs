@@ -30,10 +30,10 @@ pub async fn card(config: SpendConfig, command: CardCommand) -> anyhow::Result<E
     if reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is on the record)");
     }
-    let log = super::apikey::open_log(&config, data_dir.as_deref()).await?;
+    let log = super::operator::open_log(&config, data_dir.as_deref()).await?;
     let id = if card == "*" { "all".to_string() } else { card.clone() };
     let data = EventData::CardFreezeRequested(CardFreezeRequested { card_id: card.clone(), reason });
-    super::apikey::record_as_operator(log, &config.nats.subject_prefix, &org, "card_freeze", &id, data, None).await?;
+    super::operator::record_as_operator(log, &config.nats.subject_prefix, &org, "card_freeze", &id, data, None).await?;
     if card == "*" {
         eprintln!("froze every card of {org}: charges are refused from now on");
     } else {
@@ -56,8 +56,8 @@ pub async fn agents(config: SpendConfig, command: AgentsCommand) -> anyhow::Resu
     if reason.trim().is_empty() {
         anyhow::bail!("--reason must say why (it is on the record)");
     }
-    let log = super::apikey::open_log(&config, data_dir.as_deref()).await?;
-    super::apikey::record_as_operator(log, &config.nats.subject_prefix, &org, "pause", &org, data, None).await?;
+    let log = super::operator::open_log(&config, data_dir.as_deref()).await?;
+    super::operator::record_as_operator(log, &config.nats.subject_prefix, &org, "pause", &org, data, None).await?;
     eprintln!("the agents of {org} are {what}");
     Ok(ExitCode::SUCCESS)
 }

@@ -9,6 +9,7 @@ pub mod internal;
 pub mod killswitch;
 pub mod ledger;
 pub mod nats;
+pub mod operator;
 pub mod policy;
 pub mod rollback;
 pub mod serve;

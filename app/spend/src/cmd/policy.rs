@@ -92,10 +92,10 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
         }
     };
     let draft_id = format!("p_{}", spend_credentials::random_hex(8)?);
-    let log = super::apikey::open_log(&config, data_dir).await?;
+    let log = super::operator::open_log(&config, data_dir).await?;
     // The version in force on the log, if a human approved one (else the
     // services' bootstrap file, which is not on the log).
-    let book = super::approver::replay(log.clone(), &config, data_dir).await?;
+    let book = super::operator::replay(log.clone(), &config, data_dir).await?;
     let previous_version = book.versions.active(org).map(|a| a.proposal.version.clone());
     let data = spend_core::events::EventData::PolicyProposed(spend_core::events::PolicyProposed {
         draft_id: draft_id.clone(),
@@ -104,7 +104,7 @@ pub async fn propose(config: crate::config::SpendConfig, path: &Path, org: &str,
         previous_version,
         enables_auto_approve: md.approval.auto_approve_under.is_some(),
     });
-    let recorded = super::apikey::record_as_operator(log, &config.nats.subject_prefix, org, "policy", &draft_id, data, Some(0)).await?;
+    let recorded = super::operator::record_as_operator(log, &config.nats.subject_prefix, org, "policy", &draft_id, data, Some(0)).await?;
     eprintln!(
         "proposed {} as {draft_id} (event hash {}); it applies once a human approves it in the approval app",
         md.version,

@@ -44,8 +44,8 @@ pub async fn run(config: SpendConfig, args: RollbackArgs) -> anyhow::Result<Exit
     }
     let since = since.as_deref().map(parse_since).transpose()?;
     let prefix = config.nats.subject_prefix.clone();
-    let log = super::apikey::open_log(&config, data_dir.as_deref()).await?;
-    let book = super::approver::replay(log.clone(), &config, data_dir.as_deref()).await?;
+    let log = super::operator::open_log(&config, data_dir.as_deref()).await?;
+    let book = super::operator::replay(log.clone(), &config, data_dir.as_deref()).await?;
     let mut chosen: Vec<String> = Vec::new();
     for d in &drafts {
         match book.entry(&org, d) {
@@ -90,7 +90,7 @@ pub async fn run(config: SpendConfig, args: RollbackArgs) -> anyhow::Result<Exit
         requested_by: "operator".into(),
         expires_at: expires_at.clone(),
     };
-    super::apikey::record_as_operator(
+    super::operator::record_as_operator(
         log,
         &prefix,
         &org,

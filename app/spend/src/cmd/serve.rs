@@ -132,7 +132,7 @@ pub async fn gateway(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let reads = spend_platform::grpc::ExecutorClient::connect_lazy(&config.gateway.executor_url, config.internal.token())
         .map_err(|e| anyhow::anyhow!("gateway.executor_url: {e}"))?;
-    let decider = spend_policy::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url, config.internal.token())
+    let decider = spend_policy_service::grpc::PolicyClient::connect_lazy(&config.gateway.policy_url, config.internal.token())
         .map_err(|e| anyhow::anyhow!("gateway.policy_url: {e}"))?;
     let deps = spend_gateway::Deps {
         log: Arc::new(events),
@@ -162,16 +162,16 @@ pub async fn policy(config: SpendConfig) -> anyhow::Result<ExitCode> {
     let (policy, source) = super::load_policy(std::path::Path::new(file))?;
     let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
     let version = policy.version.clone();
-    let app = spend_policy::Application::build(
-        spend_policy::PolicyConfig {
+    let app = spend_policy_service::Application::build(
+        spend_policy_service::PolicyConfig {
             listen: config.policy.listen.clone(),
             consumer: config.policy.consumer.clone(),
             callers: config.internal.callers()?,
         },
-        spend_policy::Deps {
+        spend_policy_service::Deps {
             log: Arc::new(events),
             prefix: config.nats.subject_prefix.clone(),
-            bootstrap: spend_policy::decide::Bootstrap {
+            bootstrap: spend_policy_service::decide::Bootstrap {
                 policy: Arc::new(policy),
                 source,
                 approved_by_human: config.policy.policy_approved_by_human,
@@ -321,7 +321,7 @@ pub async fn sandbox(config: SpendConfig) -> anyhow::Result<ExitCode> {
         .clone()
         .filter(|s| !s.is_empty())
         .context("no OAuth client secret configured: set SPEND__SANDBOX__OAUTH_CLIENT_SECRET (the executor presents the same)")?;
-    let sandbox = spend_executor::sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(secret)], config.sandbox.lifetimes());
+    let sandbox = spend_sandbox::Sandbox::with_oauth(vec![], vec![config.sandbox.client(secret)], config.sandbox.lifetimes());
     let control = config.sandbox.control_token.as_ref().filter(|t| !t.is_empty());
     if let Some(token) = control {
         sandbox.enable_control(token.expose());

@@ -196,8 +196,7 @@ pub async fn slack(http: &reqwest::Client, url: &str, notice: &Notice) -> Try {
         .headers()
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.trim().parse::<u64>().ok())
-        .map(|s| Duration::from_secs(s).min(RETRY_AFTER_MAX));
+        .and_then(|v| spend_core::retry::retry_after(v, std::time::SystemTime::now(), RETRY_AFTER_MAX));
     let text: String = r.text().await.unwrap_or_default().chars().take(200).collect();
     if status.is_success() {
         Try::Sent(format!("HTTP {}", status.as_u16()))
@@ -292,13 +291,12 @@ fn outbox(dir: &Path, from: &Mailbox, notice: &Notice) -> Try {
     }
 }
 
-/// 1 s, 2 s, 4 s … at most [`BACKOFF_MAX`], ±20%.
+/// The wait after try `tries` (from 1): 1 s, 2 s, 4 s … at most
+/// [`BACKOFF_MAX`], with jitter (the product's one retry policy).
 fn backoff(tries: u32) -> Duration {
-    let base = Duration::from_secs(1u64 << tries.saturating_sub(1).min(6)).min(BACKOFF_MAX);
-    let mut b = [0u8; 1];
-    let _ = getrandom::fill(&mut b);
-    let jitter = 0.8 + 0.4 * f64::from(b[0]) / 255.0;
-    base.mul_f64(jitter)
+    spend_core::retry::backoff(Duration::from_secs(1), BACKOFF_MAX)
+        .nth(tries.saturating_sub(1) as usize)
+        .unwrap_or(BACKOFF_MAX)
 }
 
 /// The workers, one per destination, started on first use.
@@ -548,9 +546,10 @@ mod tests {
 
     #[test]
     fn backoff_doubles_to_a_minute_with_jitter() {
+        // The shared policy's jitter adds up to the wait again, capped.
         for (tries, secs) in [(1, 1.0), (2, 2.0), (3, 4.0), (7, 60.0), (30, 60.0)] {
             let b = backoff(tries).as_secs_f64();
-            assert!(b >= secs * 0.79 && b <= secs * 1.21, "{tries}: {b}");
+            assert!(b >= secs && b <= f64::min(secs * 2.0, 60.0), "{tries}: {b}");
         }
     }
 }

@@ -269,13 +269,7 @@ pub fn check_resource(asked: Option<&str>, canonical: &str) -> Result<(), OAuthE
     }
 }
 
-pub fn sha256_hex(s: &str) -> String {
-    sha256_hex_bytes(s.as_bytes())
-}
-
-pub fn sha256_hex_bytes(b: &[u8]) -> String {
-    hex::encode(Sha256::digest(b))
-}
+pub use spend_core::sha256_hex;
 
 /// A fresh secret of 32 random bytes, base64url, with a prefix saying what
 /// it is (`src_` codes, `srt_` refresh tokens): never `ssk_`, the prefix of

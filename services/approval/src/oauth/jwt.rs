@@ -33,7 +33,7 @@ pub struct AccessClaims {
 /// The `kid` of a key: its SPKI fingerprint, so that a KMS key's ARN never
 /// leaves the service and two keys never share a name.
 pub fn kid_of(spki_der: &[u8]) -> String {
-    format!("es256-{}", &super::core::sha256_hex_bytes(spki_der)[..16])
+    format!("es256-{}", &spend_core::sha256_hex(spki_der)[..16])
 }
 
 /// Signs `claims` into a compact JWS.

@@ -179,8 +179,8 @@ pub struct Pusher {
     config: PushConfig,
     in_flight: std::sync::Mutex<HashSet<(String, String)>>,
     /// Work whose outcome was unknown, and when to try it again (with the
-    /// wait that led there).
-    backoff: std::sync::Mutex<HashMap<(String, String), (tokio::time::Instant, Duration)>>,
+    /// waits still to come).
+    backoff: std::sync::Mutex<HashMap<(String, String), (tokio::time::Instant, spend_core::retry::Backoff)>>,
     /// This replica's name on the leases it holds.
     holder: String,
     permits: Arc<Semaphore>,
@@ -375,8 +375,8 @@ impl Pusher {
     }
 
     /// After a try: settled work forgets its backoff; work whose outcome
-    /// is unknown waits twice as long as last time (from a second, up to
-    /// the configured ceiling) before it is tried again.
+    /// is unknown waits about twice as long as last time (from a second,
+    /// with jitter, up to the configured ceiling) before it is tried again.
     /// Returns the wait, for unsettled work.
     fn back_off(&self, key: &(String, String), settled: bool) -> Option<Duration> {
         let mut backoff = self.backoff.lock().expect("backoff");
@@ -384,11 +384,12 @@ impl Pusher {
             backoff.remove(key);
             return None;
         }
-        let wait = backoff
-            .get(key)
-            .map(|(_, w)| (*w * 2).min(self.config.unknown_backoff_max))
-            .unwrap_or(Duration::from_secs(1).min(self.config.unknown_backoff_max));
-        backoff.insert(key.clone(), (tokio::time::Instant::now() + wait, wait));
+        let max = self.config.unknown_backoff_max;
+        let (at, waits) = backoff
+            .entry(key.clone())
+            .or_insert_with(|| (tokio::time::Instant::now(), spend_core::retry::backoff(Duration::from_secs(1), max)));
+        let wait = waits.wait();
+        *at = tokio::time::Instant::now() + wait;
         Some(wait)
     }
 
@@ -817,7 +818,7 @@ impl Pusher {
         let send_by = send_by.map(|t| t - chrono::Duration::from_std(self.config.request_timeout).unwrap_or_default());
         let window = send_by.map(|t| (t - Utc::now()).to_std().unwrap_or(Duration::ZERO));
         let deadline = tokio::time::Instant::now() + window.map_or(self.config.deadline, |w| w.min(self.config.deadline));
-        let mut wait = Duration::from_millis(500);
+        let mut waits = spend_core::retry::backoff(Duration::from_millis(500), Duration::from_secs(8));
         let mut tries = 0u32;
         let mut sent = Sent::new(maybe_sent);
         loop {
@@ -852,14 +853,13 @@ impl Pusher {
                 // earlier send, or this one) is the platform's to say.
                 Err(WriteError::NotSent(m) | WriteError::Refused(m)) => return self.settle(org, account, scope, key, m, Some(&sent)).await,
                 Err(WriteError::Retry { after, reason }) => {
-                    let pause = after.unwrap_or(wait);
+                    let pause = after.unwrap_or_else(|| waits.wait());
                     if tokio::time::Instant::now() + pause > deadline {
                         let why = format!("no answer that settles it after {tries} tries: {reason}");
                         return self.settle(org, account, scope, key, why, None).await;
                     }
                     tracing::info!(org, what, tries, retry_in_ms = pause.as_millis() as u64, %reason, "the platform did not apply it yet; retrying");
                     tokio::time::sleep(pause).await;
-                    wait = (wait * 2).min(Duration::from_secs(8));
                 }
             }
         }

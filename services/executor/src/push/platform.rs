@@ -10,6 +10,10 @@ use spend_platform::{Campaign, Card, Merchant, ReadError};
 
 use crate::connector::{PlatformToken, get_with, without_url};
 
+/// The longest `Retry-After` a platform may ask for: longer waits are cut
+/// to it (the push's own deadline still decides whether to wait at all).
+const RETRY_AFTER_MAX: Duration = Duration::from_secs(300);
+
 /// Why a write did not happen (as far as this request knows: whether a
 /// write with its idempotency key applied is the platform's to say, see
 /// [`Platform::key_state`]).
@@ -122,8 +126,7 @@ impl Platform {
             .headers()
             .get(reqwest::header::RETRY_AFTER)
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.trim().parse::<u64>().ok())
-            .map(|s| Duration::from_secs(s.min(300)));
+            .and_then(|v| spend_core::retry::retry_after(v, std::time::SystemTime::now(), RETRY_AFTER_MAX));
         let body: serde_json::Value = match answer.json().await {
             Ok(b) => b,
             // The write may have applied; only its answer was lost.

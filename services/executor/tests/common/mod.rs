@@ -10,11 +10,11 @@ use spend_core::events::{DraftChange, EventData};
 use spend_core::{Actor, Envelope, Money};
 use spend_eventlog::{EventLog, Recorder};
 use spend_executor::accounts::{Access, Connections, PlatformOAuth};
-use spend_executor::sandbox::Sandbox;
-use spend_executor::sandbox::oauth::{Lifetimes, OAuthClient};
 use spend_executor::vault::Vault;
 use spend_executor::vault::keys::KmsKeys;
 use spend_executor::vault::store::PgConnections;
+use spend_sandbox::Sandbox;
+use spend_sandbox::oauth::{Lifetimes, OAuthClient};
 
 /// Where the platform's consent page sends the human back.
 pub const REDIRECT: &str = "http://127.0.0.1:9/callback";

@@ -10,8 +10,8 @@ use std::time::Duration;
 use spend_credentials::{AgentScope, NewKey, generate};
 use spend_eventlog::{Append, EventLog};
 use spend_executor::connector::{PlatformConnector, PlatformToken, StaticToken};
-use spend_executor::sandbox::{Sandbox, SandboxToken};
 use spend_gateway::{Application, Deps, GatewayConfig, GatewayState, Identity};
+use spend_sandbox::{Sandbox, SandboxToken};
 
 pub const PREFIX: &str = "spend.evt";
 
@@ -89,10 +89,10 @@ impl Gateway {
         let policy = spend_policy::spendmd::parse(policy).unwrap();
         config.listen = "127.0.0.1:0".into();
         // The policy service, in this process (as in `spend dev`).
-        let decider = spend_policy::decide::Decider::start(
+        let decider = spend_policy_service::decide::Decider::start(
             policy_log.unwrap_or_else(|| log.clone()),
             prefix,
-            spend_policy::decide::Bootstrap {
+            spend_policy_service::decide::Bootstrap {
                 policy: Arc::new(policy.clone()),
                 source,
                 approved_by_human: true,

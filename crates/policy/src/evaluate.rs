@@ -6,7 +6,7 @@
 
 use chrono::{DateTime, Duration, Utc};
 use spend_core::Money;
-use spend_core::events::{Outcome, Reason};
+use spend_core::events::{DraftChange, Outcome, Reason};
 
 use crate::money::format_amount;
 use crate::spendmd::SpendMd;
@@ -408,6 +408,47 @@ fn cooldown(policy: &SpendMd, windows: &Windows, campaign_id: &str, now: DateTim
                     until.to_rfc3339()
                 ),
             ));
+        }
+    }
+}
+
+/// A draft's change, as the evaluation sees it.
+impl From<&DraftChange> for Change {
+    fn from(c: &DraftChange) -> Self {
+        match c {
+            DraftChange::Payment {
+                merchant,
+                category,
+                country,
+                url,
+                https,
+                ..
+            } => Change::Payment {
+                merchant: merchant.clone(),
+                category: category.clone(),
+                country: country.clone(),
+                https: *https,
+                url: url.clone(),
+            },
+            DraftChange::Campaign {
+                campaign_id,
+                field,
+                daily_budget_before,
+                daily_budget_after,
+                ..
+            } => match field.as_str() {
+                "budget" => Change::Budget {
+                    campaign_id: campaign_id.clone(),
+                    before: daily_budget_before.clone(),
+                    after: daily_budget_after.clone(),
+                },
+                "bid" => Change::Bid {
+                    campaign_id: campaign_id.clone(),
+                },
+                _ => Change::Status {
+                    campaign_id: campaign_id.clone(),
+                },
+            },
         }
     }
 }

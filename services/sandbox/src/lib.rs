@@ -5,7 +5,10 @@
 //! when faults are injected, and `Idempotency-Key` on writes.
 //!
 //! `spend dev` runs it in-process; `spend serve sandbox` runs it alone, so
-//! the executor's connector is exercised over a real socket either way.
+//! the executor's connector is exercised over a real socket either way. It
+//! is a crate of its own, apart from the executor, so that nothing in the
+//! executor can reach into it: the executor's tests and the gateway's
+//! benchmarks take it as a dev-dependency, and only the binary ships it.
 //!
 //! Access tokens come from the sandbox's own OAuth 2.0 server ([`oauth`]:
 //! authorization code with PKCE, consent, refresh with rotation,
@@ -53,6 +56,8 @@
 //! otherwise 404. Enabled, they answer only a loopback peer (403 for any
 //! other address, whatever it presents) that sends the control token in
 //! [`CONTROL_HEADER`] (401 without it).
+
+#![forbid(unsafe_code)]
 
 pub mod oauth;
 
