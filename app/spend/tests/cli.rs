@@ -527,11 +527,7 @@ async fn api_keys_created_and_revoked_from_the_cli_reach_a_running_gateway() {
     let policy = dir.path().join("SPEND.md");
     // The seed's policy, with the test machine in its IP allowlist (the
     // gateway enforces it).
-    let seed = std::fs::read_to_string(concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../crates/policy/tests/fixtures/start-restrictive.md"
-    ))
-    .unwrap();
+    let seed = std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../crates/policy/tests/fixtures/start-restrictive.md")).unwrap();
     assert!(seed.contains("- 203.0.113.0/24"));
     std::fs::write(&policy, seed.replace("- 203.0.113.0/24", "- 127.0.0.0/8")).unwrap();
     let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
