@@ -323,7 +323,6 @@ impl ApprovalSettings {
                 idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
                 absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
             },
-            oauth: None,
             passkey: Some(passkey),
         })
     }
@@ -335,7 +334,7 @@ impl ApprovalSettings {
         &self,
         kms: &spend_signer::KmsConfig,
         dev: Option<(&std::path::Path, spend_core::Secret)>,
-    ) -> anyhow::Result<Option<spend_approval::oauth::OAuthConfig>> {
+    ) -> anyhow::Result<Option<spend_mcp_signin::OAuthConfig>> {
         use anyhow::Context as _;
         if self.mcp.resource.is_empty() {
             return Ok(None);
@@ -368,7 +367,7 @@ impl ApprovalSettings {
         let secret = self.link_secret.clone().filter(|s| !s.is_empty()).or_else(|| dev.map(|(_, s)| s)).context(
             "approval.mcp needs approval.link_secret (SPEND__APPROVAL__LINK_SECRET, the same on every replica): it signs dynamic client registrations",
         )?;
-        Ok(Some(spend_approval::oauth::OAuthConfig {
+        Ok(Some(spend_mcp_signin::OAuthConfig {
             resource: self.mcp.resource.trim_end_matches('/').to_string(),
             signer,
             registration_secret: secret,

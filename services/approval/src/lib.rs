@@ -10,25 +10,25 @@
 //! registry on the log. A compromised approval service can refuse to
 //! work; it cannot approve, nor add an approver.
 //!
-//! - [`book`]: what the service knows, from the log alone.
+//! What the service knows from the log alone is `spend-approvals`'s
+//! book (`crates/approvals`), which notifications read too.
+//!
 //! - [`passkeys`]: the WebAuthn ceremonies (webauthn-rs for enrollment).
 //! - [`web`]: the pages and their POSTs.
 //! - [`routes`]: the gate that refuses (and audits) agent credentials on
 //!   every route.
 //! - [`notify`]: Slack and email (approval links, the eight SPEND.md
 //!   notification events), delivered once per event across replicas.
-//! - [`oauth`]: MCP sign-in, the authorization server an interactive MCP
-//!   client finds from the gateway's 401; a human consents with a passkey.
+//! - [`signed_in`]: the app as a service that reaches humans through its
+//!   sign-in sees it (MCP sign-in, `services/mcp-signin`, whose pages the
+//!   app serves beside its own: [`Application::with_routes`]).
 #![forbid(unsafe_code)]
 
-pub mod accounts;
-pub mod book;
-pub mod killswitch;
+pub mod console;
 pub mod notify;
-pub mod oauth;
 pub mod passkeys;
-pub mod rollback;
 pub mod routes;
+pub mod signed_in;
 pub mod web;
 
 use std::future::Future;
@@ -47,7 +47,7 @@ use spend_eventlog::{EventLog, LogError, Recorder};
 use spend_policy::spendmd::{Channel, SpendMd};
 use tokio::sync::RwLock;
 
-use crate::book::Book;
+use spend_approvals::book::Book;
 
 /// What the approval service needs to know.
 #[derive(Debug, Clone)]
@@ -63,8 +63,6 @@ pub struct ApprovalConfig {
     /// Slack, email, and `spend dev`'s outbox.
     pub notify: notify::NotifyConfig,
     pub sessions: web::SessionPolicy,
-    /// MCP sign-in's authorization server (`None`: not offered).
-    pub oauth: Option<oauth::OAuthConfig>,
     /// The passkey page's relying party: where every ceremony goes, and
     /// what approval passkeys are created and verified on, as every other
     /// verifier of the deployment pins it (`None`, for tests of this
@@ -80,7 +78,6 @@ impl ApprovalConfig {
             origin: None,
             notify: notify::NotifyConfig::default(),
             sessions: web::SessionPolicy::default(),
-            oauth: None,
             passkey: None,
         }
     }
@@ -100,10 +97,17 @@ pub struct Deps {
     pub accounts: Option<Arc<dyn spend_platform::Connect>>,
 }
 
+/// A task that runs beside the app until it stops (MCP sign-in's
+/// follower), given the app's stop signal.
+type Companion = Box<dyn FnOnce(tokio::sync::watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()> + Send>;
+
 pub struct Application {
     listener: tokio::net::TcpListener,
-    gate: Arc<routes::Gate>,
-    router: Router,
+    /// The pages humans use, behind the gate that refuses agents.
+    human: Router,
+    /// Routes outside the gate (an OAuth client's own calls).
+    public: Router,
+    companions: Vec<Companion>,
     app: Arc<web::App>,
     log: Arc<dyn EventLog>,
     prefix: String,
@@ -135,13 +139,7 @@ impl Application {
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         // Every replica shares the link secret: keyed by it, sign-in's decoy
         // credential ids are the same on all of them (per process without).
-        let shared_secret = config
-            .notify
-            .link_secret
-            .as_ref()
-            .map(|s| s.expose().to_string())
-            .or_else(|| config.oauth.as_ref().map(|o| o.registration_secret.expose().to_string()))
-            .filter(|s| !s.is_empty());
+        let shared_secret = config.notify.link_secret.as_ref().map(|s| s.expose().to_string()).filter(|s| !s.is_empty());
         let notifier = Arc::new(notify::Notifier::new(config.notify, &origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
         let book = Arc::new(RwLock::new(Book::new(rp, Some(deps.policy.clone()))));
         let mut app = web::App::new(recorder, book, origin, passkeys, config.sessions, deps.policy.clone(), deps.accounts);
@@ -149,29 +147,11 @@ impl Application {
             app = app.with_decoy_secret(secret.as_bytes());
         }
         let app = Arc::new(app);
-        let oauth = match config.oauth {
-            Some(c) => Some(oauth::Server::new(app.clone(), c).await?),
-            None => None,
-        };
-        let mut human = pages(app.clone());
-        if let Some(s) = &oauth {
-            human = human.merge(oauth::pages(s.clone()));
-        }
-        let (gate, mut router) = routes::gated(
-            Arc::new(routes::ApprovalState {
-                log: deps.log.clone(),
-                prefix: deps.prefix.clone(),
-            }),
-            human,
-        );
-        if let Some(s) = oauth {
-            // Clients call these themselves, outside the human-only gate.
-            router = router.merge(oauth::public_router(s));
-        }
         Ok(Self {
             listener,
-            gate,
-            router,
+            human: pages(app.clone()),
+            public: Router::new(),
+            companions: Vec::new(),
             app,
             log: deps.log,
             prefix: deps.prefix,
@@ -182,6 +162,27 @@ impl Application {
 
     pub fn local_addr(&self) -> SocketAddr {
         self.listener.local_addr().expect("a bound listener has an address")
+    }
+
+    /// The humans signed in on this app, for a service whose pages it
+    /// serves ([`Application::with_routes`]).
+    pub fn signed_in(&self) -> Arc<dyn spend_pages::SignedIn> {
+        self.app.clone()
+    }
+
+    /// Serves `pages` beside the app's own, behind the same gate (agent
+    /// credentials refused and audited), and `public` outside it (for
+    /// clients that send their own `Authorization` header).
+    pub fn with_routes(mut self, pages: Router, public: Router) -> Self {
+        self.human = self.human.merge(pages);
+        self.public = self.public.merge(public);
+        self
+    }
+
+    /// Runs `task` beside the app, stopped when the app stops.
+    pub fn with_companion(mut self, task: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()> + Send + 'static) -> Self {
+        self.companions.push(Box::new(task));
+        self
     }
 
     /// What the service knows from the log (shared with `spend dev`, which
@@ -199,7 +200,16 @@ impl Application {
     /// lets in-flight requests finish, and records every alert it counted.
     pub async fn run_until_stopped(self, shutdown: impl Future<Output = ()> + Send + 'static) -> anyhow::Result<()> {
         let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
-        let gate = self.gate.clone();
+        let (gate, human) = routes::gated(
+            Arc::new(routes::ApprovalState {
+                log: self.log.clone(),
+                prefix: self.prefix.clone(),
+            }),
+            self.human,
+        );
+        let router = human.merge(self.public);
+        let companions: Vec<_> = self.companions.into_iter().map(|c| tokio::spawn(c(stop_rx.clone()))).collect();
+        let flushed = gate.clone();
         let housekeeping = self.app.clone();
         let mut stop = stop_rx.clone();
         let background = tokio::spawn(async move {
@@ -242,15 +252,18 @@ impl Application {
             self.policy.clone(),
             stop_rx,
         ));
-        axum::serve(self.listener, self.router.into_make_service_with_connect_info::<SocketAddr>())
+        axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
         let _ = stop_tx.send(true);
         let _ = background.await;
         let _ = follower.await;
         let _ = ticker.await;
+        for c in companions {
+            let _ = c.await;
+        }
         self.notifier.drain().await;
-        self.gate.flush(true).await;
+        flushed.flush(true).await;
         self.app.housekeeping(true).await;
         Ok(())
     }
@@ -289,23 +302,23 @@ fn pages(app: Arc<web::App>) -> Router {
         .route("/approvals/{draft_id}/arm", post(web::arm))
         .route("/approvals/{draft_id}/confirm", post(web::confirm))
         .route("/approvals/{draft_id}/reject", post(web::reject))
-        .route("/audit", get(rollback::audit_page))
-        .route("/killswitches", get(killswitch::page_get))
-        .route("/killswitches/pause", post(killswitch::pause))
-        .route("/killswitches/resume", post(killswitch::resume))
-        .route("/killswitches/freeze", post(killswitch::freeze))
-        .route("/audit/rollback", post(rollback::request))
+        .route("/audit", get(console::rollback::audit_page))
+        .route("/killswitches", get(console::killswitch::page_get))
+        .route("/killswitches/pause", post(console::killswitch::pause))
+        .route("/killswitches/resume", post(console::killswitch::resume))
+        .route("/killswitches/freeze", post(console::killswitch::freeze))
+        .route("/audit/rollback", post(console::rollback::request))
         .route("/a/{token}", get(web::link))
         .route("/approvers", get(web::approvers_page))
         .route("/approvers/invite", post(web::invite))
         .route("/approvers/{approver_id}/countersign/start", post(web::countersign_start))
         .route("/approvers/{approver_id}/countersign/finish", post(web::countersign_finish))
         .route("/approvers/{approver_id}/remove", post(web::remove))
-        .route("/accounts", get(accounts::accounts_page))
-        .route("/accounts/connect", post(accounts::connect))
-        .route("/accounts/callback", get(accounts::callback))
-        .route("/accounts/{account_id}/write", post(accounts::write))
-        .route("/accounts/{account_id}/disconnect", post(accounts::disconnect))
+        .route("/accounts", get(console::accounts::accounts_page))
+        .route("/accounts/connect", post(console::accounts::connect))
+        .route("/accounts/callback", get(console::accounts::callback))
+        .route("/accounts/{account_id}/write", post(console::accounts::write))
+        .route("/accounts/{account_id}/disconnect", post(console::accounts::disconnect))
         .layer(axum::middleware::from_fn(web::security_headers))
         .with_state(app)
 }
@@ -352,15 +365,6 @@ async fn tick_loop(
                 Err(e) => tracing::warn!(error = %e, org, id, "could not open an approval request; retrying"),
             }
         }
-        for (org, grant_id) in due.orphaned_grants {
-            let key = (org.clone(), format!("grant-{grant_id}"));
-            if settled.contains_key(&key) {
-                continue;
-            }
-            if oauth::revoke_recorded(&app, &org, &grant_id, "the approver who granted it was removed").await {
-                settled.insert_new(key, ());
-            }
-        }
         for (org, draft_id) in due.expired {
             if let Err(e) = expire(&app, &bootstrap, &org, &draft_id).await {
                 tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");
@@ -381,7 +385,14 @@ pub(crate) enum Kind {
 /// Opens the request of a draft (its deciding version is what a proof
 /// signs) or of a SPEND.md proposal (the proposed version), expiring after
 /// the `timeout_minutes` of the version that applies.
-pub(crate) async fn open_request(app: &web::App, links: &notify::plan::Links, bootstrap: &SpendMd, org: &str, id: &str, kind: Kind) -> Result<(), LogError> {
+pub(crate) async fn open_request(
+    app: &web::App,
+    links: &spend_approvals::links::Links,
+    bootstrap: &SpendMd,
+    org: &str,
+    id: &str,
+    kind: Kind,
+) -> Result<(), LogError> {
     let is_rollback = matches!(kind, Kind::Rollback);
     let (request, line, expected) = {
         let book = app.book.read().await;

@@ -349,7 +349,13 @@ pub(crate) fn gated(state: Arc<ApprovalState>, inner: Router) -> (Arc<Gate>, Rou
         state: state.clone(),
     });
     let _ = state;
-    let router = inner.layer(axum::middleware::from_fn_with_state(gate.clone(), human_only));
+    // The gate answers unknown paths too (a credential sent to a path that
+    // does not exist is refused and audited like any other), and keeps doing
+    // so once routes outside it (MCP sign-in's client routes) are merged in:
+    // a fallback of the router's own is the one a merge keeps.
+    let router = inner
+        .fallback(|| async { axum::http::StatusCode::NOT_FOUND })
+        .layer(axum::middleware::from_fn_with_state(gate.clone(), human_only));
     (gate, router)
 }
 

@@ -16,9 +16,9 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spend_approval::notify::plan::Links;
 use spend_approval::notify::{NotifyConfig, SmtpConfig, SmtpTls};
 use spend_approval::{Application, ApprovalConfig, Deps};
+use spend_approvals::links::Links;
 use spend_core::events::{
     ApprovalRequested, CardCreated, CardFrozen, ChangePushed, ChangeStarted, DraftChange, EventData, LimitApproaching, LimitExceeded, Outcome, SecurityAlert,
 };

@@ -20,8 +20,8 @@
 //! view refuses the token (every replica follows the log).
 //!
 //! The authorization server itself — registration, PKCE, and the consent
-//! step where a signed-in human grants mcp.read and/or mcp.draft — is the
-//! approval service's (`spend_approval::oauth`).
+//! step where a signed-in human grants mcp.read and/or mcp.draft — is MCP
+//! sign-in's (`services/mcp-signin`), served on the approval app's origin.
 
 use std::sync::Arc;
 

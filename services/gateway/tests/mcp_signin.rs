@@ -28,13 +28,6 @@ async fn approval_service(
 ) -> (String, tokio::sync::oneshot::Sender<()>, tokio::task::JoinHandle<anyhow::Result<()>>) {
     let mut c = spend_approval::ApprovalConfig::new("127.0.0.1:0");
     c.origin = Some(ORIGIN.into());
-    c.oauth = Some(spend_approval::oauth::OAuthConfig {
-        resource: RESOURCE.into(),
-        signer: Arc::new(spend_signer::LocalSigner::load_or_create(key_file).unwrap()),
-        registration_secret: Secret::new("a-registration-secret-of-32-characters!"),
-        allow_private_metadata: false,
-        lifetimes: Default::default(),
-    });
     let app = spend_approval::Application::build(
         c,
         spend_approval::Deps {
@@ -46,6 +39,18 @@ async fn approval_service(
     )
     .await
     .unwrap();
+    let config = spend_mcp_signin::OAuthConfig {
+        resource: RESOURCE.into(),
+        signer: Arc::new(spend_signer::LocalSigner::load_or_create(key_file).unwrap()),
+        registration_secret: Secret::new("a-registration-secret-of-32-characters!"),
+        allow_private_metadata: false,
+        lifetimes: Default::default(),
+    };
+    let m = spend_mcp_signin::mount(app.signed_in(), &app.origin(), log.clone(), PREFIX, config)
+        .await
+        .unwrap();
+    let runner = m.runner(log.clone());
+    let app = app.with_routes(m.pages, m.public).with_companion(runner);
     let base = format!("http://{}", app.local_addr());
     let (stop, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(app.run_until_stopped(async move {

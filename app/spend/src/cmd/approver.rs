@@ -140,7 +140,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
     }
 }
 
-fn print_list(book: &spend_approval::book::Book, org: &str, json: bool) {
+fn print_list(book: &spend_approvals::book::Book, org: &str, json: bool) {
     use spend_draft::approvers::Voucher;
     let reg = &book.versions.approvers;
     let email = |id: &str| book.registered(org, id).map(|r| r.email.clone()).unwrap_or_default();

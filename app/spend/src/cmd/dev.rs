@@ -269,8 +269,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval_settings.mcp.allow_private_metadata = true;
     }
     let link_secret = dev_secret(&paths.link_secret).context("the approval links' secret")?;
-    let mut approval_config = approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
-    approval_config.oauth = approval_settings
+    let approval_config = approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
+    let mcp_sign_in = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
         .await
         .context("MCP sign-in")?;
@@ -284,6 +284,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         },
     )
     .await?;
+    let approval = super::serve::with_mcp_sign_in(approval, log.clone(), &prefix_for_approval, mcp_sign_in).await?;
     let approval_addr = approval.local_addr();
     // The passkey page reads the same log (in production, as a NATS user
     // that may only read) and gives assertions back to the app.
@@ -435,7 +436,7 @@ async fn first_admin(
     log: Arc<dyn EventLog>,
     prefix: String,
     origin: String,
-    book: Arc<tokio::sync::RwLock<spend_approval::book::Book>>,
+    book: Arc<tokio::sync::RwLock<spend_approvals::book::Book>>,
     mut stop: tokio::sync::watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(std::time::Duration::from_millis(250));

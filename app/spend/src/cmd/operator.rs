@@ -75,12 +75,12 @@ fn relying_party(config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Resul
 /// The log replayed into the approval service's book (registry,
 /// registrations, invitations), up to its last message; passkeys count
 /// only when made on the configured relying party.
-pub async fn replay(log: Arc<dyn EventLog>, config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<spend_approval::book::Book> {
+pub async fn replay(log: Arc<dyn EventLog>, config: &SpendConfig, data_dir: Option<&Path>) -> anyhow::Result<spend_approvals::book::Book> {
     use futures::StreamExt as _;
     let prefix = config.nats.subject_prefix.as_str();
     let last = log.info().await?.last_seq;
     let rp = relying_party(config, data_dir)?;
-    let mut book = spend_approval::book::Book::new(rp, None);
+    let mut book = spend_approvals::book::Book::new(rp, None);
     if last == 0 {
         return Ok(book);
     }

@@ -261,8 +261,8 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     // Configuration first: a mistake there is reported before any connection.
-    let mut service = config.approval.service(config.approval.listen.clone(), passkey(&config), None, None)?;
-    service.oauth = config.approval.mcp_sign_in(&config.kms, None).await?;
+    let service = config.approval.service(config.approval.listen.clone(), passkey(&config), None, None)?;
+    let mcp_sign_in = config.approval.mcp_sign_in(&config.kms, None).await?;
     let file = if config.approval.policy_file.is_empty() {
         &config.gateway.policy_file
     } else {
@@ -272,11 +272,11 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
         anyhow::bail!("no SPEND.md configured for its approval timeouts: set SPEND__APPROVAL__POLICY_FILE (or the gateway's policy_file)");
     }
     let (policy, _) = super::load_policy(std::path::Path::new(file))?;
-    let events = JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?;
+    let events: Arc<dyn spend_eventlog::EventLog> = Arc::new(JetStreamLog::connect(config.nats.clone()).await.context("connecting the event log")?);
     let app = spend_approval::Application::build(
         service,
         spend_approval::Deps {
-            log: Arc::new(events),
+            log: events.clone(),
             prefix: config.nats.subject_prefix.clone(),
             policy: Arc::new(policy),
             // The Accounts page asks the executor, which alone holds tokens.
@@ -287,9 +287,25 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let app = with_mcp_sign_in(app, events, &config.nats.subject_prefix, mcp_sign_in).await?;
     tracing::info!(addr = %app.local_addr(), origin = %app.origin(), "approval service serving the approval app");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The approval app with MCP sign-in's authorization server on its origin
+/// and in its process (when `config` is set): its pages behind the app's
+/// gate, its clients' routes outside it, its follower beside the app's.
+pub(crate) async fn with_mcp_sign_in(
+    app: spend_approval::Application,
+    log: Arc<dyn spend_eventlog::EventLog>,
+    prefix: &str,
+    config: Option<spend_mcp_signin::OAuthConfig>,
+) -> anyhow::Result<spend_approval::Application> {
+    let Some(config) = config else { return Ok(app) };
+    let m = spend_mcp_signin::mount(app.signed_in(), &app.origin(), log.clone(), prefix, config).await?;
+    let runner = m.runner(log);
+    Ok(app.with_routes(m.pages, m.public).with_companion(runner))
 }
 
 /// The passkey page: reads the log as its own read-only NATS user; holds no

@@ -35,8 +35,9 @@ use spend_eventlog::{LogError, Recorder, StoredMessage};
 use spend_policy::spendmd::SpendMd;
 use tokio::sync::watch;
 
-use crate::book::Book;
-use plan::{Context, Event, Links, Notice};
+use plan::{Context, Event, Notice};
+use spend_approvals::book::Book;
+use spend_approvals::links::Links;
 use state::{Due, Notices};
 
 /// How the SMTP relay is reached.

@@ -17,16 +17,15 @@
 //! one notice, delivered once.
 
 use chrono::{DateTime, Utc};
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
-use spend_core::Secret;
 use spend_core::events::{
     ApprovalEscalated, ApprovalRequested, CardCreated, CardFrozen, ChangeFailed, ChangePushed, DraftStaled, EventData, FieldDiff, LimitApproaching,
     LimitExceeded, Outcome, PolicyProposed, SecurityAlert,
 };
 use spend_policy::spendmd::{Channel as ApprovalChannel, SpendMd};
 
-use crate::book::Entry;
+use spend_approvals::book::Entry;
+use spend_approvals::links::Links;
 
 /// Where a notice goes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
@@ -127,49 +126,6 @@ pub fn notice_id(source: &str, target: &Target) -> String {
     hex::encode(&h[..16])
 }
 
-/// Approval links. A link's token is derived from a secret of the approval
-/// service (HMAC-SHA256 over the organisation and the id), so any replica,
-/// or the same one after a restart, can deliver the link of a request it
-/// did not open; the request records only the token's SHA-256.
-pub struct Links {
-    origin: String,
-    secret: Secret,
-}
-
-impl std::fmt::Debug for Links {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Links").field("origin", &self.origin).finish_non_exhaustive()
-    }
-}
-
-impl Links {
-    pub fn new(origin: impl Into<String>, secret: Secret) -> Self {
-        Self { origin: origin.into(), secret }
-    }
-
-    /// The link token of the approval of `id` in `org`.
-    pub fn token(&self, org: &str, id: &str) -> String {
-        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(self.secret.expose().as_bytes()).expect("HMAC takes a key of any length");
-        mac.update(format!("spendsignoff-approval-link-v1\n{org}\n{id}").as_bytes());
-        hex::encode(mac.finalize().into_bytes())
-    }
-
-    /// The approval link of `id` in `org`.
-    pub fn approval(&self, org: &str, id: &str) -> String {
-        format!("{}/a/{}", self.origin, self.token(org, id))
-    }
-
-    /// A draft's page (sign-in required).
-    pub fn draft(&self, id: &str) -> String {
-        format!("{}/approvals/{id}", self.origin)
-    }
-
-    /// The queue (sign-in required).
-    pub fn queue(&self) -> String {
-        format!("{}/approvals", self.origin)
-    }
-}
-
 /// What the planner knows besides the event: the organisation's SPEND.md
 /// in force, the draft the event is about, and who the approvers are.
 pub struct Context<'a> {
@@ -188,7 +144,7 @@ pub struct Context<'a> {
     /// expires when the escalation says).
     pub escalation_taken: bool,
     /// The rollback request an approval request is about.
-    pub rollback: Option<&'a crate::book::RollbackEntry>,
+    pub rollback: Option<&'a spend_approvals::book::RollbackEntry>,
 }
 
 /// One event, as the planner reads it.

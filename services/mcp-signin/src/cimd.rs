@@ -18,7 +18,7 @@ use std::time::{Duration, Instant};
 use spend_core::bounded::FifoMap;
 use tokio::sync::Mutex;
 
-use super::core::{Client, Metadata, OAuthError, validate_metadata};
+use crate::core::{Client, Metadata, OAuthError, validate_metadata};
 
 pub const MAX_DOCUMENT: usize = 16 * 1024;
 pub const FETCH_TIMEOUT: Duration = Duration::from_secs(5);

@@ -18,12 +18,12 @@ use std::time::Duration;
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::signature::Verifier as _;
-use spend_approval::oauth::{Lifetimes, OAuthConfig};
 use spend_approval::{Application, ApprovalConfig, Deps};
 use spend_core::Secret;
 use spend_draft::humans::Human;
 use spend_eventlog::EventLog;
 use spend_eventlog::jetstream::JetStreamLog;
+use spend_mcp_signin::{Lifetimes, OAuthConfig};
 use spend_testkit::Streams;
 use spend_testkit::events::{append_all, on_log};
 use spend_testkit::mcp_signin::{authorize_query, consent, grant_and_redeem, http, param, pkce, refresh, sign_in, token, trusted_admin};
@@ -47,13 +47,6 @@ async fn start(log: &Arc<dyn EventLog>, prefix: &str, allow_private: bool) -> Ru
 async fn start_with(log: &Arc<dyn EventLog>, prefix: &str, allow_private: bool, signer: Arc<dyn spend_signer::Signer>, dir: tempfile::TempDir) -> Running {
     let mut c = ApprovalConfig::new("127.0.0.1:0");
     c.origin = Some(ORIGIN.into());
-    c.oauth = Some(OAuthConfig {
-        resource: RESOURCE.into(),
-        signer,
-        registration_secret: Secret::new("a-registration-secret-of-32-characters!"),
-        allow_private_metadata: allow_private,
-        lifetimes: Lifetimes::default(),
-    });
     let app = Application::build(
         c,
         Deps {
@@ -65,6 +58,18 @@ async fn start_with(log: &Arc<dyn EventLog>, prefix: &str, allow_private: bool, 
     )
     .await
     .unwrap();
+    let config = OAuthConfig {
+        resource: RESOURCE.into(),
+        signer,
+        registration_secret: Secret::new("a-registration-secret-of-32-characters!"),
+        allow_private_metadata: allow_private,
+        lifetimes: Lifetimes::default(),
+    };
+    let m = spend_mcp_signin::mount(app.signed_in(), &app.origin(), log.clone(), prefix, config)
+        .await
+        .unwrap();
+    let runner = m.runner(log.clone());
+    let app = app.with_routes(m.pages, m.public).with_companion(runner);
     let base = format!("http://{}", app.local_addr());
     let (stop, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(app.run_until_stopped(async move {
@@ -352,6 +357,26 @@ async fn a_client_registers_a_human_consents_and_its_tokens_rotate_once_and_revo
         assert!(!all.contains(secret.as_str()));
     }
     app.stop().await;
+}
+
+/// MCP sign-in's client routes sit outside the app's gate; every other path
+/// stays behind it once they are merged in: an agent key sent to a page
+/// that does not exist is refused and audited, not answered a bare 404.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_apps_gate_still_answers_every_path_but_the_client_routes() {
+    let (_streams, log, prefix, _ada) = acme().await;
+    let s = start(&log, &prefix, false).await;
+    let key = format!("ssk_a1b2c3d4e5f6_{}", "7".repeat(64));
+    let r = http().get(format!("{}/no/such/page", s.base)).bearer_auth(&key).send().await.unwrap();
+    assert_eq!(r.status(), 403, "an agent key on an unknown path");
+    let r = http().get(format!("{}/.well-known/oauth-authorization-server", s.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200, "a client route is answered outside the gate");
+    let deadline = std::time::Instant::now() + Duration::from_secs(10);
+    while !alerts(&log).await.iter().any(|r| r == "agent_on_human_route") {
+        assert!(std::time::Instant::now() < deadline, "the refusal is audited");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    s.stop().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -139,13 +139,8 @@ pub struct Book {
     paused: HashMap<(String, &'static str), (String, String)>,
     /// Agent keys' names, as the operator created them: (org, key id).
     key_names: FifoMap<(String, String), String>,
-    /// MCP client grants whose approver was removed and that are not
-    /// revoked yet: (org, grant id). The tick revokes them (an event).
-    orphaned_grants: Vec<(String, String)>,
     /// Cards the executor froze, per organisation: (card or `all`, why).
     frozen: HashMap<String, Vec<(String, String)>>,
-    /// MCP clients' grants.
-    pub clients: crate::oauth::grants::Grants,
     /// The last stream sequence applied.
     pub seq: u64,
 }
@@ -172,9 +167,7 @@ impl Book {
             consents: FifoMap::new(MAX_INVITES),
             paused: HashMap::new(),
             key_names: FifoMap::new(MAX_INVITES),
-            orphaned_grants: Vec::new(),
             frozen: HashMap::new(),
-            clients: crate::oauth::grants::Grants::default(),
             seq: 0,
         }
     }
@@ -207,13 +200,6 @@ impl Book {
             for e in self.drafts.values_mut().filter(|e| e.draft.org() == org) {
                 if e.draft.lapse_approvals_of(&r.approver_id) {
                     e.approvals.retain(|(a, _)| *a != r.approver_id);
-                }
-            }
-            // And the MCP clients they let in lose their grants.
-            for g in self.clients.of_org(&org) {
-                let key = (org.clone(), g.granted.grant_id.clone());
-                if g.granted.approver_id == r.approver_id && !self.orphaned_grants.contains(&key) {
-                    self.orphaned_grants.push(key);
                 }
             }
         }
@@ -326,19 +312,6 @@ impl Book {
                 if !cards.iter().any(|(id, _)| *id == c.card_id) && cards.len() < MAX_FROZEN {
                     cards.push((c.card_id, c.reason));
                 }
-            }
-            EventData::ClientGranted(g) if aggregate == "client" && g.grant_id == id => {
-                self.clients.granted(&org, m.seq, m.time, g);
-            }
-            EventData::ClientTokensIssued(t) if aggregate == "client" && t.grant_id == id => {
-                self.clients.issued(&org, m.seq, m.time, t);
-            }
-            EventData::ClientRevoked(r) if aggregate == "client" && r.grant_id == id => {
-                self.orphaned_grants.retain(|(o, g)| !(*o == org && *g == r.grant_id));
-                self.clients.revoked(&org, m.seq, r);
-            }
-            EventData::ApiKeyRevoked(r) if aggregate == "apikey" && r.key_id == "*" && r.org == org => {
-                self.clients.revoke_all(&org, m.time);
             }
             EventData::RollbackRefused(r) if aggregate == "rollback" => {
                 if let Some(e) = self.drafts.get_mut(&(org, r.draft_id)) {
@@ -670,10 +643,7 @@ impl Book {
     /// a human and that have no request yet, and requests that expired at
     /// `now`.
     pub fn due(&self, now: DateTime<Utc>) -> Due {
-        let mut due = Due {
-            orphaned_grants: self.orphaned_grants.clone(),
-            ..Due::default()
-        };
+        let mut due = Due { ..Due::default() };
         for org in self.versions.orgs_with_proposals() {
             for (id, _) in self.waiting_policies(&org) {
                 match self.policy_entry(&org, &id).and_then(|e| e.request.as_ref()) {
@@ -736,8 +706,6 @@ pub struct Due {
     pub rollback_requests: Vec<(String, String)>,
     /// (org, draft or proposal id) whose request expired.
     pub expired: Vec<(String, String)>,
-    /// (org, grant id) of MCP client grants whose approver was removed.
-    pub orphaned_grants: Vec<(String, String)>,
 }
 
 #[cfg(test)]

@@ -14,14 +14,14 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::extract::{ConnectInfo, Form, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use serde::Deserialize;
 use spend_core::Actor;
 use spend_core::events::{AgentsPaused, AgentsResumed, CardFreezeRequested, EventData};
 
-use crate::web::{Answer, App, Refusal, log_refusal, need_admin, need_session, page, who};
+use crate::web::app::{Answer, App, Refusal, log_refusal, need_admin, need_session, page, who};
 
 /// The longest reason.
 const MAX_REASON: usize = 500;
@@ -109,15 +109,12 @@ pub struct SwitchForm {
 fn reason_of(f: &SwitchForm) -> Answer<String> {
     let r = f.reason.trim();
     if r.is_empty() || r.chars().count() > MAX_REASON {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("say why, in at most {MAX_REASON} characters: it is on the record"),
-        ));
+        return Err(Refusal::bad_input(format!("say why, in at most {MAX_REASON} characters: it is on the record")));
     }
     Ok(r.to_string())
 }
 
-async fn pull(app: &App, s: &crate::web::Session, id: &str, data: EventData) -> Answer<Response> {
+async fn pull(app: &App, s: &crate::web::app::Session, id: &str, data: EventData) -> Answer<Response> {
     let what = data.event_type();
     let rec = app
         .recorder
@@ -164,15 +161,12 @@ pub async fn freeze(
     let card = f.card.trim();
     let (card_id, id) = match (f.scope.as_str(), card) {
         ("all", _) => ("*".to_string(), "card-all".to_string()),
-        ("one", "") => return Err(Refusal::new(StatusCode::BAD_REQUEST, "name the card to freeze, or choose every card")),
+        ("one", "") => return Err(Refusal::bad_input("name the card to freeze, or choose every card")),
         ("one", c) if spend_core::subject::is_valid_token(c) && c != "*" => (c.to_string(), format!("card-{c}")),
         ("one", c) => {
-            return Err(Refusal::new(
-                StatusCode::BAD_REQUEST,
-                format!("{c:?} is not a card id (letters, digits, _ and -)"),
-            ));
+            return Err(Refusal::bad_input(format!("{c:?} is not a card id (letters, digits, _ and -)")));
         }
-        _ => return Err(Refusal::new(StatusCode::BAD_REQUEST, "choose one card or every card")),
+        _ => return Err(Refusal::bad_input("choose one card or every card")),
     };
     pull(&app, &s, &id, EventData::CardFreezeRequested(CardFreezeRequested { card_id, reason })).await
 }

@@ -17,7 +17,7 @@ use std::sync::Arc;
 
 use axum::Json;
 use axum::extract::{ConnectInfo, State};
-use axum::http::{HeaderMap, StatusCode};
+use axum::http::HeaderMap;
 use axum::response::Response;
 use chrono::{SecondsFormat, Utc};
 use maud::{Markup, html};
@@ -27,8 +27,9 @@ use spend_core::events::{ApprovalRequested, DraftChange, EventData, MAX_ROLLBACK
 use spend_draft::DraftStatus;
 use spend_eventlog::LogError;
 
-use crate::book::{Book, Entry, RollbackEntry};
-use crate::web::{Answer, App, Refusal, Session, json_text, log_refusal, need_session, own_credential, page, who};
+use crate::web::app::{Answer, App, Refusal, Session, json_text, log_refusal, need_session, page, who};
+use crate::web::approve::own_credential;
+use spend_approvals::book::{Book, Entry, RollbackEntry};
 
 /// Pushed changes the audit view lists.
 const AUDIT_ROWS: usize = 200;
@@ -209,16 +210,12 @@ pub async fn request(
     drafts.sort();
     drafts.dedup();
     if drafts.is_empty() || drafts.len() > MAX_ROLLBACK_CHANGES {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("name between 1 and {MAX_ROLLBACK_CHANGES} pushed changes to roll back"),
-        ));
+        return Err(Refusal::bad_input(format!(
+            "name between 1 and {MAX_ROLLBACK_CHANGES} pushed changes to roll back"
+        )));
     }
     if form.reason.chars().count() > MAX_REASON {
-        return Err(Refusal::new(
-            StatusCode::BAD_REQUEST,
-            format!("the reason is longer than {MAX_REASON} characters"),
-        ));
+        return Err(Refusal::bad_input(format!("the reason is longer than {MAX_REASON} characters")));
     }
     let (changes, policy_version) = {
         let book = app.book.read().await;
@@ -231,12 +228,12 @@ pub async fn request(
                     draft_id: d.clone(),
                 }),
                 Some(e) => {
-                    return Err(Refusal::new(
-                        StatusCode::CONFLICT,
-                        format!("draft {d} is {}, not pushed: there is nothing to roll back", e.draft.status().as_str()),
-                    ));
+                    return Err(Refusal::conflict(format!(
+                        "draft {d} is {}, not pushed: there is nothing to roll back",
+                        e.draft.status().as_str()
+                    )));
                 }
-                None => return Err(Refusal::new(StatusCode::NOT_FOUND, format!("no pushed change of draft {d} is known here"))),
+                None => return Err(Refusal::not_found(format!("no pushed change of draft {d} is known here"))),
             }
         }
         let version = book
@@ -281,7 +278,7 @@ pub async fn request(
         required: 1,
         expires_at,
         timeout_action: "deny".into(),
-        link_token_sha256: crate::web::sha256_hex(crate::web::random_token()),
+        link_token_sha256: crate::web::app::sha256_hex(crate::web::app::random_token()),
     };
     let opened = app
         .recorder
@@ -305,7 +302,7 @@ pub async fn request(
         Err(e) => return Err(log_refusal(e)),
     }
     tracing::info!(org = %s.org, rollback_id, by = %s.approver_id, "rollback requested in the app");
-    let mut armed = crate::web::arm_target(&app, &s, &rollback_id).await?;
+    let mut armed = crate::web::approve::arm_target(&app, &s, &rollback_id).await?;
     armed["rollback_id"] = rollback_id.into();
     Ok(Json(armed))
 }

@@ -2,10 +2,16 @@
 //! authorization server keeps nothing of its own, so every replica answers
 //! a code or a refresh token the same way, and each is spent once because
 //! it is spent by an append that expects the grant's last sequence.
+//!
+//! [`Book`] is the server's whole fold of the log: the grants, and those
+//! whose approver was removed since (a grant lives no longer than its
+//! grantor's place among the approvers), which the server revokes.
 
 use chrono::{DateTime, Utc};
 use spend_core::bounded::FifoMap;
-use spend_core::events::{ClientGranted, ClientRevoked, ClientTokensIssued};
+use spend_core::events::{ApiKeyRevoked, ApproverRemoved, ClientGranted, ClientRevoked, ClientTokensIssued, EventData};
+use spend_eventlog::StoredMessage;
+use spend_eventlog::read::{Read, classify};
 
 /// Grants remembered (the oldest forgotten first; a forgotten grant's
 /// tokens are refused, never honoured).
@@ -144,6 +150,64 @@ impl Grants {
         let mut v: Vec<&Grant> = self.grants.values().filter(|g| g.org == org && g.revoked.is_none()).collect();
         v.sort_by_key(|g| std::cmp::Reverse(g.granted_at));
         v
+    }
+}
+
+/// What MCP sign-in knows from the log.
+#[derive(Default)]
+pub struct Book {
+    pub grants: Grants,
+    /// Grants whose approver was removed, not revoked yet.
+    orphaned: Vec<(String, String)>,
+    /// The last log sequence applied.
+    pub seq: u64,
+}
+
+impl Book {
+    /// Applies one message of the log (misplaced ones are ignored: the
+    /// approval app audits them).
+    pub fn apply(&mut self, prefix: &str, m: &StoredMessage) {
+        self.seq = self.seq.max(m.seq);
+        let Read::Event { env, aggregate, id } = classify(prefix, m) else {
+            return;
+        };
+        let org = env.org.to_string();
+        if env.event_type == ApproverRemoved::TYPE {
+            if let Ok(r) = serde_json::from_str::<ApproverRemoved>(env.data.get())
+                && r.org == org
+            {
+                for g in self.grants.of_org(&org) {
+                    let key = (org.clone(), g.granted.grant_id.clone());
+                    if g.granted.approver_id == r.approver_id && !self.orphaned.contains(&key) {
+                        self.orphaned.push(key);
+                    }
+                }
+            }
+            return;
+        }
+        if !matches!(aggregate, "client" | "apikey") {
+            return;
+        }
+        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
+            return;
+        };
+        match data {
+            EventData::ClientGranted(g) if aggregate == "client" && g.grant_id == id => self.grants.granted(&org, m.seq, m.time, g),
+            EventData::ClientTokensIssued(t) if aggregate == "client" && t.grant_id == id => self.grants.issued(&org, m.seq, m.time, t),
+            EventData::ClientRevoked(r) if aggregate == "client" && r.grant_id == id => {
+                self.orphaned.retain(|(o, g)| !(*o == org && *g == r.grant_id));
+                self.grants.revoked(&org, m.seq, r);
+            }
+            EventData::ApiKeyRevoked(ApiKeyRevoked { key_id, org: of, .. }) if aggregate == "apikey" && key_id == "*" && of == org => {
+                self.grants.revoke_all(&org, m.time);
+            }
+            _ => {}
+        }
+    }
+
+    /// Grants whose approver was removed and that are not revoked yet.
+    pub fn orphaned(&self) -> &[(String, String)] {
+        &self.orphaned
     }
 }
 

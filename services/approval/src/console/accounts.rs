@@ -26,19 +26,19 @@ use axum::response::{IntoResponse, Redirect, Response};
 use maud::html;
 use spend_platform::{AccountHealth, Connect};
 
-use crate::web::{Answer, App, CsrfForm, Refusal, need_admin, need_session, page, who};
+use crate::web::app::{Answer, App, CsrfForm, Refusal, need_admin, need_session, page, who};
 
 fn connector(app: &App) -> Answer<&Arc<dyn Connect>> {
     app.accounts
         .as_ref()
-        .ok_or_else(|| Refusal::new(StatusCode::SERVICE_UNAVAILABLE, "accounts are not managed from this approval service"))
+        .ok_or_else(|| Refusal::unavailable("accounts are not managed from this approval service"))
 }
 
 fn refused(e: spend_platform::ConnectError) -> Refusal {
     match e {
-        spend_platform::ConnectError::Invalid(m) => Refusal::new(StatusCode::BAD_REQUEST, m),
-        spend_platform::ConnectError::Platform { .. } => Refusal::new(StatusCode::BAD_GATEWAY, e.to_string()),
-        spend_platform::ConnectError::Unavailable(m) => Refusal::new(StatusCode::SERVICE_UNAVAILABLE, m),
+        spend_platform::ConnectError::Invalid(m) => Refusal::bad_input(m),
+        spend_platform::ConnectError::Platform { .. } => Refusal::upstream(e.to_string()),
+        spend_platform::ConnectError::Unavailable(m) => Refusal::unavailable(m),
     }
 }
 
@@ -139,8 +139,8 @@ pub async fn accounts_page(State(app): State<Arc<App>>, headers: HeaderMap) -> R
 
 /// The page before the platform: what will be asked for, and the link;
 /// it binds the authorization to this browser (see the module docs).
-fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: &str) -> Answer<Response> {
-    let state = state_of(url).ok_or_else(|| Refusal::new(StatusCode::BAD_GATEWAY, "the executor's consent link names no state"))?;
+fn continue_page(s: &crate::web::app::Session, title: &str, body: maud::Markup, url: &str) -> Answer<Response> {
+    let state = state_of(url).ok_or_else(|| Refusal::upstream("the executor's consent link names no state"))?;
     let mut r = page(
         title,
         Some(&s.csrf),
@@ -155,7 +155,7 @@ fn continue_page(s: &crate::web::Session, title: &str, body: maud::Markup, url: 
     let cookie = format!("{name}={value}; Path=/accounts/callback; Max-Age={BINDING_SECS}; HttpOnly; SameSite=Lax");
     r.headers_mut().append(
         axum::http::header::SET_COOKIE,
-        axum::http::HeaderValue::from_str(&cookie).map_err(|_| Refusal::new(StatusCode::INTERNAL_SERVER_ERROR, "a binding cookie that cannot be sent"))?,
+        axum::http::HeaderValue::from_str(&cookie).map_err(|_| Refusal::internal("a binding cookie that cannot be sent"))?,
     );
     Ok(r)
 }
@@ -184,7 +184,7 @@ fn binding(state: &str) -> (String, String) {
 /// Whether the request carries the binding cookie of `state`.
 fn bound(headers: &HeaderMap, state: &str) -> bool {
     let (name, value) = binding(state);
-    crate::web::cookie(headers, &name).is_some_and(|v| crate::web::subtle_eq(&v, &value))
+    crate::web::app::cookie(headers, &name).is_some_and(|v| crate::web::app::subtle_eq(&v, &value))
 }
 
 /// `POST /accounts/connect`: read access, an admin.
@@ -233,10 +233,10 @@ pub async fn write(
     let (scope, change) = {
         let book = app.book.read().await;
         let Some((_, scope, drafts)) = book.consents(&s.org).into_iter().find(|(a, _, _)| *a == account_id) else {
-            return Err(Refusal::new(StatusCode::NOT_FOUND, "no approved change waits for write access to this account"));
+            return Err(Refusal::not_found("no approved change waits for write access to this account"));
         };
         if !drafts.contains(&f.draft_id) {
-            return Err(Refusal::new(StatusCode::NOT_FOUND, "that draft does not wait for write access to this account"));
+            return Err(Refusal::not_found("that draft does not wait for write access to this account"));
         }
         let change: Vec<String> = book
             .entry(&s.org, &f.draft_id)
