@@ -197,7 +197,7 @@ pub struct NotifySettings {
 
 impl Default for NotifySettings {
     fn default() -> Self {
-        let d = spend_approval::notify::NotifyConfig::default();
+        let d = spend_notify::NotifyConfig::default();
         Self {
             slack_webhooks: Default::default(),
             smtp: SmtpSettings::default(),
@@ -240,8 +240,10 @@ impl Default for SmtpSettings {
 
 impl NotifySettings {
     /// The notifier's configuration; `outbox` for `spend dev`.
-    pub fn service(&self, link_secret: Option<spend_core::Secret>, outbox: Option<std::path::PathBuf>) -> anyhow::Result<spend_approval::notify::NotifyConfig> {
-        use spend_approval::notify::{NotifyConfig, SmtpConfig, SmtpTls};
+    /// `link_secret`: whether the approval links have a secret of their own
+    /// (a real channel needs one, or its links die with the process).
+    pub fn service(&self, link_secret: bool, outbox: Option<std::path::PathBuf>) -> anyhow::Result<spend_notify::NotifyConfig> {
+        use spend_notify::{NotifyConfig, SmtpConfig, SmtpTls};
         let smtp = if self.smtp.host.is_empty() {
             None
         } else {
@@ -269,7 +271,6 @@ impl NotifySettings {
             smtp,
             from: self.from.clone(),
             outbox,
-            link_secret: link_secret.filter(|s| !s.is_empty()),
             max_age: std::time::Duration::from_secs(self.max_age_minutes.max(1) * 60),
             lease: std::time::Duration::from_secs(self.lease_seconds.max(10)),
             delivery_deadline: std::time::Duration::from_secs(self.delivery_deadline_seconds.max(1)),
@@ -280,7 +281,7 @@ impl NotifySettings {
                 "approval.notify.delivery_deadline_seconds must be shorter than lease_seconds, or a second replica would send while the first still retries"
             );
         }
-        if config.delivers() && config.outbox.is_none() && config.link_secret.is_none() {
+        if config.delivers() && config.outbox.is_none() && !link_secret {
             anyhow::bail!(
                 "approval.link_secret is required once Slack or SMTP is configured: set SPEND__APPROVAL__LINK_SECRET to at least 32 random characters, the same on every replica"
             );
@@ -313,18 +314,21 @@ impl ApprovalSettings {
         passkey: spend_draft::proof::RelyingParty,
         outbox: Option<std::path::PathBuf>,
         dev_link_secret: Option<spend_core::Secret>,
-    ) -> anyhow::Result<spend_approval::ApprovalConfig> {
-        Ok(spend_approval::ApprovalConfig {
+    ) -> anyhow::Result<(spend_approval::ApprovalConfig, spend_notify::NotifyConfig)> {
+        let link_secret = self.link_secret.clone().or(dev_link_secret).filter(|s| !s.is_empty());
+        let notify = self.notify.service(link_secret.is_some(), outbox)?;
+        let app = spend_approval::ApprovalConfig {
             listen,
             rp_id: passkey.rp_id.clone(),
             origin: (!self.origin.is_empty()).then(|| self.origin.trim_end_matches('/').to_string()),
-            notify: self.notify.service(self.link_secret.clone().or(dev_link_secret), outbox)?,
+            link_secret,
             sessions: spend_approval::web::SessionPolicy {
                 idle: std::time::Duration::from_secs(self.session_idle_minutes.max(1) * 60),
                 absolute: std::time::Duration::from_secs(self.session_absolute_hours.max(1) * 3600),
             },
             passkey: Some(passkey),
-        })
+        };
+        Ok((app, notify))
     }
 
     /// MCP sign-in's authorization server, when `mcp.resource` is set:
@@ -729,12 +733,12 @@ mod tests {
     #[test]
     fn a_configured_channel_needs_the_link_secret_and_no_error_shows_a_webhook() {
         let url = "https://hooks.example/services/T0/B0/SECRETPATH";
-        let e = settings(Some(url)).service(None, None).unwrap_err().to_string();
+        let e = settings(Some(url)).service(false, None).unwrap_err().to_string();
         assert!(e.contains("SPEND__APPROVAL__LINK_SECRET"), "{e}");
         assert!(!e.contains("SECRETPATH"), "{e}");
         // `spend dev` writes to its outbox with a secret of its own.
-        assert!(settings(Some(url)).service(None, Some("outbox".into())).is_ok());
-        let c = settings(Some(url)).service(Some(Secret::new("x".repeat(40))), None).unwrap();
+        assert!(settings(Some(url)).service(false, Some("outbox".into())).is_ok());
+        let c = settings(Some(url)).service(true, None).unwrap();
         assert_eq!(
             c.slack_webhooks.keys().collect::<Vec<_>>(),
             ["alerts"],
@@ -742,7 +746,7 @@ mod tests {
         );
         assert!(!format!("{c:?}").contains("SECRETPATH"), "Debug never shows a webhook");
         // Nothing configured: no secret needed.
-        assert!(settings(None).service(None, None).is_ok());
+        assert!(settings(None).service(false, None).is_ok());
     }
 
     #[test]
@@ -750,11 +754,11 @@ mod tests {
         let mut n = settings(None);
         n.smtp.host = "smtp.example.com".into();
         n.smtp.tls = "ssl".into();
-        let e = n.service(Some(Secret::new("x".repeat(40))), None).unwrap_err().to_string();
+        let e = n.service(true, None).unwrap_err().to_string();
         assert!(e.contains("approval.notify.smtp.tls") && e.contains("starttls, tls, none"), "{e}");
         let mut n = settings(None);
         n.delivery_deadline_seconds = n.lease_seconds;
-        let e = n.service(None, None).unwrap_err().to_string();
+        let e = n.service(false, None).unwrap_err().to_string();
         assert!(e.contains("delivery_deadline_seconds"), "{e}");
     }
 }

@@ -11,21 +11,20 @@
 //! work; it cannot approve, nor add an approver.
 //!
 //! What the service knows from the log alone is `spend-approvals`'s
-//! book (`crates/approvals`), which notifications read too.
+//! book (`crates/approvals`), which notifications (`services/notify`)
+//! read too: they run beside the app ([`Application::with_companion`]) and
+//! send the links of the requests it opens ([`Application::links`]).
 //!
 //! - [`passkeys`]: the WebAuthn ceremonies (webauthn-rs for enrollment).
 //! - [`web`]: the pages and their POSTs.
 //! - [`routes`]: the gate that refuses (and audits) agent credentials on
 //!   every route.
-//! - [`notify`]: Slack and email (approval links, the eight SPEND.md
-//!   notification events), delivered once per event across replicas.
 //! - [`signed_in`]: the app as a service that reaches humans through its
 //!   sign-in sees it (MCP sign-in, `services/mcp-signin`, whose pages the
 //!   app serves beside its own: [`Application::with_routes`]).
 #![forbid(unsafe_code)]
 
 pub mod console;
-pub mod notify;
 pub mod passkeys;
 pub mod routes;
 pub mod signed_in;
@@ -48,6 +47,7 @@ use spend_policy::spendmd::{Channel, SpendMd};
 use tokio::sync::RwLock;
 
 use spend_approvals::book::Book;
+use spend_approvals::links::Links;
 
 /// What the approval service needs to know.
 #[derive(Debug, Clone)]
@@ -61,7 +61,10 @@ pub struct ApprovalConfig {
     /// default `http://localhost:<the bound port>`.
     pub origin: Option<String>,
     /// Slack, email, and `spend dev`'s outbox.
-    pub notify: notify::NotifyConfig,
+    /// The secret approval links are derived from; every replica needs the
+    /// same one (at least 32 characters). `None`: a random one per process
+    /// (a link a restarted process delivers again would not open).
+    pub link_secret: Option<spend_core::Secret>,
     pub sessions: web::SessionPolicy,
     /// The passkey page's relying party: where every ceremony goes, and
     /// what approval passkeys are created and verified on, as every other
@@ -76,7 +79,7 @@ impl ApprovalConfig {
             listen: listen.into(),
             rp_id: "localhost".into(),
             origin: None,
-            notify: notify::NotifyConfig::default(),
+            link_secret: None,
             sessions: web::SessionPolicy::default(),
             passkey: None,
         }
@@ -112,7 +115,7 @@ pub struct Application {
     log: Arc<dyn EventLog>,
     prefix: String,
     policy: Arc<SpendMd>,
-    notifier: Arc<notify::Notifier>,
+    links: Arc<Links>,
 }
 
 /// How often the gate's key store is brought up to date, and counted
@@ -139,8 +142,15 @@ impl Application {
         let recorder = Recorder::new(deps.log.clone(), deps.prefix.clone(), Writer::Approval);
         // Every replica shares the link secret: keyed by it, sign-in's decoy
         // credential ids are the same on all of them (per process without).
-        let shared_secret = config.notify.link_secret.as_ref().map(|s| s.expose().to_string()).filter(|s| !s.is_empty());
-        let notifier = Arc::new(notify::Notifier::new(config.notify, &origin, recorder.clone()).map_err(|e| anyhow::anyhow!("{e}"))?);
+        let shared_secret = config.link_secret.as_ref().map(|s| s.expose().to_string()).filter(|s| !s.is_empty());
+        if shared_secret.as_ref().is_some_and(|s| s.len() < 32) {
+            anyhow::bail!("approval.link_secret must be at least 32 characters (e.g. 64 hex digits from a random source)");
+        }
+        let link_secret = match &shared_secret {
+            Some(s) => spend_core::Secret::new(s.clone()),
+            None => spend_core::Secret::new(spend_credentials::random_hex(32).map_err(|e| anyhow::anyhow!("{e}"))?),
+        };
+        let links = Arc::new(Links::new(origin.clone(), link_secret));
         let book = Arc::new(RwLock::new(Book::new(rp, Some(deps.policy.clone()))));
         let mut app = web::App::new(recorder, book, origin, passkeys, config.sessions, deps.policy.clone(), deps.accounts);
         if let Some(secret) = &shared_secret {
@@ -156,7 +166,7 @@ impl Application {
             log: deps.log,
             prefix: deps.prefix,
             policy: deps.policy,
-            notifier,
+            links,
         })
     }
 
@@ -183,6 +193,17 @@ impl Application {
     pub fn with_companion(mut self, task: impl FnOnce(tokio::sync::watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()> + Send + 'static) -> Self {
         self.companions.push(Box::new(task));
         self
+    }
+
+    /// The approval links of the requests this app opens (for the notifier
+    /// that sends them: the same secret).
+    pub fn links(&self) -> Arc<Links> {
+        self.links.clone()
+    }
+
+    /// The SPEND.md in force before an organisation approves its own.
+    pub fn bootstrap(&self) -> Arc<SpendMd> {
+        self.policy.clone()
     }
 
     /// What the service knows from the log (shared with `spend dev`, which
@@ -231,27 +252,17 @@ impl Application {
         });
         let book = self.app.book.clone();
         let prefix = self.prefix.clone();
-        let (notifier, bootstrap, recorder) = (self.notifier.clone(), self.policy.clone(), self.app.recorder.clone());
+        let recorder = self.app.recorder.clone();
         let follower = tokio::spawn(spend_eventlog::follow_until(self.log.clone(), 1, stop_rx.clone(), move |m| {
             let book = book.clone();
             let prefix = prefix.clone();
-            let (notifier, bootstrap, recorder) = (notifier.clone(), bootstrap.clone(), recorder.clone());
+            let recorder = recorder.clone();
             async move {
-                {
-                    let mut book = book.write().await;
-                    book.apply(&prefix, &m);
-                    notifier.observe(&book, &bootstrap, &prefix, &m);
-                }
+                book.write().await.apply(&prefix, &m);
                 audit_misplaced(&recorder, &prefix, &m).await;
             }
         }));
-        let ticker = tokio::spawn(tick_loop(
-            self.app.clone(),
-            self.notifier.clone(),
-            self.log.clone(),
-            self.policy.clone(),
-            stop_rx,
-        ));
+        let ticker = tokio::spawn(tick_loop(self.app.clone(), self.links.clone(), self.log.clone(), self.policy.clone(), stop_rx));
         axum::serve(self.listener, router.into_make_service_with_connect_info::<SocketAddr>())
             .with_graceful_shutdown(shutdown)
             .await?;
@@ -262,7 +273,6 @@ impl Application {
         for c in companions {
             let _ = c.await;
         }
-        self.notifier.drain().await;
         flushed.flush(true).await;
         self.app.housekeeping(true).await;
         Ok(())
@@ -326,13 +336,7 @@ fn pages(app: Arc<web::App>) -> Router {
 /// Opens approval requests and applies expiries, once the book has caught
 /// up with the log (so a replay at start-up opens nothing twice: every
 /// request is appended with expected sequence 0 besides).
-async fn tick_loop(
-    app: Arc<web::App>,
-    notifier: Arc<notify::Notifier>,
-    log: Arc<dyn EventLog>,
-    bootstrap: Arc<SpendMd>,
-    mut stop: tokio::sync::watch::Receiver<bool>,
-) {
+async fn tick_loop(app: Arc<web::App>, links: Arc<Links>, log: Arc<dyn EventLog>, bootstrap: Arc<SpendMd>, mut stop: tokio::sync::watch::Receiver<bool>) {
     let mut tick = tokio::time::interval(TICK);
     // Requests another writer holds the subject of already (a replica, or
     // a forged event there): asked once, not at every tick.
@@ -358,7 +362,7 @@ async fn tick_loop(
             if settled.contains_key(&key) {
                 continue;
             }
-            match open_request(&app, &notifier.links, &bootstrap, &org, &id, kind).await {
+            match open_request(&app, &links, &bootstrap, &org, &id, kind).await {
                 Ok(()) => {
                     settled.insert_new(key, ());
                 }
@@ -370,7 +374,6 @@ async fn tick_loop(
                 tracing::warn!(error = %e, org, draft_id, "could not record an expiry; retrying");
             }
         }
-        notifier.tick(Utc::now()).await;
     }
 }
 

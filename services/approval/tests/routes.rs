@@ -431,7 +431,7 @@ async fn replicas_sharing_the_link_secret_answer_an_unknown_email_alike() {
         async move {
             let mut config = ApprovalConfig::new("127.0.0.1:0");
             config.passkey = Some(spend_draft::humans::test_rp());
-            config.notify.link_secret = secret;
+            config.link_secret = secret;
             let app = Application::build(config, deps(&log)).await.unwrap();
             let (addr, origin) = (app.local_addr(), app.origin());
             (tokio::spawn(app.run_until_stopped(std::future::pending())), addr, origin)

@@ -269,7 +269,8 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         approval_settings.mcp.allow_private_metadata = true;
     }
     let link_secret = dev_secret(&paths.link_secret).context("the approval links' secret")?;
-    let approval_config = approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
+    let (approval_config, notify_config) =
+        approval_settings.service(approval_listen.clone(), passkey.clone(), Some(paths.outbox.clone()), Some(link_secret.clone()))?;
     let mcp_sign_in = approval_settings
         .mcp_sign_in(&config.kms, Some((&paths.mcp_token_key, link_secret)))
         .await
@@ -284,6 +285,7 @@ pub async fn run(config: SpendConfig, args: DevArgs) -> anyhow::Result<ExitCode>
         },
     )
     .await?;
+    let approval = super::serve::with_notifications(approval, log.clone(), &prefix_for_approval, notify_config, passkey.clone())?;
     let approval = super::serve::with_mcp_sign_in(approval, log.clone(), &prefix_for_approval, mcp_sign_in).await?;
     let approval_addr = approval.local_addr();
     // The passkey page reads the same log (in production, as a NATS user

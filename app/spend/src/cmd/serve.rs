@@ -261,7 +261,7 @@ pub async fn executor(config: SpendConfig) -> anyhow::Result<ExitCode> {
 
 pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
     // Configuration first: a mistake there is reported before any connection.
-    let service = config.approval.service(config.approval.listen.clone(), passkey(&config), None, None)?;
+    let (service, notify) = config.approval.service(config.approval.listen.clone(), passkey(&config), None, None)?;
     let mcp_sign_in = config.approval.mcp_sign_in(&config.kms, None).await?;
     let file = if config.approval.policy_file.is_empty() {
         &config.gateway.policy_file
@@ -287,10 +287,26 @@ pub async fn approval(config: SpendConfig) -> anyhow::Result<ExitCode> {
         },
     )
     .await?;
+    let app = with_notifications(app, events.clone(), &config.nats.subject_prefix, notify, passkey(&config))?;
     let app = with_mcp_sign_in(app, events, &config.nats.subject_prefix, mcp_sign_in).await?;
     tracing::info!(addr = %app.local_addr(), origin = %app.origin(), "approval service serving the approval app");
     app.run_until_stopped(shutdown_signal()).await?;
     Ok(ExitCode::SUCCESS)
+}
+
+/// The approval app with its notifications beside it: Slack and email for
+/// the requests it opens (the same links) and SPEND.md's events, recorded
+/// with the approval service's authority.
+pub(crate) fn with_notifications(
+    app: spend_approval::Application,
+    log: Arc<dyn spend_eventlog::EventLog>,
+    prefix: &str,
+    config: spend_notify::NotifyConfig,
+    passkey: spend_draft::proof::RelyingParty,
+) -> anyhow::Result<spend_approval::Application> {
+    let recorder = spend_eventlog::Recorder::new(log.clone(), prefix, spend_core::authority::Writer::Approval);
+    let notifier = spend_notify::Notifier::new(config, app.links(), recorder, app.bootstrap(), passkey).map_err(|e| anyhow::anyhow!("{e}"))?;
+    Ok(app.with_companion(notifier.runner(log)))
 }
 
 /// The approval app with MCP sign-in's authorization server on its origin

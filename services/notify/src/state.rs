@@ -302,7 +302,7 @@ impl Notices {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::notify::plan::{Channel, Target};
+    use crate::plan::{Channel, Target};
 
     fn notice(i: u32, at: DateTime<Utc>) -> Notice {
         let target = Target::slack("alerts");

@@ -14,13 +14,13 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use spend_approval::notify::NotifyConfig;
-use spend_approval::notify::plan::{Target, notice_id};
 use spend_approval::{Application, ApprovalConfig, Deps};
 use spend_core::events::{ApprovalEscalated, EventData, NotificationSent, Outcome, SecurityAlert};
 use spend_core::{Actor, Envelope, Secret};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
+use spend_notify::NotifyConfig;
+use spend_notify::plan::{Target, notice_id};
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{decided, on_log, payment_proposed, subject_of};
 use spend_testkit::webhook::Webhook;
@@ -95,9 +95,9 @@ async fn notifications_hold_against_each_services_own_credentials() {
 
     let slack = Webhook::start().await;
     let mut config = ApprovalConfig::new("127.0.0.1:0");
-    config.notify = NotifyConfig {
+    config.link_secret = Some(Secret::new("a-test-link-secret-of-at-least-32-characters"));
+    let notify = NotifyConfig {
         slack_webhooks: [("alerts".to_string(), Secret::new(slack.url.clone()))].into(),
-        link_secret: Some(Secret::new("a-test-link-secret-of-at-least-32-characters")),
         flood_window: Duration::from_secs(2),
         ..NotifyConfig::default()
     };
@@ -113,6 +113,12 @@ async fn notifications_hold_against_each_services_own_credentials() {
     )
     .await
     .unwrap();
+    // The notifier beside the app, as `spend serve approval` runs it (the
+    // app's own relying party: this app has no passkey page of its own).
+    let recorder = spend_eventlog::Recorder::new(approval.clone(), "spend.evt", spend_core::authority::Writer::Approval);
+    let rp = spend_draft::proof::RelyingParty::new("localhost", app.origin());
+    let notifier = spend_notify::Notifier::new(notify, app.links(), recorder, app.bootstrap(), rp).unwrap();
+    let app = app.with_companion(notifier.runner(approval.clone()));
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = stopped.await;

@@ -3,6 +3,13 @@
 //! (`notify_on_all` / `notifications.events`: the eight events), by Slack
 //! and email — or, in `spend dev`, in the outbox folder and on the console.
 //!
+//! A service of its own that runs in the approval service's process (it
+//! records with that service's authority), beside the app
+//! ([`Notifier::runner`]): it follows the log into its own copy of the
+//! approval side's book (`spend-approvals`), and sends the links of the
+//! requests the app opens, derived from the same link secret
+//! ([`spend_approvals::links::Links`]).
+//!
 //! Driven by the log alone, so it is idempotent across restarts and
 //! replicas: the follower hands every event to [`Notifier::observe`],
 //! which plans its notices ([`plan`], pure: the same ids on every replica
@@ -30,8 +37,9 @@ use std::time::Duration;
 use chrono::{DateTime, Utc};
 use spend_core::events::{EventData, NotificationAttempted, NotificationFailed};
 use spend_core::{Actor, Secret};
+use spend_draft::proof::RelyingParty;
 use spend_eventlog::read::{Read, classify};
-use spend_eventlog::{LogError, Recorder, StoredMessage};
+use spend_eventlog::{EventLog, LogError, Recorder, StoredMessage};
 use spend_policy::spendmd::SpendMd;
 use tokio::sync::watch;
 
@@ -84,10 +92,6 @@ pub struct NotifyConfig {
     /// `spend dev`: where approval links, and messages for channels without
     /// a configured webhook or SMTP relay, are written (and printed).
     pub outbox: Option<PathBuf>,
-    /// The secret approval links are derived from; every replica needs the
-    /// same one. `None`: a random one per process (links a restarted
-    /// process delivers again would not open).
-    pub link_secret: Option<Secret>,
     /// Events older than this are not notified (a replica catching up after
     /// an outage does not replay old news).
     pub max_age: Duration,
@@ -107,7 +111,6 @@ impl Default for NotifyConfig {
             smtp: None,
             from: "SpendSignoff <notifications@spendsignoff.localhost>".into(),
             outbox: None,
-            link_secret: None,
             max_age: Duration::from_secs(3600),
             lease: Duration::from_secs(600),
             delivery_deadline: Duration::from_secs(300),
@@ -123,9 +126,16 @@ impl NotifyConfig {
     }
 }
 
+/// How often due notices are taken on.
+const TICK: Duration = Duration::from_millis(250);
+
 /// The notifications of one approval service process.
 pub struct Notifier {
-    pub links: Arc<Links>,
+    links: Arc<Links>,
+    /// Its own fold of the log (the app keeps another).
+    book: Mutex<Book>,
+    /// The SPEND.md in force before an organisation approves its own.
+    bootstrap: Arc<SpendMd>,
     notices: Mutex<Notices>,
     dispatcher: deliver::Dispatcher,
     recorder: Recorder,
@@ -136,16 +146,10 @@ pub struct Notifier {
 }
 
 impl Notifier {
-    pub fn new(config: NotifyConfig, origin: &str, recorder: Recorder) -> Result<Self, String> {
-        if let Some(s) = &config.link_secret
-            && s.expose().len() < 32
-        {
-            return Err("approval.link_secret must be at least 32 characters (e.g. 64 hex digits from a random source)".into());
-        }
-        let secret = match &config.link_secret {
-            Some(s) => s.clone(),
-            None => Secret::new(spend_credentials::random_hex(32).map_err(|e| e.to_string())?),
-        };
+    /// A notifier sending `links` (the approval app's: the same secret),
+    /// recording with `recorder` (the approval service's authority), whose
+    /// book checks approvals against passkeys made on `rp`.
+    pub fn new(config: NotifyConfig, links: Arc<Links>, recorder: Recorder, bootstrap: Arc<SpendMd>, rp: RelyingParty) -> Result<Arc<Self>, String> {
         for (name, url) in &config.slack_webhooks {
             if !url.expose().starts_with("https://") && !url.expose().starts_with("http://") {
                 return Err(format!("approval.notify.slack_webhooks.{name} is not an http(s) URL"));
@@ -156,15 +160,54 @@ impl Notifier {
         let dispatcher = deliver::Dispatcher::new(config.clone(), recorder.clone(), stop_rx)?;
         let replica = format!("r-{}", spend_credentials::random_hex(4).map_err(|e| e.to_string())?);
         let to_chrono = |d: Duration| chrono::Duration::from_std(d).unwrap_or(chrono::Duration::hours(1));
-        Ok(Self {
-            links: Arc::new(Links::new(origin, secret)),
+        Ok(Arc::new(Self {
+            book: Mutex::new(Book::new(rp, Some(bootstrap.clone()))),
+            bootstrap,
+            links,
             notices: Mutex::new(Notices::new(to_chrono(config.max_age), to_chrono(config.lease), to_chrono(config.flood_window))),
             dispatcher,
             recorder,
             replica,
             outbox: config.outbox.is_some(),
             stop,
-        })
+        }))
+    }
+
+    /// [`Notifier::run`] as a task the approval app runs beside its own
+    /// (`Application::with_companion`).
+    pub fn runner(self: &Arc<Self>, log: Arc<dyn EventLog>) -> impl FnOnce(watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()> + Send + 'static {
+        let me = self.clone();
+        move |stop| Box::pin(me.run(log, stop))
+    }
+
+    /// Follows the log (each event planned right after the book applied
+    /// it) and takes due notices on once the book has caught up, until
+    /// `stop`; then lets each worker finish the try in hand.
+    pub async fn run(self: Arc<Self>, log: Arc<dyn EventLog>, mut stop: watch::Receiver<bool>) {
+        let prefix = self.recorder.prefix().to_string();
+        let me = self.clone();
+        let follower = tokio::spawn(spend_eventlog::follow_until(log.clone(), 1, stop.clone(), move |m| {
+            let (me, prefix) = (me.clone(), prefix.clone());
+            async move {
+                let mut book = me.book.lock().expect("book");
+                book.apply(&prefix, &m);
+                me.observe(&book, &me.bootstrap, &prefix, &m);
+            }
+        }));
+        let mut tick = tokio::time::interval(TICK);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {}
+                _ = async { let _ = stop.wait_for(|s| *s).await; } => break,
+            }
+            let Ok(info) = log.info().await else { continue };
+            if self.book.lock().expect("book").seq < info.last_seq {
+                continue;
+            }
+            self.tick(Utc::now()).await;
+        }
+        let _ = follower.await;
+        self.drain().await;
     }
 
     /// Reads one message of the log, in order, right after the book
@@ -221,8 +264,8 @@ impl Notifier {
         }
     }
 
-    /// Takes on what is due and hands it to the workers. Called by the
-    /// approval service's tick once its book has caught up with the log.
+    /// Takes on what is due and hands it to the workers (once the book has
+    /// caught up with the log).
     pub async fn tick(&self, now: DateTime<Utc>) {
         let (due, too_old) = {
             let mut n = self.notices.lock().expect("notices");

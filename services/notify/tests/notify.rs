@@ -16,7 +16,6 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use spend_approval::notify::{NotifyConfig, SmtpConfig, SmtpTls};
 use spend_approval::{Application, ApprovalConfig, Deps};
 use spend_approvals::links::Links;
 use spend_core::events::{
@@ -25,6 +24,7 @@ use spend_core::events::{
 use spend_core::{Actor, Envelope, Money, Secret};
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_eventlog::{Append, EventLog};
+use spend_notify::{NotifyConfig, SmtpConfig, SmtpTls};
 use spend_testkit::Streams;
 use spend_testkit::events::{Approvers, append_all, decided, on_log, subject_of};
 use spend_testkit::smtp::SmtpServer;
@@ -105,11 +105,18 @@ impl Running {
     }
 }
 
-fn config(slack: Option<&str>, smtp: Option<u16>, deadline: Duration) -> ApprovalConfig {
+/// The approval app's configuration and its notifier's.
+struct Config {
+    app: ApprovalConfig,
+    notify: NotifyConfig,
+}
+
+fn config(slack: Option<&str>, smtp: Option<u16>, deadline: Duration) -> Config {
     let mut c = ApprovalConfig::new("127.0.0.1:0");
     // The test's approvers' passkeys are made on the test relying party.
     c.passkey = Some(spend_draft::humans::test_rp());
-    c.notify = NotifyConfig {
+    c.link_secret = Some(Secret::new(LINK_SECRET));
+    let notify = NotifyConfig {
         slack_webhooks: slack
             .iter()
             .map(|u| ("alerts".to_string(), Secret::new(*u)))
@@ -122,17 +129,16 @@ fn config(slack: Option<&str>, smtp: Option<u16>, deadline: Duration) -> Approva
             username: None,
             password: None,
         }),
-        link_secret: Some(Secret::new(LINK_SECRET)),
         delivery_deadline: deadline,
         lease: Duration::from_secs(60),
         ..NotifyConfig::default()
     };
-    c
+    Config { app: c, notify }
 }
 
-async fn start(log: &Arc<dyn EventLog>, prefix: &str, policy_md: &str, config: ApprovalConfig) -> Running {
+async fn start(log: &Arc<dyn EventLog>, prefix: &str, policy_md: &str, config: Config) -> Running {
     let app = Application::build(
-        config,
+        config.app,
         Deps {
             log: log.clone(),
             prefix: prefix.into(),
@@ -142,12 +148,20 @@ async fn start(log: &Arc<dyn EventLog>, prefix: &str, policy_md: &str, config: A
     )
     .await
     .unwrap();
+    let app = with_notifier(app, log, prefix, config.notify);
     let origin = app.origin();
     let (stop, rx) = tokio::sync::oneshot::channel();
     let task = tokio::spawn(app.run_until_stopped(async move {
         let _ = rx.await;
     }));
     Running { stop, task, origin }
+}
+
+/// The notifier beside the app, as `spend serve approval` runs it.
+fn with_notifier(app: Application, log: &Arc<dyn EventLog>, prefix: &str, config: NotifyConfig) -> Application {
+    let recorder = spend_eventlog::Recorder::new(log.clone(), prefix, spend_core::authority::Writer::Approval);
+    let notifier = spend_notify::Notifier::new(config, app.links(), recorder, app.bootstrap(), spend_draft::humans::test_rp()).unwrap();
+    app.with_companion(notifier.runner(log.clone()))
 }
 
 async fn log_of(streams: &Streams) -> Arc<dyn EventLog> {
@@ -446,7 +460,7 @@ notifications:
     ]);
     append_all(log.as_ref(), &prefix, events).await;
     let mut c = config(Some(&slack.url), Some(smtp.port), Duration::from_secs(60));
-    c.listen = format!("127.0.0.1:{port}");
+    c.app.listen = format!("127.0.0.1:{port}");
     let app = start(&log, &prefix, md, c).await;
 
     // The first channel: email, to the organisation's trusted approver.
@@ -533,7 +547,7 @@ async fn an_operators_rollback_request_is_opened_and_its_approvers_emailed_but_n
     events.extend([operators, in_app]);
     append_all(log.as_ref(), &prefix, events).await;
     let mut c = config(None, Some(smtp.port), Duration::from_secs(60));
-    c.listen = format!("127.0.0.1:{port}");
+    c.app.listen = format!("127.0.0.1:{port}");
     let app = start(&log, &prefix, md, c).await;
 
     let mails = smtp.wait_for(1, Duration::from_secs(20));
