@@ -60,7 +60,6 @@ pub struct ApprovalConfig {
     /// The origin approvers open (`https://approvals.example.com`); by
     /// default `http://localhost:<the bound port>`.
     pub origin: Option<String>,
-    /// Slack, email, and `spend dev`'s outbox.
     /// The secret approval links are derived from; every replica needs the
     /// same one (at least 32 characters). `None`: a random one per process
     /// (a link a restarted process delivers again would not open).
@@ -100,8 +99,8 @@ pub struct Deps {
     pub accounts: Option<Arc<dyn spend_platform::Connect>>,
 }
 
-/// A task that runs beside the app until it stops (MCP sign-in's
-/// follower), given the app's stop signal.
+/// A task that runs beside the app until it stops (notifications, MCP
+/// sign-in), given the app's stop signal.
 type Companion = Box<dyn FnOnce(tokio::sync::watch::Receiver<bool>) -> futures::future::BoxFuture<'static, ()> + Send>;
 
 pub struct Application {
