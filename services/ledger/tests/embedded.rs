@@ -213,6 +213,24 @@ async fn the_projection_refuses_updates_and_deletes() {
     }
 }
 
+/// An embedded log opened again in the same process after the ledger that
+/// held it stopped. A read the stopped ledger had in flight on a blocking
+/// thread keeps the log's lock until it returns (a moment later); a new
+/// process would find it released at exit. Seen once in CI as "in use by
+/// another process".
+async fn reopened(dir: std::path::PathBuf) -> EmbeddedLog {
+    let deadline = std::time::Instant::now() + Duration::from_secs(5);
+    loop {
+        match EmbeddedLog::open(EmbeddedConfig::new(dir.clone())).await {
+            Ok(log) => return log,
+            Err(e) if e.to_string().contains("in use") && std::time::Instant::now() < deadline => {
+                tokio::time::sleep(Duration::from_millis(50)).await;
+            }
+            Err(e) => panic!("opening {}: {e}", dir.display()),
+        }
+    }
+}
+
 /// The transactions projection follows the draft aggregate: dual control
 /// counts distinct approvers, a forged decision moves nothing, and a draft
 /// half-approved before a restart is approved by the second approver after
@@ -225,8 +243,8 @@ async fn transactions_follow_the_draft_aggregate_across_a_restart() {
 
     let dir = tempfile::tempdir().unwrap();
     let open = || async {
-        let log = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("events"))).await.unwrap();
-        let cps = EmbeddedLog::open(EmbeddedConfig::new(dir.path().join("ledger"))).await.unwrap();
+        let log = reopened(dir.path().join("events")).await;
+        let cps = reopened(dir.path().join("ledger")).await;
         let store: Arc<dyn Store> = Arc::new(SqliteStore::open(&dir.path().join("ledger.db")).await.unwrap());
         let signer = LocalSigner::load_or_create(&dir.path().join("key.pem")).unwrap();
         let running = common::start(
