@@ -17,6 +17,8 @@
 //! from the log on demand, for readers that do not follow it (the approval
 //! gate, the CLI).
 
+pub mod access_token;
+
 use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;

@@ -19,7 +19,9 @@
 //! and publish, this crate only judges.
 //!
 //! Layout: [`status`] (the status type and `--status` filters), `aggregate`
-//! (state, events, commands, re-exported here), [`verify`] (the approval
+//! (state, events, commands, re-exported here), [`fold`] (the one reading
+//! of a stored message into the draft event it may be, for every service
+//! that keeps drafts), [`verify`] (the approval
 //! verifier and [`event_hash`]), [`proof`] (the pinned passkey approval
 //! proof and its check) and [`approvers`] (the registry of who may approve:
 //! anchored first admins and admin-countersigned approvers) — the
@@ -29,6 +31,7 @@
 mod aggregate;
 pub mod approvers;
 pub mod display;
+pub mod fold;
 #[cfg(any(test, feature = "soft-authenticator"))]
 pub mod humans;
 pub mod proof;

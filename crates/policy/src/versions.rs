@@ -9,9 +9,11 @@
 //! so approved.
 //!
 //! Every process that decides or enforces SPEND.md (the policy service,
-//! the gateway's replicas) follows the log into a [`Versions`], which also
-//! keeps the approver registry the verifier checks proofs against (built
-//! from the same log, in order: [`Versions::approvers`]).
+//! the gateway's replicas, the executor) follows the log into a
+//! [`Versions`]. The approver registry the verifier checks proofs against
+//! is not the versions' own: it is where approvals live, beside them in
+//! each reader (`spend_draft::approvers::Registry`), built from the same
+//! log in order and lent to [`Versions::apply`].
 //!
 //! A version needs as much as the strongest thing it enables: an admin's
 //! verified approval always, and two distinct approvers (one an admin)
@@ -26,7 +28,6 @@ use std::sync::Arc;
 use spend_core::RawEnvelope;
 use spend_core::events::{ApprovalEscalated, ApprovalExpired, ApprovalGranted, ApprovalRejected, ApprovalRequested, PolicyProposed};
 use spend_draft::approvers::{Observed, Registry, Role};
-use spend_draft::proof::RelyingParty;
 use spend_draft::{ApprovalFacts, Forgery, event_hash, verify_for_hash};
 use spend_eventlog::StoredMessage;
 
@@ -82,8 +83,6 @@ pub struct Versions {
     active: HashMap<String, Active>,
     /// Proposals a verified approval approved.
     approved: std::collections::HashSet<(String, String)>,
-    /// Who may approve, per organisation, as the log says so far.
-    pub approvers: Registry,
 }
 
 /// What a SPEND.md version needs before it is in force.
@@ -96,17 +95,14 @@ pub struct Needs {
 }
 
 impl Versions {
-    /// Versions whose approvals are checked against passkeys made on `rp`
-    /// (the passkey relying party from the verifier's own configuration),
-    /// compared, before an organisation has one of its own, with
+    /// Versions compared, before an organisation has one of its own, with
     /// `bootstrap` (the operator's SPEND.md).
-    pub fn new(rp: RelyingParty, bootstrap: Option<Arc<SpendMd>>) -> Self {
+    pub fn new(bootstrap: Option<Arc<SpendMd>>) -> Self {
         Self {
             bootstrap,
             proposals: HashMap::new(),
             active: HashMap::new(),
             approved: std::collections::HashSet::new(),
-            approvers: Registry::new(rp),
         }
     }
 
@@ -139,11 +135,12 @@ impl Versions {
 
     /// Applies one event already placed by [`spend_eventlog::read::classify`]
     /// (so a proposal sits on a `policy` subject and an approval on an
-    /// `approval` subject), with `env` parsed from `m`.
-    pub fn apply(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Option<Noticed> {
-        let (subject, seq, payload) = (m.subject.as_str(), m.seq, &m.payload[..]);
-        let org = env.org.to_string();
-        if let Some(observed) = self.approvers.observe(seq, env) {
+    /// `approval` subject), with `env` parsed from `m`. `approvers` is the
+    /// reader's registry: it learns the registry's events here, in log
+    /// order, and a policy approval counts only with a proof by one of them.
+    pub fn apply(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, approvers: &mut Registry) -> Option<Noticed> {
+        let (subject, seq) = (m.subject.as_str(), m.seq);
+        if let Some(observed) = approvers.observe(seq, env) {
             if let Observed::Refused { org, error } = observed {
                 return Some(Noticed::Untrusted {
                     org,
@@ -153,164 +150,185 @@ impl Versions {
             return None;
         }
         match env.event_type.as_ref() {
-            PolicyProposed::TYPE => {
-                let data: PolicyProposed = serde_json::from_str(env.data.get()).ok()?;
-                let (_, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
-                if id != data.draft_id {
-                    return Some(Noticed::ReusedId {
-                        detail: format!("a policy proposal at seq {seq} on {subject} names id {}: ignored", data.draft_id),
-                        org,
-                    });
-                }
-                let key = (org.clone(), data.draft_id.clone());
-                if let Some(first) = self.proposals.get(&key) {
-                    return Some(Noticed::ReusedId {
-                        detail: format!(
-                            "a policy proposal at seq {seq} reuses id {} of the proposal at seq {}: the first proposal of an id wins; ignored",
-                            data.draft_id, first.seq
-                        ),
-                        org,
-                    });
-                }
-                self.proposals.insert(
-                    key,
-                    Proposed {
-                        data,
-                        hash: event_hash(payload),
-                        seq,
-                        expires_at: None,
-                        approvers: Vec::new(),
-                        closed: false,
-                        escalated: false,
-                    },
-                );
-                None
-            }
+            PolicyProposed::TYPE => self.propose(prefix, m, env),
             ApprovalRequested::TYPE | ApprovalEscalated::TYPE | ApprovalRejected::TYPE | ApprovalExpired::TYPE => {
-                let (aggregate, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
-                let approved = self.approved.contains(&(org.clone(), id.to_string()));
-                let p = self.proposals.get_mut(&(org.clone(), id.to_string()))?;
-                if aggregate != "approval" || approved {
-                    return None;
-                }
-                match env.event_type.as_ref() {
-                    ApprovalRequested::TYPE => {
-                        if let Ok(r) = serde_json::from_str::<ApprovalRequested>(env.data.get())
-                            && r.kind == "policy"
-                            && p.expires_at.is_none()
-                        {
-                            p.expires_at = Some(r.expires_at);
-                        }
-                    }
-                    // Once, later, from the expiry in force (as the app and
-                    // the draft aggregate take an escalation).
-                    ApprovalEscalated::TYPE => {
-                        if let Ok(x) = serde_json::from_str::<ApprovalEscalated>(env.data.get())
-                            && !p.escalated
-                            && p.expires_at.as_deref() == Some(x.previous_expires_at.as_str())
-                            && chrono::DateTime::parse_from_rfc3339(&x.expires_at).ok()
-                                > p.expires_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
-                        {
-                            p.expires_at = Some(x.expires_at);
-                            p.escalated = true;
-                        }
-                    }
-                    _ => p.closed = true,
-                }
+                self.request_moved(prefix, m, env);
                 None
             }
-            ApprovalGranted::TYPE => {
-                let facts = match ApprovalFacts::from_stored(prefix, subject, env, m.republished, seq, m.time) {
-                    Ok(f) => f,
-                    Err(forgery) => return Some(Noticed::Forged { org, forgery }),
-                };
-                let key = (org.clone(), facts.data.draft_id.clone());
-                let proposed = self.proposals.get(&key)?;
-                if self.approved.contains(&key) || proposed.closed {
-                    tracing::info!(org, proposal = %key.1, "an approval of a proposal already approved, rejected or expired: it changes nothing");
-                    return None;
-                }
-                if proposed.expires_at.as_deref() != Some(facts.data.proof.expires_at.as_str()) {
-                    let detail = format!(
-                        "approval {} of policy proposal {} at seq {seq}: its proof signs expiry {}, the request's is {}",
-                        facts.data.approval_id,
-                        proposed.data.draft_id,
-                        facts.data.proof.expires_at,
-                        proposed.expires_at.as_deref().unwrap_or("(no request recorded)")
-                    );
-                    return Some(Noticed::Forged {
-                        org,
-                        forgery: Forgery {
-                            kind: spend_draft::ForgeryKind::ProofMismatch,
-                            detail,
-                        },
-                    });
-                }
-                if facts.data.proof.policy_version != proposed.data.version {
-                    let detail = format!(
-                        "approval {} of policy proposal {} at seq {seq}: its proof signs version {}, the proposal is {}",
-                        facts.data.approval_id, proposed.data.draft_id, facts.data.proof.policy_version, proposed.data.version
-                    );
-                    return Some(Noticed::Forged {
-                        org,
-                        forgery: Forgery {
-                            kind: spend_draft::ForgeryKind::ProofMismatch,
-                            detail,
-                        },
-                    });
-                }
-                if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id, &mut self.approvers) {
-                    return Some(Noticed::Forged { org, forgery });
-                }
-                let needs = self.needs_of(&org, &proposed.data);
-                let approver = facts.data.approver_id.clone();
-                let p = self.proposals.get_mut(&key)?;
-                if !p.approvers.contains(&approver) {
-                    p.approvers.push(approver);
-                }
-                let admins = p
-                    .approvers
-                    .iter()
-                    .filter(|a| self.approvers.approver(&org, a).is_some_and(|x| x.role == Role::Admin))
-                    .count();
-                if p.approvers.len() < needs.approvers || admins == 0 {
-                    tracing::info!(
-                        org,
-                        proposal = %key.1,
-                        approvers = p.approvers.len(),
-                        needed = needs.approvers,
-                        admins,
-                        "a verified approval of a SPEND.md version; it needs more before it is in force"
-                    );
-                    return None;
-                }
-                let proposed = self.proposals.get(&key)?;
-                self.approved.insert(key.clone());
-                let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);
-                if !newer {
-                    tracing::info!(org, version = %proposed.data.version, "an older policy version was approved after a newer one; the newer stays in force");
-                    return None;
-                }
-                match spendmd::parse(&proposed.data.source) {
-                    Ok(md) => {
-                        let active = Active {
-                            proposal: proposed.data.clone(),
-                            policy: Arc::new(md),
-                            seq: proposed.seq,
-                        };
-                        self.active.insert(org, active);
-                    }
-                    Err(errors) => tracing::error!(
-                        org,
-                        version = %proposed.data.version,
-                        errors = errors.len(),
-                        "an approved SPEND.md does not parse; the previous version stays in force"
-                    ),
-                }
-                None
-            }
+            ApprovalGranted::TYPE => self.grant(prefix, m, env, approvers),
             _ => None,
         }
+    }
+
+    /// A proposal on its `policy` subject: the first of an id counts.
+    fn propose(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Option<Noticed> {
+        let (subject, seq, payload) = (m.subject.as_str(), m.seq, &m.payload[..]);
+        let org = env.org.to_string();
+        let data: PolicyProposed = serde_json::from_str(env.data.get()).ok()?;
+        let (_, id) = spend_core::subject::split_aggregate(subject, prefix, &org)?;
+        if id != data.draft_id {
+            return Some(Noticed::ReusedId {
+                detail: format!("a policy proposal at seq {seq} on {subject} names id {}: ignored", data.draft_id),
+                org,
+            });
+        }
+        let key = (org.clone(), data.draft_id.clone());
+        if let Some(first) = self.proposals.get(&key) {
+            return Some(Noticed::ReusedId {
+                detail: format!(
+                    "a policy proposal at seq {seq} reuses id {} of the proposal at seq {}: the first proposal of an id wins; ignored",
+                    data.draft_id, first.seq
+                ),
+                org,
+            });
+        }
+        self.proposals.insert(
+            key,
+            Proposed {
+                data,
+                hash: event_hash(payload),
+                seq,
+                expires_at: None,
+                approvers: Vec::new(),
+                closed: false,
+                escalated: false,
+            },
+        );
+        None
+    }
+
+    /// A proposal's approval request opened, escalated, rejected or
+    /// expired (on its `approval` subject, until it is approved).
+    fn request_moved(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Option<()> {
+        let org = env.org.to_string();
+        let (aggregate, id) = spend_core::subject::split_aggregate(&m.subject, prefix, &org)?;
+        let approved = self.approved.contains(&(org.clone(), id.to_string()));
+        let p = self.proposals.get_mut(&(org.clone(), id.to_string()))?;
+        if aggregate != "approval" || approved {
+            return None;
+        }
+        match env.event_type.as_ref() {
+            ApprovalRequested::TYPE => {
+                if let Ok(r) = serde_json::from_str::<ApprovalRequested>(env.data.get())
+                    && r.kind == "policy"
+                    && p.expires_at.is_none()
+                {
+                    p.expires_at = Some(r.expires_at);
+                }
+            }
+            // Once, later, from the expiry in force (as the app and
+            // the draft aggregate take an escalation).
+            ApprovalEscalated::TYPE => {
+                if let Ok(x) = serde_json::from_str::<ApprovalEscalated>(env.data.get())
+                    && !p.escalated
+                    && p.expires_at.as_deref() == Some(x.previous_expires_at.as_str())
+                    && chrono::DateTime::parse_from_rfc3339(&x.expires_at).ok()
+                        > p.expires_at.as_deref().and_then(|t| chrono::DateTime::parse_from_rfc3339(t).ok())
+                {
+                    p.expires_at = Some(x.expires_at);
+                    p.escalated = true;
+                }
+            }
+            _ => p.closed = true,
+        }
+        Some(())
+    }
+
+    /// A human's approval of a proposal: counted when its proof verifies
+    /// against the proposal's bytes, version and request expiry; the
+    /// version comes into force once enough distinct approvers, one an
+    /// admin, approved it.
+    fn grant(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>, approvers: &mut Registry) -> Option<Noticed> {
+        let (subject, seq) = (m.subject.as_str(), m.seq);
+        let org = env.org.to_string();
+        let facts = match ApprovalFacts::from_stored(prefix, subject, env, m.republished, seq, m.time) {
+            Ok(f) => f,
+            Err(forgery) => return Some(Noticed::Forged { org, forgery }),
+        };
+        let key = (org.clone(), facts.data.draft_id.clone());
+        let proposed = self.proposals.get(&key)?;
+        if self.approved.contains(&key) || proposed.closed {
+            tracing::info!(org, proposal = %key.1, "an approval of a proposal already approved, rejected or expired: it changes nothing");
+            return None;
+        }
+        if proposed.expires_at.as_deref() != Some(facts.data.proof.expires_at.as_str()) {
+            let detail = format!(
+                "approval {} of policy proposal {} at seq {seq}: its proof signs expiry {}, the request's is {}",
+                facts.data.approval_id,
+                proposed.data.draft_id,
+                facts.data.proof.expires_at,
+                proposed.expires_at.as_deref().unwrap_or("(no request recorded)")
+            );
+            return Some(Noticed::Forged {
+                org,
+                forgery: Forgery {
+                    kind: spend_draft::ForgeryKind::ProofMismatch,
+                    detail,
+                },
+            });
+        }
+        if facts.data.proof.policy_version != proposed.data.version {
+            let detail = format!(
+                "approval {} of policy proposal {} at seq {seq}: its proof signs version {}, the proposal is {}",
+                facts.data.approval_id, proposed.data.draft_id, facts.data.proof.policy_version, proposed.data.version
+            );
+            return Some(Noticed::Forged {
+                org,
+                forgery: Forgery {
+                    kind: spend_draft::ForgeryKind::ProofMismatch,
+                    detail,
+                },
+            });
+        }
+        if let Err(forgery) = verify_for_hash(&facts, &proposed.hash, &proposed.data.draft_id, approvers) {
+            return Some(Noticed::Forged { org, forgery });
+        }
+        let needs = self.needs_of(&org, &proposed.data);
+        let approver = facts.data.approver_id.clone();
+        let p = self.proposals.get_mut(&key)?;
+        if !p.approvers.contains(&approver) {
+            p.approvers.push(approver);
+        }
+        let admins = p
+            .approvers
+            .iter()
+            .filter(|a| approvers.approver(&org, a).is_some_and(|x| x.role == Role::Admin))
+            .count();
+        if p.approvers.len() < needs.approvers || admins == 0 {
+            tracing::info!(
+                org,
+                proposal = %key.1,
+                approvers = p.approvers.len(),
+                needed = needs.approvers,
+                admins,
+                "a verified approval of a SPEND.md version; it needs more before it is in force"
+            );
+            return None;
+        }
+        let proposed = self.proposals.get(&key)?;
+        self.approved.insert(key.clone());
+        let newer = self.active.get(&org).is_none_or(|a| proposed.seq > a.seq);
+        if !newer {
+            tracing::info!(org, version = %proposed.data.version, "an older policy version was approved after a newer one; the newer stays in force");
+            return None;
+        }
+        match spendmd::parse(&proposed.data.source) {
+            Ok(md) => {
+                let active = Active {
+                    proposal: proposed.data.clone(),
+                    policy: Arc::new(md),
+                    seq: proposed.seq,
+                };
+                self.active.insert(org, active);
+            }
+            Err(errors) => tracing::error!(
+                org,
+                version = %proposed.data.version,
+                errors = errors.len(),
+                "an approved SPEND.md does not parse; the previous version stays in force"
+            ),
+        }
+        None
     }
 
     /// The version in force for `org`, if a human approved one.
@@ -362,6 +380,7 @@ mod tests {
 
     struct World {
         versions: Versions,
+        approvers: Registry,
         humans: Approvers,
         seq: u64,
     }
@@ -370,7 +389,8 @@ mod tests {
         fn new() -> Self {
             let bootstrap = Arc::new(spendmd::parse("spend:\n  daily_limit: 200 USD\n").unwrap());
             let mut w = Self {
-                versions: Versions::new(spend_draft::humans::test_rp(), Some(bootstrap)),
+                versions: Versions::new(Some(bootstrap)),
+                approvers: Registry::new(spend_draft::humans::test_rp()),
                 humans: Approvers::new("acme", &["ada", "bob"]),
                 seq: 0,
             };
@@ -384,7 +404,7 @@ mod tests {
             self.seq += 1;
             let m = spend_testkit::events::stored("spend.evt", self.seq, &env);
             let parsed = RawEnvelope::parse(&m.payload).unwrap();
-            self.versions.apply("spend.evt", &m, &parsed)
+            self.versions.apply("spend.evt", &m, &parsed, &mut self.approvers)
         }
 
         /// Proposes `source` as `id`; returns the hash approvals name.

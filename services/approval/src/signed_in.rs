@@ -42,7 +42,6 @@ impl SignedIn for App {
         self.book
             .read()
             .await
-            .versions
             .approvers
             .approver(org, approver_id)
             .is_some_and(|a| a.removed_at.is_none())

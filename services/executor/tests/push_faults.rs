@@ -23,6 +23,10 @@ use spend_policy::envelope::EnvelopeExt;
 use spend_testkit::events::{Approvers, append_all, decided, on_log, payment_proposed};
 use spend_testkit::{Streams, TestDatabase};
 
+// Its own binary: the fault run loads JetStream and PostgreSQL hard and
+// is timed, so it does not share a process (and its two test threads)
+// with the other executor tests.
+#[path = "executor/common/mod.rs"]
 mod common;
 
 use common::{Platform, raise};

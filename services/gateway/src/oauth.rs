@@ -238,6 +238,7 @@ impl TokenClaims {
     }
 }
 
+use spend_credentials::access_token::AccessClaims;
 pub use spend_credentials::looks_like_jwt;
 
 /// Validates an access token at `now` (unix seconds).
@@ -259,41 +260,29 @@ pub fn validate(config: &OAuthConfig, token: &str, now: i64) -> Result<TokenClai
         .lookup(kid)
         .ok_or_else(|| TokenError::UnknownKey(kid.unwrap_or_default().chars().take(64).collect()))?;
     key.verify(format!("{h}.{p}").as_bytes(), &signature).map_err(|_| TokenError::Signature)?;
-    let claims: serde_json::Value = serde_json::from_slice(&decode(p, "payload")?).map_err(|e| TokenError::Malformed(format!("payload: {e}")))?;
-    let iss = claims["iss"].as_str().unwrap_or_default();
-    if iss != config.issuer {
-        return Err(TokenError::Issuer(iss.to_string()));
+    let claims: AccessClaims = serde_json::from_slice(&decode(p, "payload")?).map_err(|e| TokenError::Malformed(format!("payload: {e}")))?;
+    if claims.iss != config.issuer {
+        return Err(TokenError::Issuer(claims.iss));
     }
-    let audience_ok = match &claims["aud"] {
-        serde_json::Value::String(a) => *a == config.audience,
-        serde_json::Value::Array(list) => list.iter().any(|a| a.as_str() == Some(config.audience.as_str())),
-        _ => false,
-    };
-    if !audience_ok {
-        return Err(TokenError::Audience(claims["aud"].to_string()));
+    if !claims.aud.contains(&config.audience) {
+        return Err(TokenError::Audience(claims.aud.to_string()));
     }
-    let exp = claims["exp"].as_i64().ok_or(TokenError::Missing("expiry (exp)"))?;
+    let exp = claims.exp.ok_or(TokenError::Missing("expiry (exp)"))?;
     if now >= exp {
         return Err(TokenError::Expired);
     }
-    if claims["nbf"].as_i64().is_some_and(|nbf| now < nbf) {
+    if claims.nbf.is_some_and(|nbf| now < nbf) {
         return Err(TokenError::NotYetValid);
     }
-    let text = |k: &str, what: &'static str| {
-        claims[k]
-            .as_str()
-            .filter(|s| !s.is_empty())
-            .map(str::to_string)
-            .ok_or(TokenError::Missing(what))
-    };
-    let scope = claims["scope"].as_str().unwrap_or_default().split_whitespace().collect::<Vec<_>>().join(",");
+    let text = |v: String, what: &'static str| if v.is_empty() { Err(TokenError::Missing(what)) } else { Ok(v) };
+    let scope = claims.scope.split_whitespace().collect::<Vec<_>>().join(",");
     Ok(TokenClaims {
-        subject: text("sub", "subject (sub)")?,
-        client_id: text("client_id", "client (client_id)")?,
-        org: text("org", "organisation (org)")?,
+        subject: text(claims.sub, "subject (sub)")?,
+        client_id: text(claims.client_id, "client (client_id)")?,
+        org: text(claims.org, "organisation (org)")?,
         scopes: parse_scopes(&scope)?,
-        grant_id: claims["grant_id"].as_str().filter(|g| !g.is_empty()).map(str::to_string),
-        issued_at: claims["iat"].as_i64().unwrap_or(0),
+        grant_id: claims.grant_id.filter(|g| !g.is_empty()),
+        issued_at: claims.iat.unwrap_or(0),
     })
 }
 

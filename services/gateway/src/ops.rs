@@ -494,42 +494,7 @@ impl GatewayState {
     /// returned as `proposed` meanwhile.
     pub async fn propose_change(&self, who: &Identity, req: ProposeRequest) -> Result<DraftOut, OpError> {
         self.require(who, AgentScope::Draft, "propose_change").await.map_err(OpError::Refused)?;
-        if req.rationale.trim().is_empty() {
-            return Err(OpError::Invalid("a rationale is required: say why, for the human who approves".into()));
-        }
-        if req.rationale.chars().count() > MAX_RATIONALE_CHARS {
-            return Err(OpError::Invalid(format!(
-                "rationale is {} characters; at most {MAX_RATIONALE_CHARS}",
-                req.rationale.chars().count()
-            )));
-        }
-        if !is_valid_token(&req.account_id) {
-            return Err(OpError::Invalid(format!(
-                "account_id {:?} is not an account id (A-Z, a-z, 0-9, '_' and '-', at most 128)",
-                req.account_id
-            )));
-        }
-        {
-            let view = self.view.read().await;
-            if let Some(b) = view.breaker(&who.org, &req.account_id) {
-                return Err(OpError::conflict(
-                    ConflictKind::BreakerTripped,
-                    format!(
-                        "account {} is paused by its circuit breaker ({}: {}) since {}; a human must reset it",
-                        req.account_id, b.reason, b.detail, b.since
-                    ),
-                ));
-            }
-            if view.pending_count(&who.org) >= MAX_PENDING_PER_ORG {
-                return Err(OpError::conflict(
-                    ConflictKind::TooManyPending,
-                    format!(
-                        "organisation {} has {MAX_PENDING_PER_ORG} drafts waiting for a human; wait for decisions",
-                        who.org
-                    ),
-                ));
-            }
-        }
+        self.may_draft(who, &req).await?;
         // The account must exist on the platform: limits are the policy's,
         // but an invented account must never even be drafted against.
         if !self.account_exists(&who.org, &req.account_id).await? {
@@ -538,49 +503,7 @@ impl GatewayState {
                 req.account_id, who.org
             )));
         }
-        let (shaped, live_version) = match req.change {
-            ChangeRequest::Payment {
-                amount_minor,
-                currency,
-                merchant,
-                card_id,
-                category,
-                country,
-                url,
-            } => {
-                check_merchant(&merchant)?;
-                self.check_card(&who.org, &req.account_id, &card_id).await?;
-                let facts = self.merchant_facts(&who.org, &merchant).await?;
-                let stated = Stated { category, country, url };
-                (payment_draft(amount_minor, &currency, merchant, card_id, facts, stated)?, None)
-            }
-            ChangeRequest::Budget {
-                campaign_id,
-                new_daily_budget_minor,
-                currency,
-            } => {
-                self.campaign_draft(
-                    &who.org,
-                    &req.account_id,
-                    campaign_id,
-                    Edit::Budget(new_daily_budget_minor),
-                    currency.as_deref(),
-                )
-                .await?
-            }
-            ChangeRequest::Bid {
-                campaign_id,
-                new_bid_minor,
-                currency,
-            } => {
-                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Bid(new_bid_minor), currency.as_deref())
-                    .await?
-            }
-            ChangeRequest::Status { campaign_id, new_status } => {
-                self.campaign_draft(&who.org, &req.account_id, campaign_id, Edit::Status(new_status), None)
-                    .await?
-            }
-        };
+        let (shaped, live_version) = self.shape(who, &req.account_id, req.change).await?;
         let Shaped { kind, change, impact, diff } = shaped;
         let draft_id = format!("d_{}", crate::credentials::random_hex(8).map_err(|e| OpError::Unavailable(e.to_string()))?);
         let proposed = DraftProposed {
@@ -620,6 +543,89 @@ impl GatewayState {
             Err(e) => tracing::warn!(draft = %draft_id, error = %e, "the policy service did not decide the draft now; it decides it on its own"),
         }
         Ok(draft_out(&draft))
+    }
+
+    /// What an agent's draft must be before anything is recorded: a
+    /// rationale of sane length, an account id, an account whose breaker
+    /// is not tripped, and room in the organisation's queue of drafts
+    /// waiting for a human.
+    async fn may_draft(&self, who: &Identity, req: &ProposeRequest) -> Result<(), OpError> {
+        if req.rationale.trim().is_empty() {
+            return Err(OpError::Invalid("a rationale is required: say why, for the human who approves".into()));
+        }
+        if req.rationale.chars().count() > MAX_RATIONALE_CHARS {
+            return Err(OpError::Invalid(format!(
+                "rationale is {} characters; at most {MAX_RATIONALE_CHARS}",
+                req.rationale.chars().count()
+            )));
+        }
+        if !is_valid_token(&req.account_id) {
+            return Err(OpError::Invalid(format!(
+                "account_id {:?} is not an account id (A-Z, a-z, 0-9, '_' and '-', at most 128)",
+                req.account_id
+            )));
+        }
+        {
+            let view = self.view.read().await;
+            if let Some(b) = view.breaker(&who.org, &req.account_id) {
+                return Err(OpError::conflict(
+                    ConflictKind::BreakerTripped,
+                    format!(
+                        "account {} is paused by its circuit breaker ({}: {}) since {}; a human must reset it",
+                        req.account_id, b.reason, b.detail, b.since
+                    ),
+                ));
+            }
+            if view.pending_count(&who.org) >= MAX_PENDING_PER_ORG {
+                return Err(OpError::conflict(
+                    ConflictKind::TooManyPending,
+                    format!(
+                        "organisation {} has {MAX_PENDING_PER_ORG} drafts waiting for a human; wait for decisions",
+                        who.org
+                    ),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    /// The draft `change` makes on `account_id`, shaped from the platform's
+    /// live state (for a campaign, with the version it was read at).
+    async fn shape(&self, who: &Identity, account_id: &str, change: ChangeRequest) -> Result<(Shaped, Option<DateTime<Utc>>), OpError> {
+        Ok(match change {
+            ChangeRequest::Payment {
+                amount_minor,
+                currency,
+                merchant,
+                card_id,
+                category,
+                country,
+                url,
+            } => {
+                check_merchant(&merchant)?;
+                self.check_card(&who.org, account_id, &card_id).await?;
+                let facts = self.merchant_facts(&who.org, &merchant).await?;
+                let stated = Stated { category, country, url };
+                (payment_draft(amount_minor, &currency, merchant, card_id, facts, stated)?, None)
+            }
+            ChangeRequest::Budget {
+                campaign_id,
+                new_daily_budget_minor,
+                currency,
+            } => {
+                self.campaign_draft(&who.org, account_id, campaign_id, Edit::Budget(new_daily_budget_minor), currency.as_deref())
+                    .await?
+            }
+            ChangeRequest::Bid {
+                campaign_id,
+                new_bid_minor,
+                currency,
+            } => {
+                self.campaign_draft(&who.org, account_id, campaign_id, Edit::Bid(new_bid_minor), currency.as_deref())
+                    .await?
+            }
+            ChangeRequest::Status { campaign_id, new_status } => self.campaign_draft(&who.org, account_id, campaign_id, Edit::Status(new_status), None).await?,
+        })
     }
 
     /// One of the organisation's drafts, with its current status. A

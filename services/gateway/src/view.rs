@@ -20,8 +20,10 @@ use std::collections::{HashMap, VecDeque};
 
 use chrono::{DateTime, Utc};
 use spend_core::RawEnvelope;
-use spend_core::events::{ApprovalGranted, EventData};
-use spend_draft::{ApprovalFacts, Draft, DraftEvent, recorded_approval};
+use spend_core::events::EventData;
+use spend_draft::approvers::Registry;
+use spend_draft::fold::{self, Said, Stored};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, Forgery};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
 use spend_policy::versions::{Noticed, Versions};
@@ -93,6 +95,8 @@ pub struct View {
     paused: HashMap<(String, &'static str), String>,
     /// SPEND.md versions proposed and approved, per organisation.
     pub versions: Versions,
+    /// Who may approve, as the log says so far.
+    pub approvers: Registry,
     /// MCP clients' grants revoked: (org, grant id). Their access tokens
     /// are refused from the moment the view applies the revocation.
     revoked_grants: std::collections::HashSet<(String, String)>,
@@ -118,6 +122,16 @@ pub enum Applied {
     Nothing,
 }
 
+/// The audit of an approval the verifier refused.
+fn forged(org: String, seq: u64, forgery: Forgery) -> Applied {
+    Applied::Audit {
+        org,
+        id: format!("forged-{seq}"),
+        reason: Forgery::REASON.into(),
+        detail: forgery.detail,
+    }
+}
+
 impl View {
     /// An empty view whose approvals and SPEND.md versions count only with
     /// passkeys made on `rp`, versions compared with `bootstrap`.
@@ -128,7 +142,8 @@ impl View {
             audit: HashMap::new(),
             breakers: HashMap::new(),
             paused: HashMap::new(),
-            versions: Versions::new(rp, bootstrap),
+            versions: Versions::new(bootstrap),
+            approvers: Registry::new(rp),
             revoked_grants: std::collections::HashSet::new(),
             credentials_revoked_at: HashMap::new(),
         }
@@ -149,7 +164,7 @@ impl View {
     pub fn grant_revoked(&self, org: &str, grant_id: &str, issued_at: i64, grantor: &str) -> bool {
         self.revoked_grants.contains(&(org.to_string(), grant_id.to_string()))
             || self.credentials_revoked_at.get(org).is_some_and(|t| issued_at <= t.timestamp())
-            || self.versions.approvers.approver(org, grantor).is_some_and(|a| a.removed_at.is_some())
+            || self.approvers.approver(org, grantor).is_some_and(|a| a.removed_at.is_some())
     }
 
     /// The account a draft of `org` is on, while the view keeps it.
@@ -196,7 +211,7 @@ impl View {
                 d.lapse_approvals_of(&r.approver_id);
             }
         }
-        match self.versions.apply(prefix, m, env) {
+        match self.versions.apply(prefix, m, env, &mut self.approvers) {
             Some(Noticed::ReusedId { org, detail }) => {
                 return Applied::Audit {
                     org,
@@ -205,14 +220,7 @@ impl View {
                     detail,
                 };
             }
-            Some(Noticed::Forged { org, forgery }) => {
-                return Applied::Audit {
-                    org,
-                    id: format!("forged-{}", m.seq),
-                    reason: spend_draft::Forgery::REASON.into(),
-                    detail: forgery.detail,
-                };
-            }
+            Some(Noticed::Forged { org, forgery }) => return forged(org, m.seq, forgery),
             Some(Noticed::Untrusted { org, detail }) => {
                 return Applied::Audit {
                     org,
@@ -223,21 +231,30 @@ impl View {
             }
             None => {}
         }
-        if env.event_type == ApprovalGranted::TYPE {
-            return self.apply_approval(prefix, m, env);
-        }
-        let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
-            return Applied::Nothing;
+        let data = match fold::read(&Stored::new(prefix, &m.subject, &m.payload, m.republished, m.seq, m.time), env, aggregate, id) {
+            Said::Approval(facts) => return self.apply_approval(org, m.seq, &facts),
+            Said::Forged(forgery) => return forged(org, m.seq, forgery),
+            Said::Misplaced(detail) => {
+                return Applied::Audit {
+                    detail,
+                    org,
+                    id: format!("misplaced-{}", m.seq),
+                    reason: "event.misplaced".into(),
+                };
+            }
+            Said::Unreadable => return Applied::Nothing,
+            Said::Proposed { draft, .. } => {
+                let data = EventData::DraftProposed(draft.proposal().clone());
+                self.orgs.entry(org).or_default().drafts.entry(draft.id().to_string()).or_insert(*draft);
+                return Applied::Event(data);
+            }
+            Said::Fact(event) => {
+                self.apply_to_draft(&org, &event);
+                return event.into_data().map_or(Applied::Nothing, Applied::Event);
+            }
+            Said::Other(data) => data,
         };
         match &data {
-            EventData::DraftProposed(_) => {
-                if let Some(DraftEvent::Proposed { data, at, hash, .. }) = DraftEvent::from_stored_proposal(&m.payload) {
-                    let o = self.orgs.entry(org.clone()).or_default();
-                    o.drafts
-                        .entry(data.draft_id.clone())
-                        .or_insert_with(|| Draft::from_proposed(&org, &data, at, hash));
-                }
-            }
             EventData::BreakerTripped(b) => {
                 self.breakers.insert(
                     (org.clone(), b.account_id.clone()),
@@ -267,53 +284,26 @@ impl View {
                     self.paused.remove(&(org.clone(), "pause"));
                 }
             }
-            other => {
-                if let Some(e) = DraftEvent::from_fact(other.clone()) {
-                    // A draft's decision sits on `decision.<its id>`.
-                    if aggregate == "decision" && e.draft_id() != id {
-                        return Applied::Audit {
-                            detail: format!("a decision of draft {} at seq {} on {}: ignored", e.draft_id(), m.seq, m.subject),
-                            org,
-                            id: format!("misplaced-{}", m.seq),
-                            reason: "event.misplaced".into(),
-                        };
-                    }
-                    self.apply_to_draft(&org, &e);
-                }
-            }
+            _ => {}
         }
         Applied::Event(data)
     }
 
-    fn apply_approval(&mut self, prefix: &str, m: &StoredMessage, env: &RawEnvelope<'_>) -> Applied {
-        let org = env.org.to_string();
-        let facts = match ApprovalFacts::from_stored(prefix, &m.subject, env, m.republished, m.seq, m.time) {
-            Ok(f) => f,
-            Err(forgery) => {
-                return Applied::Audit {
-                    org,
-                    id: format!("forged-{}", m.seq),
-                    reason: spend_draft::Forgery::REASON.into(),
-                    detail: forgery.detail,
-                };
-            }
-        };
-        let Some(draft) = self.orgs.get(&org).and_then(|o| o.drafts.get(&facts.data.draft_id)) else {
-            // A policy proposal's approval (handled by the versions), or a
-            // draft this replica no longer keeps.
+    fn apply_approval(&mut self, org: String, seq: u64, facts: &ApprovalFacts) -> Applied {
+        // A policy proposal's approval (handled by the versions), or a
+        // draft this replica no longer keeps: nothing to count here.
+        let Some(o) = self.orgs.get_mut(&org) else { return Applied::Nothing };
+        let Some(draft) = o.drafts.get_mut(&facts.data.draft_id) else {
             return Applied::Nothing;
         };
-        match recorded_approval(&facts, draft, &mut self.versions.approvers) {
-            Ok(verified) => {
-                self.apply_to_draft(&org, &DraftEvent::Approved(verified));
+        match fold::count(facts, draft, &mut self.approvers) {
+            Ok(moved) => {
+                if moved && !draft.status().is_pending() {
+                    o.settle(&facts.data.draft_id);
+                }
                 Applied::Nothing
             }
-            Err(forgery) => Applied::Audit {
-                org,
-                id: format!("forged-{}", m.seq),
-                reason: spend_draft::Forgery::REASON.into(),
-                detail: forgery.detail,
-            },
+            Err(forgery) => forged(org, seq, forgery),
         }
     }
 

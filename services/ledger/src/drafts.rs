@@ -23,9 +23,10 @@
 
 use spend_core::Money;
 use spend_core::bounded::FifoMap;
-use spend_core::events::{EventData, Outcome};
+use spend_core::events::Outcome;
 use spend_draft::approvers::Registry;
-use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, recorded_approval};
+use spend_draft::fold::{self, Said, Stored};
+use spend_draft::{Draft, DraftEvent, DraftStatus};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
 
@@ -88,61 +89,60 @@ impl DraftBook {
             }
             return None;
         }
-        if aggregate == "approval" && env.event_type == spend_core::events::ApprovalGranted::TYPE {
-            let facts = ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished, m.seq, m.time).ok()?;
-            let key = (org, facts.data.draft_id.clone());
-            let draft = self.open.get(&key)?.as_ref()?;
-            let verified = recorded_approval(&facts, draft, &mut self.registry).ok()?;
-            return self.step(&key, &DraftEvent::Approved(verified));
-        }
-        let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
-        if let EventData::DraftProposed(d) = &data {
-            let DraftEvent::Proposed { data, at, hash, .. } = DraftEvent::from_stored_proposal(&m.payload)? else {
-                return None;
-            };
-            if aggregate != "draft" || d.draft_id != id {
-                return None;
+        let stored = Stored::new(prefix, &m.subject, &m.payload, m.republished, m.seq, m.time);
+        match fold::read(&stored, &env, aggregate, id) {
+            Said::Approval(facts) => {
+                let key = (org, facts.data.draft_id.clone());
+                let draft = self.open.get_mut(&key)?.as_mut()?;
+                if !fold::count(&facts, draft, &mut self.registry).ok()? {
+                    return None;
+                }
+                self.settle(&key)
             }
-            let key = (org.clone(), d.draft_id.clone());
-            if self.open.contains_key(&key) {
-                // A second proposal on a draft's subject is not a draft,
-                // whether the first is open or ended.
-                return None;
+            Said::Proposed { draft, .. } => {
+                let key = (org, draft.id().to_string());
+                if self.open.contains_key(&key) {
+                    // A second proposal on a draft's subject is not a draft,
+                    // whether the first is open or ended.
+                    return None;
+                }
+                let found = Move {
+                    draft_id: key.1.clone(),
+                    status: draft.status(),
+                    account_id: Some(draft.account_id().to_string()),
+                    amount: Some(draft.spend_impact().clone()),
+                };
+                self.open.insert_new(key, Some(*draft));
+                Some(found)
             }
-            let draft = Draft::from_proposed(&org, &data, at, hash);
-            let found = Move {
-                draft_id: d.draft_id.clone(),
-                status: draft.status(),
-                account_id: Some(d.account_id.clone()),
-                amount: Some(d.spend_impact.clone()),
-            };
-            self.open.insert_new(key, Some(draft));
-            return Some(found);
+            Said::Fact(event) => {
+                let key = (org, event.draft_id().to_string());
+                if let Some(Some(_)) = self.open.get(&key) {
+                    return self.step(&key, &event);
+                }
+                without_history(&event).map(|status| Move {
+                    draft_id: key.1,
+                    status,
+                    account_id: None,
+                    amount: None,
+                })
+            }
+            Said::Forged(_) | Said::Misplaced(_) | Said::Other(_) | Said::Unreadable => None,
         }
-        let event = DraftEvent::from_fact(data)?;
-        // A decision sits on its draft's own decision subject.
-        if aggregate == "decision" && event.draft_id() != id {
-            return None;
-        }
-        let key = (org, event.draft_id().to_string());
-        if let Some(Some(_)) = self.open.get(&key) {
-            return self.step(&key, &event);
-        }
-        without_history(&event).map(|status| Move {
-            draft_id: key.1,
-            status,
-            account_id: None,
-            amount: None,
-        })
     }
 
     fn step(&mut self, key: &Key, event: &DraftEvent) -> Option<Move> {
-        let entry = self.open.get_mut(key)?;
-        let draft = entry.as_mut()?;
-        if !draft.apply(event) {
+        if !self.open.get_mut(key)?.as_mut()?.apply(event) {
             return None;
         }
-        let status = draft.status();
+        self.settle(key)
+    }
+
+    /// The move of a draft that just moved: its status, and its place
+    /// kept without its state once it can move no more.
+    fn settle(&mut self, key: &Key) -> Option<Move> {
+        let entry = self.open.get_mut(key)?;
+        let status = entry.as_ref()?.status();
         if !OPEN_STATUSES.contains(&status) {
             *entry = None;
         }
@@ -183,7 +183,7 @@ fn without_history(event: &DraftEvent) -> Option<DraftStatus> {
 mod tests {
     use super::*;
     use spend_core::Envelope;
-    use spend_core::events::{ChangePushed, ChangeStarted};
+    use spend_core::events::{ChangePushed, ChangeStarted, EventData};
     use spend_testkit::events::{Approvers, decided, payment_proposed, subject_of};
 
     const PREFIX: &str = "spend.evt";

@@ -145,51 +145,43 @@ pub(crate) fn project(prefix: &str, idx: u64, m: &StoredMessage, book: &mut Draf
     }
 }
 
+/// Where the time went since the last checkpoint: fetch, project, wait
+/// for the commit, ack, sign.
+fn log_timings(tree_size: u64, timings: [Duration; 5]) {
+    let [f, p, c, a, k] = timings.map(|d| d.as_millis() as u64);
+    tracing::debug!(
+        tree_size,
+        fetch_ms = f,
+        project_ms = p,
+        commit_wait_ms = c,
+        ack_ms = a,
+        sign_ms = k,
+        "checkpoint signed; time spent since the last one"
+    );
+}
+
+/// How long a fetch waits for events: briefly while a commit is finishing,
+/// else until the uncovered events are due a checkpoint (`sign_after`
+/// after the first of them), within 5 to 250 ms.
+fn fetch_wait(committing: bool, uncovered_since: Option<Instant>, sign_after: Duration) -> Duration {
+    match (committing, uncovered_since) {
+        (true, _) => Duration::from_millis(2),
+        (false, Some(t)) => sign_after
+            .saturating_sub(t.elapsed())
+            .clamp(Duration::from_millis(5), Duration::from_millis(250)),
+        (false, None) => Duration::from_millis(250),
+    }
+}
+
 impl Ingest {
     pub async fn run(self, mut shutdown: watch::Receiver<bool>) -> anyhow::Result<()> {
         let store = self.store.clone();
-        let Some(()) = retry!("database", shutdown, db_transient, store.migrate().await)? else {
+        let Some((position, mut range, latest, mut book)) = self.load(&mut shutdown).await? else {
             return Ok(());
         };
-        let Some(position) = retry!("database", shutdown, db_transient, store.position().await)? else {
-            return Ok(());
-        };
-        let Some(leaves) = retry!("database", shutdown, db_transient, store.leaf_hashes().await)? else {
-            return Ok(());
-        };
-        let Some(latest) = retry!("database", shutdown, db_transient, store.latest_checkpoint().await)? else {
-            return Ok(());
-        };
-        let open: Vec<&str> = OPEN_STATUSES.iter().map(|s| s.as_str()).collect();
-        let Some(open_events) = retry!("database", shutdown, db_transient, store.draft_events(&open, MAX_OPEN).await)? else {
-            return Ok(());
-        };
-        let mut book = DraftBook::new(self.config.passkey.clone());
-        for e in &open_events {
-            book.apply(&self.config.subject_prefix, &stored(e));
-        }
-        tracing::info!(open = book.open_count(), events = open_events.len(), "open drafts rebuilt from the projection");
-        drop(open_events);
-        let mut range = CompactRange::new();
-        leaves.iter().for_each(|h| range.push(*h));
-        tracing::info!(position, leaves = leaves.len(), "ledger state loaded");
-        {
-            let mut tree = self.state.tree.write().await;
-            tree.leaves = leaves;
-            tree.position = position;
-            tree.checkpoint = latest.clone();
-        }
         let mut checkpointed = latest.as_ref().map(|c| c.tree_size).unwrap_or(0);
         let mut published = 0u64;
-        let events = self.events.clone();
-        let consumer_name = self.config.consumer.clone();
-        let Some(mut consumer) = retry!(
-            "event log",
-            shutdown,
-            |e: &spend_eventlog::LogError| e.is_transient(),
-            events.durable_consumer(&consumer_name, StartAt::Beginning).await
-        )?
-        else {
+        let Some(mut consumer) = self.consumer(&mut shutdown).await? else {
             return Ok(());
         };
         let max_delay = Duration::from_millis(self.config.checkpoint_max_delay_ms);
@@ -213,14 +205,7 @@ impl Ingest {
             if *shutdown.borrow() {
                 break;
             }
-            let wait = match (&inflight, uncovered_since) {
-                // A commit is finishing: come back to it quickly.
-                (Some(_), _) => Duration::from_millis(2),
-                (None, Some(t)) => sign_after
-                    .saturating_sub(t.elapsed())
-                    .clamp(Duration::from_millis(5), Duration::from_millis(250)),
-                (None, None) => Duration::from_millis(250),
-            };
+            let wait = fetch_wait(inflight.is_some(), uncovered_since, sign_after);
             // A batch never crosses a checkpoint boundary, so checkpoints land
             // exactly every `checkpoint_max_events` under load. (Batches never
             // cross one, so `pending` is at most `max_events`.)
@@ -245,40 +230,18 @@ impl Ingest {
             };
             timings[0] += t_fetch.elapsed();
             let t_project = Instant::now();
-            let mut rows = Vec::with_capacity(batch.len());
-            let mut txs = Vec::new();
-            for m in &batch {
-                if m.seq <= last {
-                    continue; // redelivered: already projected
-                }
-                if m.seq != last + 1 {
-                    anyhow::bail!(
-                        "stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue",
-                        m.seq
-                    );
-                }
-                let (row, tx) = project(&self.config.subject_prefix, next_idx + rows.len() as u64, m, &mut book);
-                rows.push(row);
-                txs.extend(tx);
-                last = m.seq;
-            }
+            let (rows, txs) = self.project_batch(&batch, &mut last, next_idx, &mut book)?;
             next_idx += rows.len() as u64;
             timings[1] += t_project.elapsed();
 
             // The previous batch's commit: once done, its events join the
             // tree and are acknowledged.
             if let Some(done) = inflight.take() {
-                let t_commit = Instant::now();
-                let Some(committed) = self.finish(done, &mut range).await? else { break };
-                timings[2] += t_commit.elapsed();
+                let Some(committed) = self.land(done, &mut range, consumer.as_mut(), &mut timings).await? else {
+                    break;
+                };
                 position = committed;
                 uncovered_since.get_or_insert_with(Instant::now);
-                let t_ack = Instant::now();
-                if let Err(e) = consumer.ack_through(position).await {
-                    // Unacknowledged events come back and are skipped.
-                    tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
-                }
-                timings[3] += t_ack.elapsed();
             } else if let Some(m) = batch.last()
                 && m.seq <= position
             {
@@ -291,16 +254,7 @@ impl Ingest {
                 let t_sign = Instant::now();
                 let Some(cp) = self.checkpoint(&range, &mut shutdown).await? else { break };
                 timings[4] += t_sign.elapsed();
-                let [f, p, c, a, k] = std::mem::take(&mut timings).map(|d| d.as_millis() as u64);
-                tracing::debug!(
-                    tree_size = cp.tree_size,
-                    fetch_ms = f,
-                    project_ms = p,
-                    commit_wait_ms = c,
-                    ack_ms = a,
-                    sign_ms = k,
-                    "checkpoint signed; time spent since the last one"
-                );
+                log_timings(cp.tree_size, std::mem::take(&mut timings));
                 checkpointed = cp.tree_size;
                 uncovered_since = None;
                 self.state.tree.write().await.checkpoint = Some(cp.clone());
@@ -329,18 +283,122 @@ impl Ingest {
             position = committed;
             let _ = consumer.ack_through(position).await;
         }
-        // Graceful stop: cover what was ingested before leaving.
         if range.size() > checkpointed {
-            let (_tx, mut never) = watch::channel(false);
-            if let Ok(Some(cp)) = tokio::time::timeout(Duration::from_secs(5), self.checkpoint(&range, &mut never))
-                .await
-                .unwrap_or(Ok(None))
-            {
-                self.publish(&cp).await;
-            }
+            self.cover_before_leaving(&range).await;
         }
         tracing::info!(position, leaves = range.size(), "ledger ingest stopped");
         Ok(())
+    }
+
+    /// The state the ledger resumes from, as its projection holds it: the
+    /// committed position, the tree of the leaves so far, the last
+    /// checkpoint, and the open drafts rebuilt. `None` when asked to stop
+    /// while the database was unreachable.
+    async fn load(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Option<(u64, CompactRange, Option<CheckpointRow>, DraftBook)>> {
+        let store = self.store.clone();
+        let Some(()) = retry!("database", *shutdown, db_transient, store.migrate().await)? else {
+            return Ok(None);
+        };
+        let Some(position) = retry!("database", *shutdown, db_transient, store.position().await)? else {
+            return Ok(None);
+        };
+        let Some(leaves) = retry!("database", *shutdown, db_transient, store.leaf_hashes().await)? else {
+            return Ok(None);
+        };
+        let Some(latest) = retry!("database", *shutdown, db_transient, store.latest_checkpoint().await)? else {
+            return Ok(None);
+        };
+        let open: Vec<&str> = OPEN_STATUSES.iter().map(|s| s.as_str()).collect();
+        let Some(open_events) = retry!("database", *shutdown, db_transient, store.draft_events(&open, MAX_OPEN).await)? else {
+            return Ok(None);
+        };
+        let mut book = DraftBook::new(self.config.passkey.clone());
+        for e in &open_events {
+            book.apply(&self.config.subject_prefix, &stored(e));
+        }
+        tracing::info!(open = book.open_count(), events = open_events.len(), "open drafts rebuilt from the projection");
+        drop(open_events);
+        let mut range = CompactRange::new();
+        leaves.iter().for_each(|h| range.push(*h));
+        tracing::info!(position, leaves = leaves.len(), "ledger state loaded");
+        {
+            let mut tree = self.state.tree.write().await;
+            tree.leaves = leaves;
+            tree.position = position;
+            tree.checkpoint = latest.clone();
+        }
+        Ok(Some((position, range, latest, book)))
+    }
+
+    /// The rows of a fetched batch, from index `next_idx`, skipping what
+    /// was projected already (`last`: the last sequence projected). A gap
+    /// in the stream's sequence stops the ledger: events are missing.
+    fn project_batch(&self, batch: &[StoredMessage], last: &mut u64, next_idx: u64, book: &mut DraftBook) -> anyhow::Result<(Vec<EventRow>, Vec<TxRow>)> {
+        let mut rows = Vec::with_capacity(batch.len());
+        let mut txs = Vec::new();
+        for m in batch {
+            if m.seq <= *last {
+                continue; // redelivered: already projected
+            }
+            if m.seq != *last + 1 {
+                anyhow::bail!(
+                    "stream sequence jumped from {last} to {}: events are missing from the stream, refusing to continue",
+                    m.seq
+                );
+            }
+            let (row, tx) = project(&self.config.subject_prefix, next_idx + rows.len() as u64, m, book);
+            rows.push(row);
+            txs.extend(tx);
+            *last = m.seq;
+        }
+        Ok((rows, txs))
+    }
+
+    /// Graceful stop: covers what was ingested with a checkpoint before
+    /// leaving (for at most 5 s).
+    async fn cover_before_leaving(&self, range: &CompactRange) {
+        let (_tx, mut never) = watch::channel(false);
+        if let Ok(Some(cp)) = tokio::time::timeout(Duration::from_secs(5), self.checkpoint(range, &mut never))
+            .await
+            .unwrap_or(Ok(None))
+        {
+            self.publish(&cp).await;
+        }
+    }
+
+    /// The previous batch's commit, once done: its events join the tree and
+    /// are acknowledged (timed into `timings`' commit and ack phases).
+    async fn land(
+        &self,
+        done: InFlight,
+        range: &mut CompactRange,
+        consumer: &mut dyn spend_eventlog::Consumer,
+        timings: &mut [Duration; 5],
+    ) -> anyhow::Result<Option<u64>> {
+        let t_commit = Instant::now();
+        let Some(committed) = self.finish(done, range).await? else {
+            return Ok(None);
+        };
+        timings[2] += t_commit.elapsed();
+        let t_ack = Instant::now();
+        if let Err(e) = consumer.ack_through(committed).await {
+            // Unacknowledged events come back and are skipped.
+            tracing::warn!(error = %e, "acknowledging failed; the events will be redelivered and skipped");
+        }
+        timings[3] += t_ack.elapsed();
+        Ok(Some(committed))
+    }
+
+    /// The ledger's durable consumer of the event stream (`None`: asked to
+    /// stop while the log was unreachable).
+    async fn consumer(&self, shutdown: &mut watch::Receiver<bool>) -> anyhow::Result<Option<Box<dyn spend_eventlog::Consumer>>> {
+        let (events, name) = (self.events.clone(), self.config.consumer.clone());
+        Ok(retry!(
+            "event log",
+            *shutdown,
+            |e: &spend_eventlog::LogError| e.is_transient(),
+            events.durable_consumer(&name, StartAt::Beginning).await
+        )?)
     }
 
     /// Waits for a batch's commit; then its leaves join the tree. `None`

@@ -6,49 +6,13 @@
 //! transaction, so a crash can never project an event twice or lose one:
 //! on restart the ledger resumes after the committed position.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::{AssertSqlSafe, Row};
 
 use crate::merkle::Hash;
 
-#[derive(Debug, thiserror::Error)]
-pub enum StoreError {
-    /// The database cannot be reached right now; retry.
-    #[error("database unavailable: {0}")]
-    Unavailable(String),
-    #[error("database error: {0}")]
-    Internal(String),
-}
-
-impl StoreError {
-    pub fn is_transient(&self) -> bool {
-        matches!(self, StoreError::Unavailable(_))
-    }
-}
-
-impl From<sqlx::Error> for StoreError {
-    fn from(e: sqlx::Error) -> Self {
-        use sqlx::Error as E;
-        match &e {
-            E::Io(_) | E::PoolTimedOut | E::PoolClosed | E::Tls(_) | E::WorkerCrashed => StoreError::Unavailable(e.to_string()),
-            E::Database(d) => {
-                let code = d.code().map(|c| c.into_owned()).unwrap_or_default();
-                // 08: connection exception; 57P0x: shutdown / cannot connect now;
-                // 53300: too many connections.
-                if code.starts_with("08") || code.starts_with("57P") || code == "53300" {
-                    StoreError::Unavailable(e.to_string())
-                } else {
-                    StoreError::Internal(e.to_string())
-                }
-            }
-            _ => StoreError::Internal(e.to_string()),
-        }
-    }
-}
+pub use spend_store::{StoreError, redact};
 
 /// One projected event (a leaf of the tree).
 #[derive(Debug, Clone, PartialEq)]
@@ -150,20 +114,6 @@ pub async fn connect(url: &str) -> Result<Box<dyn Store>, StoreError> {
             "database url must start with postgres:// or sqlite://, got {:?}",
             redact(url)
         )))
-    }
-}
-
-/// A URL with any password replaced, for messages and logs.
-pub fn redact(url: &str) -> String {
-    match (url.find("://"), url.rfind('@')) {
-        (Some(s), Some(at)) if at > s => {
-            let creds = &url[s + 3..at];
-            match creds.find(':') {
-                Some(c) => format!("{}{}:***{}", &url[..s + 3], &creds[..c], &url[at..]),
-                None => url.to_string(),
-            }
-        }
-        _ => url.to_string(),
     }
 }
 
@@ -457,15 +407,12 @@ mod pg_rows {
 }
 
 impl PgStore {
+    /// Connects on demand: a database that is down at start-up is waited
+    /// for by the ingest loop's retries, not fatal.
     pub async fn connect(url: &str) -> Result<Self, StoreError> {
-        let opts = sqlx::postgres::PgConnectOptions::from_str(url).map_err(|e| StoreError::Internal(format!("database url {}: {e}", redact(url))))?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            // Connect on demand: a database that is down at start-up is
-            // waited for by the ingest loop's retries, not fatal.
-            .connect_lazy_with(opts);
-        Ok(Self { pool })
+        Ok(Self {
+            pool: spend_store::postgres(url)?,
+        })
     }
 
     pub fn pool(&self) -> &sqlx::PgPool {
@@ -563,22 +510,9 @@ mod sqlite_rows {
 
 impl SqliteStore {
     pub async fn open(path: &std::path::Path) -> Result<Self, StoreError> {
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| StoreError::Internal(format!("creating {}: {e}", dir.display())))?;
-        }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| StoreError::Internal(format!("opening {}: {e}", path.display())))?;
-        Ok(Self { pool })
+        Ok(Self {
+            pool: spend_store::sqlite(path).await?,
+        })
     }
 }
 

@@ -425,51 +425,8 @@ fn item(line: &[u8], prefix: Option<&str>, scratch: &mut Vec<u8>) -> Item {
 /// chunk for a progress display.
 pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut(u64)) -> Result<Report, Failure> {
     let threads = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1).min(8);
-    let mut range: Option<CompactRange> = None;
-    let mut first_index = 0u64;
-    let (mut events, mut checkpoints) = (0u64, 0u64);
-    let mut covered = 0u64; // tree size of the last checkpoint
-    let mut origin: Option<String> = None;
-    // The header line is read first: every event line depends on it. An
-    // export without one (the pinned format) starts with its first event,
-    // frontier or checkpoint line, which goes back to the block reader.
-    let mut first = Vec::new();
-    reader.read_until(b'\n', &mut first).map_err(|e| Failure {
-        index: None,
-        line: 1,
-        reason: format!("reading the export: {e}"),
-    })?;
-    let trimmed = {
-        let mut t = &first[..];
-        while let [rest @ .., b'\n' | b'\r'] = t {
-            t = rest;
-        }
-        t
-    };
-    if trimmed.is_empty() {
-        return Err(Failure {
-            index: None,
-            line: 1,
-            reason: "the export is empty".into(),
-        });
-    }
-    let (prefix, mut line_no, mut block) = if matches!(parse_line(trimmed), Ok(Line::Header { .. })) {
-        match item(trimmed, None, &mut Vec::new()) {
-            Item::Header { prefix } => (Some(prefix), 1u64, Vec::new()),
-            Item::Bad { reason } => {
-                return Err(Failure {
-                    index: Some(0),
-                    line: 1,
-                    reason,
-                });
-            }
-            _ => unreachable!("a header line is a header item or a bad one"),
-        }
-    } else {
-        (None, 0, first)
-    };
-    // Without a header: the prefix the events imply, the same for all.
-    let mut inferred: Option<String> = None;
+    let (prefix, mut line_no, mut block) = header(&mut reader)?;
+    let mut fold = Fold::default();
     // Read in large blocks and hand whole lines to the workers as slices.
     const BLOCK: usize = 8 << 20;
     block.reserve(BLOCK + (1 << 16));
@@ -502,290 +459,220 @@ pub fn verify(mut reader: impl BufRead, keys: &KeyRing, mut progress: impl FnMut
         } else {
             block.iter().rposition(|b| *b == b'\n').map(|p| p + 1).unwrap_or(block.len())
         };
-        let mut lines: Vec<&[u8]> = block[..cut].split(|b| *b == b'\n').collect();
-        if block[..cut].ends_with(b"\n") {
-            lines.pop(); // the empty piece after the last newline
-        }
-        let lines: Vec<&[u8]> = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
-        let per = lines.len().div_ceil(threads).max(1);
-        let items: Vec<Item> = std::thread::scope(|s| {
-            let prefix = prefix.as_deref();
-            let handles: Vec<_> = lines
-                .chunks(per)
-                .map(|c| {
-                    s.spawn(move || {
-                        let mut scratch = Vec::new();
-                        c.iter()
-                            .map(|l| {
-                                if l.is_empty() {
-                                    Item::Bad { reason: "empty line".into() }
-                                } else {
-                                    item(l, prefix, &mut scratch)
-                                }
-                            })
-                            .collect::<Vec<_>>()
-                    })
-                })
-                .collect();
-            handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
-        });
+        let items = items(&block[..cut], prefix.as_deref(), threads);
         block.drain(..cut);
-        if prefix.is_none() && inferred.is_none() {
-            inferred = majority_prefix(&items);
+        if prefix.is_none() && fold.inferred.is_none() {
+            fold.inferred = majority_prefix(&items);
         }
         for it in items {
             line_no += 1;
-            let next_index = range.as_ref().map(|r| r.size()).unwrap_or(0);
-            let fail = |index: Option<u64>, reason: String| Failure { index, line: line_no, reason };
-            match it {
-                Item::Bad { reason } => {
-                    // Name the index this line stands at, whatever it claims.
-                    return Err(fail(Some(next_index), reason));
-                }
-                Item::Header { .. } if prefix.is_some() => return Err(fail(Some(next_index), "a second header line".into())),
-                Item::Header { .. } => return Err(fail(Some(next_index), "a header line may only be the first line".into())),
-                Item::Frontier { size, hashes } => {
-                    if range.is_some() {
-                        return Err(fail(Some(next_index), "a frontier line may only start an export".into()));
-                    }
-                    range = Some(CompactRange::from_frontier(size, hashes).map_err(|e| fail(Some(size), e))?);
-                    first_index = size;
-                    covered = size;
-                }
-                Item::Event { index, leaf, prefix: implied } => {
-                    let r = range.get_or_insert_with(CompactRange::new);
-                    if index != r.size() {
-                        return Err(fail(Some(r.size()), format!("expected index {}, found {index}", r.size())));
-                    }
-                    match (&inferred, implied) {
-                        (Some(p), Some(q)) if *p != q => {
-                            return Err(fail(
-                                Some(index),
-                                format!(
-                                    "subject prefix {q:?} differs from {p:?}, the one the export's other events imply (an event stream has one subject prefix)"
-                                ),
-                            ));
-                        }
-                        (None, Some(q)) => inferred = Some(q),
-                        _ => {}
-                    }
-                    r.push(leaf);
-                    events += 1;
-                }
-                Item::Checkpoint { body, sig, key_id } => {
-                    let r = range.get_or_insert_with(CompactRange::new);
-                    // A bad checkpoint means one of the leaves it alone
-                    // covers (or the checkpoint itself) was changed.
-                    let first_uncovered = covered.min(r.size().saturating_sub(1));
-                    let (o, size, root) = parse_body(&body).map_err(|e| fail(Some(first_uncovered), e))?;
-                    if size != r.size() {
-                        return Err(fail(
-                            Some(first_uncovered),
-                            format!("checkpoint for tree size {size} follows {} events", r.size()),
-                        ));
-                    }
-                    if root != r.root() {
-                        return Err(fail(
-                            Some(first_uncovered),
-                            format!(
-                                "recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed",
-                                size - 1
-                            ),
-                        ));
-                    }
-                    match &origin {
-                        Some(prev) if prev != o => return Err(fail(Some(first_uncovered), format!("checkpoint origin {o:?} differs from {prev:?}"))),
-                        Some(_) => {}
-                        None => origin = Some(o.to_string()),
-                    }
-                    keys.check(&key_id, body.as_bytes(), &sig)
-                        .map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
-                    covered = size;
-                    checkpoints += 1;
-                }
-            }
+            fold.take(it, line_no, prefix.is_some(), keys)?;
         }
         progress(line_no);
     }
-    let Some(range) = range else {
+    fold.report(line_no, prefix)
+}
+
+/// The export's header line, read first (every event line depends on it):
+/// its subject prefix, the lines read, and what was read that is not a
+/// header (an export without one, the pinned format, starts with its first
+/// event, frontier or checkpoint line, which goes back to the block reader).
+fn header(reader: &mut impl BufRead) -> Result<(Option<String>, u64, Vec<u8>), Failure> {
+    let mut first = Vec::new();
+    reader.read_until(b'\n', &mut first).map_err(|e| Failure {
+        index: None,
+        line: 1,
+        reason: format!("reading the export: {e}"),
+    })?;
+    let trimmed = {
+        let mut t = &first[..];
+        while let [rest @ .., b'\n' | b'\r'] = t {
+            t = rest;
+        }
+        t
+    };
+    if trimmed.is_empty() {
         return Err(Failure {
             index: None,
-            line: 0,
+            line: 1,
             reason: "the export is empty".into(),
         });
-    };
-    if checkpoints == 0 {
-        return Err(Failure {
-            index: Some(first_index),
-            line: line_no,
-            reason: "the export has no signed checkpoint".into(),
-        });
     }
-    if covered != range.size() {
-        return Err(Failure {
-            index: Some(covered),
-            line: line_no,
-            reason: format!(
-                "events {covered}..{} are not covered by a signed checkpoint (the export was cut short?)",
-                range.size() - 1
-            ),
-        });
+    if !matches!(parse_line(trimmed), Ok(Line::Header { .. })) {
+        return Ok((None, 0, first));
     }
-    Ok(Report {
-        events,
-        checkpoints,
-        first_index,
-        tree_size: range.size(),
-        root: range.root(),
-        origin: origin.unwrap_or_default(),
-        header: prefix.is_some(),
-        subject_prefix: prefix.or(inferred),
+    match item(trimmed, None, &mut Vec::new()) {
+        Item::Header { prefix } => Ok((Some(prefix), 1, Vec::new())),
+        Item::Bad { reason } => Err(Failure {
+            index: Some(0),
+            line: 1,
+            reason,
+        }),
+        _ => unreachable!("a header line is a header item or a bad one"),
+    }
+}
+
+/// The items of a block of whole lines, checked on `threads` workers.
+fn items(block: &[u8], prefix: Option<&str>, threads: usize) -> Vec<Item> {
+    let mut lines: Vec<&[u8]> = block.split(|b| *b == b'\n').collect();
+    if block.ends_with(b"\n") {
+        lines.pop(); // the empty piece after the last newline
+    }
+    let lines: Vec<&[u8]> = lines.into_iter().map(|l| l.strip_suffix(b"\r").unwrap_or(l)).collect();
+    let per = lines.len().div_ceil(threads).max(1);
+    std::thread::scope(|s| {
+        let handles: Vec<_> = lines
+            .chunks(per)
+            .map(|c| {
+                s.spawn(move || {
+                    let mut scratch = Vec::new();
+                    c.iter()
+                        .map(|l| {
+                            if l.is_empty() {
+                                Item::Bad { reason: "empty line".into() }
+                            } else {
+                                item(l, prefix, &mut scratch)
+                            }
+                        })
+                        .collect::<Vec<_>>()
+                })
+            })
+            .collect();
+        handles.into_iter().flat_map(|h| h.join().expect("verify worker panicked")).collect()
     })
 }
 
-#[cfg(test)]
-mod tests {
-    use spend_signer::Signer as _;
+/// The tree and the checkpoints, as the lines so far build them.
+#[derive(Default)]
+struct Fold {
+    range: Option<CompactRange>,
+    first_index: u64,
+    events: u64,
+    checkpoints: u64,
+    /// The tree size of the last checkpoint.
+    covered: u64,
+    origin: Option<String>,
+    /// Without a header: the prefix the events imply, the same for all.
+    inferred: Option<String>,
+}
 
-    use super::*;
-    use crate::export::checkpoint_body;
-    use crate::merkle::root;
-
-    struct Export {
-        keys: KeyRing,
-        text: String,
-    }
-
-    /// `(subject, payload, rejected)` events, a checkpoint every 3 and at
-    /// the end, with or without a header line.
-    async fn export(events: &[(String, Vec<u8>, Option<String>)], header: Option<&str>) -> Export {
-        let dir = tempfile::tempdir().unwrap();
-        let signer = spend_signer::LocalSigner::load_or_create(&dir.path().join("key.pem")).unwrap();
-        let mut keys = KeyRing::default();
-        keys.add_pem(&spend_signer::spki_pem(&signer.public_key_der().await.unwrap()).unwrap()).unwrap();
-        let mut text = header.map(|p| format!("{}\n", crate::export::header_line(p))).unwrap_or_default();
-        let mut leaves = Vec::new();
-        for (i, (subject, payload, rejected)) in events.iter().enumerate() {
-            let mut line = serde_json::json!({"kind": "event", "index": i, "seq": i + 1, "subject": subject, "payload_b64": B64.encode(payload)});
-            if let Some(r) = rejected {
-                line["rejected"] = r.as_str().into();
+impl Fold {
+    /// Takes line `line_no`'s item, in order.
+    fn take(&mut self, it: Item, line_no: u64, headed: bool, keys: &KeyRing) -> Result<(), Failure> {
+        let next_index = self.range.as_ref().map(|r| r.size()).unwrap_or(0);
+        let fail = |index: Option<u64>, reason: String| Failure { index, line: line_no, reason };
+        match it {
+            // Name the index this line stands at, whatever it claims.
+            Item::Bad { reason } => Err(fail(Some(next_index), reason)),
+            Item::Header { .. } if headed => Err(fail(Some(next_index), "a second header line".into())),
+            Item::Header { .. } => Err(fail(Some(next_index), "a header line may only be the first line".into())),
+            Item::Frontier { size, hashes } => {
+                if self.range.is_some() {
+                    return Err(fail(Some(next_index), "a frontier line may only start an export".into()));
+                }
+                self.range = Some(CompactRange::from_frontier(size, hashes).map_err(|e| fail(Some(size), e))?);
+                self.first_index = size;
+                self.covered = size;
+                Ok(())
             }
-            text.push_str(&format!("{line}\n"));
-            leaves.push(leaf_hash(payload));
-            if leaves.len() % 3 == 0 || leaves.len() == events.len() {
-                let body = checkpoint_body("test/ledger", leaves.len() as u64, &root(&leaves));
-                let sig = signer.sign(body.as_bytes()).await.unwrap();
-                let cp = serde_json::json!({"kind": "checkpoint", "body": body, "signature_b64": B64.encode(sig), "key_id": signer.key_id()});
-                text.push_str(&format!("{cp}\n"));
+            Item::Event { index, leaf, prefix: implied } => {
+                let r = self.range.get_or_insert_with(CompactRange::new);
+                if index != r.size() {
+                    return Err(fail(Some(r.size()), format!("expected index {}, found {index}", r.size())));
+                }
+                match (&self.inferred, implied) {
+                    (Some(p), Some(q)) if *p != q => {
+                        return Err(fail(
+                            Some(index),
+                            format!(
+                                "subject prefix {q:?} differs from {p:?}, the one the export's other events imply (an event stream has one subject prefix)"
+                            ),
+                        ));
+                    }
+                    (None, Some(q)) => self.inferred = Some(q),
+                    _ => {}
+                }
+                r.push(leaf);
+                self.events += 1;
+                Ok(())
             }
+            Item::Checkpoint { body, sig, key_id } => self.checkpoint(&body, &sig, &key_id, keys, fail),
         }
-        Export { keys, text }
     }
 
-    fn event(prefix: &str, org: &str, i: u64) -> (String, Vec<u8>, Option<String>) {
-        let a = spend_testkit::events::draft_event(prefix, org, i);
-        (a.subject, a.payload.to_vec(), None)
-    }
-
-    fn run(e: &Export) -> Result<Report, Failure> {
-        verify(e.text.as_bytes(), &e.keys, |_| {})
-    }
-
-    #[tokio::test]
-    async fn a_headerless_export_verifies_and_says_what_only_a_header_could_show() {
-        let events: Vec<_> = (0..7).map(|i| event("spend.evt", if i % 2 == 0 { "acme" } else { "globex" }, i)).collect();
-        let r = run(&export(&events, None).await).unwrap();
-        assert_eq!((r.events, r.checkpoints, r.tree_size, r.header), (7, 3, 7, false));
-        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
-        let unchecked = r.unchecked();
-        assert_eq!(unchecked.len(), 2, "{unchecked:?}");
-        assert!(unchecked[0].starts_with("the subject-prefix binding") && unchecked[0].contains("\"spend.evt\""));
-        // The same events with a header: nothing left unchecked.
-        let r = run(&export(&events, Some("spend.evt")).await).unwrap();
-        assert!(r.header && r.unchecked().is_empty());
-        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
-        // A header line anywhere but first is refused.
-        let mut e = export(&events, None).await;
-        let second = e.text.find('\n').unwrap() + 1;
-        e.text.insert_str(second, &format!("{}\n", crate::export::header_line("spend.evt")));
-        let f = run(&e).unwrap_err();
-        assert_eq!(f.index, Some(1), "{f}");
-        assert!(f.reason.contains("may only be the first line"), "{f}");
-    }
-
-    #[tokio::test]
-    async fn without_a_header_every_event_is_a_full_envelope_on_its_own_subject_with_one_prefix() {
-        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
-        // Valid JSON, not an envelope (no id), unmarked: named.
-        events[4].1 = br#"{"org":"acme","subject":"draft/d1"}"#.to_vec();
-        let f = run(&export(&events, None).await).unwrap_err();
-        assert_eq!(f.index, Some(4), "{f}");
-        assert!(f.reason.contains("not marked rejected"), "{f}");
-        // An event of another prefix, even the first one: named, not its neighbours.
-        for at in [0, 3] {
-            let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
-            events[at] = event("spend.other", "acme", at as u64);
-            let f = run(&export(&events, None).await).unwrap_err();
-            assert_eq!(f.index, Some(at as u64), "{f}");
-            assert!(f.reason.contains("\"spend.other\" differs from \"spend.evt\""), "{f}");
+    fn checkpoint(&mut self, body: &str, sig: &[u8], key_id: &str, keys: &KeyRing, fail: impl Fn(Option<u64>, String) -> Failure) -> Result<(), Failure> {
+        let r = self.range.get_or_insert_with(CompactRange::new);
+        // A bad checkpoint means one of the leaves it alone covers (or the
+        // checkpoint itself) was changed.
+        let first_uncovered = self.covered.min(r.size().saturating_sub(1));
+        let (o, size, root) = parse_body(body).map_err(|e| fail(Some(first_uncovered), e))?;
+        if size != r.size() {
+            return Err(fail(
+                Some(first_uncovered),
+                format!("checkpoint for tree size {size} follows {} events", r.size()),
+            ));
         }
-        // An event on another org's subject, unmarked: named.
-        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
-        events[2].0 = "spend.evt.globex.draft.d0".into();
-        let f = run(&export(&events, None).await).unwrap_err();
-        assert_eq!(f.index, Some(2), "{f}");
-    }
-
-    #[tokio::test]
-    async fn without_a_header_rejections_are_reproduced_with_the_prefix_the_events_imply() {
-        let mut events: Vec<_> = (0..6).map(|i| event("spend.evt", "acme", i)).collect();
-        // A forged event on another org's subject, and junk bytes, both
-        // marked rejected with the ledger's reasons.
-        let forged = "spend.evt.globex.draft.d1".to_string();
-        let reason = validate::classify("spend.evt", &forged, &events[3].1).unwrap_err();
-        events[3] = (forged.clone(), events[3].1.clone(), Some(reason));
-        let junk = b"{not json".to_vec();
-        let reason = validate::classify("spend.evt", "spend.evt.acme.draft.junk", &junk).unwrap_err();
-        events[5] = ("spend.evt.acme.draft.junk".into(), junk, Some(reason));
-        let r = run(&export(&events, None).await).unwrap();
-        assert_eq!((r.events, r.subject_prefix.as_deref()), (6, Some("spend.evt")));
-        // A rejection naming another prefix than the events imply: named.
-        let mut other = events.clone();
-        other[3].2 = Some(validate::classify("other.evt", &forged, &other[3].1).unwrap_err());
-        let f = run(&export(&other, None).await).unwrap_err();
-        assert_eq!(f.index, Some(3), "{f}");
-        assert!(f.reason.contains("\"other.evt\" differs from \"spend.evt\""), "{f}");
-        // A reason that is not the recomputed one, or a valid event marked rejected.
-        let mut wrong = events.clone();
-        wrong[3].2 = Some("it looked odd".into());
-        let f = run(&export(&wrong, None).await).unwrap_err();
-        assert!(f.index == Some(3) && f.reason.contains("rejection reason differs"), "{f}");
-        let mut valid = events.clone();
-        valid[1].2 = Some(validate::classify("other.evt", &valid[1].0, &valid[1].1).unwrap_err());
-        let f = run(&export(&valid, None).await).unwrap_err();
-        assert!(f.index == Some(1) && f.reason.contains("differs from \"spend.evt\""), "{f}");
-        // With every event rejected, the prefix comes from the reasons.
-        let only = vec![events[3].clone(), events[5].clone()];
-        let r = run(&export(&only, None).await).unwrap();
-        assert_eq!(r.subject_prefix.as_deref(), Some("spend.evt"));
-        let r = run(&export(&only[1..], None).await).unwrap();
-        assert_eq!(r.subject_prefix, None, "junk alone implies no prefix");
-        assert!(r.unchecked()[0].contains("none was inferred"));
-    }
-
-    #[test]
-    fn a_prefix_is_recovered_from_any_rejection_reason_that_names_it() {
-        let (subject, payload, _) = event("spend.evt", "acme", 0);
-        for prefix in ["spend.evt", "a", "we\"ird\\pr\u{e9}fix\n\u{7}", "b.c"] {
-            let reason = validate::classify(prefix, "x.globex.draft.d0", &payload).unwrap_err();
-            assert_eq!(headerless_rejected("x.globex.draft.d0", &payload, &reason), Ok(Some(prefix.to_string())));
+        if root != r.root() {
+            return Err(fail(
+                Some(first_uncovered),
+                format!(
+                    "recomputed root of tree size {size} does not match the checkpoint: one of indexes {first_uncovered}..{} or the checkpoint was changed",
+                    size - 1
+                ),
+            ));
         }
-        // The one prefix that would make the event valid is never recovered.
-        let own = format!("event of org \"acme\" was published on {subject:?}, not on its own subject {subject:?}");
-        let e = headerless_rejected(&subject, &payload, &own).unwrap_err();
-        assert!(e.contains("marked rejected but is valid"), "{e}");
-        assert!(headerless_rejected(&subject, &payload, "anything").is_err());
-        assert_eq!(unescape_debug(r#"a\"b\\c\u{1f600}\n"#).as_deref(), Some("a\"b\\c\u{1f600}\n"));
-        assert_eq!(unescape_debug(r"\q"), None);
+        match &self.origin {
+            Some(prev) if prev != o => return Err(fail(Some(first_uncovered), format!("checkpoint origin {o:?} differs from {prev:?}"))),
+            Some(_) => {}
+            None => self.origin = Some(o.to_string()),
+        }
+        keys.check(key_id, body.as_bytes(), sig)
+            .map_err(|e| fail(Some(first_uncovered), format!("checkpoint for tree size {size}: {e}")))?;
+        self.covered = size;
+        self.checkpoints += 1;
+        Ok(())
+    }
+
+    /// The report, once every line is read: every event under a signed
+    /// checkpoint.
+    fn report(self, line_no: u64, prefix: Option<String>) -> Result<Report, Failure> {
+        let Some(range) = self.range else {
+            return Err(Failure {
+                index: None,
+                line: 0,
+                reason: "the export is empty".into(),
+            });
+        };
+        if self.checkpoints == 0 {
+            return Err(Failure {
+                index: Some(self.first_index),
+                line: line_no,
+                reason: "the export has no signed checkpoint".into(),
+            });
+        }
+        let covered = self.covered;
+        if covered != range.size() {
+            return Err(Failure {
+                index: Some(covered),
+                line: line_no,
+                reason: format!(
+                    "events {covered}..{} are not covered by a signed checkpoint (the export was cut short?)",
+                    range.size() - 1
+                ),
+            });
+        }
+        Ok(Report {
+            events: self.events,
+            checkpoints: self.checkpoints,
+            first_index: self.first_index,
+            tree_size: range.size(),
+            root: range.root(),
+            origin: self.origin.unwrap_or_default(),
+            header: prefix.is_some(),
+            subject_prefix: prefix.or(self.inferred),
+        })
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -9,26 +9,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use p256::ecdsa::{Signature, VerifyingKey};
 use p256::pkcs8::DecodePublicKey as _;
-use serde::Serialize;
 use spend_signer::Signer;
 
-/// What an access token says.
-#[derive(Debug, Clone, Serialize)]
-pub struct AccessClaims {
-    pub iss: String,
-    pub aud: String,
-    pub sub: String,
-    pub client_id: String,
-    pub org: String,
-    pub scope: String,
-    /// The grant it was issued under: the gateways refuse it once that is
-    /// revoked.
-    pub grant_id: String,
-    pub iat: i64,
-    pub nbf: i64,
-    pub exp: i64,
-    pub jti: String,
-}
+pub use spend_credentials::access_token::{AccessClaims, Audience};
 
 /// The `kid` of a key: its SPKI fingerprint, so that a KMS key's ARN never
 /// leaves the service and two keys never share a name.
@@ -97,16 +80,16 @@ mod tests {
         let kid = kid_of(&der);
         let claims = AccessClaims {
             iss: "http://localhost:7200".into(),
-            aud: "http://localhost:7100/mcp".into(),
+            aud: Audience::One("http://localhost:7100/mcp".into()),
             sub: "u_ada".into(),
             client_id: "c".into(),
             org: "acme".into(),
             scope: "mcp.read".into(),
-            grant_id: "gr_1".into(),
-            iat: 1,
-            nbf: 1,
-            exp: 2,
-            jti: "j".into(),
+            grant_id: Some("gr_1".into()),
+            iat: Some(1),
+            nbf: Some(1),
+            exp: Some(2),
+            jti: Some("j".into()),
         };
         let token = sign(&signer, &kid, &claims).await.unwrap();
         let header: serde_json::Value = serde_json::from_slice(&URL_SAFE_NO_PAD.decode(token.split('.').next().unwrap()).unwrap()).unwrap();

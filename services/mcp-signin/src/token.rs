@@ -226,16 +226,16 @@ async fn issue(s: &Server, g: &grants::Grant, generation: u32, scopes: &BTreeSet
     let scope = scopes.iter().cloned().collect::<Vec<_>>().join(" ");
     let claims = jwt::AccessClaims {
         iss: s.issuer.clone(),
-        aud: g.granted.resource.clone(),
+        aud: jwt::Audience::One(g.granted.resource.clone()),
         sub: g.granted.approver_id.clone(),
         client_id: g.granted.client_id.clone(),
         org: g.org.clone(),
         scope: scope.clone(),
-        grant_id: g.granted.grant_id.clone(),
-        iat: now.timestamp(),
-        nbf: now.timestamp(),
-        exp: access_expires.timestamp(),
-        jti: spend_credentials::random_hex(12).expect("the operating system's random source"),
+        grant_id: Some(g.granted.grant_id.clone()),
+        iat: Some(now.timestamp()),
+        nbf: Some(now.timestamp()),
+        exp: Some(access_expires.timestamp()),
+        jti: Some(spend_credentials::random_hex(12).expect("the operating system's random source")),
     };
     let access = match jwt::sign(s.config.signer.as_ref(), &s.kid, &claims).await {
         Ok(a) => a,

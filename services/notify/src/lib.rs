@@ -369,7 +369,6 @@ fn draft_id_of(data: &EventData) -> Option<&str> {
 /// The addresses of an organisation's trusted, not removed approvers.
 fn approver_emails(book: &Book, org: &str) -> Vec<String> {
     let mut v: Vec<String> = book
-        .versions
         .approvers
         .approvers(org)
         .into_iter()

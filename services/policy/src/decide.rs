@@ -25,6 +25,7 @@ use chrono::Utc;
 use spend_core::authority::Writer;
 use spend_core::events::{BudgetCommitted, DraftProposed, EnvelopeState, EventData, LimitApproaching, LimitExceeded, PolicyEvaluated};
 use spend_core::{Actor, ActorKind, Cause, Money, RawEnvelope};
+use spend_draft::approvers::Registry;
 use spend_eventlog::read::{Read, classify, misplaced_alert};
 use spend_eventlog::{EventLog, LogError, Recorder, StartAt, StoredMessage};
 use spend_policy::decide::{Decide, DecideError};
@@ -63,6 +64,9 @@ pub struct Bootstrap {
 pub struct PolicyState {
     pub bootstrap: Bootstrap,
     pub versions: RwLock<Versions>,
+    /// Who may approve (a policy approval counts only with a proof by one
+    /// of them), as the log says so far.
+    pub approvers: RwLock<Registry>,
     /// Undecided drafts and envelopes the follower saw ([`crate::recent`]).
     recent: std::sync::Mutex<Recent>,
     /// The last log sequence applied.
@@ -72,7 +76,8 @@ pub struct PolicyState {
 impl PolicyState {
     pub fn new(bootstrap: Bootstrap) -> Arc<Self> {
         Arc::new(Self {
-            versions: RwLock::new(Versions::new(bootstrap.passkey.clone(), Some(bootstrap.policy.clone()))),
+            versions: RwLock::new(Versions::new(Some(bootstrap.policy.clone()))),
+            approvers: RwLock::new(Registry::new(bootstrap.passkey.clone())),
             bootstrap,
             recent: std::sync::Mutex::default(),
             seen: watch::channel(0).0,
@@ -171,7 +176,10 @@ pub async fn apply(state: &PolicyState, recorder: &Recorder, m: &StoredMessage) 
     match classify(recorder.prefix(), m) {
         Read::Event { env, aggregate, id } => {
             state.remember(recorder.prefix(), m, &env, aggregate, id);
-            let noticed = state.versions.write().await.apply(recorder.prefix(), m, &env);
+            let noticed = {
+                let (mut versions, mut approvers) = (state.versions.write().await, state.approvers.write().await);
+                versions.apply(recorder.prefix(), m, &env, &mut approvers)
+            };
             match noticed {
                 Some(Noticed::ReusedId { org, detail }) => once_alert(recorder, &org, m.seq, "policy.proposal_reused", detail).await,
                 Some(Noticed::Forged { org, forgery }) => {

@@ -96,10 +96,10 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
             }
             let log = open_log(&config, data_dir.as_deref()).await?;
             let book = replay(log.clone(), &config, data_dir.as_deref()).await?;
-            if book.versions.approvers.bootstrapped(&org) {
+            if book.approvers.bootstrapped(&org) {
                 anyhow::bail!("{org} has its first admin already: new admins are countersigned by an admin in the app, never anchored again");
             }
-            let waiting = book.versions.approvers.awaiting_anchor(&org);
+            let waiting = book.approvers.awaiting_anchor(&org);
             let anchored = ApproverAnchored {
                 org: org.clone(),
                 fingerprint: fp.clone(),
@@ -119,7 +119,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
         } => {
             let log = open_log(&config, data_dir.as_deref()).await?;
             let book = replay(log.clone(), &config, data_dir.as_deref()).await?;
-            if book.versions.approvers.approver(&org, &approver_id).is_none() {
+            if book.approvers.approver(&org, &approver_id).is_none() {
                 anyhow::bail!("{org} has no approver {approver_id} (see `spend approver list --org {org}`)");
             }
             let removed = ApproverRemoved {
@@ -142,7 +142,7 @@ pub async fn run(config: SpendConfig, command: ApproverCommand) -> anyhow::Resul
 
 fn print_list(book: &spend_approvals::book::Book, org: &str, json: bool) {
     use spend_draft::approvers::Voucher;
-    let reg = &book.versions.approvers;
+    let reg = &book.approvers;
     let email = |id: &str| book.registered(org, id).map(|r| r.email.clone()).unwrap_or_default();
     let rows: Vec<serde_json::Value> = reg
         .approvers(org)

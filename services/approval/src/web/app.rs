@@ -387,7 +387,7 @@ impl App {
         }
         let trusted = {
             let book = self.book.read().await;
-            book.versions.approvers.approver(&s.org, &s.approver_id).is_some_and(|a| a.removed_at.is_none())
+            book.approvers.approver(&s.org, &s.approver_id).is_some_and(|a| a.removed_at.is_none())
         };
         if !trusted {
             sessions.remove(&key);

@@ -86,8 +86,7 @@ pub(crate) async fn arm_target(app: &App, s: &Session, id: &str) -> Answer<serde
 
 /// The signed-in approver's passkey credential, as the registry holds it.
 pub(crate) fn own_credential(book: &Book, s: &Session) -> Answer<String> {
-    book.versions
-        .approvers
+    book.approvers
         .approver(&s.org, &s.approver_id)
         .filter(|a| a.removed_at.is_none())
         .map(|a| a.credential_id.clone())
@@ -155,7 +154,7 @@ pub async fn confirm(
     };
     // The same verifier every consumer runs, on a copy of the registry
     // (the log's copy counts it when the event arrives).
-    let mut registry = book.versions.approvers.clone();
+    let mut registry = book.approvers.clone();
     if let Err(err) = registry.verify(&s.org, &proof, &t.approved_hash, Utc::now(), book.seq + 1) {
         drop(book);
         app.alert(

@@ -30,7 +30,7 @@ pub async fn approvers_page(State(app): State<Arc<App>>, headers: HeaderMap) -> 
         return need_session("/approvers");
     };
     let book = app.book.read().await;
-    let reg = &book.versions.approvers;
+    let reg = &book.approvers;
     let trusted = reg.approvers(&s.org);
     let pending: Vec<_> = book
         .registrations(&s.org)
@@ -176,7 +176,7 @@ pub async fn countersign_start(
     let s = app.checked(&headers, peer, None).await?;
     need_admin(&s)?;
     let book = app.book.read().await;
-    if book.versions.approvers.approver(&s.org, &approver_id).is_some() {
+    if book.approvers.approver(&s.org, &approver_id).is_some() {
         return Err(Refusal::conflict("that approver is enrolled already"));
     }
     let target = book
@@ -243,7 +243,7 @@ pub async fn countersign_finish(
     // Checked as every reader will check it, on a copy of the registry.
     {
         let book = app.book.read().await;
-        let mut registry = book.versions.approvers.clone();
+        let mut registry = book.approvers.clone();
         let checked = Enrollment::from_event(&enrolled).and_then(|e| registry.enroll(e));
         if let Err(err) = checked {
             drop(book);
@@ -281,7 +281,7 @@ pub async fn remove(
     if approver_id == s.approver_id {
         return Err(Refusal::bad_input("an admin cannot remove themselves: ask another admin"));
     }
-    let known = app.book.read().await.versions.approvers.approver(&s.org, &approver_id).is_some();
+    let known = app.book.read().await.approvers.approver(&s.org, &approver_id).is_some();
     if !known {
         return Err(Refusal::not_found("no such approver"));
     }

@@ -154,7 +154,7 @@ pub async fn enroll_finish(
             .ok_or_else(|| Refusal::not_found("this enrollment link is not valid any more"))?
             .invite
             .clone();
-        let b = book.versions.approvers.bootstrapped(&invite.org);
+        let b = book.approvers.bootstrapped(&invite.org);
         (invite, b)
     };
     let created = app

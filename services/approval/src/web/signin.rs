@@ -90,7 +90,7 @@ pub async fn signin_start(
         book.by_email(&body.email)
             .into_iter()
             .filter_map(|(org, id)| {
-                let a = book.versions.approvers.approver(&org, &id)?;
+                let a = book.approvers.approver(&org, &id)?;
                 a.removed_at.is_none().then(|| (org, id, a.credential_id.clone()))
             })
             .collect()
@@ -147,7 +147,6 @@ pub async fn signin_finish(
     let (key, rp, role, last, email) = {
         let book = app.book.read().await;
         let a = book
-            .versions
             .approvers
             .approver(&org, &approver_id)
             .filter(|a| a.removed_at.is_none())

@@ -14,10 +14,12 @@
 use std::collections::{HashMap, HashSet};
 
 use chrono::{DateTime, Utc};
+use spend_core::Cause;
 use spend_core::bounded::FifoMap;
-use spend_core::events::{ApprovalGranted, ApproverRemoved, CardFreezeRequested, DraftProposed, EventData, FieldDiff, RollbackApproved, RollbackRequested};
-use spend_core::{ActorKind, Cause};
-use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, recorded_approval, verify_rollback};
+use spend_core::events::{ApprovalGranted, ApproverRemoved, CardFreezeRequested, EventData, FieldDiff, RollbackApproved, RollbackRequested};
+use spend_draft::approvers::Registry;
+use spend_draft::fold::{self, Said, Stored};
+use spend_draft::{ApprovalFacts, Draft, DraftEvent, DraftStatus, event_hash, verify_rollback};
 use spend_eventlog::StoredMessage;
 use spend_eventlog::read::{Read, classify};
 use spend_policy::versions::{Noticed, Versions};
@@ -79,6 +81,21 @@ pub struct Tracked {
     pub released: bool,
 }
 
+impl Tracked {
+    fn new(draft: Draft, cause: Cause) -> Self {
+        Self {
+            draft,
+            cause,
+            started: None,
+            consent_asked: false,
+            parked: false,
+            pushed: None,
+            committed: None,
+            released: false,
+        }
+    }
+}
+
 /// What to do next.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Work {
@@ -113,6 +130,16 @@ pub struct Audit {
     pub detail: String,
 }
 
+impl Audit {
+    fn alert(org: String, alert: spend_core::events::SecurityAlert) -> Self {
+        Self {
+            org,
+            reason: alert.reason,
+            detail: alert.detail,
+        }
+    }
+}
+
 #[derive(Default)]
 struct Frozen {
     all: bool,
@@ -121,8 +148,11 @@ struct Frozen {
 }
 
 pub struct Book {
-    /// SPEND.md versions and the approver registry.
+    /// SPEND.md versions.
     pub versions: Versions,
+    /// Who may approve, as the log says so far: approvals (of drafts,
+    /// rollbacks and versions) count only with a proof by one of them.
+    pub approvers: Registry,
     drafts: FifoMap<(String, String), Tracked>,
     rollbacks: FifoMap<(String, String), Rollback>,
     frozen: HashMap<String, Frozen>,
@@ -135,7 +165,8 @@ impl Book {
     /// one is approved (what a version loosens needs two approvers).
     pub fn new(passkey: spend_draft::proof::RelyingParty, bootstrap: std::sync::Arc<spend_policy::spendmd::SpendMd>) -> Self {
         Self {
-            versions: Versions::new(passkey, Some(bootstrap)),
+            versions: Versions::new(Some(bootstrap)),
+            approvers: Registry::new(passkey),
             drafts: FifoMap::new(MAX_DRAFTS),
             rollbacks: FifoMap::new(MAX_ROLLBACKS),
             frozen: HashMap::new(),
@@ -158,15 +189,8 @@ impl Book {
             Read::NotAnEvent => return None,
         };
         let org = env.org.to_string();
-        match self.versions.apply(prefix, m, &env) {
-            Some(Noticed::Forged { org, forgery }) => {
-                let a = forgery.security_alert();
-                return Some(Audit {
-                    org,
-                    reason: a.reason,
-                    detail: a.detail,
-                });
-            }
+        match self.versions.apply(prefix, m, &env, &mut self.approvers) {
+            Some(Noticed::Forged { org, forgery }) => return Some(Audit::alert(org, forgery.security_alert())),
             Some(Noticed::Untrusted { org, detail }) => {
                 return Some(Audit {
                     org,
@@ -191,64 +215,73 @@ impl Book {
         if env.event_type == RollbackApproved::TYPE {
             return self.approve_rollback(prefix, m, &env, &org);
         }
-        if env.event_type == ApprovalGranted::TYPE {
-            if self.versions.proposal(&org, id).is_some() {
+        if env.event_type == ApprovalGranted::TYPE && self.versions.proposal(&org, id).is_some() {
+            return None;
+        }
+        let data = match fold::read(&Stored::new(prefix, &m.subject, &m.payload, m.republished, m.seq, m.time), &env, aggregate, id) {
+            Said::Approval(facts) => return self.count_approval(org, &facts),
+            Said::Forged(forgery) => return Some(Audit::alert(org, forgery.security_alert())),
+            Said::Proposed { draft, by_agent, .. } => {
+                // Only an agent's proposal is a draft to push.
+                let key = (org, draft.id().to_string());
+                if by_agent && !self.drafts.contains_key(&key) {
+                    self.drafts.insert_new(key, Tracked::new(*draft, env.cause()));
+                }
                 return None;
             }
-            let facts = match ApprovalFacts::from_stored(prefix, &m.subject, &env, m.republished, m.seq, m.time) {
-                Ok(f) => f,
-                Err(forgery) => {
-                    let a = forgery.security_alert();
-                    return Some(Audit {
-                        org,
-                        reason: a.reason,
-                        detail: a.detail,
-                    });
-                }
-            };
-            let key = (org.clone(), facts.data.draft_id.clone());
-            let registry = &mut self.versions.approvers;
-            let t = self.drafts.get_mut(&key)?;
-            return match recorded_approval(&facts, &t.draft, registry) {
-                Ok(verified) => {
-                    t.draft.apply(&DraftEvent::Approved(verified));
-                    None
-                }
-                Err(forgery) => {
-                    let a = forgery.security_alert();
-                    Some(Audit {
-                        org,
-                        reason: a.reason,
-                        detail: a.detail,
-                    })
-                }
-            };
-        }
-        let data = EventData::from_json(&env.event_type, env.data.get()).ok()?;
-        match data {
-            EventData::DraftProposed(_) if aggregate == "draft" && env.actor.kind == ActorKind::Agent => {
-                if let Some(DraftEvent::Proposed { data, at, hash, .. }) = DraftEvent::from_stored_proposal(&m.payload)
-                    && data.draft_id == id
-                {
-                    let key = (org.clone(), data.draft_id.clone());
-                    if !self.drafts.contains_key(&key) {
-                        let proposal: &DraftProposed = &data;
-                        self.drafts.insert_new(
-                            key,
-                            Tracked {
-                                draft: Draft::from_proposed(&org, proposal, at, hash),
-                                cause: env.cause(),
-                                started: None,
-                                consent_asked: false,
-                                parked: false,
-                                pushed: None,
-                                committed: None,
-                                released: false,
-                            },
-                        );
-                    }
-                }
+            Said::Fact(event) => {
+                self.fact(org, &event, m.seq);
+                return None;
             }
+            Said::Misplaced(_) | Said::Unreadable => return None,
+            Said::Other(data) => data,
+        };
+        self.other(org, aggregate, id, data, m, &env);
+        None
+    }
+
+    /// An approval of a draft: counted on the draft when its proof
+    /// verifies, audited when it does not.
+    fn count_approval(&mut self, org: String, facts: &ApprovalFacts) -> Option<Audit> {
+        let t = self.drafts.get_mut(&(org.clone(), facts.data.draft_id.clone()))?;
+        match fold::count(facts, &mut t.draft, &mut self.approvers) {
+            Ok(_) => None,
+            Err(forgery) => Some(Audit::alert(org, forgery.security_alert())),
+        }
+    }
+
+    /// A fact of a draft's life: the draft moves, and a start or a push is
+    /// kept for what follows it.
+    fn fact(&mut self, org: String, event: &DraftEvent, seq: u64) {
+        let Some(t) = self.drafts.get_mut(&(org, event.draft_id().to_string())) else {
+            return;
+        };
+        if !t.draft.apply(event) {
+            return;
+        }
+        match event {
+            DraftEvent::PushStarted(s) => {
+                t.started = Some(Started {
+                    change_id: s.change_id.clone(),
+                    seq,
+                    before: s.before.clone(),
+                });
+            }
+            DraftEvent::Pushed(p) => {
+                t.pushed = Some(Pushed {
+                    seq,
+                    response: p.response.clone(),
+                    diff: p.diff.clone(),
+                });
+            }
+            _ => {}
+        }
+    }
+
+    /// What the executor keeps of events beside drafts' lives: consents and
+    /// grants, rollback requests, commitments, frozen cards.
+    fn other(&mut self, org: String, aggregate: &str, id: &str, data: EventData, m: &StoredMessage, env: &spend_core::RawEnvelope<'_>) {
+        match data {
             EventData::AccountConsentRequested(c) if aggregate == "account" => {
                 if let Some(t) = self.drafts.get_mut(&(org, c.draft_id)) {
                     t.consent_asked = true;
@@ -306,38 +339,8 @@ impl Book {
                 }
                 f.reason = reason;
             }
-            other => {
-                let event = DraftEvent::from_fact(other)?;
-                // Decisions sit on their draft's subject; the rest name it.
-                if aggregate == "decision" && event.draft_id() != id {
-                    return None;
-                }
-                if matches!(aggregate, "approval") && event.draft_id() != id {
-                    return None;
-                }
-                let t = self.drafts.get_mut(&(org, event.draft_id().to_string()))?;
-                if t.draft.apply(&event) {
-                    match &event {
-                        DraftEvent::PushStarted(s) => {
-                            t.started = Some(Started {
-                                change_id: s.change_id.clone(),
-                                seq: m.seq,
-                                before: s.before.clone(),
-                            });
-                        }
-                        DraftEvent::Pushed(p) => {
-                            t.pushed = Some(Pushed {
-                                seq: m.seq,
-                                response: p.response.clone(),
-                                diff: p.diff.clone(),
-                            });
-                        }
-                        _ => {}
-                    }
-                }
-            }
+            _ => {}
         }
-        None
     }
 
     /// A `spend.rollback.approved.v1`: counted only when its passkey proof
@@ -365,14 +368,7 @@ impl Book {
         if rb.approved {
             return None;
         }
-        match verify_rollback(
-            &facts,
-            org,
-            &rb.request.rollback_id,
-            &rb.hash,
-            &rb.request.expires_at,
-            &mut self.versions.approvers,
-        ) {
+        match verify_rollback(&facts, org, &rb.request.rollback_id, &rb.hash, &rb.request.expires_at, &mut self.approvers) {
             Ok(_) => {
                 rb.approved = true;
                 None

@@ -3,9 +3,6 @@
 //! PostgreSQL in production, SQLite in `spend dev`, the same SQL in both
 //! (`$n` placeholders work in both). Nothing here is ever plaintext.
 
-use std::str::FromStr;
-use std::time::Duration;
-
 use sqlx::Row;
 
 use super::{Sealed, VaultError};
@@ -13,6 +10,13 @@ use super::{Sealed, VaultError};
 impl From<sqlx::Error> for VaultError {
     fn from(e: sqlx::Error) -> Self {
         VaultError::Store(e.to_string())
+    }
+}
+
+/// Opening the database failed (a bad URL, a file that cannot be made).
+fn store_error(e: spend_store::StoreError) -> VaultError {
+    match e {
+        spend_store::StoreError::Unavailable(m) | spend_store::StoreError::Internal(m) => VaultError::Store(m),
     }
 }
 
@@ -381,13 +385,9 @@ impl PgConnections {
     /// Connects lazily (a database down at start-up fails requests, not
     /// the start) and creates the tables.
     pub async fn connect(url: &str) -> Result<Self, VaultError> {
-        let opts = sqlx::postgres::PgConnectOptions::from_str(url)
-            .map_err(|e| VaultError::Store(format!("database url {}: {e}", spend_core::secret::redact_url(url))))?;
-        let pool = sqlx::postgres::PgPoolOptions::new()
-            .max_connections(8)
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(opts);
-        let s = Self { pool };
+        let s = Self {
+            pool: spend_store::postgres(url).map_err(store_error)?,
+        };
         s.migrate().await?;
         Ok(s)
     }
@@ -407,21 +407,7 @@ mod sqlite_rows {
 
 impl SqliteConnections {
     pub async fn open(path: &std::path::Path) -> Result<Self, VaultError> {
-        use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-        if let Some(dir) = path.parent() {
-            std::fs::create_dir_all(dir).map_err(|e| VaultError::Store(format!("creating {}: {e}", dir.display())))?;
-        }
-        let opts = SqliteConnectOptions::new()
-            .filename(path)
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Full)
-            .busy_timeout(Duration::from_secs(5));
-        let pool = SqlitePoolOptions::new()
-            .max_connections(4)
-            .connect_with(opts)
-            .await
-            .map_err(|e| VaultError::Store(format!("opening {}: {e}", path.display())))?;
+        let pool = spend_store::sqlite(path).await.map_err(store_error)?;
         let s = Self { pool };
         s.migrate().await?;
         // A column added after the table was first created (SQLite has no

@@ -3,9 +3,7 @@
 //! requests whose nonces are refused on every replica. Every refusal is a
 //! `spend.security.alert.v1` naming the key, the address and the reason.
 
-mod common;
-
-use common::{Gateway, alerts, embedded_log};
+use crate::common::{Gateway, alerts, embedded_log};
 use spend_gateway::GatewayConfig;
 use spend_gateway::security::sign;
 

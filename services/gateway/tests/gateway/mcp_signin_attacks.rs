@@ -8,8 +8,6 @@
 //! What it can do — grant read and draft — never reaches approve: a token
 //! asking for it is refused however it is signed.
 
-mod common;
-
 use std::sync::Arc;
 
 use futures::StreamExt as _;

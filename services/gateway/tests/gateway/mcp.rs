@@ -4,9 +4,7 @@
 //! change, reads their status and the pending drafts; it cannot approve,
 //! and a bad key is refused and audited.
 
-mod common;
-
-use common::{Gateway, alerts, embedded_log, events};
+use crate::common::{Gateway, alerts, embedded_log, events};
 use spend_gateway::GatewayConfig;
 
 const POLICY: &str = "\

@@ -43,9 +43,7 @@ use spend_executor::push::{PushConfig, Pusher};
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{decided, on_log, payment_proposed, subject_of};
 
-mod common;
-
-use common::Platform;
+use crate::common::Platform;
 
 const ORG: &str = "acme";
 const POLICY: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\n";
@@ -237,7 +235,7 @@ async fn a_compromised_approval_service_obtains_no_signature_but_what_the_admin_
     let platform = Platform::start().await;
     let db = spend_testkit::TestDatabase::create().await;
     let connections = platform.connections(executor.clone(), "spend.evt", &db.url, None).await;
-    common::writable(&connections, &["card_1"]).await;
+    crate::common::writable(&connections, &["card_1"]).await;
     let bootstrap = Arc::new(spend_policy::spendmd::parse(POLICY).unwrap());
     let pusher = Pusher::new(
         Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor),
@@ -516,7 +514,8 @@ async fn a_compromised_approval_service_obtains_no_signature_but_what_the_admin_
     let log = reader.clone();
     let last = log.info().await.unwrap().last_seq;
     let mut view = spend_gateway::view::View::new(rp.clone(), Some(bootstrap.clone()));
-    let mut versions = spend_policy::versions::Versions::new(rp.clone(), Some(bootstrap.clone()));
+    let mut versions = spend_policy::versions::Versions::new(Some(bootstrap.clone()));
+    let mut approvers = spend_draft::approvers::Registry::new(rp.clone());
     let mut book = spend_ledger::drafts::DraftBook::new(rp.clone());
     let mut ledger_moves = Vec::new();
     let mut stream = log.subscribe(spend_eventlog::StartAt::Sequence(1)).await.unwrap();
@@ -525,7 +524,7 @@ async fn a_compromised_approval_service_obtains_no_signature_but_what_the_admin_
         let m = m.unwrap();
         view.apply("spend.evt", &m);
         if let Ok(env) = RawEnvelope::parse(&m.payload) {
-            versions.apply("spend.evt", &m, &env);
+            versions.apply("spend.evt", &m, &env, &mut approvers);
         }
         if let Some(moved) = book.apply("spend.evt", &m) {
             ledger_moves.push(moved);
@@ -534,8 +533,8 @@ async fn a_compromised_approval_service_obtains_no_signature_but_what_the_admin_
             break;
         }
     }
-    assert!(versions.approvers.approver(ORG, "bob").is_some(), "the approver she meant is trusted");
-    assert!(versions.approvers.approver(ORG, "evil").is_none(), "the attacker's key is trusted nowhere");
+    assert!(approvers.approver(ORG, "bob").is_some(), "the approver she meant is trusted");
+    assert!(approvers.approver(ORG, "evil").is_none(), "the attacker's key is trusted nowhere");
     assert!(!versions.is_approved(ORG, "p_looser"), "the loosened SPEND.md is not in force");
     let status = |id: &str| view.draft(ORG, id).map(|d| d.status().as_str().to_string());
     assert_eq!(status("d_other").as_deref(), Some("pending_approval"), "the gateway's view");

@@ -7,12 +7,10 @@
 //! every reader and audited. Then the genuine path still works: a real
 //! draft is recorded and decided by the policy service's own user.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Gateway, alerts};
+use crate::common::{Gateway, alerts};
 use spend_core::events::{ApprovalGranted, EventData};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};

@@ -3,11 +3,9 @@
 //! resets it; SPEND.md versions that take effect only once a human
 //! approves them; forged approvals that change nothing and are audited.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Gateway, alerts, embedded_log, events};
+use crate::common::{Gateway, alerts, embedded_log, events};
 use spend_core::events::{ApprovalGranted, BreakerReset, EventData, PolicyProposed};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::{Append, EventLog};

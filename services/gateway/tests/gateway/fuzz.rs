@@ -3,9 +3,7 @@
 //! protobuf message of every gRPC method. The gateway never answers with a
 //! server error, never panics, and keeps serving valid requests.
 
-mod common;
-
-use common::{Gateway, embedded_log};
+use crate::common::{Gateway, embedded_log};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use spend_gateway::GatewayConfig;

@@ -3,11 +3,9 @@
 //! agent credential could try to approve, push or overreach over gRPC is
 //! refused and audited.
 
-mod common;
-
 use std::sync::Arc;
 
-use common::{Gateway, alerts};
+use crate::common::{Gateway, alerts};
 use spend_eventlog::EventLog;
 use spend_eventlog::jetstream::JetStreamLog;
 use spend_gateway::GatewayConfig;

@@ -4,11 +4,9 @@
 //! with agent scopes only; a token carrying mcp.approve is refused and
 //! audited).
 
-mod common;
-
+use crate::common::{Gateway, alerts, embedded_log};
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use common::{Gateway, alerts, embedded_log};
 use p256::ecdsa::signature::Signer as _;
 use p256::ecdsa::{Signature, SigningKey};
 use spend_gateway::GatewayConfig;

@@ -12,12 +12,10 @@
 //!   appended for the same draft.
 //! - Then a genuine approval by the anchored admin is honoured.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::{Gateway, alerts};
+use crate::common::{Gateway, alerts};
 use spend_core::events::EventData;
 use spend_core::{Actor, Envelope};
 use spend_draft::approvers::Role;

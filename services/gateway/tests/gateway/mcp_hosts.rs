@@ -3,9 +3,7 @@
 //! of its resource URL and the names it is configured with (an in-cluster
 //! service name), and still refuses every other name.
 
-mod common;
-
-use common::{Gateway, embedded_log};
+use crate::common::{Gateway, embedded_log};
 use spend_gateway::GatewayConfig;
 
 const POLICY: &str = "spend:\n  daily_limit: 100 USD\n  per_transaction: 10 USD\n";

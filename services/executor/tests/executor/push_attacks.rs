@@ -28,9 +28,7 @@ use spend_executor::push::{PushConfig, Pusher, change_id};
 use spend_testkit::authnats::AuthNats;
 use spend_testkit::events::{Approvers, TEST_POLICY_VERSION, decided, on_log, payment_proposed, rollback_requested, subject_of};
 
-mod common;
-
-use common::Platform;
+use crate::common::Platform;
 
 const POLICY: &str = "spend:\n  daily_limit: 300 USD\n  per_transaction: 100 USD\napproval:\n  auto_approve_under: 50 USD\n";
 
@@ -89,7 +87,7 @@ impl Attack {
         let platform = Platform::start().await;
         let db = spend_testkit::TestDatabase::create().await;
         let connections = platform.connections(executor.clone(), "spend.evt", &db.url, None).await;
-        common::writable(&connections, &["card_1"]).await;
+        crate::common::writable(&connections, &["card_1"]).await;
         let recorder = Recorder::new(executor.clone(), "spend.evt", spend_core::authority::Writer::Executor);
 
         // The registry: the first approver, anchored by the operator, the

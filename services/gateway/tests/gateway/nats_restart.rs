@@ -2,13 +2,11 @@
 //! keeps following the log (it resubscribes after the last event it
 //! applied), so a key revoked after the restart is refused.
 
-mod common;
-
 use std::process::Stdio;
 use std::sync::Arc;
 use std::time::Duration;
 
-use common::Gateway;
+use crate::common::Gateway;
 use spend_core::events::{ApiKeyRevoked, EventData};
 use spend_core::{Actor, Envelope};
 use spend_eventlog::jetstream::{JetStreamConfig, JetStreamLog};

@@ -5,12 +5,10 @@
 //! it at once (measured) when the human revokes the grant. A key the issuer
 //! rotates to is picked up from its JWKS without a gateway restart.
 
-mod common;
-
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use common::{Gateway, PREFIX, embedded_log};
+use crate::common::{Gateway, PREFIX, embedded_log};
 use spend_core::events::EventData;
 use spend_core::{Actor, Envelope, Secret};
 use spend_eventlog::EventLog;
@@ -223,7 +221,7 @@ async fn a_token_from_a_humans_consent_drafts_at_the_gateway_and_dies_with_its_g
     );
     let (status, e) = refresh(&base, &client_id, t["refresh_token"].as_str().unwrap()).await;
     assert_eq!((status, e["error"].as_str()), (400, Some("invalid_grant")));
-    let alerts = common::alerts(&log, 1).await;
+    let alerts = crate::common::alerts(&log, 1).await;
     assert!(alerts.iter().any(|a| a["data"]["reason"] == "oauth.revoked"), "{alerts:?}");
 
     // The operator's `spend api-key revoke --all` revokes every client's
