@@ -1,8 +1,9 @@
 //! One retry policy for every loop that waits on something that failed —
 //! a platform's write, a webhook, the event log, the database — and one
-//! reading of `Retry-After`. Before, four loops doubled their own waits
-//! (two without jitter, so replicas retried in step) and two parsers read
-//! only delta-seconds, taking an HTTP-date for no answer.
+//! reading of `Retry-After`. Before, six loops doubled their own waits
+//! (most without jitter, so replicas retried in step) and two parsers read
+//! only delta-seconds, taking an HTTP-date for no answer. (The ledger's
+//! database retries and notifications' outcome records use it too.)
 //!
 //! The schedule is backon's exponential backoff: doubling from a first
 //! wait, each wait with jitter, and never longer than its cap (backon's

@@ -164,6 +164,20 @@ mod tests {
         bytes(Actor::agent("key_1"), "spendsignoff/gateway", EventData::DraftProposed(data))
     }
 
+    /// The policy service's decision that d1 needs a human, under `version`.
+    fn decided(version: &str) -> Vec<u8> {
+        bytes(
+            Actor::service("policy"),
+            "spendsignoff/policy",
+            EventData::PolicyEvaluated(PolicyEvaluated {
+                draft_id: "d1".into(),
+                outcome: Outcome::RequireApproval,
+                reasons: Vec::new(),
+                policy_version: version.into(),
+            }),
+        )
+    }
+
     fn said(subject: &str, bytes: &[u8]) -> Said {
         let env = RawEnvelope::parse(bytes).unwrap();
         let (aggregate, id) = spend_core::subject::split_aggregate(subject, PREFIX, &env.org).unwrap();
@@ -201,16 +215,7 @@ mod tests {
 
     #[test]
     fn a_decision_or_a_rejection_on_another_drafts_subject_is_misplaced() {
-        let decided = bytes(
-            Actor::service("policy"),
-            "spendsignoff/policy",
-            EventData::PolicyEvaluated(PolicyEvaluated {
-                draft_id: "d1".into(),
-                outcome: Outcome::RequireApproval,
-                reasons: Vec::new(),
-                policy_version: "sha256:00".into(),
-            }),
-        );
+        let decided = decided("sha256:00");
         assert!(matches!(said("spend.evt.acme.decision.d1", &decided), Said::Fact(DraftEvent::Decided(_))));
         assert!(matches!(said("spend.evt.acme.decision.d9", &decided), Said::Misplaced(_)));
         let rejected = bytes(
@@ -234,17 +239,7 @@ mod tests {
         registry.enroll(Enrollment::from_event(&ada.enrolled("acme", None)).unwrap()).unwrap();
         registry.anchor("acme", &ada.fingerprint()).unwrap();
         let mut d = draft();
-        let decided = bytes(
-            Actor::service("policy"),
-            "spendsignoff/policy",
-            EventData::PolicyEvaluated(PolicyEvaluated {
-                draft_id: "d1".into(),
-                outcome: Outcome::RequireApproval,
-                reasons: Vec::new(),
-                policy_version: "sha256:v1".into(),
-            }),
-        );
-        let Said::Fact(decision) = said("spend.evt.acme.decision.d1", &decided) else {
+        let Said::Fact(decision) = said("spend.evt.acme.decision.d1", &decided("sha256:v1")) else {
             panic!("not a fact");
         };
         assert!(d.apply(&decision));

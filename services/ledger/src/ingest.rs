@@ -54,7 +54,7 @@ pub(crate) struct Ingest {
 /// `Send` for the spawned task.
 macro_rules! retry {
     ($what:expr, $shutdown:expr, $transient:expr, $op:expr) => {{
-        let mut delay = Duration::from_millis(100);
+        let mut waits = spend_core::retry::backoff(Duration::from_millis(100), Duration::from_secs(2));
         let mut failing_since: Option<Instant> = None;
         loop {
             match $op {
@@ -72,10 +72,9 @@ macro_rules! retry {
                         tracing::debug!(what = $what, error = %e, "still unavailable");
                     }
                     tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
+                        _ = tokio::time::sleep(waits.wait()) => {}
                         _ = $shutdown.changed() => break Ok(None),
                     }
-                    delay = (delay * 2).min(Duration::from_secs(2));
                 }
                 Err(e) => break Err(e),
             }

@@ -500,7 +500,7 @@ async fn finish(recorder: &Recorder, in_flight: &Mutex<HashSet<String>>, notice:
             })
         }
     };
-    let mut wait = Duration::from_millis(200);
+    let mut waits = spend_core::retry::backoff(Duration::from_millis(200), Duration::from_secs(7));
     for _ in 0..6 {
         let recorded = recorder
             .event(&notice.org, Actor::service("approval"), "notification", &notice.id, data.clone())
@@ -513,10 +513,7 @@ async fn finish(recorder: &Recorder, in_flight: &Mutex<HashSet<String>>, notice:
                 tracing::warn!(notice = %notice.id, "another replica took this notification on meanwhile; its outcome is theirs to record");
                 break;
             }
-            Err(e) if e.is_transient() => {
-                tokio::time::sleep(wait).await;
-                wait *= 2;
-            }
+            Err(e) if e.is_transient() => tokio::time::sleep(waits.wait()).await,
             Err(e) => {
                 tracing::error!(notice = %notice.id, error = %e, "could not record a notification's outcome");
                 break;
