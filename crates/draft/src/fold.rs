@@ -24,7 +24,7 @@
 //! job, done before: this module is handed an event already in its place.
 
 use chrono::{DateTime, Utc};
-use spend_core::events::{ApprovalGranted, EventData};
+use spend_core::events::{ApprovalGranted, DraftProposed, EventData};
 use spend_core::{ActorKind, RawEnvelope};
 
 use crate::approvers::Registry;
@@ -92,22 +92,26 @@ pub fn read(m: &Stored<'_>, env: &RawEnvelope<'_>, aggregate: &str, id: &str) ->
             Err(forgery) => Said::Forged(forgery),
         };
     }
+    if env.event_type == DraftProposed::TYPE {
+        // Its data is parsed once, here, with its hash over the stored bytes.
+        let Some(DraftEvent::Proposed { data, at, hash, .. }) = DraftEvent::from_stored_proposal(m.payload) else {
+            return Said::Unreadable;
+        };
+        if aggregate != "draft" || data.draft_id != id {
+            return Said::Misplaced(format!(
+                "a proposal at seq {} on {} that is not its draft's own subject: ignored",
+                m.seq, m.subject
+            ));
+        }
+        return Said::Proposed {
+            draft: Box::new(Draft::from_proposed(env.org.as_ref(), &data, at, hash)),
+            agent: env.actor.id.to_string(),
+            by_agent: env.actor.kind == ActorKind::Agent,
+        };
+    }
     let Ok(data) = EventData::from_json(&env.event_type, env.data.get()) else {
         return Said::Unreadable;
     };
-    if let EventData::DraftProposed(_) = &data {
-        return match DraftEvent::from_stored_proposal(m.payload) {
-            Some(DraftEvent::Proposed { data, at, hash, .. }) if aggregate == "draft" && data.draft_id == id => Said::Proposed {
-                draft: Box::new(Draft::from_proposed(env.org.as_ref(), &data, at, hash)),
-                agent: env.actor.id.to_string(),
-                by_agent: env.actor.kind == ActorKind::Agent,
-            },
-            _ => Said::Misplaced(format!(
-                "a proposal at seq {} on {} that is not its draft's own subject: ignored",
-                m.seq, m.subject
-            )),
-        };
-    }
     let event = match DraftEvent::from_fact_or_data(data) {
         Ok(event) => event,
         Err(data) => return Said::Other(data),
@@ -139,7 +143,7 @@ mod tests {
     use crate::approvers::{Enrollment, Role};
     use crate::humans::Human;
     use crate::verify::APPROVAL_SOURCE;
-    use spend_core::events::{ApprovalRejected, DraftProposed, Outcome, PolicyEvaluated};
+    use spend_core::events::{ApprovalRejected, Outcome, PolicyEvaluated};
     use spend_core::{Actor, Envelope};
 
     const PREFIX: &str = "spend.evt";

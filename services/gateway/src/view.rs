@@ -394,6 +394,41 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_on_another_drafts_approval_subject_is_audited_and_moves_nothing() {
+        use spend_testkit::events::{decided, payment_proposed};
+        let mut v = View::new(spend_draft::humans::test_rp(), None);
+        let mut seq = 0;
+        let mut put = |v: &mut View, env: Envelope, subject: Option<&str>| {
+            seq += 1;
+            let mut m = spend_testkit::events::stored("spend.evt", seq, &env);
+            if let Some(s) = subject {
+                m.subject = s.into();
+            }
+            v.apply("spend.evt", &m)
+        };
+        put(&mut v, payment_proposed("acme", "d1", 900), None);
+        put(&mut v, decided("acme", "d1", spend_core::events::Outcome::RequireApproval), None);
+        let rejected = Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            Actor::human("alice"),
+            "approval/d9",
+            EventData::ApprovalRejected(spend_core::events::ApprovalRejected {
+                draft_id: "d1".into(),
+                approval_id: "r1".into(),
+                approver_id: "alice".into(),
+                reason: "written where d9's are".into(),
+            }),
+        );
+        let applied = put(&mut v, rejected, Some("spend.evt.acme.approval.d9"));
+        assert!(
+            matches!(&applied, Applied::Audit { reason, .. } if reason == "event.misplaced"),
+            "a misplaced rejection is audited"
+        );
+        assert_eq!(v.draft("acme", "d1").unwrap().status(), spend_draft::DraftStatus::PendingApproval);
+    }
+
+    #[test]
     fn an_mcp_grant_ends_when_its_approver_is_removed() {
         let mut v = View::new(spend_draft::humans::test_rp(), None);
         let mut humans = spend_testkit::events::Approvers::new("acme", &["ada", "bob"]);

@@ -288,6 +288,26 @@ mod tests {
     }
 
     #[test]
+    fn a_rejection_on_another_drafts_approval_subject_moves_nothing() {
+        let mut g = Given::a_draft_decided(Outcome::RequireApproval);
+        let rejected = Envelope::new(
+            "spendsignoff/approval",
+            "acme",
+            spend_core::Actor::human("alice"),
+            "approval/d9",
+            EventData::ApprovalRejected(spend_core::events::ApprovalRejected {
+                draft_id: "d1".into(),
+                approval_id: "r1".into(),
+                approver_id: "alice".into(),
+                reason: "written where d9's are".into(),
+            }),
+        );
+        assert_eq!(g.when(rejected), None, "d1's rejection belongs on approval.d1");
+        let alice = g.approval_by("alice");
+        assert_eq!(g.when(alice), Some(DraftStatus::Approved), "d1 still waited for a human");
+    }
+
+    #[test]
     fn one_approval_approves_what_needs_one() {
         let mut g = Given::a_draft_decided(Outcome::RequireApproval);
         let alice = g.approval_by("alice");
